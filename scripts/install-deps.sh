@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every Debian package Catraca needs to build, test and benchmark.
+# Idempotent and quiet when everything is already there.
+set -euo pipefail
+
+packages=(
+    build-essential cmake pkg-config clang libclang-rt-14-dev
+    libcmocka-dev libcjson-dev libsqlite3-dev sqlite3 libssl-dev
+    libh2o-evloop-dev libhiredis-dev libpq-dev
+    redis-server postgresql-15 postgresql-contrib
+    wrk prometheus python3 curl valgrind
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+if ! "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/catraca-apt.log 2>&1; then
+    "${sudo_cmd[@]}" apt-get update -q >>/tmp/catraca-apt.log 2>&1
+    "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >>/tmp/catraca-apt.log 2>&1 \
+        || { echo "install-deps: apt-get failed, see /tmp/catraca-apt.log" >&2; exit 1; }
+fi
+# The Debian packages start their own servers; tests start private ones instead.
+for svc in redis-server postgresql; do
+    if command -v systemctl >/dev/null 2>&1; then "${sudo_cmd[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
+done

@@ -1,0 +1,43 @@
+/*
+ * codec.h - the wire format of commands and outcomes, as stored in the log
+ * and the store.
+ *
+ * Format version 1, little-endian, no padding:
+ *   byte 0      format version (CODEC_VERSION)
+ *   byte 1      type (enum engine_command_type / engine_outcome_type)
+ *   then the type's fields in declaration order: integers fixed-width LE,
+ *   strings as one length byte then the bytes (no NUL), byte arrays raw.
+ * A decoder accepts exactly one record: trailing bytes are an error.
+ *
+ * Decoding is safe on any input (it is fuzzed): it never reads past `length`,
+ * and returns 0 with *out fully written, or an error with *out zeroed:
+ * CATRACA_E_TRUNCATED, CATRACA_E_VERSION, CATRACA_E_CORRUPT (unknown type,
+ * string too long or containing NUL, count or enum out of range, trailing
+ * bytes). A decoded command can still be semantically wrong (quantity 0, an
+ * unknown category): that is for the engine to answer, not the codec.
+ *
+ * Encoding returns 0 and the length, CATRACA_E_NOSPACE when `capacity` is too
+ * small, or CATRACA_E_INVALID for a value the format cannot carry (a string
+ * longer than its limit, an unknown type). Buffers of
+ * CATRACA_COMMAND_ENCODED_MAX / CATRACA_OUTCOME_ENCODED_MAX always suffice.
+ * decode(encode(x)) == x field by field (strings compared as C strings).
+ */
+#ifndef CATRACA_CORE_CODEC_H
+#define CATRACA_CORE_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/engine.h"
+
+#define CODEC_VERSION 1
+
+int codec_command_encode(const struct engine_command *command, uint8_t *buffer, size_t capacity,
+                         size_t *length);
+int codec_command_decode(const uint8_t *buffer, size_t length, struct engine_command *out);
+
+int codec_outcome_encode(const struct engine_outcome *outcome, uint8_t *buffer, size_t capacity,
+                         size_t *length);
+int codec_outcome_decode(const uint8_t *buffer, size_t length, struct engine_outcome *out);
+
+#endif

@@ -1,0 +1,335 @@
+/*
+ * engine.h - the decision engine of one partition (one event).
+ *
+ * A pure, deterministic state machine: commands in, outcomes out. No I/O, no
+ * clock, no randomness, no allocation after engine_init(). The same command
+ * sequence applied to two engines initialised with the same config yields the
+ * same outcomes, byte for byte, always. Time arrives inside each command
+ * (now_ms, the log's time) and never goes backwards: the engine's clock is the
+ * maximum now_ms seen.
+ *
+ * The promises, kept after every command (asserted in the engine, always on):
+ *
+ *  1. No oversell. Per category: available + held + sold == capacity, every
+ *     term >= 0; and the tickets wanted by the wait line (waiting_quantity)
+ *     never exceed available + held.
+ *
+ *  2. Arrival order. Per category, a purchase is granted only if no earlier
+ *     purchase of that category is waiting. On PURCHASE, in this order:
+ *       a. purchase_id seen before           -> the earlier decision repeated
+ *                                               (result REPEATED, no change);
+ *       b. purchase pool full                -> rejected ENGINE_FULL;
+ *       c. quantity == 0 or purchase_id == 0 -> rejected INVALID;
+ *       d. no event, or state not open       -> rejected SALE_CLOSED;
+ *       e. category id unknown               -> rejected UNKNOWN_CATEGORY;
+ *       f. new customer, customer pool full  -> rejected ENGINE_FULL;
+ *       g. customer's held + confirmed + waiting tickets + quantity
+ *          > per_customer_limit              -> rejected LIMIT_EXCEEDED;
+ *       h. wait line empty and available >= quantity
+ *                                            -> HELD until now + hold_ms;
+ *       i. available + held - waiting_quantity >= quantity
+ *                                            -> WAITING, position = line length;
+ *       j. otherwise                         -> rejected SOLD_OUT.
+ *
+ *  3. Holds expire. Before applying any command, the engine advances its clock
+ *     to max(clock, now_ms) and expires, one at a time in (expires_at, arrival)
+ *     order, every hold with expires_at <= clock: the hold becomes EXPIRED, its
+ *     tickets return to available and its category's wait line is served from
+ *     the head (each head whose quantity fits in available becomes HELD until
+ *     clock + hold_ms) before the next hold expires. A hold is valid while
+ *     clock < expires_at; at clock == expires_at it has expired. Expiry costs
+ *     O(log n) per hold (a binary heap).
+ *     When a CONFIRM lowers available + held, waiting requests that can no
+ *     longer be served are rejected SOLD_OUT at once: the line is walked from
+ *     the head with a budget of available + held; a request whose quantity
+ *     exceeds what is left of the budget is rejected, any other keeps its place
+ *     and uses its quantity of the budget. Amortised O(1) per command.
+ *
+ *  4. Per-customer limit: held, confirmed and waiting tickets count; expired,
+ *     cancelled and rejected ones do not.
+ *
+ *  CONFIRM {purchase_id, payment_ref}:
+ *       unknown purchase                  -> CONFLICT, reason UNKNOWN_PURCHASE;
+ *       HELD                              -> CONFIRMED with ticket codes, OK;
+ *       CONFIRMED with the same payment_ref -> REPEATED (same tickets);
+ *       CONFIRMED with another payment_ref  -> CONFLICT, ALREADY_CONFIRMED;
+ *       EXPIRED / CANCELLED               -> CONFLICT, HOLD_EXPIRED / HOLD_CANCELLED;
+ *       WAITING / REJECTED                -> CONFLICT, NOT_HELD.
+ *  CANCEL {purchase_id, customer}:
+ *       unknown purchase                  -> CONFLICT, UNKNOWN_PURCHASE;
+ *       customer is not the buyer         -> CONFLICT, NOT_OWNER;
+ *       HELD                              -> CANCELLED (tickets return, line served), OK;
+ *       CANCELLED                         -> REPEATED;
+ *       anything else                     -> CONFLICT, NOT_HELD.
+ *  CREATE_EVENT: the first one creates the event (OK, or CONFLICT/INVALID_EVENT
+ *       when the spec breaks a limit); later ones are REPEATED when the spec
+ *       equals the first (ignoring the secret), else CONFLICT/EVENT_MISMATCH.
+ *  SET_STATE: no event -> CONFLICT/NO_EVENT. Otherwise OK. Setting CLOSED rejects
+ *       every waiting request SALE_CLOSED (categories in index order, each line
+ *       from its head). PAUSED and CLOSED refuse new purchases; holds, confirms,
+ *       cancels, expiry and the wait line go on in every state.
+ *  TICK: only advances the clock.
+ *
+ *  5. Outcomes. Every command emits, through the sink, first the outcomes of
+ *     expiry (EXPIRED, then HELD for each request served), then its own answer
+ *     (exactly one ENGINE_OUTCOME_PURCHASE / _CONFIRM / _CANCEL / _EVENT,
+ *     none for TICK), then its consequences (HELD for requests served after a
+ *     cancel, SOLD_OUT / SALE_CLOSED rejections of waiting requests).
+ *     engine_outcome_bound() gives how many outcomes the next command can emit.
+ *
+ * Ticket codes are SipHash-2-4 of (purchase_id, index) keyed by the event's
+ * secret: unguessable without the secret, reproducible from the log.
+ *
+ * Customers are identified inside the engine by a 64-bit SipHash of their id
+ * string under a fixed key (engine_customer_key). Two ids colliding would
+ * share a quota; the chance is about n^2 / 2^65 for n customers (1e-4 at the
+ * 2^26 maximum, 3e-8 at a million).
+ */
+#ifndef CATRACA_CORE_ENGINE_H
+#define CATRACA_CORE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/limits.h"
+
+enum engine_command_type {
+    ENGINE_COMMAND_CREATE_EVENT = 1,
+    ENGINE_COMMAND_SET_STATE = 2,
+    ENGINE_COMMAND_PURCHASE = 3,
+    ENGINE_COMMAND_CONFIRM = 4,
+    ENGINE_COMMAND_CANCEL = 5,
+    ENGINE_COMMAND_TICK = 6,
+};
+
+enum engine_sale_state {
+    ENGINE_STATE_NONE = 0, /* no event created yet */
+    ENGINE_STATE_OPEN = 1,
+    ENGINE_STATE_PAUSED = 2,
+    ENGINE_STATE_CLOSED = 3,
+};
+
+enum engine_status {
+    ENGINE_STATUS_NONE = 0, /* no such purchase (only in CONFIRM/CANCEL answers) */
+    ENGINE_STATUS_WAITING = 1,
+    ENGINE_STATUS_HELD = 2,
+    ENGINE_STATUS_CONFIRMED = 3,
+    ENGINE_STATUS_EXPIRED = 4,
+    ENGINE_STATUS_CANCELLED = 5,
+    ENGINE_STATUS_REJECTED = 6,
+};
+
+enum engine_reason {
+    ENGINE_REASON_NONE = 0,
+    /* Why a purchase was rejected (its final reason). */
+    ENGINE_REASON_SOLD_OUT = 1,
+    ENGINE_REASON_LIMIT_EXCEEDED = 2,
+    ENGINE_REASON_SALE_CLOSED = 3,
+    ENGINE_REASON_UNKNOWN_CATEGORY = 4,
+    ENGINE_REASON_ENGINE_FULL = 5,
+    ENGINE_REASON_INVALID = 6,
+    /* Why a CONFIRM, CANCEL, CREATE_EVENT or SET_STATE was refused. */
+    ENGINE_REASON_UNKNOWN_PURCHASE = 7,
+    ENGINE_REASON_HOLD_EXPIRED = 8,
+    ENGINE_REASON_HOLD_CANCELLED = 9,
+    ENGINE_REASON_NOT_HELD = 10,
+    ENGINE_REASON_ALREADY_CONFIRMED = 11,
+    ENGINE_REASON_NOT_OWNER = 12,
+    ENGINE_REASON_NO_EVENT = 13,
+    ENGINE_REASON_EVENT_MISMATCH = 14,
+    ENGINE_REASON_INVALID_EVENT = 15,
+};
+
+enum engine_result {
+    ENGINE_RESULT_OK = 0,       /* the command took effect */
+    ENGINE_RESULT_REPEATED = 1, /* a duplicate: the earlier answer, nothing changed */
+    ENGINE_RESULT_CONFLICT = 2, /* refused; reason says why, nothing changed */
+};
+
+enum engine_outcome_type {
+    ENGINE_OUTCOME_PURCHASE = 1, /* a purchase's new state (answer or consequence) */
+    ENGINE_OUTCOME_CONFIRM = 2,  /* the answer to a CONFIRM */
+    ENGINE_OUTCOME_CANCEL = 3,   /* the answer to a CANCEL */
+    ENGINE_OUTCOME_EVENT = 4,    /* the answer to CREATE_EVENT or SET_STATE */
+};
+
+struct engine_category_spec {
+    char id[CATRACA_ID_MAX + 1];     /* NUL-terminated, 1..64 bytes */
+    char name[CATRACA_NAME_MAX + 1]; /* NUL-terminated, 0..128 bytes */
+    int64_t price_cents;             /* >= 0 */
+    uint32_t capacity;               /* 1..CATRACA_CAPACITY_MAX */
+};
+
+struct engine_event_spec {
+    char id[CATRACA_ID_MAX + 1];
+    char name[CATRACA_NAME_MAX + 1];
+    int64_t hold_ms;             /* CATRACA_HOLD_MS_MIN..CATRACA_HOLD_MS_MAX */
+    uint32_t per_customer_limit; /* 1..CATRACA_QUANTITY_MAX */
+    uint8_t state;               /* enum engine_sale_state, OPEN..CLOSED */
+    uint8_t category_count;      /* 1..CATRACA_CATEGORIES_MAX, ids distinct */
+    uint8_t secret[CATRACA_SECRET_BYTES];
+    struct engine_category_spec categories[CATRACA_CATEGORIES_MAX];
+};
+
+struct engine_command {
+    uint8_t type;   /* enum engine_command_type */
+    int64_t now_ms; /* the log's time for this command */
+    union {
+        struct engine_event_spec create_event;
+        struct {
+            uint8_t state; /* OPEN, PAUSED or CLOSED */
+        } set_state;
+        struct {
+            uint64_t purchase_id; /* != 0, unique per event (chosen by the gateway) */
+            char customer[CATRACA_ID_MAX + 1];
+            char category[CATRACA_ID_MAX + 1];
+            uint32_t quantity;
+        } purchase;
+        struct {
+            uint64_t purchase_id;
+            char payment_ref[CATRACA_ID_MAX + 1];
+        } confirm;
+        struct {
+            uint64_t purchase_id;
+            char customer[CATRACA_ID_MAX + 1];
+        } cancel;
+    } u;
+};
+
+/*
+ * One decision. For PURCHASE/CONFIRM/CANCEL outcomes, the purchase's state
+ * after the command (status, hold expiry, position, tickets). For EVENT
+ * outcomes, purchase fields are 0 and event_state holds the sale state.
+ */
+struct engine_outcome {
+    uint64_t purchase_id;
+    uint64_t customer_key;      /* engine_customer_key() of the buyer */
+    int64_t hold_expires_at_ms; /* HELD: when the hold ends; otherwise 0 */
+    uint32_t position;          /* WAITING: 1-based place in line at this moment; else 0 */
+    uint16_t quantity;
+    uint8_t category; /* category index */
+    uint8_t type;     /* enum engine_outcome_type */
+    uint8_t status;   /* enum engine_status */
+    uint8_t reason;   /* enum engine_reason */
+    uint8_t result;   /* enum engine_result */
+    uint8_t event_state;
+    uint8_t ticket_count; /* CONFIRMED: quantity; else 0 */
+    uint64_t ticket_codes[CATRACA_QUANTITY_MAX];
+};
+
+/* Receives every outcome in order. The pointer is valid during the call only. */
+struct engine_sink {
+    void (*emit)(void *context, const struct engine_outcome *outcome);
+    void *context;
+};
+
+struct engine_config {
+    uint32_t purchases_max; /* purchases remembered per event (every one, for idempotency) */
+    uint32_t customers_max; /* distinct customers per event */
+};
+
+struct engine_category_counts {
+    uint32_t capacity;
+    uint32_t available;
+    uint32_t held;
+    uint32_t sold;
+    uint32_t waiting_count;    /* requests in the wait line */
+    uint32_t waiting_quantity; /* tickets they ask for */
+};
+
+struct engine_stats {
+    uint64_t commands;
+    uint64_t purchases;
+    uint64_t holds_granted;
+    uint64_t holds_expired;
+    uint64_t holds_cancelled;
+    uint64_t confirmed;
+    uint64_t rejected;
+    uint64_t repeated;
+};
+
+struct engine_purchase_view {
+    uint64_t purchase_id;
+    uint64_t customer_key;
+    int64_t hold_expires_at_ms;
+    uint32_t quantity;
+    uint8_t category;
+    uint8_t status;
+    uint8_t reason;
+};
+
+struct engine; /* opaque; see engine.c */
+
+/*
+ * Allocates the pools for config (the only allocation the engine makes).
+ * Returns 0, CATRACA_E_INVALID for a config outside limits.h, or
+ * CATRACA_E_NOMEM. On success *out is owned by the caller: engine_free().
+ */
+int engine_new(const struct engine_config *config, struct engine **out);
+void engine_free(struct engine *engine);
+
+/*
+ * Applies one command; every outcome goes to sink in order. Returns 0, or
+ * CATRACA_E_INVALID for an unknown command type or NULL argument (nothing
+ * changes). Anything else in a command, however wrong, yields outcomes.
+ */
+int engine_apply(struct engine *engine, const struct engine_command *command,
+                 const struct engine_sink *sink);
+
+/* The most outcomes the next command can emit (for sizing the sink's buffer). */
+uint64_t engine_outcome_bound(const struct engine *engine);
+
+int64_t engine_now_ms(const struct engine *engine);
+/* ENGINE_STATE_NONE until an event is created. */
+uint8_t engine_state(const struct engine *engine);
+/* NULL until an event is created; the spec of the first CREATE_EVENT. */
+const struct engine_event_spec *engine_event(const struct engine *engine);
+uint32_t engine_category_count(const struct engine *engine);
+/* Returns 0 or CATRACA_E_INVALID for an index out of range. */
+int engine_category_counts(const struct engine *engine, uint32_t category,
+                           struct engine_category_counts *out);
+void engine_stats(const struct engine *engine, struct engine_stats *out);
+/* Returns 0, or CATRACA_E_NOTFOUND. */
+int engine_purchase(const struct engine *engine, uint64_t purchase_id,
+                    struct engine_purchase_view *out);
+/* Bytes the engine allocated (pools and tables). */
+size_t engine_memory_bytes(const struct engine *engine);
+/* Purchases currently in a pool slot (every purchase ever applied). */
+uint32_t engine_purchase_count(const struct engine *engine);
+
+/*
+ * Full consistency check, O(everything): recounts every category from the
+ * purchases, checks the heap, the wait lines, the hash tables and the
+ * customers' counts. Returns 0 or CATRACA_E_CORRUPT. For tests and debugging.
+ */
+int engine_validate(const struct engine *engine);
+
+/*
+ * Snapshot of the whole state. engine_snapshot_size() is an upper bound for
+ * the buffer. engine_snapshot_write() returns 0 and the length written, or
+ * CATRACA_E_NOSPACE. engine_snapshot_read() replaces the state of an engine
+ * (whose config must be large enough) with a snapshot; it validates every
+ * byte and returns 0, CATRACA_E_VERSION, CATRACA_E_TRUNCATED,
+ * CATRACA_E_CORRUPT or CATRACA_E_TOO_LARGE. On error the engine is left empty
+ * (as after engine_new), never half-restored.
+ */
+size_t engine_snapshot_size(const struct engine *engine);
+int engine_snapshot_write(const struct engine *engine, uint8_t *buffer, size_t capacity,
+                          size_t *length);
+int engine_snapshot_read(struct engine *engine, const uint8_t *buffer, size_t length);
+
+/* The engine's identity for a customer id string (SipHash-2-4, fixed key). */
+uint64_t engine_customer_key(const char *customer);
+/* Ticket code number `index` (0-based) of a purchase under an event secret. */
+uint64_t engine_ticket_code(const uint8_t secret[CATRACA_SECRET_BYTES], uint64_t purchase_id,
+                            uint32_t index);
+/* Writes a ticket code as 13 Crockford base32 characters and a NUL. */
+void engine_ticket_code_format(uint64_t code, char out[14]);
+
+const char *engine_status_name(uint8_t status);   /* "held", ... as in API.md */
+const char *engine_reason_name(uint8_t reason);   /* "sold_out", ...; NULL for NONE */
+const char *engine_state_name(uint8_t state);     /* "open", "paused", "closed" */
+int engine_state_parse(const char *name, uint8_t *state);
+
+#endif
