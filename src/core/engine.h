@@ -64,11 +64,16 @@
  *  CREATE_EVENT: the first one creates the event (OK, or CONFLICT/INVALID_EVENT
  *       when the spec breaks a limit); later ones are REPEATED when the spec
  *       equals the first (ignoring the secret), else CONFLICT/EVENT_MISMATCH.
- *  SET_STATE: no event -> CONFLICT/NO_EVENT. Otherwise OK. Setting CLOSED rejects
+ *  SET_STATE: no event -> CONFLICT/NO_EVENT; a state other than OPEN, PAUSED,
+ *       CLOSED -> CONFLICT/INVALID. Otherwise OK. Setting CLOSED rejects
  *       every waiting request SALE_CLOSED (categories in index order, each line
  *       from its head). PAUSED and CLOSED refuse new purchases; holds, confirms,
  *       cancels, expiry and the wait line go on in every state.
  *  TICK: only advances the clock.
+ *
+ *  Strings in commands are read up to their first NUL or the end of their
+ *  array, whichever comes first; the engine never reads past an array.
+ *  Identifiers compare as those bounded strings.
  *
  *  5. Outcomes. Every command emits, through the sink, first the outcomes of
  *     expiry (EXPIRED, then HELD for each request served), then its own answer
@@ -207,7 +212,7 @@ struct engine_outcome {
     uint64_t customer_key;      /* engine_customer_key() of the buyer */
     int64_t hold_expires_at_ms; /* HELD: when the hold ends; otherwise 0 */
     uint32_t position;          /* WAITING: 1-based place in line at this moment; else 0 */
-    uint16_t quantity;
+    uint32_t quantity;
     uint8_t category; /* category index */
     uint8_t type;     /* enum engine_outcome_type */
     uint8_t status;   /* enum engine_status */

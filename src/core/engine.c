@@ -1,0 +1,1358 @@
+/*
+ * engine.c - the decision engine. The contract is engine.h; this file keeps
+ * the reasoning.
+ *
+ * Storage, all allocated by engine_new() and never again:
+ *   purchases[]      every purchase ever applied, in arrival order (the slot
+ *                    index is the arrival rank, which orders ties in expiry
+ *                    and defines each wait line);
+ *   purchase_table   open addressing over purchase ids (linear probing; no
+ *                    deletions, purchases are never forgotten);
+ *   customers[]      ticket count per customer key, with customer_table;
+ *   heap             binary min-heap of held purchases by (expires_at, slot);
+ *   wait lines       per category, a doubly linked list through the purchase
+ *                    slots (a waiting purchase is never in the heap, so the
+ *                    links share storage with heap_index).
+ */
+#include "core/engine.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/siphash.h"
+
+#define NIL UINT32_MAX
+
+struct purchase {
+    uint64_t id;
+    uint64_t customer_key;
+    int64_t expires_at_ms;    /* HELD, and kept after for reference */
+    uint64_t payment_ref_key; /* CONFIRMED: key of the payment reference */
+    union {
+        struct {
+            uint32_t prev, next;
+        } line;              /* WAITING */
+        uint32_t heap_index; /* HELD */
+    } link;
+    uint32_t quantity;
+    uint8_t category;
+    uint8_t status;
+    uint8_t reason;
+};
+
+struct customer {
+    uint64_t key;
+    uint32_t tickets; /* held + confirmed + waiting */
+};
+
+struct category {
+    uint32_t capacity;
+    uint32_t available;
+    uint32_t held;
+    uint32_t sold;
+    uint32_t line_head, line_tail;
+    uint32_t waiting_count;
+    uint32_t waiting_quantity;
+};
+
+struct engine {
+    struct engine_config config;
+    int64_t now_ms;
+    uint8_t state;
+    struct engine_event_spec event;
+    struct category categories[CATRACA_CATEGORIES_MAX];
+    uint32_t category_count;
+
+    struct purchase *purchases;
+    uint32_t purchase_count;
+    uint32_t *purchase_table; /* slot + 1; 0 is empty */
+    uint32_t purchase_table_mask;
+
+    struct customer *customers;
+    uint32_t customer_count;
+    uint32_t *customer_table; /* slot + 1; 0 is empty */
+    uint32_t customer_table_mask;
+
+    uint32_t *heap;
+    uint32_t heap_count;
+
+    struct engine_stats stats;
+    const struct engine_sink *sink; /* during engine_apply only */
+};
+
+static const uint8_t customer_hash_key[16] = {'c', 'a', 't', 'r', 'a', 'c', 'a', '-',
+                                              'c', 'u', 's', 't', 'o', 'm', 'e', 'r'};
+
+/* ---- hashing and lookup ------------------------------------------------------------------ */
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+static uint64_t bounded_string_key(const char *s, size_t array_size)
+{
+    return siphash24(customer_hash_key, s, strnlen(s, array_size));
+}
+
+uint64_t engine_customer_key(const char *customer)
+{
+    return siphash24(customer_hash_key, customer, strlen(customer));
+}
+
+static uint32_t table_capacity_for(uint32_t count)
+{
+    uint32_t capacity = 16;
+    while (capacity < 2 * count)
+        capacity *= 2;
+    return capacity;
+}
+
+/* Returns the table position holding `id`, or the empty position where it would go. */
+static uint32_t purchase_table_find(const struct engine *e, uint64_t id)
+{
+    uint32_t i = (uint32_t)mix64(id) & e->purchase_table_mask;
+    for (;;) {
+        uint32_t entry = e->purchase_table[i];
+        if (entry == 0 || e->purchases[entry - 1].id == id)
+            return i;
+        i = (i + 1) & e->purchase_table_mask;
+    }
+}
+
+static uint32_t purchase_lookup(const struct engine *e, uint64_t id)
+{
+    uint32_t entry = e->purchase_table[purchase_table_find(e, id)];
+    return entry == 0 ? NIL : entry - 1;
+}
+
+static uint32_t customer_table_find(const struct engine *e, uint64_t key)
+{
+    uint32_t i = (uint32_t)mix64(key) & e->customer_table_mask;
+    for (;;) {
+        uint32_t entry = e->customer_table[i];
+        if (entry == 0 || e->customers[entry - 1].key == key)
+            return i;
+        i = (i + 1) & e->customer_table_mask;
+    }
+}
+
+static uint32_t customer_lookup(const struct engine *e, uint64_t key)
+{
+    uint32_t entry = e->customer_table[customer_table_find(e, key)];
+    return entry == 0 ? NIL : entry - 1;
+}
+
+/* Adds a customer; the caller checked the pool has room and the key is new. */
+static uint32_t customer_add(struct engine *e, uint64_t key)
+{
+    assert(e->customer_count < e->config.customers_max);
+    uint32_t slot = e->customer_count++;
+    e->customers[slot] = (struct customer){.key = key, .tickets = 0};
+    e->customer_table[customer_table_find(e, key)] = slot + 1;
+    return slot;
+}
+
+static void customer_release(struct engine *e, const struct purchase *p)
+{
+    uint32_t slot = customer_lookup(e, p->customer_key);
+    assert(slot != NIL);
+    assert(e->customers[slot].tickets >= p->quantity);
+    e->customers[slot].tickets -= p->quantity;
+}
+
+/* ---- timer heap over held purchases ------------------------------------------------------ */
+
+static bool heap_less(const struct engine *e, uint32_t a, uint32_t b)
+{
+    const struct purchase *pa = &e->purchases[a], *pb = &e->purchases[b];
+    if (pa->expires_at_ms != pb->expires_at_ms)
+        return pa->expires_at_ms < pb->expires_at_ms;
+    return a < b;
+}
+
+static void heap_set(struct engine *e, uint32_t index, uint32_t slot)
+{
+    e->heap[index] = slot;
+    e->purchases[slot].link.heap_index = index;
+}
+
+static void heap_sift_up(struct engine *e, uint32_t index)
+{
+    uint32_t slot = e->heap[index];
+    while (index > 0) {
+        uint32_t parent = (index - 1) / 2;
+        if (!heap_less(e, slot, e->heap[parent]))
+            break;
+        heap_set(e, index, e->heap[parent]);
+        index = parent;
+    }
+    heap_set(e, index, slot);
+}
+
+static void heap_sift_down(struct engine *e, uint32_t index)
+{
+    uint32_t slot = e->heap[index];
+    for (;;) {
+        uint32_t child = 2 * index + 1;
+        if (child >= e->heap_count)
+            break;
+        if (child + 1 < e->heap_count && heap_less(e, e->heap[child + 1], e->heap[child]))
+            child++;
+        if (!heap_less(e, e->heap[child], slot))
+            break;
+        heap_set(e, index, e->heap[child]);
+        index = child;
+    }
+    heap_set(e, index, slot);
+}
+
+static void heap_push(struct engine *e, uint32_t slot)
+{
+    assert(e->heap_count < e->config.purchases_max);
+    e->heap[e->heap_count] = slot;
+    heap_sift_up(e, e->heap_count++);
+}
+
+static void heap_remove(struct engine *e, uint32_t slot)
+{
+    uint32_t index = e->purchases[slot].link.heap_index;
+    assert(index < e->heap_count && e->heap[index] == slot);
+    uint32_t last = e->heap[--e->heap_count];
+    if (index == e->heap_count)
+        return;
+    heap_set(e, index, last);
+    heap_sift_down(e, index);
+    heap_sift_up(e, e->purchases[last].link.heap_index);
+}
+
+/* ---- wait lines -------------------------------------------------------------------------- */
+
+static void line_append(struct engine *e, uint32_t slot)
+{
+    struct purchase *p = &e->purchases[slot];
+    struct category *c = &e->categories[p->category];
+    p->link.line.prev = c->line_tail;
+    p->link.line.next = NIL;
+    if (c->line_tail == NIL)
+        c->line_head = slot;
+    else
+        e->purchases[c->line_tail].link.line.next = slot;
+    c->line_tail = slot;
+    c->waiting_count++;
+    c->waiting_quantity += p->quantity;
+}
+
+static void line_remove(struct engine *e, uint32_t slot)
+{
+    struct purchase *p = &e->purchases[slot];
+    struct category *c = &e->categories[p->category];
+    uint32_t prev = p->link.line.prev, next = p->link.line.next;
+    if (prev == NIL)
+        c->line_head = next;
+    else
+        e->purchases[prev].link.line.next = next;
+    if (next == NIL)
+        c->line_tail = prev;
+    else
+        e->purchases[next].link.line.prev = prev;
+    assert(c->waiting_count > 0 && c->waiting_quantity >= p->quantity);
+    c->waiting_count--;
+    c->waiting_quantity -= p->quantity;
+}
+
+/*
+ * 1-based place of a waiting purchase. Walks from both ends at once, so the
+ * cost is O(min(place, line length - place)); only repeated and refused
+ * answers about a waiting purchase need it (new arrivals take the tail).
+ */
+static uint32_t line_position(const struct engine *e, uint32_t slot)
+{
+    const struct category *c = &e->categories[e->purchases[slot].category];
+    uint32_t from_head = c->line_head, from_tail = c->line_tail;
+    for (uint32_t steps = 0; steps < c->waiting_count; steps++) {
+        if (from_head == slot)
+            return steps + 1;
+        if (from_tail == slot)
+            return c->waiting_count - steps;
+        from_head = e->purchases[from_head].link.line.next;
+        from_tail = e->purchases[from_tail].link.line.prev;
+    }
+    assert(!"waiting purchase not in its line");
+    return 0;
+}
+
+/* ---- outcomes ---------------------------------------------------------------------------- */
+
+static void emit(struct engine *e, uint32_t slot, uint8_t type, uint8_t result, uint8_t reason)
+{
+    const struct purchase *p = &e->purchases[slot];
+    struct engine_outcome o;
+    memset(&o, 0, sizeof(o));
+    o.purchase_id = p->id;
+    o.customer_key = p->customer_key;
+    o.quantity = p->quantity;
+    o.category = p->category;
+    o.type = type;
+    o.status = p->status;
+    o.reason = type == ENGINE_OUTCOME_PURCHASE ? p->reason : reason;
+    o.result = result;
+    o.event_state = e->state;
+    if (p->status == ENGINE_STATUS_HELD)
+        o.hold_expires_at_ms = p->expires_at_ms;
+    if (p->status == ENGINE_STATUS_WAITING)
+        o.position = line_position(e, slot);
+    if (p->status == ENGINE_STATUS_CONFIRMED) {
+        assert(p->quantity <= CATRACA_QUANTITY_MAX);
+        o.ticket_count = (uint8_t)p->quantity;
+        for (uint32_t i = 0; i < p->quantity; i++)
+            o.ticket_codes[i] = engine_ticket_code(e->event.secret, p->id, i);
+    }
+    e->sink->emit(e->sink->context, &o);
+}
+
+/* An answer about no purchase at all (unknown id) or about the event. */
+static void emit_bare(struct engine *e, uint8_t type, uint64_t purchase_id, uint8_t result,
+                      uint8_t reason)
+{
+    struct engine_outcome o;
+    memset(&o, 0, sizeof(o));
+    o.purchase_id = purchase_id;
+    o.type = type;
+    o.result = result;
+    o.reason = reason;
+    o.event_state = e->state;
+    e->sink->emit(e->sink->context, &o);
+}
+
+/* ---- state changes ----------------------------------------------------------------------- */
+
+static void assert_category(const struct engine *e, uint32_t index)
+{
+    const struct category *c = &e->categories[index];
+    assert((uint64_t)c->available + c->held + c->sold == c->capacity);
+    assert(c->waiting_quantity <= (uint64_t)c->available + c->held);
+    assert((c->waiting_count == 0) == (c->line_head == NIL));
+    (void)c;
+}
+
+static void hold_grant(struct engine *e, uint32_t slot)
+{
+    struct purchase *p = &e->purchases[slot];
+    struct category *c = &e->categories[p->category];
+    assert(c->available >= p->quantity);
+    c->available -= p->quantity;
+    c->held += p->quantity;
+    p->status = ENGINE_STATUS_HELD;
+    p->expires_at_ms = e->now_ms + e->event.hold_ms;
+    heap_push(e, slot);
+    e->stats.holds_granted++;
+}
+
+/* Tickets of a hold go back to stock (expiry or cancel). */
+static void hold_release(struct engine *e, uint32_t slot, uint8_t status)
+{
+    struct purchase *p = &e->purchases[slot];
+    struct category *c = &e->categories[p->category];
+    assert(p->status == ENGINE_STATUS_HELD && c->held >= p->quantity);
+    heap_remove(e, slot);
+    c->held -= p->quantity;
+    c->available += p->quantity;
+    p->status = status;
+    customer_release(e, p);
+}
+
+/* Grants holds to the head of a line while its quantity fits in available. */
+static void line_serve(struct engine *e, uint32_t category)
+{
+    struct category *c = &e->categories[category];
+    while (c->line_head != NIL && e->purchases[c->line_head].quantity <= c->available) {
+        uint32_t slot = c->line_head;
+        line_remove(e, slot);
+        hold_grant(e, slot);
+        emit(e, slot, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
+    }
+    assert_category(e, category);
+}
+
+static void line_reject(struct engine *e, uint32_t slot, uint8_t reason)
+{
+    struct purchase *p = &e->purchases[slot];
+    line_remove(e, slot);
+    p->status = ENGINE_STATUS_REJECTED;
+    p->reason = reason;
+    customer_release(e, p);
+    e->stats.rejected++;
+    emit(e, slot, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
+}
+
+/*
+ * After available + held dropped (a confirm), rejects waiting requests that
+ * can no longer be served. Walking from the head with budget B = available +
+ * held, a request is kept iff its quantity fits what is left of B. Every
+ * request whose cumulative end (its quantity plus all ahead of it) is within
+ * B keeps its place untouched, so the walk starts at the first request whose
+ * end exceeds B, found from the tail. From there the leftover budget is below
+ * that request's quantity (<= CATRACA_QUANTITY_MAX), so at most that many
+ * later requests are kept; all the others walked are rejected, each once.
+ */
+static void line_sweep(struct engine *e, uint32_t category)
+{
+    struct category *c = &e->categories[category];
+    uint64_t budget_total = (uint64_t)c->available + c->held;
+    if (c->waiting_quantity <= budget_total)
+        return;
+    uint64_t end = c->waiting_quantity;
+    uint32_t first = NIL;
+    for (uint32_t slot = c->line_tail; slot != NIL && end > budget_total;
+         slot = e->purchases[slot].link.line.prev) {
+        first = slot;
+        end -= e->purchases[slot].quantity;
+    }
+    uint64_t budget = budget_total - end;
+    for (uint32_t slot = first; slot != NIL;) {
+        uint32_t next = e->purchases[slot].link.line.next;
+        if (e->purchases[slot].quantity > budget)
+            line_reject(e, slot, ENGINE_REASON_SOLD_OUT);
+        else
+            budget -= e->purchases[slot].quantity;
+        slot = next;
+    }
+    assert_category(e, category);
+}
+
+/* Advances the clock and expires every due hold, serving its line each time. */
+static void clock_advance(struct engine *e, int64_t now_ms)
+{
+    if (now_ms > e->now_ms)
+        e->now_ms = now_ms;
+    while (e->heap_count > 0 && e->purchases[e->heap[0]].expires_at_ms <= e->now_ms) {
+        uint32_t slot = e->heap[0];
+        hold_release(e, slot, ENGINE_STATUS_EXPIRED);
+        e->stats.holds_expired++;
+        emit(e, slot, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
+        line_serve(e, e->purchases[slot].category);
+    }
+}
+
+/* ---- commands ---------------------------------------------------------------------------- */
+
+static bool string_is_valid(const char *s, size_t array_size, bool may_be_empty)
+{
+    size_t length = strnlen(s, array_size);
+    return length < array_size && (may_be_empty || length > 0);
+}
+
+static bool event_spec_is_valid(const struct engine_event_spec *spec)
+{
+    if (!string_is_valid(spec->id, sizeof(spec->id), false) ||
+        !string_is_valid(spec->name, sizeof(spec->name), true))
+        return false;
+    if (spec->hold_ms < CATRACA_HOLD_MS_MIN || spec->hold_ms > CATRACA_HOLD_MS_MAX)
+        return false;
+    if (spec->per_customer_limit < 1 || spec->per_customer_limit > CATRACA_QUANTITY_MAX)
+        return false;
+    if (spec->state < ENGINE_STATE_OPEN || spec->state > ENGINE_STATE_CLOSED)
+        return false;
+    if (spec->category_count < 1 || spec->category_count > CATRACA_CATEGORIES_MAX)
+        return false;
+    for (uint32_t i = 0; i < spec->category_count; i++) {
+        const struct engine_category_spec *c = &spec->categories[i];
+        if (!string_is_valid(c->id, sizeof(c->id), false) ||
+            !string_is_valid(c->name, sizeof(c->name), true))
+            return false;
+        if (c->capacity < 1 || c->capacity > CATRACA_CAPACITY_MAX || c->price_cents < 0)
+            return false;
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(c->id, spec->categories[j].id) == 0)
+                return false;
+    }
+    return true;
+}
+
+/* Equal specs, ignoring the secret; both are valid (terminated strings). */
+static bool event_spec_equal(const struct engine_event_spec *a, const struct engine_event_spec *b)
+{
+    if (strcmp(a->id, b->id) != 0 || strcmp(a->name, b->name) != 0 || a->hold_ms != b->hold_ms ||
+        a->per_customer_limit != b->per_customer_limit || a->state != b->state ||
+        a->category_count != b->category_count)
+        return false;
+    for (uint32_t i = 0; i < a->category_count; i++) {
+        const struct engine_category_spec *ca = &a->categories[i], *cb = &b->categories[i];
+        if (strcmp(ca->id, cb->id) != 0 || strcmp(ca->name, cb->name) != 0 ||
+            ca->price_cents != cb->price_cents || ca->capacity != cb->capacity)
+            return false;
+    }
+    return true;
+}
+
+static void command_create_event(struct engine *e, const struct engine_event_spec *spec)
+{
+    bool is_valid = event_spec_is_valid(spec);
+    if (e->state != ENGINE_STATE_NONE) {
+        bool is_same = is_valid && event_spec_equal(&e->event, spec);
+        emit_bare(e, ENGINE_OUTCOME_EVENT, 0,
+                  is_same ? ENGINE_RESULT_REPEATED : ENGINE_RESULT_CONFLICT,
+                  is_same ? ENGINE_REASON_NONE : ENGINE_REASON_EVENT_MISMATCH);
+        return;
+    }
+    if (!is_valid) {
+        emit_bare(e, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_CONFLICT,
+                  ENGINE_REASON_INVALID_EVENT);
+        return;
+    }
+    e->event = *spec;
+    e->state = spec->state;
+    e->category_count = spec->category_count;
+    for (uint32_t i = 0; i < e->category_count; i++) {
+        e->categories[i] = (struct category){
+            .capacity = spec->categories[i].capacity,
+            .available = spec->categories[i].capacity,
+            .line_head = NIL,
+            .line_tail = NIL,
+        };
+    }
+    emit_bare(e, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
+}
+
+static void command_set_state(struct engine *e, uint8_t state)
+{
+    if (e->state == ENGINE_STATE_NONE) {
+        emit_bare(e, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_CONFLICT, ENGINE_REASON_NO_EVENT);
+        return;
+    }
+    if (state < ENGINE_STATE_OPEN || state > ENGINE_STATE_CLOSED) {
+        emit_bare(e, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_CONFLICT, ENGINE_REASON_INVALID);
+        return;
+    }
+    e->state = state;
+    emit_bare(e, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
+    if (state != ENGINE_STATE_CLOSED)
+        return;
+    for (uint32_t i = 0; i < e->category_count; i++) {
+        while (e->categories[i].line_head != NIL)
+            line_reject(e, e->categories[i].line_head, ENGINE_REASON_SALE_CLOSED);
+        assert_category(e, i);
+    }
+}
+
+static uint32_t category_find(const struct engine *e, const char *id, size_t array_size)
+{
+    size_t length = strnlen(id, array_size);
+    for (uint32_t i = 0; i < e->category_count; i++) {
+        if (strlen(e->event.categories[i].id) == length &&
+            memcmp(e->event.categories[i].id, id, length) == 0)
+            return i;
+    }
+    return NIL;
+}
+
+/* Rules b..f of engine.h: a reason the purchase is refused before stock is looked at. */
+static uint8_t purchase_precheck(const struct engine *e, const struct engine_command *command,
+                                 uint32_t *category)
+{
+    if (command->u.purchase.quantity == 0 || command->u.purchase.purchase_id == 0)
+        return ENGINE_REASON_INVALID;
+    if (e->state != ENGINE_STATE_OPEN)
+        return ENGINE_REASON_SALE_CLOSED;
+    uint32_t found =
+        category_find(e, command->u.purchase.category, sizeof(command->u.purchase.category));
+    if (found == NIL)
+        return ENGINE_REASON_UNKNOWN_CATEGORY;
+    *category = found;
+    return ENGINE_REASON_NONE;
+}
+
+static uint8_t purchase_decide(struct engine *e, uint32_t slot)
+{
+    struct purchase *p = &e->purchases[slot];
+    struct category *c = &e->categories[p->category];
+    uint32_t customer = customer_lookup(e, p->customer_key);
+    if (customer == NIL) {
+        if (e->customer_count == e->config.customers_max)
+            return ENGINE_REASON_ENGINE_FULL;
+        customer = customer_add(e, p->customer_key);
+    }
+    if ((uint64_t)e->customers[customer].tickets + p->quantity > e->event.per_customer_limit)
+        return ENGINE_REASON_LIMIT_EXCEEDED;
+    if (c->line_head == NIL && c->available >= p->quantity) {
+        hold_grant(e, slot);
+    } else if ((uint64_t)c->available + c->held - c->waiting_quantity >= p->quantity) {
+        p->status = ENGINE_STATUS_WAITING;
+        line_append(e, slot);
+    } else {
+        return ENGINE_REASON_SOLD_OUT;
+    }
+    e->customers[customer].tickets += p->quantity;
+    return ENGINE_REASON_NONE;
+}
+
+static void command_purchase(struct engine *e, const struct engine_command *command)
+{
+    uint64_t id = command->u.purchase.purchase_id;
+    uint32_t existing = purchase_lookup(e, id);
+    if (existing != NIL) {
+        e->stats.repeated++;
+        emit(e, existing, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_REPEATED, ENGINE_REASON_NONE);
+        return;
+    }
+    struct purchase candidate = {
+        .id = id,
+        .customer_key =
+            bounded_string_key(command->u.purchase.customer, sizeof(command->u.purchase.customer)),
+        .quantity = command->u.purchase.quantity,
+        .status = ENGINE_STATUS_REJECTED,
+    };
+    if (e->purchase_count == e->config.purchases_max) {
+        /* Not remembered: a duplicate meets the same full pool and the same answer. */
+        struct engine_outcome o;
+        memset(&o, 0, sizeof(o));
+        o.purchase_id = id;
+        o.customer_key = candidate.customer_key;
+        o.quantity = candidate.quantity;
+        o.type = ENGINE_OUTCOME_PURCHASE;
+        o.status = ENGINE_STATUS_REJECTED;
+        o.reason = ENGINE_REASON_ENGINE_FULL;
+        o.event_state = e->state;
+        e->stats.rejected++;
+        e->sink->emit(e->sink->context, &o);
+        return;
+    }
+    uint32_t slot = e->purchase_count++;
+    uint32_t category = 0;
+    candidate.reason = purchase_precheck(e, command, &category);
+    candidate.category = (uint8_t)category;
+    e->purchases[slot] = candidate;
+    e->purchase_table[purchase_table_find(e, id)] = slot + 1;
+    e->stats.purchases++;
+    if (candidate.reason == ENGINE_REASON_NONE)
+        e->purchases[slot].reason = purchase_decide(e, slot);
+    if (e->purchases[slot].reason != ENGINE_REASON_NONE) {
+        e->purchases[slot].status = ENGINE_STATUS_REJECTED;
+        e->stats.rejected++;
+    }
+    emit(e, slot, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
+    if (candidate.reason == ENGINE_REASON_NONE)
+        assert_category(e, category);
+}
+
+static uint8_t refusal_reason(uint8_t status)
+{
+    switch (status) {
+    case ENGINE_STATUS_EXPIRED:
+        return ENGINE_REASON_HOLD_EXPIRED;
+    case ENGINE_STATUS_CANCELLED:
+        return ENGINE_REASON_HOLD_CANCELLED;
+    case ENGINE_STATUS_CONFIRMED:
+        return ENGINE_REASON_ALREADY_CONFIRMED;
+    default:
+        return ENGINE_REASON_NOT_HELD;
+    }
+}
+
+static void command_confirm(struct engine *e, const struct engine_command *command)
+{
+    uint32_t slot = purchase_lookup(e, command->u.confirm.purchase_id);
+    if (slot == NIL) {
+        emit_bare(e, ENGINE_OUTCOME_CONFIRM, command->u.confirm.purchase_id,
+                  ENGINE_RESULT_CONFLICT, ENGINE_REASON_UNKNOWN_PURCHASE);
+        return;
+    }
+    struct purchase *p = &e->purchases[slot];
+    uint64_t ref_key =
+        bounded_string_key(command->u.confirm.payment_ref, sizeof(command->u.confirm.payment_ref));
+    if (p->status == ENGINE_STATUS_CONFIRMED && p->payment_ref_key == ref_key) {
+        e->stats.repeated++;
+        emit(e, slot, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_REPEATED, ENGINE_REASON_NONE);
+        return;
+    }
+    if (p->status != ENGINE_STATUS_HELD) {
+        emit(e, slot, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_CONFLICT, refusal_reason(p->status));
+        return;
+    }
+    struct category *c = &e->categories[p->category];
+    heap_remove(e, slot);
+    c->held -= p->quantity;
+    c->sold += p->quantity;
+    p->status = ENGINE_STATUS_CONFIRMED;
+    p->payment_ref_key = ref_key;
+    e->stats.confirmed++;
+    emit(e, slot, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
+    line_sweep(e, p->category);
+}
+
+static void command_cancel(struct engine *e, const struct engine_command *command)
+{
+    uint32_t slot = purchase_lookup(e, command->u.cancel.purchase_id);
+    if (slot == NIL) {
+        emit_bare(e, ENGINE_OUTCOME_CANCEL, command->u.cancel.purchase_id, ENGINE_RESULT_CONFLICT,
+                  ENGINE_REASON_UNKNOWN_PURCHASE);
+        return;
+    }
+    struct purchase *p = &e->purchases[slot];
+    uint64_t customer_key =
+        bounded_string_key(command->u.cancel.customer, sizeof(command->u.cancel.customer));
+    if (customer_key != p->customer_key) {
+        emit(e, slot, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_CONFLICT, ENGINE_REASON_NOT_OWNER);
+        return;
+    }
+    if (p->status == ENGINE_STATUS_CANCELLED) {
+        e->stats.repeated++;
+        emit(e, slot, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_REPEATED, ENGINE_REASON_NONE);
+        return;
+    }
+    if (p->status != ENGINE_STATUS_HELD) {
+        emit(e, slot, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_CONFLICT, refusal_reason(p->status));
+        return;
+    }
+    hold_release(e, slot, ENGINE_STATUS_CANCELLED);
+    e->stats.holds_cancelled++;
+    emit(e, slot, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
+    line_serve(e, p->category);
+}
+
+int engine_apply(struct engine *engine, const struct engine_command *command,
+                 const struct engine_sink *sink)
+{
+    if (engine == NULL || command == NULL || sink == NULL || sink->emit == NULL)
+        return CATRACA_E_INVALID;
+    if (command->type < ENGINE_COMMAND_CREATE_EVENT || command->type > ENGINE_COMMAND_TICK)
+        return CATRACA_E_INVALID;
+    engine->sink = sink;
+    engine->stats.commands++;
+    clock_advance(engine, command->now_ms);
+    switch (command->type) {
+    case ENGINE_COMMAND_CREATE_EVENT:
+        command_create_event(engine, &command->u.create_event);
+        break;
+    case ENGINE_COMMAND_SET_STATE:
+        command_set_state(engine, command->u.set_state.state);
+        break;
+    case ENGINE_COMMAND_PURCHASE:
+        command_purchase(engine, command);
+        break;
+    case ENGINE_COMMAND_CONFIRM:
+        command_confirm(engine, command);
+        break;
+    case ENGINE_COMMAND_CANCEL:
+        command_cancel(engine, command);
+        break;
+    default:
+        break; /* TICK: the clock advanced above */
+    }
+    engine->sink = NULL;
+    return 0;
+}
+
+/* ---- set-up and queries ------------------------------------------------------------------ */
+
+static void engine_reset(struct engine *e)
+{
+    e->now_ms = 0;
+    e->state = ENGINE_STATE_NONE;
+    memset(&e->event, 0, sizeof(e->event));
+    memset(e->categories, 0, sizeof(e->categories));
+    e->category_count = 0;
+    e->purchase_count = 0;
+    memset(e->purchase_table, 0, sizeof(uint32_t) * ((size_t)e->purchase_table_mask + 1));
+    e->customer_count = 0;
+    memset(e->customer_table, 0, sizeof(uint32_t) * ((size_t)e->customer_table_mask + 1));
+    e->heap_count = 0;
+    memset(&e->stats, 0, sizeof(e->stats));
+}
+
+int engine_new(const struct engine_config *config, struct engine **out)
+{
+    if (config == NULL || out == NULL || config->purchases_max < 1 ||
+        config->purchases_max > CATRACA_PURCHASES_MAX || config->customers_max < 1 ||
+        config->customers_max > CATRACA_CUSTOMERS_MAX)
+        return CATRACA_E_INVALID;
+    struct engine *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return CATRACA_E_NOMEM;
+    e->config = *config;
+    uint32_t purchase_table_size = table_capacity_for(config->purchases_max);
+    uint32_t customer_table_size = table_capacity_for(config->customers_max);
+    e->purchase_table_mask = purchase_table_size - 1;
+    e->customer_table_mask = customer_table_size - 1;
+    e->purchases = malloc(sizeof(struct purchase) * config->purchases_max);
+    e->purchase_table = malloc(sizeof(uint32_t) * purchase_table_size);
+    e->customers = malloc(sizeof(struct customer) * config->customers_max);
+    e->customer_table = malloc(sizeof(uint32_t) * customer_table_size);
+    e->heap = malloc(sizeof(uint32_t) * config->purchases_max);
+    if (e->purchases == NULL || e->purchase_table == NULL || e->customers == NULL ||
+        e->customer_table == NULL || e->heap == NULL) {
+        engine_free(e);
+        return CATRACA_E_NOMEM;
+    }
+    engine_reset(e);
+    *out = e;
+    return 0;
+}
+
+void engine_free(struct engine *engine)
+{
+    if (engine == NULL)
+        return;
+    free(engine->purchases);
+    free(engine->purchase_table);
+    free(engine->customers);
+    free(engine->customer_table);
+    free(engine->heap);
+    free(engine);
+}
+
+uint64_t engine_outcome_bound(const struct engine *engine)
+{
+    uint64_t waiting = 0;
+    for (uint32_t i = 0; i < engine->category_count; i++)
+        waiting += engine->categories[i].waiting_count;
+    return 1 + (uint64_t)engine->heap_count + waiting;
+}
+
+int64_t engine_now_ms(const struct engine *engine)
+{
+    return engine->now_ms;
+}
+
+uint8_t engine_state(const struct engine *engine)
+{
+    return engine->state;
+}
+
+const struct engine_event_spec *engine_event(const struct engine *engine)
+{
+    return engine->state == ENGINE_STATE_NONE ? NULL : &engine->event;
+}
+
+uint32_t engine_category_count(const struct engine *engine)
+{
+    return engine->category_count;
+}
+
+int engine_category_counts(const struct engine *engine, uint32_t category,
+                           struct engine_category_counts *out)
+{
+    if (category >= engine->category_count)
+        return CATRACA_E_INVALID;
+    const struct category *c = &engine->categories[category];
+    *out = (struct engine_category_counts){
+        .capacity = c->capacity,
+        .available = c->available,
+        .held = c->held,
+        .sold = c->sold,
+        .waiting_count = c->waiting_count,
+        .waiting_quantity = c->waiting_quantity,
+    };
+    return 0;
+}
+
+void engine_stats(const struct engine *engine, struct engine_stats *out)
+{
+    *out = engine->stats;
+}
+
+int engine_purchase(const struct engine *engine, uint64_t purchase_id,
+                    struct engine_purchase_view *out)
+{
+    uint32_t slot = purchase_lookup(engine, purchase_id);
+    if (slot == NIL)
+        return CATRACA_E_NOTFOUND;
+    const struct purchase *p = &engine->purchases[slot];
+    *out = (struct engine_purchase_view){
+        .purchase_id = p->id,
+        .customer_key = p->customer_key,
+        .hold_expires_at_ms = p->status == ENGINE_STATUS_HELD ? p->expires_at_ms : 0,
+        .quantity = p->quantity,
+        .category = p->category,
+        .status = p->status,
+        .reason = p->reason,
+    };
+    return 0;
+}
+
+size_t engine_memory_bytes(const struct engine *engine)
+{
+    return sizeof(*engine) + sizeof(struct purchase) * engine->config.purchases_max +
+           sizeof(uint32_t) * ((size_t)engine->purchase_table_mask + 1) +
+           sizeof(struct customer) * engine->config.customers_max +
+           sizeof(uint32_t) * ((size_t)engine->customer_table_mask + 1) +
+           sizeof(uint32_t) * engine->config.purchases_max;
+}
+
+uint32_t engine_purchase_count(const struct engine *engine)
+{
+    return engine->purchase_count;
+}
+
+/* ---- validation -------------------------------------------------------------------------- */
+
+#define CHECK(condition)                                                                           \
+    do {                                                                                           \
+        if (!(condition))                                                                          \
+            return CATRACA_E_CORRUPT;                                                              \
+    } while (0)
+
+static int validate_lines(const struct engine *e)
+{
+    for (uint32_t i = 0; i < e->category_count; i++) {
+        const struct category *c = &e->categories[i];
+        uint32_t count = 0, previous = NIL;
+        uint64_t quantity = 0;
+        for (uint32_t slot = c->line_head; slot != NIL; slot = e->purchases[slot].link.line.next) {
+            const struct purchase *p = &e->purchases[slot];
+            CHECK(slot < e->purchase_count && count < e->purchase_count);
+            CHECK(p->status == ENGINE_STATUS_WAITING && p->category == i);
+            CHECK(p->link.line.prev == previous && (previous == NIL || previous < slot));
+            quantity += p->quantity;
+            count++;
+            previous = slot;
+        }
+        CHECK(previous == c->line_tail);
+        CHECK(count == c->waiting_count && quantity == c->waiting_quantity);
+        CHECK(quantity <= (uint64_t)c->available + c->held);
+    }
+    return 0;
+}
+
+static int validate_heap(const struct engine *e)
+{
+    for (uint32_t i = 0; i < e->heap_count; i++) {
+        uint32_t slot = e->heap[i];
+        CHECK(slot < e->purchase_count);
+        CHECK(e->purchases[slot].status == ENGINE_STATUS_HELD);
+        CHECK(e->purchases[slot].link.heap_index == i);
+        CHECK(e->purchases[slot].expires_at_ms > e->now_ms);
+        CHECK(i == 0 || !heap_less(e, slot, e->heap[(i - 1) / 2]));
+    }
+    return 0;
+}
+
+static int validate_purchases(const struct engine *e)
+{
+    uint64_t held[CATRACA_CATEGORIES_MAX] = {0}, sold[CATRACA_CATEGORIES_MAX] = {0};
+    uint32_t held_count = 0;
+    for (uint32_t slot = 0; slot < e->purchase_count; slot++) {
+        const struct purchase *p = &e->purchases[slot];
+        CHECK(p->status >= ENGINE_STATUS_WAITING && p->status <= ENGINE_STATUS_REJECTED);
+        CHECK(purchase_lookup(e, p->id) == slot);
+        CHECK((p->status == ENGINE_STATUS_REJECTED) == (p->reason != ENGINE_REASON_NONE));
+        if (p->status == ENGINE_STATUS_REJECTED)
+            continue;
+        CHECK(p->category < e->category_count && p->quantity >= 1 &&
+              p->quantity <= e->event.per_customer_limit);
+        CHECK(customer_lookup(e, p->customer_key) != NIL);
+        if (p->status == ENGINE_STATUS_HELD) {
+            held[p->category] += p->quantity;
+            held_count++;
+        }
+        if (p->status == ENGINE_STATUS_CONFIRMED)
+            sold[p->category] += p->quantity;
+    }
+    CHECK(held_count == e->heap_count);
+    for (uint32_t i = 0; i < e->category_count; i++) {
+        const struct category *c = &e->categories[i];
+        CHECK(c->capacity == e->event.categories[i].capacity);
+        CHECK(held[i] == c->held && sold[i] == c->sold);
+        CHECK((uint64_t)c->available + c->held + c->sold == c->capacity);
+    }
+    return 0;
+}
+
+/* O(customers x purchases) would be too slow; sum tickets per customer slot instead. */
+static int validate_customers(const struct engine *e)
+{
+    uint64_t total_customers = 0, total_purchases = 0;
+    for (uint32_t slot = 0; slot < e->customer_count; slot++) {
+        CHECK(customer_lookup(e, e->customers[slot].key) == slot);
+        CHECK(e->customers[slot].tickets <= e->event.per_customer_limit);
+        total_customers += e->customers[slot].tickets;
+    }
+    for (uint32_t slot = 0; slot < e->purchase_count; slot++) {
+        uint8_t status = e->purchases[slot].status;
+        if (status == ENGINE_STATUS_HELD || status == ENGINE_STATUS_CONFIRMED ||
+            status == ENGINE_STATUS_WAITING)
+            total_purchases += e->purchases[slot].quantity;
+    }
+    CHECK(total_customers == total_purchases);
+    return 0;
+}
+
+int engine_validate(const struct engine *engine)
+{
+    const struct engine *e = engine;
+    CHECK(e->purchase_count <= e->config.purchases_max);
+    CHECK(e->customer_count <= e->config.customers_max);
+    CHECK(e->state <= ENGINE_STATE_CLOSED);
+    CHECK((e->state == ENGINE_STATE_NONE) == (e->category_count == 0));
+    int error = validate_lines(e);
+    if (error == 0)
+        error = validate_heap(e);
+    if (error == 0)
+        error = validate_purchases(e);
+    if (error == 0)
+        error = validate_customers(e);
+    return error;
+}
+
+/* ---- names and ticket codes -------------------------------------------------------------- */
+
+uint64_t engine_ticket_code(const uint8_t secret[CATRACA_SECRET_BYTES], uint64_t purchase_id,
+                            uint32_t index)
+{
+    uint8_t message[12];
+    for (int i = 0; i < 8; i++)
+        message[i] = (uint8_t)(purchase_id >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        message[8 + i] = (uint8_t)(index >> (8 * i));
+    return siphash24(secret, message, sizeof(message));
+}
+
+void engine_ticket_code_format(uint64_t code, char out[14])
+{
+    static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    for (int i = 12; i >= 0; i--) {
+        out[i] = alphabet[code & 31];
+        code >>= 5;
+    }
+    out[13] = '\0';
+}
+
+const char *engine_status_name(uint8_t status)
+{
+    static const char *const names[] = {"queued",  "waiting",   "held",    "confirmed",
+                                        "expired", "cancelled", "rejected"};
+    return status < sizeof(names) / sizeof(names[0]) ? names[status] : "unknown";
+}
+
+const char *engine_reason_name(uint8_t reason)
+{
+    static const char *const names[] = {
+        NULL,           "sold_out",         "limit_exceeded", "sale_closed",
+        "unknown_category", "engine_full",  "invalid",        "unknown_purchase",
+        "hold_expired", "hold_cancelled",   "not_held",       "already_confirmed",
+        "not_owner",    "no_event",         "event_mismatch", "invalid_event"};
+    return reason < sizeof(names) / sizeof(names[0]) ? names[reason] : "unknown";
+}
+
+static const char *const state_names[] = {"none", "open", "paused", "closed"};
+
+const char *engine_state_name(uint8_t state)
+{
+    return state <= ENGINE_STATE_CLOSED ? state_names[state] : "unknown";
+}
+
+int engine_state_parse(const char *name, uint8_t *state)
+{
+    for (uint8_t i = ENGINE_STATE_OPEN; i <= ENGINE_STATE_CLOSED; i++) {
+        if (strcmp(name, state_names[i]) == 0) {
+            *state = i;
+            return 0;
+        }
+    }
+    return CATRACA_E_INVALID;
+}
+
+/* ---- snapshot ---------------------------------------------------------------------------- */
+
+/*
+ * Format 1, little-endian: magic, version, clock, state, the event spec,
+ * stats, every customer key in slot order, then every purchase in slot order.
+ * Lines, heap, hash tables, category counters and customers' ticket counts
+ * are rebuilt on read: they follow from the purchases (a line is its
+ * category's waiting purchases in arrival order), so a snapshot cannot carry
+ * them inconsistently.
+ */
+#define SNAPSHOT_MAGIC 0x53525443u /* "CTRS" */
+#define SNAPSHOT_VERSION 1u
+#define SNAPSHOT_PURCHASE_BYTES 39u
+#define SNAPSHOT_CUSTOMER_BYTES 8u
+#define SNAPSHOT_FIXED_BYTES 8192u
+static_assert(sizeof(struct engine_stats) % sizeof(uint64_t) == 0, "stats are all uint64_t");
+
+struct writer {
+    uint8_t *buffer;
+    size_t capacity, length;
+    bool has_overflowed;
+};
+
+static void put_bytes(struct writer *w, const void *data, size_t size)
+{
+    if (w->has_overflowed || w->capacity - w->length < size) {
+        w->has_overflowed = true;
+        return;
+    }
+    memcpy(w->buffer + w->length, data, size);
+    w->length += size;
+}
+
+static void put_uint(struct writer *w, uint64_t value, unsigned bytes)
+{
+    uint8_t le[8];
+    for (unsigned i = 0; i < bytes; i++)
+        le[i] = (uint8_t)(value >> (8 * i));
+    put_bytes(w, le, bytes);
+}
+
+static void put_string(struct writer *w, const char *s)
+{
+    size_t length = strlen(s);
+    put_uint(w, length, 1);
+    put_bytes(w, s, length);
+}
+
+struct reader {
+    const uint8_t *buffer;
+    size_t length, offset;
+    int error;
+};
+
+static void get_bytes(struct reader *r, void *out, size_t size)
+{
+    if (r->error == 0 && r->length - r->offset < size)
+        r->error = CATRACA_E_TRUNCATED;
+    if (r->error != 0) {
+        memset(out, 0, size);
+        return;
+    }
+    memcpy(out, r->buffer + r->offset, size);
+    r->offset += size;
+}
+
+static uint64_t get_uint(struct reader *r, unsigned bytes)
+{
+    uint8_t le[8];
+    get_bytes(r, le, bytes);
+    uint64_t value = 0;
+    for (unsigned i = bytes; i > 0; i--)
+        value = (value << 8) | le[i - 1];
+    return value;
+}
+
+/* Reads a length-prefixed string into a NUL-terminated array of array_size bytes. */
+static void get_string(struct reader *r, char *out, size_t array_size)
+{
+    size_t length = (size_t)get_uint(r, 1);
+    if (r->error == 0 && (length >= array_size || memchr(r->buffer + r->offset, 0,
+                                                         length < r->length - r->offset
+                                                             ? length
+                                                             : r->length - r->offset)))
+        r->error = CATRACA_E_CORRUPT;
+    get_bytes(r, out, r->error == 0 ? length : 0);
+    out[r->error == 0 ? length : 0] = '\0';
+}
+
+size_t engine_snapshot_size(const struct engine *engine)
+{
+    return SNAPSHOT_FIXED_BYTES + (size_t)engine->purchase_count * SNAPSHOT_PURCHASE_BYTES +
+           (size_t)engine->customer_count * SNAPSHOT_CUSTOMER_BYTES;
+}
+
+static void snapshot_write_event(struct writer *w, const struct engine_event_spec *spec)
+{
+    put_string(w, spec->id);
+    put_string(w, spec->name);
+    put_uint(w, (uint64_t)spec->hold_ms, 8);
+    put_uint(w, spec->per_customer_limit, 4);
+    put_uint(w, spec->state, 1);
+    put_uint(w, spec->category_count, 1);
+    put_bytes(w, spec->secret, sizeof(spec->secret));
+    for (uint32_t i = 0; i < spec->category_count; i++) {
+        put_string(w, spec->categories[i].id);
+        put_string(w, spec->categories[i].name);
+        put_uint(w, (uint64_t)spec->categories[i].price_cents, 8);
+        put_uint(w, spec->categories[i].capacity, 4);
+    }
+}
+
+int engine_snapshot_write(const struct engine *engine, uint8_t *buffer, size_t capacity,
+                          size_t *length)
+{
+    struct writer w = {.buffer = buffer, .capacity = capacity};
+    put_uint(&w, SNAPSHOT_MAGIC, 4);
+    put_uint(&w, SNAPSHOT_VERSION, 4);
+    put_uint(&w, (uint64_t)engine->now_ms, 8);
+    put_uint(&w, engine->state, 1);
+    if (engine->state != ENGINE_STATE_NONE)
+        snapshot_write_event(&w, &engine->event);
+    const uint64_t *stats = (const uint64_t *)&engine->stats;
+    for (size_t i = 0; i < sizeof(engine->stats) / sizeof(uint64_t); i++)
+        put_uint(&w, stats[i], 8);
+    put_uint(&w, engine->customer_count, 4);
+    for (uint32_t slot = 0; slot < engine->customer_count; slot++)
+        put_uint(&w, engine->customers[slot].key, 8);
+    put_uint(&w, engine->purchase_count, 4);
+    for (uint32_t slot = 0; slot < engine->purchase_count; slot++) {
+        const struct purchase *p = &engine->purchases[slot];
+        put_uint(&w, p->id, 8);
+        put_uint(&w, p->customer_key, 8);
+        put_uint(&w, (uint64_t)p->expires_at_ms, 8);
+        put_uint(&w, p->payment_ref_key, 8);
+        put_uint(&w, p->quantity, 4);
+        put_uint(&w, p->category, 1);
+        put_uint(&w, p->status, 1);
+        put_uint(&w, p->reason, 1);
+    }
+    if (w.has_overflowed)
+        return CATRACA_E_NOSPACE;
+    *length = w.length;
+    return 0;
+}
+
+static int snapshot_read_event(struct engine *e, struct reader *r)
+{
+    struct engine_event_spec *spec = &e->event;
+    get_string(r, spec->id, sizeof(spec->id));
+    get_string(r, spec->name, sizeof(spec->name));
+    spec->hold_ms = (int64_t)get_uint(r, 8);
+    spec->per_customer_limit = (uint32_t)get_uint(r, 4);
+    spec->state = (uint8_t)get_uint(r, 1);
+    spec->category_count = (uint8_t)get_uint(r, 1);
+    get_bytes(r, spec->secret, sizeof(spec->secret));
+    if (r->error == 0 && (spec->category_count < 1 || spec->category_count > CATRACA_CATEGORIES_MAX))
+        return CATRACA_E_CORRUPT;
+    for (uint32_t i = 0; i < spec->category_count && r->error == 0; i++) {
+        get_string(r, spec->categories[i].id, sizeof(spec->categories[i].id));
+        get_string(r, spec->categories[i].name, sizeof(spec->categories[i].name));
+        spec->categories[i].price_cents = (int64_t)get_uint(r, 8);
+        spec->categories[i].capacity = (uint32_t)get_uint(r, 4);
+    }
+    if (r->error != 0)
+        return r->error;
+    if (!event_spec_is_valid(spec))
+        return CATRACA_E_CORRUPT;
+    e->category_count = spec->category_count;
+    for (uint32_t i = 0; i < e->category_count; i++)
+        e->categories[i] = (struct category){.capacity = spec->categories[i].capacity,
+                                             .line_head = NIL,
+                                             .line_tail = NIL};
+    return 0;
+}
+
+/* Places one restored purchase in the tables, lines and heap, and counts its tickets. */
+static int snapshot_place_purchase(struct engine *e, uint32_t slot)
+{
+    struct purchase *p = &e->purchases[slot];
+    CHECK(p->status >= ENGINE_STATUS_WAITING && p->status <= ENGINE_STATUS_REJECTED);
+    CHECK(p->id != 0 && purchase_lookup(e, p->id) == NIL);
+    e->purchase_table[purchase_table_find(e, p->id)] = slot + 1;
+    if (p->status == ENGINE_STATUS_REJECTED)
+        return 0;
+    CHECK(p->category < e->category_count);
+    CHECK(p->quantity >= 1 && p->quantity <= e->event.per_customer_limit);
+    uint32_t customer = customer_lookup(e, p->customer_key);
+    CHECK(customer != NIL);
+    struct category *c = &e->categories[p->category];
+    if (p->status == ENGINE_STATUS_WAITING || p->status == ENGINE_STATUS_HELD ||
+        p->status == ENGINE_STATUS_CONFIRMED) {
+        CHECK(e->customers[customer].tickets + p->quantity <= e->event.per_customer_limit);
+        e->customers[customer].tickets += p->quantity;
+    }
+    if (p->status == ENGINE_STATUS_WAITING)
+        line_append(e, slot);
+    if (p->status == ENGINE_STATUS_HELD) {
+        CHECK(p->expires_at_ms > e->now_ms);
+        CHECK((uint64_t)c->held + c->sold + p->quantity <= c->capacity);
+        c->held += p->quantity;
+        heap_push(e, slot);
+    }
+    if (p->status == ENGINE_STATUS_CONFIRMED) {
+        CHECK((uint64_t)c->held + c->sold + p->quantity <= c->capacity);
+        c->sold += p->quantity;
+    }
+    return 0;
+}
+
+static int snapshot_read_customers(struct engine *e, struct reader *r)
+{
+    uint32_t customer_count = (uint32_t)get_uint(r, 4);
+    if (r->error == 0 && customer_count > e->config.customers_max)
+        return CATRACA_E_TOO_LARGE;
+    for (uint32_t slot = 0; slot < customer_count && r->error == 0; slot++) {
+        uint64_t key = get_uint(r, 8);
+        if (r->error == 0) {
+            CHECK(customer_lookup(e, key) == NIL);
+            customer_add(e, key);
+        }
+    }
+    return r->error;
+}
+
+static int snapshot_read_purchases(struct engine *e, struct reader *r)
+{
+    uint32_t purchase_count = (uint32_t)get_uint(r, 4);
+    if (r->error == 0 && purchase_count > e->config.purchases_max)
+        return CATRACA_E_TOO_LARGE;
+    for (uint32_t slot = 0; slot < purchase_count && r->error == 0; slot++) {
+        struct purchase *p = &e->purchases[slot];
+        *p = (struct purchase){0};
+        p->id = get_uint(r, 8);
+        p->customer_key = get_uint(r, 8);
+        p->expires_at_ms = (int64_t)get_uint(r, 8);
+        p->payment_ref_key = get_uint(r, 8);
+        p->quantity = (uint32_t)get_uint(r, 4);
+        p->category = (uint8_t)get_uint(r, 1);
+        p->status = (uint8_t)get_uint(r, 1);
+        p->reason = (uint8_t)get_uint(r, 1);
+        if (r->error != 0)
+            break;
+        e->purchase_count = slot + 1;
+        int error = snapshot_place_purchase(e, slot);
+        if (error != 0)
+            return error;
+    }
+    return r->error;
+}
+
+static int snapshot_read_body(struct engine *e, struct reader *r)
+{
+    uint32_t magic = (uint32_t)get_uint(r, 4);
+    uint32_t version = (uint32_t)get_uint(r, 4);
+    if (r->error != 0)
+        return r->error;
+    CHECK(magic == SNAPSHOT_MAGIC);
+    if (version != SNAPSHOT_VERSION)
+        return CATRACA_E_VERSION;
+    e->now_ms = (int64_t)get_uint(r, 8);
+    e->state = (uint8_t)get_uint(r, 1);
+    if (r->error != 0)
+        return r->error;
+    CHECK(e->state <= ENGINE_STATE_CLOSED);
+    if (e->state != ENGINE_STATE_NONE) {
+        int error = snapshot_read_event(e, r);
+        if (error != 0)
+            return error;
+    }
+    uint64_t *stats = (uint64_t *)&e->stats;
+    for (size_t i = 0; i < sizeof(e->stats) / sizeof(uint64_t); i++)
+        stats[i] = get_uint(r, 8);
+    int error = snapshot_read_customers(e, r);
+    if (error == 0)
+        error = snapshot_read_purchases(e, r);
+    if (error != 0)
+        return error;
+    CHECK(r->offset == r->length);
+    for (uint32_t i = 0; i < e->category_count; i++)
+        e->categories[i].available =
+            e->categories[i].capacity - e->categories[i].held - e->categories[i].sold;
+    return engine_validate(e);
+}
+
+int engine_snapshot_read(struct engine *engine, const uint8_t *buffer, size_t length)
+{
+    if (engine == NULL || (buffer == NULL && length > 0))
+        return CATRACA_E_INVALID;
+    engine_reset(engine);
+    struct reader r = {.buffer = buffer, .length = length};
+    int error = snapshot_read_body(engine, &r);
+    if (error != 0)
+        engine_reset(engine);
+    return error;
+}

@@ -1,0 +1,608 @@
+/* Unit tests of the engine's rules (engine.h), one scenario each. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/engine.h"
+#include "core/error.h"
+#include "core/siphash.h"
+
+#define OUTCOMES_MAX 256
+
+struct collected {
+    struct engine_outcome items[OUTCOMES_MAX];
+    size_t count;
+};
+
+static void collect(void *context, const struct engine_outcome *outcome)
+{
+    struct collected *c = context;
+    assert_true(c->count < OUTCOMES_MAX);
+    c->items[c->count++] = *outcome;
+}
+
+struct fixture {
+    struct engine *engine;
+    struct collected out;
+    int64_t now_ms;
+};
+
+static struct fixture *fixture_new(uint32_t purchases_max, uint32_t customers_max)
+{
+    static struct fixture f;
+    memset(&f, 0, sizeof(f));
+    struct engine_config config = {.purchases_max = purchases_max, .customers_max = customers_max};
+    assert_int_equal(engine_new(&config, &f.engine), 0);
+    f.now_ms = 1000;
+    return &f;
+}
+
+static void run(struct fixture *f, struct engine_command *command)
+{
+    struct engine_sink sink = {.emit = collect, .context = &f->out};
+    f->out.count = 0;
+    if (command->now_ms == 0)
+        command->now_ms = f->now_ms;
+    assert_int_equal(engine_apply(f->engine, command, &sink), 0);
+    assert_int_equal(engine_validate(f->engine), 0);
+}
+
+/* Creates "ev" with categories "a" (capacity_a) and "b" (capacity_b, 0 = absent). */
+static void create_event(struct fixture *f, uint32_t capacity_a, uint32_t capacity_b,
+                         uint32_t limit, int64_t hold_ms)
+{
+    struct engine_command c = {.type = ENGINE_COMMAND_CREATE_EVENT};
+    struct engine_event_spec *s = &c.u.create_event;
+    strcpy(s->id, "ev");
+    strcpy(s->name, "Event");
+    s->hold_ms = hold_ms;
+    s->per_customer_limit = limit;
+    s->state = ENGINE_STATE_OPEN;
+    s->category_count = capacity_b ? 2 : 1;
+    memcpy(s->secret, "0123456789abcdef", 16);
+    strcpy(s->categories[0].id, "a");
+    s->categories[0].capacity = capacity_a;
+    s->categories[0].price_cents = 100;
+    strcpy(s->categories[1].id, "b");
+    s->categories[1].capacity = capacity_b;
+    run(f, &c);
+    assert_int_equal(f->out.count, 1);
+    assert_int_equal(f->out.items[0].type, ENGINE_OUTCOME_EVENT);
+    assert_int_equal(f->out.items[0].result, ENGINE_RESULT_OK);
+}
+
+static const struct engine_outcome *purchase(struct fixture *f, uint64_t id, const char *customer,
+                                             const char *category, uint32_t quantity)
+{
+    struct engine_command c = {.type = ENGINE_COMMAND_PURCHASE};
+    c.u.purchase.purchase_id = id;
+    strcpy(c.u.purchase.customer, customer);
+    strcpy(c.u.purchase.category, category);
+    c.u.purchase.quantity = quantity;
+    run(f, &c);
+    for (size_t i = 0; i < f->out.count; i++)
+        if (f->out.items[i].purchase_id == id && f->out.items[i].type == ENGINE_OUTCOME_PURCHASE)
+            return &f->out.items[i];
+    fail_msg("no outcome for purchase %llu", (unsigned long long)id);
+    return NULL;
+}
+
+static const struct engine_outcome *confirm(struct fixture *f, uint64_t id, const char *ref)
+{
+    struct engine_command c = {.type = ENGINE_COMMAND_CONFIRM};
+    c.u.confirm.purchase_id = id;
+    strcpy(c.u.confirm.payment_ref, ref);
+    run(f, &c);
+    for (size_t i = 0; i < f->out.count; i++)
+        if (f->out.items[i].type == ENGINE_OUTCOME_CONFIRM)
+            return &f->out.items[i];
+    fail_msg("no confirm answer");
+    return NULL;
+}
+
+static const struct engine_outcome *cancel(struct fixture *f, uint64_t id, const char *customer)
+{
+    struct engine_command c = {.type = ENGINE_COMMAND_CANCEL};
+    c.u.cancel.purchase_id = id;
+    strcpy(c.u.cancel.customer, customer);
+    run(f, &c);
+    for (size_t i = 0; i < f->out.count; i++)
+        if (f->out.items[i].type == ENGINE_OUTCOME_CANCEL)
+            return &f->out.items[i];
+    fail_msg("no cancel answer");
+    return NULL;
+}
+
+static void tick(struct fixture *f, int64_t now_ms)
+{
+    struct engine_command c = {.type = ENGINE_COMMAND_TICK, .now_ms = now_ms};
+    f->now_ms = now_ms;
+    run(f, &c);
+}
+
+static void set_state(struct fixture *f, uint8_t state)
+{
+    struct engine_command c = {.type = ENGINE_COMMAND_SET_STATE};
+    c.u.set_state.state = state;
+    run(f, &c);
+}
+
+static uint8_t status_of(struct fixture *f, uint64_t id)
+{
+    struct engine_purchase_view view;
+    assert_int_equal(engine_purchase(f->engine, id, &view), 0);
+    return view.status;
+}
+
+static struct engine_category_counts counts(struct fixture *f, uint32_t category)
+{
+    struct engine_category_counts c;
+    assert_int_equal(engine_category_counts(f->engine, category, &c), 0);
+    return c;
+}
+
+static void teardown_engine(struct fixture *f)
+{
+    engine_free(f->engine);
+}
+
+static void test_hold_then_sold_out(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 3, 0, 4, 60000);
+    const struct engine_outcome *o = purchase(f, 1, "c1", "a", 2);
+    assert_int_equal(o->status, ENGINE_STATUS_HELD);
+    assert_int_equal(o->hold_expires_at_ms, 1000 + 60000);
+    o = purchase(f, 2, "c2", "a", 1);
+    assert_int_equal(o->status, ENGINE_STATUS_HELD);
+    o = purchase(f, 3, "c3", "a", 1);
+    /* Could be served if a hold returns: waits. */
+    assert_int_equal(o->status, ENGINE_STATUS_WAITING);
+    assert_int_equal(o->position, 1);
+    o = purchase(f, 4, "c4", "a", 3);
+    /* 3 held - 1 waiting = 2 could return, 3 wanted: never. */
+    assert_int_equal(o->status, ENGINE_STATUS_REJECTED);
+    assert_int_equal(o->reason, ENGINE_REASON_SOLD_OUT);
+    struct engine_category_counts c = counts(f, 0);
+    assert_int_equal(c.available, 0);
+    assert_int_equal(c.held, 3);
+    assert_int_equal(c.waiting_count, 1);
+    teardown_engine(f);
+}
+
+static void test_quantity_larger_than_capacity(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 2, 0, 4, 60000);
+    const struct engine_outcome *o = purchase(f, 1, "c1", "a", 3);
+    assert_int_equal(o->status, ENGINE_STATUS_REJECTED);
+    assert_int_equal(o->reason, ENGINE_REASON_SOLD_OUT);
+    assert_int_equal(counts(f, 0).available, 2);
+    teardown_engine(f);
+}
+
+static void test_expiry_at_exactly_expires_at(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 1, 0, 4, 5000);
+    purchase(f, 1, "c1", "a", 1);
+    tick(f, 1000 + 4999);
+    assert_int_equal(status_of(f, 1), ENGINE_STATUS_HELD);
+    tick(f, 1000 + 5000);
+    assert_int_equal(f->out.count, 1);
+    assert_int_equal(f->out.items[0].status, ENGINE_STATUS_EXPIRED);
+    assert_int_equal(counts(f, 0).available, 1);
+    teardown_engine(f);
+}
+
+static void test_confirm_racing_expiry_same_millisecond(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 2, 0, 4, 5000);
+    purchase(f, 1, "c1", "a", 1);
+    purchase(f, 2, "c2", "a", 1);
+    f->now_ms = 1000 + 4999;
+    const struct engine_outcome *o = confirm(f, 1, "pay1");
+    assert_int_equal(o->result, ENGINE_RESULT_OK);
+    assert_int_equal(o->status, ENGINE_STATUS_CONFIRMED);
+    /* The same millisecond as the expiry: expiry is applied first. */
+    f->now_ms = 1000 + 5000;
+    o = confirm(f, 2, "pay2");
+    assert_int_equal(f->out.items[0].status, ENGINE_STATUS_EXPIRED);
+    assert_int_equal(o->result, ENGINE_RESULT_CONFLICT);
+    assert_int_equal(o->reason, ENGINE_REASON_HOLD_EXPIRED);
+    struct engine_category_counts c = counts(f, 0);
+    assert_int_equal(c.sold, 1);
+    assert_int_equal(c.available, 1);
+    teardown_engine(f);
+}
+
+static void test_waiting_four_behind_one(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 5, 0, 4, 5000);
+    purchase(f, 1, "c1", "a", 4);                     /* held 4 */
+    purchase(f, 2, "c2", "a", 1);                     /* held 1 */
+    const struct engine_outcome *o = purchase(f, 3, "c3", "a", 1);
+    assert_int_equal(o->status, ENGINE_STATUS_WAITING);
+    o = purchase(f, 4, "c4", "a", 4);
+    assert_int_equal(o->status, ENGINE_STATUS_WAITING); /* 5 - 1 ahead >= 4 */
+    assert_int_equal(o->position, 2);
+    o = purchase(f, 5, "c5", "a", 1);
+    assert_int_equal(o->status, ENGINE_STATUS_REJECTED); /* 5 - 5 ahead < 1 */
+    /* c2's single ticket returns: the head (1) is served, the 4 keeps waiting. */
+    o = cancel(f, 2, "c2");
+    assert_int_equal(o->result, ENGINE_RESULT_OK);
+    assert_int_equal(status_of(f, 3), ENGINE_STATUS_HELD);
+    assert_int_equal(status_of(f, 4), ENGINE_STATUS_WAITING);
+    /* c1's four return at expiry; the waiting 4 gets them, in order. */
+    tick(f, 1000 + 5000);
+    assert_int_equal(status_of(f, 1), ENGINE_STATUS_EXPIRED);
+    assert_int_equal(status_of(f, 4), ENGINE_STATUS_HELD);
+    teardown_engine(f);
+}
+
+static void test_strict_order_head_blocks(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 4, 0, 4, 5000);
+    purchase(f, 1, "c1", "a", 2);
+    purchase(f, 2, "c2", "a", 2);
+    purchase(f, 3, "c3", "a", 3); /* waits: 4 >= 3 */
+    const struct engine_outcome *o = purchase(f, 4, "c4", "a", 1);
+    assert_int_equal(o->status, ENGINE_STATUS_WAITING); /* 4 - 3 >= 1 */
+    cancel(f, 1, "c1");  /* 2 available: the head wants 3, nobody jumps it */
+    assert_int_equal(status_of(f, 3), ENGINE_STATUS_WAITING);
+    assert_int_equal(status_of(f, 4), ENGINE_STATUS_WAITING);
+    assert_int_equal(counts(f, 0).available, 2);
+    cancel(f, 2, "c2");
+    assert_int_equal(status_of(f, 3), ENGINE_STATUS_HELD);
+    assert_int_equal(status_of(f, 4), ENGINE_STATUS_HELD);
+    teardown_engine(f);
+}
+
+static void test_confirm_rejects_impossible_waiters(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 5, 0, 4, 5000);
+    purchase(f, 1, "c1", "a", 4);
+    purchase(f, 2, "c2", "a", 1);
+    purchase(f, 3, "c3", "a", 1); /* waiting, needs 1 of 5 */
+    purchase(f, 4, "c4", "a", 4); /* waiting, 1 + 4 <= 5 */
+    confirm(f, 2, "pay");         /* budget 4: 1 kept, 4 no longer fits */
+    assert_int_equal(f->out.count, 2);
+    assert_int_equal(f->out.items[1].purchase_id, 4);
+    assert_int_equal(f->out.items[1].status, ENGINE_STATUS_REJECTED);
+    assert_int_equal(f->out.items[1].reason, ENGINE_REASON_SOLD_OUT);
+    assert_int_equal(status_of(f, 3), ENGINE_STATUS_WAITING);
+    teardown_engine(f);
+}
+
+static void test_sweep_keeps_small_request_behind_rejected_big_one(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 6, 0, 4, 5000);
+    purchase(f, 1, "c1", "a", 4);
+    purchase(f, 2, "c2", "a", 2);
+    purchase(f, 3, "c3", "a", 1); /* waiting: ahead 0 */
+    purchase(f, 4, "c4", "a", 4); /* waiting: 6 - 1 >= 4 */
+    purchase(f, 5, "c6", "a", 1); /* waiting: 6 - 5 >= 1 */
+    confirm(f, 2, "pay");         /* budget 4: keep 1, reject the 4, keep the last 1 */
+    assert_int_equal(status_of(f, 3), ENGINE_STATUS_WAITING);
+    assert_int_equal(status_of(f, 4), ENGINE_STATUS_REJECTED);
+    assert_int_equal(status_of(f, 5), ENGINE_STATUS_WAITING);
+    assert_int_equal(counts(f, 0).waiting_quantity, 2);
+    teardown_engine(f);
+}
+
+static void test_per_customer_limit(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 100, 100, 4, 5000);
+    assert_int_equal(purchase(f, 1, "c1", "a", 3)->status, ENGINE_STATUS_HELD);
+    const struct engine_outcome *o = purchase(f, 2, "c1", "b", 2);
+    assert_int_equal(o->status, ENGINE_STATUS_REJECTED);
+    assert_int_equal(o->reason, ENGINE_REASON_LIMIT_EXCEEDED);
+    assert_int_equal(purchase(f, 3, "c1", "b", 1)->status, ENGINE_STATUS_HELD);
+    assert_int_equal(purchase(f, 4, "c2", "a", 5)->reason, ENGINE_REASON_LIMIT_EXCEEDED);
+    /* Expired and cancelled tickets free the quota. */
+    cancel(f, 3, "c1");
+    assert_int_equal(purchase(f, 5, "c1", "b", 1)->status, ENGINE_STATUS_HELD);
+    tick(f, 1000 + 5000);
+    assert_int_equal(purchase(f, 6, "c1", "a", 4)->status, ENGINE_STATUS_HELD);
+    teardown_engine(f);
+}
+
+static void test_duplicate_purchase_repeats(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 1, 0, 4, 5000);
+    purchase(f, 1, "c1", "a", 1);
+    const struct engine_outcome *o = purchase(f, 1, "c1", "a", 1);
+    assert_int_equal(o->result, ENGINE_RESULT_REPEATED);
+    assert_int_equal(o->status, ENGINE_STATUS_HELD);
+    assert_int_equal(counts(f, 0).held, 1);
+    assert_int_equal(engine_purchase_count(f->engine), 1);
+    teardown_engine(f);
+}
+
+static void test_confirm_answers(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 3, 0, 4, 5000);
+    purchase(f, 1, "c1", "a", 2);
+    const struct engine_outcome *o = confirm(f, 1, "psp_1");
+    assert_int_equal(o->result, ENGINE_RESULT_OK);
+    assert_int_equal(o->ticket_count, 2);
+    uint64_t code0 = o->ticket_codes[0], code1 = o->ticket_codes[1];
+    assert_true(code0 != code1);
+    o = confirm(f, 1, "psp_1");
+    assert_int_equal(o->result, ENGINE_RESULT_REPEATED);
+    assert_true(o->ticket_codes[0] == code0 && o->ticket_codes[1] == code1);
+    o = confirm(f, 1, "psp_2");
+    assert_int_equal(o->result, ENGINE_RESULT_CONFLICT);
+    assert_int_equal(o->reason, ENGINE_REASON_ALREADY_CONFIRMED);
+    o = confirm(f, 99, "psp_1");
+    assert_int_equal(o->reason, ENGINE_REASON_UNKNOWN_PURCHASE);
+    purchase(f, 2, "c2", "a", 1);
+    cancel(f, 2, "c2");
+    assert_int_equal(confirm(f, 2, "p")->reason, ENGINE_REASON_HOLD_CANCELLED);
+    assert_int_equal(counts(f, 0).sold, 2);
+    teardown_engine(f);
+}
+
+static void test_cancel_answers(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 1, 0, 4, 5000);
+    purchase(f, 1, "c1", "a", 1);
+    purchase(f, 2, "c2", "a", 1); /* waiting */
+    assert_int_equal(cancel(f, 1, "intruder")->reason, ENGINE_REASON_NOT_OWNER);
+    assert_int_equal(cancel(f, 2, "c2")->reason, ENGINE_REASON_NOT_HELD);
+    const struct engine_outcome *o = cancel(f, 1, "c1");
+    assert_int_equal(o->result, ENGINE_RESULT_OK);
+    assert_int_equal(o->status, ENGINE_STATUS_CANCELLED);
+    assert_int_equal(f->out.count, 2); /* the answer, then the waiting one served */
+    assert_int_equal(f->out.items[1].purchase_id, 2);
+    assert_int_equal(f->out.items[1].status, ENGINE_STATUS_HELD);
+    assert_int_equal(cancel(f, 1, "c1")->result, ENGINE_RESULT_REPEATED);
+    teardown_engine(f);
+}
+
+static void test_sale_states(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    assert_int_equal(purchase(f, 1, "c1", "a", 1)->reason, ENGINE_REASON_SALE_CLOSED);
+    create_event(f, 1, 0, 4, 5000);
+    assert_int_equal(purchase(f, 2, "c1", "zz", 1)->reason, ENGINE_REASON_UNKNOWN_CATEGORY);
+    purchase(f, 3, "c1", "a", 1);
+    purchase(f, 4, "c2", "a", 1); /* waiting */
+    set_state(f, ENGINE_STATE_PAUSED);
+    assert_int_equal(purchase(f, 5, "c3", "a", 1)->reason, ENGINE_REASON_SALE_CLOSED);
+    assert_int_equal(status_of(f, 4), ENGINE_STATUS_WAITING);
+    set_state(f, ENGINE_STATE_CLOSED);
+    assert_int_equal(f->out.count, 2);
+    assert_int_equal(f->out.items[1].purchase_id, 4);
+    assert_int_equal(f->out.items[1].reason, ENGINE_REASON_SALE_CLOSED);
+    /* A hold survives the close and can still be paid. */
+    assert_int_equal(confirm(f, 3, "pay")->result, ENGINE_RESULT_OK);
+    set_state(f, ENGINE_STATE_OPEN);
+    assert_int_equal(purchase(f, 6, "c3", "a", 1)->reason, ENGINE_REASON_SOLD_OUT);
+    teardown_engine(f);
+}
+
+static void test_create_event_repeat_and_conflict(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 5, 0, 4, 5000);
+    struct engine_command c = {.type = ENGINE_COMMAND_CREATE_EVENT};
+    c.u.create_event = *engine_event(f->engine);
+    memset(c.u.create_event.secret, 7, sizeof(c.u.create_event.secret));
+    run(f, &c);
+    assert_int_equal(f->out.items[0].result, ENGINE_RESULT_REPEATED);
+    c.u.create_event.categories[0].capacity = 6;
+    c.now_ms = 0;
+    run(f, &c);
+    assert_int_equal(f->out.items[0].result, ENGINE_RESULT_CONFLICT);
+    assert_int_equal(f->out.items[0].reason, ENGINE_REASON_EVENT_MISMATCH);
+    assert_int_equal(counts(f, 0).capacity, 5);
+    teardown_engine(f);
+}
+
+static void test_invalid_event_spec(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    struct engine_command c = {.type = ENGINE_COMMAND_CREATE_EVENT};
+    strcpy(c.u.create_event.id, "ev");
+    c.u.create_event.hold_ms = 5000;
+    c.u.create_event.per_customer_limit = 4;
+    c.u.create_event.state = ENGINE_STATE_OPEN;
+    c.u.create_event.category_count = 2;
+    strcpy(c.u.create_event.categories[0].id, "a");
+    strcpy(c.u.create_event.categories[1].id, "a"); /* duplicate id */
+    c.u.create_event.categories[0].capacity = 1;
+    c.u.create_event.categories[1].capacity = 1;
+    run(f, &c);
+    assert_int_equal(f->out.items[0].reason, ENGINE_REASON_INVALID_EVENT);
+    assert_int_equal(engine_state(f->engine), ENGINE_STATE_NONE);
+    teardown_engine(f);
+}
+
+static void test_pool_exhaustion(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(3, 2);
+    create_event(f, 100, 0, 4, 5000);
+    assert_int_equal(purchase(f, 1, "c1", "a", 1)->status, ENGINE_STATUS_HELD);
+    assert_int_equal(purchase(f, 2, "c2", "a", 1)->status, ENGINE_STATUS_HELD);
+    /* Third customer: the customer pool (2) is full. */
+    assert_int_equal(purchase(f, 3, "c3", "a", 1)->reason, ENGINE_REASON_ENGINE_FULL);
+    /* Fourth purchase: the purchase pool (3) is full, and stays so for a duplicate. */
+    assert_int_equal(purchase(f, 4, "c1", "a", 1)->reason, ENGINE_REASON_ENGINE_FULL);
+    assert_int_equal(purchase(f, 4, "c1", "a", 1)->reason, ENGINE_REASON_ENGINE_FULL);
+    assert_int_equal(counts(f, 0).held, 2);
+    teardown_engine(f);
+}
+
+static void test_time_never_goes_backwards(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 1, 0, 4, 5000);
+    tick(f, 50000);
+    f->now_ms = 10;
+    const struct engine_outcome *o = purchase(f, 1, "c1", "a", 1);
+    assert_int_equal(o->hold_expires_at_ms, 50000 + 5000);
+    assert_int_equal(engine_now_ms(f->engine), 50000);
+    teardown_engine(f);
+}
+
+static void test_expiry_order_and_outcome_order(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 2, 0, 4, 5000);
+    purchase(f, 1, "c1", "a", 1);
+    f->now_ms = 1500;
+    purchase(f, 2, "c2", "a", 1);
+    purchase(f, 3, "c3", "a", 1); /* waiting */
+    purchase(f, 4, "c4", "a", 1); /* waiting */
+    f->now_ms = 10000;
+    purchase(f, 5, "c5", "a", 1);
+    /* expire 1, serve 3, expire 2, serve 4, then the purchase's own answer */
+    uint64_t ids[] = {1, 3, 2, 4, 5};
+    uint8_t statuses[] = {ENGINE_STATUS_EXPIRED, ENGINE_STATUS_HELD, ENGINE_STATUS_EXPIRED,
+                          ENGINE_STATUS_HELD, ENGINE_STATUS_WAITING};
+    assert_int_equal(f->out.count, 5);
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(f->out.items[i].purchase_id, ids[i]);
+        assert_int_equal(f->out.items[i].status, statuses[i]);
+    }
+    teardown_engine(f);
+}
+
+static void test_snapshot_round_trip_and_rejects_garbage(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 3, 2, 4, 5000);
+    purchase(f, 1, "c1", "a", 2);
+    purchase(f, 2, "c2", "a", 1);
+    purchase(f, 3, "c3", "a", 1);
+    confirm(f, 1, "pay");
+    static uint8_t buffer[65536];
+    size_t length = 0;
+    assert_true(engine_snapshot_size(f->engine) <= sizeof(buffer));
+    assert_int_equal(engine_snapshot_write(f->engine, buffer, sizeof(buffer), &length), 0);
+    struct engine *copy;
+    struct engine_config config = {.purchases_max = 64, .customers_max = 64};
+    assert_int_equal(engine_new(&config, &copy), 0);
+    assert_int_equal(engine_snapshot_read(copy, buffer, length), 0);
+    assert_int_equal(engine_validate(copy), 0);
+    struct engine_category_counts a, b;
+    engine_category_counts(copy, 0, &a);
+    engine_category_counts(f->engine, 0, &b);
+    assert_memory_equal(&a, &b, sizeof(a));
+    for (size_t cut = 0; cut < length; cut++)
+        assert_true(engine_snapshot_read(copy, buffer, cut) < 0);
+    buffer[4] = 9;
+    assert_int_equal(engine_snapshot_read(copy, buffer, length), CATRACA_E_VERSION);
+    assert_int_equal(engine_state(copy), ENGINE_STATE_NONE);
+    struct engine_config small = {.purchases_max = 2, .customers_max = 64};
+    struct engine *tiny;
+    assert_int_equal(engine_new(&small, &tiny), 0);
+    buffer[4] = 1;
+    assert_int_equal(engine_snapshot_read(tiny, buffer, length), CATRACA_E_TOO_LARGE);
+    engine_free(tiny);
+    engine_free(copy);
+    teardown_engine(f);
+}
+
+static void test_ticket_code_format(void **state)
+{
+    (void)state;
+    char text[14];
+    engine_ticket_code_format(0, text);
+    assert_string_equal(text, "0000000000000");
+    engine_ticket_code_format(UINT64_MAX, text);
+    assert_string_equal(text, "FZZZZZZZZZZZZ");
+    uint8_t secret[CATRACA_SECRET_BYTES] = {0};
+    assert_true(engine_ticket_code(secret, 1, 0) != engine_ticket_code(secret, 1, 1));
+    secret[0] = 1;
+    assert_true(engine_ticket_code(secret, 1, 0) == engine_ticket_code(secret, 1, 0));
+}
+
+/* The reference vector of the SipHash paper (appendix A): key 00..0f, message 00..0e. */
+static void test_siphash_reference_vector(void **state)
+{
+    (void)state;
+    uint8_t key[16], message[15];
+    for (uint8_t i = 0; i < 16; i++)
+        key[i] = i;
+    for (uint8_t i = 0; i < 15; i++)
+        message[i] = i;
+    assert_true(siphash24(key, message, sizeof(message)) == 0xa129ca6149be45e5ULL);
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    struct engine *e;
+    struct engine_config bad = {.purchases_max = 0, .customers_max = 1};
+    assert_int_equal(engine_new(&bad, &e), CATRACA_E_INVALID);
+    struct fixture *f = fixture_new(4, 4);
+    struct engine_command c = {.type = 99};
+    struct engine_sink sink = {.emit = collect, .context = &f->out};
+    assert_int_equal(engine_apply(f->engine, &c, &sink), CATRACA_E_INVALID);
+    assert_int_equal(engine_outcome_bound(f->engine), 1);
+    teardown_engine(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hold_then_sold_out),
+        cmocka_unit_test(test_quantity_larger_than_capacity),
+        cmocka_unit_test(test_expiry_at_exactly_expires_at),
+        cmocka_unit_test(test_confirm_racing_expiry_same_millisecond),
+        cmocka_unit_test(test_waiting_four_behind_one),
+        cmocka_unit_test(test_strict_order_head_blocks),
+        cmocka_unit_test(test_confirm_rejects_impossible_waiters),
+        cmocka_unit_test(test_sweep_keeps_small_request_behind_rejected_big_one),
+        cmocka_unit_test(test_per_customer_limit),
+        cmocka_unit_test(test_duplicate_purchase_repeats),
+        cmocka_unit_test(test_confirm_answers),
+        cmocka_unit_test(test_cancel_answers),
+        cmocka_unit_test(test_sale_states),
+        cmocka_unit_test(test_create_event_repeat_and_conflict),
+        cmocka_unit_test(test_invalid_event_spec),
+        cmocka_unit_test(test_pool_exhaustion),
+        cmocka_unit_test(test_time_never_goes_backwards),
+        cmocka_unit_test(test_expiry_order_and_outcome_order),
+        cmocka_unit_test(test_snapshot_round_trip_and_rejects_garbage),
+        cmocka_unit_test(test_ticket_code_format),
+        cmocka_unit_test(test_siphash_reference_vector),
+        cmocka_unit_test(test_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
