@@ -18,8 +18,10 @@
  *     purchase of that category is waiting. On PURCHASE, in this order:
  *       a. purchase_id seen before           -> the earlier decision repeated
  *                                               (result REPEATED, no change);
- *       b. purchase pool full                -> rejected ENGINE_FULL;
- *       c. quantity == 0 or purchase_id == 0 -> rejected INVALID;
+ *       b. purchase pool full                -> rejected ENGINE_FULL (not
+ *                                               remembered: the pool stays full);
+ *       c. purchase_id == 0                  -> rejected INVALID (not remembered);
+ *          quantity == 0                     -> rejected INVALID;
  *       d. no event, or state not open       -> rejected SALE_CLOSED;
  *       e. category id unknown               -> rejected UNKNOWN_CATEGORY;
  *       f. new customer, customer pool full  -> rejected ENGINE_FULL;
@@ -281,6 +283,13 @@ void engine_free(struct engine *engine);
  */
 int engine_apply(struct engine *engine, const struct engine_command *command,
                  const struct engine_sink *sink);
+
+/*
+ * A hint with no effect on state: starts loading the table entries a later
+ * engine_apply(command) will probe. A caller holding a batch calls it a few
+ * commands ahead, so cache misses overlap instead of queueing.
+ */
+void engine_prefetch(const struct engine *engine, const struct engine_command *command);
 
 /* The most outcomes the next command can emit (for sizing the sink's buffer). */
 uint64_t engine_outcome_bound(const struct engine *engine);
