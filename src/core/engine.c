@@ -872,6 +872,11 @@ int64_t engine_now_ms(const struct engine *engine)
     return engine->now_ms;
 }
 
+int64_t engine_next_expiry_ms(const struct engine *engine)
+{
+    return engine->heap_count ? engine->purchases[engine->heap[0]].when.expires_at_ms : INT64_MAX;
+}
+
 uint8_t engine_state(const struct engine *engine)
 {
     return engine->state;

@@ -295,6 +295,8 @@ void engine_prefetch(const struct engine *engine, const struct engine_command *c
 uint64_t engine_outcome_bound(const struct engine *engine);
 
 int64_t engine_now_ms(const struct engine *engine);
+/* When the earliest hold expires; INT64_MAX when nothing is held. */
+int64_t engine_next_expiry_ms(const struct engine *engine);
 /* ENGINE_STATE_NONE until an event is created. */
 uint8_t engine_state(const struct engine *engine);
 /* NULL until an event is created; the spec of the first CREATE_EVENT. */
