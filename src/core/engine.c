@@ -563,15 +563,16 @@ static uint32_t category_find(const struct engine *e, const char *id, size_t arr
 static uint8_t purchase_precheck(const struct engine *e, const struct engine_command *command,
                                  uint32_t *category)
 {
+    uint32_t found =
+        category_find(e, command->u.purchase.category, sizeof(command->u.purchase.category));
+    if (found != NIL)
+        *category = found;
     if (command->u.purchase.quantity == 0)
         return ENGINE_REASON_INVALID;
     if (e->state != ENGINE_STATE_OPEN)
         return ENGINE_REASON_SALE_CLOSED;
-    uint32_t found =
-        category_find(e, command->u.purchase.category, sizeof(command->u.purchase.category));
     if (found == NIL)
         return ENGINE_REASON_UNKNOWN_CATEGORY;
-    *category = found;
     return ENGINE_REASON_NONE;
 }
 

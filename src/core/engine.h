@@ -215,7 +215,7 @@ struct engine_outcome {
     int64_t hold_expires_at_ms; /* HELD: when the hold ends; otherwise 0 */
     uint32_t position;          /* WAITING: 1-based place in line at this moment; else 0 */
     uint32_t quantity;
-    uint8_t category; /* category index */
+    uint8_t category; /* category index (0 when the category id is unknown) */
     uint8_t type;     /* enum engine_outcome_type */
     uint8_t status;   /* enum engine_status */
     uint8_t reason;   /* enum engine_reason */
