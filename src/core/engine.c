@@ -290,7 +290,7 @@ static uint32_t line_position(const struct engine *e, uint32_t slot)
         from_head = e->purchases[from_head].link.line.next;
         from_tail = e->purchases[from_tail].link.line.prev;
     }
-    assert(!"waiting purchase not in its line");
+    assert(false && "waiting purchase not in its line");
     return 0;
 }
 

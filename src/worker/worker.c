@@ -1,0 +1,596 @@
+/*
+ * worker.c - the decision loop. Contract in worker.h.
+ *
+ * Hand-written because it is the heart of Catraca: its job is the ordering
+ * and exactly-once bookkeeping around the engine, which no library does.
+ */
+#include "worker/worker.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/codec.h"
+#include "core/error.h"
+
+#define TICK_SPACING_MS 20 /* at most one TICK per partition per this many ms */
+
+struct partition {
+    char event[CATRACA_ID_MAX + 1];
+    struct engine *engine;
+    struct log_seq applied;   /* last entry applied to the engine */
+    struct log_seq committed; /* last entry whose effects are in the store */
+    uint64_t commands_since_snapshot;
+    int64_t last_tick_ms;
+};
+
+/* The effects of one batch, reused from batch to batch (grown, never shrunk). */
+struct batch {
+    struct store_purchase *purchases;
+    size_t purchase_count, purchase_capacity;
+    uint32_t *index;          /* purchase id -> row + 1, open addressing */
+    size_t index_mask;        /* index has index_mask + 1 entries */
+    struct store_answer *answers;
+    size_t answer_count, answer_capacity;
+    /* The command being applied, for the sink. */
+    const struct engine_command *command;
+    struct log_seq seq;
+    const char *event;
+    int out_of_memory;
+};
+
+struct worker {
+    struct worker_config config;
+    pthread_t thread;
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+    bool is_woken;
+    bool is_stopping;
+    struct worker_stats stats; /* under mutex */
+
+    struct partition *partitions;
+    uint32_t partition_count;
+    struct batch batch;
+    struct log_entry *entries;
+    struct engine_command command;
+    uint8_t *snapshot;
+    size_t snapshot_capacity;
+};
+
+static int64_t wall_clock_ms(void *context)
+{
+    (void)context;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t worker_now_ms(const struct worker *w)
+{
+    return w->config.clock_ms(w->config.clock_context);
+}
+
+static void log_line(const char *level, const char *event, const char *message, int error)
+{
+    fprintf(stderr, "level=%s component=worker event=%s msg=\"%s\" error=\"%s\"\n", level,
+            event ? event : "-", message, catraca_strerror(error));
+}
+
+/* ---- batch rows -------------------------------------------------------------------------- */
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static int batch_grow_index(struct batch *b)
+{
+    size_t size = b->index_mask + 1;
+    if (b->index != NULL && b->purchase_count * 2 < size)
+        return 0;
+    size_t new_size = size < 1024 ? 1024 : size * 2;
+    uint32_t *index = calloc(new_size, sizeof(uint32_t));
+    if (index == NULL)
+        return CATRACA_E_NOMEM;
+    free(b->index);
+    b->index = index;
+    b->index_mask = new_size - 1;
+    for (size_t row = 0; row < b->purchase_count; row++) {
+        size_t i = mix(b->purchases[row].purchase_id) & b->index_mask;
+        while (b->index[i] != 0)
+            i = (i + 1) & b->index_mask;
+        b->index[i] = (uint32_t)row + 1;
+    }
+    return 0;
+}
+
+/* The batch's row for a purchase, created empty when new; NULL when out of memory. */
+static struct store_purchase *batch_row(struct batch *b, uint64_t purchase_id, bool *is_new)
+{
+    if (batch_grow_index(b) != 0)
+        return NULL;
+    size_t i = mix(purchase_id) & b->index_mask;
+    while (b->index[i] != 0) {
+        struct store_purchase *row = &b->purchases[b->index[i] - 1];
+        if (row->purchase_id == purchase_id) {
+            *is_new = false;
+            return row;
+        }
+        i = (i + 1) & b->index_mask;
+    }
+    if (b->purchase_count == b->purchase_capacity) {
+        size_t capacity = b->purchase_capacity ? 2 * b->purchase_capacity : 256;
+        struct store_purchase *rows = realloc(b->purchases, capacity * sizeof(*rows));
+        if (rows == NULL)
+            return NULL;
+        b->purchases = rows;
+        b->purchase_capacity = capacity;
+    }
+    struct store_purchase *row = &b->purchases[b->purchase_count];
+    memset(row, 0, sizeof(*row));
+    row->purchase_id = purchase_id;
+    b->index[i] = (uint32_t)++b->purchase_count;
+    *is_new = true;
+    return row;
+}
+
+static void batch_reset(struct batch *b)
+{
+    if (b->purchase_count > 0)
+        memset(b->index, 0, (b->index_mask + 1) * sizeof(uint32_t));
+    b->purchase_count = 0;
+    b->answer_count = 0;
+    b->out_of_memory = 0;
+}
+
+static void batch_add_answer(struct batch *b, const struct engine_outcome *o)
+{
+    if (b->answer_count == b->answer_capacity) {
+        size_t capacity = b->answer_capacity ? 2 * b->answer_capacity : 64;
+        struct store_answer *answers = realloc(b->answers, capacity * sizeof(*answers));
+        if (answers == NULL) {
+            b->out_of_memory = 1;
+            return;
+        }
+        b->answers = answers;
+        b->answer_capacity = capacity;
+    }
+    struct store_answer *a = &b->answers[b->answer_count++];
+    memset(a, 0, sizeof(*a));
+    snprintf(a->event, sizeof(a->event), "%s", b->event);
+    a->seq = b->seq;
+    a->purchase_id = o->purchase_id;
+    a->type = o->type;
+    a->result = o->result;
+    a->reason = o->reason;
+    a->status = o->status;
+}
+
+static void fill_arrival(struct store_purchase *row, const struct engine_command *c,
+                         struct log_seq seq, const char *event)
+{
+    row->has_arrival = true;
+    snprintf(row->event, sizeof(row->event), "%s", event);
+    snprintf(row->customer, sizeof(row->customer), "%.*s", CATRACA_ID_MAX, c->u.purchase.customer);
+    snprintf(row->category, sizeof(row->category), "%.*s", CATRACA_ID_MAX, c->u.purchase.category);
+    row->quantity = c->u.purchase.quantity;
+    row->seq = seq;
+    row->created_ms = c->now_ms;
+}
+
+/* The engine's sink: folds outcomes into one row per purchase plus the answers. */
+static void collect_outcome(void *context, const struct engine_outcome *o)
+{
+    struct batch *b = context;
+    const struct engine_command *c = b->command;
+    if (o->type != ENGINE_OUTCOME_PURCHASE)
+        batch_add_answer(b, o);
+    /* Refused or repeated commands change nothing; answers about no purchase neither. */
+    if (o->result != ENGINE_RESULT_OK || o->purchase_id == 0 || o->status == ENGINE_STATUS_NONE)
+        return;
+    bool is_new = false;
+    struct store_purchase *row = batch_row(b, o->purchase_id, &is_new);
+    if (row == NULL) {
+        b->out_of_memory = 1;
+        return;
+    }
+    if (is_new)
+        snprintf(row->event, sizeof(row->event), "%s", b->event);
+    bool is_arrival = c->type == ENGINE_COMMAND_PURCHASE && o->type == ENGINE_OUTCOME_PURCHASE &&
+                      c->u.purchase.purchase_id == o->purchase_id;
+    if (is_arrival)
+        fill_arrival(row, c, b->seq, b->event);
+    row->status = o->status;
+    row->reason = o->status == ENGINE_STATUS_REJECTED ? o->reason : ENGINE_REASON_NONE;
+    row->hold_expires_at_ms = o->hold_expires_at_ms;
+    row->position = o->position;
+    row->ticket_count = o->ticket_count;
+    memcpy(row->ticket_codes, o->ticket_codes, sizeof(row->ticket_codes));
+    row->updated_ms = c->now_ms;
+}
+
+static void discard_outcome(void *context, const struct engine_outcome *o)
+{
+    (void)context;
+    (void)o;
+}
+
+/* ---- partitions -------------------------------------------------------------------------- */
+
+static struct partition *partition_find(struct worker *w, const char *event)
+{
+    for (uint32_t i = 0; i < w->partition_count; i++)
+        if (strcmp(w->partitions[i].event, event) == 0)
+            return &w->partitions[i];
+    return NULL;
+}
+
+static void fill_event_row(const struct partition *p, struct store_event *row, int64_t now_ms)
+{
+    memset(row, 0, sizeof(*row));
+    row->spec = *engine_event(p->engine);
+    row->state = engine_state(p->engine);
+    for (uint32_t i = 0; i < engine_category_count(p->engine); i++)
+        engine_category_counts(p->engine, i, &row->counts[i]);
+    row->offset = p->applied;
+    row->updated_ms = now_ms;
+}
+
+static int snapshot_take(struct worker *w, struct partition *p, size_t *length)
+{
+    size_t needed = engine_snapshot_size(p->engine);
+    if (needed > w->snapshot_capacity) {
+        uint8_t *buffer = realloc(w->snapshot, needed);
+        if (buffer == NULL)
+            return CATRACA_E_NOMEM;
+        w->snapshot = buffer;
+        w->snapshot_capacity = needed;
+    }
+    return engine_snapshot_write(p->engine, w->snapshot, w->snapshot_capacity, length);
+}
+
+/* Applies log entries; commits when `is_replay` is false. Returns entries read or an error. */
+static int partition_apply_entries(struct worker *w, struct partition *p, size_t count,
+                                   bool is_replay)
+{
+    struct batch *b = &w->batch;
+    struct engine_sink sink = {.emit = is_replay ? discard_outcome : collect_outcome, .context = b};
+    for (size_t i = 0; i < count; i++) {
+        const struct log_entry *entry = &w->entries[i];
+        p->applied = entry->seq;
+        if (codec_command_decode(entry->record, entry->record_length, &w->command) != 0) {
+            pthread_mutex_lock(&w->mutex);
+            w->stats.corrupt_records++;
+            pthread_mutex_unlock(&w->mutex);
+            log_line("error", p->event, "undecodable log record skipped", CATRACA_E_CORRUPT);
+            continue;
+        }
+        b->command = &w->command;
+        b->seq = entry->seq;
+        b->event = p->event;
+        engine_apply(p->engine, &w->command, &sink);
+        p->commands_since_snapshot++;
+    }
+    return b->out_of_memory ? CATRACA_E_NOMEM : 0;
+}
+
+static int partition_commit(struct worker *w, struct partition *p, size_t command_count)
+{
+    struct batch *b = &w->batch;
+    struct store_event event_row;
+    int64_t now_ms = worker_now_ms(w);
+    bool has_event = engine_event(p->engine) != NULL;
+    if (has_event)
+        fill_event_row(p, &event_row, now_ms);
+    struct store_batch batch = {
+        .event = p->event,
+        .offset = p->applied,
+        .event_row = has_event ? &event_row : NULL,
+        .purchases = b->purchases,
+        .purchase_count = b->purchase_count,
+        .answers = b->answers,
+        .answer_count = b->answer_count,
+    };
+    size_t snapshot_length = 0;
+    if (p->commands_since_snapshot >= w->config.snapshot_every &&
+        snapshot_take(w, p, &snapshot_length) == 0) {
+        batch.snapshot = w->snapshot;
+        batch.snapshot_length = snapshot_length;
+        batch.snapshot_offset = p->applied;
+    }
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    int error = w->config.store.ops->commit(w->config.store.context, &batch);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    uint64_t latency_us = (uint64_t)((end.tv_sec - start.tv_sec) * 1000000 +
+                                     (end.tv_nsec - start.tv_nsec) / 1000);
+    pthread_mutex_lock(&w->mutex);
+    if (error == 0) {
+        w->stats.batches++;
+        w->stats.commands += command_count;
+        w->stats.commit_latency_us_total += latency_us;
+        if (latency_us > w->stats.commit_latency_us_max)
+            w->stats.commit_latency_us_max = latency_us;
+        if (command_count > w->stats.batch_commands_max)
+            w->stats.batch_commands_max = command_count;
+    } else {
+        w->stats.commit_errors++;
+    }
+    pthread_mutex_unlock(&w->mutex);
+    if (error != 0)
+        return error;
+    p->committed = p->applied;
+    if (batch.snapshot != NULL)
+        p->commands_since_snapshot = 0;
+    if (w->config.on_commit != NULL) {
+        struct worker_commit commit = {
+            .event = p->event,
+            .event_row = batch.event_row,
+            .purchases = b->purchases,
+            .purchase_count = b->purchase_count,
+            .answers = b->answers,
+            .answer_count = b->answer_count,
+        };
+        w->config.on_commit(w->config.on_commit_context, &commit);
+    }
+    return 0;
+}
+
+/*
+ * Builds a partition's engine from the store: the snapshot, then the log
+ * from the snapshot's offset up to the committed offset, applied silently.
+ */
+static int partition_recover(struct worker *w, struct partition *p)
+{
+    struct log_seq committed = {0, 0}, snapshot_offset = {0, 0};
+    uint8_t *snapshot = NULL;
+    size_t snapshot_length = 0;
+    engine_free(p->engine);
+    p->engine = NULL;
+    int error = engine_new(&w->config.engine, &p->engine);
+    if (error != 0)
+        return error;
+    error = w->config.store.ops->load(w->config.store.context, p->event, &committed, &snapshot,
+                                      &snapshot_length, &snapshot_offset);
+    if (error == CATRACA_E_NOTFOUND)
+        error = 0;
+    if (error == 0 && snapshot != NULL)
+        error = engine_snapshot_read(p->engine, snapshot, snapshot_length);
+    free(snapshot);
+    if (error != 0)
+        return error;
+    p->applied = snapshot != NULL ? snapshot_offset : (struct log_seq){0, 0};
+    p->committed = committed;
+    p->commands_since_snapshot = 0;
+    while (log_seq_compare(p->applied, committed) < 0) {
+        size_t count = 0;
+        error = w->config.log.ops->read(w->config.log.context, p->event, p->applied, w->entries,
+                                        w->config.batch_max, &count);
+        if (error != 0)
+            return error;
+        while (count > 0 && log_seq_compare(w->entries[count - 1].seq, committed) > 0)
+            count--;
+        if (count == 0)
+            break;
+        partition_apply_entries(w, p, count, true);
+    }
+    return engine_validate(p->engine) == 0 ? 0 : CATRACA_E_CORRUPT;
+}
+
+static int partitions_discover(struct worker *w)
+{
+    size_t max = w->config.partitions_max, count = 0;
+    char(*events)[CATRACA_ID_MAX + 1] = calloc(max, sizeof(*events));
+    if (events == NULL)
+        return CATRACA_E_NOMEM;
+    int error = w->config.log.ops->list_partitions(w->config.log.context, events, max, &count);
+    for (size_t i = 0; error == 0 && i < count; i++) {
+        if (partition_find(w, events[i]) != NULL)
+            continue;
+        if (w->partition_count == w->config.partitions_max)
+            break;
+        struct partition *p = &w->partitions[w->partition_count];
+        memset(p, 0, sizeof(*p));
+        snprintf(p->event, sizeof(p->event), "%s", events[i]);
+        error = partition_recover(w, p);
+        if (error != 0) {
+            engine_free(p->engine);
+            p->engine = NULL;
+            log_line("error", events[i], "partition recovery failed", error);
+            break;
+        }
+        w->partition_count++;
+    }
+    free(events);
+    return error;
+}
+
+/* One batch of one partition. Returns entries processed (>= 0) or an error. */
+static int partition_step(struct worker *w, struct partition *p)
+{
+    if (p->engine == NULL) {
+        int recover_error = partition_recover(w, p);
+        if (recover_error != 0)
+            return recover_error;
+    }
+    size_t count = 0;
+    int error = w->config.log.ops->read(w->config.log.context, p->event, p->applied, w->entries,
+                                        w->config.batch_max, &count);
+    if (error != 0 || count == 0)
+        return error;
+    batch_reset(&w->batch);
+    error = partition_apply_entries(w, p, count, false);
+    if (error == 0)
+        error = partition_commit(w, p, count);
+    if (error != 0) {
+        /* The engine ran ahead of the store: rebuild it from what is committed. */
+        log_line("warn", p->event, "commit failed, recovering partition", error);
+        int recover_error = partition_recover(w, p);
+        if (recover_error != 0) {
+            log_line("error", p->event, "recovery failed, will retry", recover_error);
+            engine_free(p->engine);
+            p->engine = NULL;
+        }
+        return error;
+    }
+    return (int)count;
+}
+
+/* Appends a TICK when the partition's earliest hold is due by the wall clock. */
+static void partition_tick(struct worker *w, struct partition *p, int64_t now_ms)
+{
+    int64_t due_ms = engine_next_expiry_ms(p->engine);
+    if (due_ms > now_ms || now_ms - p->last_tick_ms < TICK_SPACING_MS)
+        return;
+    struct engine_command tick = {.type = ENGINE_COMMAND_TICK, .now_ms = now_ms};
+    uint8_t record[64];
+    size_t length = 0;
+    if (codec_command_encode(&tick, record, sizeof(record), &length) != 0)
+        return;
+    struct log_append_item item = {
+        .event = p->event, .record = record, .record_length = length, .time_ms = now_ms};
+    int error = w->config.log.ops->append(w->config.log.context, &item, 1);
+    if (error != 0) {
+        log_line("warn", p->event, "TICK append failed", error);
+        return;
+    }
+    p->last_tick_ms = now_ms;
+    pthread_mutex_lock(&w->mutex);
+    w->stats.ticks_appended++;
+    pthread_mutex_unlock(&w->mutex);
+}
+
+/* How long the loop may sleep: until the next hold is due, at most idle_poll_ms. */
+static int64_t sleep_ms(const struct worker *w, int64_t now_ms)
+{
+    int64_t sleep = w->config.idle_poll_ms;
+    for (uint32_t i = 0; i < w->partition_count; i++) {
+        if (w->partitions[i].engine == NULL)
+            continue;
+        int64_t due = engine_next_expiry_ms(w->partitions[i].engine) - now_ms;
+        if (due < sleep)
+            sleep = due < 1 ? 1 : due;
+    }
+    return sleep;
+}
+
+static void *worker_main(void *argument)
+{
+    struct worker *w = argument;
+    int64_t last_discovery_ms = 0;
+    for (;;) {
+        pthread_mutex_lock(&w->mutex);
+        bool is_stopping = w->is_stopping, is_woken = w->is_woken;
+        w->is_woken = false;
+        pthread_mutex_unlock(&w->mutex);
+        int64_t now_ms = worker_now_ms(w);
+        if ((is_woken && now_ms - last_discovery_ms >= 50) || now_ms - last_discovery_ms >= 1000) {
+            partitions_discover(w);
+            last_discovery_ms = now_ms;
+        }
+        bool has_work = false;
+        for (uint32_t i = 0; i < w->partition_count; i++) {
+            if (partition_step(w, &w->partitions[i]) > 0)
+                has_work = true;
+            if (w->partitions[i].engine != NULL)
+                partition_tick(w, &w->partitions[i], worker_now_ms(w));
+        }
+        if (is_stopping && !has_work)
+            break;
+        if (has_work)
+            continue;
+        pthread_mutex_lock(&w->mutex);
+        if (!w->is_woken && !w->is_stopping) {
+            struct timespec deadline;
+            clock_gettime(CLOCK_REALTIME, &deadline);
+            int64_t ns = deadline.tv_nsec + sleep_ms(w, worker_now_ms(w)) * 1000000;
+            deadline.tv_sec += ns / 1000000000;
+            deadline.tv_nsec = ns % 1000000000;
+            pthread_cond_timedwait(&w->wake, &w->mutex, &deadline);
+        }
+        pthread_mutex_unlock(&w->mutex);
+    }
+    return NULL;
+}
+
+/* ---- life cycle -------------------------------------------------------------------------- */
+
+static void worker_free(struct worker *w)
+{
+    for (uint32_t i = 0; i < w->partition_count; i++)
+        engine_free(w->partitions[i].engine);
+    free(w->partitions);
+    free(w->entries);
+    free(w->snapshot);
+    free(w->batch.purchases);
+    free(w->batch.index);
+    free(w->batch.answers);
+    pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->mutex);
+    free(w);
+}
+
+int worker_start(const struct worker_config *config, struct worker **out)
+{
+    if (config->batch_max < 1 || config->snapshot_every < 1 || config->partitions_max < 1 ||
+        config->log.ops == NULL || config->store.ops == NULL)
+        return CATRACA_E_INVALID;
+    struct worker *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return CATRACA_E_NOMEM;
+    w->config = *config;
+    if (w->config.clock_ms == NULL)
+        w->config.clock_ms = wall_clock_ms;
+    if (w->config.idle_poll_ms == 0)
+        w->config.idle_poll_ms = 100;
+    pthread_mutex_init(&w->mutex, NULL);
+    pthread_cond_init(&w->wake, NULL);
+    w->partitions = calloc(config->partitions_max, sizeof(*w->partitions));
+    w->entries = calloc(config->batch_max, sizeof(*w->entries));
+    int error = (w->partitions == NULL || w->entries == NULL) ? CATRACA_E_NOMEM : 0;
+    if (error == 0)
+        error = partitions_discover(w);
+    if (error == 0 && pthread_create(&w->thread, NULL, worker_main, w) != 0)
+        error = CATRACA_E_NOMEM;
+    if (error != 0) {
+        worker_free(w);
+        return error;
+    }
+    *out = w;
+    return 0;
+}
+
+void worker_wake(struct worker *worker)
+{
+    pthread_mutex_lock(&worker->mutex);
+    worker->is_woken = true;
+    pthread_cond_signal(&worker->wake);
+    pthread_mutex_unlock(&worker->mutex);
+}
+
+void worker_stop(struct worker *worker)
+{
+    if (worker == NULL)
+        return;
+    pthread_mutex_lock(&worker->mutex);
+    worker->is_stopping = true;
+    pthread_cond_signal(&worker->wake);
+    pthread_mutex_unlock(&worker->mutex);
+    pthread_join(worker->thread, NULL);
+    worker->config.log.ops->close(worker->config.log.context);
+    worker->config.store.ops->close(worker->config.store.context);
+    worker_free(worker);
+}
+
+void worker_stats(struct worker *worker, struct worker_stats *out)
+{
+    pthread_mutex_lock(&worker->mutex);
+    *out = worker->stats;
+    pthread_mutex_unlock(&worker->mutex);
+}

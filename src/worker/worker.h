@@ -1,0 +1,81 @@
+/*
+ * worker.h - the loop that decides: read a batch from the log after the
+ * committed offset -> engine -> commit outcomes and the new offset in one
+ * store transaction -> tell the gateway (on_commit).
+ *
+ * One worker thread owns every partition it serves (embedded mode: all of
+ * them). Each partition has its own engine. After a crash, start-up restores
+ * each engine from the store's snapshot and replays the log from the
+ * snapshot's offset; entries up to the committed offset are applied without
+ * committing again (the engine is deterministic: same decisions), so every
+ * entry takes effect exactly once.
+ *
+ * Expiry needs no traffic: when the earliest hold of a partition is due by
+ * the wall clock, the worker appends a TICK to that partition's log, so that
+ * time, too, is in the log and replays identically.
+ */
+#ifndef CATRACA_WORKER_WORKER_H
+#define CATRACA_WORKER_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/engine.h"
+#include "log/log.h"
+#include "store/store.h"
+
+/* What one committed batch changed; pointers valid during the callback only. */
+struct worker_commit {
+    const char *event;
+    const struct store_event *event_row; /* NULL until the event exists */
+    const struct store_purchase *purchases;
+    size_t purchase_count;
+    const struct store_answer *answers;
+    size_t answer_count;
+};
+
+struct worker_stats {
+    uint64_t batches;
+    uint64_t commands;
+    uint64_t commit_errors;
+    uint64_t corrupt_records;
+    uint64_t ticks_appended;
+    uint64_t invariant_violations;
+    uint64_t commit_latency_us_total;
+    uint64_t commit_latency_us_max;
+    uint64_t batch_commands_max;
+};
+
+struct worker_config {
+    /* Handles for the worker thread's exclusive use; closed by worker_stop(). */
+    struct catraca_log log;
+    struct catraca_store store;
+    struct engine_config engine; /* pools of each partition's engine */
+    uint32_t batch_max;          /* log entries per transaction, >= 1 */
+    uint32_t snapshot_every;     /* commands between snapshots, >= 1 */
+    uint32_t partitions_max;     /* events served, >= 1 */
+    uint32_t idle_poll_ms;       /* longest sleep without a wake-up */
+    /* Called on the worker thread after each commit. */
+    void (*on_commit)(void *context, const struct worker_commit *commit);
+    void *on_commit_context;
+    /* Wall clock in ms for TICKs (tests may inject one); NULL = CLOCK_REALTIME. */
+    int64_t (*clock_ms)(void *context);
+    void *clock_context;
+};
+
+struct worker;
+
+/*
+ * Recovers every partition found in the log, then starts the thread.
+ * Returns 0, CATRACA_E_INVALID, CATRACA_E_NOMEM, or the store/log error that
+ * made recovery impossible.
+ */
+int worker_start(const struct worker_config *config, struct worker **out);
+/* New entries may be in the log: wake the loop. Any thread. */
+void worker_wake(struct worker *worker);
+/* Finishes the batch in flight, stops the thread, closes the handles, frees. */
+void worker_stop(struct worker *worker);
+/* A consistent copy of the counters. Any thread. */
+void worker_stats(struct worker *worker, struct worker_stats *out);
+
+#endif

@@ -1,0 +1,365 @@
+/*
+ * Unit test of the worker loop over an in-memory log and store (fakes are
+ * fine here: the worker is the code that sits on top of them; the SQLite
+ * adapters have their own tests and the system tests use the real thing).
+ *
+ * What must hold: every log entry takes effect exactly once across commit
+ * failures and restarts (recovery from snapshot + replay), outcomes match a
+ * plain engine fed the same log, and holds expire without traffic (the
+ * worker appends TICKs).
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/codec.h"
+#include "core/error.h"
+#include "worker/worker.h"
+
+#define ENTRIES_MAX 4096
+#define ROWS_MAX 4096
+
+/* ---- in-memory log ------------------------------------------------------------------------ */
+
+struct memory_log {
+    pthread_mutex_t mutex;
+    char event[CATRACA_ID_MAX + 1];
+    uint8_t records[ENTRIES_MAX][256];
+    size_t lengths[ENTRIES_MAX];
+    int64_t times[ENTRIES_MAX];
+    size_t count;
+};
+
+static int mlog_append(void *context, struct log_append_item *items, size_t count)
+{
+    struct memory_log *log = context;
+    pthread_mutex_lock(&log->mutex);
+    for (size_t i = 0; i < count; i++) {
+        assert_true(log->count < ENTRIES_MAX && items[i].record_length <= 256);
+        memcpy(log->records[log->count], items[i].record, items[i].record_length);
+        log->lengths[log->count] = items[i].record_length;
+        log->times[log->count] = items[i].time_ms;
+        log->count++;
+        items[i].result = LOG_APPENDED;
+        items[i].seq = (struct log_seq){log->count, 0};
+    }
+    pthread_mutex_unlock(&log->mutex);
+    return 0;
+}
+
+static int mlog_read(void *context, const char *event, struct log_seq after,
+                     struct log_entry *entries, size_t max, size_t *count)
+{
+    struct memory_log *log = context;
+    (void)event;
+    pthread_mutex_lock(&log->mutex);
+    *count = 0;
+    for (size_t i = after.major; i < log->count && *count < max; i++) {
+        entries[*count] = (struct log_entry){.seq = {i + 1, 0},
+                                             .time_ms = log->times[i],
+                                             .record = log->records[i],
+                                             .record_length = log->lengths[i]};
+        (*count)++;
+    }
+    pthread_mutex_unlock(&log->mutex);
+    return 0;
+}
+
+static int mlog_list(void *context, char (*events)[CATRACA_ID_MAX + 1], size_t max, size_t *count)
+{
+    struct memory_log *log = context;
+    pthread_mutex_lock(&log->mutex);
+    *count = log->count > 0 && max > 0 ? 1 : 0;
+    if (*count)
+        strcpy(events[0], log->event);
+    pthread_mutex_unlock(&log->mutex);
+    return 0;
+}
+
+static void noop_close(void *context)
+{
+    (void)context;
+}
+
+static const struct log_ops memory_log_ops = {
+    .append = mlog_append, .read = mlog_read, .list_partitions = mlog_list, .close = noop_close};
+
+/* ---- in-memory store ---------------------------------------------------------------------- */
+
+struct memory_store {
+    pthread_mutex_t mutex;
+    struct log_seq offset;
+    uint8_t *snapshot;
+    size_t snapshot_length;
+    struct log_seq snapshot_offset;
+    struct store_purchase rows[ROWS_MAX];
+    size_t row_count;
+    uint64_t arrivals;   /* rows created with has_arrival: must equal purchases, never more */
+    int fail_countdown;  /* the n-th commit fails (0 = never) */
+    uint64_t commits;
+};
+
+static int mstore_commit(void *context, const struct store_batch *batch)
+{
+    struct memory_store *s = context;
+    pthread_mutex_lock(&s->mutex);
+    if (s->fail_countdown > 0 && --s->fail_countdown == 0) {
+        pthread_mutex_unlock(&s->mutex);
+        return CATRACA_E_IO;
+    }
+    for (size_t i = 0; i < batch->purchase_count; i++) {
+        const struct store_purchase *p = &batch->purchases[i];
+        size_t row = 0;
+        while (row < s->row_count && s->rows[row].purchase_id != p->purchase_id)
+            row++;
+        if (row == s->row_count) {
+            assert_true(p->has_arrival);
+            assert_true(s->row_count < ROWS_MAX);
+            s->rows[s->row_count++] = *p;
+            s->arrivals++;
+        } else {
+            assert_false(p->has_arrival); /* an arrival applied twice would be a double effect */
+            struct store_purchase *r = &s->rows[row];
+            r->status = p->status;
+            r->reason = p->reason;
+            r->hold_expires_at_ms = p->hold_expires_at_ms;
+            r->ticket_count = p->ticket_count;
+        }
+    }
+    s->offset = batch->offset;
+    if (batch->snapshot != NULL) {
+        free(s->snapshot);
+        s->snapshot = malloc(batch->snapshot_length);
+        memcpy(s->snapshot, batch->snapshot, batch->snapshot_length);
+        s->snapshot_length = batch->snapshot_length;
+        s->snapshot_offset = batch->snapshot_offset;
+    }
+    s->commits++;
+    pthread_mutex_unlock(&s->mutex);
+    return 0;
+}
+
+static int mstore_load(void *context, const char *event, struct log_seq *offset,
+                       uint8_t **snapshot, size_t *snapshot_length, struct log_seq *snapshot_offset)
+{
+    struct memory_store *s = context;
+    (void)event;
+    pthread_mutex_lock(&s->mutex);
+    *offset = s->offset;
+    *snapshot = NULL;
+    if (s->snapshot != NULL) {
+        *snapshot = malloc(s->snapshot_length);
+        memcpy(*snapshot, s->snapshot, s->snapshot_length);
+        *snapshot_length = s->snapshot_length;
+        *snapshot_offset = s->snapshot_offset;
+    }
+    int error = s->commits == 0 ? CATRACA_E_NOTFOUND : 0;
+    pthread_mutex_unlock(&s->mutex);
+    return error;
+}
+
+static const struct store_ops memory_store_ops = {
+    .commit = mstore_commit, .load = mstore_load, .close = noop_close};
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static struct memory_log the_log;
+static struct memory_store the_store;
+static int64_t fake_now_ms;
+
+static int64_t fake_clock(void *context)
+{
+    (void)context;
+    return __atomic_load_n(&fake_now_ms, __ATOMIC_SEQ_CST);
+}
+
+static void append_command(const struct engine_command *command)
+{
+    uint8_t record[CATRACA_COMMAND_ENCODED_MAX];
+    size_t length = 0;
+    assert_int_equal(codec_command_encode(command, record, sizeof(record), &length), 0);
+    struct log_append_item item = {
+        .event = "ev", .record = record, .record_length = length, .time_ms = command->now_ms};
+    assert_int_equal(mlog_append(&the_log, &item, 1), 0);
+}
+
+static void append_event(uint32_t capacity, int64_t hold_ms)
+{
+    struct engine_command c = {.type = ENGINE_COMMAND_CREATE_EVENT, .now_ms = 1000};
+    strcpy(c.u.create_event.id, "ev");
+    c.u.create_event.hold_ms = hold_ms;
+    c.u.create_event.per_customer_limit = 4;
+    c.u.create_event.state = ENGINE_STATE_OPEN;
+    c.u.create_event.category_count = 1;
+    strcpy(c.u.create_event.categories[0].id, "a");
+    c.u.create_event.categories[0].capacity = capacity;
+    append_command(&c);
+}
+
+static void append_purchase(uint64_t id, int64_t now_ms)
+{
+    struct engine_command c = {.type = ENGINE_COMMAND_PURCHASE, .now_ms = now_ms};
+    c.u.purchase.purchase_id = id;
+    snprintf(c.u.purchase.customer, sizeof(c.u.purchase.customer), "c%llu",
+             (unsigned long long)id);
+    strcpy(c.u.purchase.category, "a");
+    c.u.purchase.quantity = 1;
+    append_command(&c);
+}
+
+static struct worker *start(uint32_t batch_max, uint32_t snapshot_every)
+{
+    struct worker_config config = {
+        .log = {.ops = &memory_log_ops, .context = &the_log},
+        .store = {.ops = &memory_store_ops, .context = &the_store},
+        .engine = {.purchases_max = 8192, .customers_max = 8192},
+        .batch_max = batch_max,
+        .snapshot_every = snapshot_every,
+        .partitions_max = 4,
+        .idle_poll_ms = 5,
+        .clock_ms = fake_clock,
+    };
+    struct worker *worker = NULL;
+    assert_int_equal(worker_start(&config, &worker), 0);
+    return worker;
+}
+
+/* Waits (bounded) until the store has committed everything in the log. */
+static void wait_caught_up(void)
+{
+    for (int i = 0; i < 2000; i++) {
+        pthread_mutex_lock(&the_log.mutex);
+        size_t count = the_log.count;
+        pthread_mutex_unlock(&the_log.mutex);
+        pthread_mutex_lock(&the_store.mutex);
+        bool is_caught_up = the_store.offset.major == count;
+        pthread_mutex_unlock(&the_store.mutex);
+        if (is_caught_up)
+            return;
+        usleep(2000);
+    }
+    fail_msg("worker did not catch up with the log");
+}
+
+static uint8_t status_of(uint64_t id);
+
+static const struct store_purchase *row_of(uint64_t id)
+{
+    for (size_t i = 0; i < the_store.row_count; i++)
+        if (the_store.rows[i].purchase_id == id)
+            return &the_store.rows[i];
+    return NULL;
+}
+
+static uint8_t status_of(uint64_t id)
+{
+    pthread_mutex_lock(&the_store.mutex);
+    const struct store_purchase *p = row_of(id);
+    uint8_t status = p ? p->status : ENGINE_STATUS_NONE;
+    pthread_mutex_unlock(&the_store.mutex);
+    return status;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&the_log, 0, sizeof(the_log));
+    strcpy(the_log.event, "ev");
+    pthread_mutex_init(&the_log.mutex, NULL);
+    free(the_store.snapshot);
+    memset(&the_store, 0, sizeof(the_store));
+    pthread_mutex_init(&the_store.mutex, NULL);
+    fake_now_ms = 1000;
+    return 0;
+}
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+static void test_decides_in_order_exactly_once(void **state)
+{
+    (void)state;
+    append_event(10, 60000);
+    for (uint64_t id = 1; id <= 30; id++)
+        append_purchase(id, 1000 + (int64_t)id);
+    struct worker *worker = start(7, 1000);
+    wait_caught_up();
+    worker_stop(worker);
+    assert_int_equal(the_store.arrivals, 30);
+    for (uint64_t id = 1; id <= 30; id++) {
+        const struct store_purchase *p = row_of(id);
+        assert_non_null(p);
+        /* capacity 10: the first ten hold, the next ten wait, the rest can never be served */
+        uint8_t expected = id <= 10 ? ENGINE_STATUS_HELD
+                           : id <= 20 ? ENGINE_STATUS_WAITING
+                                      : ENGINE_STATUS_REJECTED;
+        assert_int_equal(p->status, expected);
+        assert_int_equal(p->seq.major, id + 1);
+    }
+}
+
+static void test_commit_failure_and_restart_apply_each_entry_once(void **state)
+{
+    (void)state;
+    append_event(50, 60000);
+    for (uint64_t id = 1; id <= 40; id++)
+        append_purchase(id, 1000 + (int64_t)id);
+    the_store.fail_countdown = 3; /* the third commit fails: the worker must rebuild */
+    struct worker *worker = start(5, 4);
+    wait_caught_up();
+    worker_stop(worker);
+    assert_int_equal(the_store.arrivals, 40);
+    /* Restart on the same log and store (snapshot + replay), then more traffic. */
+    for (uint64_t id = 41; id <= 60; id++)
+        append_purchase(id, 2000 + (int64_t)id);
+    worker = start(5, 4);
+    wait_caught_up();
+    worker_stop(worker);
+    assert_int_equal(the_store.arrivals, 60);
+    size_t held = 0;
+    for (size_t i = 0; i < the_store.row_count; i++)
+        held += the_store.rows[i].status == ENGINE_STATUS_HELD;
+    assert_int_equal(held, 50);
+}
+
+static void test_holds_expire_without_traffic(void **state)
+{
+    (void)state;
+    append_event(1, 2000);
+    append_purchase(1, 1000);
+    append_purchase(2, 1001);
+    struct worker *worker = start(16, 1000);
+    wait_caught_up();
+    assert_int_equal(row_of(1)->status, ENGINE_STATUS_HELD);
+    assert_int_equal(row_of(2)->status, ENGINE_STATUS_WAITING);
+    __atomic_store_n(&fake_now_ms, 3000, __ATOMIC_SEQ_CST); /* the hold is due */
+    for (int i = 0; i < 1000 && status_of(1) != ENGINE_STATUS_EXPIRED; i++) {
+        worker_wake(worker);
+        usleep(2000);
+    }
+    wait_caught_up();
+    worker_stop(worker);
+    assert_int_equal(row_of(1)->status, ENGINE_STATUS_EXPIRED);
+    assert_int_equal(row_of(2)->status, ENGINE_STATUS_HELD);
+    struct engine_command tick;
+    assert_int_equal(codec_command_decode(the_log.records[3], the_log.lengths[3], &tick), 0);
+    assert_int_equal(tick.type, ENGINE_COMMAND_TICK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_decides_in_order_exactly_once, setup),
+        cmocka_unit_test_setup(test_commit_failure_and_restart_apply_each_entry_once, setup),
+        cmocka_unit_test_setup(test_holds_expire_without_traffic, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
