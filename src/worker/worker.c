@@ -25,6 +25,7 @@ struct partition {
     struct log_seq committed; /* last entry whose effects are in the store */
     uint64_t commands_since_snapshot;
     int64_t last_tick_ms;
+    uint64_t holds_expired; /* engine's count at the last commit (under the worker's mutex) */
 };
 
 /* The effects of one batch, reused from batch to batch (grown, never shrunk). */
@@ -298,8 +299,15 @@ static int partition_commit(struct worker *w, struct partition *p, size_t comman
         .answer_count = b->answer_count,
     };
     size_t snapshot_length = 0;
-    if (p->commands_since_snapshot >= w->config.snapshot_every &&
-        snapshot_take(w, p, &snapshot_length) == 0) {
+    bool is_snapshot_due = p->commands_since_snapshot >= w->config.snapshot_every;
+    if (is_snapshot_due && engine_validate(p->engine) != 0) {
+        /* Never reached while the engine keeps its promises; if it is, say so loudly. */
+        pthread_mutex_lock(&w->mutex);
+        w->stats.invariant_violations++;
+        pthread_mutex_unlock(&w->mutex);
+        log_line("error", p->event, "engine_validate failed: invariant violation", CATRACA_E_CORRUPT);
+    }
+    if (is_snapshot_due && snapshot_take(w, p, &snapshot_length) == 0) {
         batch.snapshot = w->snapshot;
         batch.snapshot_length = snapshot_length;
         batch.snapshot_offset = p->applied;
@@ -310,8 +318,11 @@ static int partition_commit(struct worker *w, struct partition *p, size_t comman
     clock_gettime(CLOCK_MONOTONIC, &end);
     uint64_t latency_us = (uint64_t)((end.tv_sec - start.tv_sec) * 1000000 +
                                      (end.tv_nsec - start.tv_nsec) / 1000);
+    struct engine_stats engine_counts;
+    engine_stats(p->engine, &engine_counts);
     pthread_mutex_lock(&w->mutex);
     if (error == 0) {
+        p->holds_expired = engine_counts.holds_expired;
         w->stats.batches++;
         w->stats.commands += command_count;
         w->stats.commit_latency_us_total += latency_us;
@@ -405,7 +416,9 @@ static int partitions_discover(struct worker *w)
             log_line("error", events[i], "partition recovery failed", error);
             break;
         }
+        pthread_mutex_lock(&w->mutex);
         w->partition_count++;
+        pthread_mutex_unlock(&w->mutex);
     }
     free(events);
     return error;
@@ -592,5 +605,8 @@ void worker_stats(struct worker *worker, struct worker_stats *out)
 {
     pthread_mutex_lock(&worker->mutex);
     *out = worker->stats;
+    out->holds_expired = 0;
+    for (uint32_t i = 0; i < worker->partition_count; i++)
+        out->holds_expired += worker->partitions[i].holds_expired;
     pthread_mutex_unlock(&worker->mutex);
 }

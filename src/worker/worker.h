@@ -40,7 +40,8 @@ struct worker_stats {
     uint64_t commit_errors;
     uint64_t corrupt_records;
     uint64_t ticks_appended;
-    uint64_t invariant_violations;
+    uint64_t invariant_violations; /* engine_validate() failures, checked at each snapshot */
+    uint64_t holds_expired;
     uint64_t commit_latency_us_total;
     uint64_t commit_latency_us_max;
     uint64_t batch_commands_max;

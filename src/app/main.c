@@ -1,0 +1,202 @@
+/*
+ * main.c - the catraca command: `catraca serve` (embedded mode: HTTP, log,
+ * worker and store in one process on one SQLite file), --version, --help.
+ */
+#include <errno.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app/config.h"
+#include "core/error.h"
+#include "gateway/api.h"
+#include "gateway/http.h"
+#include "log/log_sqlite.h"
+#include "store/store_sqlite.h"
+#include "worker/worker.h"
+
+#ifndef CATRACA_VERSION
+#define CATRACA_VERSION "0.1.0"
+#endif
+
+static volatile sig_atomic_t is_stop_requested;
+
+static void on_signal(int signal_number)
+{
+    (void)signal_number;
+    is_stop_requested = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: catraca serve [options]   start the embedded service\n"
+                 "       catraca --version\n"
+                 "       catraca serve --help      every option, its variable, default and "
+                 "bound\n");
+}
+
+/* "host:port" -> parts; 0 or -1 with a message. */
+static int split_listen(const char *listen, char host[64], uint16_t *port)
+{
+    const char *colon = strrchr(listen, ':');
+    char *end = NULL;
+    long value = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (colon == NULL || (size_t)(colon - listen) >= 64 || end == colon + 1 || *end != '\0' ||
+        value < 0 || value > 65535) {
+        fprintf(stderr, "catraca: --listen must be host:port (got \"%s\")\n", listen);
+        return -1;
+    }
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    *port = (uint16_t)value;
+    return 0;
+}
+
+/* The JWT secret: configured, or in demo mode a random one printed once. */
+static int choose_secret(const struct config *config, uint8_t *secret, size_t *length)
+{
+    if (config->jwt_secret[0] != '\0') {
+        *length = strlen(config->jwt_secret);
+        memcpy(secret, config->jwt_secret, *length);
+        return 0;
+    }
+    static const char hex[] = "0123456789abcdef";
+    uint8_t random[24];
+    if (RAND_bytes(random, sizeof(random)) != 1)
+        return -1;
+    for (size_t i = 0; i < sizeof(random); i++) {
+        secret[2 * i] = (uint8_t)hex[random[i] >> 4];
+        secret[2 * i + 1] = (uint8_t)hex[random[i] & 15];
+    }
+    *length = 2 * sizeof(random);
+    fprintf(stderr, "catraca: demo mode, random JWT secret for this run: %.*s\n", (int)*length,
+            (const char *)secret);
+    return 0;
+}
+
+static int start_worker(const struct config *config, const char *database, struct api *api,
+                        struct worker **out)
+{
+    struct worker_config worker = {
+        .engine = {.purchases_max = (uint32_t)config->purchases_max,
+                   .customers_max = (uint32_t)config->customers_max},
+        .batch_max = (uint32_t)config->worker_batch_max,
+        .snapshot_every = (uint32_t)config->snapshot_every,
+        .partitions_max = (uint32_t)config->events_max,
+        .idle_poll_ms = 100,
+        .on_commit = api_on_commit,
+        .on_commit_context = api,
+    };
+    bool is_full = strcmp(config->sync, "full") == 0;
+    struct log_sqlite_options options = {.is_synchronous_full = is_full,
+                                         .busy_timeout_ms = 5000,
+                                         .read_max = worker.batch_max};
+    int error = log_sqlite_open(database, &options, &worker.log);
+    if (error == 0)
+        error = store_sqlite_open(database, is_full, 5000, &worker.store);
+    if (error == 0)
+        error = worker_start(&worker, out);
+    return error;
+}
+
+static int serve(const struct config *config)
+{
+    char host[64], database[512];
+    uint16_t port = 0;
+    uint8_t secret[256];
+    size_t secret_length = 0;
+    if (split_listen(config->listen, host, &port) != 0 ||
+        choose_secret(config, secret, &secret_length) != 0)
+        return 2;
+    if (mkdir(config->data, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "catraca: cannot create data directory %s: %s\n", config->data,
+                strerror(errno));
+        return 1;
+    }
+    snprintf(database, sizeof(database), "%s/catraca.db", config->data);
+    struct api_config api_config = {
+        .database_path = database,
+        .is_synchronous_full = strcmp(config->sync, "full") == 0,
+        .jwt_secret = secret,
+        .jwt_secret_length = secret_length,
+        .is_demo = config->is_demo,
+        .waiters_max = (uint32_t)config->waiters_max,
+        .queue_max = (uint32_t)config->queue_max,
+        .append_batch_max = (uint32_t)config->append_batch_max,
+        .rate_customer_per_s = (double)config->rate_customer,
+        .rate_customer_burst = (double)config->rate_customer_burst,
+        .rate_ip_per_s = (double)config->rate_ip,
+        .rate_ip_burst = (double)config->rate_ip_burst,
+        .rate_keys_max = (uint32_t)config->rate_table_max,
+        .events_max = (uint32_t)config->events_max,
+        .threads = (uint32_t)config->threads,
+    };
+    struct api *api = NULL;
+    struct worker *worker = NULL;
+    struct http_server *http = NULL;
+    if (api_start(&api_config, &api) != 0)
+        return 1;
+    int error = start_worker(config, database, api, &worker);
+    if (error != 0) {
+        fprintf(stderr, "catraca: worker start failed: %s\n", catraca_strerror(error));
+        return 1;
+    }
+    api_set_worker(api, worker);
+    struct http_config http_config = {
+        .host = host,
+        .port = port,
+        .threads = (uint32_t)config->threads,
+        .connections_max = (uint32_t)config->connections_max,
+        .header_bytes_max = (uint32_t)config->header_bytes_max,
+        .body_bytes_max = (uint32_t)config->body_bytes_max,
+        .idle_timeout_s = (uint32_t)((config->header_timeout_ms + 999) / 1000),
+        .deferred_max = (uint32_t)(config->waiters_max + config->queue_max),
+        .handler = api_handle,
+        .handler_context = api,
+    };
+    if (http_start(&http_config, &http) != 0)
+        return 1;
+    api_set_http(api, http);
+    fprintf(stderr, "catraca: listening on http://%s:%u (data %s%s)\n", host, http_port(http),
+            database, config->is_demo ? ", demo on" : "");
+    struct sigaction action = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGINT, &action, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    while (!is_stop_requested)
+        pause();
+    fprintf(stderr, "catraca: stopping: no new connections, finishing what is in flight\n");
+    http_stop(http);
+    api_stop(api); /* appends what is queued and answers it first */
+    worker_stop(worker);
+    fprintf(stderr, "catraca: stopped\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) {
+        printf("catraca %s\n", CATRACA_VERSION);
+        return 0;
+    }
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        if (argc >= 2)
+            config_print_help(stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "serve") != 0) {
+        fprintf(stderr, "catraca: unknown command \"%s\"\n", argv[1]);
+        usage(stderr);
+        return 2;
+    }
+    struct config config;
+    int result = config_parse(&config, argc, argv, 2);
+    if (result != 0)
+        return result > 0 ? 0 : 2;
+    return serve(&config);
+}

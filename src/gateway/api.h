@@ -1,0 +1,51 @@
+/*
+ * api.h - API.md's endpoints on top of http.h: authentication, limits,
+ * validation, group-committed appends, and the answers that wait for the
+ * worker (confirm, cancel, event changes, long-polls, SSE).
+ *
+ * Threads: HTTP threads run the handlers (each with its own read handles on
+ * the database, opened on first use); the appender thread appends; one
+ * responder thread finishes every parked request (it owns a store handle
+ * for the reads those answers need, and the time-outs); the worker's commit
+ * callback (api_on_commit) only copies what changed into parked requests.
+ */
+#ifndef CATRACA_GATEWAY_API_H
+#define CATRACA_GATEWAY_API_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gateway/http.h"
+#include "worker/worker.h"
+
+struct api_config {
+    const char *database_path;
+    bool is_synchronous_full;
+    const uint8_t *jwt_secret;
+    size_t jwt_secret_length;
+    bool is_demo;
+    uint32_t waiters_max;
+    uint32_t queue_max;
+    uint32_t append_batch_max;
+    double rate_customer_per_s, rate_customer_burst;
+    double rate_ip_per_s, rate_ip_burst;
+    uint32_t rate_keys_max;
+    uint32_t events_max;
+    uint32_t threads; /* HTTP threads (for the read-handle table) */
+};
+
+struct api;
+
+int api_start(const struct api_config *config, struct api **out);
+/* Connects the worker (after it started; its wake-up follows each append). */
+void api_set_worker(struct api *api, struct worker *worker);
+/* For http_config.handler. */
+void api_handle(void *api, struct http_request *request);
+/* For worker_config.on_commit. */
+void api_on_commit(void *api, const struct worker_commit *commit);
+/* Stops the appender (appending what is queued) and the responder; closes handles. */
+void api_stop(struct api *api);
+/* Attaches the HTTP server, for its counters in /metrics. */
+void api_set_http(struct api *api, struct http_server *server);
+
+#endif

@@ -1,0 +1,310 @@
+/* api_json.c - contract in api_json.h. */
+#include "gateway/api_json.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+
+static const char base32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+bool api_json_is_id(const char *text)
+{
+    size_t length = strnlen(text, CATRACA_ID_MAX + 1);
+    if (length < 1 || length > CATRACA_ID_MAX)
+        return false;
+    for (size_t i = 0; i < length; i++) {
+        char c = text[i];
+        bool is_ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '.' || c == '_' || c == '-';
+        if (!is_ok)
+            return false;
+    }
+    return true;
+}
+
+void api_json_purchase_id_format(uint64_t id, char out[API_PURCHASE_ID_TEXT])
+{
+    out[0] = 'p';
+    out[1] = '_';
+    engine_ticket_code_format(id, out + 2); /* the same 13-character base32 */
+}
+
+int api_json_purchase_id_parse(const char *text, uint64_t *id)
+{
+    if (strnlen(text, API_PURCHASE_ID_TEXT) != API_PURCHASE_ID_TEXT - 1 || text[0] != 'p' ||
+        text[1] != '_')
+        return CATRACA_E_INVALID;
+    uint64_t value = 0;
+    for (int i = 2; i < API_PURCHASE_ID_TEXT - 1; i++) {
+        const char *digit = strchr(base32, text[i]);
+        if (digit == NULL || text[i] == '\0')
+            return CATRACA_E_INVALID;
+        if (i == 2 && digit - base32 > 15)
+            return CATRACA_E_INVALID; /* 13 x 5 bits = 65: the first digit carries 4 */
+        value = (value << 5) | (uint64_t)(digit - base32);
+    }
+    if (value == 0)
+        return CATRACA_E_INVALID;
+    *id = value;
+    return 0;
+}
+
+void api_json_time_format(int64_t ms, char out[32])
+{
+    time_t seconds = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&seconds, &tm);
+    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static int fail(char message[API_ERROR_MESSAGE_MAX], const char *text)
+{
+    snprintf(message, API_ERROR_MESSAGE_MAX, "%s", text);
+    return CATRACA_E_INVALID;
+}
+
+/* A JSON integer in [min, max]: numbers with a fraction or out of range are refused. */
+static bool get_integer(const cJSON *object, const char *name, int64_t min, int64_t max,
+                        int64_t *out)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
+    if (!cJSON_IsNumber(item))
+        return false;
+    double value = item->valuedouble;
+    if (value < (double)min || value > (double)max || value != (double)(int64_t)value)
+        return false;
+    *out = (int64_t)value;
+    return true;
+}
+
+static bool get_string(const cJSON *object, const char *name, char *out, size_t size,
+                       bool must_be_id)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
+    if (!cJSON_IsString(item) || strlen(item->valuestring) >= size)
+        return false;
+    if (must_be_id && !api_json_is_id(item->valuestring))
+        return false;
+    snprintf(out, size, "%s", item->valuestring);
+    return true;
+}
+
+static cJSON *parse_object(const char *body, size_t length)
+{
+    cJSON *root = cJSON_ParseWithLength(body, length);
+    if (root != NULL && !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+static int parse_categories(const cJSON *root, struct engine_event_spec *out,
+                            char message[API_ERROR_MESSAGE_MAX])
+{
+    const cJSON *categories = cJSON_GetObjectItemCaseSensitive(root, "categories");
+    int count = cJSON_GetArraySize(categories);
+    if (!cJSON_IsArray(categories) || count < 1 || count > CATRACA_CATEGORIES_MAX)
+        return fail(message, "categories must be an array of 1 to 16 categories");
+    out->category_count = (uint8_t)count;
+    for (int i = 0; i < count; i++) {
+        const cJSON *c = cJSON_GetArrayItem(categories, i);
+        struct engine_category_spec *spec = &out->categories[i];
+        int64_t capacity = 0, price = 0;
+        if (!cJSON_IsObject(c) || !get_string(c, "id", spec->id, sizeof(spec->id), true))
+            return fail(message, "each category needs an id of 1-64 characters [A-Za-z0-9._-]");
+        if (cJSON_HasObjectItem(c, "name") &&
+            !get_string(c, "name", spec->name, sizeof(spec->name), false))
+            return fail(message, "category name must be a string of at most 128 bytes");
+        if (!get_integer(c, "capacity", 1, CATRACA_CAPACITY_MAX, &capacity))
+            return fail(message, "category capacity must be an integer from 1 to 10000000");
+        if (cJSON_HasObjectItem(c, "price_cents") &&
+            !get_integer(c, "price_cents", 0, INT64_C(1) << 50, &price))
+            return fail(message, "price_cents must be a non-negative integer");
+        spec->capacity = (uint32_t)capacity;
+        spec->price_cents = price;
+        for (int j = 0; j < i; j++)
+            if (strcmp(out->categories[j].id, spec->id) == 0)
+                return fail(message, "category ids must be distinct");
+    }
+    return 0;
+}
+
+int api_json_parse_event(const char *body, size_t length, struct engine_event_spec *out,
+                         char message[API_ERROR_MESSAGE_MAX])
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *root = parse_object(body, length);
+    if (root == NULL)
+        return fail(message, "body must be a JSON object");
+    int error = 0;
+    int64_t hold_seconds = 600, limit = 4;
+    const cJSON *state = cJSON_GetObjectItemCaseSensitive(root, "state");
+    out->state = ENGINE_STATE_OPEN;
+    if (!get_string(root, "id", out->id, sizeof(out->id), true))
+        error = fail(message, "id must be 1-64 characters [A-Za-z0-9._-]");
+    else if (cJSON_HasObjectItem(root, "name") &&
+             !get_string(root, "name", out->name, sizeof(out->name), false))
+        error = fail(message, "name must be a string of at most 128 bytes");
+    else if (cJSON_HasObjectItem(root, "hold_seconds") &&
+             !get_integer(root, "hold_seconds", CATRACA_HOLD_MS_MIN / 1000,
+                          CATRACA_HOLD_MS_MAX / 1000, &hold_seconds))
+        error = fail(message, "hold_seconds must be an integer from 1 to 86400");
+    else if (cJSON_HasObjectItem(root, "per_customer_limit") &&
+             !get_integer(root, "per_customer_limit", 1, CATRACA_QUANTITY_MAX, &limit))
+        error = fail(message, "per_customer_limit must be an integer from 1 to 10");
+    else if (state != NULL && (!cJSON_IsString(state) ||
+                               engine_state_parse(state->valuestring, &out->state) != 0))
+        error = fail(message, "state must be open, paused or closed");
+    else
+        error = parse_categories(root, out, message);
+    out->hold_ms = hold_seconds * 1000;
+    out->per_customer_limit = (uint32_t)limit;
+    cJSON_Delete(root);
+    return error;
+}
+
+int api_json_parse_state(const char *body, size_t length, uint8_t *state,
+                         char message[API_ERROR_MESSAGE_MAX])
+{
+    cJSON *root = parse_object(body, length);
+    if (root == NULL)
+        return fail(message, "body must be a JSON object");
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "state");
+    int error = 0;
+    if (!cJSON_IsString(item) || engine_state_parse(item->valuestring, state) != 0)
+        error = fail(message, "state must be open, paused or closed");
+    cJSON_Delete(root);
+    return error;
+}
+
+int api_json_parse_purchase(const char *body, size_t length, char category[CATRACA_ID_MAX + 1],
+                            int64_t *quantity, char message[API_ERROR_MESSAGE_MAX])
+{
+    cJSON *root = parse_object(body, length);
+    if (root == NULL)
+        return fail(message, "body must be a JSON object");
+    int error = 0;
+    if (!get_string(root, "category", category, CATRACA_ID_MAX + 1, true))
+        error = fail(message, "category must be 1-64 characters [A-Za-z0-9._-]");
+    else if (!get_integer(root, "quantity", 1, CATRACA_QUANTITY_MAX, quantity))
+        error = fail(message, "quantity must be an integer from 1 to the event's limit");
+    cJSON_Delete(root);
+    return error;
+}
+
+int api_json_parse_confirm(const char *body, size_t length,
+                           char payment_ref[CATRACA_ID_MAX + 1],
+                           char message[API_ERROR_MESSAGE_MAX])
+{
+    cJSON *root = parse_object(body, length);
+    if (root == NULL)
+        return fail(message, "body must be a JSON object");
+    int error = 0;
+    if (!get_string(root, "payment_ref", payment_ref, CATRACA_ID_MAX + 1, true))
+        error = fail(message, "payment_ref must be 1-64 characters [A-Za-z0-9._-]");
+    cJSON_Delete(root);
+    return error;
+}
+
+cJSON *api_json_event(const struct store_event *event, uint64_t pending)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "id", event->spec.id);
+    cJSON_AddStringToObject(root, "name", event->spec.name);
+    cJSON_AddStringToObject(root, "state", engine_state_name(event->state));
+    cJSON_AddNumberToObject(root, "hold_seconds", (double)(event->spec.hold_ms / 1000));
+    cJSON_AddNumberToObject(root, "per_customer_limit", event->spec.per_customer_limit);
+    cJSON *categories = cJSON_AddArrayToObject(root, "categories");
+    for (uint32_t i = 0; i < event->spec.category_count; i++) {
+        const struct engine_category_spec *spec = &event->spec.categories[i];
+        const struct engine_category_counts *counts = &event->counts[i];
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "id", spec->id);
+        cJSON_AddStringToObject(c, "name", spec->name);
+        cJSON_AddNumberToObject(c, "price_cents", (double)spec->price_cents);
+        cJSON_AddNumberToObject(c, "capacity", spec->capacity);
+        cJSON_AddNumberToObject(c, "available", counts->available);
+        cJSON_AddNumberToObject(c, "held", counts->held);
+        cJSON_AddNumberToObject(c, "sold", counts->sold);
+        cJSON_AddNumberToObject(c, "waiting", counts->waiting_count);
+        cJSON_AddItemToArray(categories, c);
+    }
+    cJSON *queue = cJSON_AddObjectToObject(root, "queue");
+    cJSON_AddNumberToObject(queue, "pending", (double)pending);
+    return root;
+}
+
+static cJSON *purchase_common(uint64_t purchase_id, const char *event, const char *customer,
+                              const char *category, uint32_t quantity, struct log_seq seq)
+{
+    char id[API_PURCHASE_ID_TEXT], seq_text[LOG_SEQ_TEXT_MAX];
+    api_json_purchase_id_format(purchase_id, id);
+    log_seq_format(seq, seq_text);
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "id", id);
+    cJSON_AddStringToObject(root, "event", event);
+    cJSON_AddStringToObject(root, "category", category);
+    cJSON_AddNumberToObject(root, "quantity", quantity);
+    cJSON_AddStringToObject(root, "customer", customer);
+    cJSON_AddStringToObject(root, "seq", seq_text);
+    return root;
+}
+
+cJSON *api_json_purchase_queued(uint64_t purchase_id, const char *event, const char *customer,
+                                const char *category, uint32_t quantity, struct log_seq seq)
+{
+    cJSON *root = purchase_common(purchase_id, event, customer, category, quantity, seq);
+    cJSON_AddStringToObject(root, "status", "queued");
+    cJSON_AddNullToObject(root, "reason");
+    cJSON_AddNullToObject(root, "hold_expires_at");
+    cJSON_AddNullToObject(root, "position");
+    cJSON_AddArrayToObject(root, "tickets");
+    return root;
+}
+
+cJSON *api_json_purchase(const struct store_purchase *p)
+{
+    cJSON *root =
+        purchase_common(p->purchase_id, p->event, p->customer, p->category, p->quantity, p->seq);
+    cJSON_AddStringToObject(root, "status", engine_status_name(p->status));
+    const char *reason = p->status == ENGINE_STATUS_REJECTED ? engine_reason_name(p->reason) : NULL;
+    if (reason != NULL)
+        cJSON_AddStringToObject(root, "reason", reason);
+    else
+        cJSON_AddNullToObject(root, "reason");
+    if (p->status == ENGINE_STATUS_HELD) {
+        char when[32];
+        api_json_time_format(p->hold_expires_at_ms, when);
+        cJSON_AddStringToObject(root, "hold_expires_at", when);
+    } else {
+        cJSON_AddNullToObject(root, "hold_expires_at");
+    }
+    if (p->status == ENGINE_STATUS_WAITING)
+        cJSON_AddNumberToObject(root, "position", p->position);
+    else
+        cJSON_AddNullToObject(root, "position");
+    cJSON *tickets = cJSON_AddArrayToObject(root, "tickets");
+    for (uint32_t i = 0; i < p->ticket_count && i < CATRACA_QUANTITY_MAX; i++) {
+        char code[14];
+        engine_ticket_code_format(p->ticket_codes[i], code);
+        cJSON *ticket = cJSON_CreateObject();
+        cJSON_AddStringToObject(ticket, "code", code);
+        cJSON_AddItemToArray(tickets, ticket);
+    }
+    return root;
+}
+
+char *api_json_error(const char *code, const char *message)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *error = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(error, "code", code);
+    cJSON_AddStringToObject(error, "message", message);
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return text;
+}

@@ -1,0 +1,57 @@
+/*
+ * api_json.h - API.md's JSON bodies <-> the engine's and the store's structs.
+ * Parsing with cJSON; every input is bounded and validated here, at the edge,
+ * so the engine only meets values within limits.h.
+ */
+#ifndef CATRACA_GATEWAY_API_JSON_H
+#define CATRACA_GATEWAY_API_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/engine.h"
+#include "store/store.h"
+
+#define API_PURCHASE_ID_TEXT 16 /* "p_" + 13 characters + NUL */
+#define API_ERROR_MESSAGE_MAX 160
+
+/* True for API.md ids: 1..64 characters of [A-Za-z0-9._-]. */
+bool api_json_is_id(const char *text);
+
+void api_json_purchase_id_format(uint64_t id, char out[API_PURCHASE_ID_TEXT]);
+/* 0, or CATRACA_E_INVALID (then it is no purchase of ours). */
+int api_json_purchase_id_parse(const char *text, uint64_t *id);
+
+/* RFC 3339 UTC with milliseconds: "2026-11-24T23:41:00.000Z". */
+void api_json_time_format(int64_t ms, char out[32]);
+
+/*
+ * POST /v1/events body -> spec (secret left zero: the caller fills it).
+ * Returns 0, or CATRACA_E_INVALID with a message for the 400 answer.
+ */
+int api_json_parse_event(const char *body, size_t length, struct engine_event_spec *out,
+                         char message[API_ERROR_MESSAGE_MAX]);
+/* {"state":"paused"} -> ENGINE_STATE_*; 0 or CATRACA_E_INVALID. */
+int api_json_parse_state(const char *body, size_t length, uint8_t *state,
+                         char message[API_ERROR_MESSAGE_MAX]);
+/* {"category":"pista","quantity":2}; quantity checked against 1..limit by the caller. */
+int api_json_parse_purchase(const char *body, size_t length, char category[CATRACA_ID_MAX + 1],
+                            int64_t *quantity, char message[API_ERROR_MESSAGE_MAX]);
+/* {"payment_ref":"psp_123"} */
+int api_json_parse_confirm(const char *body, size_t length,
+                           char payment_ref[CATRACA_ID_MAX + 1],
+                           char message[API_ERROR_MESSAGE_MAX]);
+
+/* Representations (caller owns the cJSON tree). */
+cJSON *api_json_event(const struct store_event *event, uint64_t pending);
+cJSON *api_json_purchase(const struct store_purchase *purchase);
+/* A purchase in the log that no batch has decided yet. */
+cJSON *api_json_purchase_queued(uint64_t purchase_id, const char *event, const char *customer,
+                                const char *category, uint32_t quantity, struct log_seq seq);
+/* {"error":{"code":..., "message":...}} as a malloc'ed string. */
+char *api_json_error(const char *code, const char *message);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * appender.h - group commit in front of the log.
+ *
+ * HTTP threads submit append requests into a bounded queue; one appender
+ * thread takes up to batch_max of them at a time and appends them with ONE
+ * log append (one transaction, one fsync), then calls each request's `done`
+ * on the appender thread. A request is answered 202 only from `done` with
+ * error 0: nothing is acknowledged before it is durable.
+ *
+ * Bounds: the queue holds queue_max requests; beyond it appender_submit()
+ * returns CATRACA_E_FULL at once (the caller answers 503, nothing accepted).
+ */
+#ifndef CATRACA_GATEWAY_APPENDER_H
+#define CATRACA_GATEWAY_APPENDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log/log.h"
+
+struct appender_request {
+    char event[CATRACA_ID_MAX + 1];
+    uint8_t record[CATRACA_COMMAND_ENCODED_MAX];
+    size_t record_length;
+    int64_t time_ms;
+    uint64_t purchase_id;
+    char idempotency_scope[CATRACA_ID_MAX + 1];
+    char idempotency_key[CATRACA_ID_MAX + 1]; /* "" for none */
+    uint64_t request_hash;
+    /*
+     * Called once on the appender thread: error 0 and item->result/seq on
+     * success; CATRACA_E_UNAVAILABLE / _IO when the log failed (nothing was
+     * appended), CATRACA_E_UNAVAILABLE when stopping.
+     */
+    void (*done)(void *context, int error, const struct log_append_item *item);
+    void *context;
+};
+
+struct appender_stats {
+    uint64_t batches;
+    uint64_t appended;
+    uint64_t failed;
+    uint64_t rejected_full;
+    uint64_t pending;
+    uint64_t batch_max_seen;
+    uint64_t append_latency_us_total;
+    uint64_t append_latency_us_max;
+};
+
+struct appender_config {
+    struct catraca_log log; /* for the appender thread only; closed by appender_stop() */
+    uint32_t queue_max;     /* >= 1 */
+    uint32_t batch_max;     /* >= 1 */
+    /* Called on the appender thread after each successful append (e.g. worker_wake). */
+    void (*after_append)(void *context);
+    void *after_append_context;
+};
+
+struct appender;
+
+int appender_start(const struct appender_config *config, struct appender **out);
+/* Copies *request into the queue: 0, CATRACA_E_FULL, CATRACA_E_INVALID (too long). Any thread. */
+int appender_submit(struct appender *appender, const struct appender_request *request);
+/* Appends what is queued, answers it, stops the thread, closes the log, frees. */
+void appender_stop(struct appender *appender);
+void appender_stats(struct appender *appender, struct appender_stats *out);
+
+#endif

@@ -1,0 +1,451 @@
+/* store_sqlite.c - contract in store_sqlite.h and store.h. */
+#include "store/store_sqlite.h"
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/codec.h"
+#include "core/error.h"
+#include "log/log_sqlite.h"
+
+enum statement {
+    STATEMENT_BEGIN,
+    STATEMENT_COMMIT,
+    STATEMENT_ROLLBACK,
+    STATEMENT_EPOCH,
+    STATEMENT_EVENT_UPSERT,
+    STATEMENT_PURCHASE_INSERT,
+    STATEMENT_PURCHASE_UPDATE,
+    STATEMENT_ANSWER_UPSERT,
+    STATEMENT_OFFSET_UPSERT,
+    STATEMENT_SNAPSHOT_UPDATE,
+    STATEMENT_LOAD,
+    STATEMENT_PURCHASE_GET,
+    STATEMENT_ANSWER_GET,
+    STATEMENT_EVENT_GET,
+    STATEMENT_EVENT_LIST,
+    STATEMENT_COUNT_OF_STATEMENTS,
+};
+
+#define PURCHASE_COLUMNS                                                                           \
+    "id, event, customer, category, quantity, seq_major, seq_minor, created_ms, status, reason, "   \
+    "hold_expires_at_ms, position, tickets, updated_ms"
+#define EVENT_COLUMNS "spec, state, counts, offset_major, offset_minor, updated_ms"
+
+static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
+    [STATEMENT_BEGIN] = "BEGIN IMMEDIATE",
+    [STATEMENT_COMMIT] = "COMMIT",
+    [STATEMENT_ROLLBACK] = "ROLLBACK",
+    [STATEMENT_EPOCH] = "SELECT epoch FROM partitions WHERE event = ?1",
+    [STATEMENT_EVENT_UPSERT] =
+        "INSERT INTO events(id, " EVENT_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+        "ON CONFLICT(id) DO UPDATE SET state = ?3, counts = ?4, offset_major = ?5, "
+        "offset_minor = ?6, updated_ms = ?7",
+    [STATEMENT_PURCHASE_INSERT] =
+        "INSERT INTO purchases(" PURCHASE_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+        "?10, ?11, ?12, ?13, ?14) ON CONFLICT(id) DO UPDATE SET status = ?9, reason = ?10, "
+        "hold_expires_at_ms = ?11, position = ?12, tickets = ?13, updated_ms = ?14",
+    [STATEMENT_PURCHASE_UPDATE] =
+        "UPDATE purchases SET status = ?9, reason = ?10, hold_expires_at_ms = ?11, "
+        "position = ?12, tickets = ?13, updated_ms = ?14 WHERE id = ?1",
+    [STATEMENT_ANSWER_UPSERT] = "INSERT OR REPLACE INTO answers(event, seq_major, seq_minor, "
+                                "purchase_id, type, result, reason, status) VALUES (?1, ?2, ?3, "
+                                "?4, ?5, ?6, ?7, ?8)",
+    [STATEMENT_OFFSET_UPSERT] =
+        "INSERT INTO partitions(event, offset_major, offset_minor, epoch) VALUES (?1, ?2, ?3, ?4) "
+        "ON CONFLICT(event) DO UPDATE SET offset_major = ?2, offset_minor = ?3, epoch = ?4",
+    [STATEMENT_SNAPSHOT_UPDATE] = "UPDATE partitions SET snapshot = ?2, snapshot_major = ?3, "
+                                  "snapshot_minor = ?4 WHERE event = ?1",
+    [STATEMENT_LOAD] = "SELECT offset_major, offset_minor, snapshot, snapshot_major, "
+                       "snapshot_minor FROM partitions WHERE event = ?1",
+    [STATEMENT_PURCHASE_GET] = "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE id = ?1",
+    [STATEMENT_ANSWER_GET] = "SELECT purchase_id, type, result, reason, status FROM answers "
+                             "WHERE event = ?1 AND seq_major = ?2 AND seq_minor = ?3",
+    [STATEMENT_EVENT_GET] = "SELECT " EVENT_COLUMNS " FROM events WHERE id = ?1",
+    [STATEMENT_EVENT_LIST] =
+        "SELECT " EVENT_COLUMNS " FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS events(id TEXT PRIMARY KEY, spec BLOB NOT NULL,"
+    " state INTEGER NOT NULL, counts BLOB NOT NULL, offset_major INTEGER NOT NULL,"
+    " offset_minor INTEGER NOT NULL, updated_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS purchases(id INTEGER PRIMARY KEY, event TEXT NOT NULL,"
+    " customer TEXT NOT NULL, category TEXT NOT NULL, quantity INTEGER NOT NULL,"
+    " seq_major INTEGER NOT NULL, seq_minor INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
+    " status INTEGER NOT NULL, reason INTEGER NOT NULL, hold_expires_at_ms INTEGER NOT NULL,"
+    " position INTEGER NOT NULL, tickets BLOB, updated_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS purchases_by_event ON purchases(event, status);"
+    "CREATE TABLE IF NOT EXISTS answers(event TEXT NOT NULL, seq_major INTEGER NOT NULL,"
+    " seq_minor INTEGER NOT NULL, purchase_id INTEGER, type INTEGER NOT NULL,"
+    " result INTEGER NOT NULL, reason INTEGER NOT NULL, status INTEGER NOT NULL,"
+    " PRIMARY KEY(event, seq_major, seq_minor)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS partitions(event TEXT PRIMARY KEY, offset_major INTEGER NOT NULL,"
+    " offset_minor INTEGER NOT NULL, epoch INTEGER NOT NULL, snapshot BLOB,"
+    " snapshot_major INTEGER, snapshot_minor INTEGER) WITHOUT ROWID;";
+
+struct store_sqlite {
+    sqlite3 *db;
+    sqlite3_stmt *statements[STATEMENT_COUNT_OF_STATEMENTS];
+};
+
+static int error_of(int rc)
+{
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+        return CATRACA_E_UNAVAILABLE;
+    return rc == SQLITE_NOMEM ? CATRACA_E_NOMEM : CATRACA_E_IO;
+}
+
+static sqlite3_stmt *prepared(struct store_sqlite *store, enum statement which)
+{
+    sqlite3_stmt *s = store->statements[which];
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+/* Steps to the end and resets at once: a statement left open would pin an old snapshot. */
+static int step_done(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : error_of(rc);
+}
+
+/* Counters as little-endian uint32 sextets, one per category. */
+static void counts_encode(const struct store_event *event, uint8_t *out, size_t *length)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < event->spec.category_count; i++) {
+        const struct engine_category_counts *c = &event->counts[i];
+        uint32_t values[6] = {c->capacity,      c->available,     c->held,
+                              c->sold,          c->waiting_count, c->waiting_quantity};
+        for (int v = 0; v < 6; v++)
+            for (int b = 0; b < 4; b++)
+                out[n++] = (uint8_t)(values[v] >> (8 * b));
+    }
+    *length = n;
+}
+
+static void counts_decode(const uint8_t *in, size_t length, struct store_event *event)
+{
+    for (uint32_t i = 0; i < event->spec.category_count && (i + 1) * 24 <= length; i++) {
+        uint32_t values[6];
+        for (int v = 0; v < 6; v++) {
+            const uint8_t *p = in + i * 24 + (size_t)v * 4;
+            values[v] = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                        (uint32_t)p[3] << 24;
+        }
+        event->counts[i] = (struct engine_category_counts){values[0], values[1], values[2],
+                                                           values[3], values[4], values[5]};
+    }
+}
+
+/* ---- commit ------------------------------------------------------------------------------ */
+
+static int commit_event(struct store_sqlite *store, const struct store_batch *batch)
+{
+    const struct store_event *event = batch->event_row;
+    static _Thread_local uint8_t spec[CATRACA_COMMAND_ENCODED_MAX];
+    uint8_t counts[CATRACA_CATEGORIES_MAX * 24];
+    size_t spec_length = 0, counts_length = 0;
+    struct engine_command command = {.type = ENGINE_COMMAND_CREATE_EVENT};
+    command.u.create_event = event->spec;
+    int error = codec_command_encode(&command, spec, sizeof(spec), &spec_length);
+    if (error != 0)
+        return error;
+    counts_encode(event, counts, &counts_length);
+    sqlite3_stmt *s = prepared(store, STATEMENT_EVENT_UPSERT);
+    sqlite3_bind_text(s, 1, batch->event, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, spec, (int)spec_length, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, event->state);
+    sqlite3_bind_blob(s, 4, counts, (int)counts_length, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, (sqlite3_int64)event->offset.major);
+    sqlite3_bind_int64(s, 6, (sqlite3_int64)event->offset.minor);
+    sqlite3_bind_int64(s, 7, event->updated_ms);
+    return step_done(s);
+}
+
+static int commit_purchase(struct store_sqlite *store, const struct store_purchase *p)
+{
+    sqlite3_stmt *s =
+        prepared(store, p->has_arrival ? STATEMENT_PURCHASE_INSERT : STATEMENT_PURCHASE_UPDATE);
+    uint8_t tickets[CATRACA_QUANTITY_MAX * 8];
+    uint32_t count = p->ticket_count <= CATRACA_QUANTITY_MAX ? p->ticket_count : 0;
+    for (uint32_t i = 0; i < count; i++)
+        for (int b = 0; b < 8; b++)
+            tickets[i * 8 + (uint32_t)b] = (uint8_t)(p->ticket_codes[i] >> (8 * b));
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)p->purchase_id);
+    if (p->has_arrival) {
+        sqlite3_bind_text(s, 2, p->event, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, p->customer, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 4, p->category, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 5, p->quantity);
+        sqlite3_bind_int64(s, 6, (sqlite3_int64)p->seq.major);
+        sqlite3_bind_int64(s, 7, (sqlite3_int64)p->seq.minor);
+        sqlite3_bind_int64(s, 8, p->created_ms);
+    }
+    sqlite3_bind_int(s, 9, p->status);
+    sqlite3_bind_int(s, 10, p->reason);
+    sqlite3_bind_int64(s, 11, p->hold_expires_at_ms);
+    sqlite3_bind_int64(s, 12, p->position);
+    sqlite3_bind_blob(s, 13, tickets, (int)(count * 8), SQLITE_STATIC);
+    sqlite3_bind_int64(s, 14, p->updated_ms);
+    return step_done(s);
+}
+
+static int commit_answer(struct store_sqlite *store, const struct store_answer *a)
+{
+    sqlite3_stmt *s = prepared(store, STATEMENT_ANSWER_UPSERT);
+    sqlite3_bind_text(s, 1, a->event, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)a->seq.major);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)a->seq.minor);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)a->purchase_id);
+    sqlite3_bind_int(s, 5, a->type);
+    sqlite3_bind_int(s, 6, a->result);
+    sqlite3_bind_int(s, 7, a->reason);
+    sqlite3_bind_int(s, 8, a->status);
+    return step_done(s);
+}
+
+/* A newer owner bumped the epoch: this writer is fenced off. */
+static int check_epoch(struct store_sqlite *store, const struct store_batch *batch)
+{
+    sqlite3_stmt *s = prepared(store, STATEMENT_EPOCH);
+    sqlite3_bind_text(s, 1, batch->event, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    bool is_fenced = rc == SQLITE_ROW && (uint64_t)sqlite3_column_int64(s, 0) > batch->epoch;
+    sqlite3_reset(s);
+    if (is_fenced)
+        return CATRACA_E_FENCED;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : error_of(rc);
+}
+
+static int commit_offset(struct store_sqlite *store, const struct store_batch *batch)
+{
+    sqlite3_stmt *s = prepared(store, STATEMENT_OFFSET_UPSERT);
+    sqlite3_bind_text(s, 1, batch->event, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)batch->offset.major);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)batch->offset.minor);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)batch->epoch);
+    int error = step_done(s);
+    if (error != 0 || batch->snapshot == NULL)
+        return error;
+    s = prepared(store, STATEMENT_SNAPSHOT_UPDATE);
+    sqlite3_bind_text(s, 1, batch->event, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, batch->snapshot, (int)batch->snapshot_length, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)batch->snapshot_offset.major);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)batch->snapshot_offset.minor);
+    return step_done(s);
+}
+
+static int store_sqlite_commit(void *context, const struct store_batch *batch)
+{
+    struct store_sqlite *store = context;
+    int error = step_done(prepared(store, STATEMENT_BEGIN));
+    if (error != 0)
+        return error;
+    error = check_epoch(store, batch);
+    if (error == 0 && batch->event_row != NULL)
+        error = commit_event(store, batch);
+    for (size_t i = 0; error == 0 && i < batch->purchase_count; i++)
+        error = commit_purchase(store, &batch->purchases[i]);
+    for (size_t i = 0; error == 0 && i < batch->answer_count; i++)
+        error = commit_answer(store, &batch->answers[i]);
+    if (error == 0)
+        error = commit_offset(store, batch);
+    if (error == 0)
+        error = step_done(prepared(store, STATEMENT_COMMIT));
+    if (error != 0)
+        step_done(prepared(store, STATEMENT_ROLLBACK));
+    return error;
+}
+
+/* ---- reads ------------------------------------------------------------------------------- */
+
+static int store_sqlite_load(void *context, const char *event, struct log_seq *offset,
+                             uint8_t **snapshot, size_t *snapshot_length,
+                             struct log_seq *snapshot_offset)
+{
+    struct store_sqlite *store = context;
+    sqlite3_stmt *s = prepared(store, STATEMENT_LOAD);
+    sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
+    *snapshot = NULL;
+    int rc = sqlite3_step(s);
+    int error = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CATRACA_E_NOTFOUND : error_of(rc);
+    if (error == 0) {
+        *offset = (struct log_seq){(uint64_t)sqlite3_column_int64(s, 0),
+                                   (uint64_t)sqlite3_column_int64(s, 1)};
+        int length = sqlite3_column_bytes(s, 2);
+        if (length > 0) {
+            *snapshot = malloc((size_t)length);
+            if (*snapshot == NULL) {
+                error = CATRACA_E_NOMEM;
+            } else {
+                memcpy(*snapshot, sqlite3_column_blob(s, 2), (size_t)length);
+                *snapshot_length = (size_t)length;
+                *snapshot_offset = (struct log_seq){(uint64_t)sqlite3_column_int64(s, 3),
+                                                    (uint64_t)sqlite3_column_int64(s, 4)};
+            }
+        }
+    }
+    sqlite3_reset(s);
+    return error;
+}
+
+static void copy_text(char *out, size_t size, const unsigned char *text)
+{
+    snprintf(out, size, "%s", text ? (const char *)text : "");
+}
+
+static int store_sqlite_get_purchase(void *context, uint64_t purchase_id,
+                                     struct store_purchase *out)
+{
+    struct store_sqlite *store = context;
+    sqlite3_stmt *s = prepared(store, STATEMENT_PURCHASE_GET);
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)purchase_id);
+    int rc = sqlite3_step(s);
+    int error = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CATRACA_E_NOTFOUND : error_of(rc);
+    if (error == 0) {
+        memset(out, 0, sizeof(*out));
+        out->purchase_id = purchase_id;
+        out->has_arrival = true;
+        copy_text(out->event, sizeof(out->event), sqlite3_column_text(s, 1));
+        copy_text(out->customer, sizeof(out->customer), sqlite3_column_text(s, 2));
+        copy_text(out->category, sizeof(out->category), sqlite3_column_text(s, 3));
+        out->quantity = (uint32_t)sqlite3_column_int64(s, 4);
+        out->seq = (struct log_seq){(uint64_t)sqlite3_column_int64(s, 5),
+                                    (uint64_t)sqlite3_column_int64(s, 6)};
+        out->created_ms = sqlite3_column_int64(s, 7);
+        out->status = (uint8_t)sqlite3_column_int(s, 8);
+        out->reason = (uint8_t)sqlite3_column_int(s, 9);
+        out->hold_expires_at_ms = sqlite3_column_int64(s, 10);
+        out->position = (uint32_t)sqlite3_column_int64(s, 11);
+        int bytes = sqlite3_column_bytes(s, 12);
+        const uint8_t *tickets = sqlite3_column_blob(s, 12);
+        out->ticket_count = (uint8_t)(bytes / 8 <= CATRACA_QUANTITY_MAX ? bytes / 8 : 0);
+        for (uint32_t i = 0; i < out->ticket_count; i++)
+            for (int b = 7; b >= 0; b--)
+                out->ticket_codes[i] = (out->ticket_codes[i] << 8) | tickets[i * 8 + (uint32_t)b];
+        out->updated_ms = sqlite3_column_int64(s, 13);
+    }
+    sqlite3_reset(s);
+    return error;
+}
+
+static int store_sqlite_get_answer(void *context, const char *event, struct log_seq seq,
+                                   struct store_answer *out)
+{
+    struct store_sqlite *store = context;
+    sqlite3_stmt *s = prepared(store, STATEMENT_ANSWER_GET);
+    sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)seq.major);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)seq.minor);
+    int rc = sqlite3_step(s);
+    int error = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CATRACA_E_NOTFOUND : error_of(rc);
+    if (error == 0) {
+        memset(out, 0, sizeof(*out));
+        snprintf(out->event, sizeof(out->event), "%s", event);
+        out->seq = seq;
+        out->purchase_id = (uint64_t)sqlite3_column_int64(s, 0);
+        out->type = (uint8_t)sqlite3_column_int(s, 1);
+        out->result = (uint8_t)sqlite3_column_int(s, 2);
+        out->reason = (uint8_t)sqlite3_column_int(s, 3);
+        out->status = (uint8_t)sqlite3_column_int(s, 4);
+    }
+    sqlite3_reset(s);
+    return error;
+}
+
+/* Reads the event columns of the current row (EVENT_COLUMNS order). */
+static int event_from_row(sqlite3_stmt *s, struct store_event *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct engine_command command;
+    int error = codec_command_decode(sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0),
+                                     &command);
+    if (error != 0 || command.type != ENGINE_COMMAND_CREATE_EVENT)
+        return CATRACA_E_CORRUPT;
+    out->spec = command.u.create_event;
+    out->state = (uint8_t)sqlite3_column_int(s, 1);
+    counts_decode(sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2), out);
+    out->offset = (struct log_seq){(uint64_t)sqlite3_column_int64(s, 3),
+                                   (uint64_t)sqlite3_column_int64(s, 4)};
+    out->updated_ms = sqlite3_column_int64(s, 5);
+    return 0;
+}
+
+static int store_sqlite_get_event(void *context, const char *event, struct store_event *out)
+{
+    struct store_sqlite *store = context;
+    sqlite3_stmt *s = prepared(store, STATEMENT_EVENT_GET);
+    sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    int error = rc == SQLITE_ROW ? event_from_row(s, out)
+                : rc == SQLITE_DONE ? CATRACA_E_NOTFOUND
+                                    : error_of(rc);
+    sqlite3_reset(s);
+    return error;
+}
+
+static int store_sqlite_list_events(void *context, const char *after_id, struct store_event *out,
+                                    size_t max, size_t *count)
+{
+    struct store_sqlite *store = context;
+    sqlite3_stmt *s = prepared(store, STATEMENT_EVENT_LIST);
+    sqlite3_bind_text(s, 1, after_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+    *count = 0;
+    int rc, error = 0;
+    while (error == 0 && *count < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        error = event_from_row(s, &out[(*count)++]);
+    if (error == 0 && *count < max && rc != SQLITE_DONE)
+        error = error_of(rc);
+    sqlite3_reset(s);
+    return error;
+}
+
+static void store_sqlite_close(void *context)
+{
+    struct store_sqlite *store = context;
+    for (int i = 0; i < STATEMENT_COUNT_OF_STATEMENTS; i++)
+        sqlite3_finalize(store->statements[i]);
+    sqlite3_close(store->db);
+    free(store);
+}
+
+static const struct store_ops store_sqlite_ops = {
+    .commit = store_sqlite_commit,
+    .load = store_sqlite_load,
+    .get_purchase = store_sqlite_get_purchase,
+    .get_answer = store_sqlite_get_answer,
+    .get_event = store_sqlite_get_event,
+    .list_events = store_sqlite_list_events,
+    .close = store_sqlite_close,
+};
+
+int store_sqlite_open(const char *path, bool is_synchronous_full, int busy_timeout_ms,
+                      struct catraca_store *out)
+{
+    struct store_sqlite *store = calloc(1, sizeof(*store));
+    if (store == NULL)
+        return CATRACA_E_NOMEM;
+    int error = catraca_sqlite_connect(path, is_synchronous_full, busy_timeout_ms, &store->db);
+    if (error == 0 && sqlite3_exec(store->db, schema, NULL, NULL, NULL) != SQLITE_OK)
+        error = CATRACA_E_IO;
+    for (int i = 0; error == 0 && i < STATEMENT_COUNT_OF_STATEMENTS; i++)
+        if (sqlite3_prepare_v3(store->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &store->statements[i], NULL) != SQLITE_OK)
+            error = CATRACA_E_IO;
+    if (error != 0) {
+        if (store->db != NULL)
+            fprintf(stderr, "level=error component=store msg=\"%s\"\n", sqlite3_errmsg(store->db));
+        store_sqlite_close(store);
+        return error;
+    }
+    *out = (struct catraca_store){.ops = &store_sqlite_ops, .context = store};
+    return 0;
+}
