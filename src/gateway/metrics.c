@@ -149,7 +149,7 @@ char *metrics_render(struct metrics *m, const struct appender_stats *a,
     metric(&t, "catraca_log_appended_total", "counter", "Commands appended.", (double)a->appended);
     metric(&t, "catraca_log_append_failures_total", "counter", "Commands whose append failed.",
            (double)a->failed);
-    metric(&t, "catraca_log_append_seconds_sum", "counter", "Time in log appends.",
+    metric(&t, "catraca_log_append_seconds_total", "counter", "Time in log appends.",
            (double)a->append_latency_us_total / 1e6);
     metric(&t, "catraca_log_append_seconds_max", "gauge", "Longest log append.",
            (double)a->append_latency_us_max / 1e6);
@@ -159,7 +159,7 @@ char *metrics_render(struct metrics *m, const struct appender_stats *a,
            (double)w->batches);
     metric(&t, "catraca_worker_commands_total", "counter", "Log entries decided.",
            (double)w->commands);
-    metric(&t, "catraca_worker_commit_seconds_sum", "counter", "Time in store commits.",
+    metric(&t, "catraca_worker_commit_seconds_total", "counter", "Time in store commits.",
            (double)w->commit_latency_us_total / 1e6);
     metric(&t, "catraca_worker_commit_seconds_max", "gauge", "Longest store commit.",
            (double)w->commit_latency_us_max / 1e6);

@@ -1,0 +1,201 @@
+"""Test harness for black-box tests of `catraca serve`: real processes on loopback.
+
+Standard library only. Every wait is bounded in time; servers are killed on exit.
+"""
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SECRET = "test-secret-0123456789"
+BIN = os.environ.get("CATRACA_BIN", os.path.join(os.path.dirname(__file__), "../../build/asan/catraca"))
+
+
+def seed_from_env(name):
+    seed = int(os.environ.get("CATRACA_SEED", str(random.randrange(1 << 30))))
+    print(f"{name}: seed {seed} (CATRACA_SEED={seed} reproduces)", flush=True)
+    return seed
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def token(sub, role="buyer", exp_in=3600, secret=SECRET, alg="HS256", claims=None, header=None):
+    head = header if header is not None else {"alg": alg, "typ": "JWT"}
+    body = {"sub": sub, "role": role, "exp": int(time.time()) + exp_in}
+    if claims is not None:
+        body = claims
+    signing = b64url(json.dumps(head).encode()) + "." + b64url(json.dumps(body).encode())
+    sig = hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest()
+    return signing + "." + b64url(sig)
+
+
+class Server:
+    """One `catraca serve` process on a free port, with its data directory."""
+
+    def __init__(self, *extra, data=None, demo=True):
+        self.data = data or tempfile.mkdtemp(prefix="catraca-test-")
+        self.owns_data = data is None
+        self.extra = list(extra)
+        self.demo = demo
+        self.proc = None
+        self.port = None
+        self.start()
+
+    def start(self):
+        if not os.path.exists(BIN):
+            raise RuntimeError(f"catraca binary not found at {BIN} (set CATRACA_BIN)")
+        args = [BIN, "serve", "--listen", "127.0.0.1:0", "--data", self.data,
+                "--jwt-secret", SECRET, "--rate-customer", "0", "--rate-ip", "0"]
+        if self.demo:
+            args.append("--demo")
+        args += self.extra
+        # A small ASan quarantine, so resident memory reflects the program, not freed blocks.
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:quarantine_size_mb=8")
+        self.stderr_path = os.path.join(self.data, "stderr.log")
+        self.stderr = open(self.stderr_path, "ab")
+        offset = self.stderr.tell()  # a restart appends: read only this run's lines
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with open(self.stderr_path, "rb") as f:
+                f.seek(offset)
+                m = re.findall(rb"listening on http://127\.0\.0\.1:(\d+)", f.read())
+            if m:
+                self.port = int(m[-1])
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError("catraca exited at start:\n" + open(self.stderr_path).read())
+            time.sleep(0.05)
+        raise RuntimeError("catraca did not start in 30 s")
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.stderr.close()
+
+    def restart(self):
+        self.start()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = self.proc.wait()
+        else:
+            code = self.proc.returncode if self.proc else 0
+        self.stderr.close()
+        return code
+
+    def close(self):
+        code = self.stop()
+        if self.owns_data:
+            shutil.rmtree(self.data, ignore_errors=True)
+        return code
+
+    def log(self):
+        with open(self.stderr_path, errors="replace") as f:
+            return f.read()
+
+    def client(self, timeout=30):
+        return Client(self.port, timeout)
+
+
+class Client:
+    """A keep-alive HTTP/1.1 client; reconnects when the server closed the connection."""
+
+    def __init__(self, port, timeout=30):
+        self.port = port
+        self.timeout = timeout
+        self.conn = None
+
+    def request(self, method, path, body=None, tok=None, headers=None, raw=None):
+        hdrs = dict(headers or {})
+        if tok:
+            hdrs["Authorization"] = "Bearer " + tok
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if data is not None:
+            hdrs.setdefault("Content-Type", "application/json")
+        for attempt in range(3):
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                self.conn.request(method, path, body=data, headers=hdrs)
+                resp = self.conn.getresponse()
+                payload = resp.read()
+                if resp.getheader("Connection", "").lower() == "close":
+                    self.close()
+                try:
+                    parsed = json.loads(payload) if payload else None
+                except ValueError:
+                    parsed = payload.decode(errors="replace")
+                return resp.status, parsed, {k.lower(): v for k, v in resp.getheaders()}
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                    http.client.CannotSendRequest, http.client.ResponseNotReady):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+ADMIN = lambda: token("ops", "admin")
+PAYMENTS = lambda: token("psp", "payments")
+
+
+def create_event(client, event_id, capacities=(10,), hold_seconds=600, limit=4, state="open"):
+    body = {"id": event_id, "name": "Test " + event_id, "hold_seconds": hold_seconds,
+            "per_customer_limit": limit, "state": state,
+            "categories": [{"id": f"cat{i}", "name": f"Category {i}", "price_cents": 1000 * (i + 1),
+                            "capacity": c} for i, c in enumerate(capacities)]}
+    status, answer, _ = client.request("POST", "/v1/events", body, ADMIN())
+    assert status in (200, 201), (status, answer)
+    return answer
+
+
+def buy(client, event_id, customer, category="cat0", quantity=1, key=None):
+    headers = {"Idempotency-Key": key} if key else None
+    return client.request("POST", f"/v1/events/{event_id}/purchases",
+                          {"category": category, "quantity": quantity}, token(customer), headers)
+
+
+FINAL = {"confirmed", "expired", "cancelled", "rejected"}
+
+
+def wait_status(client, purchase_id, customer, done, timeout=30):
+    """Long-polls until the status satisfies done(status); returns the purchase."""
+    deadline = time.time() + timeout
+    current = None
+    while time.time() < deadline:
+        path = f"/v1/purchases/{purchase_id}"
+        if current is not None:
+            path += f"?wait=5&status={current['status']}"
+        status, current, _ = client.request("GET", path, tok=token(customer, "admin"))
+        assert status == 200, (status, current)
+        if done(current["status"]):
+            return current
+    raise AssertionError(f"{purchase_id} still {current and current['status']} after {timeout} s")
+
+
+def seq_key(seq):
+    a, b = seq.split("-")
+    return (int(a), int(b))

@@ -1,0 +1,295 @@
+"""Contract tests of API.md against a real `catraca serve` (embedded mode)."""
+import base64
+import json
+import shutil
+import subprocess
+import socket
+import time
+import unittest
+
+from catraca import (ADMIN, PAYMENTS, FINAL, Server, buy, create_event, seq_key, token,
+                     wait_status)
+
+
+def assert_error(test, status, answer, want_status, want_code):
+    test.assertEqual(status, want_status, answer)
+    test.assertIsInstance(answer, dict, answer)
+    test.assertEqual(set(answer["error"]), {"code", "message"})
+    test.assertEqual(answer["error"]["code"], want_code)
+
+
+class ApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+        cls.c = cls.server.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+        code = cls.server.close()
+        assert code == 0, f"graceful stop exit code {code}"
+
+    def test_health_ready_metrics(self):
+        status, answer, _ = self.c.request("GET", "/healthz")
+        self.assertEqual((status, answer), (200, {"status": "ok"}))
+        status, _, _ = self.c.request("GET", "/readyz")
+        self.assertEqual(status, 200)
+        status, text, headers = self.c.request("GET", "/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn("catraca_invariant_violations_total 0", text)
+        self.assertTrue(headers["content-type"].startswith("text/plain"))
+        promtool = shutil.which("promtool")
+        self.assertIsNotNone(promtool, "promtool (Debian package prometheus) is not installed")
+        check = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
+                               capture_output=True, timeout=30)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+
+    def test_event_create_repeat_conflict(self):
+        body = {"id": "ev-crud", "name": "Day 1", "hold_seconds": 600, "per_customer_limit": 4,
+                "categories": [{"id": "pista", "name": "Pista", "price_cents": 79500, "capacity": 80}]}
+        status, ev, _ = self.c.request("POST", "/v1/events", body, ADMIN())
+        self.assertEqual(status, 201, ev)
+        self.assertEqual(ev["state"], "open")
+        self.assertEqual(ev["categories"][0]["available"], 80)
+        self.assertEqual(ev["queue"]["pending"], 0)
+        status, again, _ = self.c.request("POST", "/v1/events", body, ADMIN())
+        self.assertEqual(status, 200, again)
+        body["categories"][0]["capacity"] = 81
+        assert_error(self, *self.c.request("POST", "/v1/events", body, ADMIN())[:2], 409, "conflict")
+        status, got, _ = self.c.request("GET", "/v1/events/ev-crud")
+        self.assertEqual(status, 200)
+        self.assertEqual(got["categories"][0], {"id": "pista", "name": "Pista", "price_cents": 79500,
+                                                "capacity": 80, "available": 80, "held": 0,
+                                                "sold": 0, "waiting": 0})
+        status, listed, _ = self.c.request("GET", "/v1/events")
+        self.assertIn("ev-crud", [e["id"] for e in listed["events"]])
+        assert_error(self, *self.c.request("GET", "/v1/events/nope")[:2], 404, "not_found")
+
+    def test_event_validation_and_roles(self):
+        bad = [{"id": "x y", "categories": [{"id": "a", "capacity": 1}]},
+               {"id": "ok", "categories": []},
+               {"id": "ok", "categories": [{"id": "a", "capacity": 0}]},
+               {"id": "ok", "hold_seconds": 0, "categories": [{"id": "a", "capacity": 1}]},
+               {"id": "ok", "state": "maybe", "categories": [{"id": "a", "capacity": 1}]}]
+        for body in bad:
+            assert_error(self, *self.c.request("POST", "/v1/events", body, ADMIN())[:2], 400,
+                         "invalid_request")
+        assert_error(self, *self.c.request("POST", "/v1/events", raw=b"{not json", tok=ADMIN())[:2],
+                     400, "invalid_request")
+        good = {"id": "ev-roles", "categories": [{"id": "a", "capacity": 1}]}
+        assert_error(self, *self.c.request("POST", "/v1/events", good)[:2], 401, "unauthorized")
+        assert_error(self, *self.c.request("POST", "/v1/events", good, token("b1"))[:2], 403,
+                     "forbidden")
+        assert_error(self, *self.c.request("POST", "/v1/events", good, PAYMENTS())[:2], 403,
+                     "forbidden")
+
+    def test_state_changes(self):
+        create_event(self.c, "ev-state", (5,))
+        status, ev, _ = self.c.request("POST", "/v1/events/ev-state/state", {"state": "paused"}, ADMIN())
+        self.assertEqual((status, ev["state"]), (200, "paused"))
+        status, p, _ = buy(self.c, "ev-state", "s1")
+        self.assertEqual(status, 202)
+        done = wait_status(self.c, p["id"], "s1", lambda s: s != "queued")
+        self.assertEqual((done["status"], done["reason"]), ("rejected", "sale_closed"))
+        assert_error(self, *self.c.request("POST", "/v1/events/ev-state/state", {"state": "x"},
+                                           ADMIN())[:2], 400, "invalid_request")
+        assert_error(self, *self.c.request("POST", "/v1/events/ev-state/state", {"state": "open"},
+                                           token("s1"))[:2], 403, "forbidden")
+        assert_error(self, *self.c.request("POST", "/v1/events/none/state", {"state": "open"},
+                                           ADMIN())[:2], 404, "not_found")
+
+    def test_purchase_lifecycle(self):
+        create_event(self.c, "ev-life", (3,), hold_seconds=600, limit=2)
+        status, p, headers = buy(self.c, "ev-life", "alice", quantity=2)
+        self.assertEqual(status, 202, p)
+        self.assertEqual(headers["location"], "/v1/purchases/" + p["id"])
+        self.assertEqual(p["status"], "queued")
+        self.assertRegex(p["seq"], r"^\d+-\d+$")
+        self.assertRegex(p["id"], r"^p_[0-9A-Z]{13}$")
+        held = wait_status(self.c, p["id"], "alice", lambda s: s != "queued")
+        self.assertEqual(held["status"], "held")
+        self.assertEqual(held["customer"], "alice")
+        self.assertRegex(held["hold_expires_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+        # the owner, payments and admin may read it; another buyer may not
+        self.assertEqual(self.c.request("GET", f"/v1/purchases/{p['id']}", tok=token("alice"))[0], 200)
+        self.assertEqual(self.c.request("GET", f"/v1/purchases/{p['id']}", tok=PAYMENTS())[0], 200)
+        assert_error(self, *self.c.request("GET", f"/v1/purchases/{p['id']}", tok=token("bob"))[:2],
+                     403, "forbidden")
+        assert_error(self, *self.c.request("GET", "/v1/purchases/p_0000000000001", tok=ADMIN())[:2],
+                     404, "not_found")
+        # confirm: buyer refused, payments ok, same payment_ref repeats
+        assert_error(self, *self.c.request("POST", f"/v1/purchases/{p['id']}/confirm",
+                                           {"payment_ref": "psp_1"}, token("alice"))[:2], 403,
+                     "forbidden")
+        status, paid, _ = self.c.request("POST", f"/v1/purchases/{p['id']}/confirm",
+                                         {"payment_ref": "psp_1"}, PAYMENTS())
+        self.assertEqual((status, paid["status"]), (200, "confirmed"), paid)
+        self.assertEqual(len(paid["tickets"]), 2)
+        self.assertEqual(len({t["code"] for t in paid["tickets"]}), 2)
+        status, again, _ = self.c.request("POST", f"/v1/purchases/{p['id']}/confirm",
+                                          {"payment_ref": "psp_1"}, PAYMENTS())
+        self.assertEqual((status, again["tickets"]), (200, paid["tickets"]))
+        assert_error(self, *self.c.request("POST", f"/v1/purchases/{p['id']}/confirm", {},
+                                           PAYMENTS())[:2], 400, "invalid_request")
+        # the limit of 2 per customer
+        status, p2, _ = buy(self.c, "ev-life", "alice", quantity=1)
+        done = wait_status(self.c, p2["id"], "alice", lambda s: s != "queued")
+        self.assertEqual((done["status"], done["reason"]), ("rejected", "limit_exceeded"))
+        status, ev, _ = self.c.request("GET", "/v1/events/ev-life")
+        self.assertEqual(ev["categories"][0]["sold"], 2)
+        self.assertEqual(ev["categories"][0]["available"], 1)
+
+    def test_purchase_validation(self):
+        create_event(self.c, "ev-valid", (3,), limit=2)
+        for body in ({"category": "cat0", "quantity": 0}, {"category": "cat0", "quantity": 3},
+                     {"category": "cat0", "quantity": 1.5}, {"category": "cat0", "quantity": "1"},
+                     {"quantity": 1}, {"category": "bad id!", "quantity": 1}):
+            status, answer, _ = self.c.request("POST", "/v1/events/ev-valid/purchases", body,
+                                               token("v1"))
+            assert_error(self, status, answer, 400, "invalid_request")
+        assert_error(self, *buy(self.c, "nope", "v1")[:2], 404, "not_found")
+        status, answer, _ = self.c.request("POST", "/v1/events/ev-valid/purchases",
+                                           {"category": "cat0", "quantity": 1})
+        assert_error(self, status, answer, 401, "unauthorized")
+        status, p, _ = buy(self.c, "ev-valid", "v1", category="nonexistent")
+        self.assertEqual(status, 202)
+        done = wait_status(self.c, p["id"], "v1", lambda s: s != "queued")
+        self.assertEqual((done["status"], done["reason"]), ("rejected", "unknown_category"))
+
+    def test_idempotency(self):
+        create_event(self.c, "ev-idem", (5,))
+        status, first, _ = buy(self.c, "ev-idem", "ida", quantity=1, key="k-1")
+        self.assertEqual(status, 202)
+        status, second, _ = buy(self.c, "ev-idem", "ida", quantity=1, key="k-1")
+        self.assertEqual(status, 200, second)
+        self.assertEqual((second["id"], second["seq"]), (first["id"], first["seq"]))
+        status, other, _ = buy(self.c, "ev-idem", "ida", quantity=2, key="k-1")
+        assert_error(self, status, other, 422, "invalid_request")
+        status, theirs, _ = buy(self.c, "ev-idem", "idb", quantity=1, key="k-1")
+        self.assertEqual(status, 202)
+        self.assertNotEqual(theirs["id"], first["id"])
+        self.assertEqual(self.c.request("GET", "/v1/events/ev-idem")[1]["categories"][0]["capacity"], 5)
+
+    def test_wait_line_served_on_expiry_without_traffic(self):
+        create_event(self.c, "ev-expiry", (1,), hold_seconds=1)
+        _, first, _ = buy(self.c, "ev-expiry", "e1")
+        _, second, _ = buy(self.c, "ev-expiry", "e2")
+        waiting = wait_status(self.c, second["id"], "e2", lambda s: s != "queued")
+        self.assertEqual((waiting["status"], waiting["position"]), ("waiting", 1))
+        started = time.time()
+        status, held, _ = self.c.request("GET", f"/v1/purchases/{second['id']}?wait=30&status=waiting",
+                                         tok=token("e2"))
+        self.assertEqual((status, held["status"]), (200, "held"))
+        self.assertLess(time.time() - started, 10)
+        self.assertEqual(wait_status(self.c, first["id"], "e1", lambda s: s in FINAL)["status"],
+                         "expired")
+        status, late, _ = self.c.request("POST", f"/v1/purchases/{first['id']}/confirm",
+                                         {"payment_ref": "late"}, PAYMENTS())
+        self.assertEqual(status, 409, late)
+        self.assertEqual(late["error"]["code"], "conflict")
+        self.assertEqual(late["purchase"]["status"], "expired")
+
+    def test_long_poll_times_out_with_current_state(self):
+        create_event(self.c, "ev-poll", (1,))
+        _, p, _ = buy(self.c, "ev-poll", "lp")
+        wait_status(self.c, p["id"], "lp", lambda s: s == "held")
+        started = time.time()
+        status, same, _ = self.c.request("GET", f"/v1/purchases/{p['id']}?wait=1&status=held",
+                                         tok=token("lp"))
+        self.assertEqual((status, same["status"]), (200, "held"))
+        self.assertGreaterEqual(time.time() - started, 0.9)
+
+    def test_cancel(self):
+        create_event(self.c, "ev-cancel", (1,))
+        _, p, _ = buy(self.c, "ev-cancel", "ca")
+        _, q, _ = buy(self.c, "ev-cancel", "cb")
+        wait_status(self.c, p["id"], "ca", lambda s: s == "held")
+        assert_error(self, *self.c.request("DELETE", f"/v1/purchases/{p['id']}", tok=token("cb"))[:2],
+                     403, "forbidden")
+        status, answer, _ = self.c.request("DELETE", f"/v1/purchases/{q['id']}", tok=token("cb"))
+        self.assertEqual(status, 409, answer)  # waiting, not held
+        status, cancelled, _ = self.c.request("DELETE", f"/v1/purchases/{p['id']}", tok=token("ca"))
+        self.assertEqual((status, cancelled["status"]), (200, "cancelled"))
+        # the tickets went to the one waiting
+        self.assertEqual(wait_status(self.c, q["id"], "cb", lambda s: s == "held")["status"], "held")
+
+    def test_server_sent_events(self):
+        create_event(self.c, "ev-sse", (1,), hold_seconds=1)
+        _, p, _ = buy(self.c, "ev-sse", "sse")
+        wait_status(self.c, p["id"], "sse", lambda s: s == "held")
+        sock = socket.create_connection(("127.0.0.1", self.server.port), timeout=15)
+        sock.sendall(f"GET /v1/purchases/{p['id']}/events HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {token('sse')}\r\n\r\n".encode())
+        data, deadline = b"", time.time() + 15
+        while time.time() < deadline and b'"expired"' not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        sock.close()
+        self.assertIn(b"text/event-stream", data)
+        events = [json.loads(line[6:]) for line in data.split(b"\n") if line.startswith(b"data: ")]
+        self.assertEqual([e["status"] for e in events], ["held", "expired"])
+        self.assertEqual(events[-1]["customer"], "sse")
+
+    def test_jwt_attacks(self):
+        create_event(self.c, "ev-jwt", (1,))
+        path = "/v1/events/ev-jwt/purchases"
+        body = {"category": "cat0", "quantity": 1}
+        none_token = token("x", header={"alg": "none", "typ": "JWT"})
+        attacks = [none_token, none_token.rsplit(".", 1)[0] + ".",
+                   token("x", secret="another-key"), token("x", exp_in=-10),
+                   token("x", claims={"sub": "x", "role": "buyer"}),
+                   token("x", alg="HS512"), "garbage", "a.b.c", token("x") + "x"]
+        for attack in attacks:
+            status, answer, _ = self.c.request("POST", path, body, attack)
+            assert_error(self, status, answer, 401, "unauthorized")
+        status, answer, _ = self.c.request("POST", path, body, token("x", role="root"))
+        assert_error(self, status, answer, 401, "unauthorized")
+
+    def test_demo_token(self):
+        status, answer, _ = self.c.request("POST", "/v1/demo/token", {"customer": "c42", "role": "buyer"})
+        self.assertEqual(status, 200)
+        header = json.loads(base64.urlsafe_b64decode(answer["token"].split(".")[0] + "=="))
+        self.assertEqual(header["alg"], "HS256")
+        assert_error(self, *self.c.request("POST", "/v1/demo/token", {"customer": "bad id"})[:2], 400,
+                     "invalid_request")
+
+    def test_unknown_routes(self):
+        assert_error(self, *self.c.request("GET", "/nope")[:2], 404, "not_found")
+        status, answer, _ = self.c.request("PUT", "/v1/events")
+        self.assertEqual(status, 405)
+        self.assertEqual(answer["error"]["code"], "invalid_request")
+
+
+class DemoOffTest(unittest.TestCase):
+    def test_demo_token_absent_without_demo(self):
+        server = Server(demo=False)
+        try:
+            status, answer, _ = server.client().request("POST", "/v1/demo/token", {"customer": "c"})
+            assert_error(self, status, answer, 404, "not_found")
+        finally:
+            server.close()
+
+
+class RateLimitTest(unittest.TestCase):
+    def test_customer_rate_limit(self):
+        server = Server("--rate-customer", "1", "--rate-customer-burst", "2")
+        try:
+            c = server.client()
+            create_event(c, "ev-rate", (100,))
+            answers = [buy(c, "ev-rate", "greedy") for _ in range(4)]
+            statuses = [a[0] for a in answers]
+            self.assertEqual(statuses[:2], [202, 202])
+            self.assertEqual(statuses[2:], [429, 429])
+            status, answer, headers = answers[2]
+            assert_error(self, status, answer, 429, "rate_limited")
+            self.assertGreaterEqual(int(headers["retry-after"]), 1)
+            self.assertEqual(buy(c, "ev-rate", "patient")[0], 202)  # others unaffected
+        finally:
+            server.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
