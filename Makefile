@@ -41,8 +41,9 @@ fuzz: deps
 		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 fuzz/corpus-run/$$name fuzz/corpus/$$name; \
 	done
 
+# The embedded service with the demo on (scripts/run.sh prints a three-line walkthrough).
 run: build
-	@echo "catraca serve is not built yet (see the embedded-service issue)."
+	@bash scripts/run.sh
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

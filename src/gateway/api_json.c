@@ -56,8 +56,8 @@ void api_json_time_format(int64_t ms, char out[32])
     time_t seconds = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&seconds, &tm);
-    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    size_t n = strftime(out, 24, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000 + 1000) % 1000);
 }
 
 static int fail(char message[API_ERROR_MESSAGE_MAX], const char *text)
