@@ -65,10 +65,19 @@ struct pending {
     uint32_t heap_index;
 };
 
+#define KNOWN_EVENTS_MAX 64
+
 struct thread_handles {
     struct api *api;
     struct catraca_log log;
     struct catraca_store store;
+    /* Events seen by this thread: they are never deleted and their limits never change,
+     * so purchases skip a store read per request. */
+    struct {
+        char id[CATRACA_ID_MAX + 1];
+        uint32_t per_customer_limit;
+    } known[KNOWN_EVENTS_MAX];
+    uint32_t known_count;
 };
 
 struct api {
@@ -277,10 +286,21 @@ static void enqueue_locked(struct api *api, struct pending *p)
     pthread_cond_signal(&api->queue_wake);
 }
 
+static void respond_purchase_appended(struct api *api, struct pending *p);
+
 static void on_appended(void *context, int error, const struct log_append_item *item)
 {
     struct pending *p = context;
     struct api *api = p->api;
+    if (p->kind == PENDING_PURCHASE && (error != 0 || item->result != LOG_DUPLICATE)) {
+        /* 202, 422 or 503 need no read: answer from here, one thread hop less. */
+        p->append_error = error;
+        if (error == 0)
+            p->append = *item;
+        respond_purchase_appended(api, p);
+        pending_release(p); /* the appender's reference */
+        return;
+    }
     pthread_mutex_lock(&api->queue_mutex);
     p->has_append = true;
     p->append_error = error;
@@ -868,6 +888,27 @@ static void handle_event_state(struct route_context *c, const struct caller *cal
     submit(c, p, &command, NULL, 0);
 }
 
+/* An event's per-customer limit, from the thread's cache or the store; false once answered. */
+static bool find_event_limit(struct route_context *c, const char *id, uint32_t *limit)
+{
+    struct thread_handles *h = handles_of(c->api);
+    for (uint32_t i = 0; h != NULL && i < h->known_count; i++) {
+        if (strcmp(h->known[i].id, id) == 0) {
+            *limit = h->known[i].per_customer_limit;
+            return true;
+        }
+    }
+    struct store_event event;
+    if (!read_event(c, id, &event))
+        return false;
+    *limit = event.spec.per_customer_limit;
+    if (h != NULL && h->known_count < KNOWN_EVENTS_MAX) {
+        snprintf(h->known[h->known_count].id, sizeof(h->known[0].id), "%s", id);
+        h->known[h->known_count++].per_customer_limit = *limit;
+    }
+    return true;
+}
+
 static uint64_t next_purchase_id(struct api *api)
 {
     /* Time-ordered and unique across restarts: milliseconds, then a counter (4 M a ms). */
@@ -899,8 +940,8 @@ static void handle_purchase_create(struct route_context *c, const struct caller 
         REPLY_ERROR(c, 400, "invalid_request", "Idempotency-Key must be 1-64 characters");
         return;
     }
-    struct store_event event;
-    if (!read_event(c, c->segments[2], &event))
+    uint32_t limit = 0;
+    if (!find_event_limit(c, c->segments[2], &limit))
         return;
     size_t length = 0;
     const char *body = http_body(c->request, &length);
@@ -912,7 +953,7 @@ static void handle_purchase_create(struct route_context *c, const struct caller 
         REPLY_ERROR(c, 400, "invalid_request", message);
         return;
     }
-    if (quantity > event.spec.per_customer_limit) {
+    if (quantity > limit) {
         REPLY_ERROR(c, 400, "invalid_request", "quantity is above the event's per_customer_limit");
         return;
     }
@@ -927,10 +968,10 @@ static void handle_purchase_create(struct route_context *c, const struct caller 
              caller->claims.subject);
     p->purchase_id = command.u.purchase.purchase_id;
     p->quantity = (uint32_t)quantity;
-    snprintf(p->event, sizeof(p->event), "%s", event.spec.id);
+    snprintf(p->event, sizeof(p->event), "%s", c->segments[2]);
     snprintf(p->customer, sizeof(p->customer), "%s", caller->claims.subject);
     snprintf(p->category, sizeof(p->category), "%s", command.u.purchase.category);
-    submit(c, p, &command, key, hash_request(event.spec.id, p->category, quantity));
+    submit(c, p, &command, key, hash_request(p->event, p->category, quantity));
 }
 
 /* Finds a purchase in the store, or as still queued in the log. 0, or an answered error. */

@@ -2,7 +2,6 @@
 #include "gateway/appender.h"
 
 #include <pthread.h>
-#include <stddef.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,43 +9,57 @@
 
 #include "core/error.h"
 
+/*
+ * A queue slot keeps small records inline; every command but CREATE_EVENT
+ * (rare, admin only) fits. A deep queue costs its depth in small slots, not
+ * in 4 KiB worst cases, and the hot path never allocates.
+ */
+#define SLOT_RECORD_INLINE 256
+
+struct slot {
+    char event[CATRACA_ID_MAX + 1];
+    char idempotency_scope[CATRACA_ID_MAX + 1];
+    char idempotency_key[CATRACA_ID_MAX + 1];
+    int64_t time_ms;
+    uint64_t purchase_id;
+    uint64_t request_hash;
+    void (*done)(void *context, int error, const struct log_append_item *item);
+    void *context;
+    size_t record_length;
+    uint8_t *record_heap; /* records longer than SLOT_RECORD_INLINE */
+    uint8_t record_inline[SLOT_RECORD_INLINE];
+};
+
 struct appender {
     struct appender_config config;
     pthread_t thread;
     pthread_mutex_t mutex;
     pthread_cond_t not_empty;
     bool is_stopping;
-    struct appender_request *ring; /* queue_max entries */
+    struct slot *ring; /* queue_max slots */
     uint32_t head, count;
     struct appender_stats stats;
     /* appender thread only */
-    struct appender_request *taken;
+    struct slot *taken;
     struct log_append_item *items;
 };
 
-/*
- * Copies a request without its unused record tail: a slot's pages are touched
- * only as far as the record goes (about 150 bytes for a purchase, 4 KiB at
- * most for a CREATE_EVENT), so a deep queue of purchases stays small in RSS.
- */
-static void request_copy(struct appender_request *to, const struct appender_request *from)
+static const uint8_t *slot_record(const struct slot *slot)
 {
-    memcpy(to->event, from->event, sizeof(to->event));
-    memcpy(to->record, from->record, from->record_length);
-    to->record_length = from->record_length;
-    to->time_ms = from->time_ms;
-    to->purchase_id = from->purchase_id;
-    memcpy(to->idempotency_scope, from->idempotency_scope, sizeof(to->idempotency_scope));
-    memcpy(to->idempotency_key, from->idempotency_key, sizeof(to->idempotency_key));
-    to->request_hash = from->request_hash;
-    to->done = from->done;
-    to->context = from->context;
+    return slot->record_heap ? slot->record_heap : slot->record_inline;
 }
 
 int appender_submit(struct appender *a, const struct appender_request *request)
 {
     if (request->record_length == 0 || request->record_length > CATRACA_COMMAND_ENCODED_MAX)
         return CATRACA_E_INVALID;
+    uint8_t *heap = NULL;
+    if (request->record_length > SLOT_RECORD_INLINE) {
+        heap = malloc(request->record_length);
+        if (heap == NULL)
+            return CATRACA_E_NOMEM;
+        memcpy(heap, request->record, request->record_length);
+    }
     pthread_mutex_lock(&a->mutex);
     int error = 0;
     if (a->is_stopping) {
@@ -55,12 +68,25 @@ int appender_submit(struct appender *a, const struct appender_request *request)
         a->stats.rejected_full++;
         error = CATRACA_E_FULL;
     } else {
-        uint32_t tail = (a->head + a->count) % a->config.queue_max;
-        request_copy(&a->ring[tail], request);
+        struct slot *slot = &a->ring[(a->head + a->count) % a->config.queue_max];
+        memcpy(slot->event, request->event, sizeof(slot->event));
+        memcpy(slot->idempotency_scope, request->idempotency_scope, sizeof(slot->idempotency_scope));
+        memcpy(slot->idempotency_key, request->idempotency_key, sizeof(slot->idempotency_key));
+        slot->time_ms = request->time_ms;
+        slot->purchase_id = request->purchase_id;
+        slot->request_hash = request->request_hash;
+        slot->done = request->done;
+        slot->context = request->context;
+        slot->record_length = request->record_length;
+        slot->record_heap = heap;
+        if (heap == NULL)
+            memcpy(slot->record_inline, request->record, request->record_length);
+        heap = NULL;
         a->count++;
         pthread_cond_signal(&a->not_empty);
     }
     pthread_mutex_unlock(&a->mutex);
+    free(heap);
     return error;
 }
 
@@ -79,8 +105,13 @@ static uint32_t take_batch(struct appender *a)
     while (a->count == 0 && !a->is_stopping)
         pthread_cond_wait(&a->not_empty, &a->mutex);
     uint32_t taken = a->count < a->config.batch_max ? a->count : a->config.batch_max;
-    for (uint32_t i = 0; i < taken; i++)
-        request_copy(&a->taken[i], &a->ring[(a->head + i) % a->config.queue_max]);
+    for (uint32_t i = 0; i < taken; i++) {
+        const struct slot *slot = &a->ring[(a->head + i) % a->config.queue_max];
+        /* Copy only the used part of the inline record. */
+        memcpy(&a->taken[i], slot, offsetof(struct slot, record_inline));
+        if (slot->record_heap == NULL)
+            memcpy(a->taken[i].record_inline, slot->record_inline, slot->record_length);
+    }
     a->head = (a->head + taken) % a->config.queue_max;
     a->count -= taken;
     pthread_mutex_unlock(&a->mutex);
@@ -90,16 +121,16 @@ static uint32_t take_batch(struct appender *a)
 static void append_batch(struct appender *a, uint32_t count)
 {
     for (uint32_t i = 0; i < count; i++) {
-        const struct appender_request *r = &a->taken[i];
+        const struct slot *s = &a->taken[i];
         a->items[i] = (struct log_append_item){
-            .event = r->event,
-            .record = r->record,
-            .record_length = r->record_length,
-            .time_ms = r->time_ms,
-            .purchase_id = r->purchase_id,
-            .idempotency_scope = r->idempotency_scope,
-            .idempotency_key = r->idempotency_key[0] ? r->idempotency_key : NULL,
-            .request_hash = r->request_hash,
+            .event = s->event,
+            .record = slot_record(s),
+            .record_length = s->record_length,
+            .time_ms = s->time_ms,
+            .purchase_id = s->purchase_id,
+            .idempotency_scope = s->idempotency_scope,
+            .idempotency_key = s->idempotency_key[0] ? s->idempotency_key : NULL,
+            .request_hash = s->request_hash,
         };
     }
     struct timespec start;
@@ -120,8 +151,10 @@ static void append_batch(struct appender *a, uint32_t count)
     pthread_mutex_unlock(&a->mutex);
     if (error == 0 && a->config.after_append != NULL)
         a->config.after_append(a->config.after_append_context);
-    for (uint32_t i = 0; i < count; i++)
+    for (uint32_t i = 0; i < count; i++) {
         a->taken[i].done(a->taken[i].context, error, &a->items[i]);
+        free(a->taken[i].record_heap);
+    }
 }
 
 static void *appender_main(void *argument)

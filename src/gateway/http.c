@@ -463,7 +463,7 @@ int http_start(const struct http_config *config, struct http_server **out)
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)config->threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(config->connections_max + CONNECTION_SLACK),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)config->idle_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)config->header_bytes_max + 32768,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)config->header_bytes_max + 8192,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
         on_connection, s, MHD_OPTION_END);
