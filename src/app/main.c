@@ -134,6 +134,10 @@ static int serve(const struct config *config)
         .rate_keys_max = (uint32_t)config->rate_table_max,
         .events_max = (uint32_t)config->events_max,
         .threads = (uint32_t)config->threads,
+        .is_challenge_on = config->is_challenge_on,
+        .challenge_max_number = (uint32_t)config->challenge_max_number,
+        .challenge_ttl_s = config->challenge_ttl_s,
+        .challenge_replay_max = (uint32_t)config->challenge_replay_max,
     };
     struct api *api = NULL;
     struct worker *worker = NULL;

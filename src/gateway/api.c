@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "gateway/api_json.h"
 #include "gateway/appender.h"
+#include "gateway/challenge.h"
 #include "gateway/jwt.h"
 #include "gateway/metrics.h"
 #include "gateway/ratelimit.h"
@@ -87,6 +88,7 @@ struct api {
     struct http_server *http;
     struct waiters waiters;
     struct ratelimit customer_limit, ip_limit;
+    struct challenge challenge;
     struct metrics metrics;
     atomic_uint_fast64_t purchase_counter;
 
@@ -927,6 +929,31 @@ static uint64_t hash_request(const char *event, const char *category, int64_t qu
     return (h ^ (uint64_t)quantity) * 1099511628211ULL;
 }
 
+/* With --challenge on, a purchase carries a solved ALTCHA challenge; false once answered. */
+static bool proof_of_work_passes(struct route_context *c)
+{
+    const char *payload = http_header(c->request, "X-Challenge");
+    if (payload == NULL) {
+        REPLY_ERROR(c, 403, "challenge_required",
+                    "solve GET /v1/challenge and send it in X-Challenge");
+        return false;
+    }
+    int error = challenge_verify(&c->api->challenge, payload, now_ms() / 1000);
+    if (error == CHALLENGE_E_BUSY) {
+        REPLY_ERROR(c, 503, "unavailable", "too many challenges in flight; retry shortly");
+        return false;
+    }
+    if (error != 0) {
+        static const char *const reasons[] = {"", "malformed", "not signed by this server",
+                                              "wrong solution", "expired", "already used"};
+        char message[64];
+        snprintf(message, sizeof(message), "challenge refused: %s", reasons[-error]);
+        REPLY_ERROR(c, 403, "challenge_failed", message);
+        return false;
+    }
+    return true;
+}
+
 static void handle_purchase_create(struct route_context *c, const struct caller *caller)
 {
     struct api *api = c->api;
@@ -934,6 +961,8 @@ static void handle_purchase_create(struct route_context *c, const struct caller 
                      http_client_ip(c->request)) ||
         rate_limited(api, c->request, c->route, c->started_us, &api->customer_limit,
                      caller->claims.subject))
+        return;
+    if (api->config.is_challenge_on && !proof_of_work_passes(c))
         return;
     const char *key = http_header(c->request, "Idempotency-Key");
     if (key != NULL && (strlen(key) < 1 || strlen(key) > CATRACA_ID_MAX)) {
@@ -1315,6 +1344,13 @@ static bool route_public(struct route_context *c, const char *method)
     } else if (is_get && c->segment_count == 3 && is(c, 3, "v1", "events", NULL)) {
         c->route = METRICS_ROUTE_EVENT;
         handle_event_get(c);
+    } else if (is_get && is(c, 2, "v1", "challenge", NULL) && c->api->config.is_challenge_on) {
+        c->route = METRICS_ROUTE_OTHER;
+        cJSON *json = challenge_create(&c->api->challenge, now_ms() / 1000);
+        if (json == NULL)
+            REPLY_ERROR(c, 503, "unavailable", "no randomness for a challenge");
+        else
+            reply_cjson(c->api, c->request, c->route, c->started_us, 200, json, NULL);
     } else if (strcmp(method, "POST") == 0 && is(c, 3, "v1", "demo", NULL) &&
                strcmp(c->segments[2], "token") == 0 && c->api->config.is_demo) {
         c->route = METRICS_ROUTE_DEMO;
@@ -1429,6 +1465,9 @@ int api_start(const struct api_config *config, struct api **out)
     if (error == 0)
         error = ratelimit_init(&api->ip_limit, config->rate_keys_max, config->rate_ip_per_s,
                                config->rate_ip_burst);
+    if (error == 0 && config->is_challenge_on)
+        error = challenge_init(&api->challenge, config->challenge_max_number,
+                               config->challenge_ttl_s, config->challenge_replay_max);
     if (error == 0)
         error = log_sqlite_open(config->database_path, &options, &appender.log);
     if (error == 0)
@@ -1470,6 +1509,7 @@ void api_stop(struct api *api)
         api->handles[i]->log.ops->close(api->handles[i]->log.context);
         free(api->handles[i]);
     }
+    challenge_destroy(&api->challenge);
     ratelimit_destroy(&api->customer_limit);
     ratelimit_destroy(&api->ip_limit);
     waiters_destroy(&api->waiters);

@@ -32,6 +32,10 @@ struct api_config {
     uint32_t rate_keys_max;
     uint32_t events_max;
     uint32_t threads; /* HTTP threads (for the read-handle table) */
+    bool is_challenge_on;
+    uint32_t challenge_max_number;
+    int64_t challenge_ttl_s;
+    uint32_t challenge_replay_max;
 };
 
 struct api;

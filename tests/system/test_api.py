@@ -1,5 +1,6 @@
 """Contract tests of API.md against a real `catraca serve` (embedded mode)."""
 import base64
+import hashlib
 import json
 import shutil
 import subprocess
@@ -269,6 +270,55 @@ class DemoOffTest(unittest.TestCase):
         try:
             status, answer, _ = server.client().request("POST", "/v1/demo/token", {"customer": "c"})
             assert_error(self, status, answer, 404, "not_found")
+        finally:
+            server.close()
+
+
+def solve(challenge):
+    for number in range(challenge["maxnumber"] + 1):
+        if hashlib.sha256(f"{challenge['salt']}{number}".encode()).hexdigest() == challenge["challenge"]:
+            payload = {k: challenge[k] for k in ("algorithm", "challenge", "salt", "signature")}
+            payload["number"] = number
+            return base64.b64encode(json.dumps(payload).encode()).decode()
+    raise AssertionError("unsolvable challenge")
+
+
+class ChallengeTest(unittest.TestCase):
+    def test_proof_of_work(self):
+        server = Server("--challenge", "on", "--challenge-max-number", "2000")
+        try:
+            c = server.client()
+            create_event(c, "ev-pow", (10,))
+            assert_error(self, *buy(c, "ev-pow", "p1")[:2], 403, "challenge_required")
+            status, challenge, _ = c.request("GET", "/v1/challenge")
+            self.assertEqual(status, 200)
+            self.assertEqual(challenge["algorithm"], "SHA-256")
+            self.assertIn("?expires=", challenge["salt"])
+            solution = solve(challenge)
+            path = "/v1/events/ev-pow/purchases"
+            body = {"category": "cat0", "quantity": 1}
+            status, answer, _ = c.request("POST", path, body, token("p1"), {"X-Challenge": solution})
+            self.assertEqual(status, 202, answer)
+            status, answer, _ = c.request("POST", path, body, token("p2"), {"X-Challenge": solution})
+            assert_error(self, status, answer, 403, "challenge_failed")  # reused
+            forged = json.loads(base64.b64decode(solution))
+            forged["number"] = (forged["number"] + 1) % 2001
+            status, answer, _ = c.request("POST", path, body, token("p3"), {
+                "X-Challenge": base64.b64encode(json.dumps(forged).encode()).decode()})
+            assert_error(self, status, answer, 403, "challenge_failed")
+            forged = dict(challenge, number=0, signature="0" * 64)
+            status, answer, _ = c.request("POST", path, body, token("p4"), {
+                "X-Challenge": base64.b64encode(json.dumps(forged).encode()).decode()})
+            assert_error(self, status, answer, 403, "challenge_failed")
+            status, answer, _ = c.request("POST", path, body, token("p5"), {"X-Challenge": "!!"})
+            assert_error(self, status, answer, 403, "challenge_failed")
+        finally:
+            server.close()
+
+    def test_challenge_off_by_default(self):
+        server = Server()
+        try:
+            assert_error(self, *server.client().request("GET", "/v1/challenge")[:2], 404, "not_found")
         finally:
             server.close()
 

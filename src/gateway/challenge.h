@@ -1,0 +1,48 @@
+/*
+ * challenge.h - ALTCHA-compatible proof of work (https://altcha.org): the
+ * server signs a challenge = SHA-256(salt + secret number); the client finds
+ * the number by brute force (up to maxnumber tries) and sends back base64 of
+ * {"algorithm","challenge","number","salt","signature"}. The salt carries
+ * "?expires=<unix seconds>". Each solution is accepted once: solved
+ * challenges are remembered until they expire, in a table of fixed size.
+ */
+#ifndef CATRACA_GATEWAY_CHALLENGE_H
+#define CATRACA_GATEWAY_CHALLENGE_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+enum challenge_error {
+    CHALLENGE_E_MALFORMED = -1, /* not base64 JSON of the expected fields */
+    CHALLENGE_E_SIGNATURE = -2, /* not a challenge this server signed */
+    CHALLENGE_E_WRONG = -3,     /* the number does not solve it */
+    CHALLENGE_E_EXPIRED = -4,
+    CHALLENGE_E_REPLAYED = -5,  /* solved before */
+    CHALLENGE_E_BUSY = -6,      /* the replay table is full of live entries: retry later */
+};
+
+struct challenge_seen {
+    uint64_t hash;
+    int64_t expires_s;
+};
+
+struct challenge {
+    uint8_t key[32];
+    uint32_t max_number;
+    int64_t ttl_s;
+    pthread_mutex_t mutex;
+    struct challenge_seen *seen;
+    uint32_t seen_mask;
+};
+
+int challenge_init(struct challenge *challenge, uint32_t max_number, int64_t ttl_s,
+                   uint32_t replay_max);
+void challenge_destroy(struct challenge *challenge);
+/* A new challenge as the JSON object GET /v1/challenge answers (caller deletes). */
+cJSON *challenge_create(struct challenge *challenge, int64_t now_s);
+/* 0, or a negative enum challenge_error. Thread-safe. */
+int challenge_verify(struct challenge *challenge, const char *payload_base64, int64_t now_s);
+
+#endif

@@ -1,0 +1,205 @@
+/* Unit tests of the gateway's pieces: JWT, rate limits, proof of work, waiters, JSON ids. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+#include "core/error.h"
+#include "gateway/api_json.h"
+#include "gateway/challenge.h"
+#include "gateway/jwt.h"
+#include "gateway/ratelimit.h"
+#include "gateway/waiters.h"
+
+static const uint8_t secret[] = "unit-secret";
+#define SECRET_LENGTH (sizeof(secret) - 1)
+
+static void test_jwt(void **state)
+{
+    (void)state;
+    char token[2048];
+    assert_true(jwt_sign(secret, SECRET_LENGTH, "c42", "payments", 2000, token, sizeof(token)) > 0);
+    struct jwt_claims claims;
+    assert_int_equal(jwt_verify(secret, SECRET_LENGTH, token, 1999, &claims), 0);
+    assert_string_equal(claims.subject, "c42");
+    assert_int_equal(claims.role, JWT_ROLE_PAYMENTS);
+    assert_int_equal(jwt_verify(secret, SECRET_LENGTH, token, 2000, &claims), JWT_E_EXPIRED);
+    assert_int_equal(jwt_verify((const uint8_t *)"other", 5, token, 1, &claims), JWT_E_SIGNATURE);
+    char tampered[2048];
+    strcpy(tampered, token);
+    tampered[strlen(tampered) - 2] ^= 1;
+    assert_int_equal(jwt_verify(secret, SECRET_LENGTH, tampered, 1, &claims), JWT_E_SIGNATURE);
+    /* alg none: header {"alg":"none"} */
+    const char *none = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4IiwiZXhwIjo5OTk5OTk5OTk5fQ.";
+    assert_int_equal(jwt_verify(secret, SECRET_LENGTH, none, 1, &claims), JWT_E_ALGORITHM);
+    assert_int_equal(jwt_verify(secret, SECRET_LENGTH, "a.b", 1, &claims), JWT_E_MALFORMED);
+    assert_int_equal(jwt_verify(secret, SECRET_LENGTH, "a.b.c.d", 1, &claims), JWT_E_MALFORMED);
+    char *huge = malloc(JWT_TOKEN_MAX + 10);
+    memset(huge, 'a', JWT_TOKEN_MAX + 9);
+    huge[JWT_TOKEN_MAX + 9] = '\0';
+    assert_int_equal(jwt_verify(secret, SECRET_LENGTH, huge, 1, &claims), JWT_E_MALFORMED);
+    free(huge);
+    assert_true(jwt_sign(secret, SECRET_LENGTH, "c42", "buyer", 2000, token, 10) < 0);
+}
+
+static void test_ratelimit(void **state)
+{
+    (void)state;
+    struct ratelimit limiter;
+    assert_int_equal(ratelimit_init(&limiter, 64, 2.0, 3.0), 0);
+    int64_t retry = 0;
+    for (int i = 0; i < 3; i++)
+        assert_true(ratelimit_take(&limiter, "k", 1000, &retry));
+    assert_false(ratelimit_take(&limiter, "k", 1000, &retry));
+    assert_true(retry > 0 && retry <= 501);
+    assert_true(ratelimit_take(&limiter, "other", 1000, &retry));
+    assert_true(ratelimit_take(&limiter, "k", 1000 + 500, &retry)); /* refilled one */
+    /* many keys: the table keeps its size and new keys still get a full burst */
+    char key[32];
+    for (int i = 0; i < 100000; i++) {
+        snprintf(key, sizeof(key), "ip%d", i);
+        assert_true(ratelimit_take(&limiter, key, 2000, &retry));
+    }
+    ratelimit_destroy(&limiter);
+    assert_int_equal(ratelimit_init(&limiter, 64, 0, 1), 0); /* disabled */
+    for (int i = 0; i < 100; i++)
+        assert_true(ratelimit_take(&limiter, "k", 0, &retry));
+    ratelimit_destroy(&limiter);
+}
+
+static char *solve(cJSON *c)
+{
+    const char *salt = cJSON_GetObjectItem(c, "salt")->valuestring;
+    const char *target = cJSON_GetObjectItem(c, "challenge")->valuestring;
+    int max = cJSON_GetObjectItem(c, "maxnumber")->valueint;
+    for (int n = 0; n <= max; n++) {
+        char text[256], hex[65];
+        uint8_t digest[32];
+        int length = snprintf(text, sizeof(text), "%s%d", salt, n);
+        EVP_Digest(text, (size_t)length, digest, NULL, EVP_sha256(), NULL);
+        for (int i = 0; i < 32; i++)
+            snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+        if (strcmp(hex, target) == 0) {
+            cJSON *payload = cJSON_CreateObject();
+            cJSON_AddStringToObject(payload, "algorithm", "SHA-256");
+            cJSON_AddStringToObject(payload, "challenge", target);
+            cJSON_AddNumberToObject(payload, "number", n);
+            cJSON_AddStringToObject(payload, "salt", salt);
+            cJSON_AddStringToObject(payload, "signature",
+                                    cJSON_GetObjectItem(c, "signature")->valuestring);
+            char *json = cJSON_PrintUnformatted(payload);
+            cJSON_Delete(payload);
+            char *b64 = malloc(4 * strlen(json) / 3 + 8);
+            EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)json, (int)strlen(json));
+            free(json);
+            return b64;
+        }
+    }
+    return NULL;
+}
+
+static void test_challenge(void **state)
+{
+    (void)state;
+    struct challenge c;
+    assert_int_equal(challenge_init(&c, 500, 60, 4), 0);
+    cJSON *json = challenge_create(&c, 1000);
+    char *payload = solve(json);
+    assert_non_null(payload);
+    assert_int_equal(challenge_verify(&c, payload, 1061), CHALLENGE_E_EXPIRED);
+    assert_int_equal(challenge_verify(&c, payload, 1000), 0);
+    assert_int_equal(challenge_verify(&c, payload, 1000), CHALLENGE_E_REPLAYED);
+    assert_int_equal(challenge_verify(&c, "bm90IGpzb24=", 1000), CHALLENGE_E_MALFORMED);
+    free(payload);
+    cJSON_Delete(json);
+    struct challenge other;
+    assert_int_equal(challenge_init(&other, 500, 60, 4), 0);
+    json = challenge_create(&other, 1000);
+    payload = solve(json);
+    assert_int_equal(challenge_verify(&c, payload, 1000), CHALLENGE_E_SIGNATURE);
+    free(payload);
+    cJSON_Delete(json);
+    challenge_destroy(&other);
+    challenge_destroy(&c);
+}
+
+static int purchase_calls, answer_calls;
+
+static bool on_purchase(struct waiter *w, const struct store_purchase *p)
+{
+    (void)w;
+    purchase_calls++;
+    return p->status == ENGINE_STATUS_WAITING; /* stay while not decided */
+}
+
+static void on_answer(struct waiter *w, const struct store_answer *a, const struct store_purchase *p)
+{
+    (void)w;
+    (void)a;
+    (void)p;
+    answer_calls++;
+}
+
+static void test_waiters(void **state)
+{
+    (void)state;
+    struct waiters registry;
+    assert_int_equal(waiters_init(&registry, 2), 0);
+    struct waiter by_purchase = {.purchase_id = 5, .on_purchase = on_purchase};
+    struct waiter by_answer = {.seq = {9, 0}, .on_answer = on_answer};
+    strcpy(by_answer.event, "ev");
+    struct waiter third = {.purchase_id = 6, .on_purchase = on_purchase};
+    assert_int_equal(waiters_add(&registry, &by_purchase), 0);
+    assert_int_equal(waiters_add(&registry, &by_answer), 0);
+    assert_int_equal(waiters_add(&registry, &third), CATRACA_E_FULL);
+    struct store_purchase rows[2] = {{.purchase_id = 5, .status = ENGINE_STATUS_WAITING},
+                                     {.purchase_id = 8, .status = ENGINE_STATUS_HELD}};
+    struct store_answer answers[1] = {{.seq = {9, 0}}};
+    strcpy(answers[0].event, "ev");
+    struct worker_commit commit = {.event = "ev", .purchases = rows, .purchase_count = 2,
+                                   .answers = answers, .answer_count = 1};
+    waiters_notify(&registry, &commit);
+    assert_int_equal(purchase_calls, 1);
+    assert_int_equal(answer_calls, 1);
+    assert_int_equal(waiters_count(&registry), 1); /* the answer waiter left, the other stays */
+    rows[0].status = ENGINE_STATUS_HELD;
+    waiters_notify(&registry, &commit);
+    assert_int_equal(waiters_count(&registry), 0);
+    assert_false(waiters_remove(&registry, &by_purchase));
+    waiters_destroy(&registry);
+}
+
+static void test_purchase_ids(void **state)
+{
+    (void)state;
+    uint64_t ids[] = {1, 0x123456789abcdefULL, UINT64_MAX};
+    for (int i = 0; i < 3; i++) {
+        char text[API_PURCHASE_ID_TEXT];
+        uint64_t back = 0;
+        api_json_purchase_id_format(ids[i], text);
+        assert_int_equal(api_json_purchase_id_parse(text, &back), 0);
+        assert_true(back == ids[i]);
+    }
+    uint64_t value;
+    assert_int_equal(api_json_purchase_id_parse("p_0000000000000", &value), CATRACA_E_INVALID);
+    assert_int_equal(api_json_purchase_id_parse("p_GZZZZZZZZZZZZ", &value), CATRACA_E_INVALID);
+    assert_int_equal(api_json_purchase_id_parse("p_123", &value), CATRACA_E_INVALID);
+    assert_true(api_json_is_id("a.b-c_9"));
+    assert_false(api_json_is_id("a b"));
+    assert_false(api_json_is_id(""));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_jwt),         cmocka_unit_test(test_ratelimit),
+        cmocka_unit_test(test_challenge),   cmocka_unit_test(test_waiters),
+        cmocka_unit_test(test_purchase_ids),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,207 @@
+/* The SQLite log and store adapters on a real database file in a temporary directory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/codec.h"
+#include "core/error.h"
+#include "log/log_sqlite.h"
+#include "store/store_sqlite.h"
+
+static char directory[64], path[128];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(directory, sizeof(directory), "/tmp/catraca-sqlite-XXXXXX");
+    assert_non_null(mkdtemp(directory));
+    snprintf(path, sizeof(path), "%s/test.db", directory);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char command[160];
+    snprintf(command, sizeof(command), "rm -rf %s", directory);
+    return system(command) == 0 ? 0 : -1;
+}
+
+static struct catraca_log open_log(void)
+{
+    struct log_sqlite_options options = {.is_synchronous_full = true, .busy_timeout_ms = 2000,
+                                         .read_max = 64};
+    struct catraca_log log;
+    assert_int_equal(log_sqlite_open(path, &options, &log), 0);
+    return log;
+}
+
+static struct log_append_item item(const char *event, uint64_t purchase_id, const char *key,
+                                   uint64_t hash, const uint8_t *record, size_t length)
+{
+    return (struct log_append_item){.event = event, .record = record, .record_length = length,
+                                    .time_ms = 1, .purchase_id = purchase_id,
+                                    .idempotency_scope = "c1", .idempotency_key = key,
+                                    .request_hash = hash};
+}
+
+static void test_seq_text(void **state)
+{
+    (void)state;
+    struct log_seq seq;
+    char text[LOG_SEQ_TEXT_MAX];
+    assert_int_equal(log_seq_parse("12-3", &seq), 0);
+    assert_true(seq.major == 12 && seq.minor == 3);
+    log_seq_format((struct log_seq){UINT64_MAX, UINT64_MAX}, text);
+    assert_int_equal(log_seq_parse(text, &seq), 0);
+    assert_true(seq.major == UINT64_MAX);
+    const char *bad[] = {"", "1", "-1", "1-", "a-1", "1-2-3", "+1-2", " 1-2", "18446744073709551616-0"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(log_seq_parse(bad[i], &seq), CATRACA_E_INVALID);
+    assert_true(log_seq_compare((struct log_seq){1, 9}, (struct log_seq){2, 0}) < 0);
+    assert_true(log_seq_compare((struct log_seq){2, 1}, (struct log_seq){2, 0}) > 0);
+}
+
+static void test_append_read_idempotency(void **state)
+{
+    (void)state;
+    struct catraca_log log = open_log();
+    uint8_t record[] = {1, 2, 3};
+    struct log_append_item items[4] = {
+        item("ev", 10, "k1", 111, record, 3), item("ev", 11, NULL, 0, record, 2),
+        item("other", 12, NULL, 0, record, 1), item("ev", 0, NULL, 0, record, 3)};
+    assert_int_equal(log.ops->append(log.context, items, 4), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(items[i].result, LOG_APPENDED);
+    assert_true(log_seq_compare(items[0].seq, items[1].seq) < 0);
+    struct log_append_item again[3] = {item("ev", 20, "k1", 111, record, 3),
+                                       item("ev", 21, "k1", 222, record, 3),
+                                       item("ev", 11, NULL, 0, record, 2)};
+    assert_int_equal(log.ops->append(log.context, again, 3), 0);
+    assert_int_equal(again[0].result, LOG_DUPLICATE);
+    assert_true(again[0].existing_purchase_id == 10);
+    assert_int_equal(again[1].result, LOG_DUPLICATE_MISMATCH);
+    assert_int_equal(again[2].result, LOG_DUPLICATE); /* the same purchase id appended twice */
+    struct log_entry entries[8];
+    size_t count = 0;
+    assert_int_equal(log.ops->read(log.context, "ev", (struct log_seq){0, 0}, entries, 8, &count), 0);
+    assert_int_equal(count, 3);
+    assert_int_equal(entries[1].record_length, 2);
+    assert_int_equal(log.ops->read(log.context, "ev", entries[0].seq, entries, 1, &count), 0);
+    assert_int_equal(count, 1);
+    uint64_t pending = 0;
+    assert_int_equal(log.ops->count_after(log.context, "ev", entries[0].seq, &pending), 0);
+    assert_true(pending == 1);
+    char events[4][CATRACA_ID_MAX + 1];
+    assert_int_equal(log.ops->list_partitions(log.context, events, 4, &count), 0);
+    assert_int_equal(count, 2);
+    char event[CATRACA_ID_MAX + 1];
+    struct log_seq seq;
+    assert_int_equal(log.ops->find_purchase(log.context, 12, event, &seq), 0);
+    assert_string_equal(event, "other");
+    assert_int_equal(log.ops->find_purchase(log.context, 99, event, &seq), CATRACA_E_NOTFOUND);
+    log.ops->close(log.context);
+    /* durable across close and reopen */
+    log = open_log();
+    assert_int_equal(log.ops->last_seq(log.context, "ev", &seq), 0);
+    assert_true(seq.major == items[3].seq.major);
+    log.ops->close(log.context);
+}
+
+static void test_failed_batch_appends_nothing(void **state)
+{
+    (void)state;
+    struct catraca_log log = open_log();
+    uint8_t record[8] = {0};
+    struct log_append_item items[2] = {item("ev", 1, NULL, 0, record, 8),
+                                       item("ev", 2, NULL, 0, record, CATRACA_COMMAND_ENCODED_MAX + 1)};
+    assert_int_equal(log.ops->append(log.context, items, 2), CATRACA_E_INVALID);
+    uint64_t count = 9;
+    assert_int_equal(log.ops->count_after(log.context, "ev", (struct log_seq){0, 0}, &count), 0);
+    assert_true(count == 0);
+    log.ops->close(log.context);
+}
+
+static void test_store_commit_load_fence(void **state)
+{
+    (void)state;
+    struct catraca_store store;
+    assert_int_equal(store_sqlite_open(path, true, 2000, &store), 0);
+    struct log_seq offset, snapshot_offset;
+    uint8_t *snapshot = NULL;
+    size_t length = 0;
+    assert_int_equal(store.ops->load(store.context, "ev", &offset, &snapshot, &length,
+                                     &snapshot_offset), CATRACA_E_NOTFOUND);
+    struct store_event event = {.state = ENGINE_STATE_OPEN, .offset = {5, 0}};
+    strcpy(event.spec.id, "ev");
+    event.spec.hold_ms = 1000;
+    event.spec.per_customer_limit = 2;
+    event.spec.state = ENGINE_STATE_OPEN;
+    event.spec.category_count = 1;
+    strcpy(event.spec.categories[0].id, "a");
+    event.spec.categories[0].capacity = 9;
+    event.counts[0] = (struct engine_category_counts){9, 7, 2, 0, 1, 1};
+    struct store_purchase row = {.purchase_id = 77, .has_arrival = true, .quantity = 2,
+                                 .seq = {3, 0}, .status = ENGINE_STATUS_HELD,
+                                 .hold_expires_at_ms = 4000, .ticket_count = 0};
+    strcpy(row.event, "ev");
+    strcpy(row.customer, "c1");
+    strcpy(row.category, "a");
+    struct store_answer answer = {.seq = {5, 0}, .purchase_id = 77, .type = ENGINE_OUTCOME_CONFIRM,
+                                  .result = ENGINE_RESULT_CONFLICT, .reason = 8, .status = 4};
+    strcpy(answer.event, "ev");
+    uint8_t blob[] = {9, 8, 7};
+    struct store_batch batch = {.event = "ev", .epoch = 3, .offset = {5, 0}, .event_row = &event,
+                                .purchases = &row, .purchase_count = 1, .answers = &answer,
+                                .answer_count = 1, .snapshot = blob, .snapshot_length = 3,
+                                .snapshot_offset = {4, 0}};
+    assert_int_equal(store.ops->commit(store.context, &batch), 0);
+    /* an update keeps the arrival fields */
+    struct store_purchase update = {.purchase_id = 77, .status = ENGINE_STATUS_CONFIRMED,
+                                    .ticket_count = 2, .ticket_codes = {1, 0xffffffffffffffffULL}};
+    batch = (struct store_batch){.event = "ev", .epoch = 3, .offset = {6, 0}, .purchases = &update,
+                                 .purchase_count = 1};
+    assert_int_equal(store.ops->commit(store.context, &batch), 0);
+    struct store_purchase got;
+    assert_int_equal(store.ops->get_purchase(store.context, 77, &got), 0);
+    assert_string_equal(got.customer, "c1");
+    assert_int_equal(got.status, ENGINE_STATUS_CONFIRMED);
+    assert_true(got.ticket_codes[1] == 0xffffffffffffffffULL && got.seq.major == 3);
+    /* a stale epoch is fenced and writes nothing */
+    batch.epoch = 2;
+    batch.offset = (struct log_seq){99, 0};
+    assert_int_equal(store.ops->commit(store.context, &batch), CATRACA_E_FENCED);
+    assert_int_equal(store.ops->load(store.context, "ev", &offset, &snapshot, &length,
+                                     &snapshot_offset), 0);
+    assert_true(offset.major == 6 && length == 3 && snapshot[2] == 7 && snapshot_offset.major == 4);
+    free(snapshot);
+    struct store_answer a;
+    assert_int_equal(store.ops->get_answer(store.context, "ev", (struct log_seq){5, 0}, &a), 0);
+    assert_int_equal(a.reason, 8);
+    struct store_event e;
+    assert_int_equal(store.ops->get_event(store.context, "ev", &e), 0);
+    assert_int_equal(e.counts[0].held, 2);
+    size_t count = 0;
+    assert_int_equal(store.ops->list_events(store.context, "", &e, 1, &count), 0);
+    assert_int_equal(count, 1);
+    assert_int_equal(store.ops->list_events(store.context, "ev", &e, 1, &count), 0);
+    assert_int_equal(count, 0);
+    store.ops->close(store.context);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seq_text),
+        cmocka_unit_test_setup_teardown(test_append_read_idempotency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_batch_appends_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_commit_load_fence, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
