@@ -31,6 +31,7 @@ tsan: deps
 # Optimised (-O2), asserts on, one program per benchmark; each ends with a JSON line.
 bench: build
 	@set -e; for b in build/bench/bench_*; do echo "== $$b"; "$$b"; done
+	@echo "== bench/service.py"; CATRACA_BIN=build/catraca python3 bench/service.py
 
 fuzz: deps
 	@CC=clang $(CMAKE) -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DCATRACA_FUZZ=ON >/dev/null

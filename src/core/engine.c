@@ -24,6 +24,7 @@
 
 #include "core/error.h"
 #include "core/siphash.h"
+#include "core/wire.h"
 
 #define NIL UINT32_MAX
 
@@ -1140,152 +1141,81 @@ int engine_state_parse(const char *name, uint8_t *state)
 #define SNAPSHOT_FIXED_BYTES 8192u
 static_assert(sizeof(struct engine_stats) % sizeof(uint64_t) == 0, "stats are all uint64_t");
 
-struct writer {
-    uint8_t *buffer;
-    size_t capacity, length;
-    bool has_overflowed;
-};
-
-static void put_bytes(struct writer *w, const void *data, size_t size)
-{
-    if (w->has_overflowed || w->capacity - w->length < size) {
-        w->has_overflowed = true;
-        return;
-    }
-    memcpy(w->buffer + w->length, data, size);
-    w->length += size;
-}
-
-static void put_uint(struct writer *w, uint64_t value, unsigned bytes)
-{
-    uint8_t le[8];
-    for (unsigned i = 0; i < bytes; i++)
-        le[i] = (uint8_t)(value >> (8 * i));
-    put_bytes(w, le, bytes);
-}
-
-static void put_string(struct writer *w, const char *s)
-{
-    size_t length = strlen(s);
-    put_uint(w, length, 1);
-    put_bytes(w, s, length);
-}
-
-struct reader {
-    const uint8_t *buffer;
-    size_t length, offset;
-    int error;
-};
-
-static void get_bytes(struct reader *r, void *out, size_t size)
-{
-    if (r->error == 0 && r->length - r->offset < size)
-        r->error = CATRACA_E_TRUNCATED;
-    if (r->error != 0) {
-        memset(out, 0, size);
-        return;
-    }
-    memcpy(out, r->buffer + r->offset, size);
-    r->offset += size;
-}
-
-static uint64_t get_uint(struct reader *r, unsigned bytes)
-{
-    uint8_t le[8];
-    get_bytes(r, le, bytes);
-    uint64_t value = 0;
-    for (unsigned i = bytes; i > 0; i--)
-        value = (value << 8) | le[i - 1];
-    return value;
-}
-
-/* Reads a length-prefixed string into a NUL-terminated array of array_size bytes. */
-static void get_string(struct reader *r, char *out, size_t array_size)
-{
-    size_t length = (size_t)get_uint(r, 1);
-    if (r->error == 0 && (length >= array_size || memchr(r->buffer + r->offset, 0,
-                                                         length < r->length - r->offset
-                                                             ? length
-                                                             : r->length - r->offset)))
-        r->error = CATRACA_E_CORRUPT;
-    get_bytes(r, out, r->error == 0 ? length : 0);
-    out[r->error == 0 ? length : 0] = '\0';
-}
-
 size_t engine_snapshot_size(const struct engine *engine)
 {
     return SNAPSHOT_FIXED_BYTES + (size_t)engine->purchase_count * SNAPSHOT_PURCHASE_BYTES +
            (size_t)engine->customer_count * SNAPSHOT_CUSTOMER_BYTES;
 }
 
-static void snapshot_write_event(struct writer *w, const struct engine_event_spec *spec)
+static void snapshot_write_event(struct wire_writer *w, const struct engine_event_spec *spec)
 {
-    put_string(w, spec->id);
-    put_string(w, spec->name);
-    put_uint(w, (uint64_t)spec->hold_ms, 8);
-    put_uint(w, spec->per_customer_limit, 4);
-    put_uint(w, spec->state, 1);
-    put_uint(w, spec->category_count, 1);
-    put_bytes(w, spec->secret, sizeof(spec->secret));
+    wire_put_string(w, spec->id, sizeof(spec->id), CATRACA_ID_MAX);
+    wire_put_string(w, spec->name, sizeof(spec->name), CATRACA_NAME_MAX);
+    wire_put_uint(w, (uint64_t)spec->hold_ms, 8);
+    wire_put_uint(w, spec->per_customer_limit, 4);
+    wire_put_uint(w, spec->state, 1);
+    wire_put_uint(w, spec->category_count, 1);
+    wire_put_bytes(w, spec->secret, sizeof(spec->secret));
     for (uint32_t i = 0; i < spec->category_count; i++) {
-        put_string(w, spec->categories[i].id);
-        put_string(w, spec->categories[i].name);
-        put_uint(w, (uint64_t)spec->categories[i].price_cents, 8);
-        put_uint(w, spec->categories[i].capacity, 4);
+        wire_put_string(w, spec->categories[i].id, sizeof(spec->categories[i].id), CATRACA_ID_MAX);
+        wire_put_string(w, spec->categories[i].name, sizeof(spec->categories[i].name),
+                        CATRACA_NAME_MAX);
+        wire_put_uint(w, (uint64_t)spec->categories[i].price_cents, 8);
+        wire_put_uint(w, spec->categories[i].capacity, 4);
     }
 }
 
 int engine_snapshot_write(const struct engine *engine, uint8_t *buffer, size_t capacity,
                           size_t *length)
 {
-    struct writer w = {.buffer = buffer, .capacity = capacity};
-    put_uint(&w, SNAPSHOT_MAGIC, 4);
-    put_uint(&w, SNAPSHOT_VERSION, 4);
-    put_uint(&w, (uint64_t)engine->now_ms, 8);
-    put_uint(&w, engine->state, 1);
+    struct wire_writer w = {.buffer = buffer, .capacity = capacity};
+    wire_put_uint(&w, SNAPSHOT_MAGIC, 4);
+    wire_put_uint(&w, SNAPSHOT_VERSION, 4);
+    wire_put_uint(&w, (uint64_t)engine->now_ms, 8);
+    wire_put_uint(&w, engine->state, 1);
     if (engine->state != ENGINE_STATE_NONE)
         snapshot_write_event(&w, &engine->event);
     const uint64_t *stats = (const uint64_t *)&engine->stats;
     for (size_t i = 0; i < sizeof(engine->stats) / sizeof(uint64_t); i++)
-        put_uint(&w, stats[i], 8);
-    put_uint(&w, engine->customer_count, 4);
+        wire_put_uint(&w, stats[i], 8);
+    wire_put_uint(&w, engine->customer_count, 4);
     for (uint32_t i = 0; i <= engine->customer_mask; i++)
         if (engine->customers[i].is_used)
-            put_uint(&w, engine->customers[i].key, 8);
-    put_uint(&w, engine->purchase_count, 4);
+            wire_put_uint(&w, engine->customers[i].key, 8);
+    wire_put_uint(&w, engine->purchase_count, 4);
     for (uint32_t slot = 0; slot < engine->purchase_count; slot++) {
         const struct purchase *p = &engine->purchases[slot];
-        put_uint(&w, p->id, 8);
-        put_uint(&w, p->customer_key, 8);
-        put_uint(&w, p->when.payment_ref_key, 8); /* or expires_at_ms: the same 8 bytes */
-        put_uint(&w, p->quantity, 4);
-        put_uint(&w, p->category, 1);
-        put_uint(&w, p->status, 1);
-        put_uint(&w, p->reason, 1);
+        wire_put_uint(&w, p->id, 8);
+        wire_put_uint(&w, p->customer_key, 8);
+        wire_put_uint(&w, p->when.payment_ref_key, 8); /* or expires_at_ms: the same 8 bytes */
+        wire_put_uint(&w, p->quantity, 4);
+        wire_put_uint(&w, p->category, 1);
+        wire_put_uint(&w, p->status, 1);
+        wire_put_uint(&w, p->reason, 1);
     }
-    if (w.has_overflowed)
-        return CATRACA_E_NOSPACE;
+    if (w.error != 0)
+        return w.error;
     *length = w.length;
     return 0;
 }
 
-static int snapshot_read_event(struct engine *e, struct reader *r)
+static int snapshot_read_event(struct engine *e, struct wire_reader *r)
 {
     struct engine_event_spec *spec = &e->event;
-    get_string(r, spec->id, sizeof(spec->id));
-    get_string(r, spec->name, sizeof(spec->name));
-    spec->hold_ms = (int64_t)get_uint(r, 8);
-    spec->per_customer_limit = (uint32_t)get_uint(r, 4);
-    spec->state = (uint8_t)get_uint(r, 1);
-    spec->category_count = (uint8_t)get_uint(r, 1);
-    get_bytes(r, spec->secret, sizeof(spec->secret));
+    wire_get_string(r, spec->id, CATRACA_ID_MAX);
+    wire_get_string(r, spec->name, CATRACA_NAME_MAX);
+    spec->hold_ms = (int64_t)wire_get_uint(r, 8);
+    spec->per_customer_limit = (uint32_t)wire_get_uint(r, 4);
+    spec->state = (uint8_t)wire_get_uint(r, 1);
+    spec->category_count = (uint8_t)wire_get_uint(r, 1);
+    wire_get_bytes(r, spec->secret, sizeof(spec->secret));
     if (r->error == 0 && (spec->category_count < 1 || spec->category_count > CATRACA_CATEGORIES_MAX))
         return CATRACA_E_CORRUPT;
     for (uint32_t i = 0; i < spec->category_count && r->error == 0; i++) {
-        get_string(r, spec->categories[i].id, sizeof(spec->categories[i].id));
-        get_string(r, spec->categories[i].name, sizeof(spec->categories[i].name));
-        spec->categories[i].price_cents = (int64_t)get_uint(r, 8);
-        spec->categories[i].capacity = (uint32_t)get_uint(r, 4);
+        wire_get_string(r, spec->categories[i].id, CATRACA_ID_MAX);
+        wire_get_string(r, spec->categories[i].name, CATRACA_NAME_MAX);
+        spec->categories[i].price_cents = (int64_t)wire_get_uint(r, 8);
+        spec->categories[i].capacity = (uint32_t)wire_get_uint(r, 4);
     }
     if (r->error != 0)
         return r->error;
@@ -1334,13 +1264,13 @@ static int snapshot_place_purchase(struct engine *e, uint32_t slot)
     return 0;
 }
 
-static int snapshot_read_customers(struct engine *e, struct reader *r)
+static int snapshot_read_customers(struct engine *e, struct wire_reader *r)
 {
-    uint32_t customer_count = (uint32_t)get_uint(r, 4);
+    uint32_t customer_count = (uint32_t)wire_get_uint(r, 4);
     if (r->error == 0 && customer_count > e->config.customers_max)
         return CATRACA_E_TOO_LARGE;
     for (uint32_t slot = 0; slot < customer_count && r->error == 0; slot++) {
-        uint64_t key = get_uint(r, 8);
+        uint64_t key = wire_get_uint(r, 8);
         if (r->error == 0) {
             CHECK(customer_lookup(e, key) == NIL);
             customer_add(e, key);
@@ -1349,22 +1279,22 @@ static int snapshot_read_customers(struct engine *e, struct reader *r)
     return r->error;
 }
 
-static int snapshot_read_purchases(struct engine *e, struct reader *r)
+static int snapshot_read_purchases(struct engine *e, struct wire_reader *r)
 {
-    uint32_t purchase_count = (uint32_t)get_uint(r, 4);
+    uint32_t purchase_count = (uint32_t)wire_get_uint(r, 4);
     if (r->error == 0 && purchase_count > e->config.purchases_max)
         return CATRACA_E_TOO_LARGE;
     for (uint32_t slot = 0; slot < purchase_count && r->error == 0; slot++) {
         struct purchase *p = &e->purchases[slot];
         *p = (struct purchase){0};
-        p->id = get_uint(r, 8);
-        p->customer_key = get_uint(r, 8);
-        p->when.payment_ref_key = get_uint(r, 8);
+        p->id = wire_get_uint(r, 8);
+        p->customer_key = wire_get_uint(r, 8);
+        p->when.payment_ref_key = wire_get_uint(r, 8);
         p->customer = NIL;
-        p->quantity = (uint32_t)get_uint(r, 4);
-        p->category = (uint8_t)get_uint(r, 1);
-        p->status = (uint8_t)get_uint(r, 1);
-        p->reason = (uint8_t)get_uint(r, 1);
+        p->quantity = (uint32_t)wire_get_uint(r, 4);
+        p->category = (uint8_t)wire_get_uint(r, 1);
+        p->status = (uint8_t)wire_get_uint(r, 1);
+        p->reason = (uint8_t)wire_get_uint(r, 1);
         if (r->error != 0)
             break;
         e->purchase_count = slot + 1;
@@ -1375,17 +1305,17 @@ static int snapshot_read_purchases(struct engine *e, struct reader *r)
     return r->error;
 }
 
-static int snapshot_read_body(struct engine *e, struct reader *r)
+static int snapshot_read_body(struct engine *e, struct wire_reader *r)
 {
-    uint32_t magic = (uint32_t)get_uint(r, 4);
-    uint32_t version = (uint32_t)get_uint(r, 4);
+    uint32_t magic = (uint32_t)wire_get_uint(r, 4);
+    uint32_t version = (uint32_t)wire_get_uint(r, 4);
     if (r->error != 0)
         return r->error;
     CHECK(magic == SNAPSHOT_MAGIC);
     if (version != SNAPSHOT_VERSION)
         return CATRACA_E_VERSION;
-    e->now_ms = (int64_t)get_uint(r, 8);
-    e->state = (uint8_t)get_uint(r, 1);
+    e->now_ms = (int64_t)wire_get_uint(r, 8);
+    e->state = (uint8_t)wire_get_uint(r, 1);
     if (r->error != 0)
         return r->error;
     CHECK(e->state <= ENGINE_STATE_CLOSED);
@@ -1396,7 +1326,7 @@ static int snapshot_read_body(struct engine *e, struct reader *r)
     }
     uint64_t *stats = (uint64_t *)&e->stats;
     for (size_t i = 0; i < sizeof(e->stats) / sizeof(uint64_t); i++)
-        stats[i] = get_uint(r, 8);
+        stats[i] = wire_get_uint(r, 8);
     int error = snapshot_read_customers(e, r);
     if (error == 0)
         error = snapshot_read_purchases(e, r);
@@ -1414,7 +1344,7 @@ int engine_snapshot_read(struct engine *engine, const uint8_t *buffer, size_t le
     if (engine == NULL || (buffer == NULL && length > 0))
         return CATRACA_E_INVALID;
     engine_reset(engine);
-    struct reader r = {.buffer = buffer, .length = length};
+    struct wire_reader r = {.buffer = buffer, .length = length};
     int error = snapshot_read_body(engine, &r);
     if (error != 0)
         engine_reset(engine);

@@ -584,13 +584,13 @@ static void answer_appended(struct api *api, struct pending *p)
 
 /* ---- responder: long-polls and streams ---------------------------------------------------- */
 
-static void push_row(struct pending *p, const struct store_purchase *row)
+/* Sends a purchase as one SSE event; takes ownership of json. */
+static void stream_json(struct http_request *request, cJSON *json)
 {
-    cJSON *json = api_json_purchase(row);
     char *text = cJSON_PrintUnformatted(json);
     cJSON_Delete(json);
     if (text != NULL)
-        http_stream_push(p->request, text);
+        http_stream_push(request, text);
     free(text);
 }
 
@@ -645,7 +645,7 @@ static void pending_process(struct api *api, struct pending *p)
     } else if (p->kind == PENDING_LONG_POLL && has_row) {
         pending_finish_cjson(p, 200, api_json_purchase(&row), NULL);
     } else if (p->kind == PENDING_STREAM && has_row) {
-        push_row(p, &row);
+        stream_json(p->request, api_json_purchase(&row));
         if (row.status >= ENGINE_STATUS_CONFIRMED)
             pending_finish(p, 200, "", NULL);
     }
@@ -1099,12 +1099,7 @@ static void park_for_changes(struct route_context *c, const struct store_purchas
         return;
     }
     if (kind == PENDING_STREAM) {
-        cJSON *json = purchase_json(row);
-        char *text = cJSON_PrintUnformatted(json);
-        cJSON_Delete(json);
-        if (text != NULL)
-            http_stream_push(c->request, text);
-        free(text);
+        stream_json(c->request, purchase_json(row));
         metrics_request(&c->api->metrics, c->route, 200, monotonic_us() - c->started_us);
     }
     /* Registered before the re-check below, so no change can slip between the two. */
