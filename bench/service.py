@@ -30,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("CATRACA_BIN", os.path.join(ROOT, "build", "catraca"))
 PG = "/usr/lib/postgresql/15/bin"
 SECRET = "bench-secret"
-CONNECTIONS = 64
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 THREADS = 2
 
 
