@@ -174,9 +174,11 @@ static int serve(const struct config *config)
     while (!is_stop_requested)
         pause();
     fprintf(stderr, "catraca: stopping: no new connections, finishing what is in flight\n");
+    http_quiesce(http); /* no new connections */
+    api_drain(api);     /* answer what is queued and parked, refuse the rest */
     http_stop(http);
-    api_stop(api); /* appends what is queued and answers it first */
-    worker_stop(worker);
+    api_stop(api);
+    worker_stop(worker); /* finishes the commit in flight */
     fprintf(stderr, "catraca: stopped\n");
     return 0;
 }

@@ -106,7 +106,14 @@ struct api {
     uint32_t heap_count, heap_capacity;
     struct catraca_store responder_store;
     struct catraca_log responder_log;
+    /* stopping (api_drain): handlers refuse, the responder answers what is parked */
+    atomic_bool is_draining;
+    int64_t drain_started_ms; /* under queue_mutex */
+    bool is_rekeyed;          /* responder only */
+    atomic_uint parked_count; /* heap + queue, published by the responder */
 };
+
+#define DRAIN_ANSWER_GRACE_MS 5000
 
 static _Thread_local struct thread_handles *my_handles;
 
@@ -662,12 +669,35 @@ static void pending_expire(struct api *api, struct pending *p)
                              "accepted but not decided in time; read the result with GET");
 }
 
+/*
+ * Stopping: long-polls and streams are answered now (current state, end of
+ * stream); answers still waiting for the worker get a short grace.
+ */
+static void rekey_for_drain(struct api *api, int64_t drain_started_ms)
+{
+    if (api->is_rekeyed || drain_started_ms == 0)
+        return;
+    api->is_rekeyed = true;
+    for (uint32_t i = 0; i < api->heap_count; i++) {
+        struct pending *p = api->heap[i];
+        int64_t grace = drain_started_ms + DRAIN_ANSWER_GRACE_MS;
+        p->deadline_ms = p->kind != PENDING_ANSWER ? 1 : p->deadline_ms < grace ? p->deadline_ms : grace;
+    }
+    for (uint32_t i = api->heap_count; i > 0; i--)
+        heap_fix(api, i - 1);
+}
+
 static void *responder_main(void *argument)
 {
     struct api *api = argument;
     for (;;) {
         pthread_mutex_lock(&api->queue_mutex);
-        while (api->queue_head == NULL && !api->is_stopping) {
+        int64_t drain_started_ms = api->drain_started_ms;
+        pthread_mutex_unlock(&api->queue_mutex);
+        rekey_for_drain(api, drain_started_ms);
+        pthread_mutex_lock(&api->queue_mutex);
+        while (api->queue_head == NULL && !api->is_stopping &&
+               !(api->drain_started_ms != 0 && !api->is_rekeyed)) {
             if (api->heap_count == 0) {
                 pthread_cond_wait(&api->queue_wake, &api->queue_mutex);
                 continue;
@@ -694,6 +724,10 @@ static void *responder_main(void *argument)
         if (p != NULL) {
             pending_process(api, p);
             pending_release(p); /* the queue's reference */
+            if (drain_started_ms != 0 && p->wait_ms > 0 && p->deadline_ms > 1 && !p->is_done) {
+                /* parked while draining: answer it with the rest */
+                api->is_rekeyed = false;
+            }
         }
         while (api->heap_count > 0 && (api->heap[0]->deadline_ms <= now_ms() || is_stopping)) {
             struct pending *due = api->heap[0];
@@ -702,6 +736,9 @@ static void *responder_main(void *argument)
             deadline_disarm(api, due); /* no-op when pending_finish disarmed it */
             pending_release(due);
         }
+        pthread_mutex_lock(&api->queue_mutex);
+        atomic_store(&api->parked_count, api->heap_count + (api->queue_head != NULL));
+        pthread_mutex_unlock(&api->queue_mutex);
         if (is_stopping)
             break;
     }
@@ -1377,6 +1414,12 @@ void api_handle(void *context, struct http_request *request)
     struct api *api = context;
     struct route_context c = {.api = api, .request = request, .route = METRICS_ROUTE_OTHER,
                               .started_us = monotonic_us()};
+    if (atomic_load(&api->is_draining)) {
+        static const char *const headers[] = {"Connection", "close", "Retry-After", "1", NULL};
+        reply_error(api, request, c.route, c.started_us, 503, "unavailable",
+                    "the server is stopping; retry shortly", headers);
+        return;
+    }
     char buffer[512];
     const char *path = http_path(request), *method = http_method(request);
     if (strlen(path) >= sizeof(buffer) || !split_path(path, buffer, sizeof(buffer), &c)) {
@@ -1488,6 +1531,26 @@ void api_set_worker(struct api *api, struct worker *worker)
 void api_set_http(struct api *api, struct http_server *server)
 {
     api->http = server;
+}
+
+void api_drain(struct api *api)
+{
+    atomic_store(&api->is_draining, true);
+    if (appender_drain(api->appender, 10000) != 0)
+        fprintf(stderr, "level=warn component=api msg=\"log appends still pending after 10 s\"\n");
+    pthread_mutex_lock(&api->queue_mutex);
+    api->drain_started_ms = now_ms();
+    pthread_cond_signal(&api->queue_wake);
+    pthread_mutex_unlock(&api->queue_mutex);
+    for (int i = 0; i < 1000; i++) {
+        struct timespec pause = {.tv_nsec = 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        pthread_mutex_lock(&api->queue_mutex);
+        pthread_cond_signal(&api->queue_wake);
+        pthread_mutex_unlock(&api->queue_mutex);
+        if (atomic_load(&api->parked_count) == 0 && i >= 1)
+            break;
+    }
 }
 
 void api_stop(struct api *api)

@@ -47,7 +47,13 @@ void api_set_worker(struct api *api, struct worker *worker);
 void api_handle(void *api, struct http_request *request);
 /* For worker_config.on_commit. */
 void api_on_commit(void *api, const struct worker_commit *commit);
-/* Stops the appender (appending what is queued) and the responder; closes handles. */
+/*
+ * First step of stopping: new requests get 503, everything queued is appended
+ * and answered, parked long-polls and streams are answered now and answers
+ * still waiting for the worker get a few seconds. Bounded in time.
+ */
+void api_drain(struct api *api);
+/* After the HTTP server stopped: stops the appender and the responder, closes handles, frees. */
 void api_stop(struct api *api);
 /* Attaches the HTTP server, for its counters in /metrics. */
 void api_set_http(struct api *api, struct http_server *server);

@@ -36,6 +36,9 @@ struct appender {
     pthread_mutex_t mutex;
     pthread_cond_t not_empty;
     bool is_stopping;
+    bool is_refusing;  /* draining: no new requests */
+    bool is_appending; /* a batch is between take and answer */
+    pthread_cond_t idle;
     struct slot *ring; /* queue_max slots */
     uint32_t head, count;
     struct appender_stats stats;
@@ -62,7 +65,7 @@ int appender_submit(struct appender *a, const struct appender_request *request)
     }
     pthread_mutex_lock(&a->mutex);
     int error = 0;
-    if (a->is_stopping) {
+    if (a->is_stopping || a->is_refusing) {
         error = CATRACA_E_UNAVAILABLE;
     } else if (a->count == a->config.queue_max) {
         a->stats.rejected_full++;
@@ -114,6 +117,7 @@ static uint32_t take_batch(struct appender *a)
     }
     a->head = (a->head + taken) % a->config.queue_max;
     a->count -= taken;
+    a->is_appending = taken > 0;
     pthread_mutex_unlock(&a->mutex);
     return taken;
 }
@@ -165,6 +169,10 @@ static void *appender_main(void *argument)
         if (count == 0)
             break;
         append_batch(a, count);
+        pthread_mutex_lock(&a->mutex);
+        a->is_appending = false;
+        pthread_cond_broadcast(&a->idle);
+        pthread_mutex_unlock(&a->mutex);
     }
     return NULL;
 }
@@ -179,6 +187,7 @@ int appender_start(const struct appender_config *config, struct appender **out)
     a->config = *config;
     pthread_mutex_init(&a->mutex, NULL);
     pthread_cond_init(&a->not_empty, NULL);
+    pthread_cond_init(&a->idle, NULL);
     a->ring = calloc(config->queue_max, sizeof(*a->ring));
     a->taken = calloc(config->batch_max, sizeof(*a->taken));
     a->items = calloc(config->batch_max, sizeof(*a->items));
@@ -205,11 +214,32 @@ void appender_stop(struct appender *a)
     pthread_join(a->thread, NULL);
     a->config.log.ops->close(a->config.log.context);
     pthread_cond_destroy(&a->not_empty);
+    pthread_cond_destroy(&a->idle);
     pthread_mutex_destroy(&a->mutex);
     free(a->ring);
     free(a->taken);
     free(a->items);
     free(a);
+}
+
+int appender_drain(struct appender *a, uint32_t timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&a->mutex);
+    a->is_refusing = true;
+    int error = 0;
+    while ((a->count > 0 || a->is_appending) && error == 0)
+        if (pthread_cond_timedwait(&a->idle, &a->mutex, &deadline) != 0)
+            error = CATRACA_E_TIMEOUT;
+    pthread_mutex_unlock(&a->mutex);
+    return error;
 }
 
 void appender_stats(struct appender *a, struct appender_stats *out)

@@ -63,6 +63,11 @@ struct appender;
 int appender_start(const struct appender_config *config, struct appender **out);
 /* Copies *request into the queue: 0, CATRACA_E_FULL, CATRACA_E_INVALID (too long). Any thread. */
 int appender_submit(struct appender *appender, const struct appender_request *request);
+/*
+ * Refuses new requests (CATRACA_E_UNAVAILABLE) and waits, at most timeout_ms,
+ * until everything queued was appended and answered. 0 or CATRACA_E_TIMEOUT.
+ */
+int appender_drain(struct appender *appender, uint32_t timeout_ms);
 /* Appends what is queued, answers it, stops the thread, closes the log, frees. */
 void appender_stop(struct appender *appender);
 void appender_stats(struct appender *appender, struct appender_stats *out);

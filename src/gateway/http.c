@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gateway/api_json.h"
 
@@ -34,6 +35,11 @@ struct http_server {
     atomic_ulong connections_refused;
     atomic_ulong deferred;
     atomic_ulong oversized_bodies;
+    /* Parked requests, so that stopping can answer them: MHD refuses to stop with
+     * connections suspended. */
+    pthread_mutex_t parked_mutex;
+    struct http_request *parked;
+    bool is_quiesced; /* the stopping thread only */
 };
 
 struct http_request {
@@ -55,6 +61,8 @@ struct http_request {
     int pending_status;
     bool is_stream, is_stream_ended, is_stream_suspended;
     bool is_closed; /* the connection is gone: never touch it again */
+    struct http_request *parked_prev, *parked_next; /* under server->parked_mutex */
+    bool is_parked;
     char *stream;
     size_t stream_length;
 };
@@ -124,6 +132,35 @@ void http_respond_error(struct http_request *r, int status, const char *code, co
     free(json);
 }
 
+static void park(struct http_request *r)
+{
+    struct http_server *s = r->server;
+    pthread_mutex_lock(&s->parked_mutex);
+    r->parked_prev = NULL;
+    r->parked_next = s->parked;
+    if (s->parked != NULL)
+        s->parked->parked_prev = r;
+    s->parked = r;
+    r->is_parked = true;
+    pthread_mutex_unlock(&s->parked_mutex);
+}
+
+static void unpark(struct http_request *r)
+{
+    struct http_server *s = r->server;
+    pthread_mutex_lock(&s->parked_mutex);
+    if (r->is_parked) {
+        if (r->parked_prev != NULL)
+            r->parked_prev->parked_next = r->parked_next;
+        else
+            s->parked = r->parked_next;
+        if (r->parked_next != NULL)
+            r->parked_next->parked_prev = r->parked_prev;
+        r->is_parked = false;
+    }
+    pthread_mutex_unlock(&s->parked_mutex);
+}
+
 int http_defer(struct http_request *r)
 {
     struct http_server *s = r->server;
@@ -133,6 +170,7 @@ int http_defer(struct http_request *r)
     }
     r->is_deferred = true;
     r->is_answered = true;
+    park(r);
     MHD_suspend_connection(r->connection);
     return 0;
 }
@@ -198,6 +236,7 @@ int http_stream_start(struct http_request *r)
         return -1;
     }
     r->is_stream = true;
+    park(r);
     atomic_fetch_add(&r->references, 1);
     struct MHD_Response *response =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, r, stream_free);
@@ -419,6 +458,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         return;
     if (r->is_deferred)
         atomic_fetch_sub(&s->deferred, 1);
+    unpark(r);
     pthread_mutex_lock(&r->mutex);
     if (r->pending != NULL)
         MHD_destroy_response(r->pending);
@@ -450,13 +490,14 @@ int http_start(const struct http_config *config, struct http_server **out)
     if (s == NULL)
         return -1;
     s->config = *config;
+    pthread_mutex_init(&s->parked_mutex, NULL);
     struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(config->port)};
     if (inet_pton(AF_INET, config->host, &address.sin_addr) != 1) {
         fprintf(stderr, "catraca: listen address \"%s\" is not an IPv4 address\n", config->host);
         free(s);
         return -1;
     }
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                          MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     s->daemon = MHD_start_daemon(
         flags, config->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &address,
@@ -483,11 +524,41 @@ uint16_t http_port(const struct http_server *server)
     return server->port;
 }
 
+/* Answers every request still parked (503, or the end of a stream). */
+static void answer_parked(struct http_server *s)
+{
+    static const char body[] = "{\"error\":{\"code\":\"unavailable\",\"message\":"
+                               "\"the server is stopping; retry shortly\"}}";
+    pthread_mutex_lock(&s->parked_mutex);
+    for (struct http_request *r = s->parked; r != NULL; r = r->parked_next) {
+        if (r->is_stream)
+            http_stream_end(r);
+        else
+            http_complete(r, 503, "application/json", body, sizeof(body) - 1, NULL);
+    }
+    pthread_mutex_unlock(&s->parked_mutex);
+}
+
+void http_quiesce(struct http_server *server)
+{
+    if (!server->is_quiesced)
+        MHD_quiesce_daemon(server->daemon);
+    server->is_quiesced = true;
+}
+
 void http_stop(struct http_server *server)
 {
     if (server == NULL)
         return;
+    http_quiesce(server);
+    /* Bounded: the loops need a moment to send what was resumed before MHD may stop. */
+    for (int i = 0; i < 200 && atomic_load(&server->deferred) > 0; i++) {
+        answer_parked(server);
+        struct timespec pause = {.tv_nsec = 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
     MHD_stop_daemon(server->daemon);
+    pthread_mutex_destroy(&server->parked_mutex);
     free(server);
 }
 

@@ -45,7 +45,10 @@ struct http_server;
 
 int http_start(const struct http_config *config, struct http_server **out);
 uint16_t http_port(const struct http_server *server);
-/* Stops accepting, completes nothing further, joins the threads, frees. */
+/* Stops accepting new connections (open ones are still served). */
+void http_quiesce(struct http_server *server);
+/* Quiesces, answers whatever is still parked (503, or the end of a stream), waits a
+ * bounded time for those answers to leave, stops the threads, frees. */
 void http_stop(struct http_server *server);
 void http_stats(struct http_server *server, struct http_stats *out);
 

@@ -4,6 +4,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import threading
 import socket
 import time
 import unittest
@@ -262,6 +263,48 @@ class ApiTest(unittest.TestCase):
         status, answer, _ = self.c.request("PUT", "/v1/events")
         self.assertEqual(status, 405)
         self.assertEqual(answer["error"]["code"], "invalid_request")
+
+
+class GracefulStopTest(unittest.TestCase):
+    def test_sigterm_with_parked_requests(self):
+        """SIGTERM answers parked long-polls and streams, then exits 0."""
+        server = Server()
+        c = server.client()
+        create_event(c, "ev-stop", (1,))
+        _, p, _ = buy(c, "ev-stop", "st")
+        wait_status(c, p["id"], "st", lambda s: s == "held")
+        answers = []
+
+        def poll():
+            answers.append(server.client().request(
+                "GET", f"/v1/purchases/{p['id']}?wait=60&status=held", tok=token("st"))[:2])
+
+        def stream():
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            sock.sendall(f"GET /v1/purchases/{p['id']}/events HTTP/1.1\r\nHost: x\r\n"
+                         f"Authorization: Bearer {token('st')}\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            answers.append(("stream", data))
+
+        threads = [threading.Thread(target=poll), threading.Thread(target=stream)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        started = time.time()
+        self.assertEqual(server.close(), 0)
+        self.assertLess(time.time() - started, 15)
+        for t in threads:
+            t.join(timeout=20)
+        polled = [a for a in answers if a[0] != "stream"]
+        self.assertEqual(polled[0][0], 200)
+        self.assertEqual(polled[0][1]["status"], "held")
+        streamed = [a for a in answers if a[0] == "stream"][0][1]
+        self.assertIn(b'"status":"held"', streamed)
 
 
 class DemoOffTest(unittest.TestCase):
