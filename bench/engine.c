@@ -206,7 +206,8 @@ static void on_outcome(void *context, const struct engine_outcome *o)
 
 static struct engine *engine_for(uint32_t buyers)
 {
-    struct engine_config config = {.purchases_max = buyers + 16, .customers_max = buyers + 16};
+    struct engine_config config = {
+        .purchases_max = buyers + 16, .customers_max = buyers + 16, .is_prefaulted = true};
     struct engine *engine;
     if (engine_new(&config, &engine) != 0) {
         fprintf(stderr, "bench_engine: engine_new failed\n");

@@ -788,20 +788,58 @@ int engine_apply(struct engine *engine, const struct engine_command *command,
 /* ---- set-up and queries ------------------------------------------------------------------ */
 
 /*
- * Pools are large and probed at random: ask for transparent huge pages, which
- * cut the TLB misses that otherwise cost as much as the cache misses. A hint
- * only; the engine works the same without it.
+ * Pools are large and probed at random. They come from anonymous mappings:
+ * zero pages the kernel commits only when touched (an event mostly empty costs
+ * little), with transparent huge pages requested, which cut the TLB misses
+ * that otherwise cost as much as the cache misses. The hint may be ignored.
  */
+#if defined(__SANITIZE_ADDRESS__)
+/* Under AddressSanitizer the pools come from its allocator, so overruns are caught. */
 static void *pool_alloc(size_t size)
 {
-    const size_t huge_page = 2u << 20;
-    if (size < huge_page)
-        return malloc(size);
-    size_t rounded = (size + huge_page - 1) / huge_page * huge_page;
-    void *p = aligned_alloc(huge_page, rounded);
-    if (p != NULL)
-        (void)madvise(p, rounded, MADV_HUGEPAGE);
+    return calloc(1, size);
+}
+
+static void pool_free(void *p, size_t size)
+{
+    (void)size;
+    free(p);
+}
+#else
+static void *pool_alloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    (void)madvise(p, size, MADV_HUGEPAGE);
     return p;
+}
+
+static void pool_free(void *p, size_t size)
+{
+    if (p != NULL)
+        munmap(p, size);
+}
+#endif
+
+static size_t purchases_bytes(const struct engine *e)
+{
+    return sizeof(struct purchase) * e->config.purchases_max;
+}
+
+static size_t purchase_table_bytes(const struct engine *e)
+{
+    return sizeof(uint32_t) * ((size_t)e->purchase_table_mask + 1);
+}
+
+static size_t customers_bytes(const struct engine *e)
+{
+    return sizeof(struct customer) * ((size_t)e->customer_mask + 1);
+}
+
+static size_t heap_bytes(const struct engine *e)
+{
+    return sizeof(uint32_t) * e->config.purchases_max;
 }
 
 static void engine_reset(struct engine *e)
@@ -811,10 +849,13 @@ static void engine_reset(struct engine *e)
     memset(&e->event, 0, sizeof(e->event));
     memset(e->categories, 0, sizeof(e->categories));
     e->category_count = 0;
+    /* The tables are zero from the mapping until something was inserted. */
+    if (e->purchase_count > 0)
+        memset(e->purchase_table, 0, purchase_table_bytes(e));
+    if (e->customer_count > 0)
+        memset(e->customers, 0, customers_bytes(e));
     e->purchase_count = 0;
-    memset(e->purchase_table, 0, sizeof(uint32_t) * ((size_t)e->purchase_table_mask + 1));
     e->customer_count = 0;
-    memset(e->customers, 0, sizeof(struct customer) * ((size_t)e->customer_mask + 1));
     e->heap_count = 0;
     memset(&e->stats, 0, sizeof(e->stats));
 }
@@ -833,18 +874,21 @@ int engine_new(const struct engine_config *config, struct engine **out)
     uint32_t customer_table_size = table_capacity_for(config->customers_max);
     e->purchase_table_mask = purchase_table_size - 1;
     e->customer_mask = customer_table_size - 1;
-    e->purchases = pool_alloc(sizeof(struct purchase) * config->purchases_max);
-    e->purchase_table = pool_alloc(sizeof(uint32_t) * purchase_table_size);
-    e->customers = pool_alloc(sizeof(struct customer) * customer_table_size);
-    e->heap = pool_alloc(sizeof(uint32_t) * config->purchases_max);
+    e->purchases = pool_alloc(purchases_bytes(e));
+    e->purchase_table = pool_alloc(purchase_table_bytes(e));
+    e->customers = pool_alloc(customers_bytes(e));
+    e->heap = pool_alloc(heap_bytes(e));
     if (e->purchases == NULL || e->purchase_table == NULL || e->customers == NULL ||
         e->heap == NULL) {
         engine_free(e);
         return CATRACA_E_NOMEM;
     }
-    /* Touch every page now, so that the hot path never takes a page fault. */
-    memset(e->purchases, 0, sizeof(struct purchase) * config->purchases_max);
-    memset(e->heap, 0, sizeof(uint32_t) * config->purchases_max);
+    if (config->is_prefaulted) {
+        memset(e->purchases, 0, purchases_bytes(e));
+        memset(e->purchase_table, 0, purchase_table_bytes(e));
+        memset(e->customers, 0, customers_bytes(e));
+        memset(e->heap, 0, heap_bytes(e));
+    }
     engine_reset(e);
     *out = e;
     return 0;
@@ -854,10 +898,10 @@ void engine_free(struct engine *engine)
 {
     if (engine == NULL)
         return;
-    free(engine->purchases);
-    free(engine->purchase_table);
-    free(engine->customers);
-    free(engine->heap);
+    pool_free(engine->purchases, purchases_bytes(engine));
+    pool_free(engine->purchase_table, purchase_table_bytes(engine));
+    pool_free(engine->customers, customers_bytes(engine));
+    pool_free(engine->heap, heap_bytes(engine));
     free(engine);
 }
 

@@ -234,6 +234,9 @@ struct engine_sink {
 struct engine_config {
     uint32_t purchases_max; /* purchases remembered per event (every one, for idempotency) */
     uint32_t customers_max; /* distinct customers per event */
+    /* Touch every pool page at engine_new (no page fault ever on the hot path); false lets
+     * the kernel commit pages as purchases arrive (many events, each mostly empty). */
+    bool is_prefaulted;
 };
 
 struct engine_category_counts {
