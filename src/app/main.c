@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "app/audit.h"
 #include "app/config.h"
 #include "core/error.h"
 #include "gateway/api.h"
@@ -34,6 +35,8 @@ static void on_signal(int signal_number)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: catraca serve [options]   start the embedded service\n"
+                 "       catraca audit --data DIR  replay every event's log and compare every "
+                 "stored decision\n"
                  "       catraca --version\n"
                  "       catraca serve --help      every option, its variable, default and "
                  "bound\n");
@@ -194,6 +197,15 @@ int main(int argc, char **argv)
         if (argc >= 2)
             config_print_help(stdout);
         return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "audit") == 0) {
+        struct config config;
+        setenv("CATRACA_DEMO", "on", 0); /* no JWT secret needed to audit */
+        int result = config_parse(&config, argc, argv, 2);
+        if (result != 0)
+            return result > 0 ? 0 : 2;
+        return audit_run(config.data, (uint32_t)config.purchases_max,
+                         (uint32_t)config.customers_max);
     }
     if (strcmp(argv[1], "serve") != 0) {
         fprintf(stderr, "catraca: unknown command \"%s\"\n", argv[1]);

@@ -45,7 +45,9 @@
  *     longer be served are rejected SOLD_OUT at once: the line is walked from
  *     the head with a budget of available + held; a request whose quantity
  *     exceeds what is left of the budget is rejected, any other keeps its place
- *     and uses its quantity of the budget. Amortised O(1) per command.
+ *     and uses its quantity of the budget. Amortised O(1) per command. The line is
+ *     then served from its head, as after an expiry: a rejected head may have been
+ *     all that kept the requests behind it waiting.
  *
  *  4. Per-customer limit: held, confirmed and waiting tickets count; expired,
  *     cancelled and rejected ones do not.
@@ -80,8 +82,8 @@
  *  5. Outcomes. Every command emits, through the sink, first the outcomes of
  *     expiry (EXPIRED, then HELD for each request served), then its own answer
  *     (exactly one ENGINE_OUTCOME_PURCHASE / _CONFIRM / _CANCEL / _EVENT,
- *     none for TICK), then its consequences (HELD for requests served after a
- *     cancel, SOLD_OUT / SALE_CLOSED rejections of waiting requests).
+ *     none for TICK), then its consequences (SOLD_OUT / SALE_CLOSED rejections of
+ *     waiting requests, then HELD for requests served after a cancel or a confirm).
  *     engine_outcome_bound() gives how many outcomes the next command can emit.
  *
  * Ticket codes are SipHash-2-4 of (purchase_id, index) keyed by the event's
@@ -261,6 +263,7 @@ struct engine_stats {
 
 struct engine_purchase_view {
     uint64_t purchase_id;
+    uint32_t slot; /* arrival rank among the purchases this engine remembers */
     uint64_t customer_key;
     int64_t hold_expires_at_ms;
     uint32_t quantity;
@@ -312,6 +315,9 @@ void engine_stats(const struct engine *engine, struct engine_stats *out);
 /* Returns 0, or CATRACA_E_NOTFOUND. */
 int engine_purchase(const struct engine *engine, uint64_t purchase_id,
                     struct engine_purchase_view *out);
+/* The purchase in arrival slot `slot` (0 .. engine_purchase_count() - 1): 0 or CATRACA_E_NOTFOUND. */
+int engine_purchase_at(const struct engine *engine, uint32_t slot,
+                       struct engine_purchase_view *out);
 /* Bytes the engine allocated (pools and tables). */
 size_t engine_memory_bytes(const struct engine *engine);
 /* Purchases currently in a pool slot (every purchase ever applied). */

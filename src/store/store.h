@@ -96,6 +96,11 @@ struct store_ops {
     /* Events in id order, starting after `after_id` ("" for the first page). */
     int (*list_events)(void *context, const char *after_id, struct store_event *out, size_t max,
                        size_t *count);
+    /* Calls visit for every purchase row of an event, in id order; stops at a non-zero return
+     * and returns it. For audits, not the hot path. */
+    int (*for_each_purchase)(void *context, const char *event,
+                             int (*visit)(void *visit_context, const struct store_purchase *row),
+                             void *visit_context);
     void (*close)(void *context);
 };
 

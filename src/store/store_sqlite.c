@@ -27,6 +27,7 @@ enum statement {
     STATEMENT_ANSWER_GET,
     STATEMENT_EVENT_GET,
     STATEMENT_EVENT_LIST,
+    STATEMENT_PURCHASES_OF_EVENT,
     STATEMENT_COUNT_OF_STATEMENTS,
 };
 
@@ -67,6 +68,8 @@ static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
     [STATEMENT_EVENT_GET] = "SELECT " EVENT_COLUMNS " FROM events WHERE id = ?1",
     [STATEMENT_EVENT_LIST] =
         "SELECT " EVENT_COLUMNS " FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [STATEMENT_PURCHASES_OF_EVENT] =
+        "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE event = ?1 ORDER BY id",
 };
 
 static const char schema[] =
@@ -301,6 +304,8 @@ static void copy_text(char *out, size_t size, const unsigned char *text)
     snprintf(out, size, "%s", text ? (const char *)text : "");
 }
 
+static void purchase_from_row(sqlite3_stmt *s, struct store_purchase *out);
+
 static int store_sqlite_get_purchase(void *context, uint64_t purchase_id,
                                      struct store_purchase *out)
 {
@@ -309,31 +314,55 @@ static int store_sqlite_get_purchase(void *context, uint64_t purchase_id,
     sqlite3_bind_int64(s, 1, (sqlite3_int64)purchase_id);
     int rc = sqlite3_step(s);
     int error = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CATRACA_E_NOTFOUND : error_of(rc);
-    if (error == 0) {
-        memset(out, 0, sizeof(*out));
-        out->purchase_id = purchase_id;
-        out->has_arrival = true;
-        copy_text(out->event, sizeof(out->event), sqlite3_column_text(s, 1));
-        copy_text(out->customer, sizeof(out->customer), sqlite3_column_text(s, 2));
-        copy_text(out->category, sizeof(out->category), sqlite3_column_text(s, 3));
-        out->quantity = (uint32_t)sqlite3_column_int64(s, 4);
-        out->seq = (struct log_seq){(uint64_t)sqlite3_column_int64(s, 5),
-                                    (uint64_t)sqlite3_column_int64(s, 6)};
-        out->created_ms = sqlite3_column_int64(s, 7);
-        out->status = (uint8_t)sqlite3_column_int(s, 8);
-        out->reason = (uint8_t)sqlite3_column_int(s, 9);
-        out->hold_expires_at_ms = sqlite3_column_int64(s, 10);
-        out->position = (uint32_t)sqlite3_column_int64(s, 11);
-        int bytes = sqlite3_column_bytes(s, 12);
-        const uint8_t *tickets = sqlite3_column_blob(s, 12);
-        out->ticket_count = (uint8_t)(bytes / 8 <= CATRACA_QUANTITY_MAX ? bytes / 8 : 0);
-        for (uint32_t i = 0; i < out->ticket_count; i++)
-            for (int b = 7; b >= 0; b--)
-                out->ticket_codes[i] = (out->ticket_codes[i] << 8) | tickets[i * 8 + (uint32_t)b];
-        out->updated_ms = sqlite3_column_int64(s, 13);
-    }
+    if (error == 0)
+        purchase_from_row(s, out);
     sqlite3_reset(s);
     return error;
+}
+
+/* Reads the PURCHASE_COLUMNS of the current row. */
+static void purchase_from_row(sqlite3_stmt *s, struct store_purchase *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->purchase_id = (uint64_t)sqlite3_column_int64(s, 0);
+    out->has_arrival = true;
+    copy_text(out->event, sizeof(out->event), sqlite3_column_text(s, 1));
+    copy_text(out->customer, sizeof(out->customer), sqlite3_column_text(s, 2));
+    copy_text(out->category, sizeof(out->category), sqlite3_column_text(s, 3));
+    out->quantity = (uint32_t)sqlite3_column_int64(s, 4);
+    out->seq = (struct log_seq){(uint64_t)sqlite3_column_int64(s, 5),
+                                (uint64_t)sqlite3_column_int64(s, 6)};
+    out->created_ms = sqlite3_column_int64(s, 7);
+    out->status = (uint8_t)sqlite3_column_int(s, 8);
+    out->reason = (uint8_t)sqlite3_column_int(s, 9);
+    out->hold_expires_at_ms = sqlite3_column_int64(s, 10);
+    out->position = (uint32_t)sqlite3_column_int64(s, 11);
+    int bytes = sqlite3_column_bytes(s, 12);
+    const uint8_t *tickets = sqlite3_column_blob(s, 12);
+    out->ticket_count = (uint8_t)(bytes / 8 <= CATRACA_QUANTITY_MAX ? bytes / 8 : 0);
+    for (uint32_t i = 0; i < out->ticket_count; i++)
+        for (int b = 7; b >= 0; b--)
+            out->ticket_codes[i] = (out->ticket_codes[i] << 8) | tickets[i * 8 + (uint32_t)b];
+    out->updated_ms = sqlite3_column_int64(s, 13);
+}
+
+static int store_sqlite_for_each_purchase(void *context, const char *event,
+                                          int (*visit)(void *, const struct store_purchase *),
+                                          void *visit_context)
+{
+    struct store_sqlite *store = context;
+    sqlite3_stmt *s = prepared(store, STATEMENT_PURCHASES_OF_EVENT);
+    sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
+    int rc, result = 0;
+    struct store_purchase row;
+    while (result == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        purchase_from_row(s, &row);
+        result = visit(visit_context, &row);
+    }
+    if (result == 0 && rc != SQLITE_DONE)
+        result = error_of(rc);
+    sqlite3_reset(s);
+    return result;
 }
 
 static int store_sqlite_get_answer(void *context, const char *event, struct log_seq seq,
@@ -424,6 +453,7 @@ static const struct store_ops store_sqlite_ops = {
     .get_answer = store_sqlite_get_answer,
     .get_event = store_sqlite_get_event,
     .list_events = store_sqlite_list_events,
+    .for_each_purchase = store_sqlite_for_each_purchase,
     .close = store_sqlite_close,
 };
 

@@ -320,6 +320,7 @@ static void confirm(struct model *m, const struct engine_command *c)
         strcpy(p->payment_ref, c->u.confirm.payment_ref);
         emit(m, (size_t)i, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_OK, 0);
         sweep(m, p->category);
+        serve(m, p->category);
     }
 }
 

@@ -308,6 +308,27 @@ static void test_sweep_keeps_small_request_behind_rejected_big_one(void **state)
     teardown_engine(f);
 }
 
+/* Found by the audit system test: a head rejected by a sweep left a request that fits waiting
+ * forever when no hold was left to expire. */
+static void test_sweep_then_serve_the_new_head(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 3, 0, 4, 5000);
+    purchase(f, 1, "c1", "a", 2); /* held 2, available 1 */
+    purchase(f, 2, "c2", "a", 1); /* held 1, available 0 */
+    purchase(f, 3, "c3", "a", 2); /* waiting: 3 - 0 >= 2 */
+    purchase(f, 4, "c4", "a", 1); /* waiting: 3 - 2 >= 1 */
+    cancel(f, 2, "c2");           /* available 1: the head wants 2, nobody jumps it */
+    assert_int_equal(status_of(f, 3), ENGINE_STATUS_WAITING);
+    confirm(f, 1, "pay");         /* budget 1: the 2 is rejected, the 1 behind it now fits */
+    assert_int_equal(status_of(f, 3), ENGINE_STATUS_REJECTED);
+    assert_int_equal(status_of(f, 4), ENGINE_STATUS_HELD);
+    assert_int_equal(f->out.count, 3); /* confirm answer, rejection, hold */
+    assert_int_equal(f->out.items[2].purchase_id, 4);
+    teardown_engine(f);
+}
+
 static void test_per_customer_limit(void **state)
 {
     (void)state;
@@ -589,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_strict_order_head_blocks),
         cmocka_unit_test(test_confirm_rejects_impossible_waiters),
         cmocka_unit_test(test_sweep_keeps_small_request_behind_rejected_big_one),
+        cmocka_unit_test(test_sweep_then_serve_the_new_head),
         cmocka_unit_test(test_per_customer_limit),
         cmocka_unit_test(test_duplicate_purchase_repeats),
         cmocka_unit_test(test_confirm_answers),
