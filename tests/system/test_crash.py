@@ -56,7 +56,9 @@ class CrashTest(unittest.TestCase):
                 # pay for some holds, so confirms are in the log across crashes too
                 client = server.client()
                 with lock:
-                    sample = rng.sample(sorted(accepted), min(40, len(accepted)))
+                    this_round = sorted((seq_key(seq), pid) for pid, (customer, seq) in accepted.items()
+                                        if customer.startswith(f"r{round_number}w"))
+                sample = [pid for _, pid in this_round[:100]]  # the earliest are the ones holding
                 for pid in sample:
                     status, row, _ = client.request("GET", f"/v1/purchases/{pid}", tok=ADMIN())
                     if status == 200 and row["status"] == "held":
