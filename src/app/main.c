@@ -99,8 +99,13 @@ static int start_worker(const struct config *config, const char *database, struc
                                          .busy_timeout_ms = 5000,
                                          .read_max = worker.batch_max};
     int error = log_sqlite_open(database, &options, &worker.log);
+    /*
+     * The worker's store commits need no fsync of their own: the store is a
+     * deterministic function of the log, which is fsync'd (appends and TICKs), so
+     * a store commit lost to a power cut is decided again, identically, on restart.
+     */
     if (error == 0)
-        error = store_sqlite_open(database, is_full, 5000, &worker.store);
+        error = store_sqlite_open(database, false, 5000, &worker.store);
     if (error == 0)
         error = worker_start(&worker, out);
     return error;
