@@ -28,6 +28,7 @@ enum statement {
     STATEMENT_EVENT_GET,
     STATEMENT_EVENT_LIST,
     STATEMENT_PURCHASES_OF_EVENT,
+    STATEMENT_LINE_AHEAD,
     STATEMENT_COUNT_OF_STATEMENTS,
 };
 
@@ -70,6 +71,8 @@ static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
         "SELECT " EVENT_COLUMNS " FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
     [STATEMENT_PURCHASES_OF_EVENT] =
         "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE event = ?1 ORDER BY id",
+    [STATEMENT_LINE_AHEAD] = "SELECT count(*) FROM purchases WHERE event = ?1 AND category = ?2 "
+                             "AND status = 1 AND seq_major < ?3",
 };
 
 static const char schema[] =
@@ -82,6 +85,7 @@ static const char schema[] =
     " status INTEGER NOT NULL, reason INTEGER NOT NULL, hold_expires_at_ms INTEGER NOT NULL,"
     " position INTEGER NOT NULL, tickets BLOB, updated_ms INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS purchases_by_event ON purchases(event, status);"
+    "CREATE INDEX IF NOT EXISTS purchases_in_line ON purchases(event, category, status, seq_major);"
     "CREATE TABLE IF NOT EXISTS answers(event TEXT NOT NULL, seq_major INTEGER NOT NULL,"
     " seq_minor INTEGER NOT NULL, purchase_id INTEGER, type INTEGER NOT NULL,"
     " result INTEGER NOT NULL, reason INTEGER NOT NULL, status INTEGER NOT NULL,"
@@ -305,6 +309,7 @@ static void copy_text(char *out, size_t size, const unsigned char *text)
 }
 
 static void purchase_from_row(sqlite3_stmt *s, struct store_purchase *out);
+static int line_position(struct store_sqlite *store, struct store_purchase *p);
 
 static int store_sqlite_get_purchase(void *context, uint64_t purchase_id,
                                      struct store_purchase *out)
@@ -317,7 +322,27 @@ static int store_sqlite_get_purchase(void *context, uint64_t purchase_id,
     if (error == 0)
         purchase_from_row(s, out);
     sqlite3_reset(s);
+    if (error == 0 && out->status == ENGINE_STATUS_WAITING)
+        error = line_position(store, out);
     return error;
+}
+
+/*
+ * A waiting purchase's place now: the stored position was exact when it was
+ * decided, but the line moves. Lines are in arrival order, so the place is one
+ * more than the waiting purchases of the category that arrived earlier.
+ */
+static int line_position(struct store_sqlite *store, struct store_purchase *p)
+{
+    sqlite3_stmt *s = prepared(store, STATEMENT_LINE_AHEAD);
+    sqlite3_bind_text(s, 1, p->event, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, p->category, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)p->seq.major);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        p->position = (uint32_t)sqlite3_column_int64(s, 0) + 1;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : error_of(rc);
 }
 
 /* Reads the PURCHASE_COLUMNS of the current row. */

@@ -192,6 +192,21 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(late["error"]["code"], "conflict")
         self.assertEqual(late["purchase"]["status"], "expired")
 
+    def test_position_moves_with_the_line(self):
+        create_event(self.c, "ev-line", (3,), limit=2)
+        _, big, _ = buy(self.c, "ev-line", "l1", quantity=2)
+        _, small, _ = buy(self.c, "ev-line", "l0", quantity=1)
+        _, second, _ = buy(self.c, "ev-line", "l2", quantity=2)
+        _, third, _ = buy(self.c, "ev-line", "l3", quantity=1)
+        self.assertEqual(wait_status(self.c, second["id"], "l2", lambda s: s != "queued")["position"], 1)
+        self.assertEqual(wait_status(self.c, third["id"], "l3", lambda s: s != "queued")["position"], 2)
+        status, _, _ = self.c.request("DELETE", f"/v1/purchases/{big['id']}", tok=token("l1"))
+        self.assertEqual(status, 200)
+        self.assertEqual(wait_status(self.c, second["id"], "l2", lambda s: s != "waiting")["status"],
+                         "held")
+        status, moved, _ = self.c.request("GET", f"/v1/purchases/{third['id']}", tok=token("l3"))
+        self.assertEqual((moved["status"], moved["position"]), ("waiting", 1))
+
     def test_long_poll_times_out_with_current_state(self):
         create_event(self.c, "ev-poll", (1,))
         _, p, _ = buy(self.c, "ev-poll", "lp")
