@@ -84,8 +84,9 @@ struct thread_handles {
 struct api {
     struct api_config config;
     struct appender *appender;
-    struct worker *worker;
-    struct http_server *http;
+    /* set after start, read by other threads */
+    _Atomic(struct worker *) worker;
+    _Atomic(struct http_server *) http;
     struct waiters waiters;
     struct ratelimit customer_limit, ip_limit;
     struct challenge challenge;
@@ -1290,10 +1291,12 @@ static void handle_metrics(struct route_context *c)
     struct worker_stats worker = {0};
     struct http_stats http = {0};
     appender_stats(api->appender, &appender);
-    if (api->worker != NULL)
-        worker_stats(api->worker, &worker);
-    if (api->http != NULL)
-        http_stats(api->http, &http);
+    struct worker *worker_now = atomic_load(&api->worker);
+    struct http_server *http_now = atomic_load(&api->http);
+    if (worker_now != NULL)
+        worker_stats(worker_now, &worker);
+    if (http_now != NULL)
+        http_stats(http_now, &http);
     struct thread_handles *h = handles_of(api);
     struct store_event *events = calloc(api->config.events_max, sizeof(*events));
     size_t count = 0;
@@ -1475,8 +1478,9 @@ void api_on_commit(void *context, const struct worker_commit *commit)
 static void wake_worker(void *context)
 {
     struct api *api = context;
-    if (api->worker != NULL)
-        worker_wake(api->worker);
+    struct worker *worker = atomic_load(&api->worker);
+    if (worker != NULL)
+        worker_wake(worker);
 }
 
 int api_start(const struct api_config *config, struct api **out)
@@ -1525,12 +1529,12 @@ int api_start(const struct api_config *config, struct api **out)
 
 void api_set_worker(struct api *api, struct worker *worker)
 {
-    api->worker = worker;
+    atomic_store(&api->worker, worker);
 }
 
 void api_set_http(struct api *api, struct http_server *server)
 {
-    api->http = server;
+    atomic_store(&api->http, server);
 }
 
 void api_drain(struct api *api)
