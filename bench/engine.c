@@ -237,13 +237,17 @@ static struct stream record_stream(uint32_t buyers)
         if (next_buyer < buyers && arrival_ms <= action_ms && arrival_ms <= next_tick_ms) {
             uint32_t buyer = next_buyer++;
             customer_of[buyer + 1] = buyer;
-            r = (struct recorded){.type = ENGINE_COMMAND_PURCHASE, .now_ms = arrival_ms,
-                                  .purchase_id = buyer + 1, .customer = buyer,
-                                  .category = rng_below(5) == 0, .quantity =
-                                      (uint8_t)(1 + rng_below(4))};
+            r = (struct recorded){.type = ENGINE_COMMAND_PURCHASE,
+                                  .now_ms = arrival_ms,
+                                  .purchase_id = buyer + 1,
+                                  .customer = buyer,
+                                  .category = rng_below(5) == 0,
+                                  .quantity = (uint8_t)(1 + rng_below(4))};
         } else if (action_ms <= next_tick_ms) {
             struct action a = heap_pop(&actions);
-            r = (struct recorded){.type = a.type, .now_ms = a.at_ms, .purchase_id = a.purchase_id,
+            r = (struct recorded){.type = a.type,
+                                  .now_ms = a.at_ms,
+                                  .purchase_id = a.purchase_id,
                                   .customer = a.customer};
         } else if (next_tick_ms <= end_ms) {
             r = (struct recorded){.type = ENGINE_COMMAND_TICK, .now_ms = next_tick_ms};
@@ -412,8 +416,7 @@ int main(int argc, char **argv)
            "\"bytes_per_purchase\":%.0f,\"commands_per_s_no_prefetch\":%.0f,\"commands\":%zu,"
            "\"runs\":%d,\"seed\":%llu}\n",
            rates[runs / 2], p50s[runs / 2], p99s[runs / 2], bytes_per_purchase,
-           rates_plain[runs / 2], s.count, runs,
-           (unsigned long long)seed);
+           rates_plain[runs / 2], s.count, runs, (unsigned long long)seed);
     free(histogram);
     free(s.items);
     return 0;

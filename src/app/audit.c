@@ -35,7 +35,7 @@ struct audit {
         uint64_t purchase_id;
         struct log_seq seq;
         char customer[CATRACA_ID_MAX + 1];
-    } *arrivals;
+    } * arrivals;
     size_t arrival_count;
     uint64_t commands, purchases_checked;
     int differences;
@@ -110,11 +110,11 @@ static void print_row(const char *who, const struct store_purchase *p)
     char id[API_PURCHASE_ID_TEXT], seq[LOG_SEQ_TEXT_MAX];
     api_json_purchase_id_format(p->purchase_id, id);
     log_seq_format(p->seq, seq);
-    printf("  %-7s %s status=%s reason=%s quantity=%u category=%s customer=%s seq=%s expires=%" PRId64
-           " tickets=",
-           who, id, engine_status_name(p->status),
-           p->reason ? engine_reason_name(p->reason) : "-", p->quantity, p->category, p->customer,
-           seq, p->hold_expires_at_ms);
+    printf(
+        "  %-7s %s status=%s reason=%s quantity=%u category=%s customer=%s seq=%s expires=%" PRId64
+        " tickets=",
+        who, id, engine_status_name(p->status), p->reason ? engine_reason_name(p->reason) : "-",
+        p->quantity, p->category, p->customer, seq, p->hold_expires_at_ms);
     for (uint32_t i = 0; i < p->ticket_count; i++) {
         char code[14];
         engine_ticket_code_format(p->ticket_codes[i], code);
@@ -139,7 +139,8 @@ static bool replayed_row(const struct audit *a, uint64_t id, struct store_purcha
     out->seq = arrival->seq;
     snprintf(out->customer, sizeof(out->customer), "%s", arrival->customer);
     snprintf(out->category, sizeof(out->category), "%s",
-             spec && view.category < spec->category_count ? spec->categories[view.category].id : "");
+             spec && view.category < spec->category_count ? spec->categories[view.category].id
+                                                          : "");
     out->hold_expires_at_ms = view.hold_expires_at_ms;
     if (view.status == ENGINE_STATUS_CONFIRMED) {
         out->ticket_count = (uint8_t)view.quantity;
@@ -245,8 +246,8 @@ static int audit_event(struct audit *a, const char *event, const struct engine_c
     a->event = event;
     a->commands = a->purchases_checked = 0;
     a->arrival_count = 0;
-    int error = a->store.ops->load(a->store.context, event, &committed, &snapshot,
-                                   &snapshot_length, &snapshot_offset);
+    int error = a->store.ops->load(a->store.context, event, &committed, &snapshot, &snapshot_length,
+                                   &snapshot_offset);
     free(snapshot);
     if (error == CATRACA_E_NOTFOUND) {
         printf("event %s: nothing decided yet\n", event);
@@ -273,8 +274,8 @@ int audit_run(const char *data, uint32_t purchases_max, uint32_t customers_max)
     char path[512];
     snprintf(path, sizeof(path), "%s/catraca.db", data);
     struct audit a = {0};
-    struct log_sqlite_options options = {.is_synchronous_full = false, .busy_timeout_ms = 5000,
-                                         .read_max = READ_BATCH};
+    struct log_sqlite_options options = {
+        .is_synchronous_full = false, .busy_timeout_ms = 5000, .read_max = READ_BATCH};
     struct engine_config config = {.purchases_max = purchases_max, .customers_max = customers_max};
     struct log_entry *entries = calloc(READ_BATCH, sizeof(*entries));
     a.arrivals = calloc(purchases_max, sizeof(*a.arrivals));
@@ -297,7 +298,8 @@ int audit_run(const char *data, uint32_t purchases_max, uint32_t customers_max)
         total += a.commands;
     }
     clock_gettime(CLOCK_MONOTONIC, &end);
-    double seconds = (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9;
+    double seconds =
+        (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9;
     if (error != 0)
         printf("audit failed: %s\n", catraca_strerror(error));
     printf("audit: %zu events, %" PRIu64 " commands in %.3f s (%.0f commands/s): %s\n", count,

@@ -5,8 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int set_integer(int64_t *field, const char *name, const char *text, int64_t min,
-                       int64_t max)
+static int set_integer(int64_t *field, const char *name, const char *text, int64_t min, int64_t max)
 {
     char *end = NULL;
     errno = 0;
@@ -61,12 +60,12 @@ static int apply_environment(struct config *c)
 {
     const char *value;
 #define CONFIG_ENV_INTEGER(field, option, env, def, min, max, help)                                \
-    if ((value = getenv(env)) != NULL && set_integer(&c->field, option, value, min, max) != 0)    \
+    if ((value = getenv(env)) != NULL && set_integer(&c->field, option, value, min, max) != 0)     \
         return -1;
     CONFIG_INTEGERS(CONFIG_ENV_INTEGER)
 #undef CONFIG_ENV_INTEGER
 #define CONFIG_ENV_STRING(field, option, env, def, help)                                           \
-    if ((value = getenv(env)) != NULL && set_string(c->field, option, value) != 0)                \
+    if ((value = getenv(env)) != NULL && set_string(c->field, option, value) != 0)                 \
         return -1;
     CONFIG_STRINGS(CONFIG_ENV_STRING)
 #undef CONFIG_ENV_STRING
@@ -156,7 +155,7 @@ void config_print_help(FILE *out)
     CONFIG_STRINGS(CONFIG_HELP_STRING)
 #undef CONFIG_HELP_STRING
 #define CONFIG_HELP_INTEGER(field, option, env, def, min, max, help)                               \
-    fprintf(out, "  --%-26s %-34s %s (default %lld, %lld..%lld)\n", option " N", env, help,         \
+    fprintf(out, "  --%-26s %-34s %s (default %lld, %lld..%lld)\n", option " N", env, help,        \
             (long long)(def), (long long)(min), (long long)(max));
     CONFIG_INTEGERS(CONFIG_HELP_INTEGER)
 #undef CONFIG_HELP_INTEGER

@@ -95,9 +95,8 @@ static int start_worker(const struct config *config, const char *database, struc
         .on_commit_context = api,
     };
     bool is_full = strcmp(config->sync, "full") == 0;
-    struct log_sqlite_options options = {.is_synchronous_full = is_full,
-                                         .busy_timeout_ms = 5000,
-                                         .read_max = worker.batch_max};
+    struct log_sqlite_options options = {
+        .is_synchronous_full = is_full, .busy_timeout_ms = 5000, .read_max = worker.batch_max};
     int error = log_sqlite_open(database, &options, &worker.log);
     /*
      * The worker's store commits need no fsync of their own: the store is a

@@ -74,7 +74,7 @@ int codec_command_encode(const struct engine_command *c, uint8_t *buffer, size_t
     case ENGINE_COMMAND_CONFIRM:
         wire_put_uint(&w, c->u.confirm.purchase_id, 8);
         wire_put_string(&w, c->u.confirm.payment_ref, sizeof(c->u.confirm.payment_ref),
-                   CATRACA_ID_MAX);
+                        CATRACA_ID_MAX);
         break;
     case ENGINE_COMMAND_CANCEL:
         wire_put_uint(&w, c->u.cancel.purchase_id, 8);
@@ -199,8 +199,7 @@ int codec_outcome_decode(const uint8_t *buffer, size_t length, struct engine_out
         out->result = (uint8_t)wire_get_uint(&r, 1);
         out->event_state = (uint8_t)wire_get_uint(&r, 1);
         out->ticket_count = (uint8_t)wire_get_uint(&r, 1);
-        wire_check(&r, out->type >= ENGINE_OUTCOME_PURCHASE &&
-                               out->type <= ENGINE_OUTCOME_EVENT);
+        wire_check(&r, out->type >= ENGINE_OUTCOME_PURCHASE && out->type <= ENGINE_OUTCOME_EVENT);
         wire_check(&r, out->status <= ENGINE_STATUS_REJECTED);
         wire_check(&r, out->reason <= ENGINE_REASON_INVALID_EVENT);
         wire_check(&r, out->result <= ENGINE_RESULT_CONFLICT);

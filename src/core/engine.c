@@ -512,8 +512,7 @@ static void command_create_event(struct engine *e, const struct engine_event_spe
         return;
     }
     if (!is_valid) {
-        emit_bare(e, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_CONFLICT,
-                  ENGINE_REASON_INVALID_EVENT);
+        emit_bare(e, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_CONFLICT, ENGINE_REASON_INVALID_EVENT);
         return;
     }
     e->event = *spec;
@@ -675,8 +674,8 @@ static void command_confirm(struct engine *e, const struct engine_command *comma
 {
     uint32_t slot = purchase_lookup(e, command->u.confirm.purchase_id);
     if (slot == NIL) {
-        emit_bare(e, ENGINE_OUTCOME_CONFIRM, command->u.confirm.purchase_id,
-                  ENGINE_RESULT_CONFLICT, ENGINE_REASON_UNKNOWN_PURCHASE);
+        emit_bare(e, ENGINE_OUTCOME_CONFIRM, command->u.confirm.purchase_id, ENGINE_RESULT_CONFLICT,
+                  ENGINE_REASON_UNKNOWN_PURCHASE);
         return;
     }
     struct purchase *p = &e->purchases[slot];
@@ -742,7 +741,8 @@ void engine_prefetch(const struct engine *engine, const struct engine_command *c
         id = command->u.purchase.purchase_id;
         customer_key =
             bounded_string_key(command->u.purchase.customer, sizeof(command->u.purchase.customer));
-        __builtin_prefetch(&engine->customers[(uint32_t)mix64(customer_key) & engine->customer_mask]);
+        __builtin_prefetch(
+            &engine->customers[(uint32_t)mix64(customer_key) & engine->customer_mask]);
         break;
     case ENGINE_COMMAND_CONFIRM:
         id = command->u.confirm.purchase_id;
@@ -984,8 +984,7 @@ int engine_purchase(const struct engine *engine, uint64_t purchase_id,
     return 0;
 }
 
-int engine_purchase_at(const struct engine *engine, uint32_t slot,
-                       struct engine_purchase_view *out)
+int engine_purchase_at(const struct engine *engine, uint32_t slot, struct engine_purchase_view *out)
 {
     if (slot >= engine->purchase_count)
         return CATRACA_E_NOTFOUND;
@@ -1157,10 +1156,10 @@ const char *engine_status_name(uint8_t status)
 const char *engine_reason_name(uint8_t reason)
 {
     static const char *const names[] = {
-        NULL,           "sold_out",         "limit_exceeded", "sale_closed",
-        "unknown_category", "engine_full",  "invalid",        "unknown_purchase",
-        "hold_expired", "hold_cancelled",   "not_held",       "already_confirmed",
-        "not_owner",    "no_event",         "event_mismatch", "invalid_event"};
+        NULL,           "sold_out",          "limit_exceeded",   "sale_closed",  "unknown_category",
+        "engine_full",  "invalid",           "unknown_purchase", "hold_expired", "hold_cancelled",
+        "not_held",     "already_confirmed", "not_owner",        "no_event",     "event_mismatch",
+        "invalid_event"};
     return reason < sizeof(names) / sizeof(names[0]) ? names[reason] : "unknown";
 }
 
@@ -1267,7 +1266,8 @@ static int snapshot_read_event(struct engine *e, struct wire_reader *r)
     spec->state = (uint8_t)wire_get_uint(r, 1);
     spec->category_count = (uint8_t)wire_get_uint(r, 1);
     wire_get_bytes(r, spec->secret, sizeof(spec->secret));
-    if (r->error == 0 && (spec->category_count < 1 || spec->category_count > CATRACA_CATEGORIES_MAX))
+    if (r->error == 0 &&
+        (spec->category_count < 1 || spec->category_count > CATRACA_CATEGORIES_MAX))
         return CATRACA_E_CORRUPT;
     for (uint32_t i = 0; i < spec->category_count && r->error == 0; i++) {
         wire_get_string(r, spec->categories[i].id, CATRACA_ID_MAX);
@@ -1281,9 +1281,8 @@ static int snapshot_read_event(struct engine *e, struct wire_reader *r)
         return CATRACA_E_CORRUPT;
     e->category_count = spec->category_count;
     for (uint32_t i = 0; i < e->category_count; i++)
-        e->categories[i] = (struct category){.capacity = spec->categories[i].capacity,
-                                             .line_head = NIL,
-                                             .line_tail = NIL};
+        e->categories[i] = (struct category){
+            .capacity = spec->categories[i].capacity, .line_head = NIL, .line_tail = NIL};
     return 0;
 }
 

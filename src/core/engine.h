@@ -315,7 +315,8 @@ void engine_stats(const struct engine *engine, struct engine_stats *out);
 /* Returns 0, or CATRACA_E_NOTFOUND. */
 int engine_purchase(const struct engine *engine, uint64_t purchase_id,
                     struct engine_purchase_view *out);
-/* The purchase in arrival slot `slot` (0 .. engine_purchase_count() - 1): 0 or CATRACA_E_NOTFOUND. */
+/* The purchase in arrival slot `slot` (0 .. engine_purchase_count() - 1): 0 or CATRACA_E_NOTFOUND.
+ */
 int engine_purchase_at(const struct engine *engine, uint32_t slot,
                        struct engine_purchase_view *out);
 /* Bytes the engine allocated (pools and tables). */
@@ -352,9 +353,9 @@ uint64_t engine_ticket_code(const uint8_t secret[CATRACA_SECRET_BYTES], uint64_t
 /* Writes a ticket code as 13 Crockford base32 characters and a NUL. */
 void engine_ticket_code_format(uint64_t code, char out[14]);
 
-const char *engine_status_name(uint8_t status);   /* "held", ... as in API.md */
-const char *engine_reason_name(uint8_t reason);   /* "sold_out", ...; NULL for NONE */
-const char *engine_state_name(uint8_t state);     /* "open", "paused", "closed" */
+const char *engine_status_name(uint8_t status); /* "held", ... as in API.md */
+const char *engine_reason_name(uint8_t reason); /* "sold_out", ...; NULL for NONE */
+const char *engine_state_name(uint8_t state);   /* "open", "paused", "closed" */
 int engine_state_parse(const char *name, uint8_t *state);
 
 #endif

@@ -21,8 +21,8 @@
 #include "log/log_sqlite.h"
 #include "store/store_sqlite.h"
 
-#define ANSWER_TIMEOUT_MS 30000   /* a decision not committed by then: 503, retry with GET */
-#define STREAM_TIMEOUT_MS 600000  /* an SSE stream lasts at most this long */
+#define ANSWER_TIMEOUT_MS 30000  /* a decision not committed by then: 503, retry with GET */
+#define STREAM_TIMEOUT_MS 600000 /* an SSE stream lasts at most this long */
 #define LONG_POLL_MAX_S 60
 #define EVENTS_PAGE_MAX 4096
 #define HANDLES_MAX 256
@@ -135,8 +135,7 @@ static int64_t monotonic_us(void)
 }
 
 static void reply_json(struct api *api, struct http_request *request, enum metrics_route route,
-                       int64_t started_us, int status, const char *json,
-                       const char *const *headers)
+                       int64_t started_us, int status, const char *json, const char *const *headers)
 {
     http_respond_json(request, status, json, headers);
     metrics_request(&api->metrics, route, status, monotonic_us() - started_us);
@@ -212,8 +211,8 @@ static bool authenticate(struct api *api, struct http_request *request, enum met
 {
     const char *header = http_header(request, "Authorization");
     if (header == NULL || strncmp(header, "Bearer ", 7) != 0) {
-        reply_error(api, request, route, started_us, 401, "unauthorized",
-                    "missing bearer token", NULL);
+        reply_error(api, request, route, started_us, 401, "unauthorized", "missing bearer token",
+                    NULL);
         return false;
     }
     int error = jwt_verify(api->config.jwt_secret, api->config.jwt_secret_length, header + 7,
@@ -393,7 +392,8 @@ static void heap_fix(struct api *api, uint32_t i)
     }
     for (;;) {
         uint32_t smallest = i, left = 2 * i + 1, right = 2 * i + 2;
-        if (left < api->heap_count && api->heap[left]->deadline_ms < api->heap[smallest]->deadline_ms)
+        if (left < api->heap_count &&
+            api->heap[left]->deadline_ms < api->heap[smallest]->deadline_ms)
             smallest = left;
         if (right < api->heap_count &&
             api->heap[right]->deadline_ms < api->heap[smallest]->deadline_ms)
@@ -490,8 +490,8 @@ static void respond_purchase_appended(struct api *api, struct pending *p)
                              "this Idempotency-Key was used with another request");
         return;
     }
-    uint64_t id = p->append.result == LOG_DUPLICATE ? p->append.existing_purchase_id
-                                                    : p->purchase_id;
+    uint64_t id =
+        p->append.result == LOG_DUPLICATE ? p->append.existing_purchase_id : p->purchase_id;
     char id_text[API_PURCHASE_ID_TEXT], location[64];
     api_json_purchase_id_format(id, id_text);
     snprintf(location, sizeof(location), "/v1/purchases/%s", id_text);
@@ -527,15 +527,15 @@ static void respond_event_answer(struct api *api, struct pending *p)
     }
     const struct store_answer *a = &p->answer;
     if (a->result == ENGINE_RESULT_CONFLICT) {
-        bool is_invalid = a->reason == ENGINE_REASON_INVALID_EVENT || a->reason == ENGINE_REASON_INVALID;
+        bool is_invalid =
+            a->reason == ENGINE_REASON_INVALID_EVENT || a->reason == ENGINE_REASON_INVALID;
         pending_finish_error(p, is_invalid ? 400 : 409, is_invalid ? "invalid_request" : "conflict",
                              is_invalid ? "the event is not valid"
                                         : "an event with this id and another definition exists");
         return;
     }
-    int status = p->command_type == ENGINE_COMMAND_CREATE_EVENT && a->result == ENGINE_RESULT_OK
-                     ? 201
-                     : 200;
+    int status =
+        p->command_type == ENGINE_COMMAND_CREATE_EVENT && a->result == ENGINE_RESULT_OK ? 201 : 200;
     pending_finish_cjson(p, status, api_json_event(&event, 0), NULL);
 }
 
@@ -682,7 +682,9 @@ static void rekey_for_drain(struct api *api, int64_t drain_started_ms)
     for (uint32_t i = 0; i < api->heap_count; i++) {
         struct pending *p = api->heap[i];
         int64_t grace = drain_started_ms + DRAIN_ANSWER_GRACE_MS;
-        p->deadline_ms = p->kind != PENDING_ANSWER ? 1 : p->deadline_ms < grace ? p->deadline_ms : grace;
+        p->deadline_ms = p->kind != PENDING_ANSWER ? 1
+                         : p->deadline_ms < grace  ? p->deadline_ms
+                                                   : grace;
     }
     for (uint32_t i = api->heap_count; i > 0; i--)
         heap_fix(api, i - 1);
@@ -790,9 +792,9 @@ static void submit(struct route_context *c, struct pending *p, const struct engi
     if (error != 0) {
         pending_release(p); /* the appender's, never taken */
         metrics_count(&c->api->metrics, METRICS_QUEUE_FULL);
-        char *json = api_json_error("unavailable", error == CATRACA_E_FULL
-                                                       ? "the log queue is full; nothing was accepted"
-                                                       : "shutting down; nothing was accepted");
+        char *json = api_json_error(
+            "unavailable", error == CATRACA_E_FULL ? "the log queue is full; nothing was accepted"
+                                                   : "shutting down; nothing was accepted");
         http_complete(c->request, 503, "application/json", json, strlen(json), NULL);
         metrics_request(&c->api->metrics, c->route, 503, monotonic_us() - c->started_us);
         free(json);
@@ -836,8 +838,8 @@ static void handle_event_get(struct route_context *c)
 static void handle_events_list(struct route_context *c)
 {
     struct thread_handles *h = handles_of(c->api);
-    size_t max = c->api->config.events_max < EVENTS_PAGE_MAX ? c->api->config.events_max
-                                                             : EVENTS_PAGE_MAX;
+    size_t max =
+        c->api->config.events_max < EVENTS_PAGE_MAX ? c->api->config.events_max : EVENTS_PAGE_MAX;
     struct store_event *events = calloc(max, sizeof(*events));
     size_t count = 0;
     if (h == NULL || events == NULL ||
@@ -982,8 +984,9 @@ static bool proof_of_work_passes(struct route_context *c)
         return false;
     }
     if (error != 0) {
-        static const char *const reasons[] = {"", "malformed", "not signed by this server",
-                                              "wrong solution", "expired", "already used"};
+        static const char *const reasons[] = {
+            "",        "malformed",   "not signed by this server", "wrong solution",
+            "expired", "already used"};
         char message[64];
         snprintf(message, sizeof(message), "challenge refused: %s", reasons[-error]);
         REPLY_ERROR(c, 403, "challenge_failed", message);
@@ -1062,9 +1065,9 @@ static int find_purchase(struct route_context *c, uint64_t id, struct store_purc
     if (error == 0)
         error = h->log.ops->read(h->log.context, event, (struct log_seq){seq.major - 1, 0}, &entry,
                                  1, &count);
-    if (error == 0 && (count != 1 ||
-                       codec_command_decode(entry.record, entry.record_length, &command) != 0 ||
-                       command.type != ENGINE_COMMAND_PURCHASE))
+    if (error == 0 &&
+        (count != 1 || codec_command_decode(entry.record, entry.record_length, &command) != 0 ||
+         command.type != ENGINE_COMMAND_PURCHASE))
         error = CATRACA_E_CORRUPT;
     if (error == CATRACA_E_NOTFOUND) {
         REPLY_ERROR(c, 404, "not_found", "no such purchase");
@@ -1145,8 +1148,10 @@ static void park_for_changes(struct route_context *c, const struct store_purchas
         if (kind == PENDING_STREAM)
             http_stream_end(c->request);
         else
-            http_complete(c->request, 503, "application/json", "{\"error\":{\"code\":\"unavailable\","
-                          "\"message\":\"too many requests are waiting\"}}", 79, NULL);
+            http_complete(c->request, 503, "application/json",
+                          "{\"error\":{\"code\":\"unavailable\","
+                          "\"message\":\"too many requests are waiting\"}}",
+                          79, NULL);
         pending_release(p);
         return;
     }
@@ -1204,9 +1209,8 @@ static void handle_purchase_command(struct route_context *c, const struct caller
                                     uint8_t type)
 {
     struct store_purchase row;
-    if (type == ENGINE_COMMAND_CONFIRM &&
-        !require_role(c->api, c->request, c->route, c->started_us, caller, JWT_ROLE_PAYMENTS,
-                      JWT_ROLE_ADMIN))
+    if (type == ENGINE_COMMAND_CONFIRM && !require_role(c->api, c->request, c->route, c->started_us,
+                                                        caller, JWT_ROLE_PAYMENTS, JWT_ROLE_ADMIN))
         return;
     if (load_visible_purchase(c, caller, type == ENGINE_COMMAND_CANCEL, &row) != 0)
         return;
@@ -1255,9 +1259,9 @@ static void handle_demo_token(struct route_context *c)
         return;
     }
     char token[2048];
-    int n = jwt_sign(c->api->config.jwt_secret, c->api->config.jwt_secret_length,
-                     customer->valuestring, role_name, now_ms() / 1000 + 24 * 3600, token,
-                     sizeof(token));
+    int n =
+        jwt_sign(c->api->config.jwt_secret, c->api->config.jwt_secret_length, customer->valuestring,
+                 role_name, now_ms() / 1000 + 24 * 3600, token, sizeof(token));
     cJSON_Delete(root);
     if (n < 0) {
         REPLY_ERROR(c, 503, "unavailable", "token could not be signed");
@@ -1272,8 +1276,8 @@ static void handle_readyz(struct route_context *c)
 {
     struct thread_handles *h = handles_of(c->api);
     struct store_event event;
-    int error = h == NULL ? CATRACA_E_UNAVAILABLE
-                          : h->store.ops->get_event(h->store.context, "-", &event);
+    int error =
+        h == NULL ? CATRACA_E_UNAVAILABLE : h->store.ops->get_event(h->store.context, "-", &event);
     struct log_seq seq;
     if (error == CATRACA_E_NOTFOUND)
         error = h->log.ops->last_seq(h->log.context, "-", &seq);
@@ -1320,9 +1324,12 @@ static const char home_page[] =
     "pre{background:#f4f4f4;padding:1em;overflow:auto}</style>"
     "<h1>Catraca</h1><p>The ticket on-sale engine is running. Try a sale from a terminal "
     "(demo mode):</p><pre>"
-    "ADMIN=$(curl -s -XPOST localhost:8080/v1/demo/token -d '{\"customer\":\"ops\",\"role\":\"admin\"}' | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')\n"
+    "ADMIN=$(curl -s -XPOST localhost:8080/v1/demo/token -d "
+    "'{\"customer\":\"ops\",\"role\":\"admin\"}' | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')\n"
     "curl -s -XPOST localhost:8080/v1/events -H \"Authorization: Bearer $ADMIN\" -d "
-    "'{\"id\":\"demo\",\"name\":\"Demo night\",\"hold_seconds\":120,\"categories\":[{\"id\":\"pista\",\"capacity\":100,\"price_cents\":5000}]}'\n"
+    "'{\"id\":\"demo\",\"name\":\"Demo "
+    "night\",\"hold_seconds\":120,\"categories\":[{\"id\":\"pista\",\"capacity\":100,\"price_"
+    "cents\":5000}]}'\n"
     "curl -s -XPOST localhost:8080/v1/events/demo/purchases -H \"Authorization: Bearer $ADMIN\" -d "
     "'{\"category\":\"pista\",\"quantity\":2}'</pre>"
     "<p>Then <code>GET /v1/purchases/{id}?wait=30</code>, <code>GET /v1/events/demo</code>, "
@@ -1360,8 +1367,8 @@ static bool route_public(struct route_context *c, const char *method)
     bool is_get = strcmp(method, "GET") == 0;
     if (is_get && c->segment_count == 0) {
         c->route = METRICS_ROUTE_HOME;
-        http_respond(c->request, 200, "text/html; charset=utf-8", home_page,
-                     sizeof(home_page) - 1, NULL);
+        http_respond(c->request, 200, "text/html; charset=utf-8", home_page, sizeof(home_page) - 1,
+                     NULL);
         return true;
     }
     if (is_get && is(c, 1, "healthz", NULL, NULL)) {
@@ -1400,10 +1407,8 @@ static bool route_public(struct route_context *c, const char *method)
 static void route_unknown(struct route_context *c)
 {
     bool is_known = is(c, 2, "v1", "events", NULL) || is(c, 3, "v1", "events", NULL) ||
-                    is(c, 4, "v1", "events", "state") ||
-                    is(c, 4, "v1", "events", "purchases") ||
-                    is(c, 3, "v1", "purchases", NULL) ||
-                    is(c, 4, "v1", "purchases", "events") ||
+                    is(c, 4, "v1", "events", "state") || is(c, 4, "v1", "events", "purchases") ||
+                    is(c, 3, "v1", "purchases", NULL) || is(c, 4, "v1", "purchases", "events") ||
                     is(c, 4, "v1", "purchases", "confirm");
     c->route = METRICS_ROUTE_OTHER;
     if (is_known)
@@ -1415,8 +1420,8 @@ static void route_unknown(struct route_context *c)
 void api_handle(void *context, struct http_request *request)
 {
     struct api *api = context;
-    struct route_context c = {.api = api, .request = request, .route = METRICS_ROUTE_OTHER,
-                              .started_us = monotonic_us()};
+    struct route_context c = {
+        .api = api, .request = request, .route = METRICS_ROUTE_OTHER, .started_us = monotonic_us()};
     if (atomic_load(&api->is_draining)) {
         static const char *const headers[] = {"Connection", "close", "Retry-After", "1", NULL};
         reply_error(api, request, c.route, c.started_us, 503, "unavailable",
@@ -1457,13 +1462,27 @@ void api_handle(void *context, struct http_request *request)
     if (!authenticate(api, request, c.route, c.started_us, &caller))
         return;
     switch (which) {
-    case 0: handle_event_create(&c, &caller); break;
-    case 1: handle_event_state(&c, &caller); break;
-    case 2: handle_purchase_create(&c, &caller); break;
-    case 3: handle_purchase_get(&c, &caller); break;
-    case 4: handle_purchase_events(&c, &caller); break;
-    case 5: handle_purchase_command(&c, &caller, ENGINE_COMMAND_CANCEL); break;
-    default: handle_purchase_command(&c, &caller, ENGINE_COMMAND_CONFIRM); break;
+    case 0:
+        handle_event_create(&c, &caller);
+        break;
+    case 1:
+        handle_event_state(&c, &caller);
+        break;
+    case 2:
+        handle_purchase_create(&c, &caller);
+        break;
+    case 3:
+        handle_purchase_get(&c, &caller);
+        break;
+    case 4:
+        handle_purchase_events(&c, &caller);
+        break;
+    case 5:
+        handle_purchase_command(&c, &caller, ENGINE_COMMAND_CANCEL);
+        break;
+    default:
+        handle_purchase_command(&c, &caller, ENGINE_COMMAND_CONFIRM);
+        break;
     }
 }
 
@@ -1493,9 +1512,8 @@ int api_start(const struct api_config *config, struct api **out)
     pthread_mutex_init(&api->queue_mutex, NULL);
     pthread_cond_init(&api->queue_wake, NULL);
     metrics_init(&api->metrics);
-    struct log_sqlite_options options = {.is_synchronous_full = config->is_synchronous_full,
-                                         .busy_timeout_ms = 5000,
-                                         .read_max = 1};
+    struct log_sqlite_options options = {
+        .is_synchronous_full = config->is_synchronous_full, .busy_timeout_ms = 5000, .read_max = 1};
     struct appender_config appender = {.queue_max = config->queue_max,
                                        .batch_max = config->append_batch_max,
                                        .after_append = wake_worker,

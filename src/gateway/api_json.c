@@ -156,8 +156,8 @@ int api_json_parse_event(const char *body, size_t length, struct engine_event_sp
     else if (cJSON_HasObjectItem(root, "per_customer_limit") &&
              !get_integer(root, "per_customer_limit", 1, CATRACA_QUANTITY_MAX, &limit))
         error = fail(message, "per_customer_limit must be an integer from 1 to 10");
-    else if (state != NULL && (!cJSON_IsString(state) ||
-                               engine_state_parse(state->valuestring, &out->state) != 0))
+    else if (state != NULL &&
+             (!cJSON_IsString(state) || engine_state_parse(state->valuestring, &out->state) != 0))
         error = fail(message, "state must be open, paused or closed");
     else
         error = parse_categories(root, out, message);
@@ -196,8 +196,7 @@ int api_json_parse_purchase(const char *body, size_t length, char category[CATRA
     return error;
 }
 
-int api_json_parse_confirm(const char *body, size_t length,
-                           char payment_ref[CATRACA_ID_MAX + 1],
+int api_json_parse_confirm(const char *body, size_t length, char payment_ref[CATRACA_ID_MAX + 1],
                            char message[API_ERROR_MESSAGE_MAX])
 {
     cJSON *root = parse_object(body, length);

@@ -41,8 +41,7 @@ int api_json_parse_state(const char *body, size_t length, uint8_t *state,
 int api_json_parse_purchase(const char *body, size_t length, char category[CATRACA_ID_MAX + 1],
                             int64_t *quantity, char message[API_ERROR_MESSAGE_MAX]);
 /* {"payment_ref":"psp_123"} */
-int api_json_parse_confirm(const char *body, size_t length,
-                           char payment_ref[CATRACA_ID_MAX + 1],
+int api_json_parse_confirm(const char *body, size_t length, char payment_ref[CATRACA_ID_MAX + 1],
                            char message[API_ERROR_MESSAGE_MAX]);
 
 /* Representations (caller owns the cJSON tree). */

@@ -73,7 +73,8 @@ int appender_submit(struct appender *a, const struct appender_request *request)
     } else {
         struct slot *slot = &a->ring[(a->head + a->count) % a->config.queue_max];
         memcpy(slot->event, request->event, sizeof(slot->event));
-        memcpy(slot->idempotency_scope, request->idempotency_scope, sizeof(slot->idempotency_scope));
+        memcpy(slot->idempotency_scope, request->idempotency_scope,
+               sizeof(slot->idempotency_scope));
         memcpy(slot->idempotency_key, request->idempotency_key, sizeof(slot->idempotency_key));
         slot->time_ms = request->time_ms;
         slot->purchase_id = request->purchase_id;

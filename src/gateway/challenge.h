@@ -19,8 +19,8 @@ enum challenge_error {
     CHALLENGE_E_SIGNATURE = -2, /* not a challenge this server signed */
     CHALLENGE_E_WRONG = -3,     /* the number does not solve it */
     CHALLENGE_E_EXPIRED = -4,
-    CHALLENGE_E_REPLAYED = -5,  /* solved before */
-    CHALLENGE_E_BUSY = -6,      /* the replay table is full of live entries: retry later */
+    CHALLENGE_E_REPLAYED = -5, /* solved before */
+    CHALLENGE_E_BUSY = -6,     /* the replay table is full of live entries: retry later */
 };
 
 struct challenge_seen {

@@ -54,9 +54,9 @@ struct http_request {
     void *user_data;
     atomic_int references; /* the connection's, and a stream response's */
 
-    pthread_mutex_t mutex;      /* guards what other threads touch: */
-    bool is_deferred;           /* counted in server->deferred */
-    bool is_completed;          /* first http_complete won */
+    pthread_mutex_t mutex; /* guards what other threads touch: */
+    bool is_deferred;      /* counted in server->deferred */
+    bool is_completed;     /* first http_complete won */
     struct MHD_Response *pending;
     int pending_status;
     bool is_stream, is_stream_ended, is_stream_suspended;
@@ -90,8 +90,8 @@ static void request_release(struct http_request *r)
 
 /* ---- responses --------------------------------------------------------------------------- */
 
-static struct MHD_Response *make_response(const char *content_type, const char *body,
-                                          size_t length, const char *const *headers)
+static struct MHD_Response *make_response(const char *content_type, const char *body, size_t length,
+                                          const char *const *headers)
 {
     struct MHD_Response *response =
         MHD_create_response_from_buffer(length, (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -354,13 +354,12 @@ static bool refuse_early(struct http_request *r, const char *url)
         http_respond_error(r, 431, "invalid_request", "request headers are too large", NULL);
         return true;
     }
-    const char *length = MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *length =
+        MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (length != NULL && strtoull(length, NULL, 10) > s->config.body_bytes_max) {
         atomic_fetch_add(&s->oversized_bodies, 1);
         static const char *const close_headers[] = {"Connection", "close", NULL};
-        http_respond_error(r, 413, "payload_too_large", "request body is too large",
-                           close_headers);
+        http_respond_error(r, 413, "payload_too_large", "request body is too large", close_headers);
         return true;
     }
     return false;
@@ -404,9 +403,8 @@ static void flush_pending(struct http_request *r)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct http_server *s = cls;
     (void)version;
@@ -501,12 +499,11 @@ int http_start(const struct http_config *config, struct http_server **out)
                          MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     s->daemon = MHD_start_daemon(
         flags, config->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &address,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)config->threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(config->connections_max + CONNECTION_SLACK),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)config->idle_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)config->header_bytes_max + 8192,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)config->threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)(config->connections_max + CONNECTION_SLACK), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)config->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)config->header_bytes_max + 8192, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned int)1, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
         on_connection, s, MHD_OPTION_END);
     if (s->daemon == NULL) {
         fprintf(stderr, "catraca: cannot listen on %s:%u\n", config->host, config->port);

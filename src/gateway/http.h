@@ -22,8 +22,8 @@ struct http_request; /* one request; owned by the server */
 typedef void (*http_handler)(void *context, struct http_request *request);
 
 struct http_config {
-    const char *host;       /* numeric IPv4 address */
-    uint16_t port;          /* 0: any free port (see http_port) */
+    const char *host; /* numeric IPv4 address */
+    uint16_t port;    /* 0: any free port (see http_port) */
     uint32_t threads;
     uint32_t connections_max;
     uint32_t header_bytes_max;

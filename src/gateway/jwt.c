@@ -86,8 +86,8 @@ static int check_signature(const uint8_t *secret, size_t secret_length, const ch
 {
     uint8_t expected[EVP_MAX_MD_SIZE], given[64];
     unsigned int expected_length = 0;
-    if (HMAC(EVP_sha256(), secret, (int)secret_length, (const unsigned char *)token,
-             signed_length, expected, &expected_length) == NULL)
+    if (HMAC(EVP_sha256(), secret, (int)secret_length, (const unsigned char *)token, signed_length,
+             expected, &expected_length) == NULL)
         return JWT_E_SIGNATURE;
     int n = base64url_decode(signature, signature_length, given, sizeof(given));
     if (n != (int)expected_length || CRYPTO_memcmp(expected, given, expected_length) != 0)
@@ -121,8 +121,7 @@ static int check_claims(const char *part, size_t length, int64_t now_s, struct j
     if (!cJSON_IsString(sub) || !api_json_is_id(sub->valuestring) || !cJSON_IsNumber(exp) ||
         role < 0 || (nbf != NULL && !cJSON_IsNumber(nbf)))
         error = JWT_E_CLAIMS;
-    else if (exp->valuedouble <= (double)now_s ||
-             (nbf != NULL && nbf->valuedouble > (double)now_s))
+    else if (exp->valuedouble <= (double)now_s || (nbf != NULL && nbf->valuedouble > (double)now_s))
         error = JWT_E_EXPIRED;
     if (error == 0) {
         snprintf(out->subject, sizeof(out->subject), "%s", sub->valuestring);
@@ -175,8 +174,9 @@ int jwt_sign(const uint8_t *secret, size_t secret_length, const char *subject, c
 {
     static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
     char claims[256];
-    int claims_length = snprintf(claims, sizeof(claims), "{\"sub\":\"%s\",\"role\":\"%s\",\"exp\":%lld}",
-                                 subject, role, (long long)expires_s);
+    int claims_length =
+        snprintf(claims, sizeof(claims), "{\"sub\":\"%s\",\"role\":\"%s\",\"exp\":%lld}", subject,
+                 role, (long long)expires_s);
     if (claims_length < 0 || (size_t)claims_length >= sizeof(claims) || out_size < 1024)
         return -1;
     size_t n = base64url_encode((const uint8_t *)header, sizeof(header) - 1, out);

@@ -19,8 +19,8 @@ enum jwt_error {
     JWT_E_MALFORMED = -1, /* not three base64url parts of JSON, or too long */
     JWT_E_ALGORITHM = -2, /* alg is not HS256 */
     JWT_E_SIGNATURE = -3,
-    JWT_E_EXPIRED = -4,   /* exp <= now, or nbf > now */
-    JWT_E_CLAIMS = -5,    /* exp missing, sub missing or not an id, unknown role */
+    JWT_E_EXPIRED = -4, /* exp <= now, or nbf > now */
+    JWT_E_CLAIMS = -5,  /* exp missing, sub missing or not an id, unknown role */
 };
 
 struct jwt_claims {

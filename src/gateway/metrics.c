@@ -8,7 +8,7 @@
 
 static const int statuses[METRICS_STATUSES] = {200, 201, 202, 400, 401, 403, 404,
                                                405, 409, 413, 422, 429, 431, 503};
-static const double bucket_ms[METRICS_BUCKETS] = {0.25, 0.5, 1, 2, 5, 10,
+static const double bucket_ms[METRICS_BUCKETS] = {0.25, 0.5, 1,   2,   5,    10,
                                                   25,   50,  100, 250, 1000, 5000};
 static const char *const route_names[METRICS_ROUTE_COUNT] = {
 #define METRICS_ROUTE_NAME(name, text) text,
@@ -113,8 +113,9 @@ static void render_categories(struct text *t, const struct store_event *events, 
 {
     static const char *const names[] = {"available", "held", "sold", "waiting"};
     for (int k = 0; k < 4; k++) {
-        add(t, "# HELP catraca_category_%s Tickets %s per category (waiting: requests in line).\n"
-               "# TYPE catraca_category_%s gauge\n",
+        add(t,
+            "# HELP catraca_category_%s Tickets %s per category (waiting: requests in line).\n"
+            "# TYPE catraca_category_%s gauge\n",
             names[k], names[k], names[k]);
         for (size_t e = 0; e < count; e++)
             for (uint32_t c = 0; c < events[e].spec.category_count; c++) {
@@ -172,8 +173,7 @@ char *metrics_render(struct metrics *m, const struct appender_stats *a,
     metric(&t, "catraca_holds_expired_total", "counter", "Holds expired (engine).",
            (double)w->holds_expired);
     metric(&t, "catraca_invariant_violations_total", "counter",
-           "Engine consistency checks that failed (must stay 0).",
-           (double)w->invariant_violations);
+           "Engine consistency checks that failed (must stay 0).", (double)w->invariant_violations);
     metric(&t, "catraca_http_connections_open", "gauge", "Open connections.",
            (double)h->connections_open);
     metric(&t, "catraca_http_connections_refused_total", "counter", "Connections answered 503.",

@@ -22,8 +22,8 @@
 
 struct waiter {
     /* set by the caller */
-    uint64_t purchase_id;            /* wait for this purchase's changes, or 0 */
-    char event[CATRACA_ID_MAX + 1];  /* with seq: wait for the answer to this command */
+    uint64_t purchase_id;           /* wait for this purchase's changes, or 0 */
+    char event[CATRACA_ID_MAX + 1]; /* with seq: wait for the answer to this command */
     struct log_seq seq;
     bool (*on_purchase)(struct waiter *waiter, const struct store_purchase *purchase);
     void (*on_answer)(struct waiter *waiter, const struct store_answer *answer,

@@ -43,17 +43,17 @@ enum log_append_result {
 
 struct log_append_item {
     /* in */
-    const char *event;         /* partition: the event id */
-    const uint8_t *record;     /* codec_command_encode() bytes */
-    size_t record_length;      /* <= CATRACA_COMMAND_ENCODED_MAX */
-    int64_t time_ms;           /* the command's now_ms, kept for reading without decoding */
-    uint64_t purchase_id;      /* PURCHASE: its id (find_purchase()); else 0 */
+    const char *event;             /* partition: the event id */
+    const uint8_t *record;         /* codec_command_encode() bytes */
+    size_t record_length;          /* <= CATRACA_COMMAND_ENCODED_MAX */
+    int64_t time_ms;               /* the command's now_ms, kept for reading without decoding */
+    uint64_t purchase_id;          /* PURCHASE: its id (find_purchase()); else 0 */
     const char *idempotency_scope; /* the customer, when idempotency_key is set */
     const char *idempotency_key;   /* NULL: no idempotency */
-    uint64_t request_hash;     /* tells a retry (same hash) from a conflicting reuse */
+    uint64_t request_hash;         /* tells a retry (same hash) from a conflicting reuse */
     /* out */
-    uint8_t result;            /* enum log_append_result */
-    struct log_seq seq;        /* the entry's position (for duplicates: the earlier entry's) */
+    uint8_t result;                /* enum log_append_result */
+    struct log_seq seq;            /* the entry's position (for duplicates: the earlier entry's) */
     uint64_t existing_purchase_id; /* duplicates: the purchase the key first created */
 };
 

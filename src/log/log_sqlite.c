@@ -263,8 +263,8 @@ static int log_sqlite_last_seq(void *context, const char *event, struct log_seq 
     return error;
 }
 
-static int log_sqlite_list_partitions(void *context, char (*events)[CATRACA_ID_MAX + 1],
-                                      size_t max, size_t *count)
+static int log_sqlite_list_partitions(void *context, char (*events)[CATRACA_ID_MAX + 1], size_t max,
+                                      size_t *count)
 {
     struct log_sqlite *log = context;
     sqlite3_stmt *s = prepared(log, STATEMENT_PARTITIONS);
@@ -302,18 +302,16 @@ int catraca_sqlite_connect(const char *path, bool is_synchronous_full, int busy_
                            sqlite3 **out)
 {
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(path, &db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_busy_timeout(db, busy_timeout_ms);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db,
-                          is_synchronous_full ? "PRAGMA synchronous=FULL"
-                                              : "PRAGMA synchronous=NORMAL",
-                          NULL, NULL, NULL);
+        rc = sqlite3_exec(
+            db, is_synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
+            NULL, NULL);
     if (rc != SQLITE_OK) {
         fprintf(stderr, "level=error component=sqlite msg=\"open %s: %s\"\n", path,
                 db ? sqlite3_errmsg(db) : "out of memory");

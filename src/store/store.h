@@ -67,14 +67,14 @@ struct store_event {
 /* One worker batch, committed atomically. */
 struct store_batch {
     const char *event;
-    uint64_t epoch;                /* fencing token (distributed mode); 0 in embedded mode */
-    struct log_seq offset;         /* the new committed offset */
+    uint64_t epoch;                      /* fencing token (distributed mode); 0 in embedded mode */
+    struct log_seq offset;               /* the new committed offset */
     const struct store_event *event_row; /* NULL until the event exists */
     const struct store_purchase *purchases; /* created or changed in the batch, one row each */
     size_t purchase_count;
     const struct store_answer *answers;
     size_t answer_count;
-    const uint8_t *snapshot;       /* NULL: keep the previous snapshot */
+    const uint8_t *snapshot; /* NULL: keep the previous snapshot */
     size_t snapshot_length;
     struct log_seq snapshot_offset; /* the offset the snapshot was taken at */
 };

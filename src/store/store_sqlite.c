@@ -33,7 +33,7 @@ enum statement {
 };
 
 #define PURCHASE_COLUMNS                                                                           \
-    "id, event, customer, category, quantity, seq_major, seq_minor, created_ms, status, reason, "   \
+    "id, event, customer, category, quantity, seq_major, seq_minor, created_ms, status, reason, "  \
     "hold_expires_at_ms, position, tickets, updated_ms"
 #define EVENT_COLUMNS "spec, state, counts, offset_major, offset_minor, updated_ms"
 
@@ -128,8 +128,8 @@ static void counts_encode(const struct store_event *event, uint8_t *out, size_t 
     size_t n = 0;
     for (uint32_t i = 0; i < event->spec.category_count; i++) {
         const struct engine_category_counts *c = &event->counts[i];
-        uint32_t values[6] = {c->capacity,      c->available,     c->held,
-                              c->sold,          c->waiting_count, c->waiting_quantity};
+        uint32_t values[6] = {c->capacity, c->available,     c->held,
+                              c->sold,     c->waiting_count, c->waiting_quantity};
         for (int v = 0; v < 6; v++)
             for (int b = 0; b < 4; b++)
                 out[n++] = (uint8_t)(values[v] >> (8 * b));
@@ -143,8 +143,8 @@ static void counts_decode(const uint8_t *in, size_t length, struct store_event *
         uint32_t values[6];
         for (int v = 0; v < 6; v++) {
             const uint8_t *p = in + i * 24 + (size_t)v * 4;
-            values[v] = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                        (uint32_t)p[3] << 24;
+            values[v] =
+                (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
         }
         event->counts[i] = (struct engine_category_counts){values[0], values[1], values[2],
                                                            values[3], values[4], values[5]};
@@ -438,7 +438,7 @@ static int store_sqlite_get_event(void *context, const char *event, struct store
     sqlite3_stmt *s = prepared(store, STATEMENT_EVENT_GET);
     sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
-    int error = rc == SQLITE_ROW ? event_from_row(s, out)
+    int error = rc == SQLITE_ROW    ? event_from_row(s, out)
                 : rc == SQLITE_DONE ? CATRACA_E_NOTFOUND
                                     : error_of(rc);
     sqlite3_reset(s);

@@ -32,8 +32,8 @@ struct partition {
 struct batch {
     struct store_purchase *purchases;
     size_t purchase_count, purchase_capacity;
-    uint32_t *index;          /* purchase id -> row + 1, open addressing */
-    size_t index_mask;        /* index has index_mask + 1 entries */
+    uint32_t *index;   /* purchase id -> row + 1, open addressing */
+    size_t index_mask; /* index has index_mask + 1 entries */
     struct store_answer *answers;
     size_t answer_count, answer_capacity;
     /* The command being applied, for the sink. */
@@ -305,7 +305,8 @@ static int partition_commit(struct worker *w, struct partition *p, size_t comman
         pthread_mutex_lock(&w->mutex);
         w->stats.invariant_violations++;
         pthread_mutex_unlock(&w->mutex);
-        log_line("error", p->event, "engine_validate failed: invariant violation", CATRACA_E_CORRUPT);
+        log_line("error", p->event, "engine_validate failed: invariant violation",
+                 CATRACA_E_CORRUPT);
     }
     if (is_snapshot_due && snapshot_take(w, p, &snapshot_length) == 0) {
         batch.snapshot = w->snapshot;
@@ -316,8 +317,8 @@ static int partition_commit(struct worker *w, struct partition *p, size_t comman
     clock_gettime(CLOCK_MONOTONIC, &start);
     int error = w->config.store.ops->commit(w->config.store.context, &batch);
     clock_gettime(CLOCK_MONOTONIC, &end);
-    uint64_t latency_us = (uint64_t)((end.tv_sec - start.tv_sec) * 1000000 +
-                                     (end.tv_nsec - start.tv_nsec) / 1000);
+    uint64_t latency_us =
+        (uint64_t)((end.tv_sec - start.tv_sec) * 1000000 + (end.tv_nsec - start.tv_nsec) / 1000);
     struct engine_stats engine_counts;
     engine_stats(p->engine, &engine_counts);
     pthread_mutex_lock(&w->mutex);

@@ -171,7 +171,8 @@ static void create_event(struct model *m, const struct engine_event_spec *s)
 {
     if (m->state != ENGINE_STATE_NONE) {
         bool same = spec_valid(s) && spec_same(&m->event, s);
-        emit_bare(m, ENGINE_OUTCOME_EVENT, 0, same ? ENGINE_RESULT_REPEATED : ENGINE_RESULT_CONFLICT,
+        emit_bare(m, ENGINE_OUTCOME_EVENT, 0,
+                  same ? ENGINE_RESULT_REPEATED : ENGINE_RESULT_CONFLICT,
                   same ? 0 : ENGINE_REASON_EVENT_MISMATCH);
     } else if (!spec_valid(s)) {
         emit_bare(m, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_CONFLICT, ENGINE_REASON_INVALID_EVENT);
@@ -311,7 +312,8 @@ static void confirm(struct model *m, const struct engine_command *c)
         return;
     }
     struct model_purchase *p = &m->purchases[i];
-    if (p->status == ENGINE_STATUS_CONFIRMED && strcmp(p->payment_ref, c->u.confirm.payment_ref) == 0) {
+    if (p->status == ENGINE_STATUS_CONFIRMED &&
+        strcmp(p->payment_ref, c->u.confirm.payment_ref) == 0) {
         emit(m, (size_t)i, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_REPEATED, 0);
     } else if (p->status != ENGINE_STATUS_HELD) {
         emit(m, (size_t)i, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_CONFLICT, refusal(p->status));

@@ -111,7 +111,8 @@ static inline void random_command(struct random_stream *r, struct engine_command
         else
             snprintf(c->u.purchase.category, sizeof(c->u.purchase.category), "cat%u",
                      random_below(r, r->categories));
-        c->u.purchase.quantity = random_below(r, 25) == 0 ? random_below(r, 12) : 1 + random_below(r, 4);
+        c->u.purchase.quantity =
+            random_below(r, 25) == 0 ? random_below(r, 12) : 1 + random_below(r, 4);
     } else if (dice < 720) {
         c->type = ENGINE_COMMAND_CONFIRM;
         c->u.confirm.purchase_id = random_known_id(r);
@@ -130,7 +131,7 @@ static inline void random_command(struct random_stream *r, struct engine_command
     } else if (dice < 994) {
         c->type = ENGINE_COMMAND_SET_STATE;
         uint32_t pick = random_below(r, 10);
-        c->u.set_state.state = pick < 6 ? ENGINE_STATE_OPEN
+        c->u.set_state.state = pick < 6   ? ENGINE_STATE_OPEN
                                : pick < 8 ? ENGINE_STATE_PAUSED
                                : pick < 9 ? ENGINE_STATE_CLOSED
                                           : 7; /* invalid */

@@ -131,11 +131,17 @@ static void test_bad_category_count(void **state)
 static void test_outcome_round_trip(void **state)
 {
     (void)state;
-    struct engine_outcome o = {.purchase_id = 9, .customer_key = 0x1234567890abcdefULL,
-                               .hold_expires_at_ms = 77, .position = 3, .quantity = 10,
-                               .category = 2, .type = ENGINE_OUTCOME_CONFIRM,
-                               .status = ENGINE_STATUS_CONFIRMED, .result = ENGINE_RESULT_OK,
-                               .event_state = ENGINE_STATE_OPEN, .ticket_count = 10};
+    struct engine_outcome o = {.purchase_id = 9,
+                               .customer_key = 0x1234567890abcdefULL,
+                               .hold_expires_at_ms = 77,
+                               .position = 3,
+                               .quantity = 10,
+                               .category = 2,
+                               .type = ENGINE_OUTCOME_CONFIRM,
+                               .status = ENGINE_STATUS_CONFIRMED,
+                               .result = ENGINE_RESULT_OK,
+                               .event_state = ENGINE_STATE_OPEN,
+                               .ticket_count = 10};
     for (int i = 0; i < 10; i++)
         o.ticket_codes[i] = 0x1111111111111111ULL * (uint64_t)i;
     uint8_t buffer[CATRACA_OUTCOME_ENCODED_MAX];

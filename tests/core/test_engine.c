@@ -231,8 +231,8 @@ static void test_waiting_four_behind_one(void **state)
     (void)state;
     struct fixture *f = fixture_new(64, 64);
     create_event(f, 5, 0, 4, 5000);
-    purchase(f, 1, "c1", "a", 4);                     /* held 4 */
-    purchase(f, 2, "c2", "a", 1);                     /* held 1 */
+    purchase(f, 1, "c1", "a", 4); /* held 4 */
+    purchase(f, 2, "c2", "a", 1); /* held 1 */
     const struct engine_outcome *o = purchase(f, 3, "c3", "a", 1);
     assert_int_equal(o->status, ENGINE_STATUS_WAITING);
     o = purchase(f, 4, "c4", "a", 4);
@@ -262,7 +262,7 @@ static void test_strict_order_head_blocks(void **state)
     purchase(f, 3, "c3", "a", 3); /* waits: 4 >= 3 */
     const struct engine_outcome *o = purchase(f, 4, "c4", "a", 1);
     assert_int_equal(o->status, ENGINE_STATUS_WAITING); /* 4 - 3 >= 1 */
-    cancel(f, 1, "c1");  /* 2 available: the head wants 3, nobody jumps it */
+    cancel(f, 1, "c1"); /* 2 available: the head wants 3, nobody jumps it */
     assert_int_equal(status_of(f, 3), ENGINE_STATUS_WAITING);
     assert_int_equal(status_of(f, 4), ENGINE_STATUS_WAITING);
     assert_int_equal(counts(f, 0).available, 2);
@@ -321,7 +321,7 @@ static void test_sweep_then_serve_the_new_head(void **state)
     purchase(f, 4, "c4", "a", 1); /* waiting: 3 - 2 >= 1 */
     cancel(f, 2, "c2");           /* available 1: the head wants 2, nobody jumps it */
     assert_int_equal(status_of(f, 3), ENGINE_STATUS_WAITING);
-    confirm(f, 1, "pay");         /* budget 1: the 2 is rejected, the 1 behind it now fits */
+    confirm(f, 1, "pay"); /* budget 1: the 2 is rejected, the 1 behind it now fits */
     assert_int_equal(status_of(f, 3), ENGINE_STATUS_REJECTED);
     assert_int_equal(status_of(f, 4), ENGINE_STATUS_HELD);
     assert_int_equal(f->out.count, 3); /* confirm answer, rejection, hold */

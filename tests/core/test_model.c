@@ -76,8 +76,8 @@ static size_t run_stream(uint64_t seed, size_t length)
             is_same = memcmp(&out.items[k], &model.out[k], sizeof(out.items[k])) == 0;
         if (!is_same) {
             report_mismatch(seed, i, &command, &out, &model);
-            fail_msg("engine and model disagree (seed %llu, command %zu)",
-                     (unsigned long long)seed, i);
+            fail_msg("engine and model disagree (seed %llu, command %zu)", (unsigned long long)seed,
+                     i);
         }
         for (uint32_t c = 0; c < engine_category_count(engine); c++) {
             struct engine_category_counts a, b;
@@ -104,8 +104,8 @@ static void test_engine_matches_model(void **state)
     size_t target = target_text ? (size_t)strtoull(target_text, NULL, 10) : 1000000;
     struct random_stream lengths;
     random_stream_init(&lengths, base ^ 0x5eed);
-    printf("model test: base seed %llu (CATRACA_SEED=%llu reproduces)\n",
-           (unsigned long long)base, (unsigned long long)base);
+    printf("model test: base seed %llu (CATRACA_SEED=%llu reproduces)\n", (unsigned long long)base,
+           (unsigned long long)base);
     size_t total = 0, seeds = 0;
     while (total < target) {
         size_t length = 100 + random_below(&lengths, 900);

@@ -115,7 +115,8 @@ static void test_damaged_snapshots(void **state)
         memcpy(damaged, buffer, length);
         int flips = 1 + (int)random_below(&stream, 3);
         for (int f = 0; f < flips; f++)
-            damaged[random_below(&stream, (uint32_t)length)] ^= (uint8_t)(1 + random_below(&stream, 255));
+            damaged[random_below(&stream, (uint32_t)length)] ^=
+                (uint8_t)(1 + random_below(&stream, 255));
         if (engine_snapshot_read(target, damaged, length) == 0)
             assert_int_equal(engine_validate(target), 0);
         else

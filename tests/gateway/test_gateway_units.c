@@ -137,7 +137,8 @@ static bool on_purchase(struct waiter *w, const struct store_purchase *p)
     return p->status == ENGINE_STATUS_WAITING; /* stay while not decided */
 }
 
-static void on_answer(struct waiter *w, const struct store_answer *a, const struct store_purchase *p)
+static void on_answer(struct waiter *w, const struct store_answer *a,
+                      const struct store_purchase *p)
 {
     (void)w;
     (void)a;
@@ -161,8 +162,11 @@ static void test_waiters(void **state)
                                      {.purchase_id = 8, .status = ENGINE_STATUS_HELD}};
     struct store_answer answers[1] = {{.seq = {9, 0}}};
     strcpy(answers[0].event, "ev");
-    struct worker_commit commit = {.event = "ev", .purchases = rows, .purchase_count = 2,
-                                   .answers = answers, .answer_count = 1};
+    struct worker_commit commit = {.event = "ev",
+                                   .purchases = rows,
+                                   .purchase_count = 2,
+                                   .answers = answers,
+                                   .answer_count = 1};
     waiters_notify(&registry, &commit);
     assert_int_equal(purchase_calls, 1);
     assert_int_equal(answer_calls, 1);
@@ -197,8 +201,8 @@ static void test_purchase_ids(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_jwt),         cmocka_unit_test(test_ratelimit),
-        cmocka_unit_test(test_challenge),   cmocka_unit_test(test_waiters),
+        cmocka_unit_test(test_jwt),          cmocka_unit_test(test_ratelimit),
+        cmocka_unit_test(test_challenge),    cmocka_unit_test(test_waiters),
         cmocka_unit_test(test_purchase_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

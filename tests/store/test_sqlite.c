@@ -35,8 +35,8 @@ static int teardown(void **state)
 
 static struct catraca_log open_log(void)
 {
-    struct log_sqlite_options options = {.is_synchronous_full = true, .busy_timeout_ms = 2000,
-                                         .read_max = 64};
+    struct log_sqlite_options options = {
+        .is_synchronous_full = true, .busy_timeout_ms = 2000, .read_max = 64};
     struct catraca_log log;
     assert_int_equal(log_sqlite_open(path, &options, &log), 0);
     return log;
@@ -45,9 +45,13 @@ static struct catraca_log open_log(void)
 static struct log_append_item item(const char *event, uint64_t purchase_id, const char *key,
                                    uint64_t hash, const uint8_t *record, size_t length)
 {
-    return (struct log_append_item){.event = event, .record = record, .record_length = length,
-                                    .time_ms = 1, .purchase_id = purchase_id,
-                                    .idempotency_scope = "c1", .idempotency_key = key,
+    return (struct log_append_item){.event = event,
+                                    .record = record,
+                                    .record_length = length,
+                                    .time_ms = 1,
+                                    .purchase_id = purchase_id,
+                                    .idempotency_scope = "c1",
+                                    .idempotency_key = key,
                                     .request_hash = hash};
 }
 
@@ -61,7 +65,8 @@ static void test_seq_text(void **state)
     log_seq_format((struct log_seq){UINT64_MAX, UINT64_MAX}, text);
     assert_int_equal(log_seq_parse(text, &seq), 0);
     assert_true(seq.major == UINT64_MAX);
-    const char *bad[] = {"", "1", "-1", "1-", "a-1", "1-2-3", "+1-2", " 1-2", "18446744073709551616-0"};
+    const char *bad[] = {
+        "", "1", "-1", "1-", "a-1", "1-2-3", "+1-2", " 1-2", "18446744073709551616-0"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(log_seq_parse(bad[i], &seq), CATRACA_E_INVALID);
     assert_true(log_seq_compare((struct log_seq){1, 9}, (struct log_seq){2, 0}) < 0);
@@ -90,7 +95,8 @@ static void test_append_read_idempotency(void **state)
     assert_int_equal(again[2].result, LOG_DUPLICATE); /* the same purchase id appended twice */
     struct log_entry entries[8];
     size_t count = 0;
-    assert_int_equal(log.ops->read(log.context, "ev", (struct log_seq){0, 0}, entries, 8, &count), 0);
+    assert_int_equal(log.ops->read(log.context, "ev", (struct log_seq){0, 0}, entries, 8, &count),
+                     0);
     assert_int_equal(count, 3);
     assert_int_equal(entries[1].record_length, 2);
     assert_int_equal(log.ops->read(log.context, "ev", entries[0].seq, entries, 1, &count), 0);
@@ -119,8 +125,9 @@ static void test_failed_batch_appends_nothing(void **state)
     (void)state;
     struct catraca_log log = open_log();
     uint8_t record[8] = {0};
-    struct log_append_item items[2] = {item("ev", 1, NULL, 0, record, 8),
-                                       item("ev", 2, NULL, 0, record, CATRACA_COMMAND_ENCODED_MAX + 1)};
+    struct log_append_item items[2] = {
+        item("ev", 1, NULL, 0, record, 8),
+        item("ev", 2, NULL, 0, record, CATRACA_COMMAND_ENCODED_MAX + 1)};
     assert_int_equal(log.ops->append(log.context, items, 2), CATRACA_E_INVALID);
     uint64_t count = 9;
     assert_int_equal(log.ops->count_after(log.context, "ev", (struct log_seq){0, 0}, &count), 0);
@@ -136,8 +143,9 @@ static void test_store_commit_load_fence(void **state)
     struct log_seq offset, snapshot_offset;
     uint8_t *snapshot = NULL;
     size_t length = 0;
-    assert_int_equal(store.ops->load(store.context, "ev", &offset, &snapshot, &length,
-                                     &snapshot_offset), CATRACA_E_NOTFOUND);
+    assert_int_equal(
+        store.ops->load(store.context, "ev", &offset, &snapshot, &length, &snapshot_offset),
+        CATRACA_E_NOTFOUND);
     struct store_event event = {.state = ENGINE_STATE_OPEN, .offset = {5, 0}};
     strcpy(event.spec.id, "ev");
     event.spec.hold_ms = 1000;
@@ -147,26 +155,43 @@ static void test_store_commit_load_fence(void **state)
     strcpy(event.spec.categories[0].id, "a");
     event.spec.categories[0].capacity = 9;
     event.counts[0] = (struct engine_category_counts){9, 7, 2, 0, 1, 1};
-    struct store_purchase row = {.purchase_id = 77, .has_arrival = true, .quantity = 2,
-                                 .seq = {3, 0}, .status = ENGINE_STATUS_HELD,
-                                 .hold_expires_at_ms = 4000, .ticket_count = 0};
+    struct store_purchase row = {.purchase_id = 77,
+                                 .has_arrival = true,
+                                 .quantity = 2,
+                                 .seq = {3, 0},
+                                 .status = ENGINE_STATUS_HELD,
+                                 .hold_expires_at_ms = 4000,
+                                 .ticket_count = 0};
     strcpy(row.event, "ev");
     strcpy(row.customer, "c1");
     strcpy(row.category, "a");
-    struct store_answer answer = {.seq = {5, 0}, .purchase_id = 77, .type = ENGINE_OUTCOME_CONFIRM,
-                                  .result = ENGINE_RESULT_CONFLICT, .reason = 8, .status = 4};
+    struct store_answer answer = {.seq = {5, 0},
+                                  .purchase_id = 77,
+                                  .type = ENGINE_OUTCOME_CONFIRM,
+                                  .result = ENGINE_RESULT_CONFLICT,
+                                  .reason = 8,
+                                  .status = 4};
     strcpy(answer.event, "ev");
     uint8_t blob[] = {9, 8, 7};
-    struct store_batch batch = {.event = "ev", .epoch = 3, .offset = {5, 0}, .event_row = &event,
-                                .purchases = &row, .purchase_count = 1, .answers = &answer,
-                                .answer_count = 1, .snapshot = blob, .snapshot_length = 3,
+    struct store_batch batch = {.event = "ev",
+                                .epoch = 3,
+                                .offset = {5, 0},
+                                .event_row = &event,
+                                .purchases = &row,
+                                .purchase_count = 1,
+                                .answers = &answer,
+                                .answer_count = 1,
+                                .snapshot = blob,
+                                .snapshot_length = 3,
                                 .snapshot_offset = {4, 0}};
     assert_int_equal(store.ops->commit(store.context, &batch), 0);
     /* an update keeps the arrival fields */
-    struct store_purchase update = {.purchase_id = 77, .status = ENGINE_STATUS_CONFIRMED,
-                                    .ticket_count = 2, .ticket_codes = {1, 0xffffffffffffffffULL}};
-    batch = (struct store_batch){.event = "ev", .epoch = 3, .offset = {6, 0}, .purchases = &update,
-                                 .purchase_count = 1};
+    struct store_purchase update = {.purchase_id = 77,
+                                    .status = ENGINE_STATUS_CONFIRMED,
+                                    .ticket_count = 2,
+                                    .ticket_codes = {1, 0xffffffffffffffffULL}};
+    batch = (struct store_batch){
+        .event = "ev", .epoch = 3, .offset = {6, 0}, .purchases = &update, .purchase_count = 1};
     assert_int_equal(store.ops->commit(store.context, &batch), 0);
     struct store_purchase got;
     assert_int_equal(store.ops->get_purchase(store.context, 77, &got), 0);
@@ -177,8 +202,8 @@ static void test_store_commit_load_fence(void **state)
     batch.epoch = 2;
     batch.offset = (struct log_seq){99, 0};
     assert_int_equal(store.ops->commit(store.context, &batch), CATRACA_E_FENCED);
-    assert_int_equal(store.ops->load(store.context, "ev", &offset, &snapshot, &length,
-                                     &snapshot_offset), 0);
+    assert_int_equal(
+        store.ops->load(store.context, "ev", &offset, &snapshot, &length, &snapshot_offset), 0);
     assert_true(offset.major == 6 && length == 3 && snapshot[2] == 7 && snapshot_offset.major == 4);
     free(snapshot);
     struct store_answer a;

@@ -103,8 +103,8 @@ struct memory_store {
     struct log_seq snapshot_offset;
     struct store_purchase rows[ROWS_MAX];
     size_t row_count;
-    uint64_t arrivals;   /* rows created with has_arrival: must equal purchases, never more */
-    int fail_countdown;  /* the n-th commit fails (0 = never) */
+    uint64_t arrivals;  /* rows created with has_arrival: must equal purchases, never more */
+    int fail_countdown; /* the n-th commit fails (0 = never) */
     uint64_t commits;
 };
 
@@ -148,8 +148,8 @@ static int mstore_commit(void *context, const struct store_batch *batch)
     return 0;
 }
 
-static int mstore_load(void *context, const char *event, struct log_seq *offset,
-                       uint8_t **snapshot, size_t *snapshot_length, struct log_seq *snapshot_offset)
+static int mstore_load(void *context, const char *event, struct log_seq *offset, uint8_t **snapshot,
+                       size_t *snapshot_length, struct log_seq *snapshot_offset)
 {
     struct memory_store *s = context;
     (void)event;
@@ -209,8 +209,7 @@ static void append_purchase(uint64_t id, int64_t now_ms)
 {
     struct engine_command c = {.type = ENGINE_COMMAND_PURCHASE, .now_ms = now_ms};
     c.u.purchase.purchase_id = id;
-    snprintf(c.u.purchase.customer, sizeof(c.u.purchase.customer), "c%llu",
-             (unsigned long long)id);
+    snprintf(c.u.purchase.customer, sizeof(c.u.purchase.customer), "c%llu", (unsigned long long)id);
     strcpy(c.u.purchase.category, "a");
     c.u.purchase.quantity = 1;
     append_command(&c);
@@ -298,7 +297,7 @@ static void test_decides_in_order_exactly_once(void **state)
         const struct store_purchase *p = row_of(id);
         assert_non_null(p);
         /* capacity 10: the first ten hold, the next ten wait, the rest can never be served */
-        uint8_t expected = id <= 10 ? ENGINE_STATUS_HELD
+        uint8_t expected = id <= 10   ? ENGINE_STATUS_HELD
                            : id <= 20 ? ENGINE_STATUS_WAITING
                                       : ENGINE_STATUS_REJECTED;
         assert_int_equal(p->status, expected);
