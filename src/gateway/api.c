@@ -520,11 +520,6 @@ static void respond_purchase_appended(struct api *api, struct pending *p)
 
 static void respond_event_answer(struct api *api, struct pending *p)
 {
-    struct store_event event;
-    if (api->responder_store.ops->get_event(api->responder_store.context, p->event, &event) != 0) {
-        pending_finish_error(p, 503, "unavailable", "the event could not be read");
-        return;
-    }
     const struct store_answer *a = &p->answer;
     if (a->result == ENGINE_RESULT_CONFLICT) {
         bool is_invalid =
@@ -534,9 +529,18 @@ static void respond_event_answer(struct api *api, struct pending *p)
                                         : "an event with this id and another definition exists");
         return;
     }
-    int status =
-        p->command_type == ENGINE_COMMAND_CREATE_EVENT && a->result == ENGINE_RESULT_OK ? 201 : 200;
-    pending_finish_cjson(p, status, api_json_event(&event, 0), NULL);
+    struct store_event event;
+    if (api->responder_store.ops->get_event(api->responder_store.context, p->event, &event) != 0) {
+        pending_finish_error(p, 503, "unavailable", "the event could not be read");
+        return;
+    }
+    bool is_created =
+        p->command_type == ENGINE_COMMAND_CREATE_EVENT && a->result == ENGINE_RESULT_OK;
+    if (a->result == ENGINE_RESULT_OK)
+        fprintf(stderr, "level=info component=api event=%s by=%s msg=\"%s\" state=%s\n", p->event,
+                p->customer, is_created ? "event created" : "sale state changed",
+                engine_state_name(event.state));
+    pending_finish_cjson(p, is_created ? 201 : 200, api_json_event(&event, 0), NULL);
 }
 
 static void respond_purchase_answer(struct api *api, struct pending *p)
@@ -927,6 +931,7 @@ static void handle_event_state(struct route_context *c, const struct caller *cal
     }
     p->command_type = ENGINE_COMMAND_SET_STATE;
     snprintf(p->event, sizeof(p->event), "%s", event.spec.id);
+    snprintf(p->customer, sizeof(p->customer), "%s", caller->claims.subject);
     submit(c, p, &command, NULL, 0);
 }
 
