@@ -9,7 +9,7 @@
 
 /* ---- commands ---------------------------------------------------------------------------- */
 
-static void put_event_spec(struct wire_writer *w, const struct engine_event_spec *s)
+void codec_event_spec_put(struct wire_writer *w, const struct engine_event_spec *s)
 {
     if (s->category_count < 1 || s->category_count > CATRACA_CATEGORIES_MAX) {
         w->error = CATRACA_E_INVALID;
@@ -31,7 +31,7 @@ static void put_event_spec(struct wire_writer *w, const struct engine_event_spec
     }
 }
 
-static void get_event_spec(struct wire_reader *r, struct engine_event_spec *s)
+void codec_event_spec_get(struct wire_reader *r, struct engine_event_spec *s)
 {
     wire_get_string(r, s->id, CATRACA_ID_MAX);
     wire_get_string(r, s->name, CATRACA_NAME_MAX);
@@ -60,7 +60,7 @@ int codec_command_encode(const struct engine_command *c, uint8_t *buffer, size_t
     wire_put_uint(&w, (uint64_t)c->now_ms, 8);
     switch (c->type) {
     case ENGINE_COMMAND_CREATE_EVENT:
-        put_event_spec(&w, &c->u.create_event);
+        codec_event_spec_put(&w, &c->u.create_event);
         break;
     case ENGINE_COMMAND_SET_STATE:
         wire_put_uint(&w, c->u.set_state.state, 1);
@@ -95,7 +95,7 @@ static void get_command_body(struct wire_reader *r, struct engine_command *c)
 {
     switch (c->type) {
     case ENGINE_COMMAND_CREATE_EVENT:
-        get_event_spec(r, &c->u.create_event);
+        codec_event_spec_get(r, &c->u.create_event);
         break;
     case ENGINE_COMMAND_SET_STATE:
         c->u.set_state.state = (uint8_t)wire_get_uint(r, 1);

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "core/engine.h"
+#include "core/wire.h"
 
 #define CODEC_VERSION 1
 
@@ -39,5 +40,9 @@ int codec_command_decode(const uint8_t *buffer, size_t length, struct engine_com
 int codec_outcome_encode(const struct engine_outcome *outcome, uint8_t *buffer, size_t capacity,
                          size_t *length);
 int codec_outcome_decode(const uint8_t *buffer, size_t length, struct engine_outcome *out);
+
+/* The event spec's part of the format, shared with engine snapshots. */
+void codec_event_spec_put(struct wire_writer *writer, const struct engine_event_spec *spec);
+void codec_event_spec_get(struct wire_reader *reader, struct engine_event_spec *spec);
 
 #endif

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "core/codec.h"
 #include "core/error.h"
 #include "core/siphash.h"
 #include "core/wire.h"
@@ -1218,24 +1219,6 @@ size_t engine_snapshot_size(const struct engine *engine)
            (size_t)engine->customer_count * SNAPSHOT_CUSTOMER_BYTES;
 }
 
-static void snapshot_write_event(struct wire_writer *w, const struct engine_event_spec *spec)
-{
-    wire_put_string(w, spec->id, sizeof(spec->id), CATRACA_ID_MAX);
-    wire_put_string(w, spec->name, sizeof(spec->name), CATRACA_NAME_MAX);
-    wire_put_uint(w, (uint64_t)spec->hold_ms, 8);
-    wire_put_uint(w, spec->per_customer_limit, 4);
-    wire_put_uint(w, spec->state, 1);
-    wire_put_uint(w, spec->category_count, 1);
-    wire_put_bytes(w, spec->secret, sizeof(spec->secret));
-    for (uint32_t i = 0; i < spec->category_count; i++) {
-        wire_put_string(w, spec->categories[i].id, sizeof(spec->categories[i].id), CATRACA_ID_MAX);
-        wire_put_string(w, spec->categories[i].name, sizeof(spec->categories[i].name),
-                        CATRACA_NAME_MAX);
-        wire_put_uint(w, (uint64_t)spec->categories[i].price_cents, 8);
-        wire_put_uint(w, spec->categories[i].capacity, 4);
-    }
-}
-
 int engine_snapshot_write(const struct engine *engine, uint8_t *buffer, size_t capacity,
                           size_t *length)
 {
@@ -1245,7 +1228,7 @@ int engine_snapshot_write(const struct engine *engine, uint8_t *buffer, size_t c
     wire_put_uint(&w, (uint64_t)engine->now_ms, 8);
     wire_put_uint(&w, engine->state, 1);
     if (engine->state != ENGINE_STATE_NONE)
-        snapshot_write_event(&w, &engine->event);
+        codec_event_spec_put(&w, &engine->event);
     const uint64_t *stats = (const uint64_t *)&engine->stats;
     for (size_t i = 0; i < sizeof(engine->stats) / sizeof(uint64_t); i++)
         wire_put_uint(&w, stats[i], 8);
@@ -1273,22 +1256,7 @@ int engine_snapshot_write(const struct engine *engine, uint8_t *buffer, size_t c
 static int snapshot_read_event(struct engine *e, struct wire_reader *r)
 {
     struct engine_event_spec *spec = &e->event;
-    wire_get_string(r, spec->id, CATRACA_ID_MAX);
-    wire_get_string(r, spec->name, CATRACA_NAME_MAX);
-    spec->hold_ms = (int64_t)wire_get_uint(r, 8);
-    spec->per_customer_limit = (uint32_t)wire_get_uint(r, 4);
-    spec->state = (uint8_t)wire_get_uint(r, 1);
-    spec->category_count = (uint8_t)wire_get_uint(r, 1);
-    wire_get_bytes(r, spec->secret, sizeof(spec->secret));
-    if (r->error == 0 &&
-        (spec->category_count < 1 || spec->category_count > CATRACA_CATEGORIES_MAX))
-        return CATRACA_E_CORRUPT;
-    for (uint32_t i = 0; i < spec->category_count && r->error == 0; i++) {
-        wire_get_string(r, spec->categories[i].id, CATRACA_ID_MAX);
-        wire_get_string(r, spec->categories[i].name, CATRACA_NAME_MAX);
-        spec->categories[i].price_cents = (int64_t)wire_get_uint(r, 8);
-        spec->categories[i].capacity = (uint32_t)wire_get_uint(r, 4);
-    }
+    codec_event_spec_get(r, spec);
     if (r->error != 0)
         return r->error;
     if (!event_spec_is_valid(spec))
