@@ -79,10 +79,14 @@ static void render_requests(struct text *t, struct metrics *m)
     for (int r = 0; r < METRICS_ROUTE_COUNT; r++)
         for (int s = 0; s <= METRICS_STATUSES; s++) {
             uint64_t n = atomic_load(&m->requests[r][s]);
+            char status[8];
+            if (s == METRICS_STATUSES)
+                snprintf(status, sizeof(status), "other");
+            else
+                snprintf(status, sizeof(status), "%d", statuses[s]);
             if (n > 0 || (s == 0 && r == METRICS_ROUTE_HEALTH))
-                add(t, "catraca_http_requests_total{route=\"%s\",status=\"%s%d\"} %llu\n",
-                    route_names[r], s == METRICS_STATUSES ? "other" : "",
-                    s == METRICS_STATUSES ? 0 : statuses[s], (unsigned long long)n);
+                add(t, "catraca_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+                    route_names[r], status, (unsigned long long)n);
         }
     add(t, "# HELP catraca_http_request_duration_seconds Time to answer, by route.\n"
            "# TYPE catraca_http_request_duration_seconds histogram\n");
