@@ -2,6 +2,7 @@
 
 Standard library only. Every wait is bounded in time; servers are killed on exit.
 """
+import atexit
 import base64
 import hashlib
 import hmac
@@ -42,6 +43,17 @@ def token(sub, role="buyer", exp_in=3600, secret=SECRET, alg="HS256", claims=Non
     return signing + "." + b64url(sig)
 
 
+_RUNNING = []
+
+
+@atexit.register
+def _kill_leftovers():
+    """A test that failed in set-up never reached close(): no server outlives the tests."""
+    for proc in _RUNNING:
+        if proc.poll() is None:
+            proc.kill()
+
+
 class Server:
     """One `catraca serve` process on a free port, with its data directory."""
 
@@ -68,6 +80,7 @@ class Server:
         self.stderr = open(self.stderr_path, "ab")
         offset = self.stderr.tell()  # a restart appends: read only this run's lines
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
+        _RUNNING.append(self.proc)
         deadline = time.time() + 30
         while time.time() < deadline:
             with open(self.stderr_path, "rb") as f:
