@@ -7,12 +7,34 @@
 #include "core/error.h"
 #include "core/wire.h"
 
+/*
+ * What the decoders check beyond lengths, in one place so that the encoders refuse exactly what
+ * the decoders would: a record that encodes always decodes (a log must never hold a record its
+ * replay refuses). Values the engine answers for itself (a SET_STATE state, a hold_ms, a
+ * quantity) are carried as they are.
+ */
+static bool event_spec_is_encodable(const struct engine_event_spec *s)
+{
+    return s->category_count >= 1 && s->category_count <= CATRACA_CATEGORIES_MAX &&
+           s->state >= ENGINE_STATE_OPEN && s->state <= ENGINE_STATE_CLOSED;
+}
+
+static bool outcome_is_encodable(const struct engine_outcome *o)
+{
+    return o->type >= ENGINE_OUTCOME_PURCHASE && o->type <= ENGINE_OUTCOME_EVENT &&
+           o->status <= ENGINE_STATUS_REJECTED && o->reason <= ENGINE_REASON_INVALID_EVENT &&
+           o->result <= ENGINE_RESULT_CONFLICT && o->event_state <= ENGINE_STATE_CLOSED &&
+           o->ticket_count <= CATRACA_QUANTITY_MAX;
+}
+
 /* ---- commands ---------------------------------------------------------------------------- */
 
+/* Only the first category_count categories are written; the rest of the array is not read. */
 void codec_event_spec_put(struct wire_writer *w, const struct engine_event_spec *s)
 {
-    if (s->category_count < 1 || s->category_count > CATRACA_CATEGORIES_MAX) {
-        w->error = CATRACA_E_INVALID;
+    if (!event_spec_is_encodable(s)) {
+        if (w->error == 0)
+            w->error = CATRACA_E_INVALID;
         return;
     }
     wire_put_string(w, s->id, sizeof(s->id), CATRACA_ID_MAX);
@@ -39,8 +61,7 @@ void codec_event_spec_get(struct wire_reader *r, struct engine_event_spec *s)
     s->per_customer_limit = (uint32_t)wire_get_uint(r, 4);
     s->state = (uint8_t)wire_get_uint(r, 1);
     s->category_count = (uint8_t)wire_get_uint(r, 1);
-    wire_check(r, s->category_count >= 1 && s->category_count <= CATRACA_CATEGORIES_MAX);
-    wire_check(r, s->state >= ENGINE_STATE_OPEN && s->state <= ENGINE_STATE_CLOSED);
+    wire_check(r, event_spec_is_encodable(s));
     wire_get_bytes(r, s->secret, sizeof(s->secret));
     for (uint32_t i = 0; i < s->category_count && r->error == 0; i++) {
         struct engine_category_spec *c = &s->categories[i];
@@ -157,8 +178,7 @@ int codec_command_decode(const uint8_t *buffer, size_t length, struct engine_com
 int codec_outcome_encode(const struct engine_outcome *o, uint8_t *buffer, size_t capacity,
                          size_t *length)
 {
-    if (o->type < ENGINE_OUTCOME_PURCHASE || o->type > ENGINE_OUTCOME_EVENT ||
-        o->ticket_count > CATRACA_QUANTITY_MAX)
+    if (!outcome_is_encodable(o))
         return CATRACA_E_INVALID;
     struct wire_writer w = {.buffer = buffer, .capacity = capacity};
     wire_put_uint(&w, CODEC_VERSION, 1);
@@ -199,12 +219,7 @@ int codec_outcome_decode(const uint8_t *buffer, size_t length, struct engine_out
         out->result = (uint8_t)wire_get_uint(&r, 1);
         out->event_state = (uint8_t)wire_get_uint(&r, 1);
         out->ticket_count = (uint8_t)wire_get_uint(&r, 1);
-        wire_check(&r, out->type >= ENGINE_OUTCOME_PURCHASE && out->type <= ENGINE_OUTCOME_EVENT);
-        wire_check(&r, out->status <= ENGINE_STATUS_REJECTED);
-        wire_check(&r, out->reason <= ENGINE_REASON_INVALID_EVENT);
-        wire_check(&r, out->result <= ENGINE_RESULT_CONFLICT);
-        wire_check(&r, out->event_state <= ENGINE_STATE_CLOSED);
-        wire_check(&r, out->ticket_count <= CATRACA_QUANTITY_MAX);
+        wire_check(&r, outcome_is_encodable(out));
         for (uint32_t i = 0; i < out->ticket_count && r.error == 0; i++)
             out->ticket_codes[i] = wire_get_uint(&r, 8);
     }
