@@ -83,6 +83,17 @@ class AuditTest(unittest.TestCase):
         self.assertEqual(code, 1, out)
         self.assertIn("DIFFERENCE", out)
 
+    def test_deleted_stored_purchase_is_named(self):
+        victim = self.final[5]["id"]
+        db = sqlite3.connect(self.db)
+        row_id = next(r[0] for r in db.execute("SELECT id FROM purchases") if self.name_of(r[0]) == victim)
+        db.close()
+        self.sql("DELETE FROM purchases WHERE id = ?", row_id)
+        code, out = audit(self.server.data)
+        self.assertEqual(code, 1, out)
+        self.assertIn(victim, out)
+        self.assertIn("not in the store", out)
+
     def test_doubled_ticket_is_named(self):
         confirmed = [p for p in self.final if p["status"] == "confirmed"]
         self.assertGreaterEqual(len(confirmed), 2, "the sale confirmed too little to test this")
