@@ -3,6 +3,8 @@
  * as small commands (ids from a small set so duplicates, confirms and cancels
  * meet real purchases); after every command the invariants must hold and
  * engine_validate() must pass. Pool sizes are tiny so exhaustion is explored.
+ * Half-way through, the engine is snapshotted into a second one and both must
+ * then emit the same outcomes, byte for byte, to the end.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -23,11 +25,33 @@ static uint8_t next(struct input *in)
     return in->offset < in->size ? in->data[in->offset++] : 0;
 }
 
-static void ignore(void *context, const struct engine_outcome *outcome)
+struct digest {
+    uint64_t hash;
+    uint64_t count;
+};
+
+/* Folds every outcome into a running FNV-1a hash, so two engines can be compared cheaply. */
+static void fold(void *context, const struct engine_outcome *outcome)
 {
-    (void)context;
+    struct digest *d = context;
     if (outcome->ticket_count > CATRACA_QUANTITY_MAX)
         abort();
+    const uint8_t *bytes = (const uint8_t *)outcome;
+    for (size_t i = 0; i < sizeof(*outcome); i++)
+        d->hash = (d->hash ^ bytes[i]) * 1099511628211ULL;
+    d->count++;
+}
+
+static struct engine *restored_copy(const struct engine_config *config, const struct engine *from)
+{
+    static uint8_t buffer[1 << 16];
+    size_t length = 0;
+    struct engine *copy = NULL;
+    if (engine_snapshot_size(from) > sizeof(buffer) ||
+        engine_snapshot_write(from, buffer, sizeof(buffer), &length) != 0 ||
+        engine_new(config, &copy) != 0 || engine_snapshot_read(copy, buffer, length) != 0)
+        abort();
+    return copy;
 }
 
 static void check(const struct engine *engine)
@@ -50,7 +74,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (engine_new(&config, &engine) != 0)
         abort();
     static struct engine_command c;
-    struct engine_sink sink = {.emit = ignore};
+    struct digest main_digest = {1469598103934665603ULL, 0}, copy_digest = main_digest;
+    struct engine_sink sink = {.emit = fold, .context = &main_digest};
+    struct engine_sink copy_sink = {.emit = fold, .context = &copy_digest};
+    struct engine *copy = NULL;
     memset(&c, 0, sizeof(c));
     c.type = ENGINE_COMMAND_CREATE_EVENT;
     strcpy(c.u.create_event.id, "ev");
@@ -65,6 +92,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     engine_apply(engine, &c, &sink);
     int64_t now_ms = 0;
     while (in.offset < in.size) {
+        if (copy == NULL && in.offset >= in.size / 2) {
+            copy = restored_copy(&config, engine);
+            main_digest = copy_digest;
+        }
         uint8_t op = next(&in), a = next(&in), b = next(&in);
         memset(&c, 0, sizeof(c));
         now_ms += (op & 0x80) ? 100 * (a & 0x3f) : 0;
@@ -99,7 +130,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (error != 0 && c.type <= ENGINE_COMMAND_TICK)
             abort();
         check(engine);
+        if (copy != NULL && engine_apply(copy, &c, &copy_sink) != error)
+            abort();
+        if (copy != NULL &&
+            (main_digest.hash != copy_digest.hash || main_digest.count != copy_digest.count))
+            abort(); /* the restored engine decided differently */
     }
+    engine_free(copy);
     engine_free(engine);
     return 0;
 }
