@@ -308,6 +308,11 @@ int catraca_sqlite_connect(const char *path, bool is_synchronous_full, int busy_
         rc = sqlite3_busy_timeout(db, busy_timeout_ms);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+    /* Reads through a memory map instead of a pread() per page (the worker follows the log
+     * as it grows), and a page cache that holds the hot end of the log and the indexes. */
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "PRAGMA mmap_size=1073741824; PRAGMA cache_size=-16384", NULL, NULL,
+                          NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(
             db, is_synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
