@@ -344,9 +344,16 @@ static void test_exact_bytes(void **state)
     strcpy(c.u.purchase.customer, "c1");
     strcpy(c.u.purchase.category, "a");
     c.u.purchase.quantity = 0x0a0b0c0d;
-    static const uint8_t purchase[] = {1,    3,    8,    7,    6,    5,    4,    3,   2,   1,
-                                       0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 2,   'c',
-                                       '1',  1,    'a',  0x0d, 0x0c, 0x0b, 0x0a};
+    /* clang-format off */
+    static const uint8_t purchase[] = {
+        1, 3,                                           /* version, type */
+        8, 7, 6, 5, 4, 3, 2, 1,                         /* now_ms */
+        0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* purchase_id */
+        2, 'c', '1',                                    /* customer */
+        1, 'a',                                         /* category */
+        0x0d, 0x0c, 0x0b, 0x0a,                         /* quantity */
+    };
+    /* clang-format on */
     uint8_t record[CATRACA_COMMAND_ENCODED_MAX];
     assert_int_equal(encode_command(&c, record), sizeof(purchase));
     assert_memory_equal(record, purchase, sizeof(purchase));
@@ -364,9 +371,19 @@ static void test_exact_bytes(void **state)
                                .event_state = ENGINE_STATE_PAUSED,
                                .ticket_count = 1,
                                .ticket_codes = {0xff}};
-    static const uint8_t outcome[] = {1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3,
-                                      0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 5, 0, 0, 0, 6, 2, 0, 1,
-                                      2, 1, 0xff, 0, 0, 0, 0, 0, 0, 0};
+    /* clang-format off */
+    static const uint8_t outcome[] = {
+        1, 1,                   /* version, type */
+        1, 0, 0, 0, 0, 0, 0, 0, /* purchase_id */
+        2, 0, 0, 0, 0, 0, 0, 0, /* customer_key */
+        3, 0, 0, 0, 0, 0, 0, 0, /* hold_expires_at_ms */
+        4, 0, 0, 0,             /* position */
+        5, 0, 0, 0,             /* quantity */
+        6, 2, 0, 1, 2,          /* category, status, reason, result, event_state */
+        1,                      /* ticket_count */
+        0xff, 0, 0, 0, 0, 0, 0, 0,
+    };
+    /* clang-format on */
     assert_int_equal(encode_outcome(&o, record), sizeof(outcome));
     assert_memory_equal(record, outcome, sizeof(outcome));
 }
@@ -498,8 +515,7 @@ static void test_bad_outcome_fields(void **state)
                    CATRACA_E_CORRUPT, true);
     expect_patched(record, length, status_at + 2, ENGINE_RESULT_CONFLICT + 1, CATRACA_E_CORRUPT,
                    true);
-    expect_patched(record, length, status_at + 3, ENGINE_STATE_CLOSED + 1, CATRACA_E_CORRUPT,
-                   true);
+    expect_patched(record, length, status_at + 3, ENGINE_STATE_CLOSED + 1, CATRACA_E_CORRUPT, true);
     expect_patched(record, length, status_at + 4, CATRACA_QUANTITY_MAX + 1, CATRACA_E_CORRUPT,
                    true);
     expect_patched(record, length, status_at + 4, CATRACA_QUANTITY_MAX - 1, CATRACA_E_CORRUPT,
