@@ -1,6 +1,6 @@
 /*
- * config.h - every option of `catraca serve`, its environment variable,
- * default and bound, in one table (printed by --help).
+ * config.h - every option of `catraca serve|gateway|worker|migrate|audit`, its environment
+ * variable, default and bound, in one table (printed by --help).
  */
 #ifndef CATRACA_APP_CONFIG_H
 #define CATRACA_APP_CONFIG_H
@@ -52,7 +52,13 @@
     X(challenge_ttl_s, "challenge-ttl-seconds", "CATRACA_CHALLENGE_TTL_SECONDS", 300, 10, 3600,    \
       "challenge validity")                                                                        \
     X(challenge_replay_max, "challenge-replay-max", "CATRACA_CHALLENGE_REPLAY_MAX", 100000, 16,    \
-      10000000, "solved challenges remembered against reuse")
+      10000000, "solved challenges remembered against reuse")                                      \
+    X(lease_ms, "lease-ms", "CATRACA_LEASE_MS", 5000, 300, 600000,                                 \
+      "worker: a partition lease lasts this long unrenewed (failover time)")                       \
+    X(redis_timeout_ms, "redis-timeout-ms", "CATRACA_REDIS_TIMEOUT_MS", 2000, 10, 60000,           \
+      "distributed: Redis connect and command time-out")                                           \
+    X(wait_replicas, "wait-replicas", "CATRACA_WAIT_REPLICAS", 0, 0, 16,                           \
+      "distributed: replicas that must have each append before 202 (Redis WAIT); 0 off")
 
 /* X(field, option, env, default, help) for string options. */
 #define CONFIG_STRINGS(X)                                                                          \
@@ -62,7 +68,10 @@
     X(sync, "sync", "CATRACA_SYNC", "full",                                                        \
       "SQLite synchronous: full (fsync each commit), normal")                                      \
     X(challenge, "challenge", "CATRACA_CHALLENGE", "off", "proof-of-work on purchases: on, off")   \
-    X(demo, "demo", "CATRACA_DEMO", "off", "demo token endpoint and pages: on, off")
+    X(demo, "demo", "CATRACA_DEMO", "off", "demo token endpoint and pages: on, off")               \
+    X(redis, "redis", "CATRACA_REDIS", "", "distributed: the log, redis://host:port")              \
+    X(postgres, "postgres", "CATRACA_POSTGRES", "", "distributed: the store, libpq conninfo")      \
+    X(worker_id, "worker-id", "CATRACA_WORKER_ID", "", "worker: unique name (default host-pid)")
 
 struct config {
 #define CONFIG_INTEGER_FIELD(field, option, env, def, min, max, help) int64_t field;

@@ -13,6 +13,7 @@
 
 #include "app/audit.h"
 #include "app/config.h"
+#include "app/service.h"
 #include "core/error.h"
 #include "gateway/api.h"
 #include "gateway/http.h"
@@ -32,6 +33,21 @@ static void on_signal(int signal_number)
     is_stop_requested = 1;
 }
 
+void service_wait_for_stop(void)
+{
+    struct sigaction action = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGINT, &action, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    while (!is_stop_requested)
+        pause();
+}
+
+bool service_is_stop_requested(void)
+{
+    return is_stop_requested != 0;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: catraca serve [options]   start the embedded service\n"
@@ -43,7 +59,7 @@ static void usage(FILE *out)
 }
 
 /* "host:port" -> parts; 0 or -1 with a message. */
-static int split_listen(const char *listen, char host[64], uint16_t *port)
+int service_split_listen(const char *listen, char host[64], uint16_t *port)
 {
     const char *colon = strrchr(listen, ':');
     char *end = NULL;
@@ -60,7 +76,7 @@ static int split_listen(const char *listen, char host[64], uint16_t *port)
 }
 
 /* The JWT secret: configured, or in demo mode a random one printed once. */
-static int choose_secret(const struct config *config, uint8_t *secret, size_t *length)
+int service_choose_secret(const struct config *config, uint8_t *secret, size_t *length)
 {
     if (config->jwt_secret[0] != '\0') {
         *length = strlen(config->jwt_secret);
@@ -110,14 +126,36 @@ static int start_worker(const struct config *config, const char *database, struc
     return error;
 }
 
+/* Embedded mode's backend: SQLite handles on one database file. */
+struct sqlite_backend {
+    const char *path;
+    bool is_synchronous_full;
+};
+
+static int sqlite_open_log(void *context, bool is_appender, struct catraca_log *out)
+{
+    (void)is_appender;
+    const struct sqlite_backend *backend = context;
+    struct log_sqlite_options options = {.is_synchronous_full = backend->is_synchronous_full,
+                                         .busy_timeout_ms = 5000,
+                                         .read_max = 1};
+    return log_sqlite_open(backend->path, &options, out);
+}
+
+static int sqlite_open_store(void *context, struct catraca_store *out)
+{
+    const struct sqlite_backend *backend = context;
+    return store_sqlite_open(backend->path, backend->is_synchronous_full, 5000, out);
+}
+
 static int serve(const struct config *config)
 {
     char host[64], database[512];
     uint16_t port = 0;
     uint8_t secret[256];
     size_t secret_length = 0;
-    if (split_listen(config->listen, host, &port) != 0 ||
-        choose_secret(config, secret, &secret_length) != 0)
+    if (service_split_listen(config->listen, host, &port) != 0 ||
+        service_choose_secret(config, secret, &secret_length) != 0)
         return 2;
     if (mkdir(config->data, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "catraca: cannot create data directory %s: %s\n", config->data,
@@ -125,9 +163,46 @@ static int serve(const struct config *config)
         return 1;
     }
     snprintf(database, sizeof(database), "%s/catraca.db", config->data);
-    struct api_config api_config = {
-        .database_path = database,
-        .is_synchronous_full = strcmp(config->sync, "full") == 0,
+    struct sqlite_backend backend = {.path = database,
+                                     .is_synchronous_full = strcmp(config->sync, "full") == 0};
+    struct api_backend api_backend = {
+        .open_log = sqlite_open_log, .open_store = sqlite_open_store, .context = &backend};
+    struct api_config api_config;
+    service_api_config(config, &api_backend, secret, secret_length, &api_config);
+    struct api *api = NULL;
+    struct worker *worker = NULL;
+    struct http_server *http = NULL;
+    if (api_start(&api_config, &api) != 0)
+        return 1;
+    int error = start_worker(config, database, api, &worker);
+    if (error != 0) {
+        fprintf(stderr, "catraca: worker start failed: %s\n", catraca_strerror(error));
+        return 1;
+    }
+    api_set_worker(api, worker);
+    struct http_config http_config;
+    service_http_config(config, host, port, api_handle, api, &http_config);
+    if (http_start(&http_config, &http) != 0)
+        return 1;
+    api_set_http(api, http);
+    fprintf(stderr, "catraca: listening on http://%s:%u (data %s%s)\n", host, http_port(http),
+            database, config->is_demo ? ", demo on" : "");
+    service_wait_for_stop();
+    fprintf(stderr, "catraca: stopping: no new connections, finishing what is in flight\n");
+    http_quiesce(http); /* no new connections */
+    api_drain(api);     /* answer what is queued and parked, refuse the rest */
+    http_stop(http);
+    api_stop(api);
+    worker_stop(worker); /* finishes the commit in flight */
+    fprintf(stderr, "catraca: stopped\n");
+    return 0;
+}
+
+void service_api_config(const struct config *config, const struct api_backend *backend,
+                        const uint8_t *secret, size_t secret_length, struct api_config *out)
+{
+    *out = (struct api_config){
+        .backend = *backend,
         .jwt_secret = secret,
         .jwt_secret_length = secret_length,
         .is_demo = config->is_demo,
@@ -146,18 +221,12 @@ static int serve(const struct config *config)
         .challenge_ttl_s = config->challenge_ttl_s,
         .challenge_replay_max = (uint32_t)config->challenge_replay_max,
     };
-    struct api *api = NULL;
-    struct worker *worker = NULL;
-    struct http_server *http = NULL;
-    if (api_start(&api_config, &api) != 0)
-        return 1;
-    int error = start_worker(config, database, api, &worker);
-    if (error != 0) {
-        fprintf(stderr, "catraca: worker start failed: %s\n", catraca_strerror(error));
-        return 1;
-    }
-    api_set_worker(api, worker);
-    struct http_config http_config = {
+}
+
+void service_http_config(const struct config *config, const char *host, uint16_t port,
+                         http_handler handler, void *context, struct http_config *out)
+{
+    *out = (struct http_config){
         .host = host,
         .port = port,
         .threads = (uint32_t)config->threads,
@@ -166,28 +235,9 @@ static int serve(const struct config *config)
         .body_bytes_max = (uint32_t)config->body_bytes_max,
         .idle_timeout_s = (uint32_t)((config->header_timeout_ms + 999) / 1000),
         .deferred_max = (uint32_t)(config->waiters_max + config->queue_max),
-        .handler = api_handle,
-        .handler_context = api,
+        .handler = handler,
+        .handler_context = context,
     };
-    if (http_start(&http_config, &http) != 0)
-        return 1;
-    api_set_http(api, http);
-    fprintf(stderr, "catraca: listening on http://%s:%u (data %s%s)\n", host, http_port(http),
-            database, config->is_demo ? ", demo on" : "");
-    struct sigaction action = {.sa_handler = on_signal};
-    sigaction(SIGTERM, &action, NULL);
-    sigaction(SIGINT, &action, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    while (!is_stop_requested)
-        pause();
-    fprintf(stderr, "catraca: stopping: no new connections, finishing what is in flight\n");
-    http_quiesce(http); /* no new connections */
-    api_drain(api);     /* answer what is queued and parked, refuse the rest */
-    http_stop(http);
-    api_stop(api);
-    worker_stop(worker); /* finishes the commit in flight */
-    fprintf(stderr, "catraca: stopped\n");
-    return 0;
 }
 
 int main(int argc, char **argv)

@@ -18,8 +18,6 @@
 #include "gateway/metrics.h"
 #include "gateway/ratelimit.h"
 #include "gateway/waiters.h"
-#include "log/log_sqlite.h"
-#include "store/store_sqlite.h"
 
 #define ANSWER_TIMEOUT_MS 30000  /* a decision not committed by then: 503, retry with GET */
 #define STREAM_TIMEOUT_MS 600000 /* an SSE stream lasts at most this long */
@@ -106,7 +104,6 @@ struct api {
     struct pending **heap; /* by deadline; responder thread only */
     uint32_t heap_count, heap_capacity;
     struct catraca_store responder_store;
-    struct catraca_log responder_log;
     /* stopping (api_drain): handlers refuse, the responder answers what is parked */
     atomic_bool is_draining;
     int64_t drain_started_ms; /* under queue_mutex */
@@ -171,15 +168,12 @@ static struct thread_handles *handles_of(struct api *api)
     if (h == NULL)
         return NULL;
     h->api = api;
-    struct log_sqlite_options options = {.is_synchronous_full = api->config.is_synchronous_full,
-                                         .busy_timeout_ms = 5000,
-                                         .read_max = 1};
-    if (log_sqlite_open(api->config.database_path, &options, &h->log) != 0) {
+    const struct api_backend *backend = &api->config.backend;
+    if (backend->open_log(backend->context, false, &h->log) != 0) {
         free(h);
         return NULL;
     }
-    if (store_sqlite_open(api->config.database_path, api->config.is_synchronous_full, 5000,
-                          &h->store) != 0) {
+    if (backend->open_store(backend->context, &h->store) != 0) {
         h->log.ops->close(h->log.context);
         free(h);
         return NULL;
@@ -1518,8 +1512,6 @@ int api_start(const struct api_config *config, struct api **out)
     pthread_mutex_init(&api->queue_mutex, NULL);
     pthread_cond_init(&api->queue_wake, NULL);
     metrics_init(&api->metrics);
-    struct log_sqlite_options options = {
-        .is_synchronous_full = config->is_synchronous_full, .busy_timeout_ms = 5000, .read_max = 1};
     struct appender_config appender = {.queue_max = config->queue_max,
                                        .batch_max = config->append_batch_max,
                                        .after_append = wake_worker,
@@ -1535,12 +1527,11 @@ int api_start(const struct api_config *config, struct api **out)
         error = challenge_init(&api->challenge, config->challenge_max_number,
                                config->challenge_ttl_s, config->challenge_replay_max);
     if (error == 0)
-        error = log_sqlite_open(config->database_path, &options, &appender.log);
+        error = config->backend.open_log(config->backend.context, true, &appender.log);
     if (error == 0)
         error = appender_start(&appender, &api->appender);
     if (error == 0)
-        error = store_sqlite_open(config->database_path, config->is_synchronous_full, 5000,
-                                  &api->responder_store);
+        error = config->backend.open_store(config->backend.context, &api->responder_store);
     if (error == 0 && pthread_create(&api->responder, NULL, responder_main, api) != 0)
         error = CATRACA_E_NOMEM;
     if (error != 0) {

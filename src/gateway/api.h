@@ -18,9 +18,20 @@
 #include "gateway/http.h"
 #include "worker/worker.h"
 
+/*
+ * Where the log and the store are. Each call opens a handle for one thread's
+ * exclusive use (HTTP threads, the appender, the responder); the API closes
+ * them at api_stop(). Embedded mode: SQLite handles on one file; distributed
+ * mode: Redis and PostgreSQL connections.
+ */
+struct api_backend {
+    int (*open_log)(void *context, bool is_appender, struct catraca_log *out);
+    int (*open_store)(void *context, struct catraca_store *out);
+    void *context;
+};
+
 struct api_config {
-    const char *database_path;
-    bool is_synchronous_full;
+    struct api_backend backend;
     const uint8_t *jwt_secret;
     size_t jwt_secret_length;
     bool is_demo;
@@ -45,7 +56,8 @@ int api_start(const struct api_config *config, struct api **out);
 void api_set_worker(struct api *api, struct worker *worker);
 /* For http_config.handler. */
 void api_handle(void *api, struct http_request *request);
-/* For worker_config.on_commit. */
+/* For worker_config.on_commit, or the gateway's subscription to commits published by workers
+ * in other processes. */
 void api_on_commit(void *api, const struct worker_commit *commit);
 /*
  * First step of stopping: new requests get 503, everything queued is appended

@@ -20,7 +20,8 @@
 
 struct partition {
     char event[CATRACA_ID_MAX + 1];
-    struct engine *engine;
+    struct engine *engine;    /* NULL while not decided here (not recovered, or not held) */
+    uint64_t epoch;           /* the lease's fencing token the engine was recovered under */
     struct log_seq applied;   /* last entry applied to the engine */
     struct log_seq committed; /* last entry whose effects are in the store */
     uint64_t commands_since_snapshot;
@@ -291,6 +292,7 @@ static int partition_commit(struct worker *w, struct partition *p, size_t comman
         fill_event_row(p, &event_row, now_ms);
     struct store_batch batch = {
         .event = p->event,
+        .epoch = p->epoch,
         .offset = p->applied,
         .event_row = has_event ? &event_row : NULL,
         .purchases = b->purchases,
@@ -331,6 +333,8 @@ static int partition_commit(struct worker *w, struct partition *p, size_t comman
             w->stats.commit_latency_us_max = latency_us;
         if (command_count > w->stats.batch_commands_max)
             w->stats.batch_commands_max = command_count;
+    } else if (error == CATRACA_E_FENCED) {
+        w->stats.fenced_commits++;
     } else {
         w->stats.commit_errors++;
     }
@@ -395,6 +399,25 @@ static int partition_recover(struct worker *w, struct partition *p)
     return engine_validate(p->engine) == 0 ? 0 : CATRACA_E_CORRUPT;
 }
 
+/* Whether this worker may decide the partition now, and under which epoch. */
+static bool partition_is_held(const struct worker *w, const struct partition *p, uint64_t *epoch)
+{
+    *epoch = 0;
+    if (w->config.ownership.holds == NULL)
+        return true;
+    return w->config.ownership.holds(w->config.ownership.context, p->event, epoch);
+}
+
+/* Stops deciding a partition: its state is rebuilt from the store if it is held again. */
+static void partition_drop(struct partition *p, const char *why)
+{
+    if (p->engine == NULL)
+        return;
+    log_line("info", p->event, why, 0);
+    engine_free(p->engine);
+    p->engine = NULL;
+}
+
 static int partitions_discover(struct worker *w)
 {
     size_t max = w->config.partitions_max, count = 0;
@@ -402,6 +425,9 @@ static int partitions_discover(struct worker *w)
     if (events == NULL)
         return CATRACA_E_NOMEM;
     int error = w->config.log.ops->list_partitions(w->config.log.context, events, max, &count);
+    if (error == 0 && w->config.ownership.offer != NULL)
+        w->config.ownership.offer(w->config.ownership.context,
+                                  (const char(*)[CATRACA_ID_MAX + 1]) events, count);
     for (size_t i = 0; error == 0 && i < count; i++) {
         if (partition_find(w, events[i]) != NULL)
             continue;
@@ -410,6 +436,13 @@ static int partitions_discover(struct worker *w)
         struct partition *p = &w->partitions[w->partition_count];
         memset(p, 0, sizeof(*p));
         snprintf(p->event, sizeof(p->event), "%s", events[i]);
+        if (!partition_is_held(w, p, &p->epoch)) {
+            /* Known, not ours (yet): partition_step recovers it if the lease comes. */
+            pthread_mutex_lock(&w->mutex);
+            w->partition_count++;
+            pthread_mutex_unlock(&w->mutex);
+            continue;
+        }
         error = partition_recover(w, p);
         if (error != 0) {
             engine_free(p->engine);
@@ -428,6 +461,14 @@ static int partitions_discover(struct worker *w)
 /* One batch of one partition. Returns entries processed (>= 0) or an error. */
 static int partition_step(struct worker *w, struct partition *p)
 {
+    uint64_t epoch = 0;
+    if (!partition_is_held(w, p, &epoch)) {
+        partition_drop(p, "lease not held: stepping down");
+        return 0;
+    }
+    if (p->engine != NULL && epoch != p->epoch) /* lost and taken back: others decided since */
+        partition_drop(p, "lease taken again under a new epoch: recovering");
+    p->epoch = epoch;
     if (p->engine == NULL) {
         int recover_error = partition_recover(w, p);
         if (recover_error != 0)
@@ -442,6 +483,12 @@ static int partition_step(struct worker *w, struct partition *p)
     error = partition_apply_entries(w, p, count, false);
     if (error == 0)
         error = partition_commit(w, p, count);
+    if (error == CATRACA_E_FENCED) {
+        if (w->config.ownership.lost != NULL)
+            w->config.ownership.lost(w->config.ownership.context, p->event, p->epoch);
+        partition_drop(p, "commit fenced: another worker owns the partition; stepping down");
+        return error;
+    }
     if (error != 0) {
         /* The engine ran ahead of the store: rebuild it from what is committed. */
         log_line("warn", p->event, "commit failed, recovering partition", error);
@@ -509,12 +556,17 @@ static void *worker_main(void *argument)
             last_discovery_ms = now_ms;
         }
         bool has_work = false;
+        uint64_t held = 0;
         for (uint32_t i = 0; i < w->partition_count; i++) {
             if (partition_step(w, &w->partitions[i]) > 0)
                 has_work = true;
             if (w->partitions[i].engine != NULL)
                 partition_tick(w, &w->partitions[i], worker_now_ms(w));
+            held += w->partitions[i].engine != NULL;
         }
+        pthread_mutex_lock(&w->mutex);
+        w->stats.partitions_held = held;
+        pthread_mutex_unlock(&w->mutex);
         if (is_stopping && !has_work)
             break;
         if (has_work)

@@ -17,6 +17,7 @@
 #ifndef CATRACA_WORKER_WORKER_H
 #define CATRACA_WORKER_WORKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +46,27 @@ struct worker_stats {
     uint64_t commit_latency_us_total;
     uint64_t commit_latency_us_max;
     uint64_t batch_commands_max;
+    uint64_t fenced_commits;  /* commits refused because another worker took the partition */
+    uint64_t partitions_held; /* partitions this worker decides now */
+};
+
+/*
+ * Who may decide which partition (distributed mode). NULL functions: this
+ * worker owns every partition under epoch 0 (embedded mode).
+ *
+ * offer: the partitions found in the log, each discovery round (at least once
+ * a second), so the owner of the leases can claim free ones.
+ * holds: whether this worker holds the partition's lease now, and under which
+ * epoch (the fencing token every commit carries). Called before every batch;
+ * must be cheap and must answer false once the lease may have run out.
+ * lost: a commit was fenced (another worker took over); forget the lease.
+ * Called on the worker thread.
+ */
+struct worker_ownership {
+    void (*offer)(void *context, const char (*events)[CATRACA_ID_MAX + 1], size_t count);
+    bool (*holds)(void *context, const char *event, uint64_t *epoch);
+    void (*lost)(void *context, const char *event, uint64_t epoch);
+    void *context;
 };
 
 struct worker_config {
@@ -59,6 +81,7 @@ struct worker_config {
     /* Called on the worker thread after each commit. */
     void (*on_commit)(void *context, const struct worker_commit *commit);
     void *on_commit_context;
+    struct worker_ownership ownership;
     /* Wall clock in ms for TICKs (tests may inject one); NULL = CLOCK_REALTIME. */
     int64_t (*clock_ms)(void *context);
     void *clock_context;

@@ -1,0 +1,34 @@
+/*
+ * service.h - what the service commands share (serve, gateway, worker):
+ * turning the configuration into the API's and HTTP server's settings, the
+ * JWT secret, and waiting for SIGTERM/SIGINT.
+ */
+#ifndef CATRACA_APP_SERVICE_H
+#define CATRACA_APP_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "app/config.h"
+#include "gateway/api.h"
+#include "gateway/http.h"
+
+/* "host:port" -> parts; 0, or -1 after a message. */
+int service_split_listen(const char *listen, char host[64], uint16_t *port);
+/* The configured JWT secret, or in demo mode a random one printed once. */
+int service_choose_secret(const struct config *config, uint8_t *secret, size_t *length);
+void service_api_config(const struct config *config, const struct api_backend *backend,
+                        const uint8_t *secret, size_t secret_length, struct api_config *out);
+void service_http_config(const struct config *config, const char *host, uint16_t port,
+                         http_handler handler, void *context, struct http_config *out);
+/* Installs SIGTERM/SIGINT handlers (SIGPIPE ignored) and returns once one arrived. */
+void service_wait_for_stop(void);
+bool service_is_stop_requested(void);
+
+/* The distributed mode's commands (distributed.c). */
+int gateway_run(const struct config *config);
+int worker_run(const struct config *config);
+int migrate_run(const struct config *config);
+
+#endif
