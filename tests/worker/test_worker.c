@@ -106,6 +106,9 @@ struct memory_store {
     uint64_t arrivals;  /* rows created with has_arrival: must equal purchases, never more */
     int fail_countdown; /* the n-th commit fails (0 = never) */
     uint64_t commits;
+    uint64_t epoch;      /* the partition's current epoch; a commit under another is fenced */
+    uint64_t last_epoch; /* the epoch of the last commit that went through */
+    uint64_t fenced;     /* commits refused */
 };
 
 static int mstore_commit(void *context, const struct store_batch *batch)
@@ -116,6 +119,12 @@ static int mstore_commit(void *context, const struct store_batch *batch)
         pthread_mutex_unlock(&s->mutex);
         return CATRACA_E_IO;
     }
+    if (batch->epoch != s->epoch) {
+        s->fenced++;
+        pthread_mutex_unlock(&s->mutex);
+        return CATRACA_E_FENCED;
+    }
+    s->last_epoch = batch->epoch;
     for (size_t i = 0; i < batch->purchase_count; i++) {
         const struct store_purchase *p = &batch->purchases[i];
         size_t row = 0;
@@ -215,7 +224,39 @@ static void append_purchase(uint64_t id, int64_t now_ms)
     append_command(&c);
 }
 
-static struct worker *start(uint32_t batch_max, uint32_t snapshot_every)
+/* A lease keeper's answers, set by the test. */
+struct fake_ownership {
+    bool is_held;
+    uint64_t epoch;
+    int lost_calls;
+    size_t offered;
+};
+static struct fake_ownership the_ownership;
+
+static void fake_offer(void *context, const char (*events)[CATRACA_ID_MAX + 1], size_t count)
+{
+    struct fake_ownership *o = context;
+    assert_true(count == 0 || strcmp(events[0], "ev") == 0);
+    __atomic_store_n(&o->offered, count, __ATOMIC_SEQ_CST);
+}
+
+static bool fake_holds(void *context, const char *event, uint64_t *epoch)
+{
+    struct fake_ownership *o = context;
+    assert_string_equal(event, "ev");
+    *epoch = __atomic_load_n(&o->epoch, __ATOMIC_SEQ_CST);
+    return __atomic_load_n(&o->is_held, __ATOMIC_SEQ_CST);
+}
+
+static void fake_lost(void *context, const char *event, uint64_t epoch)
+{
+    struct fake_ownership *o = context;
+    assert_string_equal(event, "ev");
+    assert_int_equal(epoch, __atomic_load_n(&o->epoch, __ATOMIC_SEQ_CST));
+    __atomic_add_fetch(&o->lost_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+static struct worker *start_owned(uint32_t batch_max, uint32_t snapshot_every, bool is_owned)
 {
     struct worker_config config = {
         .log = {.ops = &memory_log_ops, .context = &the_log},
@@ -227,9 +268,25 @@ static struct worker *start(uint32_t batch_max, uint32_t snapshot_every)
         .idle_poll_ms = 5,
         .clock_ms = fake_clock,
     };
+    if (is_owned)
+        config.ownership = (struct worker_ownership){
+            .offer = fake_offer, .holds = fake_holds, .lost = fake_lost, .context = &the_ownership};
     struct worker *worker = NULL;
     assert_int_equal(worker_start(&config, &worker), 0);
     return worker;
+}
+
+static struct worker *start(uint32_t batch_max, uint32_t snapshot_every)
+{
+    return start_owned(batch_max, snapshot_every, false);
+}
+
+static uint64_t store_field(const uint64_t *field)
+{
+    pthread_mutex_lock(&the_store.mutex);
+    uint64_t value = *field;
+    pthread_mutex_unlock(&the_store.mutex);
+    return value;
 }
 
 /* Waits (bounded) until the store has committed everything in the log. */
@@ -278,6 +335,7 @@ static int setup(void **state)
     memset(&the_store, 0, sizeof(the_store));
     pthread_mutex_init(&the_store.mutex, NULL);
     fake_now_ms = 1000;
+    memset(&the_ownership, 0, sizeof(the_ownership));
     return 0;
 }
 
@@ -353,12 +411,74 @@ static void test_holds_expire_without_traffic(void **state)
     assert_int_equal(tick.type, ENGINE_COMMAND_TICK);
 }
 
+/*
+ * Distributed mode: the worker decides only while it holds the lease, carries
+ * the epoch into every commit, and steps down when a commit is fenced (a
+ * paused worker woke up after another took over); taken again under a new
+ * epoch, it rebuilds from the store and applies each entry exactly once.
+ */
+static void test_decides_only_under_a_held_lease_and_steps_down_when_fenced(void **state)
+{
+    (void)state;
+    append_event(100, 60000);
+    for (uint64_t id = 1; id <= 10; id++)
+        append_purchase(id, 1000 + (int64_t)id);
+    struct worker *worker = start_owned(4, 3, true);
+    for (int i = 0; i < 20; i++) {
+        worker_wake(worker);
+        usleep(2000);
+    }
+    assert_int_equal(store_field(&the_store.commits), 0); /* not held: nothing decided */
+    assert_true(__atomic_load_n(&the_ownership.offered, __ATOMIC_SEQ_CST) == 1);
+
+    the_store.epoch = 1; /* only the test thread writes it while no commit can pass */
+    __atomic_store_n(&the_ownership.epoch, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&the_ownership.is_held, true, __ATOMIC_SEQ_CST);
+    worker_wake(worker);
+    wait_caught_up();
+    assert_int_equal(store_field(&the_store.arrivals), 10);
+    assert_int_equal(store_field(&the_store.last_epoch), 1);
+
+    /* Another worker takes over (epoch 2) while this one still believes it holds epoch 1. */
+    pthread_mutex_lock(&the_store.mutex);
+    the_store.epoch = 2;
+    struct log_seq before = the_store.offset;
+    pthread_mutex_unlock(&the_store.mutex);
+    for (uint64_t id = 11; id <= 15; id++)
+        append_purchase(id, 2000 + (int64_t)id);
+    for (int i = 0; i < 1000 && __atomic_load_n(&the_ownership.lost_calls, __ATOMIC_SEQ_CST) == 0;
+         i++) {
+        worker_wake(worker);
+        usleep(2000);
+    }
+    assert_true(__atomic_load_n(&the_ownership.lost_calls, __ATOMIC_SEQ_CST) >= 1);
+    struct worker_stats stats;
+    worker_stats(worker, &stats);
+    assert_true(stats.fenced_commits >= 1);
+    pthread_mutex_lock(&the_store.mutex);
+    assert_int_equal(the_store.offset.major, before.major); /* the fenced batch left no trace */
+    assert_int_equal(the_store.arrivals, 10);
+    pthread_mutex_unlock(&the_store.mutex);
+
+    /* The lease comes back under epoch 2: rebuild from the store, decide the rest once. */
+    __atomic_store_n(&the_ownership.epoch, 2, __ATOMIC_SEQ_CST);
+    worker_wake(worker);
+    wait_caught_up();
+    worker_stop(worker);
+    assert_int_equal(the_store.arrivals, 15);
+    assert_int_equal(the_store.last_epoch, 2);
+    for (uint64_t id = 1; id <= 15; id++)
+        assert_int_equal(row_of(id)->status, ENGINE_STATUS_HELD);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_decides_in_order_exactly_once, setup),
         cmocka_unit_test_setup(test_commit_failure_and_restart_apply_each_entry_once, setup),
         cmocka_unit_test_setup(test_holds_expire_without_traffic, setup),
+        cmocka_unit_test_setup(test_decides_only_under_a_held_lease_and_steps_down_when_fenced,
+                               setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
