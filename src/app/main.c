@@ -51,6 +51,12 @@ bool service_is_stop_requested(void)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: catraca serve [options]   start the embedded service\n"
+                 "       catraca gateway --redis URL --postgres CONNINFO [options]\n"
+                 "                                 the HTTP API of the distributed mode\n"
+                 "       catraca worker --redis URL --postgres CONNINFO [options]\n"
+                 "                                 decides the partitions it holds leases for\n"
+                 "       catraca migrate --postgres CONNINFO\n"
+                 "                                 applies the database schema migrations\n"
                  "       catraca audit --data DIR  replay every event's log and compare every "
                  "stored decision\n"
                  "       catraca --version\n"
@@ -260,6 +266,21 @@ int main(int argc, char **argv)
             return result > 0 ? 0 : 2;
         return audit_run(config.data, (uint32_t)config.purchases_max,
                          (uint32_t)config.customers_max);
+    }
+    static const struct {
+        const char *name;
+        int (*run)(const struct config *config);
+    } commands[] = {{"gateway", gateway_run}, {"worker", worker_run}, {"migrate", migrate_run}};
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[1], commands[i].name) != 0)
+            continue;
+        struct config config;
+        if (strcmp(argv[1], "gateway") != 0)
+            setenv("CATRACA_DEMO", "on", 0); /* only gateways check tokens */
+        int result = config_parse(&config, argc, argv, 2);
+        if (result != 0)
+            return result > 0 ? 0 : 2;
+        return commands[i].run(&config);
     }
     if (strcmp(argv[1], "serve") != 0) {
         fprintf(stderr, "catraca: unknown command \"%s\"\n", argv[1]);

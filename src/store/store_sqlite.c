@@ -1,5 +1,6 @@
 /* store_sqlite.c - contract in store_sqlite.h and store.h. */
 #include "store/store_sqlite.h"
+#include "store/store_rows.h"
 
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -122,49 +123,18 @@ static int step_done(sqlite3_stmt *s)
     return rc == SQLITE_DONE ? 0 : error_of(rc);
 }
 
-/* Counters as little-endian uint32 sextets, one per category. */
-static void counts_encode(const struct store_event *event, uint8_t *out, size_t *length)
-{
-    size_t n = 0;
-    for (uint32_t i = 0; i < event->spec.category_count; i++) {
-        const struct engine_category_counts *c = &event->counts[i];
-        uint32_t values[6] = {c->capacity, c->available,     c->held,
-                              c->sold,     c->waiting_count, c->waiting_quantity};
-        for (int v = 0; v < 6; v++)
-            for (int b = 0; b < 4; b++)
-                out[n++] = (uint8_t)(values[v] >> (8 * b));
-    }
-    *length = n;
-}
-
-static void counts_decode(const uint8_t *in, size_t length, struct store_event *event)
-{
-    for (uint32_t i = 0; i < event->spec.category_count && (i + 1) * 24 <= length; i++) {
-        uint32_t values[6];
-        for (int v = 0; v < 6; v++) {
-            const uint8_t *p = in + i * 24 + (size_t)v * 4;
-            values[v] =
-                (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-        }
-        event->counts[i] = (struct engine_category_counts){values[0], values[1], values[2],
-                                                           values[3], values[4], values[5]};
-    }
-}
-
 /* ---- commit ------------------------------------------------------------------------------ */
 
 static int commit_event(struct store_sqlite *store, const struct store_batch *batch)
 {
     const struct store_event *event = batch->event_row;
     static _Thread_local uint8_t spec[CATRACA_COMMAND_ENCODED_MAX];
-    uint8_t counts[CATRACA_CATEGORIES_MAX * 24];
+    uint8_t counts[STORE_COUNTS_BYTES_MAX];
     size_t spec_length = 0, counts_length = 0;
-    struct engine_command command = {.type = ENGINE_COMMAND_CREATE_EVENT};
-    command.u.create_event = event->spec;
-    int error = codec_command_encode(&command, spec, sizeof(spec), &spec_length);
+    int error = store_spec_encode(&event->spec, spec, &spec_length);
     if (error != 0)
         return error;
-    counts_encode(event, counts, &counts_length);
+    store_counts_encode(event, counts, &counts_length);
     sqlite3_stmt *s = prepared(store, STATEMENT_EVENT_UPSERT);
     sqlite3_bind_text(s, 1, batch->event, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 2, spec, (int)spec_length, SQLITE_STATIC);
@@ -180,11 +150,8 @@ static int commit_purchase(struct store_sqlite *store, const struct store_purcha
 {
     sqlite3_stmt *s =
         prepared(store, p->has_arrival ? STATEMENT_PURCHASE_INSERT : STATEMENT_PURCHASE_UPDATE);
-    uint8_t tickets[CATRACA_QUANTITY_MAX * 8];
-    uint32_t count = p->ticket_count <= CATRACA_QUANTITY_MAX ? p->ticket_count : 0;
-    for (uint32_t i = 0; i < count; i++)
-        for (int b = 0; b < 8; b++)
-            tickets[i * 8 + (uint32_t)b] = (uint8_t)(p->ticket_codes[i] >> (8 * b));
+    uint8_t tickets[STORE_TICKETS_BYTES_MAX];
+    size_t tickets_length = store_tickets_encode(p, tickets);
     sqlite3_bind_int64(s, 1, (sqlite3_int64)p->purchase_id);
     if (p->has_arrival) {
         sqlite3_bind_text(s, 2, p->event, -1, SQLITE_STATIC);
@@ -199,7 +166,7 @@ static int commit_purchase(struct store_sqlite *store, const struct store_purcha
     sqlite3_bind_int(s, 10, p->reason);
     sqlite3_bind_int64(s, 11, p->hold_expires_at_ms);
     sqlite3_bind_int64(s, 12, p->position);
-    sqlite3_bind_blob(s, 13, tickets, (int)(count * 8), SQLITE_STATIC);
+    sqlite3_bind_blob(s, 13, tickets, (int)tickets_length, SQLITE_STATIC);
     sqlite3_bind_int64(s, 14, p->updated_ms);
     return step_done(s);
 }
@@ -362,12 +329,7 @@ static void purchase_from_row(sqlite3_stmt *s, struct store_purchase *out)
     out->reason = (uint8_t)sqlite3_column_int(s, 9);
     out->hold_expires_at_ms = sqlite3_column_int64(s, 10);
     out->position = (uint32_t)sqlite3_column_int64(s, 11);
-    int bytes = sqlite3_column_bytes(s, 12);
-    const uint8_t *tickets = sqlite3_column_blob(s, 12);
-    out->ticket_count = (uint8_t)(bytes / 8 <= CATRACA_QUANTITY_MAX ? bytes / 8 : 0);
-    for (uint32_t i = 0; i < out->ticket_count; i++)
-        for (int b = 7; b >= 0; b--)
-            out->ticket_codes[i] = (out->ticket_codes[i] << 8) | tickets[i * 8 + (uint32_t)b];
+    store_tickets_decode(sqlite3_column_blob(s, 12), (size_t)sqlite3_column_bytes(s, 12), out);
     out->updated_ms = sqlite3_column_int64(s, 13);
 }
 
@@ -418,14 +380,11 @@ static int store_sqlite_get_answer(void *context, const char *event, struct log_
 static int event_from_row(sqlite3_stmt *s, struct store_event *out)
 {
     memset(out, 0, sizeof(*out));
-    struct engine_command command;
-    int error = codec_command_decode(sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0),
-                                     &command);
-    if (error != 0 || command.type != ENGINE_COMMAND_CREATE_EVENT)
+    if (store_spec_decode(sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0),
+                          &out->spec) != 0)
         return CATRACA_E_CORRUPT;
-    out->spec = command.u.create_event;
     out->state = (uint8_t)sqlite3_column_int(s, 1);
-    counts_decode(sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2), out);
+    store_counts_decode(sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2), out);
     out->offset = (struct log_seq){(uint64_t)sqlite3_column_int64(s, 3),
                                    (uint64_t)sqlite3_column_int64(s, 4)};
     out->updated_ms = sqlite3_column_int64(s, 5);

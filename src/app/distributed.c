@@ -1,0 +1,424 @@
+/*
+ * distributed.c - the distributed mode's commands:
+ *
+ *   catraca gateway  the HTTP API of `serve`, stateless: appends to Redis
+ *                    Streams, reads from PostgreSQL, and completes parked
+ *                    requests from the commits workers publish on Redis.
+ *   catraca worker   decides the partitions whose leases it holds: reads
+ *                    Redis, commits to PostgreSQL (fenced by epoch), then
+ *                    publishes each commit; /healthz, /readyz, /metrics.
+ *   catraca migrate  applies the embedded sql/NNN_*.sql migrations.
+ *
+ * GET reads go to PostgreSQL, the system of record, never through a worker:
+ * a worker may be busy, failing over or paused, and any number of gateways
+ * (or read replicas) can serve reads while workers only decide.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app/service.h"
+#include "core/error.h"
+#include "log/log_redis.h"
+#include "store/lease.h"
+#include "store/store_pg.h"
+#include "worker/commit_wire.h"
+#include "worker/worker.h"
+
+#define COMMITS_CHANNEL "catraca:commits"
+#define SUBSCRIBE_POLL_MS 500
+
+static int require(const char *value, const char *option, const char *command)
+{
+    if (value[0] != '\0')
+        return 0;
+    fprintf(stderr, "catraca %s: --%s is required\n", command, option);
+    return -1;
+}
+
+/* Refuses to run against a schema older than this binary (run `catraca migrate`). */
+static int check_schema(const struct config *config)
+{
+    int database_version = 0, binary_version = 0;
+    int error = store_pg_schema_version(config->postgres, &database_version, &binary_version);
+    if (error != 0) {
+        fprintf(stderr, "catraca: PostgreSQL is not reachable: %s\n", catraca_strerror(error));
+        return 1;
+    }
+    if (database_version < binary_version) {
+        fprintf(stderr,
+                "catraca: the database schema is at version %d, this binary needs %d: run "
+                "`catraca migrate --postgres ...` first\n",
+                database_version, binary_version);
+        return 1;
+    }
+    return 0;
+}
+
+static struct log_redis_options redis_options(const struct config *config, size_t read_max,
+                                              bool is_appender)
+{
+    return (struct log_redis_options){
+        .url = config->redis,
+        .timeout_ms = (int)config->redis_timeout_ms,
+        .read_max = read_max,
+        .wait_replicas = is_appender ? (int)config->wait_replicas : 0,
+        .wait_timeout_ms = (int)config->redis_timeout_ms,
+    };
+}
+
+/* ---- gateway ----------------------------------------------------------------------------- */
+
+static int gateway_open_log(void *context, bool is_appender, struct catraca_log *out)
+{
+    const struct config *config = context;
+    struct log_redis_options options = redis_options(config, 1, is_appender);
+    return log_redis_open(&options, out);
+}
+
+static int gateway_open_store(void *context, struct catraca_store *out)
+{
+    const struct config *config = context;
+    return store_pg_open(config->postgres, out);
+}
+
+struct commit_listener {
+    const struct config *config;
+    struct api *api;
+    pthread_t thread;
+    volatile int is_stopping;
+    atomic_uint_fast64_t received, corrupt;
+};
+
+static void deliver_commit(void *context, const struct worker_commit *commit)
+{
+    api_on_commit(context, commit);
+}
+
+static void on_commit_message(void *context, const uint8_t *message, size_t length)
+{
+    struct commit_listener *listener = context;
+    atomic_fetch_add(&listener->received, 1);
+    if (commit_wire_decode(message, length, deliver_commit, listener->api) != 0)
+        atomic_fetch_add(&listener->corrupt, 1);
+}
+
+static void *commit_listener_main(void *argument)
+{
+    struct commit_listener *listener = argument;
+    while (!listener->is_stopping) {
+        if (log_redis_subscribe(listener->config->redis, COMMITS_CHANNEL, on_commit_message,
+                                listener, &listener->is_stopping, SUBSCRIBE_POLL_MS, NULL) != 0)
+            usleep(200 * 1000); /* Redis is down: parked requests fall back on their time-outs */
+    }
+    return NULL;
+}
+
+int gateway_run(const struct config *config)
+{
+    char host[64];
+    uint16_t port = 0;
+    uint8_t secret[256];
+    size_t secret_length = 0;
+    if (require(config->redis, "redis", "gateway") != 0 ||
+        require(config->postgres, "postgres", "gateway") != 0 ||
+        service_split_listen(config->listen, host, &port) != 0 ||
+        service_choose_secret(config, secret, &secret_length) != 0)
+        return 2;
+    if (check_schema(config) != 0)
+        return 1;
+    struct api_backend backend = {
+        .open_log = gateway_open_log, .open_store = gateway_open_store, .context = (void *)config};
+    struct api_config api_config;
+    service_api_config(config, &backend, secret, secret_length, &api_config);
+    struct api *api = NULL;
+    if (api_start(&api_config, &api) != 0)
+        return 1;
+    struct commit_listener listener = {.config = config, .api = api};
+    if (pthread_create(&listener.thread, NULL, commit_listener_main, &listener) != 0)
+        return 1;
+    struct http_config http_config;
+    struct http_server *http = NULL;
+    service_http_config(config, host, port, api_handle, api, &http_config);
+    if (http_start(&http_config, &http) != 0)
+        return 1;
+    api_set_http(api, http);
+    fprintf(stderr, "catraca: gateway listening on http://%s:%u (log %s)\n", host, http_port(http),
+            config->redis);
+    service_wait_for_stop();
+    fprintf(stderr, "catraca: gateway stopping\n");
+    http_quiesce(http);
+    api_drain(api);
+    http_stop(http);
+    listener.is_stopping = 1;
+    pthread_join(listener.thread, NULL);
+    api_stop(api);
+    fprintf(stderr, "catraca: gateway stopped\n");
+    return 0;
+}
+
+/* ---- worker ------------------------------------------------------------------------------ */
+
+struct worker_process {
+    const struct config *config;
+    struct worker *worker;
+    struct lease *lease;
+    struct catraca_log publisher; /* the worker thread's, for publishing commits */
+    uint8_t *message;
+    size_t message_capacity;
+    pthread_t waker;
+    volatile int is_stopping;
+    atomic_uint_fast64_t publish_failures;
+    volatile int is_subscribed; /* to appends: Redis is reachable */
+};
+
+static void ownership_offer(void *context, const char (*events)[CATRACA_ID_MAX + 1], size_t count)
+{
+    lease_offer(context, events, count);
+}
+
+static bool ownership_holds(void *context, const char *event, uint64_t *epoch)
+{
+    return lease_holds(context, event, epoch);
+}
+
+static void ownership_lost(void *context, const char *event, uint64_t epoch)
+{
+    lease_lost(context, event, epoch);
+}
+
+/* On the worker thread after each commit: tell every gateway what changed. */
+static void publish_commit(void *context, const struct worker_commit *commit)
+{
+    struct worker_process *process = context;
+    size_t needed = commit_wire_size_max(commit), length = 0;
+    if (needed > process->message_capacity) {
+        uint8_t *grown = realloc(process->message, needed);
+        if (grown == NULL) {
+            atomic_fetch_add(&process->publish_failures, 1);
+            return;
+        }
+        process->message = grown;
+        process->message_capacity = needed;
+    }
+    if (commit_wire_encode(commit, process->message, process->message_capacity, &length) != 0 ||
+        log_redis_publish(process->publisher.context, COMMITS_CHANNEL, process->message, length) !=
+            0)
+        atomic_fetch_add(&process->publish_failures, 1);
+}
+
+static void wake_on_append(void *context, const char *event)
+{
+    (void)event;
+    struct worker_process *process = context;
+    if (process->worker != NULL)
+        worker_wake(process->worker);
+}
+
+/* Wakes the worker when a gateway appended, instead of polling Redis. */
+static void *waker_main(void *argument)
+{
+    struct worker_process *process = argument;
+    while (!process->is_stopping) {
+        int error =
+            log_redis_wait_appended(process->config->redis, SUBSCRIBE_POLL_MS, wake_on_append,
+                                    process, &process->is_stopping, &process->is_subscribed);
+        if (error != 0 && !process->is_stopping)
+            usleep(200 * 1000);
+    }
+    return NULL;
+}
+
+static void metric(FILE *out, const char *name, const char *type, const char *help, uint64_t value)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+            (unsigned long long)value);
+}
+
+static char *worker_metrics(struct worker_process *process, size_t *length)
+{
+    struct worker_stats w;
+    struct lease_stats l;
+    worker_stats(process->worker, &w);
+    lease_stats(process->lease, &l);
+    char *text = NULL;
+    FILE *out = open_memstream(&text, length);
+    if (out == NULL)
+        return NULL;
+    metric(out, "catraca_worker_batches_total", "counter", "Batches committed.", w.batches);
+    metric(out, "catraca_worker_commands_total", "counter", "Log entries decided.", w.commands);
+    fprintf(out,
+            "# HELP catraca_worker_commit_seconds_total Time in store commits.\n"
+            "# TYPE catraca_worker_commit_seconds_total counter\n"
+            "catraca_worker_commit_seconds_total %.6f\n",
+            (double)w.commit_latency_us_total / 1e6);
+    fprintf(out,
+            "# HELP catraca_worker_commit_seconds_max Longest store commit.\n"
+            "# TYPE catraca_worker_commit_seconds_max gauge\n"
+            "catraca_worker_commit_seconds_max %.6f\n",
+            (double)w.commit_latency_us_max / 1e6);
+    metric(out, "catraca_worker_batch_commands_max", "gauge", "Largest batch.",
+           w.batch_commands_max);
+    metric(out, "catraca_worker_commit_errors_total", "counter", "Failed store commits.",
+           w.commit_errors);
+    metric(out, "catraca_worker_commit_epoch_conflicts_total", "counter",
+           "Commits refused: another worker holds the partition (fenced).", w.fenced_commits);
+    metric(out, "catraca_worker_ticks_total", "counter", "TICKs appended.", w.ticks_appended);
+    metric(out, "catraca_holds_expired_total", "counter", "Holds that expired.", w.holds_expired);
+    metric(out, "catraca_invariant_violations_total", "counter", "Engine validation failures.",
+           w.invariant_violations);
+    metric(out, "catraca_worker_partitions_held", "gauge", "Partitions decided here.",
+           w.partitions_held);
+    metric(out, "catraca_lease_acquired_total", "counter", "Partition leases taken.", l.acquired);
+    metric(out, "catraca_lease_lost_total", "counter", "Leases lost, fenced or given back.",
+           l.lost);
+    metric(out, "catraca_lease_round_errors_total", "counter", "Lease rounds that failed.",
+           l.round_errors);
+    metric(out, "catraca_lease_live_workers", "gauge", "Live workers seen.", l.live_workers);
+    metric(out, "catraca_commit_publish_failures_total", "counter",
+           "Commits not published to gateways.", atomic_load(&process->publish_failures));
+    if (fclose(out) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static void worker_http(void *context, struct http_request *request)
+{
+    struct worker_process *process = context;
+    const char *path = http_path(request);
+    if (strcmp(http_method(request), "GET") != 0) {
+        http_respond_error(request, 405, "invalid_request", "only GET here", NULL);
+    } else if (strcmp(path, "/healthz") == 0) {
+        http_respond_json(request, 200, "{\"status\":\"ok\"}", NULL);
+    } else if (strcmp(path, "/readyz") == 0) {
+        struct lease_stats l;
+        lease_stats(process->lease, &l);
+        bool is_ready = l.is_connected && process->is_subscribed;
+        if (is_ready)
+            http_respond_json(request, 200, "{\"status\":\"ready\"}", NULL);
+        else
+            http_respond_error(
+                request, 503, "unavailable",
+                l.is_connected ? "Redis is not reachable" : "PostgreSQL is not reachable", NULL);
+    } else if (strcmp(path, "/metrics") == 0) {
+        size_t length = 0;
+        char *text = worker_metrics(process, &length);
+        if (text == NULL)
+            http_respond_error(request, 503, "unavailable", "out of memory", NULL);
+        else
+            http_respond(request, 200, "text/plain; version=0.0.4", text, length, NULL);
+        free(text);
+    } else {
+        http_respond_error(request, 404, "not_found", "a worker serves /healthz, /readyz, /metrics",
+                           NULL);
+    }
+}
+
+static void default_worker_id(char *out, size_t size)
+{
+    char host[64] = "worker";
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    for (char *c = host; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '.' || *c == '-' || *c == '_'))
+            *c = '-';
+    snprintf(out, size, "%s-%ld", host, (long)getpid());
+}
+
+static int start_worker_parts(struct worker_process *process, const char *worker_id)
+{
+    const struct config *config = process->config;
+    struct lease_config lease = {.conninfo = config->postgres,
+                                 .worker_id = worker_id,
+                                 .lease_ms = (uint32_t)config->lease_ms,
+                                 .partitions_max = (uint32_t)config->events_max};
+    struct worker_config worker = {
+        .engine = {.purchases_max = (uint32_t)config->purchases_max,
+                   .customers_max = (uint32_t)config->customers_max},
+        .batch_max = (uint32_t)config->worker_batch_max,
+        .snapshot_every = (uint32_t)config->snapshot_every,
+        .partitions_max = (uint32_t)config->events_max,
+        .idle_poll_ms = 100,
+        .on_commit = publish_commit,
+        .on_commit_context = process,
+    };
+    struct log_redis_options worker_log = redis_options(config, worker.batch_max, false);
+    struct log_redis_options publisher = redis_options(config, 1, false);
+    int error = lease_start(&lease, &process->lease);
+    if (error == 0)
+        error = log_redis_open(&worker_log, &worker.log);
+    if (error == 0)
+        error = log_redis_open(&publisher, &process->publisher);
+    if (error == 0)
+        error = store_pg_open(config->postgres, &worker.store);
+    worker.ownership = (struct worker_ownership){.offer = ownership_offer,
+                                                 .holds = ownership_holds,
+                                                 .lost = ownership_lost,
+                                                 .context = process->lease};
+    if (error == 0)
+        error = worker_start(&worker, &process->worker);
+    if (error == 0 && pthread_create(&process->waker, NULL, waker_main, process) != 0)
+        error = CATRACA_E_NOMEM;
+    return error;
+}
+
+int worker_run(const struct config *config)
+{
+    char host[64], worker_id[CATRACA_ID_MAX + 1];
+    uint16_t port = 0;
+    if (require(config->redis, "redis", "worker") != 0 ||
+        require(config->postgres, "postgres", "worker") != 0 ||
+        service_split_listen(config->listen, host, &port) != 0)
+        return 2;
+    if (check_schema(config) != 0)
+        return 1;
+    if (config->worker_id[0] != '\0')
+        snprintf(worker_id, sizeof(worker_id), "%.*s", CATRACA_ID_MAX, config->worker_id);
+    else
+        default_worker_id(worker_id, sizeof(worker_id));
+    struct worker_process process = {.config = config};
+    int error = start_worker_parts(&process, worker_id);
+    if (error != 0) {
+        fprintf(stderr, "catraca: worker start failed: %s\n", catraca_strerror(error));
+        return 1;
+    }
+    struct http_config http_config;
+    struct http_server *http = NULL;
+    service_http_config(config, host, port, worker_http, &process, &http_config);
+    if (http_start(&http_config, &http) != 0)
+        return 1;
+    fprintf(stderr, "catraca: worker %s deciding (metrics on http://%s:%u, lease %lld ms)\n",
+            worker_id, host, http_port(http), (long long)config->lease_ms);
+    service_wait_for_stop();
+    fprintf(stderr, "catraca: worker %s stopping\n", worker_id);
+    http_stop(http);
+    process.is_stopping = 1;
+    pthread_join(process.waker, NULL);
+    worker_stop(process.worker); /* finishes the commit in flight */
+    lease_stop(process.lease);   /* then gives the partitions back at once */
+    process.publisher.ops->close(process.publisher.context);
+    free(process.message);
+    fprintf(stderr, "catraca: worker %s stopped\n", worker_id);
+    return 0;
+}
+
+/* ---- migrate ----------------------------------------------------------------------------- */
+
+int migrate_run(const struct config *config)
+{
+    if (require(config->postgres, "postgres", "migrate") != 0)
+        return 2;
+    int error = store_pg_migrate(config->postgres, stdout);
+    if (error != 0) {
+        fprintf(stderr, "catraca migrate: failed: %s\n", catraca_strerror(error));
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,30 @@
+/*
+ * store_rows.h - the byte formats every store adapter uses for the columns
+ * that are not plain numbers: an event's spec (a codec CREATE_EVENT record),
+ * its counters (six little-endian uint32 per category) and ticket codes
+ * (eight little-endian bytes each). One definition, so a database written by
+ * one adapter reads the same in tools written against another.
+ */
+#ifndef CATRACA_STORE_STORE_ROWS_H
+#define CATRACA_STORE_STORE_ROWS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define STORE_COUNTS_BYTES_MAX (CATRACA_CATEGORIES_MAX * 24)
+#define STORE_TICKETS_BYTES_MAX (CATRACA_QUANTITY_MAX * 8)
+
+/* spec into out[CATRACA_COMMAND_ENCODED_MAX]; 0 or a codec error. */
+int store_spec_encode(const struct engine_event_spec *spec, uint8_t *out, size_t *length);
+/* 0, or CATRACA_E_CORRUPT when the bytes are not a CREATE_EVENT record. */
+int store_spec_decode(const uint8_t *in, size_t length, struct engine_event_spec *out);
+void store_counts_encode(const struct store_event *event, uint8_t *out, size_t *length);
+/* Reads as many categories as both the spec and the bytes have. */
+void store_counts_decode(const uint8_t *in, size_t length, struct store_event *event);
+/* Returns the byte length (ticket_count * 8; 0 for a count beyond the bound). */
+size_t store_tickets_encode(const struct store_purchase *purchase, uint8_t *out);
+void store_tickets_decode(const uint8_t *in, size_t length, struct store_purchase *purchase);
+
+#endif
