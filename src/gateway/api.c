@@ -1526,6 +1526,8 @@ int api_start(const struct api_config *config, struct api **out)
     if (error == 0 && config->is_challenge_on)
         error = challenge_init(&api->challenge, config->challenge_max_number,
                                config->challenge_ttl_s, config->challenge_replay_max);
+    if (error == 0 && config->is_challenge_on)
+        challenge_share_key(&api->challenge, config->jwt_secret, config->jwt_secret_length);
     if (error == 0)
         error = config->backend.open_log(config->backend.context, true, &appender.log);
     if (error == 0)

@@ -44,6 +44,14 @@ static void sign(const struct challenge *c, const char *challenge_hex, char out[
     hex(mac, 32, out);
 }
 
+void challenge_share_key(struct challenge *c, const uint8_t *secret, size_t length)
+{
+    static const char purpose[] = "catraca challenge signing key v1";
+    unsigned int key_length = 0;
+    HMAC(EVP_sha256(), secret, (int)length, (const unsigned char *)purpose, sizeof(purpose) - 1,
+         c->key, &key_length);
+}
+
 int challenge_init(struct challenge *c, uint32_t max_number, int64_t ttl_s, uint32_t replay_max)
 {
     memset(c, 0, sizeof(*c));

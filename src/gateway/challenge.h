@@ -39,6 +39,12 @@ struct challenge {
 
 int challenge_init(struct challenge *challenge, uint32_t max_number, int64_t ttl_s,
                    uint32_t replay_max);
+/*
+ * Derives the signing key from a secret every gateway shares (the JWT secret),
+ * so a challenge issued by one gateway verifies on any other. Without it the
+ * key is random per process. The replay set stays per process.
+ */
+void challenge_share_key(struct challenge *challenge, const uint8_t *secret, size_t length);
 void challenge_destroy(struct challenge *challenge);
 /* A new challenge as the JSON object GET /v1/challenge answers (caller deletes). */
 cJSON *challenge_create(struct challenge *challenge, int64_t now_s);

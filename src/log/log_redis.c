@@ -221,7 +221,7 @@ static int grow_append(struct log_redis *log, size_t count)
 {
     if (count <= log->append_capacity)
         return 0;
-    size_t args = 3 + count * ITEM_ARGS;
+    size_t args = 4 + count * ITEM_ARGS; /* EVALSHA sha 0 count, then the items */
     const char **argv = realloc(log->argv, args * sizeof(*argv));
     if (argv != NULL)
         log->argv = argv;

@@ -269,10 +269,12 @@ static bool send(struct store_pg *store, const char *sql, int count, const char 
 
 static bool send_arrays(struct store_pg *store, const char *sql, int count)
 {
+    if (!arrays_close(store->columns, count)) /* may move the buffers: take pointers after */
+        return false;
     const char *values[14];
     for (int i = 0; i < count; i++)
         values[i] = store->columns[i].bytes;
-    return arrays_close(store->columns, count) && send(store, sql, count, values, NULL, NULL);
+    return send(store, sql, count, values, NULL, NULL);
 }
 
 static bool send_arrivals(struct store_pg *store, const struct store_batch *batch)

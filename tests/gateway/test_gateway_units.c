@@ -124,6 +124,14 @@ static void test_challenge(void **state)
     assert_int_equal(challenge_verify(&c, payload, 1000), CHALLENGE_E_SIGNATURE);
     free(payload);
     cJSON_Delete(json);
+    /* Two gateways sharing a secret accept each other's challenges. */
+    challenge_share_key(&c, (const uint8_t *)"shared", 6);
+    challenge_share_key(&other, (const uint8_t *)"shared", 6);
+    json = challenge_create(&other, 1000);
+    payload = solve(json);
+    assert_int_equal(challenge_verify(&c, payload, 1000), 0);
+    free(payload);
+    cJSON_Delete(json);
     challenge_destroy(&other);
     challenge_destroy(&c);
 }

@@ -1,5 +1,7 @@
-"""Contract tests of API.md against a real `catraca serve` (embedded mode)."""
+"""Contract tests of API.md against a real `catraca serve` (embedded mode), or with
+CATRACA_MODE=distributed against `catraca gateway` x2 + `catraca worker` x2."""
 import base64
+import os
 import hashlib
 import json
 import shutil
@@ -9,8 +11,12 @@ import socket
 import time
 import unittest
 
-from catraca import (ADMIN, PAYMENTS, FINAL, Server, buy, create_event, seq_key, token,
+from catraca import (ADMIN, PAYMENTS, FINAL, Client, Server, buy, create_event, seq_key, token,
                      wait_status)
+
+if os.environ.get("CATRACA_MODE") == "distributed":
+    # The same contract against 2 gateways + 2 workers on Redis and PostgreSQL.
+    from cluster import Cluster as Server  # noqa: F811
 
 
 def assert_error(test, status, answer, want_status, want_code):
@@ -385,7 +391,7 @@ class RateLimitTest(unittest.TestCase):
     def test_customer_rate_limit(self):
         server = Server("--rate-customer", "1", "--rate-customer-burst", "2")
         try:
-            c = server.client()
+            c = Client(server.port)  # limits are per gateway process: talk to one
             create_event(c, "ev-rate", (100,))
             answers = [buy(c, "ev-rate", "greedy") for _ in range(4)]
             statuses = [a[0] for a in answers]

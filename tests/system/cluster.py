@@ -1,0 +1,163 @@
+"""The distributed mode for black-box tests: Redis + PostgreSQL + N gateways + M workers.
+
+`Cluster` offers what tests use of `catraca.Server` (port, client(), close()), so the API
+contract suite runs unchanged against it (CATRACA_MODE=distributed); its client spreads
+requests over every gateway, so a purchase made on one is followed and confirmed on
+another. Standard library only; every wait is bounded; processes die with the tests.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import shutil
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from servers import Postgres, Redis  # noqa: E402
+from catraca import BIN, SECRET, _RUNNING, Client  # noqa: E402
+
+
+class Proc:
+    """One `catraca gateway|worker` process; its port is read from its first log lines."""
+
+    def __init__(self, command, args, directory, name, ready_pattern):
+        self.command, self.args, self.name = command, list(args), name
+        self.stderr_path = os.path.join(directory, f"{name}.log")
+        self.pattern = ready_pattern
+        self.proc = None
+        self.port = None
+        self.start()
+
+    def start(self):
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:quarantine_size_mb=8")
+        self.stderr = open(self.stderr_path, "ab")
+        offset = self.stderr.tell()
+        self.proc = subprocess.Popen([BIN, self.command] + self.args, stdout=subprocess.DEVNULL,
+                                     stderr=self.stderr, env=env)
+        _RUNNING.append(self.proc)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with open(self.stderr_path, "rb") as f:
+                f.seek(offset)
+                m = re.findall(self.pattern, f.read())
+            if m:
+                self.port = int(m[-1])
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start:\n" + self.log())
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not start in 30 s:\n" + self.log())
+
+    def signal(self, number):
+        self.proc.send_signal(number)
+
+    def kill9(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.stderr.close()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a test may have left it stopped
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = self.proc.wait()
+        else:
+            code = self.proc.returncode
+        self.stderr.close()
+        return code
+
+    def log(self):
+        with open(self.stderr_path, errors="replace") as f:
+            return f.read()
+
+
+class SpreadClient:
+    """Sends each request to the next gateway in turn (each keeps its own connection)."""
+
+    def __init__(self, ports, timeout=30):
+        self.clients = [Client(p, timeout) for p in ports]
+        self.turn = 0
+
+    def request(self, *args, **kwargs):
+        client = self.clients[self.turn % len(self.clients)]
+        self.turn += 1
+        return client.request(*args, **kwargs)
+
+    def close(self):
+        for c in self.clients:
+            c.close()
+
+
+class Cluster:
+    def __init__(self, *extra, demo=True, gateways=2, workers=2, lease_ms=1500):
+        self.dir = tempfile.mkdtemp(prefix="catraca-cluster-")
+        self.extra = list(extra)
+        self.redis = Redis()
+        self.postgres = Postgres()
+        subprocess.run([BIN, "migrate", "--postgres", self.postgres.conninfo], check=True,
+                       stdout=subprocess.DEVNULL, timeout=60)
+        common = ["--redis", self.redis.url, "--postgres", self.postgres.conninfo,
+                  "--listen", "127.0.0.1:0", "--jwt-secret", SECRET]
+        self.worker_args = common + ["--lease-ms", str(lease_ms)] + self.extra
+        self.gateway_args = common + ["--rate-customer", "0", "--rate-ip", "0"] + \
+            (["--demo"] if demo else []) + self.extra
+        self.workers = [self.start_worker(i) for i in range(workers)]
+        self.gateways = [Proc("gateway", self.gateway_args, self.dir, f"gateway{i}",
+                              rb"listening on http://127\.0\.0\.1:(\d+)") for i in range(gateways)]
+
+    def start_worker(self, i):
+        return Proc("worker", self.worker_args + ["--worker-id", f"w{i}-{time.monotonic_ns()}"],
+                    self.dir, f"worker{i}", rb"metrics on http://127\.0\.0\.1:(\d+)")
+
+    @property
+    def port(self):
+        return self.gateways[0].port
+
+    def client(self, timeout=30):
+        return SpreadClient([g.port for g in self.gateways], timeout)
+
+    def worker_metrics(self, worker):
+        """The worker's /metrics as {name: value} (unlabelled samples only)."""
+        status, text, _ = Client(worker.port, 10).request("GET", "/metrics")
+        assert status == 200, (status, text)
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name] = float(value)
+        return values
+
+    def sql(self, query):
+        return self.postgres.psql(query)
+
+    def owner_of(self, event):
+        """(worker id, epoch) holding the event's lease now, by the store."""
+        row = self.sql(f"SELECT coalesce(owner, ''), epoch FROM partitions "
+                       f"WHERE event = '{event}' AND lease_until > now()")
+        if not row:
+            return None, None
+        owner, epoch = row.split("|")
+        return owner, int(epoch)
+
+    def worker_by_id(self, worker_id):
+        for w in self.workers:
+            if worker_id and worker_id in " ".join(w.args):
+                return w
+        return None
+
+    def logs(self):
+        return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in self.gateways + self.workers)
+
+    def close(self):
+        codes = [g.stop() for g in self.gateways] + [w.stop() for w in self.workers]
+        self.redis.close()
+        self.postgres.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return max(codes) if codes else 0
