@@ -135,6 +135,15 @@ int gateway_run(const struct config *config)
         .open_log = gateway_open_log, .open_store = gateway_open_store, .context = (void *)config};
     struct api_config api_config;
     service_api_config(config, &backend, secret, secret_length, &api_config);
+    struct log_redis_options options = redis_options(config, 1, false);
+    uint64_t instance = 0;
+    int error = log_redis_unique_number(&options, &instance);
+    if (error != 0) {
+        fprintf(stderr, "catraca: gateway needs Redis at start (for its instance tag): %s\n",
+                catraca_strerror(error));
+        return 1;
+    }
+    api_config.instance_tag = (uint32_t)(instance % 1024);
     struct api *api = NULL;
     if (api_start(&api_config, &api) != 0)
         return 1;
@@ -322,7 +331,7 @@ static void worker_http(void *context, struct http_request *request)
 
 static void default_worker_id(char *out, size_t size)
 {
-    char host[64] = "worker";
+    char host[48] = "worker";
     gethostname(host, sizeof(host) - 1);
     host[sizeof(host) - 1] = '\0';
     for (char *c = host; *c; c++)

@@ -952,9 +952,13 @@ static bool find_event_limit(struct route_context *c, const char *id, uint32_t *
 
 static uint64_t next_purchase_id(struct api *api)
 {
-    /* Time-ordered and unique across restarts: milliseconds, then a counter (4 M a ms). */
+    /*
+     * Time-ordered and unique across restarts and gateways: milliseconds, the
+     * gateway's instance tag (10 bits), then a counter (4096 a ms per gateway).
+     */
     uint64_t counter = atomic_fetch_add(&api->purchase_counter, 1);
-    return ((uint64_t)now_ms() << 22) | (counter & ((1u << 22) - 1));
+    return ((uint64_t)now_ms() << 22) | ((uint64_t)(api->config.instance_tag & 1023) << 12) |
+           (counter & 4095);
 }
 
 static uint64_t hash_request(const char *event, const char *category, int64_t quantity)

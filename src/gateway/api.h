@@ -32,6 +32,7 @@ struct api_backend {
 
 struct api_config {
     struct api_backend backend;
+    uint32_t instance_tag; /* 0..1023, distinct per live gateway: part of every purchase id */
     const uint8_t *jwt_secret;
     size_t jwt_secret_length;
     bool is_demo;

@@ -589,6 +589,22 @@ int log_redis_open(const struct log_redis_options *options, struct catraca_log *
     return 0;
 }
 
+int log_redis_unique_number(const struct log_redis_options *options, uint64_t *out)
+{
+    struct catraca_log handle;
+    int error = log_redis_open(options, &handle);
+    if (error != 0)
+        return error;
+    const char *argv[] = {"INCR", "catraca:instances"};
+    redisReply *reply = command(handle.context, 2, argv);
+    error = reply_check(reply, REDIS_REPLY_INTEGER);
+    if (error == 0)
+        *out = (uint64_t)reply->integer;
+    freeReplyObject(reply);
+    redis_close(handle.context);
+    return error;
+}
+
 int log_redis_publish(void *log_context, const char *channel, const uint8_t *message, size_t length)
 {
     struct log_redis *log = log_context;

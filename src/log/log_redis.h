@@ -39,6 +39,12 @@ struct log_redis_options {
 
 int log_redis_open(const struct log_redis_options *options, struct catraca_log *out);
 
+/*
+ * A number no other caller got (INCR of a counter in Redis): gateways take
+ * one at start so the purchase ids they mint never collide.
+ */
+int log_redis_unique_number(const struct log_redis_options *options, uint64_t *out);
+
 /* PUBLISH on a handle's connection (from log_redis_open's context); binary safe. */
 int log_redis_publish(void *log_context, const char *channel, const uint8_t *message,
                       size_t length);

@@ -189,7 +189,7 @@ static void log_error(PGconn *db, const char *what)
 static int prepare_all(struct store_pg *store)
 {
     for (int i = 0; i < STATEMENT_COUNT; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof(name), "s%d", i);
         PGresult *result = PQprepare(store->db, name, statement_sql[i], 0, NULL);
         bool is_ok = PQresultStatus(result) == PGRES_COMMAND_OK;
@@ -236,14 +236,31 @@ static int error_of(struct store_pg *store, const PGresult *result)
     return CATRACA_E_IO;
 }
 
-/* Runs a prepared read; NULL with *error set when it failed. */
+static PGresult *run_prepared_once(struct store_pg *store, enum statement which, int count,
+                                   const char *const *values, int *error);
+
+/*
+ * Runs a prepared read; NULL with *error set when it failed. A read that
+ * found its connection broken (PostgreSQL restarted since) is tried once
+ * more on a new one: reads are safe to repeat.
+ */
 static PGresult *run_prepared(struct store_pg *store, enum statement which, int count,
                               const char *const *values, int *error)
+{
+    bool was_connected = store->db != NULL;
+    PGresult *result = run_prepared_once(store, which, count, values, error);
+    if (result == NULL && *error == CATRACA_E_UNAVAILABLE && was_connected)
+        result = run_prepared_once(store, which, count, values, error);
+    return result;
+}
+
+static PGresult *run_prepared_once(struct store_pg *store, enum statement which, int count,
+                                   const char *const *values, int *error)
 {
     *error = ensure_connected(store);
     if (*error != 0)
         return NULL;
-    char name[8];
+    char name[16];
     snprintf(name, sizeof(name), "s%d", (int)which);
     PGresult *result = PQexecPrepared(store->db, name, count, values, NULL, NULL, 0);
     if (PQresultStatus(result) != PGRES_TUPLES_OK) {
