@@ -113,9 +113,15 @@ static uint64_t mix64(uint64_t x)
  * (linear probing with dense keys also means no collisions). Customer keys
  * are SipHash values already and are mixed as usual.
  */
+/*
+ * Fibonacci hashing: gateway ids are time-ordered (ms << 22 | tag << 12 |
+ * counter), so an xor-fold put every id of a long window into one region of
+ * the linear-probing table; the multiply spreads all bits into the top ones.
+ * The table is rebuilt from the purchases on snapshot read, so this may change.
+ */
 static uint32_t purchase_slot_hash(uint64_t id)
 {
-    return (uint32_t)(id ^ (id >> 32));
+    return (uint32_t)((id * 0x9E3779B97F4A7C15ull) >> 32);
 }
 
 static uint64_t bounded_string_key(const char *s, size_t array_size)

@@ -83,22 +83,34 @@ def settle(cluster, accepted, timeout=90):
     return decided
 
 
-def check_promises(test, cluster, event, capacity, decided):
-    """No oversell, each accepted purchase decided once, arrival order per category."""
+def check_promises(test, cluster, event, capacity, decided, all_known=True):
+    """No oversell, each accepted purchase decided once, arrival order per category.
+
+    all_known=False: some requests answered 503 may still have been appended (the
+    connection broke after Redis ran the script), so the store may hold more purchases
+    than the test saw accepted; the holds among those it saw must still be the earliest."""
     status, ev, _ = Client(cluster.port).request("GET", f"/v1/events/{event}")
     test.assertEqual(status, 200, ev)
     cat = ev["categories"][0]
     test.assertEqual(cat["available"] + cat["held"] + cat["sold"], capacity, cat)
     held = sorted((seq_key(p["seq"]), b) for b, p in decided.items() if p["status"] == "held")
     test.assertLessEqual(len(held), capacity)
-    test.assertEqual(len(held), cat["held"], "store counters and purchases disagree")
+    if all_known:
+        test.assertEqual(len(held), cat["held"], "store counters and purchases disagree")
+    else:
+        test.assertLessEqual(len(held), cat["held"], "store counters and purchases disagree")
     # Quantity 1, distinct buyers, long holds: the holds are exactly the earliest arrivals.
     by_seq = sorted((seq_key(p["seq"]), b) for b, p in decided.items())
     test.assertEqual([b for _, b in held], [b for _, b in by_seq[:len(held)]],
                      "a later request was granted before an earlier one")
     rows = cluster.sql(f"SELECT count(*), count(DISTINCT (seq_major, seq_minor)) FROM purchases "
                        f"WHERE event = '{event}'")
-    test.assertEqual(rows, f"{len(decided)}|{len(decided)}", "a purchase stored twice or lost")
+    count, distinct = (int(x) for x in rows.split("|"))
+    test.assertEqual(count, distinct, "a purchase stored twice")
+    if all_known:
+        test.assertEqual(count, len(decided), "a purchase stored twice or lost")
+    else:
+        test.assertGreaterEqual(count, len(decided), "an accepted purchase lost")
 
 
 class FailoverTest(unittest.TestCase):
@@ -191,7 +203,7 @@ class RedisCrashTest(unittest.TestCase):
             accepted = rush.accepted()
             self.assertGreater(len(accepted), 100)
             decided = settle(cluster, accepted)
-            check_promises(self, cluster, "ev-redis", 5000, decided)
+            check_promises(self, cluster, "ev-redis", 5000, decided, all_known=False)
         finally:
             cluster.close()
 
