@@ -362,7 +362,24 @@ static int partition_commit(struct worker *w, struct partition *p, size_t comman
  * Builds a partition's engine from the store: the snapshot, then the log
  * from the snapshot's offset up to the committed offset, applied silently.
  */
+static int partition_recover_into(struct worker *w, struct partition *p);
+
+/*
+ * On failure the partition is left with no engine, so the next step recovers
+ * again: a half-built engine (empty, or part-replayed) must never decide, or
+ * it would commit an offset past entries it never applied.
+ */
 static int partition_recover(struct worker *w, struct partition *p)
+{
+    int error = partition_recover_into(w, p);
+    if (error != 0) {
+        engine_free(p->engine);
+        p->engine = NULL;
+    }
+    return error;
+}
+
+static int partition_recover_into(struct worker *w, struct partition *p)
 {
     struct log_seq committed = {0, 0}, snapshot_offset = {0, 0};
     uint8_t *snapshot = NULL;

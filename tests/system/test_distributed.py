@@ -4,7 +4,6 @@ restarted on its AOF, PostgreSQL crashed and restarted. Real Redis, PostgreSQL, 
 and workers on loopback; every 202 must end with exactly one decision, nothing oversold,
 arrival order kept. Randomized buyers: the seed is printed, CATRACA_SEED reproduces it.
 """
-import os
 import random
 import signal
 import threading
@@ -209,9 +208,6 @@ class RedisCrashTest(unittest.TestCase):
 
 
 class PostgresRestartTest(unittest.TestCase):
-    @unittest.skipUnless(os.environ.get("CATRACA_KNOWN_BUGS") == "1",
-                         "known bug, reported: after a PostgreSQL crash mid-rush a worker "
-                         "sometimes stops short of the log's end (CATRACA_KNOWN_BUGS=1 runs it)")
     def test_workers_resume_from_the_committed_offset(self):
         seed = seed_from_env("postgres-restart")
         cluster = Cluster(lease_ms=1500)
