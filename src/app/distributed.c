@@ -348,16 +348,8 @@ static int start_worker_parts(struct worker_process *process, const char *worker
                                  .worker_id = worker_id,
                                  .lease_ms = (uint32_t)config->lease_ms,
                                  .partitions_max = (uint32_t)config->events_max};
-    struct worker_config worker = {
-        .engine = {.purchases_max = (uint32_t)config->purchases_max,
-                   .customers_max = (uint32_t)config->customers_max},
-        .batch_max = (uint32_t)config->worker_batch_max,
-        .snapshot_every = (uint32_t)config->snapshot_every,
-        .partitions_max = (uint32_t)config->events_max,
-        .idle_poll_ms = 100,
-        .on_commit = publish_commit,
-        .on_commit_context = process,
-    };
+    struct worker_config worker;
+    service_worker_config(config, publish_commit, process, &worker);
     struct log_redis_options worker_log = redis_options(config, worker.batch_max, false);
     struct log_redis_options publisher = redis_options(config, 1, false);
     int error = lease_start(&lease, &process->lease);

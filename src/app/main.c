@@ -106,16 +106,8 @@ int service_choose_secret(const struct config *config, uint8_t *secret, size_t *
 static int start_worker(const struct config *config, const char *database, struct api *api,
                         struct worker **out)
 {
-    struct worker_config worker = {
-        .engine = {.purchases_max = (uint32_t)config->purchases_max,
-                   .customers_max = (uint32_t)config->customers_max},
-        .batch_max = (uint32_t)config->worker_batch_max,
-        .snapshot_every = (uint32_t)config->snapshot_every,
-        .partitions_max = (uint32_t)config->events_max,
-        .idle_poll_ms = 100,
-        .on_commit = api_on_commit,
-        .on_commit_context = api,
-    };
+    struct worker_config worker;
+    service_worker_config(config, api_on_commit, api, &worker);
     bool is_full = strcmp(config->sync, "full") == 0;
     struct log_sqlite_options options = {
         .is_synchronous_full = is_full, .busy_timeout_ms = 5000, .read_max = worker.batch_max};
@@ -226,6 +218,22 @@ void service_api_config(const struct config *config, const struct api_backend *b
         .challenge_max_number = (uint32_t)config->challenge_max_number,
         .challenge_ttl_s = config->challenge_ttl_s,
         .challenge_replay_max = (uint32_t)config->challenge_replay_max,
+    };
+}
+
+void service_worker_config(const struct config *config,
+                           void (*on_commit)(void *context, const struct worker_commit *commit),
+                           void *context, struct worker_config *out)
+{
+    *out = (struct worker_config){
+        .engine = {.purchases_max = (uint32_t)config->purchases_max,
+                   .customers_max = (uint32_t)config->customers_max},
+        .batch_max = (uint32_t)config->worker_batch_max,
+        .snapshot_every = (uint32_t)config->snapshot_every,
+        .partitions_max = (uint32_t)config->events_max,
+        .idle_poll_ms = 100,
+        .on_commit = on_commit,
+        .on_commit_context = context,
     };
 }
 

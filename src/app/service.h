@@ -13,6 +13,7 @@
 #include "app/config.h"
 #include "gateway/api.h"
 #include "gateway/http.h"
+#include "worker/worker.h"
 
 /* "host:port" -> parts; 0, or -1 after a message. */
 int service_split_listen(const char *listen, char host[64], uint16_t *port);
@@ -22,6 +23,10 @@ void service_api_config(const struct config *config, const struct api_backend *b
                         const uint8_t *secret, size_t secret_length, struct api_config *out);
 void service_http_config(const struct config *config, const char *host, uint16_t port,
                          http_handler handler, void *context, struct http_config *out);
+/* The worker's settings from the configuration; the caller adds log, store, ownership. */
+void service_worker_config(const struct config *config,
+                           void (*on_commit)(void *context, const struct worker_commit *commit),
+                           void *context, struct worker_config *out);
 /* Installs SIGTERM/SIGINT handlers (SIGPIPE ignored) and returns once one arrived. */
 void service_wait_for_stop(void);
 bool service_is_stop_requested(void);
