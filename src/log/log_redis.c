@@ -1,9 +1,13 @@
 /*
- * log_redis.c - the log on Redis Streams. Contract in log_redis.h.
+ * log_redis.c - the log on Redis Streams. Contract in log_redis.h and log.h;
+ * log_sqlite.c is the reference and this adapter answers every call the way
+ * it does (duplicates by key or by purchase id, mismatches, the earlier
+ * entry's seq, exclusive reads, sorted partitions).
  *
- * hiredis speaks the protocol; this file only builds commands and checks
- * every reply's type and shape before use (a reply of another shape is
- * CATRACA_E_CORRUPT, never a crash).
+ * hiredis speaks the protocol; this file builds commands and checks every
+ * reply's type and element count before use: a reply of another shape is
+ * CATRACA_E_CORRUPT, never a crash. No reply (I/O error, time-out) is
+ * CATRACA_E_UNAVAILABLE and drops the connection; the next call reconnects.
  */
 #include "log/log_redis.h"
 
@@ -18,13 +22,40 @@
 #include "core/error.h"
 
 #define APPENDED_CHANNEL "catraca:appended"
-#define ITEM_ARGS 7
+#define PURCHASES_KEY "catraca:purchases"
+#define PARTITIONS_KEY "catraca:partitions"
+#define INSTANCES_KEY "catraca:instances"
+#define KEY_TEXT_MAX (CATRACA_ID_MAX + 32) /* "catraca:{<event>}:count" */
+#define HOST_TEXT_MAX 256
+#define NUMBER_TEXT_MAX 24 /* a 64-bit integer in decimal, sign, NUL */
+#define ITEM_ARGS 7        /* words per item in the script's ARGV */
+#define APPEND_HEAD_ARGS 4 /* EVALSHA sha numkeys count */
 #define APPEND_ITEMS_MAX 65536
+#define COMMAND_ARGS_MAX 8       /* of the fixed-shape commands (command()) */
+#define RECONNECT_BACKOFF_MS 200 /* log_redis_wait_appended, between attempts */
 
 /*
- * ARGV: count, then per item: event, record, time_ms, purchase id (0: none),
- * idempotency scope, key ("" : none), request hash. Returns per item
- * {result, seq, purchase id}: 0 appended, 1 duplicate, 2 duplicate with another request.
+ * The append script. ARGV: count, then per item ITEM_ARGS words: event,
+ * record, time_ms, purchase id ('0': none), idempotency scope, key ('':
+ * none), request hash. Returns per item {result, seq, purchase id}: result 0
+ * appended, 1 duplicate, 2 duplicate with another request (log.h's values).
+ *
+ * Per item, like log_sqlite.c's append_one(): a known idempotency key is a
+ * duplicate or a mismatch; else a purchase id already in the log is a
+ * duplicate of that entry; else XADD, then the purchase's place and the key
+ * are recorded. Items of one call see each other's writes (two items with one
+ * key: the second is a duplicate of the first).
+ *
+ * A script runs atomically, and Redis refuses its writes for lack of memory
+ * only before the first one, so a call appends all its items or none; the
+ * only failures midway are a key of the wrong type (someone else wrote it).
+ *
+ * Redis Cluster: the script touches keys of several events and customers
+ * (every catraca:{<event>}:* of the batch, catraca:idem:<scope>,
+ * catraca:purchases, catraca:partitions) and passes none as KEYS, which only a
+ * single Redis allows. Under Cluster a gateway would group each call's items
+ * by slot and the global keys would move under the event's tag: future work,
+ * see docs/DEPLOY.md.
  */
 static const char append_script[] =
     "local n = tonumber(ARGV[1])\n"
@@ -33,14 +64,21 @@ static const char append_script[] =
     "  local b = 2 + k * 7\n"
     "  local event, record, t, pid = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]\n"
     "  local scope, key, hash = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]\n"
-    "  local seen = false\n"
+    "  local row\n"
     "  if key ~= '' then\n"
-    "    seen = redis.call('HGET', 'catraca:idem:' .. scope, key)\n"
+    "    local seen = redis.call('HGET', 'catraca:idem:' .. scope, key)\n"
+    "    if seen then\n"
+    "      local h, p, s = string.match(seen, '^(%S+) (%S+) (%S+)$')\n"
+    "      row = {h == hash and 1 or 2, s or '', p or ''}\n"
+    "    end\n"
     "  end\n"
-    "  if seen then\n"
-    "    local h, p, s = string.match(seen, '^(%S+) (%S+) (%S+)$')\n"
-    "    out[#out + 1] = {h == hash and 1 or 2, s, p}\n"
-    "  else\n"
+    "  if not row and pid ~= '0' then\n"
+    "    local place = redis.call('HGET', 'catraca:purchases', pid)\n"
+    "    if place then\n"
+    "      row = {1, string.match(place, ' (%S+)$') or '', pid}\n"
+    "    end\n"
+    "  end\n"
+    "  if not row then\n"
     "    local base = 'catraca:{' .. event .. '}:'\n"
     "    local i = redis.call('INCR', base .. 'count')\n"
     "    local id\n"
@@ -57,63 +95,164 @@ static const char append_script[] =
     "      events[event] = true\n"
     "      redis.call('SADD', 'catraca:partitions', event)\n"
     "    end\n"
-    "    out[#out + 1] = {0, id, pid}\n"
+    "    row = {0, id, pid}\n"
     "  end\n"
+    "  out[k + 1] = row\n"
     "end\n"
     "for event in pairs(events) do redis.call('PUBLISH', 'catraca:appended', event) end\n"
     "return out\n";
 
 struct log_redis {
-    struct log_redis_options options;
-    char host[256];
+    struct log_redis_options options; /* url not kept: host and port are */
+    char host[HOST_TEXT_MAX];
     int port;
-    redisContext *redis;
-    char script_sha[41];
-    /* read() results: entries point into records */
-    struct log_entry *entries;
-    uint8_t *records;
-    /* append() argument vectors, grown to the largest call */
+    redisContext *redis; /* NULL: not connected, the next call connects */
+    char script_sha[41]; /* "": not loaded on this connection yet */
+    bool is_down;        /* the last connection attempt failed (logged once) */
+    uint8_t *records;    /* read(): options.read_max * CATRACA_COMMAND_ENCODED_MAX */
+    /* append() argument vectors, grown to the largest call (<= APPEND_ITEMS_MAX items) */
     const char **argv;
     size_t *argv_lengths;
-    char (*numbers)[3][24];
+    char (*numbers)[3][NUMBER_TEXT_MAX];
     size_t append_capacity;
 };
 
-/* ---- connection -------------------------------------------------------------------------- */
+/* ---- replies ----------------------------------------------------------------------------- */
 
-/* "redis://host:port", "redis://host", "host:port" -> parts; -1 when malformed. */
-static int parse_url(const char *url, char *host, size_t host_size, int *port)
+/* The i-th element of an array reply when it exists and has the wanted type; else NULL. */
+static const redisReply *element_of(const redisReply *array, size_t i, int type)
 {
-    if (strncmp(url, "redis://", 8) == 0)
-        url += 8;
-    const char *colon = strrchr(url, ':');
-    size_t host_length = colon ? (size_t)(colon - url) : strcspn(url, "/");
-    if (host_length == 0 || host_length >= host_size)
-        return -1;
-    memcpy(host, url, host_length);
-    host[host_length] = '\0';
-    *port = 6379;
-    if (colon != NULL) {
-        char *end = NULL;
-        long value = strtol(colon + 1, &end, 10);
-        if (end == colon + 1 || (*end != '\0' && *end != '/') || value < 1 || value > 65535)
-            return -1;
-        *port = (int)value;
+    if (array == NULL || array->type != REDIS_REPLY_ARRAY || i >= array->elements ||
+        array->element == NULL || array->element[i] == NULL || array->element[i]->type != type)
+        return NULL;
+    return array->element[i];
+}
+
+/* 0 for a reply of the wanted type; CATRACA_E_UNAVAILABLE for none or an error; else CORRUPT. */
+static int reply_check(const redisReply *reply, int type)
+{
+    if (reply == NULL)
+        return CATRACA_E_UNAVAILABLE;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* Redis refusing (loading its AOF, out of memory, read-only replica) is unavailable. */
+        fprintf(stderr, "level=warn component=log_redis msg=\"%.*s\"\n",
+                reply->len < 200 ? (int)reply->len : 200, reply->str ? reply->str : "");
+        return CATRACA_E_UNAVAILABLE;
     }
+    return reply->type == type ? 0 : CATRACA_E_CORRUPT;
+}
+
+static bool is_string(const redisReply *reply)
+{
+    return reply != NULL && reply->type == REDIS_REPLY_STRING &&
+           (reply->str != NULL || !reply->len);
+}
+
+/* Decimal digits only (no sign, space or '+': strtoull accepts too much), no overflow. */
+static int parse_u64(const char *text, size_t length, uint64_t *out)
+{
+    uint64_t value = 0;
+    if (length == 0 || length > 20)
+        return CATRACA_E_CORRUPT;
+    for (size_t i = 0; i < length; i++) {
+        if (text[i] < '0' || text[i] > '9')
+            return CATRACA_E_CORRUPT;
+        uint64_t digit = (uint64_t)(text[i] - '0');
+        if (value > (UINT64_MAX - digit) / 10)
+            return CATRACA_E_CORRUPT;
+        value = value * 10 + digit;
+    }
+    *out = value;
     return 0;
 }
 
-static redisContext *connect_to(const char *host, int port, int timeout_ms)
+static int parse_i64(const char *text, size_t length, int64_t *out)
 {
-    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(host, port, tv);
-    if (c == NULL)
-        return NULL;
-    if (c->err != 0 || redisSetTimeout(c, tv) != REDIS_OK) {
-        redisFree(c);
+    bool is_negative = length > 0 && text[0] == '-';
+    uint64_t magnitude = 0;
+    size_t skip = is_negative ? 1 : 0;
+    if (parse_u64(text + skip, length - skip, &magnitude) != 0 ||
+        magnitude > (uint64_t)INT64_MAX + (is_negative ? 1 : 0))
+        return CATRACA_E_CORRUPT;
+    if (!is_negative)
+        *out = (int64_t)magnitude;
+    else
+        *out = magnitude == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)magnitude;
+    return 0;
+}
+
+static int parse_u64_reply(const redisReply *reply, uint64_t *out)
+{
+    return is_string(reply) ? parse_u64(reply->str, reply->len, out) : CATRACA_E_CORRUPT;
+}
+
+static int parse_seq_text(const char *text, size_t length, struct log_seq *out)
+{
+    char buffer[LOG_SEQ_TEXT_MAX];
+    if (length == 0 || length >= sizeof(buffer))
+        return CATRACA_E_CORRUPT;
+    memcpy(buffer, text, length);
+    buffer[length] = '\0';
+    return log_seq_parse(buffer, out) == 0 ? 0 : CATRACA_E_CORRUPT;
+}
+
+static int parse_seq(const redisReply *reply, struct log_seq *out)
+{
+    return is_string(reply) ? parse_seq_text(reply->str, reply->len, out) : CATRACA_E_CORRUPT;
+}
+
+/* ---- connection -------------------------------------------------------------------------- */
+
+/*
+ * "redis://host:port", "redis://host", "host:port", "host", each optionally
+ * followed by "/" or "/0": database 0 is the only one (SELECT is not sent).
+ */
+static int parse_url(const char *url, char host[HOST_TEXT_MAX], int *port)
+{
+    if (url == NULL)
+        return CATRACA_E_INVALID;
+    if (strncmp(url, "redis://", 8) == 0)
+        url += 8;
+    size_t authority = strcspn(url, "/");
+    const char *path = url + authority;
+    if (path[0] != '\0' && strcmp(path, "/") != 0 && strcmp(path, "/0") != 0)
+        return CATRACA_E_INVALID;
+    const char *colon = memchr(url, ':', authority);
+    size_t host_length = colon ? (size_t)(colon - url) : authority;
+    if (host_length == 0 || host_length >= HOST_TEXT_MAX || memchr(url, '@', authority))
+        return CATRACA_E_INVALID;
+    memcpy(host, url, host_length);
+    host[host_length] = '\0';
+    *port = 6379;
+    if (colon == NULL)
+        return 0;
+    uint64_t value = 0;
+    size_t digits = authority - host_length - 1;
+    if (parse_u64(colon + 1, digits, &value) != 0 || value < 1 || value > 65535)
+        return CATRACA_E_INVALID;
+    *port = (int)value;
+    return 0;
+}
+
+static struct timeval timeval_of(int ms)
+{
+    return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+}
+
+/* A connection with a connect time-out and a command time-out; NULL (why in errstr) on failure. */
+static redisContext *connect_to(const char *host, int port, int connect_ms, int command_ms,
+                                char errstr[128])
+{
+    redisContext *c = redisConnectWithTimeout(host, port, timeval_of(connect_ms));
+    if (c == NULL) {
+        snprintf(errstr, 128, "out of memory");
         return NULL;
     }
-    return c;
+    if (c->err == 0 && redisSetTimeout(c, timeval_of(command_ms)) == REDIS_OK)
+        return c;
+    snprintf(errstr, 128, "%s", c->err != 0 ? c->errstr : "setting the time-out failed");
+    redisFree(c);
+    return NULL;
 }
 
 static void disconnect(struct log_redis *log)
@@ -124,82 +263,76 @@ static void disconnect(struct log_redis *log)
     log->script_sha[0] = '\0';
 }
 
+/*
+ * Commands wait timeout_ms for their reply; an append with WAIT also waits
+ * for the replicas, so its socket time-out covers WAIT's own.
+ */
+static int command_timeout_ms(const struct log_redis_options *options)
+{
+    return options->timeout_ms + (options->wait_replicas > 0 ? options->wait_timeout_ms : 0);
+}
+
 static int ensure_connected(struct log_redis *log)
 {
     if (log->redis != NULL)
         return 0;
-    log->redis = connect_to(log->host, log->port, log->options.timeout_ms);
-    return log->redis != NULL ? 0 : CATRACA_E_UNAVAILABLE;
+    char why[128];
+    log->redis = connect_to(log->host, log->port, log->options.timeout_ms,
+                            command_timeout_ms(&log->options), why);
+    if (log->redis == NULL) {
+        if (!log->is_down)
+            fprintf(stderr, "level=warn component=log_redis msg=\"%s:%d unavailable: %s\"\n",
+                    log->host, log->port, why);
+        log->is_down = true;
+        return CATRACA_E_UNAVAILABLE;
+    }
+    if (log->is_down)
+        fprintf(stderr, "level=info component=log_redis msg=\"%s:%d reconnected\"\n", log->host,
+                log->port);
+    log->is_down = false;
+    return 0;
 }
 
-/* Runs a command; NULL after an I/O error (and the connection is dropped for the next call). */
+/* Runs a command; NULL after an I/O error or time-out, and the connection is dropped. */
 static redisReply *command_argv(struct log_redis *log, int argc, const char **argv,
                                 const size_t *lengths)
 {
     if (ensure_connected(log) != 0)
         return NULL;
     redisReply *reply = redisCommandArgv(log->redis, argc, argv, lengths);
-    if (reply == NULL)
+    if (reply == NULL) {
+        fprintf(stderr, "level=warn component=log_redis msg=\"%s: %s\"\n", argv[0],
+                log->redis->errstr);
         disconnect(log);
+    }
     return reply;
 }
 
+/* A command of at most COMMAND_ARGS_MAX NUL-terminated words. */
 static redisReply *command(struct log_redis *log, int argc, const char **argv)
 {
-    size_t lengths[8];
+    size_t lengths[COMMAND_ARGS_MAX];
+    if (argc < 1 || argc > COMMAND_ARGS_MAX)
+        return NULL;
     for (int i = 0; i < argc; i++)
         lengths[i] = strlen(argv[i]);
     return command_argv(log, argc, argv, lengths);
 }
 
-/* 0 for a reply of the wanted type; CATRACA_E_UNAVAILABLE for no reply; else CORRUPT. */
-static int reply_check(const redisReply *reply, int type)
+/* An event id is a key's middle part: too long would be truncated into another key. */
+static bool is_event_valid(const char *event)
 {
-    if (reply == NULL)
-        return CATRACA_E_UNAVAILABLE;
-    if (reply->type == REDIS_REPLY_ERROR) {
-        fprintf(stderr, "level=warn component=log_redis msg=\"%.*s\"\n", (int)reply->len,
-                reply->str);
-        /* A Redis refusing writes (loading, out of memory, read-only) is unavailable. */
-        return CATRACA_E_UNAVAILABLE;
-    }
-    return reply->type == type ? 0 : CATRACA_E_CORRUPT;
+    return event != NULL && event[0] != '\0' && strlen(event) <= CATRACA_ID_MAX;
 }
 
-static void stream_key(const char *event, char out[CATRACA_ID_MAX + 32])
+static void stream_key(const char *event, char out[KEY_TEXT_MAX])
 {
-    snprintf(out, CATRACA_ID_MAX + 32, "catraca:{%s}:log", event);
+    snprintf(out, KEY_TEXT_MAX, "catraca:{%s}:log", event);
 }
 
-static void format_seq(struct log_seq seq, char out[LOG_SEQ_TEXT_MAX])
+static void counter_key(const char *event, char out[KEY_TEXT_MAX])
 {
-    log_seq_format(seq, out);
-}
-
-static int parse_seq(const redisReply *reply, struct log_seq *out)
-{
-    char text[LOG_SEQ_TEXT_MAX];
-    if (reply->type != REDIS_REPLY_STRING || reply->len >= sizeof(text))
-        return CATRACA_E_CORRUPT;
-    memcpy(text, reply->str, reply->len);
-    text[reply->len] = '\0';
-    return log_seq_parse(text, out) == 0 ? 0 : CATRACA_E_CORRUPT;
-}
-
-static int parse_u64(const char *text, size_t length, uint64_t *out)
-{
-    char buffer[24];
-    if (length == 0 || length >= sizeof(buffer))
-        return CATRACA_E_CORRUPT;
-    memcpy(buffer, text, length);
-    buffer[length] = '\0';
-    char *end = NULL;
-    errno = 0;
-    unsigned long long value = strtoull(buffer, &end, 10);
-    if (errno != 0 || *end != '\0' || buffer[0] == '-')
-        return CATRACA_E_CORRUPT;
-    *out = value;
-    return 0;
+    snprintf(out, KEY_TEXT_MAX, "catraca:{%s}:count", event);
 }
 
 /* ---- append ------------------------------------------------------------------------------ */
@@ -209,26 +342,29 @@ static int load_script(struct log_redis *log)
     const char *argv[] = {"SCRIPT", "LOAD", append_script};
     redisReply *reply = command(log, 3, argv);
     int error = reply_check(reply, REDIS_REPLY_STRING);
-    if (error == 0 && reply->len == 40)
-        memcpy(log->script_sha, reply->str, 41);
-    else if (error == 0)
+    if (error == 0 && (reply->len != 40 || reply->str == NULL))
         error = CATRACA_E_CORRUPT;
+    if (error == 0) {
+        memcpy(log->script_sha, reply->str, 40);
+        log->script_sha[40] = '\0';
+    }
     freeReplyObject(reply);
     return error;
 }
 
+/* The vectors for a call of count items; they only grow, up to APPEND_ITEMS_MAX items. */
 static int grow_append(struct log_redis *log, size_t count)
 {
     if (count <= log->append_capacity)
         return 0;
-    size_t args = 4 + count * ITEM_ARGS; /* EVALSHA sha 0 count, then the items */
+    size_t args = APPEND_HEAD_ARGS + count * ITEM_ARGS;
     const char **argv = realloc(log->argv, args * sizeof(*argv));
     if (argv != NULL)
         log->argv = argv;
     size_t *lengths = realloc(log->argv_lengths, args * sizeof(*lengths));
     if (lengths != NULL)
         log->argv_lengths = lengths;
-    char(*numbers)[3][24] = realloc(log->numbers, count * sizeof(*numbers));
+    char(*numbers)[3][NUMBER_TEXT_MAX] = realloc(log->numbers, count * sizeof(*numbers));
     if (numbers != NULL)
         log->numbers = numbers;
     if (argv == NULL || lengths == NULL || numbers == NULL)
@@ -243,51 +379,76 @@ static void set_arg(struct log_redis *log, size_t at, const char *value, size_t 
     log->argv_lengths[at] = length;
 }
 
-/* EVALSHA sha 0 count item... */
-static void build_append(struct log_redis *log, struct log_append_item *items, size_t count,
-                         char *count_text)
+static void set_text_arg(struct log_redis *log, size_t at, const char *value)
 {
-    set_arg(log, 0, "EVALSHA", 7);
-    set_arg(log, 1, log->script_sha, 40);
-    set_arg(log, 2, "0", 1);
-    set_arg(log, 3, count_text, strlen(count_text));
+    set_arg(log, at, value, strlen(value));
+}
+
+/* EVALSHA sha 0 count, then ITEM_ARGS words per item (the script's ARGV). */
+static void build_append(struct log_redis *log, const struct log_append_item *items, size_t count,
+                         const char *count_text)
+{
+    set_text_arg(log, 0, "EVALSHA");
+    set_text_arg(log, 1, log->script_sha);
+    set_text_arg(log, 2, "0");
+    set_text_arg(log, 3, count_text);
     for (size_t i = 0; i < count; i++) {
         const struct log_append_item *item = &items[i];
-        size_t at = 4 + i * ITEM_ARGS;
-        char(*numbers)[24] = log->numbers[i];
-        snprintf(numbers[0], 24, "%lld", (long long)item->time_ms);
-        snprintf(numbers[1], 24, "%llu", (unsigned long long)item->purchase_id);
-        snprintf(numbers[2], 24, "%llu", (unsigned long long)item->request_hash);
-        bool has_key = item->idempotency_key != NULL && item->idempotency_scope != NULL;
-        set_arg(log, at, item->event, strlen(item->event));
-        set_arg(log, at + 1, (const char *)item->record, item->record_length);
-        set_arg(log, at + 2, numbers[0], strlen(numbers[0]));
-        set_arg(log, at + 3, numbers[1], strlen(numbers[1]));
-        set_arg(log, at + 4, has_key ? item->idempotency_scope : "",
-                has_key ? strlen(item->idempotency_scope) : 0);
-        set_arg(log, at + 5, has_key ? item->idempotency_key : "",
-                has_key ? strlen(item->idempotency_key) : 0);
-        set_arg(log, at + 6, numbers[2], strlen(numbers[2]));
+        size_t at = APPEND_HEAD_ARGS + i * ITEM_ARGS;
+        char(*numbers)[NUMBER_TEXT_MAX] = log->numbers[i];
+        snprintf(numbers[0], NUMBER_TEXT_MAX, "%lld", (long long)item->time_ms);
+        snprintf(numbers[1], NUMBER_TEXT_MAX, "%llu", (unsigned long long)item->purchase_id);
+        snprintf(numbers[2], NUMBER_TEXT_MAX, "%llu", (unsigned long long)item->request_hash);
+        bool has_key = item->idempotency_key != NULL;
+        set_text_arg(log, at, item->event);
+        set_arg(log, at + 1, item->record_length ? (const char *)item->record : "",
+                item->record_length);
+        set_text_arg(log, at + 2, numbers[0]);
+        set_text_arg(log, at + 3, numbers[1]);
+        set_text_arg(log, at + 4, has_key ? item->idempotency_scope : "");
+        set_text_arg(log, at + 5, has_key ? item->idempotency_key : "");
+        set_text_arg(log, at + 6, numbers[2]);
     }
 }
 
+/*
+ * What log_sqlite_append() refuses, and what the script could not carry: an
+ * empty key would read as "no key", and a scope or key is one hash field.
+ */
+static int items_check(const struct log_append_item *items, size_t count)
+{
+    if (count > APPEND_ITEMS_MAX || (items == NULL && count != 0))
+        return CATRACA_E_INVALID;
+    for (size_t i = 0; i < count; i++) {
+        const struct log_append_item *item = &items[i];
+        if (!is_event_valid(item->event) || item->record_length > CATRACA_COMMAND_ENCODED_MAX ||
+            (item->record == NULL && item->record_length != 0))
+            return CATRACA_E_INVALID;
+        if (item->idempotency_key != NULL &&
+            (item->idempotency_scope == NULL || item->idempotency_key[0] == '\0'))
+            return CATRACA_E_INVALID;
+    }
+    return 0;
+}
+
+/* {result, seq, purchase id} per item, in order. */
 static int read_append_results(const redisReply *reply, struct log_append_item *items, size_t count)
 {
     if (reply->elements != count)
         return CATRACA_E_CORRUPT;
     for (size_t i = 0; i < count; i++) {
-        const redisReply *row = reply->element[i];
-        if (row->type != REDIS_REPLY_ARRAY || row->elements != 3 ||
-            row->element[0]->type != REDIS_REPLY_INTEGER || row->element[0]->integer < 0 ||
-            row->element[0]->integer > LOG_DUPLICATE_MISMATCH ||
-            row->element[2]->type != REDIS_REPLY_STRING)
-            return CATRACA_E_CORRUPT;
+        const redisReply *row = element_of(reply, i, REDIS_REPLY_ARRAY);
+        const redisReply *result = element_of(row, 0, REDIS_REPLY_INTEGER);
         uint64_t purchase_id = 0;
-        if (parse_seq(row->element[1], &items[i].seq) != 0 ||
-            parse_u64(row->element[2]->str, row->element[2]->len, &purchase_id) != 0)
+        struct log_seq seq;
+        if (row == NULL || row->elements != 3 || result == NULL || result->integer < 0 ||
+            result->integer > LOG_DUPLICATE_MISMATCH || parse_seq(row->element[1], &seq) != 0 ||
+            parse_u64_reply(row->element[2], &purchase_id) != 0)
             return CATRACA_E_CORRUPT;
-        items[i].result = (uint8_t)row->element[0]->integer;
-        items[i].existing_purchase_id = items[i].result == LOG_APPENDED ? 0 : purchase_id;
+        items[i].result = (uint8_t)result->integer;
+        items[i].seq = seq;
+        /* As log_sqlite.c: an appended item's own id, a duplicate's first purchase. */
+        items[i].existing_purchase_id = purchase_id;
     }
     return 0;
 }
@@ -296,52 +457,63 @@ static int wait_for_replicas(struct log_redis *log)
 {
     if (log->options.wait_replicas <= 0)
         return 0;
-    char replicas[16], timeout[16];
+    char replicas[NUMBER_TEXT_MAX], timeout[NUMBER_TEXT_MAX];
     snprintf(replicas, sizeof(replicas), "%d", log->options.wait_replicas);
     snprintf(timeout, sizeof(timeout), "%d", log->options.wait_timeout_ms);
     const char *argv[] = {"WAIT", replicas, timeout};
     redisReply *reply = command(log, 3, argv);
     int error = reply_check(reply, REDIS_REPLY_INTEGER);
-    if (error == 0 && reply->integer < log->options.wait_replicas)
+    if (error == 0 && reply->integer < log->options.wait_replicas) {
+        fprintf(stderr,
+                "level=warn component=log_redis msg=\"WAIT: %lld of %d replicas acknowledged\"\n",
+                (long long)reply->integer, log->options.wait_replicas);
         error = CATRACA_E_UNAVAILABLE;
+    }
     freeReplyObject(reply);
     return error;
+}
+
+static bool is_noscript(const redisReply *reply)
+{
+    return reply != NULL && reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+           reply->len >= 8 && memcmp(reply->str, "NOSCRIPT", 8) == 0;
+}
+
+/* EVALSHA, and once more after loading the script when Redis forgot it (restart, flush). */
+static redisReply *run_append_script(struct log_redis *log, const struct log_append_item *items,
+                                     size_t count, int *error)
+{
+    char count_text[NUMBER_TEXT_MAX];
+    snprintf(count_text, sizeof(count_text), "%zu", count);
+    *error = ensure_connected(log);
+    for (int attempt = 0; *error == 0 && attempt < 2; attempt++) {
+        if (log->script_sha[0] == '\0' && (*error = load_script(log)) != 0)
+            return NULL;
+        build_append(log, items, count, count_text);
+        redisReply *reply = command_argv(log, (int)(APPEND_HEAD_ARGS + count * ITEM_ARGS),
+                                         log->argv, log->argv_lengths);
+        if (!is_noscript(reply))
+            return reply;
+        /* NOSCRIPT: nothing ran. */
+        freeReplyObject(reply);
+        log->script_sha[0] = '\0';
+    }
+    if (*error == 0)
+        *error = CATRACA_E_UNAVAILABLE;
+    return NULL;
 }
 
 static int redis_append(void *context, struct log_append_item *items, size_t count)
 {
     struct log_redis *log = context;
-    if (count == 0)
-        return 0;
-    if (count > APPEND_ITEMS_MAX)
-        return CATRACA_E_INVALID;
-    for (size_t i = 0; i < count; i++)
-        if (items[i].record_length > CATRACA_COMMAND_ENCODED_MAX || items[i].event == NULL)
-            return CATRACA_E_INVALID;
-    int error = grow_append(log, count);
-    if (error == 0 && ensure_connected(log) != 0)
-        error = CATRACA_E_UNAVAILABLE;
-    if (error == 0 && log->script_sha[0] == '\0')
-        error = load_script(log);
-    if (error != 0)
+    int error = items_check(items, count);
+    if (error != 0 || count == 0)
         return error;
-    char count_text[24];
-    snprintf(count_text, sizeof(count_text), "%zu", count);
-    redisReply *reply = NULL;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        build_append(log, items, count, count_text);
-        reply = command_argv(log, (int)(4 + count * ITEM_ARGS), log->argv, log->argv_lengths);
-        bool is_noscript = reply != NULL && reply->type == REDIS_REPLY_ERROR &&
-                           strncmp(reply->str, "NOSCRIPT", 8) == 0;
-        if (!is_noscript)
-            break;
-        /* A restarted or flushed Redis forgot the script: nothing ran; load it and retry. */
-        freeReplyObject(reply);
-        reply = NULL;
-        if ((error = load_script(log)) != 0)
-            return error;
-    }
-    error = reply_check(reply, REDIS_REPLY_ARRAY);
+    if ((error = grow_append(log, count)) != 0)
+        return error;
+    redisReply *reply = run_append_script(log, items, count, &error);
+    if (error == 0)
+        error = reply_check(reply, REDIS_REPLY_ARRAY);
     if (error == 0)
         error = read_append_results(reply, items, count);
     freeReplyObject(reply);
@@ -352,38 +524,36 @@ static int redis_append(void *context, struct log_append_item *items, size_t cou
 
 /* ---- reads ------------------------------------------------------------------------------- */
 
-/* One XRANGE entry: [id, [field, value, ...]] -> entries[at]. */
-static int parse_entry(struct log_redis *log, const redisReply *entry, size_t at)
+/* One XRANGE entry, [id, [field, value, ...]], into out; its record is copied to record. */
+static int parse_entry(const redisReply *entry, uint8_t *record, struct log_entry *out)
 {
-    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
-        entry->element[1]->type != REDIS_REPLY_ARRAY || entry->element[1]->elements % 2 != 0)
+    const redisReply *id = element_of(entry, 0, REDIS_REPLY_STRING);
+    const redisReply *fields = element_of(entry, 1, REDIS_REPLY_ARRAY);
+    if (id == NULL || fields == NULL || entry->elements != 2 || fields->elements % 2 != 0)
         return CATRACA_E_CORRUPT;
-    struct log_entry *out = &log->entries[at];
-    memset(out, 0, sizeof(*out));
-    if (parse_seq(entry->element[0], &out->seq) != 0)
-        return CATRACA_E_CORRUPT;
-    const redisReply *fields = entry->element[1];
-    bool has_record = false;
+    *out = (struct log_entry){.record = record};
+    bool has_record = false, has_time = false;
     for (size_t f = 0; f + 1 < fields->elements; f += 2) {
-        const redisReply *name = fields->element[f], *value = fields->element[f + 1];
-        if (name->type != REDIS_REPLY_STRING || value->type != REDIS_REPLY_STRING || name->len != 1)
+        const redisReply *name = element_of(fields, f, REDIS_REPLY_STRING);
+        const redisReply *value = element_of(fields, f + 1, REDIS_REPLY_STRING);
+        if (!is_string(name) || !is_string(value) || name->len != 1)
             return CATRACA_E_CORRUPT;
         if (name->str[0] == 'r') {
             if (value->len > CATRACA_COMMAND_ENCODED_MAX)
                 return CATRACA_E_CORRUPT;
-            uint8_t *record = log->records + at * CATRACA_COMMAND_ENCODED_MAX;
-            memcpy(record, value->str, value->len);
-            out->record = record;
+            if (value->len > 0)
+                memcpy(record, value->str, value->len);
             out->record_length = value->len;
             has_record = true;
         } else if (name->str[0] == 't') {
-            uint64_t time_ms = 0;
-            if (parse_u64(value->str, value->len, &time_ms) != 0)
+            if (parse_i64(value->str, value->len, &out->time_ms) != 0)
                 return CATRACA_E_CORRUPT;
-            out->time_ms = (int64_t)time_ms;
+            has_time = true;
         }
     }
-    return has_record ? 0 : CATRACA_E_CORRUPT;
+    if (!has_record || !has_time)
+        return CATRACA_E_CORRUPT;
+    return parse_seq(id, &out->seq);
 }
 
 static int redis_read(void *context, const char *event, struct log_seq after,
@@ -391,13 +561,17 @@ static int redis_read(void *context, const char *event, struct log_seq after,
 {
     struct log_redis *log = context;
     *count = 0;
+    if (!is_event_valid(event))
+        return CATRACA_E_INVALID;
     if (max > log->options.read_max)
         max = log->options.read_max;
-    char key[CATRACA_ID_MAX + 32], start[LOG_SEQ_TEXT_MAX + 1] = "-", max_text[24];
+    if (max == 0)
+        return 0; /* XRANGE would take COUNT 0 as "no limit" */
+    char key[KEY_TEXT_MAX], start[LOG_SEQ_TEXT_MAX + 1] = "-", max_text[NUMBER_TEXT_MAX];
     stream_key(event, key);
     if (after.major != 0 || after.minor != 0) {
-        start[0] = '('; /* exclusive */
-        format_seq(after, start + 1);
+        start[0] = '('; /* exclusive (Redis >= 6.2) */
+        log_seq_format(after, start + 1);
     }
     snprintf(max_text, sizeof(max_text), "%zu", max);
     const char *argv[] = {"XRANGE", key, start, "+", "COUNT", max_text};
@@ -405,72 +579,100 @@ static int redis_read(void *context, const char *event, struct log_seq after,
     int error = reply_check(reply, REDIS_REPLY_ARRAY);
     if (error == 0 && reply->elements > max)
         error = CATRACA_E_CORRUPT;
-    for (size_t i = 0; error == 0 && i < reply->elements; i++)
-        error = parse_entry(log, reply->element[i], i);
-    if (error == 0) {
-        memcpy(entries, log->entries, reply->elements * sizeof(*entries));
-        *count = reply->elements;
-    }
+    size_t n = error == 0 ? reply->elements : 0;
+    for (size_t i = 0; error == 0 && i < n; i++)
+        error = parse_entry(reply->element[i], log->records + i * CATRACA_COMMAND_ENCODED_MAX,
+                            &entries[i]);
+    if (error == 0)
+        *count = n;
     freeReplyObject(reply);
     return error;
+}
+
+/* "<event> <seq>", as the script writes it; the seq is after the last space. */
+static int parse_place(const redisReply *reply, char event[CATRACA_ID_MAX + 1], struct log_seq *seq)
+{
+    if (!is_string(reply) || reply->len == 0)
+        return CATRACA_E_CORRUPT;
+    const char *space = memrchr(reply->str, ' ', reply->len);
+    size_t event_length = space ? (size_t)(space - reply->str) : 0;
+    if (event_length == 0 || event_length > CATRACA_ID_MAX ||
+        memchr(reply->str, '\0', event_length) != NULL)
+        return CATRACA_E_CORRUPT;
+    if (parse_seq_text(space + 1, reply->len - event_length - 1, seq) != 0)
+        return CATRACA_E_CORRUPT;
+    memcpy(event, reply->str, event_length);
+    event[event_length] = '\0';
+    return 0;
 }
 
 static int redis_find_purchase(void *context, uint64_t purchase_id, char event[CATRACA_ID_MAX + 1],
                                struct log_seq *seq)
 {
     struct log_redis *log = context;
-    char id[24];
+    char id[NUMBER_TEXT_MAX];
     snprintf(id, sizeof(id), "%llu", (unsigned long long)purchase_id);
-    const char *argv[] = {"HGET", "catraca:purchases", id};
+    const char *argv[] = {"HGET", PURCHASES_KEY, id};
     redisReply *reply = command(log, 3, argv);
-    if (reply != NULL && reply->type == REDIS_REPLY_NIL) {
-        freeReplyObject(reply);
-        return CATRACA_E_NOTFOUND;
-    }
-    int error = reply_check(reply, REDIS_REPLY_STRING);
-    if (error == 0) {
-        char text[CATRACA_ID_MAX + LOG_SEQ_TEXT_MAX + 2];
-        const char *space = memchr(reply->str, ' ', reply->len);
-        size_t event_length = space ? (size_t)(space - reply->str) : 0;
-        size_t seq_length = space ? reply->len - event_length - 1 : 0;
-        if (space == NULL || event_length == 0 || event_length > CATRACA_ID_MAX ||
-            seq_length >= LOG_SEQ_TEXT_MAX) {
-            error = CATRACA_E_CORRUPT;
-        } else {
-            memcpy(event, reply->str, event_length);
-            event[event_length] = '\0';
-            memcpy(text, space + 1, seq_length);
-            text[seq_length] = '\0';
-            error = log_seq_parse(text, seq) == 0 ? 0 : CATRACA_E_CORRUPT;
-        }
-    }
+    int error = reply != NULL && reply->type == REDIS_REPLY_NIL
+                    ? CATRACA_E_NOTFOUND
+                    : reply_check(reply, REDIS_REPLY_STRING);
+    if (error == 0)
+        error = parse_place(reply, event, seq);
     freeReplyObject(reply);
     return error;
 }
 
-/* The `i` field of the entry at seq; 0 when there is none. */
-static int index_at(struct log_redis *log, const char *key, struct log_seq seq, uint64_t *index)
+/* The `i` field of a stream entry (its 1-based index in the stream). */
+static int entry_index(const redisReply *entry, uint64_t *index)
 {
-    char at[LOG_SEQ_TEXT_MAX];
-    format_seq(seq, at);
-    const char *argv[] = {"XRANGE", key, at, at};
-    redisReply *reply = command(log, 4, argv);
+    const redisReply *fields = element_of(entry, 1, REDIS_REPLY_ARRAY);
+    if (fields == NULL || entry->elements != 2 || fields->elements % 2 != 0)
+        return CATRACA_E_CORRUPT;
+    for (size_t f = 0; f + 1 < fields->elements; f += 2) {
+        const redisReply *name = element_of(fields, f, REDIS_REPLY_STRING);
+        if (is_string(name) && name->len == 1 && name->str[0] == 'i')
+            return parse_u64_reply(fields->element[f + 1], index);
+    }
+    return CATRACA_E_CORRUPT;
+}
+
+/*
+ * Entries up to and including `at`: the index of the last entry at or before
+ * it (XREVRANGE at - COUNT 1), 0 when there is none. Exact even when `at` is
+ * not an entry's position.
+ */
+static int entries_through(struct log_redis *log, const char *event, struct log_seq at,
+                           uint64_t *index)
+{
+    char key[KEY_TEXT_MAX], end[LOG_SEQ_TEXT_MAX];
+    stream_key(event, key);
+    log_seq_format(at, end);
+    const char *argv[] = {"XREVRANGE", key, end, "-", "COUNT", "1"};
+    redisReply *reply = command(log, 6, argv);
     int error = reply_check(reply, REDIS_REPLY_ARRAY);
     *index = 0;
-    if (error == 0 && reply->elements == 1) {
-        const redisReply *entry = reply->element[0];
-        error = entry->type == REDIS_REPLY_ARRAY && entry->elements == 2 &&
-                        entry->element[1]->type == REDIS_REPLY_ARRAY
-                    ? 0
-                    : CATRACA_E_CORRUPT;
-        const redisReply *fields = error == 0 ? entry->element[1] : NULL;
-        for (size_t f = 0; error == 0 && f + 1 < fields->elements; f += 2) {
-            const redisReply *name = fields->element[f], *value = fields->element[f + 1];
-            if (name->type == REDIS_REPLY_STRING && name->len == 1 && name->str[0] == 'i' &&
-                value->type == REDIS_REPLY_STRING)
-                error = parse_u64(value->str, value->len, index);
-        }
-    }
+    if (error == 0 && reply->elements > 1)
+        error = CATRACA_E_CORRUPT;
+    if (error == 0 && reply->elements == 1)
+        error = entry_index(reply->element[0], index);
+    freeReplyObject(reply);
+    return error;
+}
+
+/* The number of entries ever appended to event (its counter; absent: 0). */
+static int entries_total(struct log_redis *log, const char *event, uint64_t *total)
+{
+    char key[KEY_TEXT_MAX];
+    counter_key(event, key);
+    const char *argv[] = {"GET", key};
+    redisReply *reply = command(log, 2, argv);
+    int error = 0;
+    *total = 0;
+    if (reply == NULL || reply->type != REDIS_REPLY_NIL)
+        error = reply_check(reply, REDIS_REPLY_STRING);
+    if (error == 0 && reply->type == REDIS_REPLY_STRING)
+        error = parse_u64_reply(reply, total);
     freeReplyObject(reply);
     return error;
 }
@@ -479,67 +681,94 @@ static int redis_count_after(void *context, const char *event, struct log_seq af
                              uint64_t *count)
 {
     struct log_redis *log = context;
-    char key[CATRACA_ID_MAX + 32], counter[CATRACA_ID_MAX + 32];
-    stream_key(event, key);
-    snprintf(counter, sizeof(counter), "catraca:{%s}:count", event);
-    const char *argv[] = {"GET", counter};
-    redisReply *reply = command(log, 2, argv);
-    uint64_t total = 0, index = 0;
-    int error = reply == NULL ? CATRACA_E_UNAVAILABLE : 0;
-    if (error == 0 && reply->type == REDIS_REPLY_STRING)
-        error = parse_u64(reply->str, reply->len, &total);
-    else if (error == 0 && reply->type != REDIS_REPLY_NIL)
-        error = reply_check(reply, REDIS_REPLY_STRING);
-    freeReplyObject(reply);
-    if (error == 0 && (after.major != 0 || after.minor != 0))
-        error = index_at(log, key, after, &index);
-    *count = error == 0 && total > index ? total - index : 0;
+    uint64_t through = 0, total = 0;
+    *count = 0;
+    if (!is_event_valid(event))
+        return CATRACA_E_INVALID;
+    int error = 0;
+    if (after.major != 0 || after.minor != 0)
+        error = entries_through(log, event, after, &through);
+    /* The counter after the index: appends in between only make it larger. */
+    if (error == 0)
+        error = entries_total(log, event, &total);
+    if (error == 0 && total < through)
+        error = CATRACA_E_CORRUPT;
+    if (error == 0)
+        *count = total - through;
     return error;
 }
 
 static int redis_last_seq(void *context, const char *event, struct log_seq *seq)
 {
     struct log_redis *log = context;
-    char key[CATRACA_ID_MAX + 32];
+    *seq = (struct log_seq){0, 0};
+    if (!is_event_valid(event))
+        return CATRACA_E_INVALID;
+    char key[KEY_TEXT_MAX];
     stream_key(event, key);
     const char *argv[] = {"XREVRANGE", key, "+", "-", "COUNT", "1"};
     redisReply *reply = command(log, 6, argv);
     int error = reply_check(reply, REDIS_REPLY_ARRAY);
-    *seq = (struct log_seq){0, 0};
+    if (error == 0 && reply->elements > 1)
+        error = CATRACA_E_CORRUPT;
     if (error == 0 && reply->elements == 1) {
-        const redisReply *entry = reply->element[0];
-        error = entry->type == REDIS_REPLY_ARRAY && entry->elements == 2
-                    ? parse_seq(entry->element[0], seq)
-                    : CATRACA_E_CORRUPT;
+        const redisReply *entry = element_of(reply, 0, REDIS_REPLY_ARRAY);
+        error = entry != NULL && entry->elements == 2 ? parse_seq(entry->element[0], seq)
+                                                      : CATRACA_E_CORRUPT;
     }
     freeReplyObject(reply);
     return error;
 }
 
-static int compare_ids(const void *a, const void *b)
+/*
+ * Keeps events[0..*count) the smallest ids seen so far, sorted, at most max:
+ * what log_sqlite.c's "ORDER BY event LIMIT max" returns.
+ */
+static void keep_smallest(char (*events)[CATRACA_ID_MAX + 1], size_t max, size_t *count,
+                          const char *id)
 {
-    return strcmp(a, b);
+    size_t at = *count;
+    while (at > 0 && strcmp(events[at - 1], id) > 0)
+        at--;
+    if (at >= max)
+        return;
+    size_t kept = *count < max ? *count : max - 1; /* entries that stay, the last one dropped */
+    memmove(events[at + 1], events[at], (kept - at) * sizeof(*events));
+    snprintf(events[at], CATRACA_ID_MAX + 1, "%s", id);
+    if (*count < max)
+        (*count)++;
 }
 
 static int redis_list_partitions(void *context, char (*events)[CATRACA_ID_MAX + 1], size_t max,
                                  size_t *count)
 {
     struct log_redis *log = context;
-    const char *argv[] = {"SMEMBERS", "catraca:partitions"};
+    const char *argv[] = {"SMEMBERS", PARTITIONS_KEY};
     redisReply *reply = command(log, 2, argv);
     int error = reply_check(reply, REDIS_REPLY_ARRAY);
-    size_t n = 0;
-    for (size_t i = 0; error == 0 && i < reply->elements && n < max; i++) {
-        const redisReply *member = reply->element[i];
-        if (member->type != REDIS_REPLY_STRING || member->len == 0 || member->len > CATRACA_ID_MAX)
-            continue; /* not an event id we could have written: ignore, never overflow */
-        memcpy(events[n], member->str, member->len);
-        events[n][member->len] = '\0';
-        n++;
+    *count = 0;
+    for (size_t i = 0; error == 0 && max > 0 && i < reply->elements; i++) {
+        const redisReply *member = element_of(reply, i, REDIS_REPLY_STRING);
+        char id[CATRACA_ID_MAX + 1];
+        if (!is_string(member)) {
+            error = CATRACA_E_CORRUPT;
+            break;
+        }
+        if (member->len == 0 || member->len > CATRACA_ID_MAX ||
+            memchr(member->str, '\0', member->len) != NULL) {
+            /* Not an event id the script could have written: someone else's, and refusing
+             * the whole list would stop workers from finding the real partitions. */
+            fprintf(stderr, "level=warn component=log_redis msg=\"%s: a member is no event id\"\n",
+                    PARTITIONS_KEY);
+            continue;
+        }
+        memcpy(id, member->str, member->len);
+        id[member->len] = '\0';
+        keep_smallest(events, max, count, id);
     }
+    if (error != 0)
+        *count = 0;
     freeReplyObject(reply);
-    qsort(events, n, sizeof(*events), compare_ids);
-    *count = error == 0 ? n : 0;
     return error;
 }
 
@@ -547,7 +776,6 @@ static void redis_close(void *context)
 {
     struct log_redis *log = context;
     disconnect(log);
-    free(log->entries);
     free(log->records);
     free(log->argv);
     free(log->argv_lengths);
@@ -565,26 +793,34 @@ static const struct log_ops redis_ops = {
     .close = redis_close,
 };
 
+static bool are_options_valid(const struct log_redis_options *options)
+{
+    return options != NULL && options->url != NULL && options->read_max >= 1 &&
+           options->read_max <= SIZE_MAX / CATRACA_COMMAND_ENCODED_MAX &&
+           options->timeout_ms >= 1 && options->wait_replicas >= 0 &&
+           (options->wait_replicas == 0 || options->wait_timeout_ms >= 1) &&
+           options->timeout_ms <= INT32_MAX / 2 && options->wait_timeout_ms <= INT32_MAX / 2;
+}
+
 int log_redis_open(const struct log_redis_options *options, struct catraca_log *out)
 {
-    if (options->url == NULL || options->read_max < 1 || options->timeout_ms < 1)
+    if (!are_options_valid(options))
         return CATRACA_E_INVALID;
     struct log_redis *log = calloc(1, sizeof(*log));
     if (log == NULL)
         return CATRACA_E_NOMEM;
     log->options = *options;
-    log->options.url = NULL; /* not kept: host and port are */
-    if (parse_url(options->url, log->host, sizeof(log->host), &log->port) != 0) {
+    log->options.url = NULL;
+    if (parse_url(options->url, log->host, &log->port) != 0) {
         free(log);
         return CATRACA_E_INVALID;
     }
-    log->entries = calloc(options->read_max, sizeof(*log->entries));
     log->records = malloc(options->read_max * CATRACA_COMMAND_ENCODED_MAX);
-    if (log->entries == NULL || log->records == NULL) {
+    if (log->records == NULL) {
         redis_close(log);
         return CATRACA_E_NOMEM;
     }
-    ensure_connected(log); /* lazily: a Redis that is down now is retried on each call */
+    ensure_connected(log); /* a Redis that is down now is retried on each call */
     *out = (struct catraca_log){.ops = &redis_ops, .context = log};
     return 0;
 }
@@ -595,7 +831,7 @@ int log_redis_unique_number(const struct log_redis_options *options, uint64_t *o
     int error = log_redis_open(options, &handle);
     if (error != 0)
         return error;
-    const char *argv[] = {"INCR", "catraca:instances"};
+    const char *argv[] = {"INCR", INSTANCES_KEY};
     redisReply *reply = command(handle.context, 2, argv);
     error = reply_check(reply, REDIS_REPLY_INTEGER);
     if (error == 0)
@@ -608,7 +844,9 @@ int log_redis_unique_number(const struct log_redis_options *options, uint64_t *o
 int log_redis_publish(void *log_context, const char *channel, const uint8_t *message, size_t length)
 {
     struct log_redis *log = log_context;
-    const char *argv[] = {"PUBLISH", channel, (const char *)message};
+    if (log == NULL || channel == NULL || (message == NULL && length != 0))
+        return CATRACA_E_INVALID;
+    const char *argv[] = {"PUBLISH", channel, length ? (const char *)message : ""};
     size_t lengths[] = {7, strlen(channel), length};
     redisReply *reply = command_argv(log, 3, argv, lengths);
     int error = reply_check(reply, REDIS_REPLY_INTEGER);
@@ -619,9 +857,9 @@ int log_redis_publish(void *log_context, const char *channel, const uint8_t *mes
 /* ---- subscriptions ----------------------------------------------------------------------- */
 
 /*
- * Waits for the next reply for at most poll_ms. hiredis' own read time-out
- * would leave the context unusable, so readiness is polled first: 1 with a
- * reply, 0 on time-out, -1 on a broken connection.
+ * Waits for the next reply for at most poll_ms. A hiredis read time-out would
+ * leave the context unusable, so readiness is polled first: 1 with a reply,
+ * 0 on time-out, -1 on a broken connection.
  */
 static int next_reply(redisContext *c, int poll_ms, redisReply **reply)
 {
@@ -641,41 +879,81 @@ static int next_reply(redisContext *c, int poll_ms, redisReply **reply)
     return *reply != NULL ? 1 : 0;
 }
 
+static bool is_word(const redisReply *reply, const char *word)
+{
+    size_t length = strlen(word);
+    return is_string(reply) && reply->len == length && memcmp(reply->str, word, length) == 0;
+}
+
+struct subscription {
+    const char *channel;
+    void (*on_message)(void *context, const uint8_t *message, size_t length);
+    void *context;
+    volatile int *stop;
+    int poll_ms;
+    volatile int *is_subscribed;
+};
+
+/* ["message", channel, payload] to on_message; anything else (confirmations) is skipped. */
+static void deliver(const struct subscription *s, const redisReply *reply)
+{
+    const redisReply *payload = element_of(reply, 2, REDIS_REPLY_STRING);
+    if (payload != NULL && reply->elements == 3 && is_string(payload) &&
+        is_word(element_of(reply, 0, REDIS_REPLY_STRING), "message"))
+        s->on_message(s->context, (const uint8_t *)(payload->len ? payload->str : ""),
+                      payload->len);
+}
+
+/* SUBSCRIBE on c, then deliver until *stop: 0, or CATRACA_E_UNAVAILABLE when it broke. */
+static int subscribed_loop(redisContext *c, const struct subscription *s)
+{
+    const char *argv[] = {"SUBSCRIBE", s->channel};
+    size_t lengths[] = {9, strlen(s->channel)};
+    redisReply *reply = redisCommandArgv(c, 2, argv, lengths);
+    int error =
+        is_word(element_of(reply, 0, REDIS_REPLY_STRING), "subscribe") ? 0 : CATRACA_E_UNAVAILABLE;
+    freeReplyObject(reply);
+    if (s->is_subscribed != NULL)
+        *s->is_subscribed = error == 0;
+    while (error == 0 && !*s->stop) {
+        int got = next_reply(c, s->poll_ms, &reply);
+        if (got < 0)
+            error = CATRACA_E_UNAVAILABLE;
+        else if (got > 0)
+            deliver(s, reply);
+        freeReplyObject(reply);
+    }
+    if (s->is_subscribed != NULL)
+        *s->is_subscribed = 0;
+    return error;
+}
+
+static int subscribe_once(const char *host, int port, const struct subscription *s)
+{
+    char why[128];
+    redisContext *c = connect_to(host, port, s->poll_ms, s->poll_ms, why);
+    if (c == NULL)
+        return CATRACA_E_UNAVAILABLE;
+    int error = subscribed_loop(c, s);
+    redisFree(c);
+    return error;
+}
+
 int log_redis_subscribe(const char *url, const char *channel,
                         void (*on_message)(void *context, const uint8_t *message, size_t length),
                         void *context, volatile int *stop, int poll_ms, volatile int *is_subscribed)
 {
-    char host[256];
+    char host[HOST_TEXT_MAX];
     int port = 0;
-    if (parse_url(url, host, sizeof(host), &port) != 0)
+    if (channel == NULL || on_message == NULL || stop == NULL || parse_url(url, host, &port) != 0)
         return CATRACA_E_INVALID;
-    redisContext *c = connect_to(host, port, poll_ms > 0 ? poll_ms : 1000);
-    if (c == NULL)
-        return CATRACA_E_UNAVAILABLE;
-    redisReply *reply = redisCommand(c, "SUBSCRIBE %s", channel);
-    int error = reply != NULL && reply->type == REDIS_REPLY_ARRAY ? 0 : CATRACA_E_UNAVAILABLE;
-    freeReplyObject(reply);
-    if (is_subscribed != NULL)
-        *is_subscribed = error == 0;
-    while (error == 0 && !*stop) {
-        int got = next_reply(c, poll_ms, &reply);
-        if (got < 0) {
-            error = CATRACA_E_UNAVAILABLE;
-        } else if (got > 0) {
-            /* ["message", channel, payload]; anything else (confirmations) is skipped. */
-            if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
-                reply->element[0]->type == REDIS_REPLY_STRING &&
-                strcmp(reply->element[0]->str, "message") == 0 &&
-                reply->element[2]->type == REDIS_REPLY_STRING)
-                on_message(context, (const uint8_t *)reply->element[2]->str,
-                           reply->element[2]->len);
-            freeReplyObject(reply);
-        }
-    }
-    redisFree(c);
-    if (is_subscribed != NULL)
-        *is_subscribed = 0;
-    return error;
+    struct subscription s = {.channel = channel,
+                             .on_message = on_message,
+                             .context = context,
+                             .stop = stop,
+                             .poll_ms = poll_ms > 0 ? poll_ms : 1000,
+                             .is_subscribed = is_subscribed};
+    return subscribe_once(host, port, &s);
 }
 
 struct appended_listener {
@@ -687,18 +965,37 @@ static void on_appended(void *context, const uint8_t *message, size_t length)
 {
     const struct appended_listener *listener = context;
     char event[CATRACA_ID_MAX + 1];
-    if (length == 0 || length > CATRACA_ID_MAX)
-        return;
+    if (length == 0 || length > CATRACA_ID_MAX || memchr(message, '\0', length) != NULL)
+        return; /* not an event id the script could have published */
     memcpy(event, message, length);
     event[length] = '\0';
     listener->on_event(listener->context, event);
+}
+
+/* Sleeps about ms in slices of at most poll_ms, returning early once *stop is set. */
+static void backoff(int ms, int poll_ms, volatile int *stop)
+{
+    for (int slept = 0; slept < ms && !*stop; slept += poll_ms)
+        poll(NULL, 0, ms - slept < poll_ms ? ms - slept : poll_ms);
 }
 
 int log_redis_wait_appended(const char *url, int poll_ms,
                             void (*on_event)(void *context, const char *event), void *context,
                             volatile int *stop, volatile int *is_subscribed)
 {
+    char host[HOST_TEXT_MAX];
+    int port = 0;
+    if (on_event == NULL || stop == NULL || parse_url(url, host, &port) != 0)
+        return CATRACA_E_INVALID;
     struct appended_listener listener = {.on_event = on_event, .context = context};
-    return log_redis_subscribe(url, APPENDED_CHANNEL, on_appended, &listener, stop, poll_ms,
-                               is_subscribed);
+    struct subscription s = {.channel = APPENDED_CHANNEL,
+                             .on_message = on_appended,
+                             .context = &listener,
+                             .stop = stop,
+                             .poll_ms = poll_ms > 0 ? poll_ms : 1000,
+                             .is_subscribed = is_subscribed};
+    while (!*stop)
+        if (subscribe_once(host, port, &s) != 0)
+            backoff(RECONNECT_BACKOFF_MS, s.poll_ms, stop);
+    return 0;
 }

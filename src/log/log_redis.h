@@ -1,25 +1,44 @@
 /*
  * log_redis.h - the log on Redis Streams (distributed mode), with hiredis.
  *
- * One stream per event, key "catraca:{<event>}:log"; the stream id is the
- * entry's seq. Fields: r = record, t = time_ms, i = 1-based index in the
- * stream (for count_after), p = purchase id. append() is ONE Lua script
- * call for all its items (EVALSHA): it checks each idempotency key, XADDs,
- * records the key and the purchase's place, and publishes the events it
- * appended to on "catraca:appended" (workers wake on it). A script is atomic
- * in Redis and, with `appendonly yes` + `appendfsync always`, its effects are
- * fsync'd to the AOF before the reply leaves, so a returned append is
- * durable; with wait_replicas > 0 it is also on that many replicas (WAIT).
+ * One stream per event, key "catraca:{<event>}:log" (the {} hash tag keeps an
+ * event's keys in one Redis Cluster slot); the stream entry id is the entry's
+ * seq. Fields: r = record, t = time_ms, i = 1-based index in the stream (from
+ * the counter "catraca:{<event>}:count", for count_after), p = purchase id.
+ * Also: "catraca:idem:<scope>" (idempotency key -> "<hash> <purchase id>
+ * <seq>"), "catraca:purchases" (purchase id -> "<event> <seq>"),
+ * "catraca:partitions" (a set of event ids).
  *
- * The script touches keys of several events and customers, so under Redis
- * Cluster a caller would group items by hash slot: see docs/DEPLOY.md.
+ * append() is ONE Lua script call for all its items (EVALSHA, reloaded after
+ * NOSCRIPT): it checks each idempotency key and purchase id, XADDs, records
+ * the key and the purchase's place, and publishes each event it appended to
+ * on "catraca:appended" (workers wake on it). Results match log_sqlite.c's:
+ * an appended item's existing_purchase_id is its own purchase id; a
+ * duplicate's seq and existing_purchase_id are the earlier entry's.
  *
- * A handle connects lazily and reconnects after any I/O error: every call
- * made while Redis is down returns CATRACA_E_UNAVAILABLE, and the next call
- * after it is back works. Caveat of every network log: when the connection
- * drops after the script ran but before its reply arrived, the caller sees
- * CATRACA_E_UNAVAILABLE for an append that happened; a retry with the same
- * idempotency key returns it (LOG_DUPLICATE) instead of appending twice.
+ * Durability is the server's: a script is atomic, and with `appendonly yes` +
+ * `appendfsync always` its effects are fsync'd to the AOF before the reply
+ * leaves, so a returned append is durable; with wait_replicas > 0 it is also
+ * on that many replicas (WAIT), else the append returns CATRACA_E_UNAVAILABLE
+ * (it did happen on the primary: a retry with the same key is a duplicate).
+ * The script names keys of several events and customers, so it runs on a
+ * single Redis only; Redis Cluster is future work (docs/DEPLOY.md).
+ *
+ * A handle is used by one thread at a time. It connects lazily and
+ * reconnects after any I/O error or time-out: every call made while Redis is
+ * down returns CATRACA_E_UNAVAILABLE, and the next call after it is back
+ * works; opening succeeds while Redis is down. A reply error (Redis loading
+ * its AOF, out of memory, read-only) is CATRACA_E_UNAVAILABLE too; a reply of
+ * an unexpected shape is CATRACA_E_CORRUPT. Caveat of every network log: when
+ * the connection drops after the script ran but before its reply arrived, the
+ * caller sees CATRACA_E_UNAVAILABLE for an append that happened; a retry with
+ * the same idempotency key (or purchase id) returns it as LOG_DUPLICATE
+ * instead of appending twice.
+ *
+ * Bounds: event ids up to CATRACA_ID_MAX bytes (longer: CATRACA_E_INVALID),
+ * records up to CATRACA_COMMAND_ENCODED_MAX (a longer one read back:
+ * CATRACA_E_CORRUPT), read() up to read_max entries, append() up to 65536
+ * items per call.
  */
 #ifndef CATRACA_LOG_LOG_REDIS_H
 #define CATRACA_LOG_LOG_REDIS_H
@@ -30,38 +49,58 @@
 #include "log/log.h"
 
 struct log_redis_options {
-    const char *url;     /* redis://host:port (or host:port) */
-    int timeout_ms;      /* connect and command time-out */
-    size_t read_max;     /* entries one read() may return, >= 1 */
+    const char *url;     /* redis://host[:port][/0] or host[:port]; port 6379 by default;
+                            database 0, no password (a private network); not kept */
+    int timeout_ms;      /* connect and command time-out, >= 1 */
+    size_t read_max;     /* entries one read() may return, >= 1 (sizes the record buffer) */
     int wait_replicas;   /* 0: no WAIT; else replicas that must acknowledge each append */
-    int wait_timeout_ms; /* WAIT's time-out */
+    int wait_timeout_ms; /* WAIT's time-out, >= 1 when wait_replicas > 0 */
 };
 
+/*
+ * A handle in *out (close with out->ops->close). 0, CATRACA_E_INVALID (bad
+ * options or URL) or CATRACA_E_NOMEM; never fails because Redis is down.
+ */
 int log_redis_open(const struct log_redis_options *options, struct catraca_log *out);
 
 /*
- * A number no other caller got (INCR of a counter in Redis): gateways take
- * one at start so the purchase ids they mint never collide.
+ * A number no other caller got (INCR of "catraca:instances"): gateways take
+ * one at start so the purchase ids they mint never collide. Needs Redis up:
+ * else CATRACA_E_UNAVAILABLE.
  */
 int log_redis_unique_number(const struct log_redis_options *options, uint64_t *out);
 
-/* PUBLISH on a handle's connection (from log_redis_open's context); binary safe. */
+/*
+ * PUBLISH on a handle's connection (log_context is a catraca_log's context
+ * from log_redis_open, used by the thread that owns it); binary safe. 0,
+ * CATRACA_E_INVALID, or CATRACA_E_UNAVAILABLE (the handle reconnects next
+ * time). Pub/sub is at most once: a subscriber that is down misses messages.
+ */
 int log_redis_publish(void *log_context, const char *channel, const uint8_t *message,
                       size_t length);
 
 /*
- * Subscribes to channel on a connection of its own and calls on_message for
- * each message until *stop is non-zero (checked at least every poll_ms).
- * Returns 0 after a stop, or CATRACA_E_UNAVAILABLE when the connection could
- * not be made or broke (callers retry after a pause). *is_subscribed (may be
- * NULL) is 1 while the subscription is up.
+ * Subscribes to channel on a connection of its own and calls on_message (on
+ * the calling thread; message valid during the call only, binary safe) for
+ * each message until *stop is non-zero, checked at least every poll_ms.
+ * Returns 0 after a stop, CATRACA_E_INVALID for a bad URL, or
+ * CATRACA_E_UNAVAILABLE when the connection could not be made or broke
+ * (callers retry after a pause). *is_subscribed (may be NULL) is 1 while the
+ * subscription is up.
  */
 int log_redis_subscribe(const char *url, const char *channel,
                         void (*on_message)(void *context, const uint8_t *message, size_t length),
                         void *context, volatile int *stop, int poll_ms,
                         volatile int *is_subscribed);
 
-/* log_redis_subscribe to "catraca:appended": on_event gets each event appended to. */
+/*
+ * Subscribes to "catraca:appended" and calls on_event with each event id
+ * appended to (NUL-terminated, valid during the call), until *stop is
+ * non-zero (checked at least every poll_ms). Reconnects by itself after
+ * errors, with a short back-off; *is_subscribed (may be NULL) is 1 while the
+ * subscription is up, 0 while Redis is unreachable. Returns 0 after a stop,
+ * or CATRACA_E_INVALID at once for a bad URL.
+ */
 int log_redis_wait_appended(const char *url, int poll_ms,
                             void (*on_event)(void *context, const char *event), void *context,
                             volatile int *stop, volatile int *is_subscribed);

@@ -2,13 +2,23 @@
  * store_pg.c - the store on PostgreSQL. Contract in store_pg.h and store.h.
  *
  * libpq does the protocol; values go as parameters (never spliced into SQL).
- * Rows of a batch travel as one text array per column and are expanded with
- * unnest(), so a batch of thousands of purchases is one statement. Array
- * elements are ids ([A-Za-z0-9._-], quoted anyway) and numbers; ticket codes
- * travel as hex text and are decoded in SQL.
+ * Rows of a batch travel as one text array literal per column and are
+ * expanded with unnest(), so a batch of thousands of purchases is one
+ * statement. Array elements are ids (quoted and escaped) and numbers; ticket
+ * codes travel as hex text and are decoded in SQL. Unsigned 64-bit values
+ * are stored as bigint with the same bits.
+ *
+ * commit() first builds every parameter of the batch, so a batch that cannot
+ * be encoded fails before anything reaches the server. It then sends the
+ * whole batch as one pipeline ending in one Sync. The statements up to a Sync
+ * are one implicit transaction: the first failing statement (the fence
+ * included) rolls back all of them, and a pipeline abandoned before its Sync
+ * (the connection closed) never commits.
  */
 #include "store/store_pg.h"
 
+#include <assert.h>
+#include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -20,12 +30,23 @@
 
 #define FENCED_SQLSTATE "CF001"
 #define PAGE_ROWS 1000
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+/* One column's array literal in a batch; PostgreSQL takes up to 1 GB per parameter. */
+#define ARRAY_BYTES_MAX ((size_t)64 << 20)
+
+enum { ARRIVAL_COLUMNS = 14, UPDATE_COLUMNS = 7, ANSWER_COLUMNS = 8 };
+
+static_assert(ENGINE_STATUS_WAITING == 1, "STATEMENT_LINE_AHEAD counts status = 1");
 
 #define PURCHASE_COLUMNS                                                                           \
     "id, event, customer, category, quantity, seq_major, seq_minor, created_ms, status, reason, "  \
     "hold_expires_at_ms, position, tickets, updated_ms"
 #define EVENT_COLUMNS "spec, state, counts, offset_major, offset_minor, updated_ms, id"
 
+static const char fence_sql[] = "SELECT catraca_fence($1, $2::bigint)";
+
+/* Rows created by the batch: arrival columns are written only here. */
 static const char insert_purchases_sql[] =
     "INSERT INTO purchases (" PURCHASE_COLUMNS ") "
     "SELECT id, event, customer, category, quantity, seq_major, seq_minor, created_ms, status, "
@@ -38,6 +59,7 @@ static const char insert_purchases_sql[] =
     "hold_expires_at_ms = EXCLUDED.hold_expires_at_ms, position = EXCLUDED.position, "
     "tickets = EXCLUDED.tickets, updated_ms = EXCLUDED.updated_ms";
 
+/* Rows that already exist: only the decision columns change. */
 static const char update_purchases_sql[] =
     "UPDATE purchases p SET status = u.status, reason = u.reason, hold_expires_at_ms = u.hold, "
     "position = u.position, tickets = decode(u.tickets, 'hex'), updated_ms = u.updated "
@@ -59,6 +81,13 @@ static const char upsert_event_sql[] =
     "counts = EXCLUDED.counts, offset_major = EXCLUDED.offset_major, "
     "offset_minor = EXCLUDED.offset_minor, updated_ms = EXCLUDED.updated_ms";
 
+/* The fence created or found the partitions row, so a plain UPDATE always finds it. */
+static const char offset_sql[] =
+    "UPDATE partitions SET offset_major = $2, offset_minor = $3 WHERE event = $1";
+static const char offset_snapshot_sql[] =
+    "UPDATE partitions SET offset_major = $2, offset_minor = $3, snapshot = $4, "
+    "snapshot_major = $5, snapshot_minor = $6 WHERE event = $1";
+
 enum statement {
     STATEMENT_LOAD,
     STATEMENT_PURCHASE_GET,
@@ -66,10 +95,12 @@ enum statement {
     STATEMENT_ANSWER_GET,
     STATEMENT_EVENT_GET,
     STATEMENT_EVENT_LIST,
-    STATEMENT_PURCHASES_PAGE,
+    STATEMENT_PURCHASES_FIRST,
+    STATEMENT_PURCHASES_AFTER,
     STATEMENT_COUNT
 };
 
+/* Prepared once per connection, named s<index>. */
 static const char *const statement_sql[STATEMENT_COUNT] = {
     [STATEMENT_LOAD] = "SELECT offset_major, offset_minor, snapshot, snapshot_major, "
                        "snapshot_minor FROM partitions WHERE event = $1",
@@ -79,39 +110,64 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
     [STATEMENT_ANSWER_GET] = "SELECT purchase_id, type, result, reason, status FROM answers "
                              "WHERE event = $1 AND seq_major = $2 AND seq_minor = $3",
     [STATEMENT_EVENT_GET] = "SELECT " EVENT_COLUMNS " FROM events WHERE id = $1",
-    [STATEMENT_EVENT_LIST] =
-        "SELECT " EVENT_COLUMNS " FROM events WHERE id > $1 ORDER BY id LIMIT $2",
-    [STATEMENT_PURCHASES_PAGE] = "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE event = $1 "
-                                 "AND id > $2 ORDER BY id LIMIT 1000",
+    /* Byte order whatever the database's collation, as in the SQLite store. */
+    [STATEMENT_EVENT_LIST] = "SELECT " EVENT_COLUMNS " FROM events WHERE id > $1 COLLATE \"C\" "
+                             "ORDER BY id COLLATE \"C\" LIMIT $2",
+    /* Keyset pages in id (signed bigint) order; the first page has no lower bound. */
+    [STATEMENT_PURCHASES_FIRST] = "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE event = $1 "
+                                  "ORDER BY id LIMIT " STRINGIFY(PAGE_ROWS),
+    [STATEMENT_PURCHASES_AFTER] = "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE event = $1 "
+                                  "AND id > $2 ORDER BY id LIMIT " STRINGIFY(PAGE_ROWS),
 };
 
-/* A growable text buffer for array literals. */
+/* A growable text buffer for an array literal, at most ARRAY_BYTES_MAX. */
 struct text {
     char *bytes;
     size_t length, capacity;
-    bool is_failed;
+    int error; /* the first failure: CATRACA_E_NOMEM or CATRACA_E_TOO_LARGE */
 };
 
 struct store_pg {
     char *conninfo;
-    PGconn *db;
-    bool is_prepared;
-    struct text columns[14]; /* one array literal per column of a batch statement */
+    PGconn *db; /* NULL, or connected with every statement prepared */
+    /* One batch's parameters, built before anything is sent; reused by every commit. */
+    struct text arrivals[ARRIVAL_COLUMNS], updates[UPDATE_COLUMNS], answers[ANSWER_COLUMNS];
+    size_t arrival_count, update_count;
+    uint8_t spec[CATRACA_COMMAND_ENCODED_MAX];
+    uint8_t counts[STORE_COUNTS_BYTES_MAX];
+    size_t spec_length, counts_length;
 };
+
+/* A number as text, for parameters. */
+struct number {
+    char text[24];
+};
+
+static struct number number_of(int64_t value)
+{
+    struct number n;
+    snprintf(n.text, sizeof(n.text), "%" PRId64, value);
+    return n;
+}
 
 /* ---- text arrays ------------------------------------------------------------------------- */
 
 static void text_append(struct text *t, const char *bytes, size_t length)
 {
-    if (t->is_failed)
+    if (t->error != 0)
         return;
     if (t->capacity - t->length < length + 1) {
+        if (length + 1 > ARRAY_BYTES_MAX - t->length) {
+            t->error = CATRACA_E_TOO_LARGE;
+            return;
+        }
         size_t capacity = t->capacity ? t->capacity : 256;
         while (capacity - t->length < length + 1)
             capacity *= 2;
+        capacity = capacity < ARRAY_BYTES_MAX ? capacity : ARRAY_BYTES_MAX;
         char *grown = realloc(t->bytes, capacity);
         if (grown == NULL) {
-            t->is_failed = true;
+            t->error = CATRACA_E_NOMEM;
             return;
         }
         t->bytes = grown;
@@ -122,11 +178,24 @@ static void text_append(struct text *t, const char *bytes, size_t length)
     t->bytes[t->length] = '\0';
 }
 
-static void array_open(struct text *t)
+static void arrays_open(struct text *columns, int count)
 {
-    t->length = 0;
-    t->is_failed = false;
-    text_append(t, "{", 1);
+    for (int i = 0; i < count; i++) {
+        columns[i].length = 0;
+        columns[i].error = 0;
+        text_append(&columns[i], "{", 1);
+    }
+}
+
+/* 0, or the first column's failure. */
+static int arrays_close(struct text *columns, int count)
+{
+    int error = 0;
+    for (int i = 0; i < count; i++) {
+        text_append(&columns[i], "}", 1);
+        error = error != 0 ? error : columns[i].error;
+    }
+    return error;
 }
 
 static void array_separator(struct text *t)
@@ -137,53 +206,76 @@ static void array_separator(struct text *t)
 
 static void array_int(struct text *t, int64_t value)
 {
-    char number[24];
-    int length = snprintf(number, sizeof(number), "%lld", (long long)value);
+    struct number n = number_of(value);
     array_separator(t);
-    text_append(t, number, (size_t)length);
+    text_append(t, n.text, strlen(n.text));
 }
 
+/* A quoted element; '"' and '\' are escaped, so any string is one element. */
 static void array_string(struct text *t, const char *value)
 {
     array_separator(t);
     text_append(t, "\"", 1);
-    text_append(t, value, strlen(value));
+    for (const char *run = value; *run != '\0';) {
+        size_t plain = strcspn(run, "\"\\");
+        text_append(t, run, plain);
+        run += plain;
+        if (*run != '\0') {
+            text_append(t, "\\", 1);
+            text_append(t, run++, 1);
+        }
+    }
     text_append(t, "\"", 1);
 }
 
+/* The store_rows ticket bytes as hex ("" for none), decoded by decode(..., 'hex'). */
 static void array_tickets(struct text *t, const struct store_purchase *p)
 {
     static const char hex[] = "0123456789abcdef";
     uint8_t bytes[STORE_TICKETS_BYTES_MAX];
-    char text[2 * STORE_TICKETS_BYTES_MAX];
+    char text[2 * STORE_TICKETS_BYTES_MAX + 2];
     size_t length = store_tickets_encode(p, bytes);
+    text[0] = '"';
     for (size_t i = 0; i < length; i++) {
-        text[2 * i] = hex[bytes[i] >> 4];
-        text[2 * i + 1] = hex[bytes[i] & 15];
+        text[1 + 2 * i] = hex[bytes[i] >> 4];
+        text[2 + 2 * i] = hex[bytes[i] & 15];
     }
+    text[1 + 2 * length] = '"';
     array_separator(t);
-    text_append(t, "\"", 1);
-    text_append(t, text, 2 * length);
-    text_append(t, "\"", 1);
-}
-
-static bool arrays_close(struct text *columns, int count)
-{
-    bool is_ok = true;
-    for (int i = 0; i < count; i++) {
-        text_append(&columns[i], "}", 1);
-        is_ok = is_ok && !columns[i].is_failed;
-    }
-    return is_ok;
+    text_append(t, text, 2 * length + 2);
 }
 
 /* ---- connection -------------------------------------------------------------------------- */
 
+/* One line on stderr: the first line of libpq's message, its double quotes made single. */
 static void log_error(PGconn *db, const char *what)
 {
-    const char *message = db ? PQerrorMessage(db) : "no connection";
-    fprintf(stderr, "level=warn component=store_pg msg=\"%s: %.*s\"\n", what,
-            (int)strcspn(message, "\n"), message);
+    char message[512];
+    snprintf(message, sizeof(message), "%s", db ? PQerrorMessage(db) : "no connection");
+    message[strcspn(message, "\n")] = '\0';
+    for (char *quote = message; (quote = strchr(quote, '"')) != NULL;)
+        *quote = '\'';
+    fprintf(stderr, "level=warn component=store_pg msg=\"%s: %s\"\n", what, message);
+}
+
+/* Closes the connection (the next call connects again); returns CATRACA_E_UNAVAILABLE. */
+static int drop_connection(struct store_pg *store, const char *why)
+{
+    if (why != NULL)
+        log_error(store->db, why);
+    PQfinish(store->db);
+    store->db = NULL;
+    return CATRACA_E_UNAVAILABLE;
+}
+
+static int connect_db(struct store_pg *store)
+{
+    store->db = PQconnectdb(store->conninfo);
+    if (store->db == NULL)
+        return CATRACA_E_NOMEM;
+    if (PQstatus(store->db) != CONNECTION_OK)
+        return drop_connection(store, "connect");
+    return 0;
 }
 
 static int prepare_all(struct store_pg *store)
@@ -195,63 +287,42 @@ static int prepare_all(struct store_pg *store)
         bool is_ok = PQresultStatus(result) == PGRES_COMMAND_OK;
         PQclear(result);
         if (!is_ok) {
-            log_error(store->db, "prepare");
-            return PQstatus(store->db) == CONNECTION_OK ? CATRACA_E_IO : CATRACA_E_UNAVAILABLE;
+            bool is_up = PQstatus(store->db) == CONNECTION_OK;
+            drop_connection(store, "prepare"); /* a retry prepares everything again */
+            return is_up ? CATRACA_E_IO : CATRACA_E_UNAVAILABLE;
         }
     }
-    store->is_prepared = true;
     return 0;
 }
 
+/* A usable connection: the current one if it is idle, else a new one, prepared. */
 static int ensure_connected(struct store_pg *store)
 {
-    if (store->db != NULL && PQstatus(store->db) == CONNECTION_OK && store->is_prepared)
+    if (store->db != NULL && PQstatus(store->db) == CONNECTION_OK &&
+        PQtransactionStatus(store->db) == PQTRANS_IDLE &&
+        PQpipelineStatus(store->db) == PQ_PIPELINE_OFF)
         return 0;
     if (store->db != NULL)
-        PQfinish(store->db);
-    store->is_prepared = false;
-    store->db = PQconnectdb(store->conninfo);
-    if (PQstatus(store->db) != CONNECTION_OK) {
-        log_error(store->db, "connect");
-        PQfinish(store->db);
-        store->db = NULL;
-        return CATRACA_E_UNAVAILABLE;
-    }
-    return prepare_all(store);
+        drop_connection(store, NULL);
+    int error = connect_db(store);
+    return error != 0 ? error : prepare_all(store);
 }
 
-/* Maps a failed result: fenced, unavailable (connection gone) or I/O. */
+/*
+ * Maps a failed result: fenced, unavailable (the connection is gone or the
+ * server is shutting down; the connection is dropped) or I/O (a statement
+ * failed on a healthy connection, which stays usable).
+ */
 static int error_of(struct store_pg *store, const PGresult *result)
 {
     const char *state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : NULL;
     if (state != NULL && strcmp(state, FENCED_SQLSTATE) == 0)
         return CATRACA_E_FENCED;
-    log_error(store->db, "statement");
     if (PQstatus(store->db) != CONNECTION_OK || state == NULL || strncmp(state, "08", 2) == 0 ||
-        strncmp(state, "57P", 3) == 0) {
-        PQfinish(store->db);
-        store->db = NULL;
-        return CATRACA_E_UNAVAILABLE;
-    }
+        strncmp(state, "57P", 3) == 0)
+        return drop_connection(store, "statement");
+    log_error(store->db, "statement");
     return CATRACA_E_IO;
-}
-
-static PGresult *run_prepared_once(struct store_pg *store, enum statement which, int count,
-                                   const char *const *values, int *error);
-
-/*
- * Runs a prepared read; NULL with *error set when it failed. A read that
- * found its connection broken (PostgreSQL restarted since) is tried once
- * more on a new one: reads are safe to repeat.
- */
-static PGresult *run_prepared(struct store_pg *store, enum statement which, int count,
-                              const char *const *values, int *error)
-{
-    bool was_connected = store->db != NULL;
-    PGresult *result = run_prepared_once(store, which, count, values, error);
-    if (result == NULL && *error == CATRACA_E_UNAVAILABLE && was_connected)
-        result = run_prepared_once(store, which, count, values, error);
-    return result;
 }
 
 static PGresult *run_prepared_once(struct store_pg *store, enum statement which, int count,
@@ -271,225 +342,261 @@ static PGresult *run_prepared_once(struct store_pg *store, enum statement which,
     return result;
 }
 
-/* ---- commit ------------------------------------------------------------------------------ */
-
-static int64_t column_int(const PGresult *result, int row, int column)
+/*
+ * Runs a prepared read; NULL with *error set when it failed. A read that
+ * found its connection broken (PostgreSQL restarted since) is tried once
+ * more on a new one: reads are safe to repeat.
+ */
+static PGresult *run_prepared(struct store_pg *store, enum statement which, int count,
+                              const char *const *values, int *error)
 {
-    return strtoll(PQgetvalue(result, row, column), NULL, 10);
+    bool was_connected = store->db != NULL;
+    PGresult *result = run_prepared_once(store, which, count, values, error);
+    if (result == NULL && *error == CATRACA_E_UNAVAILABLE && was_connected)
+        result = run_prepared_once(store, which, count, values, error);
+    return result;
 }
 
+/* ---- commit: building the parameters ----------------------------------------------------- */
+
+static void add_arrival(struct text *c, const struct store_purchase *p)
+{
+    array_int(&c[0], (int64_t)p->purchase_id);
+    array_string(&c[1], p->event);
+    array_string(&c[2], p->customer);
+    array_string(&c[3], p->category);
+    array_int(&c[4], p->quantity);
+    array_int(&c[5], (int64_t)p->seq.major);
+    array_int(&c[6], (int64_t)p->seq.minor);
+    array_int(&c[7], p->created_ms);
+    array_int(&c[8], p->status);
+    array_int(&c[9], p->reason);
+    array_int(&c[10], p->hold_expires_at_ms);
+    array_int(&c[11], p->position);
+    array_tickets(&c[12], p);
+    array_int(&c[13], p->updated_ms);
+}
+
+static void add_update(struct text *c, const struct store_purchase *p)
+{
+    array_int(&c[0], (int64_t)p->purchase_id);
+    array_int(&c[1], p->status);
+    array_int(&c[2], p->reason);
+    array_int(&c[3], p->hold_expires_at_ms);
+    array_int(&c[4], p->position);
+    array_tickets(&c[5], p);
+    array_int(&c[6], p->updated_ms);
+}
+
+static void add_answer(struct text *c, const struct store_answer *a)
+{
+    array_string(&c[0], a->event);
+    array_int(&c[1], (int64_t)a->seq.major);
+    array_int(&c[2], (int64_t)a->seq.minor);
+    array_int(&c[3], (int64_t)a->purchase_id);
+    array_int(&c[4], a->type);
+    array_int(&c[5], a->result);
+    array_int(&c[6], a->reason);
+    array_int(&c[7], a->status);
+}
+
+/* Every parameter of the batch into the store's buffers: 0, or an error and nothing sent. */
+static int build_batch(struct store_pg *store, const struct store_batch *batch)
+{
+    if (batch->event_row != NULL) {
+        int error = store_spec_encode(&batch->event_row->spec, store->spec, &store->spec_length);
+        if (error != 0)
+            return error;
+        store_counts_encode(batch->event_row, store->counts, &store->counts_length);
+    }
+    arrays_open(store->arrivals, ARRIVAL_COLUMNS);
+    arrays_open(store->updates, UPDATE_COLUMNS);
+    arrays_open(store->answers, ANSWER_COLUMNS);
+    store->arrival_count = store->update_count = 0;
+    for (size_t i = 0; i < batch->purchase_count; i++) {
+        const struct store_purchase *p = &batch->purchases[i];
+        if (p->has_arrival) {
+            add_arrival(store->arrivals, p);
+            store->arrival_count++;
+        } else {
+            add_update(store->updates, p);
+            store->update_count++;
+        }
+    }
+    for (size_t i = 0; i < batch->answer_count; i++)
+        add_answer(store->answers, &batch->answers[i]);
+    int error = arrays_close(store->arrivals, ARRIVAL_COLUMNS);
+    if (error == 0)
+        error = arrays_close(store->updates, UPDATE_COLUMNS);
+    return error != 0 ? error : arrays_close(store->answers, ANSWER_COLUMNS);
+}
+
+/* ---- commit: the pipeline ---------------------------------------------------------------- */
+
+/* Queues one statement (libpq copies the values); false when libpq could not. */
 static bool send(struct store_pg *store, const char *sql, int count, const char *const *values,
                  const int *lengths, const int *formats)
 {
     return PQsendQueryParams(store->db, sql, count, NULL, values, lengths, formats, 0) == 1;
 }
 
-static bool send_arrays(struct store_pg *store, const char *sql, int count)
+static bool send_columns(struct store_pg *store, const char *sql, const struct text *columns,
+                         int count)
 {
-    if (!arrays_close(store->columns, count)) /* may move the buffers: take pointers after */
-        return false;
-    const char *values[14];
+    const char *values[ARRIVAL_COLUMNS];
     for (int i = 0; i < count; i++)
-        values[i] = store->columns[i].bytes;
+        values[i] = columns[i].bytes;
     return send(store, sql, count, values, NULL, NULL);
-}
-
-static bool send_arrivals(struct store_pg *store, const struct store_batch *batch)
-{
-    struct text *c = store->columns;
-    for (int i = 0; i < 14; i++)
-        array_open(&c[i]);
-    for (size_t i = 0; i < batch->purchase_count; i++) {
-        const struct store_purchase *p = &batch->purchases[i];
-        if (!p->has_arrival)
-            continue;
-        array_int(&c[0], (int64_t)p->purchase_id);
-        array_string(&c[1], p->event);
-        array_string(&c[2], p->customer);
-        array_string(&c[3], p->category);
-        array_int(&c[4], p->quantity);
-        array_int(&c[5], (int64_t)p->seq.major);
-        array_int(&c[6], (int64_t)p->seq.minor);
-        array_int(&c[7], p->created_ms);
-        array_int(&c[8], p->status);
-        array_int(&c[9], p->reason);
-        array_int(&c[10], p->hold_expires_at_ms);
-        array_int(&c[11], p->position);
-        array_tickets(&c[12], p);
-        array_int(&c[13], p->updated_ms);
-    }
-    return send_arrays(store, insert_purchases_sql, 14);
-}
-
-static bool send_updates(struct store_pg *store, const struct store_batch *batch)
-{
-    struct text *c = store->columns;
-    for (int i = 0; i < 7; i++)
-        array_open(&c[i]);
-    for (size_t i = 0; i < batch->purchase_count; i++) {
-        const struct store_purchase *p = &batch->purchases[i];
-        if (p->has_arrival)
-            continue;
-        array_int(&c[0], (int64_t)p->purchase_id);
-        array_int(&c[1], p->status);
-        array_int(&c[2], p->reason);
-        array_int(&c[3], p->hold_expires_at_ms);
-        array_int(&c[4], p->position);
-        array_tickets(&c[5], p);
-        array_int(&c[6], p->updated_ms);
-    }
-    return send_arrays(store, update_purchases_sql, 7);
-}
-
-static bool send_answers(struct store_pg *store, const struct store_batch *batch)
-{
-    struct text *c = store->columns;
-    for (int i = 0; i < 8; i++)
-        array_open(&c[i]);
-    for (size_t i = 0; i < batch->answer_count; i++) {
-        const struct store_answer *a = &batch->answers[i];
-        array_string(&c[0], a->event);
-        array_int(&c[1], (int64_t)a->seq.major);
-        array_int(&c[2], (int64_t)a->seq.minor);
-        array_int(&c[3], (int64_t)a->purchase_id);
-        array_int(&c[4], a->type);
-        array_int(&c[5], a->result);
-        array_int(&c[6], a->reason);
-        array_int(&c[7], a->status);
-    }
-    return send_arrays(store, upsert_answers_sql, 8);
 }
 
 static bool send_event(struct store_pg *store, const struct store_batch *batch)
 {
     const struct store_event *event = batch->event_row;
-    static _Thread_local uint8_t spec[CATRACA_COMMAND_ENCODED_MAX];
-    uint8_t counts[STORE_COUNTS_BYTES_MAX];
-    size_t spec_length = 0, counts_length = 0;
-    if (store_spec_encode(&event->spec, spec, &spec_length) != 0)
-        return false;
-    store_counts_encode(event, counts, &counts_length);
-    char state[8], major[24], minor[24], updated[24];
-    snprintf(state, sizeof(state), "%d", event->state);
-    snprintf(major, sizeof(major), "%lld", (long long)event->offset.major);
-    snprintf(minor, sizeof(minor), "%lld", (long long)event->offset.minor);
-    snprintf(updated, sizeof(updated), "%lld", (long long)event->updated_ms);
-    const char *values[] = {
-        batch->event, (const char *)spec, state, (const char *)counts, major, minor, updated};
-    int lengths[] = {0, (int)spec_length, 0, (int)counts_length, 0, 0, 0};
+    struct number state = number_of(event->state);
+    struct number major = number_of((int64_t)event->offset.major);
+    struct number minor = number_of((int64_t)event->offset.minor);
+    struct number updated = number_of(event->updated_ms);
+    const char *values[] = {batch->event, (const char *)store->spec,
+                            state.text,   (const char *)store->counts,
+                            major.text,   minor.text,
+                            updated.text};
+    int lengths[] = {0, (int)store->spec_length, 0, (int)store->counts_length, 0, 0, 0};
     int formats[] = {0, 1, 0, 1, 0, 0, 0};
     return send(store, upsert_event_sql, 7, values, lengths, formats);
 }
 
 static bool send_offset(struct store_pg *store, const struct store_batch *batch)
 {
-    char major[24], minor[24], snapshot_major[24], snapshot_minor[24];
-    snprintf(major, sizeof(major), "%lld", (long long)batch->offset.major);
-    snprintf(minor, sizeof(minor), "%lld", (long long)batch->offset.minor);
+    struct number major = number_of((int64_t)batch->offset.major);
+    struct number minor = number_of((int64_t)batch->offset.minor);
     if (batch->snapshot == NULL) {
-        const char *values[] = {batch->event, major, minor};
-        return send(store,
-                    "UPDATE partitions SET offset_major = $2, offset_minor = $3 WHERE event = $1",
-                    3, values, NULL, NULL);
+        const char *values[] = {batch->event, major.text, minor.text};
+        return send(store, offset_sql, 3, values, NULL, NULL);
     }
-    snprintf(snapshot_major, sizeof(snapshot_major), "%lld",
-             (long long)batch->snapshot_offset.major);
-    snprintf(snapshot_minor, sizeof(snapshot_minor), "%lld",
-             (long long)batch->snapshot_offset.minor);
-    const char *values[] = {batch->event,   major,         minor, (const char *)batch->snapshot,
-                            snapshot_major, snapshot_minor};
+    struct number snapshot_major = number_of((int64_t)batch->snapshot_offset.major);
+    struct number snapshot_minor = number_of((int64_t)batch->snapshot_offset.minor);
+    const char *values[] = {batch->event,        major.text,
+                            minor.text,          (const char *)batch->snapshot,
+                            snapshot_major.text, snapshot_minor.text};
     int lengths[] = {0, 0, 0, (int)batch->snapshot_length, 0, 0};
     int formats[] = {0, 0, 0, 1, 0, 0};
-    return send(store,
-                "UPDATE partitions SET offset_major = $2, offset_minor = $3, snapshot = $4, "
-                "snapshot_major = $5, snapshot_minor = $6 WHERE event = $1",
-                6, values, lengths, formats);
+    return send(store, offset_snapshot_sql, 6, values, lengths, formats);
 }
 
-/* Sends the batch's statements into the pipeline; returns how many, or -1. */
+/* Queues the batch's statements, the fence first; returns how many, or -1. */
 static int send_batch(struct store_pg *store, const struct store_batch *batch)
 {
-    char epoch[24];
-    snprintf(epoch, sizeof(epoch), "%lld", (long long)batch->epoch);
-    const char *fence[] = {batch->event, epoch};
-    int sent = 0;
-    bool has_arrivals = false, has_updates = false;
-    for (size_t i = 0; i < batch->purchase_count; i++) {
-        has_arrivals = has_arrivals || batch->purchases[i].has_arrival;
-        has_updates = has_updates || !batch->purchases[i].has_arrival;
+    struct number epoch = number_of((int64_t)batch->epoch);
+    const char *fence[] = {batch->event, epoch.text};
+    bool is_ok = send(store, fence_sql, 2, fence, NULL, NULL);
+    int sent = 1;
+    if (is_ok && batch->event_row != NULL) {
+        is_ok = send_event(store, batch);
+        sent++;
     }
-    if (!send(store, "SELECT catraca_fence($1, $2::bigint)", 2, fence, NULL, NULL))
-        return -1;
-    sent++;
-    if (batch->event_row != NULL && (sent++, !send_event(store, batch)))
-        return -1;
-    if (has_arrivals && (sent++, !send_arrivals(store, batch)))
-        return -1;
-    if (has_updates && (sent++, !send_updates(store, batch)))
-        return -1;
-    if (batch->answer_count > 0 && (sent++, !send_answers(store, batch)))
-        return -1;
-    if (!send_offset(store, batch))
-        return -1;
-    return sent + 1;
+    if (is_ok && store->arrival_count > 0) {
+        is_ok = send_columns(store, insert_purchases_sql, store->arrivals, ARRIVAL_COLUMNS);
+        sent++;
+    }
+    if (is_ok && store->update_count > 0) {
+        is_ok = send_columns(store, update_purchases_sql, store->updates, UPDATE_COLUMNS);
+        sent++;
+    }
+    if (is_ok && batch->answer_count > 0) {
+        is_ok = send_columns(store, upsert_answers_sql, store->answers, ANSWER_COLUMNS);
+        sent++;
+    }
+    if (is_ok) {
+        is_ok = send_offset(store, batch);
+        sent++;
+    }
+    return is_ok ? sent : -1;
 }
 
-/* Reads every result up to the pipeline's sync; the first failure decides the error. */
+/*
+ * Reads every result up to the pipeline's Sync; the first failure decides the
+ * error. Each statement's results end with a NULL, so more than `expected`
+ * NULLs without the Sync means the connection is not what it should be.
+ */
 static int read_results(struct store_pg *store, int expected)
 {
-    int error = 0;
-    for (int i = 0; i < expected; i++) {
+    int error = 0, nulls = 0;
+    for (;;) {
         PGresult *result = PQgetResult(store->db);
         if (result == NULL) {
-            error = error != 0 ? error : CATRACA_E_UNAVAILABLE;
-            break;
+            if (PQstatus(store->db) == CONNECTION_OK && ++nulls <= expected)
+                continue;
+            int lost = drop_connection(store, "pipeline read");
+            return error != 0 ? error : lost;
         }
         ExecStatusType status = PQresultStatus(result);
+        if (status == PGRES_PIPELINE_SYNC) {
+            PQclear(result);
+            return error;
+        }
         if (error == 0 && status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
             error = status == PGRES_PIPELINE_ABORTED ? CATRACA_E_IO : error_of(store, result);
         PQclear(result);
         if (store->db == NULL)
             return error;
-        PQclear(PQgetResult(store->db)); /* the NULL that ends each query's results */
     }
-    PGresult *sync = PQgetResult(store->db);
-    if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC && error == 0)
-        error = error_of(store, sync);
-    PQclear(sync);
-    return error;
 }
 
 static int store_pg_commit(void *context, const struct store_batch *batch)
 {
     struct store_pg *store = context;
-    int error = ensure_connected(store);
+    int error = build_batch(store, batch);
+    if (error == 0)
+        error = ensure_connected(store);
     if (error != 0)
         return error;
     if (PQenterPipelineMode(store->db) != 1)
-        return error_of(store, NULL);
-    /* No BEGIN: the statements up to the sync are one implicit transaction; any error
-     * (the fence included) rolls back all of it. */
+        return drop_connection(store, "pipeline mode");
     int expected = send_batch(store, batch);
-    if (expected < 0 || PQpipelineSync(store->db) != 1) {
-        log_error(store->db, "pipeline send");
-        PQfinish(store->db); /* a half-sent pipeline: start over on a fresh connection */
-        store->db = NULL;
-        return CATRACA_E_UNAVAILABLE;
-    }
+    /* Without its Sync the server never commits the batch: drop the half-sent pipeline. */
+    if (expected < 0 || PQpipelineSync(store->db) != 1)
+        return drop_connection(store, "pipeline send");
     error = read_results(store, expected);
-    if (store->db != NULL && PQexitPipelineMode(store->db) != 1) {
-        PQfinish(store->db);
-        store->db = NULL;
-    }
+    if (store->db != NULL && PQexitPipelineMode(store->db) != 1)
+        drop_connection(store, "pipeline exit");
     return error;
 }
 
 /* ---- reads ------------------------------------------------------------------------------- */
 
+static int64_t column_int(const PGresult *result, int row, int column)
+{
+    return strtoll(PQgetvalue(result, row, column), NULL, 10);
+}
+
+/* *out from PQunescapeBytea: release with PQfreemem. */
 static int unescape_bytea(const char *text, uint8_t **out, size_t *length)
 {
     *out = PQunescapeBytea((const unsigned char *)text, length);
     return *out != NULL ? 0 : CATRACA_E_NOMEM;
+}
+
+/* Column `column` of row 0 as a malloc'ed copy; NULL and 0 for SQL NULL or no bytes. */
+static int copy_bytea(const PGresult *result, int column, uint8_t **out, size_t *length)
+{
+    *out = NULL;
+    *length = 0;
+    if (PQgetisnull(result, 0, column))
+        return 0;
+    uint8_t *escaped = NULL;
+    size_t escaped_length = 0;
+    int error = unescape_bytea(PQgetvalue(result, 0, column), &escaped, &escaped_length);
+    if (error == 0 && escaped_length > 0) {
+        *out = malloc(escaped_length);
+        if (*out != NULL) {
+            memcpy(*out, escaped, escaped_length);
+            *length = escaped_length;
+        } else {
+            error = CATRACA_E_NOMEM;
+        }
+    }
+    PQfreemem(escaped);
+    return error;
 }
 
 static int store_pg_load(void *context, const char *event, struct log_seq *offset,
@@ -500,6 +607,7 @@ static int store_pg_load(void *context, const char *event, struct log_seq *offse
     const char *values[] = {event};
     int error = 0;
     *snapshot = NULL;
+    *snapshot_length = 0;
     PGresult *result = run_prepared(store, STATEMENT_LOAD, 1, values, &error);
     if (result == NULL)
         return error;
@@ -509,23 +617,10 @@ static int store_pg_load(void *context, const char *event, struct log_seq *offse
     }
     *offset =
         (struct log_seq){(uint64_t)column_int(result, 0, 0), (uint64_t)column_int(result, 0, 1)};
-    if (!PQgetisnull(result, 0, 2)) {
-        uint8_t *escaped = NULL;
-        size_t length = 0;
-        error = unescape_bytea(PQgetvalue(result, 0, 2), &escaped, &length);
-        if (error == 0) {
-            /* PQunescapeBytea's memory must go back through PQfreemem: copy to malloc'ed. */
-            *snapshot = malloc(length > 0 ? length : 1);
-            if (*snapshot == NULL)
-                error = CATRACA_E_NOMEM;
-            else
-                memcpy(*snapshot, escaped, length);
-            PQfreemem(escaped);
-            *snapshot_length = length;
-            *snapshot_offset = (struct log_seq){(uint64_t)column_int(result, 0, 3),
-                                                (uint64_t)column_int(result, 0, 4)};
-        }
-    }
+    error = copy_bytea(result, 2, snapshot, snapshot_length);
+    if (error == 0 && *snapshot != NULL)
+        *snapshot_offset = (struct log_seq){(uint64_t)column_int(result, 0, 3),
+                                            (uint64_t)column_int(result, 0, 4)};
     PQclear(result);
     return error;
 }
@@ -535,6 +630,7 @@ static void copy_text(char *out, size_t size, const char *text)
     snprintf(out, size, "%s", text);
 }
 
+/* Reads the PURCHASE_COLUMNS of a row. */
 static int purchase_from_row(const PGresult *result, int row, struct store_purchase *out)
 {
     memset(out, 0, sizeof(*out));
@@ -564,15 +660,15 @@ static int purchase_from_row(const PGresult *result, int row, struct store_purch
 }
 
 /*
- * A waiting purchase's place now: one more than the waiting purchases of its
- * category that arrived earlier (the stored position was exact when decided).
+ * A waiting purchase's place now: the stored position was exact when it was
+ * decided, but the line moves. Lines are in arrival order, so the place is one
+ * more than the waiting purchases of its category with a smaller seq.
  */
 static int line_position(struct store_pg *store, struct store_purchase *p)
 {
-    char major[24], minor[24];
-    snprintf(major, sizeof(major), "%lld", (long long)p->seq.major);
-    snprintf(minor, sizeof(minor), "%lld", (long long)p->seq.minor);
-    const char *values[] = {p->event, p->category, major, minor};
+    struct number major = number_of((int64_t)p->seq.major);
+    struct number minor = number_of((int64_t)p->seq.minor);
+    const char *values[] = {p->event, p->category, major.text, minor.text};
     int error = 0;
     PGresult *result = run_prepared(store, STATEMENT_LINE_AHEAD, 4, values, &error);
     if (result == NULL)
@@ -585,9 +681,8 @@ static int line_position(struct store_pg *store, struct store_purchase *p)
 static int store_pg_get_purchase(void *context, uint64_t purchase_id, struct store_purchase *out)
 {
     struct store_pg *store = context;
-    char id[24];
-    snprintf(id, sizeof(id), "%lld", (long long)purchase_id);
-    const char *values[] = {id};
+    struct number id = number_of((int64_t)purchase_id);
+    const char *values[] = {id.text};
     int error = 0;
     PGresult *result = run_prepared(store, STATEMENT_PURCHASE_GET, 1, values, &error);
     if (result == NULL)
@@ -603,17 +698,16 @@ static int store_pg_get_answer(void *context, const char *event, struct log_seq 
                                struct store_answer *out)
 {
     struct store_pg *store = context;
-    char major[24], minor[24];
-    snprintf(major, sizeof(major), "%lld", (long long)seq.major);
-    snprintf(minor, sizeof(minor), "%lld", (long long)seq.minor);
-    const char *values[] = {event, major, minor};
+    struct number major = number_of((int64_t)seq.major);
+    struct number minor = number_of((int64_t)seq.minor);
+    const char *values[] = {event, major.text, minor.text};
     int error = 0;
     PGresult *result = run_prepared(store, STATEMENT_ANSWER_GET, 3, values, &error);
     if (result == NULL)
         return error;
     if (PQntuples(result) == 1) {
         memset(out, 0, sizeof(*out));
-        snprintf(out->event, sizeof(out->event), "%s", event);
+        copy_text(out->event, sizeof(out->event), event);
         out->seq = seq;
         out->purchase_id = (uint64_t)column_int(result, 0, 0);
         out->type = (uint8_t)column_int(result, 0, 1);
@@ -627,6 +721,7 @@ static int store_pg_get_answer(void *context, const char *event, struct log_seq 
     return error;
 }
 
+/* Reads the EVENT_COLUMNS of a row. */
 static int event_from_row(const PGresult *result, int row, struct store_event *out)
 {
     memset(out, 0, sizeof(*out));
@@ -666,9 +761,8 @@ static int store_pg_list_events(void *context, const char *after_id, struct stor
                                 size_t max, size_t *count)
 {
     struct store_pg *store = context;
-    char limit[24];
-    snprintf(limit, sizeof(limit), "%zu", max);
-    const char *values[] = {after_id, limit};
+    struct number limit = number_of(max < INT64_MAX ? (int64_t)max : INT64_MAX);
+    const char *values[] = {after_id, limit.text};
     int error = 0;
     *count = 0;
     PGresult *result = run_prepared(store, STATEMENT_EVENT_LIST, 2, values, &error);
@@ -680,18 +774,19 @@ static int store_pg_list_events(void *context, const char *after_id, struct stor
     return error;
 }
 
-/* Pages through the event's purchases by id (keyset), PAGE_ROWS at a time. */
+/* Pages through the event's purchases by id (keyset), PAGE_ROWS in memory at a time. */
 static int store_pg_for_each_purchase(void *context, const char *event,
                                       int (*visit)(void *, const struct store_purchase *),
                                       void *visit_context)
 {
     struct store_pg *store = context;
-    char after[24];
-    snprintf(after, sizeof(after), "%lld", (long long)INT64_MIN);
-    for (;;) {
-        const char *values[] = {event, after};
+    struct number after = {""};
+    for (bool is_first = true;; is_first = false) {
+        const char *values[] = {event, after.text};
         int error = 0;
-        PGresult *result = run_prepared(store, STATEMENT_PURCHASES_PAGE, 2, values, &error);
+        PGresult *result =
+            run_prepared(store, is_first ? STATEMENT_PURCHASES_FIRST : STATEMENT_PURCHASES_AFTER,
+                         is_first ? 1 : 2, values, &error);
         if (result == NULL)
             return error;
         int rows = PQntuples(result);
@@ -702,7 +797,7 @@ static int store_pg_for_each_purchase(void *context, const char *event,
                 error = visit(visit_context, &row);
         }
         if (rows > 0)
-            snprintf(after, sizeof(after), "%s", PQgetvalue(result, rows - 1, 0));
+            copy_text(after.text, sizeof(after.text), PQgetvalue(result, rows - 1, 0));
         PQclear(result);
         if (error != 0 || rows < PAGE_ROWS)
             return error;
@@ -713,8 +808,12 @@ static void store_pg_close(void *context)
 {
     struct store_pg *store = context;
     PQfinish(store->db);
-    for (int i = 0; i < 14; i++)
-        free(store->columns[i].bytes);
+    for (int i = 0; i < ARRIVAL_COLUMNS; i++)
+        free(store->arrivals[i].bytes);
+    for (int i = 0; i < UPDATE_COLUMNS; i++)
+        free(store->updates[i].bytes);
+    for (int i = 0; i < ANSWER_COLUMNS; i++)
+        free(store->answers[i].bytes);
     free(store->conninfo);
     free(store);
 }
@@ -730,23 +829,85 @@ static const struct store_ops store_pg_ops = {
     .close = store_pg_close,
 };
 
+/* ---- schema versions --------------------------------------------------------------------- */
+
+static int binary_version_of(void)
+{
+    return migration_count > 0 ? migrations[migration_count - 1].version : 0;
+}
+
+/* The highest version recorded in catraca_migrations; 0 when the table does not exist. */
+static int database_version(PGconn *db, int *version)
+{
+    *version = 0;
+    PGresult *result = PQexec(db, "SELECT to_regclass('catraca_migrations') IS NOT NULL");
+    bool is_ok = PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) == 1;
+    bool has_table = is_ok && strcmp(PQgetvalue(result, 0, 0), "t") == 0;
+    PQclear(result);
+    if (!is_ok)
+        return PQstatus(db) == CONNECTION_OK ? CATRACA_E_IO : CATRACA_E_UNAVAILABLE;
+    if (!has_table)
+        return 0;
+    result = PQexec(db, "SELECT coalesce(max(version), 0) FROM catraca_migrations");
+    is_ok = PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) == 1;
+    if (is_ok)
+        *version = atoi(PQgetvalue(result, 0, 0));
+    PQclear(result);
+    return is_ok ? 0 : CATRACA_E_IO;
+}
+
+/* CATRACA_E_VERSION when the database lacks migrations this binary has. */
+static int check_schema(PGconn *db)
+{
+    int version = 0;
+    int error = database_version(db, &version);
+    if (error == 0 && version < binary_version_of()) {
+        fprintf(stderr,
+                "level=error component=store_pg msg=\"the schema is at version %d, this binary "
+                "needs %d: run catraca migrate\"\n",
+                version, binary_version_of());
+        error = CATRACA_E_VERSION;
+    }
+    return error;
+}
+
 int store_pg_open(const char *conninfo, struct catraca_store *out)
 {
     struct store_pg *store = calloc(1, sizeof(*store));
     if (store == NULL)
         return CATRACA_E_NOMEM;
     store->conninfo = strdup(conninfo);
-    if (store->conninfo == NULL) {
-        free(store);
-        return CATRACA_E_NOMEM;
-    }
-    int error = ensure_connected(store);
+    int error = store->conninfo != NULL ? connect_db(store) : CATRACA_E_NOMEM;
+    if (error == 0)
+        error = check_schema(store->db);
+    if (error == 0)
+        error = prepare_all(store);
+    /*
+     * Unreachable now is not a failure: a gateway keeps accepting purchases
+     * (they only need the log) while PostgreSQL restarts, and every call
+     * connects again. A reachable database on an old schema is refused.
+     */
     if (error != 0 && error != CATRACA_E_UNAVAILABLE) {
         store_pg_close(store);
         return error;
     }
     *out = (struct catraca_store){.ops = &store_pg_ops, .context = store};
-    return 0; /* unreachable now is fine: every call connects again */
+    return 0;
+}
+
+int store_pg_schema_version(const char *conninfo, int *database_version_out, int *binary_version)
+{
+    *binary_version = binary_version_of();
+    *database_version_out = 0;
+    PGconn *db = PQconnectdb(conninfo);
+    if (PQstatus(db) != CONNECTION_OK) {
+        log_error(db, "connect");
+        PQfinish(db);
+        return CATRACA_E_UNAVAILABLE;
+    }
+    int error = database_version(db, database_version_out);
+    PQfinish(db);
+    return error;
 }
 
 /* ---- migrations -------------------------------------------------------------------------- */
@@ -763,45 +924,57 @@ static bool exec_ok(PGconn *db, const char *sql)
     return true;
 }
 
-static int database_version(PGconn *db, int *version)
+/* Whether catraca_migrations records version m (inside the migration's transaction). */
+static int is_applied(PGconn *db, const struct migration *m, bool *out)
 {
-    PGresult *result = PQexec(db, "SELECT to_regclass('catraca_migrations') IS NOT NULL");
-    bool has_table = PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) == 1 &&
-                     strcmp(PQgetvalue(result, 0, 0), "t") == 0;
+    struct number version = number_of(m->version);
+    const char *values[] = {version.text};
+    PGresult *result = PQexecParams(db, "SELECT 1 FROM catraca_migrations WHERE version = $1", 1,
+                                    NULL, values, NULL, NULL, 0);
     bool is_ok = PQresultStatus(result) == PGRES_TUPLES_OK;
+    *out = is_ok && PQntuples(result) > 0;
     PQclear(result);
-    *version = 0;
     if (!is_ok)
-        return CATRACA_E_IO;
-    if (!has_table)
-        return 0;
-    result = PQexec(db, "SELECT coalesce(max(version), 0) FROM catraca_migrations");
-    is_ok = PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) == 1;
-    if (is_ok)
-        *version = atoi(PQgetvalue(result, 0, 0));
-    PQclear(result);
+        log_error(db, "migrate");
     return is_ok ? 0 : CATRACA_E_IO;
 }
 
+static bool record_migration(PGconn *db, const struct migration *m)
+{
+    struct number version = number_of(m->version);
+    const char *values[] = {version.text, m->name};
+    PGresult *result =
+        PQexecParams(db, "INSERT INTO catraca_migrations (version, name) VALUES ($1, $2)", 2, NULL,
+                     values, NULL, NULL, 0);
+    bool is_ok = PQresultStatus(result) == PGRES_COMMAND_OK;
+    PQclear(result);
+    if (!is_ok)
+        log_error(db, "migrate");
+    return is_ok;
+}
+
+/*
+ * One migration in one transaction. The advisory lock (held to the end of the
+ * transaction) serializes concurrent migrates, including the creation of the
+ * bookkeeping table; under it, a migration another migrate applied meanwhile
+ * is seen and skipped.
+ */
 static int apply_migration(PGconn *db, const struct migration *m, FILE *report)
 {
-    char record[256];
-    snprintf(record, sizeof(record),
-             "INSERT INTO catraca_migrations (version, name) VALUES (%d, '%s')", m->version,
-             m->name); /* both from the build (cmake/embed_sql.cmake checks the names) */
-    int version = 0;
-    if (!exec_ok(db, "BEGIN") || !exec_ok(db, "SELECT pg_advisory_xact_lock(7215)") ||
-        database_version(db, &version) != 0) {
-        exec_ok(db, "ROLLBACK");
-        return CATRACA_E_IO;
+    bool is_done = false;
+    bool is_ok = exec_ok(db, "BEGIN") &&
+                 exec_ok(db, "SELECT pg_advisory_xact_lock(7215)") && /* catraca migrate's key */
+                 exec_ok(db, "CREATE TABLE IF NOT EXISTS catraca_migrations (version integer "
+                             "PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL "
+                             "DEFAULT now())") &&
+                 is_applied(db, m, &is_done) == 0;
+    if (is_ok && !is_done)
+        is_ok = exec_ok(db, (const char *)m->sql) && record_migration(db, m);
+    if (!is_ok || !exec_ok(db, "COMMIT")) {
+        PQclear(PQexec(db, "ROLLBACK"));
+        return PQstatus(db) == CONNECTION_OK ? CATRACA_E_IO : CATRACA_E_UNAVAILABLE;
     }
-    if (version >= m->version) /* another migrate got there first */
-        return exec_ok(db, "ROLLBACK") ? 0 : CATRACA_E_IO;
-    if (!exec_ok(db, (const char *)m->sql) || !exec_ok(db, record) || !exec_ok(db, "COMMIT")) {
-        exec_ok(db, "ROLLBACK");
-        return CATRACA_E_IO;
-    }
-    if (report != NULL)
+    if (!is_done && report != NULL)
         fprintf(report, "catraca migrate: applied %s\n", m->name);
     return 0;
 }
@@ -814,35 +987,13 @@ int store_pg_migrate(const char *conninfo, FILE *report)
         PQfinish(db);
         return CATRACA_E_UNAVAILABLE;
     }
-    int error = exec_ok(db, "SET client_min_messages = warning") &&
-                        exec_ok(db, "CREATE TABLE IF NOT EXISTS catraca_migrations (version "
-                                    "integer PRIMARY KEY, name text NOT NULL, applied_at "
-                                    "timestamptz NOT NULL DEFAULT now())")
-                    ? 0
-                    : CATRACA_E_IO;
-    int version = 0;
-    if (error == 0)
-        error = database_version(db, &version);
+    /* NOTICEs such as "relation already exists, skipping" are not news. */
+    int error = exec_ok(db, "SET client_min_messages = warning") ? 0 : CATRACA_E_IO;
     for (size_t i = 0; error == 0 && i < migration_count; i++)
-        if (migrations[i].version > version)
-            error = apply_migration(db, &migrations[i], report);
+        error = apply_migration(db, &migrations[i], report);
     if (error == 0 && report != NULL)
-        fprintf(report, "catraca migrate: the schema is at version %d\n",
-                migration_count ? migrations[migration_count - 1].version : 0);
-    PQfinish(db);
-    return error;
-}
-
-int store_pg_schema_version(const char *conninfo, int *database_version_out, int *binary_version)
-{
-    *binary_version = migration_count ? migrations[migration_count - 1].version : 0;
-    PGconn *db = PQconnectdb(conninfo);
-    if (PQstatus(db) != CONNECTION_OK) {
-        log_error(db, "connect");
-        PQfinish(db);
-        return CATRACA_E_UNAVAILABLE;
-    }
-    int error = database_version(db, database_version_out);
+        fprintf(report, "catraca migrate: every migration up to version %d is applied\n",
+                binary_version_of());
     PQfinish(db);
     return error;
 }
