@@ -18,6 +18,7 @@
 #include "gateway/api.h"
 #include "gateway/http.h"
 #include "log/log_sqlite.h"
+#include "rush/rush.h"
 #include "store/store_sqlite.h"
 #include "worker/worker.h"
 
@@ -59,6 +60,8 @@ static void usage(FILE *out)
                  "                                 applies the database schema migrations\n"
                  "       catraca audit --data DIR  replay every event's log and compare every "
                  "stored decision\n"
+                 "       catraca rush --url URL (--demo | --jwt-secret S) [options]\n"
+                 "                                 rehearse an on-sale against a server (--help)\n"
                  "       catraca --version\n"
                  "       catraca serve --help      every option, its variable, default and "
                  "bound\n");
@@ -266,6 +269,8 @@ int main(int argc, char **argv)
             config_print_help(stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (strcmp(argv[1], "rush") == 0)
+        return rush_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "audit") == 0) {
         struct config config;
         setenv("CATRACA_DEMO", "on", 0); /* no JWT secret needed to audit */
