@@ -131,6 +131,7 @@ int gateway_run(const struct config *config)
         return 2;
     if (check_schema(config) != 0)
         return 1;
+    service_block_stop_signals(); /* before the first thread */
     struct api_backend backend = {
         .open_log = gateway_open_log, .open_store = gateway_open_store, .context = (void *)config};
     struct api_config api_config;
@@ -380,6 +381,7 @@ int worker_run(const struct config *config)
         return 2;
     if (check_schema(config) != 0)
         return 1;
+    service_block_stop_signals(); /* before the first thread */
     if (config->worker_id[0] != '\0')
         snprintf(worker_id, sizeof(worker_id), "%.*s", CATRACA_ID_MAX, config->worker_id);
     else

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,27 +27,33 @@
 #define CATRACA_VERSION "0.1.0"
 #endif
 
-static volatile sig_atomic_t is_stop_requested;
-
-static void on_signal(int signal_number)
+static void stop_signals(sigset_t *out)
 {
-    (void)signal_number;
-    is_stop_requested = 1;
+    sigemptyset(out);
+    sigaddset(out, SIGTERM);
+    sigaddset(out, SIGINT);
+}
+
+/*
+ * A handler would run on whichever thread the kernel picks, and a pause() on
+ * the main thread would then sleep on: blocked everywhere, the signals wait
+ * for sigwait() instead.
+ */
+void service_block_stop_signals(void)
+{
+    sigset_t stop;
+    stop_signals(&stop);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }
 
 void service_wait_for_stop(void)
 {
-    struct sigaction action = {.sa_handler = on_signal};
-    sigaction(SIGTERM, &action, NULL);
-    sigaction(SIGINT, &action, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    while (!is_stop_requested)
-        pause();
-}
-
-bool service_is_stop_requested(void)
-{
-    return is_stop_requested != 0;
+    sigset_t stop;
+    stop_signals(&stop);
+    int signal_number = 0;
+    while (sigwait(&stop, &signal_number) != 0)
+        continue;
 }
 
 static void usage(FILE *out)
@@ -173,6 +180,7 @@ static int serve(const struct config *config)
     struct api *api = NULL;
     struct worker *worker = NULL;
     struct http_server *http = NULL;
+    service_block_stop_signals(); /* before the first thread */
     if (api_start(&api_config, &api) != 0)
         return 1;
     int error = start_worker(config, database, api, &worker);

@@ -27,9 +27,13 @@ void service_http_config(const struct config *config, const char *host, uint16_t
 void service_worker_config(const struct config *config,
                            void (*on_commit)(void *context, const struct worker_commit *commit),
                            void *context, struct worker_config *out);
-/* Installs SIGTERM/SIGINT handlers (SIGPIPE ignored) and returns once one arrived. */
+/*
+ * Blocks SIGTERM and SIGINT in the calling thread and the threads it starts
+ * afterwards, and ignores SIGPIPE: call before starting any thread.
+ */
+void service_block_stop_signals(void);
+/* Returns once SIGTERM or SIGINT arrived (service_block_stop_signals first). */
 void service_wait_for_stop(void);
-bool service_is_stop_requested(void);
 
 /* The distributed mode's commands (distributed.c). */
 int gateway_run(const struct config *config);
