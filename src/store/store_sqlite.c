@@ -60,10 +60,12 @@ static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
     [STATEMENT_OFFSET_UPSERT] =
         "INSERT INTO partitions(event, offset_major, offset_minor, epoch) VALUES (?1, ?2, ?3, ?4) "
         "ON CONFLICT(event) DO UPDATE SET offset_major = ?2, offset_minor = ?3, epoch = ?4",
-    [STATEMENT_SNAPSHOT_UPDATE] = "UPDATE partitions SET snapshot = ?2, snapshot_major = ?3, "
-                                  "snapshot_minor = ?4 WHERE event = ?1",
-    [STATEMENT_LOAD] = "SELECT offset_major, offset_minor, snapshot, snapshot_major, "
-                       "snapshot_minor FROM partitions WHERE event = ?1",
+    [STATEMENT_SNAPSHOT_UPDATE] =
+        "INSERT INTO snapshots(event, snapshot, offset_major, offset_minor) VALUES (?1, ?2, ?3, "
+        "?4) ON CONFLICT(event) DO UPDATE SET snapshot = ?2, offset_major = ?3, offset_minor = ?4",
+    [STATEMENT_LOAD] = "SELECT p.offset_major, p.offset_minor, s.snapshot, s.offset_major, "
+                       "s.offset_minor FROM partitions p LEFT JOIN snapshots s ON s.event = "
+                       "p.event WHERE p.event = ?1",
     [STATEMENT_PURCHASE_GET] = "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE id = ?1",
     [STATEMENT_ANSWER_GET] = "SELECT purchase_id, type, result, reason, status FROM answers "
                              "WHERE event = ?1 AND seq_major = ?2 AND seq_minor = ?3",
@@ -92,8 +94,26 @@ static const char schema[] =
     " result INTEGER NOT NULL, reason INTEGER NOT NULL, status INTEGER NOT NULL,"
     " PRIMARY KEY(event, seq_major, seq_minor)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS partitions(event TEXT PRIMARY KEY, offset_major INTEGER NOT NULL,"
-    " offset_minor INTEGER NOT NULL, epoch INTEGER NOT NULL, snapshot BLOB,"
-    " snapshot_major INTEGER, snapshot_minor INTEGER) WITHOUT ROWID;";
+    " offset_minor INTEGER NOT NULL, epoch INTEGER NOT NULL) WITHOUT ROWID;"
+    /* Apart from the offset: SQLite rewrites a whole row on any update, and the offset moves
+     * every batch while a snapshot (tens of MB) changes every snapshot_every commands. */
+    "CREATE TABLE IF NOT EXISTS snapshots(event TEXT PRIMARY KEY, snapshot BLOB NOT NULL,"
+    " offset_major INTEGER NOT NULL, offset_minor INTEGER NOT NULL);";
+
+/*
+ * Data directories from before the snapshots table kept the snapshot in the
+ * partitions row: moved once, under the write lock, whichever connection
+ * opens first.
+ */
+static const char snapshot_upgrade_check[] =
+    "SELECT count(*) FROM pragma_table_info('partitions') WHERE name = 'snapshot'";
+static const char snapshot_upgrade[] =
+    "INSERT OR IGNORE INTO snapshots(event, snapshot, offset_major, offset_minor)"
+    " SELECT event, snapshot, snapshot_major, snapshot_minor FROM partitions"
+    " WHERE snapshot IS NOT NULL;"
+    "ALTER TABLE partitions DROP COLUMN snapshot;"
+    "ALTER TABLE partitions DROP COLUMN snapshot_major;"
+    "ALTER TABLE partitions DROP COLUMN snapshot_minor;";
 
 struct store_sqlite {
     sqlite3 *db;
@@ -214,6 +234,35 @@ static int commit_offset(struct store_sqlite *store, const struct store_batch *b
     sqlite3_bind_int64(s, 3, (sqlite3_int64)batch->snapshot_offset.major);
     sqlite3_bind_int64(s, 4, (sqlite3_int64)batch->snapshot_offset.minor);
     return step_done(s);
+}
+
+static int has_old_partitions(sqlite3 *db, bool *out)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db, snapshot_upgrade_check, -1, &s, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    *out = rc == SQLITE_ROW && sqlite3_column_int(s, 0) > 0;
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : error_of(rc);
+}
+
+static int upgrade_schema(sqlite3 *db)
+{
+    bool is_old = false;
+    int error = has_old_partitions(db, &is_old);
+    if (error != 0 || !is_old)
+        return error;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return CATRACA_E_IO;
+    error = has_old_partitions(db, &is_old); /* another connection may have been first */
+    if (error == 0 && is_old && sqlite3_exec(db, snapshot_upgrade, NULL, NULL, NULL) != SQLITE_OK)
+        error = CATRACA_E_IO;
+    if (error == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        error = CATRACA_E_IO;
+    if (error != 0)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return error;
 }
 
 static int store_sqlite_commit(void *context, const struct store_batch *batch)
@@ -450,6 +499,8 @@ int store_sqlite_open(const char *path, bool is_synchronous_full, int busy_timeo
     int error = catraca_sqlite_connect(path, is_synchronous_full, busy_timeout_ms, &store->db);
     if (error == 0 && sqlite3_exec(store->db, schema, NULL, NULL, NULL) != SQLITE_OK)
         error = CATRACA_E_IO;
+    if (error == 0)
+        error = upgrade_schema(store->db);
     for (int i = 0; error == 0 && i < STATEMENT_COUNT_OF_STATEMENTS; i++)
         if (sqlite3_prepare_v3(store->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                &store->statements[i], NULL) != SQLITE_OK)

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "core/codec.h"
 #include "core/error.h"
@@ -220,6 +221,56 @@ static void test_store_commit_load_fence(void **state)
     store.ops->close(store.context);
 }
 
+/* A data directory from before the snapshots table: the snapshot moves out of partitions. */
+static void test_store_upgrades_old_partitions(void **state)
+{
+    (void)state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE partitions(event TEXT PRIMARY KEY, offset_major INTEGER NOT "
+                     "NULL, offset_minor INTEGER NOT NULL, epoch INTEGER NOT NULL, snapshot "
+                     "BLOB, snapshot_major INTEGER, snapshot_minor INTEGER) WITHOUT ROWID;"
+                     "INSERT INTO partitions VALUES ('ev', 9, 0, 2, x'010203', 7, 1),"
+                     " ('other', 3, 0, 1, NULL, NULL, NULL);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    struct catraca_store store, second;
+    assert_int_equal(store_sqlite_open(path, true, 2000, &store), 0);
+    assert_int_equal(store_sqlite_open(path, true, 2000, &second), 0); /* upgrades once only */
+    struct log_seq offset, snapshot_offset;
+    uint8_t *snapshot = NULL;
+    size_t length = 0;
+    assert_int_equal(
+        store.ops->load(store.context, "ev", &offset, &snapshot, &length, &snapshot_offset), 0);
+    assert_true(offset.major == 9 && length == 3 && snapshot[2] == 3);
+    assert_true(snapshot_offset.major == 7 && snapshot_offset.minor == 1);
+    free(snapshot);
+    snapshot = NULL;
+    assert_int_equal(
+        second.ops->load(second.context, "other", &offset, &snapshot, &length, &snapshot_offset),
+        0);
+    assert_true(offset.major == 3 && snapshot == NULL);
+    /* the epoch survived: a stale writer is still fenced */
+    struct store_batch batch = {.event = "ev", .epoch = 1, .offset = {10, 0}};
+    assert_int_equal(store.ops->commit(store.context, &batch), CATRACA_E_FENCED);
+    store.ops->close(store.context);
+    second.ops->close(second.context);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT count(*) FROM pragma_table_info('partitions') "
+                                        "WHERE name LIKE 'snapshot%'",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(s, 0), 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +278,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_read_idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_batch_appends_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_commit_load_fence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_upgrades_old_partitions, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
