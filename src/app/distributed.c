@@ -23,6 +23,7 @@
 
 #include "app/service.h"
 #include "core/error.h"
+#include "gateway/metrics.h"
 #include "log/log_redis.h"
 #include "store/lease.h"
 #include "store/store_pg.h"
@@ -255,34 +256,19 @@ static char *worker_metrics(struct worker_process *process, size_t *length)
     struct lease_stats l;
     worker_stats(process->worker, &w);
     lease_stats(process->lease, &l);
+    size_t lag_max = process->config->events_max;
+    struct worker_lag *lags = calloc(lag_max, sizeof(*lags));
+    size_t lag_count = lags != NULL ? worker_lags(process->worker, lags, lag_max) : 0;
+    char *worker_part = lags != NULL ? metrics_render_worker(&w, lags, lag_count) : NULL;
+    free(lags);
     char *text = NULL;
-    FILE *out = open_memstream(&text, length);
-    if (out == NULL)
+    FILE *out = worker_part != NULL ? open_memstream(&text, length) : NULL;
+    if (out == NULL) {
+        free(worker_part);
         return NULL;
-    metric(out, "catraca_worker_batches_total", "counter", "Batches committed.", w.batches);
-    metric(out, "catraca_worker_commands_total", "counter", "Log entries decided.", w.commands);
-    fprintf(out,
-            "# HELP catraca_worker_commit_seconds_total Time in store commits.\n"
-            "# TYPE catraca_worker_commit_seconds_total counter\n"
-            "catraca_worker_commit_seconds_total %.6f\n",
-            (double)w.commit_latency_us_total / 1e6);
-    fprintf(out,
-            "# HELP catraca_worker_commit_seconds_max Longest store commit.\n"
-            "# TYPE catraca_worker_commit_seconds_max gauge\n"
-            "catraca_worker_commit_seconds_max %.6f\n",
-            (double)w.commit_latency_us_max / 1e6);
-    metric(out, "catraca_worker_batch_commands_max", "gauge", "Largest batch.",
-           w.batch_commands_max);
-    metric(out, "catraca_worker_commit_errors_total", "counter", "Failed store commits.",
-           w.commit_errors);
-    metric(out, "catraca_worker_commit_epoch_conflicts_total", "counter",
-           "Commits refused: another worker holds the partition (fenced).", w.fenced_commits);
-    metric(out, "catraca_worker_ticks_total", "counter", "TICKs appended.", w.ticks_appended);
-    metric(out, "catraca_holds_expired_total", "counter", "Holds that expired.", w.holds_expired);
-    metric(out, "catraca_invariant_violations_total", "counter", "Engine validation failures.",
-           w.invariant_violations);
-    metric(out, "catraca_worker_partitions_held", "gauge", "Partitions decided here.",
-           w.partitions_held);
+    }
+    fputs(worker_part, out);
+    free(worker_part);
     metric(out, "catraca_lease_acquired_total", "counter", "Partition leases taken.", l.acquired);
     metric(out, "catraca_lease_lost_total", "counter", "Leases lost, fenced or given back.",
            l.lost);

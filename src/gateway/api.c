@@ -1301,8 +1301,12 @@ static void handle_metrics(struct route_context *c)
     appender_stats(api->appender, &appender);
     struct worker *worker_now = atomic_load(&api->worker);
     struct http_server *http_now = atomic_load(&api->http);
+    struct worker_lag *lags = calloc(api->config.events_max, sizeof(*lags));
+    size_t lag_count = 0;
     if (worker_now != NULL)
         worker_stats(worker_now, &worker);
+    if (worker_now != NULL && lags != NULL)
+        lag_count = worker_lags(worker_now, lags, api->config.events_max);
     if (http_now != NULL)
         http_stats(http_now, &http);
     struct thread_handles *h = handles_of(api);
@@ -1310,9 +1314,10 @@ static void handle_metrics(struct route_context *c)
     size_t count = 0;
     if (h != NULL && events != NULL)
         h->store.ops->list_events(h->store.context, "", events, api->config.events_max, &count);
-    char *text = metrics_render(&api->metrics, &appender, &worker, &http,
+    char *text = metrics_render(&api->metrics, &appender, &worker, lags, lag_count, &http,
                                 waiters_count(&api->waiters), events, count);
     free(events);
+    free(lags);
     if (text == NULL) {
         REPLY_ERROR(c, 503, "unavailable", "out of memory");
         return;

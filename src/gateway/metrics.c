@@ -131,8 +131,57 @@ static void render_categories(struct text *t, const struct store_event *events, 
     }
 }
 
+/* The worker's part: counters, and the log lag of each partition it decides. */
+static void render_worker(struct text *t, const struct worker_stats *w,
+                          const struct worker_lag *lags, size_t lag_count)
+{
+    metric(t, "catraca_worker_batches_total", "counter", "Store transactions committed.",
+           (double)w->batches);
+    metric(t, "catraca_worker_commands_total", "counter", "Log entries decided.",
+           (double)w->commands);
+    metric(t, "catraca_worker_commit_seconds_total", "counter", "Time in store commits.",
+           (double)w->commit_latency_us_total / 1e6);
+    metric(t, "catraca_worker_commit_seconds_max", "gauge", "Longest store commit.",
+           (double)w->commit_latency_us_max / 1e6);
+    metric(t, "catraca_worker_batch_commands_max", "gauge", "Largest batch.",
+           (double)w->batch_commands_max);
+    metric(t, "catraca_worker_commit_errors_total", "counter", "Failed store commits.",
+           (double)w->commit_errors);
+    metric(t, "catraca_worker_ticks_total", "counter", "TICKs appended for expiry.",
+           (double)w->ticks_appended);
+    metric(t, "catraca_holds_expired_total", "counter", "Holds expired (engine).",
+           (double)w->holds_expired);
+    metric(t, "catraca_invariant_violations_total", "counter",
+           "Engine consistency checks that failed (must stay 0).", (double)w->invariant_violations);
+    metric(t, "catraca_worker_commit_epoch_conflicts_total", "counter",
+           "Commits refused: another worker holds the partition (fenced).",
+           (double)w->fenced_commits);
+    metric(t, "catraca_worker_partitions_held", "gauge", "Partitions decided here.",
+           (double)w->partitions_held);
+    add(t, "# HELP catraca_worker_log_lag_entries Log entries not decided yet, per partition "
+           "decided here.\n# TYPE catraca_worker_log_lag_entries gauge\n");
+    for (size_t i = 0; i < lag_count; i++)
+        add(t, "catraca_worker_log_lag_entries{event=\"%s\"} %llu\n", lags[i].event,
+            (unsigned long long)lags[i].entries);
+}
+
+char *metrics_render_worker(const struct worker_stats *worker, const struct worker_lag *lags,
+                            size_t lag_count)
+{
+    struct text t = {.data = malloc(4096), .capacity = 4096};
+    if (t.data == NULL)
+        return NULL;
+    render_worker(&t, worker, lags, lag_count);
+    if (t.is_broken) {
+        free(t.data);
+        return NULL;
+    }
+    return t.data;
+}
+
 char *metrics_render(struct metrics *m, const struct appender_stats *a,
-                     const struct worker_stats *w, const struct http_stats *h, uint32_t waiters,
+                     const struct worker_stats *w, const struct worker_lag *lags,
+                     size_t lag_count, const struct http_stats *h, uint32_t waiters,
                      const struct store_event *events, size_t event_count)
 {
     struct text t = {.data = malloc(16384), .capacity = 16384};
@@ -160,24 +209,7 @@ char *metrics_render(struct metrics *m, const struct appender_stats *a,
            (double)a->append_latency_us_max / 1e6);
     metric(&t, "catraca_log_append_batch_max", "gauge", "Largest group commit.",
            (double)a->batch_max_seen);
-    metric(&t, "catraca_worker_batches_total", "counter", "Store transactions committed.",
-           (double)w->batches);
-    metric(&t, "catraca_worker_commands_total", "counter", "Log entries decided.",
-           (double)w->commands);
-    metric(&t, "catraca_worker_commit_seconds_total", "counter", "Time in store commits.",
-           (double)w->commit_latency_us_total / 1e6);
-    metric(&t, "catraca_worker_commit_seconds_max", "gauge", "Longest store commit.",
-           (double)w->commit_latency_us_max / 1e6);
-    metric(&t, "catraca_worker_batch_commands_max", "gauge", "Largest batch.",
-           (double)w->batch_commands_max);
-    metric(&t, "catraca_worker_commit_errors_total", "counter", "Failed store commits.",
-           (double)w->commit_errors);
-    metric(&t, "catraca_worker_ticks_total", "counter", "TICKs appended for expiry.",
-           (double)w->ticks_appended);
-    metric(&t, "catraca_holds_expired_total", "counter", "Holds expired (engine).",
-           (double)w->holds_expired);
-    metric(&t, "catraca_invariant_violations_total", "counter",
-           "Engine consistency checks that failed (must stay 0).", (double)w->invariant_violations);
+    render_worker(&t, w, lags, lag_count);
     metric(&t, "catraca_http_connections_open", "gauge", "Open connections.",
            (double)h->connections_open);
     metric(&t, "catraca_http_connections_refused_total", "counter", "Connections answered 503.",

@@ -62,7 +62,11 @@ void metrics_request(struct metrics *metrics, enum metrics_route route, int stat
 void metrics_count(struct metrics *metrics, enum metrics_counter counter);
 /* The whole exposition as a malloc'ed string (NULL when out of memory). */
 char *metrics_render(struct metrics *metrics, const struct appender_stats *appender,
-                     const struct worker_stats *worker, const struct http_stats *http,
-                     uint32_t waiters, const struct store_event *events, size_t event_count);
+                     const struct worker_stats *worker, const struct worker_lag *lags,
+                     size_t lag_count, const struct http_stats *http, uint32_t waiters,
+                     const struct store_event *events, size_t event_count);
+/* The worker's part alone (catraca worker's /metrics); NULL when out of memory. */
+char *metrics_render_worker(const struct worker_stats *worker, const struct worker_lag *lags,
+                            size_t lag_count);
 
 #endif

@@ -27,6 +27,8 @@ struct partition {
     uint64_t commands_since_snapshot;
     int64_t last_tick_ms;
     uint64_t holds_expired; /* engine's count at the last commit (under the worker's mutex) */
+    uint64_t log_lag;       /* entries after applied, measured each second (under the mutex) */
+    bool is_lag_reported;   /* held at the last measure (under the mutex) */
 };
 
 /* The effects of one batch, reused from batch to batch (grown, never shrunk). */
@@ -558,10 +560,27 @@ static int64_t sleep_ms(const struct worker *w, int64_t now_ms)
     return sleep;
 }
 
+/* Once a second: how far each partition decided here is behind the end of its log. */
+static void partitions_measure_lag(struct worker *w)
+{
+    for (uint32_t i = 0; i < w->partition_count; i++) {
+        struct partition *p = &w->partitions[i];
+        uint64_t lag = 0;
+        bool is_held = p->engine != NULL;
+        bool is_measured = is_held && w->config.log.ops->count_after(
+                                          w->config.log.context, p->event, p->applied, &lag) == 0;
+        pthread_mutex_lock(&w->mutex);
+        p->is_lag_reported = is_held;
+        if (is_measured) /* else the last measure stands */
+            p->log_lag = lag;
+        pthread_mutex_unlock(&w->mutex);
+    }
+}
+
 static void *worker_main(void *argument)
 {
     struct worker *w = argument;
-    int64_t last_discovery_ms = 0;
+    int64_t last_discovery_ms = 0, last_lag_ms = 0;
     for (;;) {
         pthread_mutex_lock(&w->mutex);
         bool is_stopping = w->is_stopping, is_woken = w->is_woken;
@@ -584,6 +603,10 @@ static void *worker_main(void *argument)
         pthread_mutex_lock(&w->mutex);
         w->stats.partitions_held = held;
         pthread_mutex_unlock(&w->mutex);
+        if (now_ms - last_lag_ms >= 1000) { /* after the steps: a dropped partition is gone */
+            partitions_measure_lag(w);
+            last_lag_ms = now_ms;
+        }
         if (is_stopping && !has_work)
             break;
         if (has_work)
@@ -669,6 +692,21 @@ void worker_stop(struct worker *worker)
     worker->config.log.ops->close(worker->config.log.context);
     worker->config.store.ops->close(worker->config.store.context);
     worker_free(worker);
+}
+
+size_t worker_lags(struct worker *worker, struct worker_lag *out, size_t max)
+{
+    size_t count = 0;
+    pthread_mutex_lock(&worker->mutex);
+    for (uint32_t i = 0; i < worker->partition_count && count < max; i++) {
+        const struct partition *p = &worker->partitions[i];
+        if (!p->is_lag_reported)
+            continue;
+        snprintf(out[count].event, sizeof(out[count].event), "%s", p->event);
+        out[count++].entries = p->log_lag;
+    }
+    pthread_mutex_unlock(&worker->mutex);
+    return count;
 }
 
 void worker_stats(struct worker *worker, struct worker_stats *out)

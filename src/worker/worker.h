@@ -102,4 +102,14 @@ void worker_stop(struct worker *worker);
 /* A consistent copy of the counters. Any thread. */
 void worker_stats(struct worker *worker, struct worker_stats *out);
 
+struct worker_lag {
+    char event[CATRACA_ID_MAX + 1];
+    uint64_t entries; /* log entries not decided yet */
+};
+/*
+ * The log lag of each partition decided here, measured at most about a second
+ * ago: up to max of them in out; returns how many. Any thread.
+ */
+size_t worker_lags(struct worker *worker, struct worker_lag *out, size_t max);
+
 #endif

@@ -170,6 +170,13 @@ class FencingTest(unittest.TestCase):
                              before["catraca_worker_batches_total"],
                              "the paused worker committed after losing its lease")
             self.assertEqual(after["catraca_worker_partitions_held"], 0, "it did not step down")
+            lag = 'catraca_worker_log_lag_entries{event="ev-fence"}'
+            self.assertNotIn(lag, after, "a worker that stepped down reports the log lag")
+            owner_now = cluster.worker_by_id(cluster.owner_of("ev-fence")[0])
+            deadline = time.monotonic() + 10
+            while cluster.worker_metrics(owner_now).get(lag) != 0:  # caught up, measured 1/s
+                self.assertLess(time.monotonic(), deadline, cluster.worker_metrics(owner_now))
+                time.sleep(0.2)
             self.assertEqual(cluster.owner_of("ev-fence"), taken_over, "ownership flapped back")
             self.assertGreater(taken_over[1], epoch)
             decided = settle(cluster, {**first.accepted(), **second.accepted(),

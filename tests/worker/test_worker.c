@@ -37,6 +37,7 @@ struct memory_log {
     size_t lengths[ENTRIES_MAX];
     int64_t times[ENTRIES_MAX];
     size_t count;
+    size_t readable; /* read() stops here when non-zero: entries the worker cannot reach yet */
 };
 
 static int mlog_append(void *context, struct log_append_item *items, size_t count)
@@ -63,13 +64,25 @@ static int mlog_read(void *context, const char *event, struct log_seq after,
     (void)event;
     pthread_mutex_lock(&log->mutex);
     *count = 0;
-    for (size_t i = after.major; i < log->count && *count < max; i++) {
+    size_t end = log->readable != 0 && log->readable < log->count ? log->readable : log->count;
+    for (size_t i = after.major; i < end && *count < max; i++) {
         entries[*count] = (struct log_entry){.seq = {i + 1, 0},
                                              .time_ms = log->times[i],
                                              .record = log->records[i],
                                              .record_length = log->lengths[i]};
         (*count)++;
     }
+    pthread_mutex_unlock(&log->mutex);
+    return 0;
+}
+
+static int mlog_count_after(void *context, const char *event, struct log_seq after,
+                            uint64_t *count)
+{
+    struct memory_log *log = context;
+    (void)event;
+    pthread_mutex_lock(&log->mutex);
+    *count = log->count > after.major ? log->count - after.major : 0;
     pthread_mutex_unlock(&log->mutex);
     return 0;
 }
@@ -91,7 +104,11 @@ static void noop_close(void *context)
 }
 
 static const struct log_ops memory_log_ops = {
-    .append = mlog_append, .read = mlog_read, .list_partitions = mlog_list, .close = noop_close};
+    .append = mlog_append,
+    .read = mlog_read,
+    .count_after = mlog_count_after,
+    .list_partitions = mlog_list,
+    .close = noop_close};
 
 /* ---- in-memory store ---------------------------------------------------------------------- */
 
@@ -471,12 +488,59 @@ static void test_decides_only_under_a_held_lease_and_steps_down_when_fenced(void
         assert_int_equal(row_of(id)->status, ENGINE_STATUS_HELD);
 }
 
+static size_t lags_after_a_second(struct worker *worker, struct worker_lag *lags)
+{
+    __atomic_add_fetch(&fake_now_ms, 1000, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < 20; i++) {
+        worker_wake(worker);
+        usleep(2000);
+    }
+    return worker_lags(worker, lags, 4);
+}
+
+static void test_reports_the_log_lag_of_partitions_decided_here(void **state)
+{
+    (void)state;
+    append_event(100, 60000);
+    for (uint64_t id = 1; id <= 10; id++)
+        append_purchase(id, 1000 + (int64_t)id);
+    struct worker *worker = start_owned(4, 100, true);
+    struct worker_lag lags[4];
+    assert_int_equal(lags_after_a_second(worker, lags), 0); /* not held: not reported */
+    the_store.epoch = 1; /* only the test thread writes it while no commit can pass */
+    __atomic_store_n(&the_ownership.epoch, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&the_ownership.is_held, true, __ATOMIC_SEQ_CST);
+    worker_wake(worker);
+    wait_caught_up();
+    assert_int_equal(lags_after_a_second(worker, lags), 1);
+    assert_string_equal(lags[0].event, "ev");
+    assert_int_equal(lags[0].entries, 0);
+    pthread_mutex_lock(&the_log.mutex);
+    the_log.readable = the_log.count; /* 7 more entries the worker cannot read yet */
+    pthread_mutex_unlock(&the_log.mutex);
+    for (uint64_t id = 11; id <= 17; id++)
+        append_purchase(id, 2000 + (int64_t)id);
+    assert_int_equal(lags_after_a_second(worker, lags), 1);
+    assert_int_equal(lags[0].entries, 7);
+    pthread_mutex_lock(&the_log.mutex);
+    the_log.readable = 0;
+    pthread_mutex_unlock(&the_log.mutex);
+    worker_wake(worker);
+    wait_caught_up();
+    assert_int_equal(lags_after_a_second(worker, lags), 1);
+    assert_int_equal(lags[0].entries, 0);
+    __atomic_store_n(&the_ownership.is_held, false, __ATOMIC_SEQ_CST); /* the lease moved */
+    assert_int_equal(lags_after_a_second(worker, lags), 0);
+    worker_stop(worker);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_decides_in_order_exactly_once, setup),
         cmocka_unit_test_setup(test_commit_failure_and_restart_apply_each_entry_once, setup),
         cmocka_unit_test_setup(test_holds_expire_without_traffic, setup),
+        cmocka_unit_test_setup(test_reports_the_log_lag_of_partitions_decided_here, setup),
         cmocka_unit_test_setup(test_decides_only_under_a_held_lease_and_steps_down_when_fenced,
                                setup),
     };
