@@ -10,6 +10,7 @@
  * versions and exits 1.
  */
 #include "app/audit.h"
+#include "app/service.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -274,8 +275,8 @@ static int audit_event(struct audit *a, const char *event, const struct engine_c
 
 int audit_run(const char *data, uint32_t purchases_max, uint32_t customers_max)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/catraca.db", data);
+    struct sqlite_paths paths;
+    sqlite_paths_of(data, &paths);
     struct audit a = {0};
     struct log_sqlite_options options = {
         .is_synchronous_full = false, .busy_timeout_ms = 5000, .read_max = READ_BATCH};
@@ -284,12 +285,12 @@ int audit_run(const char *data, uint32_t purchases_max, uint32_t customers_max)
     a.arrivals = calloc(purchases_max, sizeof(*a.arrivals));
     a.is_stored = calloc(purchases_max, 1);
     if (entries == NULL || a.arrivals == NULL || a.is_stored == NULL ||
-        log_sqlite_open(path, &options, &a.log) != 0) {
-        fprintf(stderr, "catraca audit: cannot open %s\n", path);
+        log_sqlite_open(paths.log, &options, &a.log) != 0) {
+        fprintf(stderr, "catraca audit: cannot open %s\n", paths.log);
         return 2;
     }
-    if (store_sqlite_open(path, false, 5000, &a.store) != 0) {
-        fprintf(stderr, "catraca audit: cannot open the store in %s\n", path);
+    if (store_sqlite_open(paths.store, false, 5000, &a.store) != 0) {
+        fprintf(stderr, "catraca audit: cannot open the store %s\n", paths.store);
         return 2;
     }
     struct timespec start, end;

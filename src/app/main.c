@@ -113,30 +113,36 @@ int service_choose_secret(const struct config *config, uint8_t *secret, size_t *
     return 0;
 }
 
-static int start_worker(const struct config *config, const char *database, struct api *api,
-                        struct worker **out)
+void sqlite_paths_of(const char *data, struct sqlite_paths *out)
+{
+    snprintf(out->log, sizeof(out->log), "%s/catraca.db", data);
+    snprintf(out->store, sizeof(out->store), "%s/store.db", data);
+}
+
+static int start_worker(const struct config *config, const struct sqlite_paths *paths,
+                        struct api *api, struct worker **out)
 {
     struct worker_config worker;
     service_worker_config(config, api_on_commit, api, &worker);
     bool is_full = strcmp(config->sync, "full") == 0;
     struct log_sqlite_options options = {
         .is_synchronous_full = is_full, .busy_timeout_ms = 5000, .read_max = worker.batch_max};
-    int error = log_sqlite_open(database, &options, &worker.log);
+    int error = log_sqlite_open(paths->log, &options, &worker.log);
     /*
      * The worker's store commits need no fsync of their own: the store is a
      * deterministic function of the log, which is fsync'd (appends and TICKs), so
      * a store commit lost to a power cut is decided again, identically, on restart.
      */
     if (error == 0)
-        error = store_sqlite_open(database, false, 5000, &worker.store);
+        error = store_sqlite_open(paths->store, false, 5000, &worker.store);
     if (error == 0)
         error = worker_start(&worker, out);
     return error;
 }
 
-/* Embedded mode's backend: SQLite handles on one database file. */
+/* Embedded mode's backend: SQLite handles on the log's and the store's files. */
 struct sqlite_backend {
-    const char *path;
+    const struct sqlite_paths *paths;
     bool is_synchronous_full;
 };
 
@@ -147,18 +153,19 @@ static int sqlite_open_log(void *context, bool is_appender, struct catraca_log *
     struct log_sqlite_options options = {.is_synchronous_full = backend->is_synchronous_full,
                                          .busy_timeout_ms = 5000,
                                          .read_max = 1};
-    return log_sqlite_open(backend->path, &options, out);
+    return log_sqlite_open(backend->paths->log, &options, out);
 }
 
 static int sqlite_open_store(void *context, struct catraca_store *out)
 {
     const struct sqlite_backend *backend = context;
-    return store_sqlite_open(backend->path, backend->is_synchronous_full, 5000, out);
+    return store_sqlite_open(backend->paths->store, backend->is_synchronous_full, 5000, out);
 }
 
 static int serve(const struct config *config)
 {
-    char host[64], database[512];
+    char host[64];
+    struct sqlite_paths paths;
     uint16_t port = 0;
     uint8_t secret[256];
     size_t secret_length = 0;
@@ -170,8 +177,8 @@ static int serve(const struct config *config)
                 strerror(errno));
         return 1;
     }
-    snprintf(database, sizeof(database), "%s/catraca.db", config->data);
-    struct sqlite_backend backend = {.path = database,
+    sqlite_paths_of(config->data, &paths);
+    struct sqlite_backend backend = {.paths = &paths,
                                      .is_synchronous_full = strcmp(config->sync, "full") == 0};
     struct api_backend api_backend = {
         .open_log = sqlite_open_log, .open_store = sqlite_open_store, .context = &backend};
@@ -183,7 +190,7 @@ static int serve(const struct config *config)
     service_block_stop_signals(); /* before the first thread */
     if (api_start(&api_config, &api) != 0)
         return 1;
-    int error = start_worker(config, database, api, &worker);
+    int error = start_worker(config, &paths, api, &worker);
     if (error != 0) {
         fprintf(stderr, "catraca: worker start failed: %s\n", catraca_strerror(error));
         return 1;
@@ -195,7 +202,7 @@ static int serve(const struct config *config)
         return 1;
     api_set_http(api, http);
     fprintf(stderr, "catraca: listening on http://%s:%u (data %s%s)\n", host, http_port(http),
-            database, config->is_demo ? ", demo on" : "");
+            paths.log, config->is_demo ? ", demo on" : "");
     service_wait_for_stop();
     fprintf(stderr, "catraca: stopping: no new connections, finishing what is in flight\n");
     http_quiesce(http); /* no new connections */

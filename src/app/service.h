@@ -35,6 +35,18 @@ void service_block_stop_signals(void);
 /* Returns once SIGTERM or SIGINT arrived (service_block_stop_signals first). */
 void service_wait_for_stop(void);
 
+/*
+ * The embedded mode's files in a data directory: the log (catraca.db) and the
+ * store derived from it (store.db). Two files, so that the appender's and the
+ * worker's commits never wait for each other's write lock. A data directory
+ * from before the split has no store.db: the worker rebuilds it from the log.
+ */
+struct sqlite_paths {
+    char log[512];
+    char store[512];
+};
+void sqlite_paths_of(const char *data, struct sqlite_paths *out);
+
 /* The distributed mode's commands (distributed.c). */
 int gateway_run(const struct config *config);
 int worker_run(const struct config *config);

@@ -36,25 +36,30 @@ class AuditTest(unittest.TestCase):
         cls.final = [wait_status(c, pid, cu, lambda s: s in FINAL, timeout=60) for pid, cu in ids]
         c.close()
         assert cls.server.stop() == 0
-        cls.db = os.path.join(cls.server.data, "catraca.db")
+        # The embedded mode's two files: the log, and the store derived from it.
+        cls.log_db = os.path.join(cls.server.data, "catraca.db")
+        cls.db = os.path.join(cls.server.data, "store.db")
 
     @classmethod
     def tearDownClass(cls):
         cls.server.close()
 
     def setUp(self):
-        with open(self.db, "rb") as f:
-            self.saved = f.read()
+        self.saved = {}
+        for path in (self.log_db, self.db):
+            with open(path, "rb") as f:
+                self.saved[path] = f.read()
 
     def tearDown(self):
-        with open(self.db, "wb") as f:
-            f.write(self.saved)
-        for suffix in ("-wal", "-shm"):
-            if os.path.exists(self.db + suffix):
-                os.remove(self.db + suffix)
+        for path, content in self.saved.items():
+            with open(path, "wb") as f:
+                f.write(content)
+            for suffix in ("-wal", "-shm"):
+                if os.path.exists(path + suffix):
+                    os.remove(path + suffix)
 
-    def sql(self, statement, *args):
-        db = sqlite3.connect(self.db)
+    def sql(self, statement, *args, path=None):
+        db = sqlite3.connect(path or self.db)
         db.execute(statement, args)
         db.commit()
         db.close()
@@ -78,7 +83,8 @@ class AuditTest(unittest.TestCase):
         self.assertIn("status=confirmed", out)
 
     def test_deleted_log_entry_is_found(self):
-        self.sql("DELETE FROM log WHERE seq = (SELECT min(seq) FROM log WHERE purchase_id IS NOT NULL)")
+        self.sql("DELETE FROM log WHERE seq = (SELECT min(seq) FROM log WHERE purchase_id IS NOT NULL)",
+                 path=self.log_db)
         code, out = audit(self.server.data)
         self.assertEqual(code, 1, out)
         self.assertIn("DIFFERENCE", out)
