@@ -30,6 +30,9 @@ enum statement {
     STATEMENT_EVENT_LIST,
     STATEMENT_PURCHASES_OF_EVENT,
     STATEMENT_LINE_AHEAD,
+    STATEMENT_LINE,
+    STATEMENT_BEGIN_READ,
+    STATEMENT_OFFSET_GET,
     STATEMENT_COUNT_OF_STATEMENTS,
 };
 
@@ -76,6 +79,10 @@ static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
         "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE event = ?1 ORDER BY id",
     [STATEMENT_LINE_AHEAD] = "SELECT count(*) FROM purchases WHERE event = ?1 AND category = ?2 "
                              "AND status = 1 AND seq_major < ?3",
+    [STATEMENT_LINE] = "SELECT seq_major FROM purchases WHERE event = ?1 AND category = ?2 "
+                       "AND status = 1 ORDER BY seq_major",
+    [STATEMENT_BEGIN_READ] = "BEGIN",
+    [STATEMENT_OFFSET_GET] = "SELECT offset_major, offset_minor FROM partitions WHERE event = ?1",
 };
 
 static const char schema[] =
@@ -115,9 +122,32 @@ static const char snapshot_upgrade[] =
     "ALTER TABLE partitions DROP COLUMN snapshot_major;"
     "ALTER TABLE partitions DROP COLUMN snapshot_minor;";
 
+/*
+ * A category's wait line as read at one committed offset: the seq_major of
+ * each waiting purchase, in order. Positions are computed on read (the line
+ * moves after a purchase's decision), and counting the purchases ahead costs
+ * up to the line's length; but a batch that sends hundreds into a line wakes
+ * hundreds of long-polls that read at the same offset. So the second read of
+ * a line at one offset keeps it, and later ones binary-search it.
+ */
+#define LINE_SLOTS 4
+#define LINE_MAX (1u << 20) /* longer lines are counted on each read */
+
+struct line {
+    char event[CATRACA_ID_MAX + 1];
+    char category[CATRACA_ID_MAX + 1];
+    struct log_seq offset;
+    bool is_counted; /* read once at this offset (counted, not kept) */
+    bool is_kept;    /* seqs holds the line at this offset */
+    uint64_t *seqs;
+    size_t count, capacity;
+};
+
 struct store_sqlite {
     sqlite3 *db;
     sqlite3_stmt *statements[STATEMENT_COUNT_OF_STATEMENTS];
+    struct line lines[LINE_SLOTS];
+    unsigned next_line; /* the slot reused next (round robin) */
 };
 
 static int error_of(int rc)
@@ -343,12 +373,9 @@ static int store_sqlite_get_purchase(void *context, uint64_t purchase_id,
     return error;
 }
 
-/*
- * A waiting purchase's place now: the stored position was exact when it was
- * decided, but the line moves. Lines are in arrival order, so the place is one
- * more than the waiting purchases of the category that arrived earlier.
- */
-static int line_position(struct store_sqlite *store, struct store_purchase *p)
+/* The waiting purchases of the category that arrived before seq_major. */
+static int line_count_ahead(struct store_sqlite *store, const struct store_purchase *p,
+                            uint64_t *out)
 {
     sqlite3_stmt *s = prepared(store, STATEMENT_LINE_AHEAD);
     sqlite3_bind_text(s, 1, p->event, -1, SQLITE_STATIC);
@@ -356,9 +383,111 @@ static int line_position(struct store_sqlite *store, struct store_purchase *p)
     sqlite3_bind_int64(s, 3, (sqlite3_int64)p->seq.major);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
-        p->position = (uint32_t)sqlite3_column_int64(s, 0) + 1;
+        *out = (uint64_t)sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? 0 : error_of(rc);
+}
+
+static int line_offset(struct store_sqlite *store, const char *event, struct log_seq *out)
+{
+    sqlite3_stmt *s = prepared(store, STATEMENT_OFFSET_GET);
+    sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    *out = (struct log_seq){0, 0};
+    if (rc == SQLITE_ROW)
+        *out = (struct log_seq){(uint64_t)sqlite3_column_int64(s, 0),
+                                (uint64_t)sqlite3_column_int64(s, 1)};
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : error_of(rc);
+}
+
+/* Reads the whole line into l; on failure (or a line past LINE_MAX) l is not kept. */
+static int line_keep(struct store_sqlite *store, struct line *l)
+{
+    sqlite3_stmt *s = prepared(store, STATEMENT_LINE);
+    sqlite3_bind_text(s, 1, l->event, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, l->category, -1, SQLITE_STATIC);
+    l->count = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && l->count < LINE_MAX) {
+        if (l->count == l->capacity) {
+            size_t capacity = l->capacity ? 2 * l->capacity : 1024;
+            uint64_t *seqs = realloc(l->seqs, capacity * sizeof(*seqs));
+            if (seqs == NULL)
+                break;
+            l->seqs = seqs;
+            l->capacity = capacity;
+        }
+        l->seqs[l->count++] = (uint64_t)sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    l->is_kept = rc == SQLITE_DONE;
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : error_of(rc);
+}
+
+static struct line *line_slot(struct store_sqlite *store, const struct store_purchase *p)
+{
+    for (unsigned i = 0; i < LINE_SLOTS; i++) {
+        struct line *l = &store->lines[i];
+        if ((l->is_counted || l->is_kept) && strcmp(l->event, p->event) == 0 &&
+            strcmp(l->category, p->category) == 0)
+            return l;
+    }
+    struct line *l = &store->lines[store->next_line++ % LINE_SLOTS];
+    snprintf(l->event, sizeof(l->event), "%s", p->event);
+    snprintf(l->category, sizeof(l->category), "%s", p->category);
+    l->is_counted = l->is_kept = false;
+    return l;
+}
+
+/* Entries of the kept line below seq_major (lower bound). */
+static uint64_t line_rank(const struct line *l, uint64_t seq_major)
+{
+    size_t low = 0, high = l->count;
+    while (low < high) {
+        size_t middle = low + (high - low) / 2;
+        if (l->seqs[middle] < seq_major)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    return low;
+}
+
+/*
+ * A waiting purchase's place now: one more than the waiting purchases of its
+ * category that arrived earlier (lines are in arrival order). The offset and
+ * the line are read in one read transaction, so a kept line is the line at
+ * that offset.
+ */
+static int line_position(struct store_sqlite *store, struct store_purchase *p)
+{
+    int error = step_done(prepared(store, STATEMENT_BEGIN_READ));
+    if (error != 0)
+        return error;
+    struct log_seq offset;
+    error = line_offset(store, p->event, &offset);
+    struct line *l = line_slot(store, p);
+    bool is_same = l->offset.major == offset.major && l->offset.minor == offset.minor;
+    uint64_t ahead = 0;
+    if (error == 0 && is_same && l->is_kept) {
+        ahead = line_rank(l, p->seq.major);
+    } else if (error == 0 && is_same && l->is_counted) { /* the second read: keep the line */
+        error = line_keep(store, l);
+        if (error == 0 && l->is_kept)
+            ahead = line_rank(l, p->seq.major);
+        else if (error == 0)
+            error = line_count_ahead(store, p, &ahead);
+    } else if (error == 0) {
+        l->offset = offset;
+        l->is_kept = false;
+        l->is_counted = true;
+        error = line_count_ahead(store, p, &ahead);
+    }
+    step_done(prepared(store, STATEMENT_COMMIT));
+    if (error == 0)
+        p->position = (uint32_t)(ahead + 1);
+    return error;
 }
 
 /* Reads the PURCHASE_COLUMNS of the current row. */
@@ -475,6 +604,8 @@ static void store_sqlite_close(void *context)
     struct store_sqlite *store = context;
     for (int i = 0; i < STATEMENT_COUNT_OF_STATEMENTS; i++)
         sqlite3_finalize(store->statements[i]);
+    for (unsigned i = 0; i < LINE_SLOTS; i++)
+        free(store->lines[i].seqs);
     sqlite3_close(store->db);
     free(store);
 }

@@ -271,6 +271,53 @@ static void test_store_upgrades_old_partitions(void **state)
     sqlite3_close(db);
 }
 
+/* Positions move with the line; reads at one offset (counted, then kept) agree with a count. */
+static void test_store_line_positions(void **state)
+{
+    (void)state;
+    struct catraca_store store;
+    assert_int_equal(store_sqlite_open(path, true, 2000, &store), 0);
+    struct store_purchase rows[6];
+    for (int i = 0; i < 6; i++) {
+        rows[i] = (struct store_purchase){.purchase_id = 100 + (uint64_t)i,
+                                          .has_arrival = true,
+                                          .quantity = 1,
+                                          .seq = {10 + (uint64_t)i, 0},
+                                          .status = ENGINE_STATUS_WAITING};
+        strcpy(rows[i].event, "ev");
+        snprintf(rows[i].customer, sizeof(rows[i].customer), "c%d", i);
+        strcpy(rows[i].category, i == 3 ? "b" : "a"); /* another line in between */
+    }
+    struct store_batch batch = {
+        .event = "ev", .epoch = 0, .offset = {20, 0}, .purchases = rows, .purchase_count = 6};
+    assert_int_equal(store.ops->commit(store.context, &batch), 0);
+    static const uint32_t expected[6] = {1, 2, 3, 1, 4, 5};
+    for (int round = 0; round < 3; round++) /* a count, then the kept line, then a search */
+        for (int i = 0; i < 6; i++) {
+            struct store_purchase got;
+            assert_int_equal(store.ops->get_purchase(store.context, 100 + (uint64_t)i, &got), 0);
+            assert_int_equal(got.position, expected[i]);
+        }
+    /* The head is served and the third leaves: everyone behind moves up. */
+    struct store_purchase updates[2] = {
+        {.purchase_id = 100, .status = ENGINE_STATUS_HELD, .hold_expires_at_ms = 5},
+        {.purchase_id = 102, .status = ENGINE_STATUS_REJECTED, .reason = 1}};
+    batch = (struct store_batch){
+        .event = "ev", .epoch = 0, .offset = {21, 0}, .purchases = updates, .purchase_count = 2};
+    assert_int_equal(store.ops->commit(store.context, &batch), 0);
+    static const uint32_t moved[6] = {0, 1, 0, 1, 2, 3};
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 6; i++) {
+            struct store_purchase got;
+            assert_int_equal(store.ops->get_purchase(store.context, 100 + (uint64_t)i, &got), 0);
+            if (moved[i] != 0)
+                assert_int_equal(got.position, moved[i]);
+            else
+                assert_int_not_equal(got.status, ENGINE_STATUS_WAITING);
+        }
+    store.ops->close(store.context);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -279,6 +326,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_batch_appends_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_commit_load_fence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_upgrades_old_partitions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_line_positions, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
