@@ -1067,11 +1067,12 @@ static int find_purchase(struct route_context *c, uint64_t id, struct store_purc
     size_t count = 0;
     struct engine_command command;
     if (error == 0)
-        error = h->log.ops->read(h->log.context, event, (struct log_seq){seq.major - 1, 0}, &entry,
-                                 1, &count);
+        error = h->log.ops->read(h->log.context, event, log_seq_before(seq), &entry, 1, &count);
+    /* The entry must be this purchase's own: never answer with a neighbour's customer. */
     if (error == 0 &&
-        (count != 1 || codec_command_decode(entry.record, entry.record_length, &command) != 0 ||
-         command.type != ENGINE_COMMAND_PURCHASE))
+        (count != 1 || log_seq_compare(entry.seq, seq) != 0 ||
+         codec_command_decode(entry.record, entry.record_length, &command) != 0 ||
+         command.type != ENGINE_COMMAND_PURCHASE || command.u.purchase.purchase_id != id))
         error = CATRACA_E_CORRUPT;
     if (error == CATRACA_E_NOTFOUND) {
         REPLY_ERROR(c, 404, "not_found", "no such purchase");

@@ -14,6 +14,15 @@ int log_seq_compare(struct log_seq a, struct log_seq b)
     return 0;
 }
 
+struct log_seq log_seq_before(struct log_seq seq)
+{
+    if (seq.minor > 0)
+        return (struct log_seq){seq.major, seq.minor - 1};
+    if (seq.major > 0)
+        return (struct log_seq){seq.major - 1, UINT64_MAX};
+    return seq;
+}
+
 void log_seq_format(struct log_seq seq, char out[LOG_SEQ_TEXT_MAX])
 {
     snprintf(out, LOG_SEQ_TEXT_MAX, "%llu-%llu", (unsigned long long)seq.major,

@@ -31,6 +31,12 @@ struct log_seq {
 #define LOG_SEQ_TEXT_MAX 42 /* two 20-digit numbers, '-', NUL */
 
 int log_seq_compare(struct log_seq a, struct log_seq b);
+/*
+ * The greatest seq below seq ({0,0} for {0,0}): read(after = log_seq_before(s))
+ * starts at s itself. Not {major - 1, 0}: a Redis stream holds several entries
+ * per millisecond ("<ms>-0", "<ms>-1", ...).
+ */
+struct log_seq log_seq_before(struct log_seq seq);
 void log_seq_format(struct log_seq seq, char out[LOG_SEQ_TEXT_MAX]);
 /* Parses "<major>-<minor>"; returns 0 or CATRACA_E_INVALID. */
 int log_seq_parse(const char *text, struct log_seq *out);

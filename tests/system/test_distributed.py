@@ -112,6 +112,56 @@ def check_promises(test, cluster, event, capacity, decided, all_known=True):
         test.assertGreaterEqual(count, len(decided), "an accepted purchase lost")
 
 
+class QueuedReadTest(unittest.TestCase):
+    def test_a_queued_purchase_reads_as_its_own_entry(self):
+        """While no worker decides, GET reads a purchase from the Redis log. A stream holds
+        several entries per millisecond (seq <ms>-1, <ms>-2 ...): each must read as itself,
+        never as the entry before it (another buyer's)."""
+        cluster = Cluster(lease_ms=1500)
+        stopped = []
+        try:
+            c = cluster.client()
+            create_event(c, "ev-queued", (1000,), limit=4)
+            for worker in cluster.workers:
+                worker.signal(signal.SIGSTOP)
+                stopped.append(worker)
+            answers = {}
+            lock = threading.Lock()
+
+            def buyer(n):
+                client = Client(cluster.gateways[n % 2].port, 30)
+                for k in range(10):
+                    customer = f"q{n}-{k}"
+                    status, answer, _ = client.request(
+                        "POST", "/v1/events/ev-queued/purchases",
+                        {"category": "cat0", "quantity": 1 + k % 3}, token(customer))
+                    with lock:
+                        answers[customer] = (status, answer)
+                client.close()
+
+            threads = [threading.Thread(target=buyer, args=(n,)) for n in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            self.assertEqual({a[0] for a in answers.values()}, {202})
+            minors = [int(a[1]["seq"].split("-")[1]) for a in answers.values()]
+            self.assertTrue(any(m > 0 for m in minors),
+                            "no two appends shared a millisecond: the case is not exercised")
+            for customer, (_, posted) in answers.items():
+                status, got, _ = c.request("GET", f"/v1/purchases/{posted['id']}",
+                                           tok=token(customer))
+                self.assertEqual(status, 200, (customer, posted, got))
+                self.assertEqual(got["status"], "queued")
+                for field in ("id", "seq", "quantity", "category"):
+                    self.assertEqual(got[field], posted[field], (customer, posted, got))
+                self.assertEqual(got["customer"], customer)
+        finally:
+            for worker in stopped:
+                worker.signal(signal.SIGCONT)
+            cluster.close()
+
+
 class FailoverTest(unittest.TestCase):
     def test_kill_the_owner_mid_sale(self):
         seed = seed_from_env("failover")
