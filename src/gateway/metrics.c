@@ -116,11 +116,13 @@ static void metric(struct text *t, const char *name, const char *type, const cha
 static void render_categories(struct text *t, const struct store_event *events, size_t count)
 {
     static const char *const names[] = {"available", "held", "sold", "waiting"};
+    static const char *const helps[] = {"Tickets available", "Tickets held", "Tickets sold",
+                                        "Requests in the wait line"};
     for (int k = 0; k < 4; k++) {
         add(t,
-            "# HELP catraca_category_%s Tickets %s per category (waiting: requests in line).\n"
+            "# HELP catraca_category_%s %s, per category.\n"
             "# TYPE catraca_category_%s gauge\n",
-            names[k], names[k], names[k]);
+            names[k], helps[k], names[k]);
         for (size_t e = 0; e < count; e++)
             for (uint32_t c = 0; c < events[e].spec.category_count; c++) {
                 const struct engine_category_counts *n = &events[e].counts[c];
