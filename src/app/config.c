@@ -87,7 +87,7 @@ static int apply_arguments(struct config *c, int argc, char **argv, int first)
     for (int i = first; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            config_print_help(stdout);
+            config_print_help(stdout, first > 1 ? argv[first - 1] : "serve");
             return 1;
         }
         if (strncmp(arg, "--", 2) != 0) {
@@ -146,10 +146,13 @@ int config_parse(struct config *c, int argc, char **argv, int first)
     return 0;
 }
 
-void config_print_help(FILE *out)
+void config_print_help(FILE *out, const char *command)
 {
-    fprintf(out, "usage: catraca serve [options]   (every option also from its environment "
-                 "variable)\n\n");
+    fprintf(out,
+            "usage: catraca %s [options]   (every option also from its environment variable;\n"
+            "       the options of every command are listed: each command reads those it "
+            "needs)\n\n",
+            command);
 #define CONFIG_HELP_STRING(field, option, env, def, help)                                          \
     fprintf(out, "  --%-26s %-34s %s (default \"%s\")\n", option " S", env, help, def);
     CONFIG_STRINGS(CONFIG_HELP_STRING)

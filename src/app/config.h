@@ -90,6 +90,7 @@ struct config {
  * printing a clear error to stderr.
  */
 int config_parse(struct config *config, int argc, char **argv, int first);
-void config_print_help(FILE *out);
+/* Every option; command names the subcommand in the usage line. */
+void config_print_help(FILE *out, const char *command);
 
 #endif

@@ -281,7 +281,7 @@ int main(int argc, char **argv)
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         if (argc >= 2)
-            config_print_help(stdout);
+            config_print_help(stdout, "serve");
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "rush") == 0)
