@@ -32,6 +32,7 @@ tsan: deps
 bench: build
 	@set -e; for b in build/bench/bench_*; do echo "== $$b"; "$$b"; done
 	@echo "== bench/service.py"; CATRACA_BIN=build/catraca python3 bench/service.py
+	@echo "== bench/distributed.py"; CATRACA_BIN=build/catraca python3 bench/distributed.py
 	@echo "== bench/rush_vs_wrk.sh"; CATRACA_BIN=build/catraca bash bench/rush_vs_wrk.sh
 
 fuzz: deps

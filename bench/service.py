@@ -124,8 +124,36 @@ def catraca_run(seconds, lua):
         shutil.rmtree(data, ignore_errors=True)
 
 
+def naive_pgbench(connect, database, seconds, clients, workdir):
+    """The naive design: a transaction per purchase on a hot stock row, driven by pgbench.
+    connect: the psql/pgbench connection options (-h, -p, -U); database: where to create the
+    two tables (created fresh). Returns transactions (purchases) per second."""
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    psql = as_pg + [f"{PG}/psql", *connect, "-q", "-v", "ON_ERROR_STOP=1", database]
+    subprocess.run(psql + ["-c", "DROP TABLE IF EXISTS stock, naive_purchases;"
+                           "CREATE TABLE stock(id int primary key, available int);"
+                           "INSERT INTO stock VALUES (1, 100000000);"
+                           "CREATE TABLE naive_purchases(id bigserial primary key, customer int,"
+                           " quantity int, created timestamptz default now());"],
+                   check=True, capture_output=True)
+    script = os.path.join(workdir, "purchase.sql")
+    with open(script, "w") as f:
+        f.write("\\set customer random(1, 1000000)\n"
+                "BEGIN;\n"
+                "SELECT available FROM stock WHERE id = 1 FOR UPDATE;\n"
+                "UPDATE stock SET available = available - 1 WHERE id = 1 AND available > 0;\n"
+                "INSERT INTO naive_purchases(customer, quantity) VALUES (:customer, 1);\n"
+                "COMMIT;\n")
+    os.chmod(workdir, 0o755)
+    os.chmod(script, 0o644)
+    out = subprocess.run(as_pg + [f"{PG}/pgbench", *connect, "-n", "-c", str(clients), "-j", "2",
+                                  "-T", str(seconds), "-f", script, database],
+                         capture_output=True, text=True, timeout=seconds + 120).stdout
+    return float(re.search(r"tps = ([\d.]+)", out).group(1))
+
+
 def postgres_baseline(seconds, clients):
-    """The naive design: a transaction per purchase on a hot stock row."""
+    """naive_pgbench on a PostgreSQL of its own (started in a temp dir, stopped after)."""
     root = tempfile.mkdtemp(prefix="catraca-pg-")
     os.chmod(root, 0o777)
     data, sock = os.path.join(root, "data"), root
@@ -136,26 +164,8 @@ def postgres_baseline(seconds, clients):
                             "-o", f"-k {sock} -p 54329 -c listen_addresses='' -c max_connections=200",
                             "start"], check=True, capture_output=True)
     try:
-        psql = as_pg + [f"{PG}/psql", "-h", sock, "-p", "54329", "-U", "postgres", "-q"]
-        subprocess.run(psql + ["-c", "CREATE TABLE stock(id int primary key, available int);"
-                               "INSERT INTO stock VALUES (1, 100000000);"
-                               "CREATE TABLE purchases(id bigserial primary key, customer int,"
-                               " quantity int, created timestamptz default now());"],
-                       check=True, capture_output=True)
-        script = os.path.join(root, "purchase.sql")
-        with open(script, "w") as f:
-            f.write("\\set customer random(1, 1000000)\n"
-                    "BEGIN;\n"
-                    "SELECT available FROM stock WHERE id = 1 FOR UPDATE;\n"
-                    "UPDATE stock SET available = available - 1 WHERE id = 1 AND available > 0;\n"
-                    "INSERT INTO purchases(customer, quantity) VALUES (:customer, 1);\n"
-                    "COMMIT;\n")
-        os.chmod(script, 0o644)
-        out = subprocess.run(as_pg + [f"{PG}/pgbench", "-h", sock, "-p", "54329", "-U", "postgres",
-                                      "-n", "-c", str(clients), "-j", "2", "-T", str(seconds),
-                                      "-f", script, "postgres"],
-                             capture_output=True, text=True, timeout=seconds + 120).stdout
-        return float(re.search(r"tps = ([\d.]+)", out).group(1))
+        return naive_pgbench(["-h", sock, "-p", "54329", "-U", "postgres"], "postgres", seconds,
+                             clients, root)
     finally:
         subprocess.run(as_pg + [f"{PG}/pg_ctl", "-D", data, "-m", "fast", "stop"],
                        capture_output=True)
