@@ -28,6 +28,8 @@
       "requests waiting for the log append; beyond: 503")                                          \
     X(append_batch_max, "append-batch-max", "CATRACA_APPEND_BATCH_MAX", 2048, 1, 65536,            \
       "requests per log transaction (group commit)")                                               \
+    X(append_threads, "append-threads", "CATRACA_APPEND_THREADS", 0, 0, 16,                        \
+      "group commits in flight, each on its own log connection; 0: 1 serve, 4 gateway")            \
     X(worker_batch_max, "worker-batch-max", "CATRACA_WORKER_BATCH_MAX", 4096, 1, 65536,            \
       "log entries per store transaction")                                                         \
     X(snapshot_every, "snapshot-every", "CATRACA_SNAPSHOT_EVERY", 100000, 1, 100000000,            \

@@ -184,6 +184,8 @@ static int serve(const struct config *config)
         .open_log = sqlite_open_log, .open_store = sqlite_open_store, .context = &backend};
     struct api_config api_config;
     service_api_config(config, &api_backend, secret, secret_length, &api_config);
+    if (api_config.append_threads == 0) /* SQLite has one writer: more would only queue */
+        api_config.append_threads = 1;
     struct api *api = NULL;
     struct worker *worker = NULL;
     struct http_server *http = NULL;
@@ -225,6 +227,7 @@ void service_api_config(const struct config *config, const struct api_backend *b
         .waiters_max = (uint32_t)config->waiters_max,
         .queue_max = (uint32_t)config->queue_max,
         .append_batch_max = (uint32_t)config->append_batch_max,
+        .append_threads = (uint32_t)config->append_threads,
         .rate_customer_per_s = (double)config->rate_customer,
         .rate_customer_burst = (double)config->rate_customer_burst,
         .rate_ip_per_s = (double)config->rate_ip,

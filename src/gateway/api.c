@@ -1524,8 +1524,11 @@ int api_start(const struct api_config *config, struct api **out)
     metrics_init(&api->metrics);
     struct appender_config appender = {.queue_max = config->queue_max,
                                        .batch_max = config->append_batch_max,
+                                       .threads = config->append_threads,
                                        .after_append = wake_worker,
                                        .after_append_context = api};
+    if (appender.threads < 1 || appender.threads > APPENDER_THREADS_MAX)
+        return CATRACA_E_INVALID;
     int error = waiters_init(&api->waiters, config->waiters_max);
     if (error == 0)
         error = ratelimit_init(&api->customer_limit, config->rate_keys_max,
@@ -1538,8 +1541,8 @@ int api_start(const struct api_config *config, struct api **out)
                                config->challenge_ttl_s, config->challenge_replay_max);
     if (error == 0 && config->is_challenge_on)
         challenge_share_key(&api->challenge, config->jwt_secret, config->jwt_secret_length);
-    if (error == 0)
-        error = config->backend.open_log(config->backend.context, true, &appender.log);
+    for (uint32_t i = 0; error == 0 && i < appender.threads; i++)
+        error = config->backend.open_log(config->backend.context, true, &appender.logs[i]);
     if (error == 0)
         error = appender_start(&appender, &api->appender);
     if (error == 0)

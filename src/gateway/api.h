@@ -39,6 +39,7 @@ struct api_config {
     uint32_t waiters_max;
     uint32_t queue_max;
     uint32_t append_batch_max;
+    uint32_t append_threads; /* 1..APPENDER_THREADS_MAX: group commits in flight */
     double rate_customer_per_s, rate_customer_burst;
     double rate_ip_per_s, rate_ip_burst;
     uint32_t rate_keys_max;

@@ -30,21 +30,28 @@ struct slot {
     uint8_t record_inline[SLOT_RECORD_INLINE];
 };
 
+/* One appender thread's own state. */
+struct appender_thread {
+    struct appender *appender;
+    struct catraca_log log;
+    pthread_t thread;
+    bool is_started;
+    struct slot *taken; /* batch_max */
+    struct log_append_item *items;
+};
+
 struct appender {
     struct appender_config config;
-    pthread_t thread;
     pthread_mutex_t mutex;
     pthread_cond_t not_empty;
     bool is_stopping;
-    bool is_refusing;  /* draining: no new requests */
-    bool is_appending; /* a batch is between take and answer */
+    bool is_refusing;   /* draining: no new requests */
+    uint32_t appending; /* batches between take and answer */
     pthread_cond_t idle;
     struct slot *ring; /* queue_max slots */
     uint32_t head, count;
     struct appender_stats stats;
-    /* appender thread only */
-    struct slot *taken;
-    struct log_append_item *items;
+    struct appender_thread threads[APPENDER_THREADS_MAX];
 };
 
 static const uint8_t *slot_record(const struct slot *slot)
@@ -103,7 +110,7 @@ static uint64_t elapsed_us(const struct timespec *start)
 }
 
 /* Takes up to batch_max requests off the ring; returns how many (0 only when stopping). */
-static uint32_t take_batch(struct appender *a)
+static uint32_t take_batch(struct appender *a, struct slot *out)
 {
     pthread_mutex_lock(&a->mutex);
     while (a->count == 0 && !a->is_stopping)
@@ -112,22 +119,23 @@ static uint32_t take_batch(struct appender *a)
     for (uint32_t i = 0; i < taken; i++) {
         const struct slot *slot = &a->ring[(a->head + i) % a->config.queue_max];
         /* Copy only the used part of the inline record. */
-        memcpy(&a->taken[i], slot, offsetof(struct slot, record_inline));
+        memcpy(&out[i], slot, offsetof(struct slot, record_inline));
         if (slot->record_heap == NULL)
-            memcpy(a->taken[i].record_inline, slot->record_inline, slot->record_length);
+            memcpy(out[i].record_inline, slot->record_inline, slot->record_length);
     }
     a->head = (a->head + taken) % a->config.queue_max;
     a->count -= taken;
-    a->is_appending = taken > 0;
+    a->appending += taken > 0;
     pthread_mutex_unlock(&a->mutex);
     return taken;
 }
 
-static void append_batch(struct appender *a, uint32_t count)
+static void append_batch(struct appender_thread *t, uint32_t count)
 {
+    struct appender *a = t->appender;
     for (uint32_t i = 0; i < count; i++) {
-        const struct slot *s = &a->taken[i];
-        a->items[i] = (struct log_append_item){
+        const struct slot *s = &t->taken[i];
+        t->items[i] = (struct log_append_item){
             .event = s->event,
             .record = slot_record(s),
             .record_length = s->record_length,
@@ -140,7 +148,7 @@ static void append_batch(struct appender *a, uint32_t count)
     }
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    int error = a->config.log.ops->append(a->config.log.context, a->items, count);
+    int error = t->log.ops->append(t->log.context, t->items, count);
     uint64_t latency_us = elapsed_us(&start);
     pthread_mutex_lock(&a->mutex);
     a->stats.batches++;
@@ -157,31 +165,58 @@ static void append_batch(struct appender *a, uint32_t count)
     if (error == 0 && a->config.after_append != NULL)
         a->config.after_append(a->config.after_append_context);
     for (uint32_t i = 0; i < count; i++) {
-        a->taken[i].done(a->taken[i].context, error, &a->items[i]);
-        free(a->taken[i].record_heap);
+        t->taken[i].done(t->taken[i].context, error, &t->items[i]);
+        free(t->taken[i].record_heap);
     }
 }
 
 static void *appender_main(void *argument)
 {
-    struct appender *a = argument;
+    struct appender_thread *t = argument;
+    struct appender *a = t->appender;
     for (;;) {
-        uint32_t count = take_batch(a);
+        uint32_t count = take_batch(a, t->taken);
         if (count == 0)
             break;
-        append_batch(a, count);
+        append_batch(t, count);
         pthread_mutex_lock(&a->mutex);
-        a->is_appending = false;
+        a->appending--;
         pthread_cond_broadcast(&a->idle);
         pthread_mutex_unlock(&a->mutex);
     }
     return NULL;
 }
 
+/* Joins the started threads, closes every log, frees (a failed start, or a stop). */
+static void appender_free(struct appender *a)
+{
+    pthread_mutex_lock(&a->mutex);
+    a->is_stopping = true;
+    pthread_cond_broadcast(&a->not_empty);
+    pthread_mutex_unlock(&a->mutex);
+    for (uint32_t i = 0; i < a->config.threads; i++) {
+        struct appender_thread *t = &a->threads[i];
+        if (t->is_started)
+            pthread_join(t->thread, NULL);
+        t->log.ops->close(t->log.context);
+        free(t->taken);
+        free(t->items);
+    }
+    pthread_cond_destroy(&a->not_empty);
+    pthread_cond_destroy(&a->idle);
+    pthread_mutex_destroy(&a->mutex);
+    free(a->ring);
+    free(a);
+}
+
 int appender_start(const struct appender_config *config, struct appender **out)
 {
-    if (config->queue_max < 1 || config->batch_max < 1 || config->log.ops == NULL)
+    if (config->queue_max < 1 || config->batch_max < 1 || config->threads < 1 ||
+        config->threads > APPENDER_THREADS_MAX)
         return CATRACA_E_INVALID;
+    for (uint32_t i = 0; i < config->threads; i++)
+        if (config->logs[i].ops == NULL)
+            return CATRACA_E_INVALID;
     struct appender *a = calloc(1, sizeof(*a));
     if (a == NULL)
         return CATRACA_E_NOMEM;
@@ -190,14 +225,22 @@ int appender_start(const struct appender_config *config, struct appender **out)
     pthread_cond_init(&a->not_empty, NULL);
     pthread_cond_init(&a->idle, NULL);
     a->ring = calloc(config->queue_max, sizeof(*a->ring));
-    a->taken = calloc(config->batch_max, sizeof(*a->taken));
-    a->items = calloc(config->batch_max, sizeof(*a->items));
-    if (a->ring == NULL || a->taken == NULL || a->items == NULL ||
-        pthread_create(&a->thread, NULL, appender_main, a) != 0) {
-        free(a->ring);
-        free(a->taken);
-        free(a->items);
-        free(a);
+    bool is_ok = a->ring != NULL;
+    for (uint32_t i = 0; i < config->threads; i++) {
+        struct appender_thread *t = &a->threads[i];
+        t->appender = a;
+        t->log = config->logs[i];
+        t->taken = calloc(config->batch_max, sizeof(*t->taken));
+        t->items = calloc(config->batch_max, sizeof(*t->items));
+        is_ok = is_ok && t->taken != NULL && t->items != NULL;
+    }
+    for (uint32_t i = 0; is_ok && i < config->threads; i++) {
+        struct appender_thread *t = &a->threads[i];
+        t->is_started = pthread_create(&t->thread, NULL, appender_main, t) == 0;
+        is_ok = t->is_started;
+    }
+    if (!is_ok) {
+        appender_free(a);
         return CATRACA_E_NOMEM;
     }
     *out = a;
@@ -206,21 +249,8 @@ int appender_start(const struct appender_config *config, struct appender **out)
 
 void appender_stop(struct appender *a)
 {
-    if (a == NULL)
-        return;
-    pthread_mutex_lock(&a->mutex);
-    a->is_stopping = true;
-    pthread_cond_signal(&a->not_empty);
-    pthread_mutex_unlock(&a->mutex);
-    pthread_join(a->thread, NULL);
-    a->config.log.ops->close(a->config.log.context);
-    pthread_cond_destroy(&a->not_empty);
-    pthread_cond_destroy(&a->idle);
-    pthread_mutex_destroy(&a->mutex);
-    free(a->ring);
-    free(a->taken);
-    free(a->items);
-    free(a);
+    if (a != NULL)
+        appender_free(a);
 }
 
 int appender_drain(struct appender *a, uint32_t timeout_ms)
@@ -236,7 +266,7 @@ int appender_drain(struct appender *a, uint32_t timeout_ms)
     pthread_mutex_lock(&a->mutex);
     a->is_refusing = true;
     int error = 0;
-    while ((a->count > 0 || a->is_appending) && error == 0)
+    while ((a->count > 0 || a->appending > 0) && error == 0)
         if (pthread_cond_timedwait(&a->idle, &a->mutex, &deadline) != 0)
             error = CATRACA_E_TIMEOUT;
     pthread_mutex_unlock(&a->mutex);

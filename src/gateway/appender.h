@@ -1,11 +1,18 @@
 /*
  * appender.h - group commit in front of the log.
  *
- * HTTP threads submit append requests into a bounded queue; one appender
+ * HTTP threads submit append requests into a bounded queue; an appender
  * thread takes up to batch_max of them at a time and appends them with ONE
  * log append (one transaction, one fsync), then calls each request's `done`
  * on the appender thread. A request is answered 202 only from `done` with
  * error 0: nothing is acknowledged before it is durable.
+ *
+ * With threads > 1, that many batches are in flight at once, each thread on a
+ * log handle of its own: for a network log (Redis), whose server fsyncs the
+ * appends of all its clients together, so waiting for one round trip no
+ * longer caps the rate. Requests of two batches in flight at once were all
+ * unanswered when their batches were taken, so the log order between them is
+ * their arrival order; within a batch, queue order is kept.
  *
  * Bounds: the queue holds queue_max requests; beyond it appender_submit()
  * returns CATRACA_E_FULL at once (the caller answers 503, nothing accepted).
@@ -49,8 +56,12 @@ struct appender_stats {
     uint64_t append_latency_us_max;
 };
 
+#define APPENDER_THREADS_MAX 16
+
 struct appender_config {
-    struct catraca_log log; /* for the appender thread only; closed by appender_stop() */
+    /* logs[i] for appender thread i only; closed by appender_stop() */
+    struct catraca_log logs[APPENDER_THREADS_MAX];
+    uint32_t threads;       /* 1..APPENDER_THREADS_MAX */
     uint32_t queue_max;     /* >= 1 */
     uint32_t batch_max;     /* >= 1 */
     /* Called on the appender thread after each successful append (e.g. worker_wake). */
