@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/codec.h"
 #include "core/error.h"
 #include "gateway/api_json.h"
@@ -117,25 +118,11 @@ static _Thread_local struct thread_handles *my_handles;
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t monotonic_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void reply_json(struct api *api, struct http_request *request, enum metrics_route route,
                        int64_t started_us, int status, const char *json, const char *const *headers)
 {
     http_respond_json(request, status, json, headers);
-    metrics_request(&api->metrics, route, status, monotonic_us() - started_us);
+    metrics_request(&api->metrics, route, status, clock_monotonic_us() - started_us);
 }
 
 static void reply_error(struct api *api, struct http_request *request, enum metrics_route route,
@@ -143,7 +130,7 @@ static void reply_error(struct api *api, struct http_request *request, enum metr
                         const char *const *headers)
 {
     http_respond_error(request, status, code, message, headers);
-    metrics_request(&api->metrics, route, status, monotonic_us() - started_us);
+    metrics_request(&api->metrics, route, status, clock_monotonic_us() - started_us);
 }
 
 static void reply_cjson(struct api *api, struct http_request *request, enum metrics_route route,
@@ -210,7 +197,7 @@ static bool authenticate(struct api *api, struct http_request *request, enum met
         return false;
     }
     int error = jwt_verify(api->config.jwt_secret, api->config.jwt_secret_length, header + 7,
-                           now_ms() / 1000, &caller->claims);
+                           clock_wall_ms() / 1000, &caller->claims);
     if (error != 0) {
         metrics_count(&api->metrics, METRICS_AUTH_FAILURES);
         reply_error(api, request, route, started_us, 401, "unauthorized", jwt_strerror(error),
@@ -234,7 +221,7 @@ static bool rate_limited(struct api *api, struct http_request *request, enum met
                          int64_t started_us, struct ratelimit *limiter, const char *key)
 {
     int64_t retry_ms = 0;
-    if (limiter->slots == NULL || ratelimit_take(limiter, key, now_ms(), &retry_ms))
+    if (limiter->slots == NULL || ratelimit_take(limiter, key, clock_wall_ms(), &retry_ms))
         return false;
     char seconds[24];
     snprintf(seconds, sizeof(seconds), "%lld", (long long)((retry_ms + 999) / 1000));
@@ -446,7 +433,7 @@ static void pending_finish(struct pending *p, int status, const char *json,
         http_stream_end(p->request);
     } else {
         http_complete(p->request, status, "application/json", json, strlen(json), headers);
-        metrics_request(&api->metrics, p->route, status, monotonic_us() - p->started_us);
+        metrics_request(&api->metrics, p->route, status, clock_monotonic_us() - p->started_us);
     }
 }
 
@@ -579,7 +566,7 @@ static void answer_appended(struct api *api, struct pending *p)
         pending_finish_error(p, 503, "unavailable", "too many requests are waiting");
         return;
     }
-    deadline_arm(api, p, now_ms() + ANSWER_TIMEOUT_MS);
+    deadline_arm(api, p, clock_wall_ms() + ANSWER_TIMEOUT_MS);
     struct store_answer answer;
     if (api->responder_store.ops->get_answer(api->responder_store.context, p->event, p->append.seq,
                                              &answer) == 0) {
@@ -635,7 +622,7 @@ static void pending_process(struct api *api, struct pending *p)
     if (p->is_done)
         return;
     if (p->wait_ms > 0 && p->deadline_ms == 0)
-        deadline_arm(api, p, now_ms() + p->wait_ms);
+        deadline_arm(api, p, clock_wall_ms() + p->wait_ms);
     if (has_append && p->kind == PENDING_PURCHASE)
         respond_purchase_appended(api, p);
     else if (has_append)
@@ -703,7 +690,7 @@ static void *responder_main(void *argument)
                 pthread_cond_wait(&api->queue_wake, &api->queue_mutex);
                 continue;
             }
-            int64_t wait_ms = api->heap[0]->deadline_ms - now_ms();
+            int64_t wait_ms = api->heap[0]->deadline_ms - clock_wall_ms();
             if (wait_ms <= 0)
                 break;
             struct timespec deadline;
@@ -730,7 +717,8 @@ static void *responder_main(void *argument)
                 api->is_rekeyed = false;
             }
         }
-        while (api->heap_count > 0 && (api->heap[0]->deadline_ms <= now_ms() || is_stopping)) {
+        while (api->heap_count > 0 &&
+               (api->heap[0]->deadline_ms <= clock_wall_ms() || is_stopping)) {
             struct pending *due = api->heap[0];
             atomic_fetch_add(&due->references, 1);
             pending_expire(api, due);
@@ -794,7 +782,7 @@ static void submit(struct route_context *c, struct pending *p, const struct engi
             "unavailable", error == CATRACA_E_FULL ? "the log queue is full; nothing was accepted"
                                                    : "shutting down; nothing was accepted");
         http_complete(c->request, 503, "application/json", json, strlen(json), NULL);
-        metrics_request(&c->api->metrics, c->route, 503, monotonic_us() - c->started_us);
+        metrics_request(&c->api->metrics, c->route, 503, clock_monotonic_us() - c->started_us);
         free(json);
     }
     pending_release(p); /* the handler's */
@@ -883,7 +871,8 @@ static void handle_event_create(struct route_context *c, const struct caller *ca
         return;
     size_t length = 0;
     const char *body = http_body(c->request, &length);
-    struct engine_command command = {.type = ENGINE_COMMAND_CREATE_EVENT, .now_ms = now_ms()};
+    struct engine_command command = {.type = ENGINE_COMMAND_CREATE_EVENT,
+                                     .now_ms = clock_wall_ms()};
     char message[API_ERROR_MESSAGE_MAX];
     if (api_json_parse_event(body, length, &command.u.create_event, message) != 0) {
         REPLY_ERROR(c, 400, "invalid_request", message);
@@ -912,7 +901,7 @@ static void handle_event_state(struct route_context *c, const struct caller *cal
         return;
     size_t length = 0;
     const char *body = http_body(c->request, &length);
-    struct engine_command command = {.type = ENGINE_COMMAND_SET_STATE, .now_ms = now_ms()};
+    struct engine_command command = {.type = ENGINE_COMMAND_SET_STATE, .now_ms = clock_wall_ms()};
     char message[API_ERROR_MESSAGE_MAX];
     if (api_json_parse_state(body, length, &command.u.set_state.state, message) != 0) {
         REPLY_ERROR(c, 400, "invalid_request", message);
@@ -957,7 +946,7 @@ static uint64_t next_purchase_id(struct api *api)
      * gateway's instance tag (10 bits), then a counter (4096 a ms per gateway).
      */
     uint64_t counter = atomic_fetch_add(&api->purchase_counter, 1);
-    return ((uint64_t)now_ms() << 22) | ((uint64_t)(api->config.instance_tag & 1023) << 12) |
+    return ((uint64_t)clock_wall_ms() << 22) | ((uint64_t)(api->config.instance_tag & 1023) << 12) |
            (counter & 4095);
 }
 
@@ -981,7 +970,7 @@ static bool proof_of_work_passes(struct route_context *c)
                     "solve GET /v1/challenge and send it in X-Challenge");
         return false;
     }
-    int error = challenge_verify(&c->api->challenge, payload, now_ms() / 1000);
+    int error = challenge_verify(&c->api->challenge, payload, clock_wall_ms() / 1000);
     if (error == CHALLENGE_E_BUSY) {
         REPLY_ERROR(c, 503, "unavailable", "too many challenges in flight; retry shortly");
         return false;
@@ -1019,7 +1008,7 @@ static void handle_purchase_create(struct route_context *c, const struct caller 
         return;
     size_t length = 0;
     const char *body = http_body(c->request, &length);
-    struct engine_command command = {.type = ENGINE_COMMAND_PURCHASE, .now_ms = now_ms()};
+    struct engine_command command = {.type = ENGINE_COMMAND_PURCHASE, .now_ms = clock_wall_ms()};
     char message[API_ERROR_MESSAGE_MAX];
     int64_t quantity = 0;
     if (api_json_parse_purchase(body, length, command.u.purchase.category, &quantity, message) !=
@@ -1146,7 +1135,7 @@ static void park_for_changes(struct route_context *c, const struct store_purchas
     }
     if (kind == PENDING_STREAM) {
         stream_json(c->request, purchase_json(row));
-        metrics_request(&c->api->metrics, c->route, 200, monotonic_us() - c->started_us);
+        metrics_request(&c->api->metrics, c->route, 200, clock_monotonic_us() - c->started_us);
     }
     /* Registered before the re-check below, so no change can slip between the two. */
     if (pending_register(p) != 0) {
@@ -1219,7 +1208,7 @@ static void handle_purchase_command(struct route_context *c, const struct caller
         return;
     if (load_visible_purchase(c, caller, type == ENGINE_COMMAND_CANCEL, &row) != 0)
         return;
-    struct engine_command command = {.type = type, .now_ms = now_ms()};
+    struct engine_command command = {.type = type, .now_ms = clock_wall_ms()};
     if (type == ENGINE_COMMAND_CONFIRM) {
         size_t length = 0;
         const char *body = http_body(c->request, &length);
@@ -1266,7 +1255,7 @@ static void handle_demo_token(struct route_context *c)
     char token[2048];
     int n =
         jwt_sign(c->api->config.jwt_secret, c->api->config.jwt_secret_length, customer->valuestring,
-                 role_name, now_ms() / 1000 + 24 * 3600, token, sizeof(token));
+                 role_name, clock_wall_ms() / 1000 + 24 * 3600, token, sizeof(token));
     cJSON_Delete(root);
     if (n < 0) {
         REPLY_ERROR(c, 503, "unavailable", "token could not be signed");
@@ -1324,7 +1313,7 @@ static void handle_metrics(struct route_context *c)
         return;
     }
     http_respond(c->request, 200, "text/plain; version=0.0.4", text, strlen(text), NULL);
-    metrics_request(&api->metrics, c->route, 200, monotonic_us() - c->started_us);
+    metrics_request(&api->metrics, c->route, 200, clock_monotonic_us() - c->started_us);
     free(text);
 }
 
@@ -1398,7 +1387,7 @@ static bool route_public(struct route_context *c, const char *method)
         handle_event_get(c);
     } else if (is_get && is(c, 2, "v1", "challenge", NULL) && c->api->config.is_challenge_on) {
         c->route = METRICS_ROUTE_OTHER;
-        cJSON *json = challenge_create(&c->api->challenge, now_ms() / 1000);
+        cJSON *json = challenge_create(&c->api->challenge, clock_wall_ms() / 1000);
         if (json == NULL)
             REPLY_ERROR(c, 503, "unavailable", "no randomness for a challenge");
         else
@@ -1430,8 +1419,10 @@ static void route_unknown(struct route_context *c)
 void api_handle(void *context, struct http_request *request)
 {
     struct api *api = context;
-    struct route_context c = {
-        .api = api, .request = request, .route = METRICS_ROUTE_OTHER, .started_us = monotonic_us()};
+    struct route_context c = {.api = api,
+                              .request = request,
+                              .route = METRICS_ROUTE_OTHER,
+                              .started_us = clock_monotonic_us()};
     if (atomic_load(&api->is_draining)) {
         static const char *const headers[] = {"Connection", "close", "Retry-After", "1", NULL};
         reply_error(api, request, c.route, c.started_us, 503, "unavailable",
@@ -1573,7 +1564,7 @@ void api_drain(struct api *api)
     if (appender_drain(api->appender, 10000) != 0)
         fprintf(stderr, "level=warn component=api msg=\"log appends still pending after 10 s\"\n");
     pthread_mutex_lock(&api->queue_mutex);
-    api->drain_started_ms = now_ms();
+    api->drain_started_ms = clock_wall_ms();
     pthread_cond_signal(&api->queue_wake);
     pthread_mutex_unlock(&api->queue_mutex);
     for (int i = 0; i < 1000; i++) {

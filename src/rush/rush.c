@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "gateway/jwt.h"
 #include "rush/histogram.h"
 #include "rush/rush_http.h"
@@ -103,20 +104,6 @@ struct rush {
 };
 
 /* ---- clocks, randomness, names ------------------------------------------------------------- */
-
-static int64_t monotonic_us(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
 
 /* SplitMix64's finaliser: every buyer's choices depend on (seed, buyer) only, not on timing. */
 static uint64_t mix64(uint64_t x)
@@ -282,7 +269,7 @@ static void retry_later(struct rush *r, uint32_t buyer, uint8_t step, uint32_t r
     if (b->attempts < UINT8_MAX)
         b->attempts++;
     r->run.retries++;
-    schedule(r, buyer, step, monotonic_us() + delay_us);
+    schedule(r, buyer, step, clock_monotonic_us() + delay_us);
 }
 
 /* ---- a buyer's status ---------------------------------------------------------------------- */
@@ -380,8 +367,9 @@ static void plan_hold(struct rush *r, uint32_t buyer, int64_t now_us)
         return;
     }
     /* Look again when it should have expired (at most a hold from now: clocks may differ). */
-    int64_t remaining_ms =
-        b->hold_expires_ms == RUSH_TIME_UNKNOWN ? r->run.hold_ms : b->hold_expires_ms - wall_ms();
+    int64_t remaining_ms = b->hold_expires_ms == RUSH_TIME_UNKNOWN
+                               ? r->run.hold_ms
+                               : b->hold_expires_ms - clock_wall_ms();
     if (remaining_ms > r->run.hold_ms)
         remaining_ms = r->run.hold_ms;
     if (remaining_ms < 0)
@@ -393,7 +381,7 @@ static void plan_hold(struct rush *r, uint32_t buyer, int64_t now_us)
 static void observe(struct rush *r, uint32_t buyer, const struct purchase_view *p)
 {
     struct rush_buyer *b = &r->run.buyers[buyer];
-    int64_t now_us = monotonic_us();
+    int64_t now_us = clock_monotonic_us();
     b->attempts = 0;
     if (p->status != RUSH_STATUS_QUEUED && (b->flags & RUSH_BUYER_DECIDED) == 0)
         note_first_decision(r, b, p, now_us);
@@ -548,7 +536,7 @@ static void on_connection_lost(struct rush *r, struct rush_connection *c, bool w
     if (c->buyer != NO_BUYER || was_connecting)
         r->run.transport_errors++;
     if (was_connecting) /* refused: the server is not (yet) there */
-        r->next_reopen_us = monotonic_us() + REOPEN_BACKOFF_US;
+        r->next_reopen_us = clock_monotonic_us() + REOPEN_BACKOFF_US;
     if (c->buyer != NO_BUYER) {
         uint8_t kind = c->kind;
         uint32_t buyer = request_done(r, c);
@@ -559,7 +547,7 @@ static void on_connection_lost(struct rush *r, struct rush_connection *c, bool w
 /* Sends c->out for buyer; the caller formatted it and set c->kind. */
 static void send_request(struct rush *r, struct rush_connection *c, uint32_t buyer)
 {
-    int64_t now_us = monotonic_us();
+    int64_t now_us = clock_monotonic_us();
     c->buyer = buyer;
     c->sent_us = now_us;
     c->is_long_poll = c->kind == REQUEST_POLL;
@@ -620,7 +608,7 @@ static void on_purchase_answer(struct rush *r, struct rush_connection *c, uint32
             on_unexpected(r, buyer, STEP_PURCHASE, c->status);
             return;
         }
-        int64_t now_us = monotonic_us();
+        int64_t now_us = clock_monotonic_us();
         snprintf(b->purchase_id, sizeof(b->purchase_id), "%s", p.id);
         seq_parse(b, p.seq);
         b->accepted_us = now_us;
@@ -850,7 +838,7 @@ static void run_loop(struct rush *r)
 {
     struct epoll_event events[EPOLL_EVENTS_MAX];
     for (;;) {
-        int64_t now_us = monotonic_us();
+        int64_t now_us = clock_monotonic_us();
         if (r->next_unsent >= r->options.buyers && r->unfinished == 0)
             break;
         if (now_us >= r->deadline_us) {
@@ -865,7 +853,7 @@ static void run_loop(struct rush *r)
         for (int i = 0; i < n; i++)
             on_event(r, events[i].data.u32, events[i].events);
     }
-    r->run.ended_us = monotonic_us();
+    r->run.ended_us = clock_monotonic_us();
     progress(r, r->run.ended_us, true);
 }
 
@@ -1098,12 +1086,12 @@ static int open_connections(struct rush *r)
             idle_push(r, c);
     }
     struct epoll_event events[EPOLL_EVENTS_MAX];
-    int64_t deadline_us = monotonic_us() + 10000000;
-    while (r->idle_count == 0 && monotonic_us() < deadline_us) {
+    int64_t deadline_us = clock_monotonic_us() + 10000000;
+    while (r->idle_count == 0 && clock_monotonic_us() < deadline_us) {
         int n = epoll_wait(r->epoll_fd, events, EPOLL_EVENTS_MAX, 100);
         for (int i = 0; i < n; i++)
             on_event(r, events[i].data.u32, events[i].events);
-        reopen_connections(r, monotonic_us());
+        reopen_connections(r, clock_monotonic_us());
     }
     return r->idle_count > 0 ? 0 : -1;
 }
@@ -1114,7 +1102,7 @@ static void healthz_send(struct rush *r, struct rush_connection *c, const char *
                          uint32_t length)
 {
     rush_connection_set_request(c, request, length);
-    c->sent_us = monotonic_us();
+    c->sent_us = clock_monotonic_us();
     c->buyer = 0;
     if (rush_connection_send(c, r->epoll_fd) == RUSH_IO_ERROR)
         r->closed_count++;
@@ -1133,11 +1121,11 @@ static int run_healthz(struct rush *r)
         fprintf(stderr, "catraca rush: cannot connect to %s\n", r->options.url);
         return RUSH_EXIT_NOT_RUN;
     }
-    int64_t started_us = monotonic_us();
+    int64_t started_us = clock_monotonic_us();
     int64_t end_us = started_us + (int64_t)r->options.healthz_seconds * 1000000;
     for (struct rush_connection *c = idle_pop(r); c != NULL; c = idle_pop(r))
         healthz_send(r, c, request, (uint32_t)length);
-    for (int64_t now_us = started_us; now_us < end_us; now_us = monotonic_us()) {
+    for (int64_t now_us = started_us; now_us < end_us; now_us = clock_monotonic_us()) {
         int n = epoll_wait(r->epoll_fd, events, EPOLL_EVENTS_MAX, 10);
         for (int i = 0; i < n; i++) {
             struct rush_connection *c = &r->connections[events[i].data.u32];
@@ -1145,7 +1133,7 @@ static int run_healthz(struct rush *r)
             if (io == RUSH_IO_RESPONSE) {
                 answers += c->status == 200;
                 failures += c->status != 200;
-                histogram_record(&latency_us, (uint64_t)(monotonic_us() - c->sent_us));
+                histogram_record(&latency_us, (uint64_t)(clock_monotonic_us() - c->sent_us));
             }
             if (io == RUSH_IO_ERROR) {
                 failures++;
@@ -1161,7 +1149,7 @@ static int run_healthz(struct rush *r)
             if (c->state == RUSH_CONNECTION_IDLE)
                 healthz_send(r, c, request, (uint32_t)length);
     }
-    double seconds = (double)(monotonic_us() - started_us) / 1e6;
+    double seconds = (double)(clock_monotonic_us() - started_us) / 1e6;
     printf("healthz: %llu answers in %.2f s = %.0f req/s over %u connections, %llu failures, "
            "latency p50 %.3f ms p99 %.3f ms\n",
            (unsigned long long)answers, seconds, (double)answers / seconds, r->connection_count,
@@ -1195,7 +1183,7 @@ static int run_rehearsal(struct rush *r)
 {
     struct rush_connection setup;
     rush_connection_init(&setup, 0);
-    r->token_expires_s = wall_ms() / 1000 + r->options.max_seconds + 3600;
+    r->token_expires_s = clock_wall_ms() / 1000 + r->options.max_seconds + 3600;
     init_buyers_and_categories(r);
     make_key_prefix(r);
     int error = make_staff_tokens(r, &setup) != 0 || create_event(r, &setup) != 0;
@@ -1208,7 +1196,7 @@ static int run_rehearsal(struct rush *r)
     }
     fprintf(stderr, "catraca rush: event %s, %u buyers, %u tickets, seed %llu\n", r->options.event,
             r->options.buyers, r->options.tickets, (unsigned long long)r->options.seed);
-    r->run.started_us = monotonic_us();
+    r->run.started_us = clock_monotonic_us();
     r->progress_at_us = r->run.started_us;
     r->next_progress_us = r->run.started_us + (r->is_tty ? 1000000 : 2000000);
     r->deadline_us = r->run.started_us + (int64_t)r->options.max_seconds * 1000000;

@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
+
 /* Large enough for many answers at once; the program has one thread. */
 static char read_buffer[64 * 1024];
 
@@ -316,21 +318,14 @@ enum rush_io rush_connection_on_event(struct rush_connection *c, int epoll_fd, u
     return RUSH_IO_NOTHING;
 }
 
-static int64_t monotonic_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 enum rush_io rush_connection_roundtrip(struct rush_connection *c,
                                        const struct rush_server_address *server, int timeout_ms)
 {
     if (c->state == RUSH_CONNECTION_CLOSED && rush_connection_open(c, server, -1) != 0)
         return RUSH_IO_ERROR;
     bool is_sent = false;
-    int64_t deadline_ms = monotonic_ms() + timeout_ms;
-    while (monotonic_ms() < deadline_ms) {
+    int64_t deadline_ms = clock_monotonic_ms() + timeout_ms;
+    while (clock_monotonic_ms() < deadline_ms) {
         if (!is_sent && c->state == RUSH_CONNECTION_IDLE) {
             if (rush_connection_send(c, -1) != RUSH_IO_NOTHING)
                 return RUSH_IO_ERROR;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 
 struct held_lease {
@@ -41,13 +42,6 @@ struct lease {
     /* keeper thread only */
     PGconn *db;
 };
-
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void log_line(const char *level, const char *event, const char *message, uint64_t epoch)
 {
@@ -256,7 +250,7 @@ static bool keeper_round(struct lease *l)
     }
     char lease_ms[16];
     snprintf(lease_ms, sizeof(lease_ms), "%u", l->config.lease_ms);
-    int64_t sent_ms = monotonic_ms();
+    int64_t sent_ms = clock_monotonic_ms();
     const char *heartbeat[] = {l->worker_id};
     if (!run_ok(l,
                 "INSERT INTO workers (id, seen_at) VALUES ($1, now()) "
@@ -347,7 +341,7 @@ void lease_offer(struct lease *l, const char (*events)[CATRACA_ID_MAX + 1], size
 
 bool lease_holds(struct lease *l, const char *event, uint64_t *epoch)
 {
-    int64_t now_ms = monotonic_ms();
+    int64_t now_ms = clock_monotonic_ms();
     pthread_mutex_lock(&l->mutex);
     struct held_lease *h = held_find(l, event);
     bool is_held = h != NULL && now_ms < h->deadline_ms;

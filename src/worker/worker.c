@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/codec.h"
 #include "core/error.h"
 
@@ -67,9 +68,7 @@ struct worker {
 static int64_t wall_clock_ms(void *context)
 {
     (void)context;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_wall_ms();
 }
 
 static int64_t worker_now_ms(const struct worker *w)
