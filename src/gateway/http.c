@@ -297,10 +297,33 @@ static bool has_header(const char *const *headers, const char *name)
     return false;
 }
 
+/* Appends text at *at (the caller sized the buffer); the hot path avoids printf. */
+static void put(char **at, const char *text, size_t length)
+{
+    memcpy(*at, text, length);
+    *at += length;
+}
+
+static void put_text(char **at, const char *text)
+{
+    put(at, text, strlen(text));
+}
+
+static void put_decimal(char **at, uint64_t value)
+{
+    char digits[24];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value != 0);
+    while (n > 0)
+        *(*at)++ = digits[--n];
+}
+
 /*
  * The whole response in one buffer (malloc'd; NULL when out of memory). A
- * HEAD request gets the headers only; *is_closing tells whether the
- * connection ends after it.
+ * HEAD request gets the headers only; is_closing adds Connection: close.
  */
 static char *response_format(const struct http_request *r, int status, const char *content_type,
                              const char *body, size_t length, const char *const *headers,
@@ -313,26 +336,35 @@ static char *response_format(const struct http_request *r, int status, const cha
     char *text = malloc(capacity);
     if (text == NULL)
         return NULL;
-    int n = snprintf(text, capacity, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n",
-                     status, reason_phrase(status), date_now(), length);
-    size_t used = (size_t)n;
-    if (content_type != NULL)
-        used += (size_t)snprintf(text + used, capacity - used, "Content-Type: %s\r\n",
-                                 content_type);
-    for (size_t i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL; i += 2)
-        used += (size_t)snprintf(text + used, capacity - used, "%s: %s\r\n", headers[i],
-                                 headers[i + 1]);
-    if (is_closing && !has_header(headers, "Connection"))
-        used += (size_t)snprintf(text + used, capacity - used, "Connection: close\r\n");
-    else if (!is_closing && r->is_http10)
-        used += (size_t)snprintf(text + used, capacity - used, "Connection: keep-alive\r\n");
-    memcpy(text + used, "\r\n", 2);
-    used += 2;
-    if (!r->is_head && length > 0) {
-        memcpy(text + used, body, length);
-        used += length;
+    char *at = text;
+    put(&at, "HTTP/1.1 ", 9);
+    put_decimal(&at, (uint64_t)status);
+    put(&at, " ", 1);
+    put_text(&at, reason_phrase(status));
+    put(&at, "\r\nDate: ", 8);
+    put_text(&at, date_now());
+    put(&at, "\r\nContent-Length: ", 18);
+    put_decimal(&at, length);
+    put(&at, "\r\n", 2);
+    if (content_type != NULL) {
+        put(&at, "Content-Type: ", 14);
+        put_text(&at, content_type);
+        put(&at, "\r\n", 2);
     }
-    *out_length = used;
+    for (size_t i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL; i += 2) {
+        put_text(&at, headers[i]);
+        put(&at, ": ", 2);
+        put_text(&at, headers[i + 1]);
+        put(&at, "\r\n", 2);
+    }
+    if (is_closing && !has_header(headers, "Connection"))
+        put(&at, "Connection: close\r\n", 19);
+    else if (!is_closing && r->is_http10)
+        put(&at, "Connection: keep-alive\r\n", 24);
+    put(&at, "\r\n", 2);
+    if (!r->is_head && length > 0)
+        put(&at, body, length);
+    *out_length = (size_t)(at - text);
     return text;
 }
 

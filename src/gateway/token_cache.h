@@ -1,0 +1,43 @@
+/*
+ * token_cache.h - bearer tokens already verified, remembered until they
+ * expire, so a buyer's requests after the first cost a hash and a compare
+ * instead of an HMAC and two JSON parses (the HMAC was a fifth of a
+ * purchase's instructions).
+ *
+ * A fixed table of slots_max entries, sized at init and never grown; a new
+ * token takes the slot its hash names (the previous one is forgotten and will
+ * simply be verified again). The whole token is stored and compared, so a
+ * hash collision can never hand one caller another's claims. Tokens longer
+ * than TOKEN_CACHE_TOKEN_MAX are not cached. One table per thread: no locks.
+ */
+#ifndef CATRACA_GATEWAY_TOKEN_CACHE_H
+#define CATRACA_GATEWAY_TOKEN_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/jwt.h"
+
+#define TOKEN_CACHE_TOKEN_MAX 512
+
+struct token_cache_slot;
+
+struct token_cache {
+    struct token_cache_slot *slots;
+    uint32_t slots_max;
+    uint8_t key[16]; /* SipHash key, random per table: slots cannot be aimed at */
+    uint64_t hits, misses;
+};
+
+/* 0, or CATRACA_E_NOMEM / CATRACA_E_INVALID (slots_max 0). */
+int token_cache_init(struct token_cache *cache, uint32_t slots_max);
+void token_cache_destroy(struct token_cache *cache);
+
+/* True, with *claims, when exactly this token was verified and expires after now_s. */
+bool token_cache_find(struct token_cache *cache, const char *token, int64_t now_s,
+                      struct jwt_claims *claims);
+/* Remembers a token that jwt_verify accepted, with its claims. */
+void token_cache_add(struct token_cache *cache, const char *token, const struct jwt_claims *claims);
+
+#endif
