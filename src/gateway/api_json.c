@@ -1,6 +1,7 @@
 /* api_json.c - contract in api_json.h. */
 #include "gateway/api_json.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -92,10 +93,120 @@ static bool get_string(const cJSON *object, const char *name, char *out, size_t 
     return true;
 }
 
-static cJSON *parse_object(const char *body, size_t length)
+static bool is_json_whitespace(unsigned char c)
 {
-    cJSON *root = cJSON_ParseWithLength(body, length);
-    if (root != NULL && !cJSON_IsObject(root)) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static bool is_control(uint32_t c)
+{
+    return c < 0x20 || c == 0x7F;
+}
+
+/* The length of the well-formed UTF-8 sequence at s (Unicode table 3-7), or 0. */
+static size_t utf8_sequence_length(const unsigned char *s, size_t available)
+{
+    assert(available >= 1);
+    unsigned char c = s[0], low = 0x80, high = 0xBF;
+    size_t length = 0;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        length = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        length = 3;
+        low = c == 0xE0 ? 0xA0 : low;   /* overlong */
+        high = c == 0xED ? 0x9F : high; /* UTF-16 surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        length = 4;
+        low = c == 0xF0 ? 0x90 : low;   /* overlong */
+        high = c == 0xF4 ? 0x8F : high; /* above U+10FFFF */
+    } else {
+        return 0; /* a continuation byte, C0, C1 or F5..FF */
+    }
+    if (available < length || s[1] < low || s[1] > high)
+        return 0;
+    for (size_t i = 2; i < length; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return length;
+}
+
+/* The code unit of "\uXXXX" at s, or -1. */
+static int32_t utf16_escape(const unsigned char *s, size_t available)
+{
+    if (available < 6 || s[0] != '\\' || s[1] != 'u')
+        return -1;
+    int32_t unit = 0;
+    for (size_t i = 2; i < 6; i++) {
+        unsigned char c = s[i];
+        int32_t digit = c >= '0' && c <= '9'   ? c - '0'
+                        : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                        : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                               : -1;
+        if (digit < 0)
+            return -1;
+        unit = unit * 16 + digit;
+    }
+    return unit;
+}
+
+/* The length of the escape at s (a backslash), or 0 when it is refused. */
+static size_t escape_length(const unsigned char *s, size_t available)
+{
+    if (available >= 2 && (s[1] == '"' || s[1] == '\\' || s[1] == '/'))
+        return 2;
+    int32_t unit = utf16_escape(s, available); /* \b \f \n \r \t: control characters */
+    if (unit < 0 || is_control((uint32_t)unit) || (unit >= 0xDC00 && unit <= 0xDFFF))
+        return 0;
+    if (unit < 0xD800 || unit > 0xDBFF)
+        return 6;
+    int32_t low = utf16_escape(s + 6, available - 6); /* a high surrogate needs a low one */
+    return low >= 0xDC00 && low <= 0xDFFF ? 12 : 0;
+}
+
+/*
+ * Checks the bytes before cJSON reads them, since its strings are C strings (a decoded
+ * \u0000 ends them) and it takes any byte below 0x21 for whitespace. Strings begin and end
+ * where cJSON's do: at a quote not escaped by a backslash.
+ */
+static bool is_json_text_clean(const unsigned char *s, size_t length)
+{
+    bool is_in_string = false;
+    size_t i = 0;
+    while (i < length) {
+        unsigned char c = s[i];
+        size_t step = 1;
+        if (c == '"')
+            is_in_string = !is_in_string;
+        else if (is_in_string && c == '\\')
+            step = escape_length(s + i, length - i);
+        else if (is_in_string && c >= 0x80)
+            step = utf8_sequence_length(s + i, length - i);
+        else if (is_control(c) && (is_in_string || !is_json_whitespace(c)))
+            step = 0;
+        else if (!is_in_string && c >= 0x80)
+            step = 0; /* outside strings JSON is ASCII (a byte order mark too) */
+        if (step == 0)
+            return false;
+        i += step;
+    }
+    assert(i == length); /* no step reads past the text */
+    return !is_in_string;
+}
+
+cJSON *api_json_parse_object(const char *text, size_t length)
+{
+    assert(text != NULL);
+    if (!is_json_text_clean((const unsigned char *)text, length))
+        return NULL;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, length, &end, false);
+    if (root == NULL)
+        return NULL;
+    while (end < text + length && is_json_whitespace((unsigned char)*end))
+        end++;
+    if (end != text + length || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return NULL;
     }
@@ -137,7 +248,7 @@ int api_json_parse_event(const char *body, size_t length, struct engine_event_sp
                          char message[API_ERROR_MESSAGE_MAX])
 {
     memset(out, 0, sizeof(*out));
-    cJSON *root = parse_object(body, length);
+    cJSON *root = api_json_parse_object(body, length);
     if (root == NULL)
         return fail(message, "body must be a JSON object");
     int error = 0;
@@ -170,7 +281,7 @@ int api_json_parse_event(const char *body, size_t length, struct engine_event_sp
 int api_json_parse_state(const char *body, size_t length, uint8_t *state,
                          char message[API_ERROR_MESSAGE_MAX])
 {
-    cJSON *root = parse_object(body, length);
+    cJSON *root = api_json_parse_object(body, length);
     if (root == NULL)
         return fail(message, "body must be a JSON object");
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "state");
@@ -184,7 +295,7 @@ int api_json_parse_state(const char *body, size_t length, uint8_t *state,
 int api_json_parse_purchase(const char *body, size_t length, char category[CATRACA_ID_MAX + 1],
                             int64_t *quantity, char message[API_ERROR_MESSAGE_MAX])
 {
-    cJSON *root = parse_object(body, length);
+    cJSON *root = api_json_parse_object(body, length);
     if (root == NULL)
         return fail(message, "body must be a JSON object");
     int error = 0;
@@ -199,7 +310,7 @@ int api_json_parse_purchase(const char *body, size_t length, char category[CATRA
 int api_json_parse_confirm(const char *body, size_t length, char payment_ref[CATRACA_ID_MAX + 1],
                            char message[API_ERROR_MESSAGE_MAX])
 {
-    cJSON *root = parse_object(body, length);
+    cJSON *root = api_json_parse_object(body, length);
     if (root == NULL)
         return fail(message, "body must be a JSON object");
     int error = 0;

@@ -21,6 +21,19 @@
 /* True for API.md ids: 1..64 characters of [A-Za-z0-9._-]. */
 bool api_json_is_id(const char *text);
 
+/*
+ * The one reading of JSON from outside (request bodies, a JWT's header and claims). Refused,
+ * never truncated nor resolved by guessing:
+ * - anything but exactly one JSON object with nothing but JSON whitespace (space, tab, CR,
+ *   LF) around it: no trailing text, no second value, no byte order mark;
+ * - a string (member names too) holding invalid UTF-8 (overlong forms, surrogates, above
+ *   U+10FFFF, cut short, lone surrogate escapes) or a control character, U+0000-U+001F or
+ *   U+007F, raw or escaped (\u0000, \n, \t ...): cJSON would decode \u0000 into a C string,
+ *   which ends there, so "pista\u0000x" would read as "pista".
+ * Returns the tree (the caller deletes it), or NULL.
+ */
+cJSON *api_json_parse_object(const char *text, size_t length);
+
 void api_json_purchase_id_format(uint64_t id, char out[API_PURCHASE_ID_TEXT]);
 /* 0, or CATRACA_E_INVALID (then it is no purchase of ours). */
 int api_json_purchase_id_parse(const char *text, uint64_t *id);

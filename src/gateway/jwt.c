@@ -57,12 +57,7 @@ static cJSON *decode_json(const char *part, size_t length)
     int n = base64url_decode(part, length, text, sizeof(text) - 1);
     if (n < 0)
         return NULL;
-    cJSON *json = cJSON_ParseWithLength((const char *)text, (size_t)n);
-    if (json != NULL && !cJSON_IsObject(json)) {
-        cJSON_Delete(json);
-        return NULL;
-    }
-    return json;
+    return api_json_parse_object((const char *)text, (size_t)n);
 }
 
 static int check_header(const char *part, size_t length)
