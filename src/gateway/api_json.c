@@ -67,32 +67,6 @@ static int fail(char message[API_ERROR_MESSAGE_MAX], const char *text)
     return CATRACA_E_INVALID;
 }
 
-/* A JSON integer in [min, max]: numbers with a fraction or out of range are refused. */
-static bool get_integer(const cJSON *object, const char *name, int64_t min, int64_t max,
-                        int64_t *out)
-{
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
-    if (!cJSON_IsNumber(item))
-        return false;
-    double value = item->valuedouble;
-    if (value < (double)min || value > (double)max || value != (double)(int64_t)value)
-        return false;
-    *out = (int64_t)value;
-    return true;
-}
-
-static bool get_string(const cJSON *object, const char *name, char *out, size_t size,
-                       bool must_be_id)
-{
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
-    if (!cJSON_IsString(item) || strlen(item->valuestring) >= size)
-        return false;
-    if (must_be_id && !api_json_is_id(item->valuestring))
-        return false;
-    snprintf(out, size, "%s", item->valuestring);
-    return true;
-}
-
 static bool is_json_whitespace(unsigned char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
@@ -213,28 +187,114 @@ cJSON *api_json_parse_object(const char *text, size_t length)
     return root;
 }
 
+bool api_json_member(const cJSON *object, const char *name, const cJSON **item)
+{
+    assert(cJSON_IsObject(object));
+    *item = NULL;
+    for (const cJSON *child = object->child; child != NULL; child = child->next) {
+        if (child->string == NULL || strcmp(child->string, name) != 0)
+            continue;
+        if (*item != NULL) {
+            *item = NULL;
+            return false;
+        }
+        *item = child;
+    }
+    return true;
+}
+
+/*
+ * The accessors below leave *out alone when an optional member is absent (the caller set the
+ * default) and return false when it is given twice, of the wrong type or out of bounds.
+ */
+
+/* A JSON integer in [min, max]: numbers with a fraction or out of range are refused. */
+static bool get_integer(const cJSON *object, const char *name, bool is_required, int64_t min,
+                        int64_t max, int64_t *out)
+{
+    const cJSON *item = NULL;
+    if (!api_json_member(object, name, &item))
+        return false;
+    if (item == NULL)
+        return !is_required;
+    if (!cJSON_IsNumber(item))
+        return false;
+    double value = item->valuedouble;
+    if (value < (double)min || value > (double)max || value != (double)(int64_t)value)
+        return false;
+    *out = (int64_t)value;
+    return true;
+}
+
+/* A required API.md id. */
+static bool get_id(const cJSON *object, const char *name, char out[CATRACA_ID_MAX + 1])
+{
+    const cJSON *item = NULL;
+    if (!api_json_member(object, name, &item) || !cJSON_IsString(item) ||
+        !api_json_is_id(item->valuestring))
+        return false;
+    snprintf(out, CATRACA_ID_MAX + 1, "%s", item->valuestring);
+    return true;
+}
+
+/* An optional name of at most API_NAME_CHARACTERS_MAX characters (code points). */
+static bool get_name(const cJSON *object, const char *name, char out[CATRACA_NAME_MAX + 1])
+{
+    const cJSON *item = NULL;
+    if (!api_json_member(object, name, &item))
+        return false;
+    if (item == NULL)
+        return true;
+    if (!cJSON_IsString(item))
+        return false;
+    /* api_json_parse_object let only valid UTF-8 through: count the bytes that start one. */
+    size_t characters = 0, bytes = 0;
+    for (; item->valuestring[bytes] != '\0'; bytes++)
+        characters += ((unsigned char)item->valuestring[bytes] & 0xC0) != 0x80;
+    if (characters > API_NAME_CHARACTERS_MAX)
+        return false;
+    assert(bytes <= CATRACA_NAME_MAX);
+    memcpy(out, item->valuestring, bytes + 1);
+    return true;
+}
+
+/* An optional "state": open, paused or closed. */
+static bool get_state(const cJSON *object, bool is_required, uint8_t *state)
+{
+    const cJSON *item = NULL;
+    if (!api_json_member(object, "state", &item))
+        return false;
+    if (item == NULL)
+        return !is_required;
+    return cJSON_IsString(item) && engine_state_parse(item->valuestring, state) == 0;
+}
+
+#define STRINGIFY(x) #x
+#define TEXT(x) STRINGIFY(x)
+
 static int parse_categories(const cJSON *root, struct engine_event_spec *out,
                             char message[API_ERROR_MESSAGE_MAX])
 {
-    const cJSON *categories = cJSON_GetObjectItemCaseSensitive(root, "categories");
+    const cJSON *categories = NULL;
+    if (!api_json_member(root, "categories", &categories) || !cJSON_IsArray(categories))
+        return fail(message, "categories must be an array of 1 to 16 categories");
     int count = cJSON_GetArraySize(categories);
-    if (!cJSON_IsArray(categories) || count < 1 || count > CATRACA_CATEGORIES_MAX)
+    if (count < 1 || count > CATRACA_CATEGORIES_MAX)
         return fail(message, "categories must be an array of 1 to 16 categories");
     out->category_count = (uint8_t)count;
-    for (int i = 0; i < count; i++) {
-        const cJSON *c = cJSON_GetArrayItem(categories, i);
+    const cJSON *c = categories->child;
+    for (int i = 0; i < count; i++, c = c->next) {
         struct engine_category_spec *spec = &out->categories[i];
         int64_t capacity = 0, price = 0;
-        if (!cJSON_IsObject(c) || !get_string(c, "id", spec->id, sizeof(spec->id), true))
+        if (!cJSON_IsObject(c) || !get_id(c, "id", spec->id))
             return fail(message, "each category needs an id of 1-64 characters [A-Za-z0-9._-]");
-        if (cJSON_HasObjectItem(c, "name") &&
-            !get_string(c, "name", spec->name, sizeof(spec->name), false))
-            return fail(message, "category name must be a string of at most 128 bytes");
-        if (!get_integer(c, "capacity", 1, CATRACA_CAPACITY_MAX, &capacity))
+        if (!get_name(c, "name", spec->name))
+            return fail(message, "category name must be a string of at most " TEXT(
+                                     API_NAME_CHARACTERS_MAX) " characters");
+        if (!get_integer(c, "capacity", true, 1, CATRACA_CAPACITY_MAX, &capacity))
             return fail(message, "category capacity must be an integer from 1 to 10000000");
-        if (cJSON_HasObjectItem(c, "price_cents") &&
-            !get_integer(c, "price_cents", 0, INT64_C(1) << 50, &price))
-            return fail(message, "price_cents must be a non-negative integer");
+        if (!get_integer(c, "price_cents", false, 0, INT64_C(1) << 50, &price))
+            return fail(message, "price_cents must be an integer from 0 to 2^50");
         spec->capacity = (uint32_t)capacity;
         spec->price_cents = price;
         for (int j = 0; j < i; j++)
@@ -253,22 +313,19 @@ int api_json_parse_event(const char *body, size_t length, struct engine_event_sp
         return fail(message, "body must be a JSON object");
     int error = 0;
     int64_t hold_seconds = 600, limit = 4;
-    const cJSON *state = cJSON_GetObjectItemCaseSensitive(root, "state");
     out->state = ENGINE_STATE_OPEN;
-    if (!get_string(root, "id", out->id, sizeof(out->id), true))
+    if (!get_id(root, "id", out->id))
         error = fail(message, "id must be 1-64 characters [A-Za-z0-9._-]");
-    else if (cJSON_HasObjectItem(root, "name") &&
-             !get_string(root, "name", out->name, sizeof(out->name), false))
-        error = fail(message, "name must be a string of at most 128 bytes");
-    else if (cJSON_HasObjectItem(root, "hold_seconds") &&
-             !get_integer(root, "hold_seconds", CATRACA_HOLD_MS_MIN / 1000,
+    else if (!get_name(root, "name", out->name))
+        error =
+            fail(message,
+                 "name must be a string of at most " TEXT(API_NAME_CHARACTERS_MAX) " characters");
+    else if (!get_integer(root, "hold_seconds", false, CATRACA_HOLD_MS_MIN / 1000,
                           CATRACA_HOLD_MS_MAX / 1000, &hold_seconds))
         error = fail(message, "hold_seconds must be an integer from 1 to 86400");
-    else if (cJSON_HasObjectItem(root, "per_customer_limit") &&
-             !get_integer(root, "per_customer_limit", 1, CATRACA_QUANTITY_MAX, &limit))
+    else if (!get_integer(root, "per_customer_limit", false, 1, CATRACA_QUANTITY_MAX, &limit))
         error = fail(message, "per_customer_limit must be an integer from 1 to 10");
-    else if (state != NULL &&
-             (!cJSON_IsString(state) || engine_state_parse(state->valuestring, &out->state) != 0))
+    else if (!get_state(root, false, &out->state))
         error = fail(message, "state must be open, paused or closed");
     else
         error = parse_categories(root, out, message);
@@ -284,9 +341,8 @@ int api_json_parse_state(const char *body, size_t length, uint8_t *state,
     cJSON *root = api_json_parse_object(body, length);
     if (root == NULL)
         return fail(message, "body must be a JSON object");
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "state");
     int error = 0;
-    if (!cJSON_IsString(item) || engine_state_parse(item->valuestring, state) != 0)
+    if (!get_state(root, true, state))
         error = fail(message, "state must be open, paused or closed");
     cJSON_Delete(root);
     return error;
@@ -299,9 +355,9 @@ int api_json_parse_purchase(const char *body, size_t length, char category[CATRA
     if (root == NULL)
         return fail(message, "body must be a JSON object");
     int error = 0;
-    if (!get_string(root, "category", category, CATRACA_ID_MAX + 1, true))
+    if (!get_id(root, "category", category))
         error = fail(message, "category must be 1-64 characters [A-Za-z0-9._-]");
-    else if (!get_integer(root, "quantity", 1, CATRACA_QUANTITY_MAX, quantity))
+    else if (!get_integer(root, "quantity", true, 1, CATRACA_QUANTITY_MAX, quantity))
         error = fail(message, "quantity must be an integer from 1 to the event's limit");
     cJSON_Delete(root);
     return error;
@@ -314,7 +370,7 @@ int api_json_parse_confirm(const char *body, size_t length, char payment_ref[CAT
     if (root == NULL)
         return fail(message, "body must be a JSON object");
     int error = 0;
-    if (!get_string(root, "payment_ref", payment_ref, CATRACA_ID_MAX + 1, true))
+    if (!get_id(root, "payment_ref", payment_ref))
         error = fail(message, "payment_ref must be 1-64 characters [A-Za-z0-9._-]");
     cJSON_Delete(root);
     return error;

@@ -6,6 +6,7 @@
 #ifndef CATRACA_GATEWAY_API_JSON_H
 #define CATRACA_GATEWAY_API_JSON_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +18,18 @@
 
 #define API_PURCHASE_ID_TEXT 16 /* "p_" + 13 characters + NUL */
 #define API_ERROR_MESSAGE_MAX 160
+
+/*
+ * Names (an event's and a category's "name"): optional, 0 to 32 characters, counted as JSON
+ * Schema's maxLength counts them (Unicode code points: U+00E9 and U+1F3B8 are one each), with no
+ * control character (see api_json_parse_object). The engine stores a name as bytes of UTF-8,
+ * at most CATRACA_NAME_MAX = 128; a character takes at most 4, so every accepted name fits and
+ * openapi.yaml can say exactly what the server does: {type: string, maxLength: 32}.
+ * (More characters need more bytes, and CATRACA_COMMAND_ENCODED_MAX grows with them.)
+ */
+#define API_NAME_CHARACTERS_MAX 32
+static_assert(API_NAME_CHARACTERS_MAX * 4 <= CATRACA_NAME_MAX,
+              "the longest name in the longest UTF-8 fits the engine's bytes");
 
 /* True for API.md ids: 1..64 characters of [A-Za-z0-9._-]. */
 bool api_json_is_id(const char *text);
@@ -33,6 +46,12 @@ bool api_json_is_id(const char *text);
  * Returns the tree (the caller deletes it), or NULL.
  */
 cJSON *api_json_parse_object(const char *text, size_t length);
+/*
+ * The member `name` of object (case-sensitive) in *item, NULL when absent. False (and NULL)
+ * when two members have that name: cJSON would read the first, other parsers the last (RFC 8259
+ * section 4; RFC 7519 section 4 asks a JWT reader to refuse them), so it is refused, not read.
+ */
+bool api_json_member(const cJSON *object, const char *name, const cJSON **item);
 
 void api_json_purchase_id_format(uint64_t id, char out[API_PURCHASE_ID_TEXT]);
 /* 0, or CATRACA_E_INVALID (then it is no purchase of ours). */

@@ -413,6 +413,112 @@ static void test_jwt_refuses_truncation(void **state)
         JWT_E_MALFORMED);
 }
 
+/* A name of `count` copies of the UTF-8 text `unit`, as a JSON string's content. */
+static const char *repeated(const char *unit, int count)
+{
+    static char text[512];
+    text[0] = '\0';
+    for (int i = 0; i < count; i++)
+        strcat(text, unit);
+    return text;
+}
+
+/* Names count characters (JSON Schema's maxLength), and the longest always fits the bytes. */
+static void test_json_name_lengths(void **state)
+{
+    (void)state;
+    static struct engine_event_spec spec;
+    static const char *const units[] = {"a", "\xc3\xa9", "\xe2\x80\x94", "\xf0\x9f\x8e\xb8"};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        size_t bytes = strlen(units[i]) * API_NAME_CHARACTERS_MAX;
+        assert_int_equal(event_named(repeated(units[i], API_NAME_CHARACTERS_MAX), &spec), 0);
+        assert_int_equal(strlen(spec.name), bytes);
+        assert_int_equal(category_named(repeated(units[i], API_NAME_CHARACTERS_MAX), &spec), 0);
+        assert_int_equal(strlen(spec.categories[0].name), bytes);
+        assert_int_equal(event_named(repeated(units[i], API_NAME_CHARACTERS_MAX + 1), &spec),
+                         CATRACA_E_INVALID);
+        assert_int_equal(category_named(repeated(units[i], API_NAME_CHARACTERS_MAX + 1), &spec),
+                         CATRACA_E_INVALID);
+    }
+    /* An escaped character is one character: \u00e9 and \ud83c\udfb8 count 1 each. */
+    assert_int_equal(event_named(repeated("\\ud83c\\udfb8", API_NAME_CHARACTERS_MAX), &spec), 0);
+    assert_int_equal(strlen(spec.name), 4 * API_NAME_CHARACTERS_MAX);
+    assert_int_equal(event_named(repeated("\\u00e9", API_NAME_CHARACTERS_MAX + 1), &spec),
+                     CATRACA_E_INVALID);
+}
+
+/* The other bounds of an event body, at and past their edges. */
+static void test_json_event_bounds(void **state)
+{
+    (void)state;
+    static struct engine_event_spec spec;
+    assert_int_equal(event(BODY("{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1,"
+                                "\"price_cents\":1125899906842624}]}"),
+                           &spec),
+                     0);
+    assert_true(spec.categories[0].price_cents == INT64_C(1) << 50);
+    static const char *const refused[] = {
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1,"
+        "\"price_cents\":1125899906842625}]}",
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1,\"price_cents\":-1}]}",
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1,\"price_cents\":1.5}]}",
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1,\"price_cents\":\"1\"}]}",
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1},{\"id\":\"a\",\"capacity\":2}"
+        "]}",
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":0}]}",
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":10000001}]}",
+        "{\"id\":\"ev\",\"categories\":[]}",
+        "{\"id\":\"ev\",\"per_customer_limit\":11,\"categories\":[{\"id\":\"a\",\"capacity\":1}]}",
+        "{\"id\":\"ev\",\"hold_seconds\":0,\"categories\":[{\"id\":\"a\",\"capacity\":1}]}",
+        "{\"id\":\"ev\",\"state\":\"opened\",\"categories\":[{\"id\":\"a\",\"capacity\":1}]}",
+        "{\"id\":\"e v\",\"categories\":[{\"id\":\"a\",\"capacity\":1}]}",
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        assert_int_equal(event(refused[i], strlen(refused[i]), &spec), CATRACA_E_INVALID);
+    /* Member names match exactly: "NAME" is another, unknown, member (ignored). */
+    assert_int_equal(
+        event(BODY("{\"id\":\"ev\",\"NAME\":5,\"categories\":[{\"id\":\"a\",\"capacity\":1}]}"),
+              &spec),
+        0);
+    assert_string_equal(spec.name, "");
+}
+
+/* A member given twice is refused: cJSON reads the first, other parsers the last. */
+static void test_json_refuses_duplicate_members(void **state)
+{
+    (void)state;
+    static struct engine_event_spec spec;
+    assert_int_equal(purchase(BODY("{\"category\":\"vip\",\"category\":\"pista\",\"quantity\":1}")),
+                     CATRACA_E_INVALID);
+    assert_int_equal(purchase(BODY("{\"category\":\"pista\",\"quantity\":1,\"quantity\":9}")),
+                     CATRACA_E_INVALID);
+    assert_int_equal(purchase(BODY("{\"category\":\"pista\",\"quantity\":1,\"x\":1,\"x\":2}")), 0);
+    assert_int_equal(
+        event(BODY("{\"id\":\"a\",\"id\":\"b\",\"categories\":[{\"id\":\"a\",\"capacity\":1}]}"),
+              &spec),
+        CATRACA_E_INVALID);
+    assert_int_equal(
+        event(BODY("{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1,\"capacity\":9}]}"),
+              &spec),
+        CATRACA_E_INVALID);
+    assert_int_equal(event(BODY("{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1}],"
+                                "\"categories\":[{\"id\":\"b\",\"capacity\":1}]}"),
+                           &spec),
+                     CATRACA_E_INVALID);
+    struct jwt_claims claims;
+    assert_int_equal(
+        verify_signed(HS256, BODY("{\"sub\":\"alice\",\"sub\":\"bob\",\"exp\":2000}"), &claims),
+        JWT_E_CLAIMS);
+    assert_int_equal(
+        verify_signed(HS256,
+                      BODY("{\"sub\":\"c1\",\"role\":\"buyer\",\"role\":\"admin\",\"exp\":2000}"),
+                      &claims),
+        JWT_E_CLAIMS);
+    assert_int_equal(verify_signed(BODY("{\"alg\":\"HS256\",\"alg\":\"none\"}"),
+                                   BODY("{\"sub\":\"alice\",\"exp\":2000}"), &claims),
+                     JWT_E_MALFORMED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -424,6 +530,9 @@ int main(void)
         cmocka_unit_test(test_json_refuses_truncation),
         cmocka_unit_test(test_json_refuses_control_and_bad_utf8),
         cmocka_unit_test(test_jwt_refuses_truncation),
+        cmocka_unit_test(test_json_name_lengths),
+        cmocka_unit_test(test_json_event_bounds),
+        cmocka_unit_test(test_json_refuses_duplicate_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
