@@ -107,6 +107,13 @@ static int parse_role(const cJSON *claims)
     return -1;
 }
 
+/* exp and nbf: a number of seconds a double holds exactly, so expires_s never overflows. */
+static bool is_numeric_date(const cJSON *item)
+{
+    const double limit = (double)(INT64_C(1) << 53);
+    return cJSON_IsNumber(item) && item->valuedouble >= -limit && item->valuedouble <= limit;
+}
+
 static int check_claims(const char *part, size_t length, int64_t now_s, struct jwt_claims *out)
 {
     cJSON *claims = decode_json(part, length);
@@ -118,7 +125,7 @@ static int check_claims(const char *part, size_t length, int64_t now_s, struct j
     int role = parse_role(claims);
     int error = 0;
     if (!is_unique || !cJSON_IsString(sub) || !api_json_is_id(sub->valuestring) ||
-        !cJSON_IsNumber(exp) || role < 0 || (nbf != NULL && !cJSON_IsNumber(nbf)))
+        !is_numeric_date(exp) || role < 0 || (nbf != NULL && !is_numeric_date(nbf)))
         error = JWT_E_CLAIMS;
     else if (exp->valuedouble <= (double)now_s || (nbf != NULL && nbf->valuedouble > (double)now_s))
         error = JWT_E_EXPIRED;

@@ -22,7 +22,8 @@ enum jwt_error {
     JWT_E_ALGORITHM = -2, /* alg is not HS256 */
     JWT_E_SIGNATURE = -3,
     JWT_E_EXPIRED = -4, /* exp <= now, or nbf > now */
-    JWT_E_CLAIMS = -5,  /* exp missing, sub missing or not an id, unknown role */
+    JWT_E_CLAIMS = -5,  /* exp missing, sub missing or not an id, unknown role, a claim given
+                           twice, exp or nbf beyond +-2^53 s */
 };
 
 struct jwt_claims {

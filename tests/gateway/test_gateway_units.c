@@ -404,6 +404,15 @@ static void test_jwt_refuses_truncation(void **state)
     assert_int_equal(
         verify_signed(HS256, BODY("{\"sub\":\"alice\",\"exp\":2000}{\"sub\":\"bob\"}"), &claims),
         JWT_E_MALFORMED);
+    /* exp and nbf are stored as int64_t seconds: a double beyond that is no time of ours. */
+    assert_int_equal(verify_signed(HS256, BODY("{\"sub\":\"alice\",\"exp\":1e300}"), &claims),
+                     JWT_E_CLAIMS);
+    assert_int_equal(
+        verify_signed(HS256, BODY("{\"sub\":\"alice\",\"exp\":2000,\"nbf\":-1e300}"), &claims),
+        JWT_E_CLAIMS);
+    assert_int_equal(
+        verify_signed(HS256, BODY("{\"sub\":\"alice\",\"exp\":9007199254740992}"), &claims), 0);
+    assert_true(claims.expires_s == INT64_C(1) << 53);
     /* Any string of the claims, not only the ones read: one rule for all JSON from outside. */
     assert_int_equal(
         verify_signed(HS256, BODY("{\"sub\":\"alice\",\"exp\":2000,\"name\":\"a\\nb\"}"), &claims),
