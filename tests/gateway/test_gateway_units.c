@@ -202,6 +202,24 @@ static void test_purchase_ids(void **state)
     assert_int_equal(api_json_purchase_id_parse("p_0000000000000", &value), CATRACA_E_INVALID);
     assert_int_equal(api_json_purchase_id_parse("p_GZZZZZZZZZZZZ", &value), CATRACA_E_INVALID);
     assert_int_equal(api_json_purchase_id_parse("p_123", &value), CATRACA_E_INVALID);
+    /* Only the exact text of an id: nothing after it, before it, or in another case. */
+    char text[API_PURCHASE_ID_TEXT], longer[64];
+    api_json_purchase_id_format(ids[1], text);
+    snprintf(longer, sizeof(longer), "%sjunk", text);
+    assert_int_equal(api_json_purchase_id_parse(longer, &value), CATRACA_E_INVALID);
+    snprintf(longer, sizeof(longer), "%s0", text);
+    assert_int_equal(api_json_purchase_id_parse(longer, &value), CATRACA_E_INVALID);
+    snprintf(longer, sizeof(longer), "%s\x01", text);
+    assert_int_equal(api_json_purchase_id_parse(longer, &value), CATRACA_E_INVALID);
+    snprintf(longer, sizeof(longer), " %s", text);
+    assert_int_equal(api_json_purchase_id_parse(longer, &value), CATRACA_E_INVALID);
+    snprintf(longer, sizeof(longer), "P%s", text + 1);
+    assert_int_equal(api_json_purchase_id_parse(longer, &value), CATRACA_E_INVALID);
+    snprintf(longer, sizeof(longer), "%s", text);
+    longer[5] = (char)(longer[5] + ('a' - 'A')); /* a letter in lower case */
+    assert_true(longer[5] >= 'a' && longer[5] <= 'z');
+    assert_int_equal(api_json_purchase_id_parse(longer, &value), CATRACA_E_INVALID);
+    assert_int_equal(api_json_purchase_id_parse(text, &value), 0);
     assert_true(api_json_is_id("a.b-c_9"));
     assert_false(api_json_is_id("a b"));
     assert_false(api_json_is_id(""));
