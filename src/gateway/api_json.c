@@ -96,7 +96,7 @@ static size_t utf8_sequence_length(const unsigned char *s, size_t available)
         low = c == 0xF0 ? 0x90 : low;   /* overlong */
         high = c == 0xF4 ? 0x8F : high; /* above U+10FFFF */
     } else {
-        return 0; /* a continuation byte, C0, C1 or F5..FF */
+        return 0; /* a continuation byte, 0xC0 or 0xC1 (overlong), or 0xF5..0xFF */
     }
     if (available < length || s[1] < low || s[1] > high)
         return 0;
