@@ -647,6 +647,28 @@ static bool query_decode(char *text)
     return true;
 }
 
+/*
+ * The path is kept as sent (never decoded: an id cannot hold '%', so an
+ * escaped one is simply no id, and %2F never becomes a separator), but an
+ * escape that would decode to a NUL or a control character is refused, and
+ * so is a '%' without two hex digits.
+ */
+static bool path_is_clean(const char *path)
+{
+    for (const char *at = path; *at != '\0' && *at != '?'; at++) {
+        if (*at != '%')
+            continue;
+        int high = hex_value(at[1]), low = high < 0 ? -1 : hex_value(at[2]);
+        if (low < 0)
+            return false;
+        int c = high * 16 + low;
+        if (c < 0x20 || c == 0x7f)
+            return false;
+        at += 2;
+    }
+    return true;
+}
+
 /* Splits "a=1&b=2" into decoded arguments; false when one is refused. */
 static bool query_parse(struct http_request *r)
 {
@@ -682,6 +704,8 @@ static int on_headers_complete(http_parser *p)
         return refuse_in_callback(c, 505, "only HTTP/1.0 and HTTP/1.1 are served");
     if (r->path[0] != '/')
         return refuse_in_callback(c, 400, "the request target must be an absolute path");
+    if (!path_is_clean(r->path))
+        return refuse_in_callback(c, 400, "the path holds a control character or a bad escape");
     char *question = strchr(r->path, '?');
     if (question != NULL) {
         *question = '\0';
