@@ -124,6 +124,23 @@ static uint64_t buyer_random(const struct rush *r, uint32_t buyer, uint64_t salt
     return mix64(mix64(r->options.seed) ^ ((uint64_t)buyer << 8 | salt));
 }
 
+/* At --rate: when buyer's purchase is due; buyers go out in index order on this schedule. */
+static int64_t scheduled_us(const struct rush *r, uint32_t buyer)
+{
+    assert(r->options.rate_per_s > 0);
+    return r->run.started_us + (int64_t)((double)buyer * 1e6 / r->options.rate_per_s);
+}
+
+/*
+ * Where accept latency starts (rush_run.h): at --rate the scheduled send, so a rush that fell
+ * behind (every connection busy, the --demo token first, retries) cannot hide the wait; in an
+ * opening bell, when everyone is due at once, the purchase's first send.
+ */
+static int64_t accept_from_us(const struct rush *r, uint32_t buyer)
+{
+    return r->options.rate_per_s > 0 ? scheduled_us(r, buyer) : r->run.buyers[buyer].first_sent_us;
+}
+
 static enum plan buyer_plan(const struct rush *r, uint32_t buyer)
 {
     double u = (double)(buyer_random(r, buyer, 1) >> 11) * 0x1.0p-53;
@@ -633,7 +650,7 @@ static void on_purchase_answer(struct rush *r, struct rush_connection *c, uint32
         seq_parse(b, p.seq);
         b->accepted_us = now_us;
         r->run.last_accepted_us = now_us;
-        histogram_record(&r->run.accept_latency_us, (uint64_t)(now_us - b->first_sent_us));
+        histogram_record(&r->run.accept_latency_us, (uint64_t)(now_us - accept_from_us(r, buyer)));
         set_status(r, b, RUSH_STATUS_QUEUED);
         observe(r, buyer, &p);
     } else if (is_retryable(c->status)) {
@@ -761,10 +778,7 @@ static bool may_send_new(const struct rush *r, int64_t now_us)
 {
     if (r->next_unsent >= r->options.buyers)
         return false;
-    if (r->options.rate_per_s <= 0)
-        return true;
-    double allowed = r->options.rate_per_s * (double)(now_us - r->run.started_us) / 1e6 + 1;
-    return (double)r->next_unsent < allowed;
+    return r->options.rate_per_s <= 0 || now_us >= scheduled_us(r, r->next_unsent);
 }
 
 /* The next piece of work for a free connection, in priority order; NO_BUYER when none. */
@@ -783,6 +797,9 @@ static uint32_t next_work(struct rush *r, int64_t now_us, uint8_t *step)
         return queue_pop(r, &r->follow);
     if (may_send_new(r, now_us)) {
         *step = STEP_PURCHASE;
+        if (r->options.rate_per_s > 0)
+            histogram_record(&r->run.send_lag_us,
+                             (uint64_t)(clock_monotonic_us() - scheduled_us(r, r->next_unsent)));
         return r->next_unsent++;
     }
     return NO_BUYER;
@@ -870,8 +887,7 @@ static int wake_timeout_ms(const struct rush *r, int64_t now_us)
     if (r->ready.count > 0 && r->idle_count > 0)
         wake_us = now_us;
     if (r->options.rate_per_s > 0 && r->next_unsent < r->options.buyers) {
-        int64_t slot_us =
-            r->run.started_us + (int64_t)((double)r->next_unsent * 1e6 / r->options.rate_per_s);
+        int64_t slot_us = scheduled_us(r, r->next_unsent);
         if (slot_us < wake_us)
             wake_us = slot_us;
     }
@@ -1116,6 +1132,7 @@ static void init_buyers_and_categories(struct rush *r)
     r->run.status_counts[RUSH_STATUS_UNSENT] = o->buyers;
     r->unfinished = o->buyers;
     histogram_init(&r->run.accept_latency_us);
+    histogram_init(&r->run.send_lag_us);
     histogram_init(&r->run.decision_latency_us);
 }
 
