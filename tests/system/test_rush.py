@@ -241,7 +241,8 @@ class LyingServer:
     """A stand-in for Catraca that answers the API's shapes but breaks a promise:
     'oversell' confirms every purchase (and claims it sold only the capacity);
     'unfair' gives the tickets to the last arrivals and sold_out to the first;
-    'honest' gives them to the first arrivals. Each purchase takes purchase_delay_s."""
+    'honest' gives them to the first arrivals. Each purchase takes purchase_delay_s.
+    Like Catraca, it answers 415 to a body that is not declared application/json."""
 
     def __init__(self, mode, buyers, capacity, purchase_delay_s=0):
         self.mode, self.buyers, self.capacity = mode, buyers, capacity
@@ -269,6 +270,11 @@ class LyingServer:
                 return json.loads(self.rfile.read(length) or b"{}")
 
             def do_POST(self):
+                content_type = self.headers.get("Content-Type", "")
+                if content_type.split(";")[0].strip().lower() != "application/json":
+                    self.body()  # read it, so the connection stays usable
+                    self.answer(415, {"error": "unsupported_media_type"})
+                    return
                 body = self.body()
                 status, answer = outer.post(self.path, body)
                 self.answer(status, answer)
