@@ -87,8 +87,10 @@ void rush_connection_close(struct rush_connection *c, int epoll_fd);
 
 /*
  * Writes a request into c->out: method, path, Host, optional bearer token,
- * optional one extra header, optional JSON body. Returns 0, or -1 when it does
- * not fit RUSH_REQUEST_MAX (nothing to send).
+ * optional one extra header, optional JSON body. A body always goes with
+ * Content-Type: application/json (the server answers 415 without it), and
+ * every request has a Content-Length. Returns 0, or -1 when it does not fit
+ * RUSH_REQUEST_MAX (nothing to send).
  */
 int rush_connection_format(struct rush_connection *c, const struct rush_server_address *server,
                            const char *method, const char *path, const char *token,
