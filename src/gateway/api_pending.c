@@ -489,13 +489,14 @@ void api_pending_park_for_changes(struct route_context *c, const struct store_pu
     }
     /* Registered before the re-check below, so no change can slip between the two. */
     if (pending_register(p) != 0) {
-        if (kind == PENDING_STREAM)
+        static const char busy[] = "{\"error\":{\"code\":\"unavailable\","
+                                   "\"message\":\"too many requests are waiting\"}}";
+        if (kind == PENDING_STREAM) {
             http_stream_end(c->request);
-        else
-            http_complete(c->request, 503, "application/json",
-                          "{\"error\":{\"code\":\"unavailable\","
-                          "\"message\":\"too many requests are waiting\"}}",
-                          79, NULL);
+        } else {
+            http_complete(c->request, 503, "application/json", busy, sizeof(busy) - 1, NULL);
+            metrics_request(&c->api->metrics, c->route, 503, clock_monotonic_us() - c->started_us);
+        }
         api_pending_release(p);
         return;
     }
