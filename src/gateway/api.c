@@ -5,6 +5,7 @@
  */
 #include "gateway/api.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -107,6 +108,7 @@ static void wake_worker(void *context)
 
 int api_start(const struct api_config *config, struct api **out)
 {
+    assert(api_router_validate());
     struct api *api = calloc(1, sizeof(*api));
     if (api == NULL)
         return CATRACA_E_NOMEM;

@@ -5,7 +5,7 @@
  * src/gateway/api*.c; the public contract is api.h.
  *
  *   api.c            life cycle (start, drain, stop), answers, per-thread handles
- *   api_router.c     the route table: 404, 405 + Allow, roles, media type; api_handle
+ *   api_router.c     the route table: 404, 405 + Allow, HEAD, roles; api_handle
  *   api_pending.c    parked requests, their deadlines, the responder thread
  *   api_events.c     /v1/events routes and the answers to event commands
  *   api_purchases.c  /v1/purchases routes and the answers to purchase commands
@@ -128,7 +128,7 @@ struct route_context {
     int64_t started_us;
     const char *segments[API_SEGMENTS_MAX];
     size_t segment_count;
-    struct jwt_claims claims; /* the caller, once authenticated */
+    struct jwt_claims claims; /* the caller, once authenticated (routes that need a token) */
 };
 
 /* ---- answers and handles (api.c) --------------------------------------------------------- */
@@ -147,8 +147,9 @@ struct thread_handles *api_handles_of(struct api *api);
 
 /* ---- the router (api_router.c) ----------------------------------------------------------- */
 
-/* True when the caller's role is role_a or role_b (-1: none); else answers 403. */
-bool api_require_role(struct route_context *c, int role_a, int role_b);
+/* True when the route table is well formed (known methods, patterns from the root, labels in
+ * range, no row hidden by an earlier one). api_start asserts it. */
+bool api_router_validate(void);
 
 /* ---- parked requests (api_pending.c) ----------------------------------------------------- */
 

@@ -115,8 +115,7 @@ static const char home_page[] =
 
 void api_ops_home(struct route_context *c)
 {
-    http_respond(c->request, 200, "text/html; charset=utf-8", home_page, sizeof(home_page) - 1,
-                 NULL);
+    api_reply(c, 200, "text/html; charset=utf-8", home_page, sizeof(home_page) - 1, NULL);
 }
 
 void api_ops_healthz(struct route_context *c)

@@ -1,7 +1,12 @@
 /*
- * api_router.c - api_handle: which handler answers a request, after the token
- * and the role it needs.
+ * api_router.c - api_handle: one table of routes (redis's command table, h2o's
+ * handler per path) says which handler answers, with which role and metrics
+ * label. The table alone answers 404 (no row has the path) and 405 with
+ * `Allow` (rows have the path with other methods), so a new route is one row
+ * and never a second hand-kept list. HEAD is served wherever GET is, by the GET
+ * handler: the HTTP layer leaves the body out.
  */
+#include <assert.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,9 +14,64 @@
 #include "core/clock.h"
 #include "gateway/api_internal.h"
 
+#define PATH_BYTES_MAX 512
+#define ALLOW_BYTES_MAX 64
+
+enum route_role {
+    ROLE_PUBLIC,            /* no token needed */
+    ROLE_ANY,               /* any valid token */
+    ROLE_ADMIN,             /* a valid token with role admin */
+    ROLE_PAYMENTS_OR_ADMIN, /* ... with role payments or admin */
+};
+
+enum route_mode {
+    MODE_ALWAYS,
+    MODE_DEMO,      /* catraca serve --demo: otherwise the route does not exist (404) */
+    MODE_CHALLENGE, /* --challenge on: likewise */
+};
+
+struct route {
+    const char *method;
+    /* Segments between slashes: literals, or `{name}`, which matches an id only (API.md:
+     * 1-64 of [A-Za-z0-9._-]), so a path never reaches a handler with a truncated or escaped
+     * id in it. */
+    const char *pattern;
+    enum route_role role;
+    enum route_mode mode;
+    void (*handler)(struct route_context *c);
+    enum metrics_route label;
+};
+
+static const struct route routes[] = {
+    {"GET", "/", ROLE_PUBLIC, MODE_ALWAYS, api_ops_home, METRICS_ROUTE_HOME},
+    {"GET", "/healthz", ROLE_PUBLIC, MODE_ALWAYS, api_ops_healthz, METRICS_ROUTE_HEALTH},
+    {"GET", "/readyz", ROLE_PUBLIC, MODE_ALWAYS, api_ops_readyz, METRICS_ROUTE_HEALTH},
+    {"GET", "/metrics", ROLE_PUBLIC, MODE_ALWAYS, api_ops_metrics, METRICS_ROUTE_METRICS},
+    {"GET", "/v1/challenge", ROLE_PUBLIC, MODE_CHALLENGE, api_ops_challenge, METRICS_ROUTE_OTHER},
+    {"POST", "/v1/demo/token", ROLE_PUBLIC, MODE_DEMO, api_ops_demo_token, METRICS_ROUTE_DEMO},
+    {"GET", "/v1/events", ROLE_PUBLIC, MODE_ALWAYS, api_events_list, METRICS_ROUTE_EVENTS},
+    {"POST", "/v1/events", ROLE_ADMIN, MODE_ALWAYS, api_events_create, METRICS_ROUTE_EVENTS},
+    {"GET", "/v1/events/{event}", ROLE_PUBLIC, MODE_ALWAYS, api_events_get, METRICS_ROUTE_EVENT},
+    {"POST", "/v1/events/{event}/state", ROLE_ADMIN, MODE_ALWAYS, api_events_set_state,
+     METRICS_ROUTE_EVENT_STATE},
+    {"POST", "/v1/events/{event}/purchases", ROLE_ANY, MODE_ALWAYS, api_purchases_create,
+     METRICS_ROUTE_PURCHASE_CREATE},
+    {"GET", "/v1/purchases/{purchase}", ROLE_ANY, MODE_ALWAYS, api_purchases_get,
+     METRICS_ROUTE_PURCHASE},
+    {"DELETE", "/v1/purchases/{purchase}", ROLE_ANY, MODE_ALWAYS, api_purchases_cancel,
+     METRICS_ROUTE_PURCHASE_CANCEL},
+    {"GET", "/v1/purchases/{purchase}/events", ROLE_ANY, MODE_ALWAYS, api_purchases_stream,
+     METRICS_ROUTE_PURCHASE_EVENTS},
+    {"POST", "/v1/purchases/{purchase}/confirm", ROLE_PAYMENTS_OR_ADMIN, MODE_ALWAYS,
+     api_purchases_confirm, METRICS_ROUTE_PURCHASE_CONFIRM},
+};
+
+#define ROUTE_COUNT (sizeof(routes) / sizeof(routes[0]))
+
 /* ---- authentication ---------------------------------------------------------------------- */
 
-/* Verifies the bearer token; answers 401 itself and returns false when it is not valid. */
+/* Verifies the bearer token into c->claims; answers 401 itself and returns false when it is not
+ * valid. */
 static bool authenticate(struct route_context *c)
 {
     struct api *api = c->api;
@@ -30,92 +90,95 @@ static bool authenticate(struct route_context *c)
     return true;
 }
 
-bool api_require_role(struct route_context *c, int role_a, int role_b)
+static bool is_role_enough(enum route_role needed, int role)
 {
-    if (c->claims.role == role_a || c->claims.role == role_b)
+    switch (needed) {
+    case ROLE_PUBLIC:
+    case ROLE_ANY:
         return true;
-    api_reply_error(c, 403, "forbidden", "this token's role may not do that", NULL);
+    case ROLE_ADMIN:
+        return role == JWT_ROLE_ADMIN;
+    case ROLE_PAYMENTS_OR_ADMIN:
+        return role == JWT_ROLE_PAYMENTS || role == JWT_ROLE_ADMIN;
+    }
     return false;
 }
 
-/* ---- routing ----------------------------------------------------------------------------- */
+/* ---- matching ---------------------------------------------------------------------------- */
 
-/* Splits the path into at most 6 segments; false when there are more. */
+/* Splits the path into at most API_SEGMENTS_MAX segments; false when there are more. */
 static bool split_path(const char *path, char *buffer, size_t size, struct route_context *c)
 {
     snprintf(buffer, size, "%s", path);
     c->segment_count = 0;
     for (char *save = NULL, *s = strtok_r(buffer, "/", &save); s != NULL;
          s = strtok_r(NULL, "/", &save)) {
-        if (c->segment_count == 6)
+        if (c->segment_count == API_SEGMENTS_MAX)
             return false;
         c->segments[c->segment_count++] = s;
     }
     return true;
 }
 
-static bool is(const struct route_context *c, size_t count, const char *a, const char *b,
-               const char *d)
+static bool is_mode_on(const struct api *api, enum route_mode mode)
 {
-    if (c->segment_count != count)
-        return false;
-    const char *want[] = {a, b, NULL, d};
-    for (size_t i = 0; i < count && i < 4; i++)
-        if (want[i] != NULL && strcmp(c->segments[i], want[i]) != 0)
+    return mode == MODE_ALWAYS || (mode == MODE_DEMO && api->config.is_demo) ||
+           (mode == MODE_CHALLENGE && api->config.is_challenge_on);
+}
+
+/* True when c's segments are the pattern's: literals equal, `{...}` an id. */
+static bool is_path_of(const struct route *route, const struct route_context *c)
+{
+    const char *s = route->pattern;
+    size_t i = 0;
+    for (;;) {
+        while (*s == '/')
+            s++;
+        if (*s == '\0')
+            return i == c->segment_count;
+        size_t length = strcspn(s, "/");
+        if (i == c->segment_count)
             return false;
-    return true;
+        const char *segment = c->segments[i++];
+        bool is_match = s[0] == '{' ? api_json_is_id(segment)
+                                    : strlen(segment) == length && memcmp(segment, s, length) == 0;
+        if (!is_match)
+            return false;
+        s += length;
+    }
 }
 
-/* Routes needing no token. True when handled. */
-static bool route_public(struct route_context *c, const char *method)
+static bool is_method_of(const struct route *route, const char *method)
 {
-    bool is_get = strcmp(method, "GET") == 0;
-    if (is_get && c->segment_count == 0) {
-        c->route = METRICS_ROUTE_HOME;
-        api_ops_home(c);
-        return true;
-    }
-    if (is_get && is(c, 1, "healthz", NULL, NULL)) {
-        c->route = METRICS_ROUTE_HEALTH;
-        api_ops_healthz(c);
-    } else if (is_get && is(c, 1, "readyz", NULL, NULL)) {
-        c->route = METRICS_ROUTE_HEALTH;
-        api_ops_readyz(c);
-    } else if (is_get && is(c, 1, "metrics", NULL, NULL)) {
-        c->route = METRICS_ROUTE_METRICS;
-        api_ops_metrics(c);
-    } else if (is_get && is(c, 2, "v1", "events", NULL)) {
-        c->route = METRICS_ROUTE_EVENTS;
-        api_events_list(c);
-    } else if (is_get && c->segment_count == 3 && is(c, 3, "v1", "events", NULL)) {
-        c->route = METRICS_ROUTE_EVENT;
-        api_events_get(c);
-    } else if (is_get && is(c, 2, "v1", "challenge", NULL) && c->api->config.is_challenge_on) {
-        c->route = METRICS_ROUTE_OTHER;
-        api_ops_challenge(c);
-    } else if (strcmp(method, "POST") == 0 && is(c, 3, "v1", "demo", NULL) &&
-               strcmp(c->segments[2], "token") == 0 && c->api->config.is_demo) {
-        c->route = METRICS_ROUTE_DEMO;
-        api_ops_demo_token(c);
-    } else {
-        return false;
-    }
-    return true;
+    return strcmp(route->method, method) == 0 ||
+           (strcmp(method, "HEAD") == 0 && strcmp(route->method, "GET") == 0);
 }
 
-/* 405 for a known path with another method, else 404. */
-static void route_unknown(struct route_context *c)
+/*
+ * The row for c's path and method, or NULL; then `allow` lists the methods the path has
+ * ("GET, HEAD, POST"), empty when no row has the path.
+ */
+static const struct route *find_route(const struct route_context *c, const char *method,
+                                      char allow[ALLOW_BYTES_MAX])
 {
-    bool is_known = is(c, 2, "v1", "events", NULL) || is(c, 3, "v1", "events", NULL) ||
-                    is(c, 4, "v1", "events", "state") || is(c, 4, "v1", "events", "purchases") ||
-                    is(c, 3, "v1", "purchases", NULL) || is(c, 4, "v1", "purchases", "events") ||
-                    is(c, 4, "v1", "purchases", "confirm");
-    c->route = METRICS_ROUTE_OTHER;
-    if (is_known)
-        api_reply_error(c, 405, "invalid_request", "method not allowed on this path", NULL);
-    else
-        api_reply_error(c, 404, "not_found", "no such path", NULL);
+    allow[0] = '\0';
+    size_t used = 0;
+    for (size_t i = 0; i < ROUTE_COUNT; i++) {
+        const struct route *route = &routes[i];
+        if (!is_mode_on(c->api, route->mode) || !is_path_of(route, c))
+            continue;
+        if (is_method_of(route, method))
+            return route;
+        bool is_get = strcmp(route->method, "GET") == 0;
+        int n = snprintf(allow + used, ALLOW_BYTES_MAX - used, "%s%s%s", used ? ", " : "",
+                         route->method, is_get ? ", HEAD" : "");
+        assert(n > 0 && used + (size_t)n < ALLOW_BYTES_MAX);
+        used += (size_t)n;
+    }
+    return NULL;
 }
+
+/* ---- the entry point --------------------------------------------------------------------- */
 
 void api_handle(void *context, struct http_request *request)
 {
@@ -129,59 +192,47 @@ void api_handle(void *context, struct http_request *request)
         api_reply_error(&c, 503, "unavailable", "the server is stopping; retry shortly", headers);
         return;
     }
-    char buffer[512];
-    const char *path = http_path(request), *method = http_method(request);
+    char buffer[PATH_BYTES_MAX];
+    const char *path = http_path(request);
     if (strlen(path) >= sizeof(buffer) || !split_path(path, buffer, sizeof(buffer), &c)) {
         api_reply_error(&c, 404, "not_found", "no such path", NULL);
         return;
     }
-    if (route_public(&c, method))
-        return;
-    bool is_post = strcmp(method, "POST") == 0, is_get = strcmp(method, "GET") == 0;
-    bool is_delete = strcmp(method, "DELETE") == 0;
-    struct {
-        bool matches;
-        enum metrics_route route;
-    } routes[] = {
-        {is_post && is(&c, 2, "v1", "events", NULL), METRICS_ROUTE_EVENTS},
-        {is_post && is(&c, 4, "v1", "events", "state"), METRICS_ROUTE_EVENT_STATE},
-        {is_post && is(&c, 4, "v1", "events", "purchases"), METRICS_ROUTE_PURCHASE_CREATE},
-        {is_get && is(&c, 3, "v1", "purchases", NULL), METRICS_ROUTE_PURCHASE},
-        {is_get && is(&c, 4, "v1", "purchases", "events"), METRICS_ROUTE_PURCHASE_EVENTS},
-        {is_delete && is(&c, 3, "v1", "purchases", NULL), METRICS_ROUTE_PURCHASE_CANCEL},
-        {is_post && is(&c, 4, "v1", "purchases", "confirm"), METRICS_ROUTE_PURCHASE_CONFIRM},
-    };
-    size_t which = 0, count = sizeof(routes) / sizeof(routes[0]);
-    while (which < count && !routes[which].matches)
-        which++;
-    if (which == count) {
-        route_unknown(&c);
+    char allow[ALLOW_BYTES_MAX];
+    const struct route *route = find_route(&c, http_method(request), allow);
+    if (route == NULL && allow[0] == '\0') {
+        api_reply_error(&c, 404, "not_found", "no such path", NULL);
         return;
     }
-    c.route = routes[which].route;
-    if (!authenticate(&c))
+    if (route == NULL) {
+        const char *headers[] = {"Allow", allow, NULL};
+        api_reply_error(&c, 405, "invalid_request", "method not allowed on this path; see Allow",
+                        headers);
         return;
-    switch (which) {
-    case 0:
-        api_events_create(&c);
-        break;
-    case 1:
-        api_events_set_state(&c);
-        break;
-    case 2:
-        api_purchases_create(&c);
-        break;
-    case 3:
-        api_purchases_get(&c);
-        break;
-    case 4:
-        api_purchases_stream(&c);
-        break;
-    case 5:
-        api_purchases_cancel(&c);
-        break;
-    default:
-        api_purchases_confirm(&c);
-        break;
     }
+    c.route = route->label;
+    if (route->role != ROLE_PUBLIC && !authenticate(&c))
+        return;
+    if (!is_role_enough(route->role, c.claims.role)) {
+        api_reply_error(&c, 403, "forbidden", "this token's role may not do that", NULL);
+        return;
+    }
+    route->handler(&c);
+}
+
+bool api_router_validate(void)
+{
+    for (size_t i = 0; i < ROUTE_COUNT; i++) {
+        const struct route *a = &routes[i];
+        bool is_known_method = strcmp(a->method, "GET") == 0 || strcmp(a->method, "POST") == 0 ||
+                               strcmp(a->method, "DELETE") == 0;
+        if (!is_known_method || a->pattern[0] != '/' || a->handler == NULL ||
+            a->label >= METRICS_ROUTE_COUNT)
+            return false;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(routes[j].method, a->method) == 0 &&
+                strcmp(routes[j].pattern, a->pattern) == 0)
+                return false; /* the second row would never answer */
+    }
+    return true;
 }

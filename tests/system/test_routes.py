@@ -58,6 +58,139 @@ def wait_held(client, purchase_id, customer, timeout=30):
     raise AssertionError(f"{purchase_id} not held after {timeout} s")
 
 
+class RouteTableTest(unittest.TestCase):
+    """404 and 405 come from the one route table; 405 lists the path's methods in Allow."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()  # --demo on, --challenge off
+        cls.c = cls.server.client()
+        create_event(cls.c, "ev-routes", (5,))
+        _, cls.purchase, _ = buy(cls.c, "ev-routes", "r1")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+        assert cls.server.close() == 0
+
+    def send(self, method, path, headers=(), body=b""):
+        return raw_request(self.server.port, request_bytes(method, path.encode(), headers, body))
+
+    def test_method_not_allowed_lists_the_path_methods(self):
+        pid = self.purchase["id"]
+        cases = [("POST", "/healthz", "GET, HEAD"), ("DELETE", "/readyz", "GET, HEAD"),
+                 ("PUT", "/metrics", "GET, HEAD"), ("POST", "/", "GET, HEAD"),
+                 ("PUT", "/v1/events", "GET, HEAD, POST"),
+                 ("DELETE", "/v1/events/ev-routes", "GET, HEAD"),
+                 ("GET", "/v1/events/ev-routes/state", "POST"),
+                 ("GET", "/v1/events/ev-routes/purchases", "POST"),
+                 ("POST", f"/v1/purchases/{pid}", "GET, HEAD, DELETE"),
+                 ("DELETE", f"/v1/purchases/{pid}/events", "GET, HEAD"),
+                 ("GET", f"/v1/purchases/{pid}/confirm", "POST"),
+                 ("GET", "/v1/demo/token", "POST"), ("OPTIONS", "/v1/events", "GET, HEAD, POST")]
+        for method, path, allow in cases:
+            with self.subTest(method=method, path=path):
+                status, headers, body = self.send(method, path)
+                assert_error(self, status, json.loads(body), 405, "invalid_request")
+                self.assertEqual(headers.get("allow"), allow)
+
+    def test_unknown_paths_are_not_found(self):
+        for method, path in [("GET", "/nope"), ("POST", "/nope"), ("GET", "/v1"),
+                             ("GET", "/v1/purchases"), ("GET", "/healthz/x"),
+                             ("GET", "/v1/events/ev-routes/state/x"), ("GET", "/v1/challenge"),
+                             ("POST", "/v1/challenge"), ("GET", "/a/b/c/d/e/f/g")]:
+            with self.subTest(method=method, path=path):
+                status, headers, body = self.send(method, path)
+                assert_error(self, status, json.loads(body), 404, "not_found")
+                self.assertNotIn("allow", headers)
+
+    def test_head_answers_like_get_without_a_body(self):
+        status, headers, body = self.send("HEAD", "/healthz")
+        self.assertEqual(status, 200)
+        self.assertEqual(body, b"")
+        self.assertTrue(headers["content-type"].startswith("application/json"))
+        self.assertEqual(headers.get("content-length"), str(len(b'{"status":"ok"}')))
+        for path in ("/", "/readyz", "/metrics", "/v1/events", "/v1/events/ev-routes"):
+            with self.subTest(path=path):
+                status, _, body = self.send("HEAD", path)
+                self.assertEqual((status, body), (200, b""))
+        status, _, body = self.send("HEAD", "/v1/events/ev-routes/purchases")
+        self.assertEqual((status, body), (405, b""))
+
+    def test_segments_that_are_not_ids_are_not_found(self):
+        """An event or purchase segment is an id, checked by the table before the token."""
+        long_id = "e" * 65
+        for method, path in [("GET", "/v1/events/bad!id"), ("GET", f"/v1/events/{long_id}"),
+                             ("POST", "/v1/events/bad!id/purchases"),
+                             ("POST", "/v1/events/x%20y/purchases"),
+                             ("POST", f"/v1/events/{long_id}/state"),
+                             ("GET", "/v1/purchases/p~1"), ("DELETE", "/v1/purchases/p~1"),
+                             ("POST", "/v1/purchases/p~1/confirm")]:
+            with self.subTest(method=method, path=path):
+                status, _, body = self.send(method, path)  # no token: the path is wrong first
+                assert_error(self, status, json.loads(body), 404, "not_found")
+
+    def test_roles_come_from_the_table(self):
+        pid = self.purchase["id"]
+        buyer = [("Authorization", b"Bearer " + token("r1").encode())]
+        for method, path in [("POST", "/v1/events"), ("POST", "/v1/events/ev-routes/state"),
+                             ("POST", f"/v1/purchases/{pid}/confirm")]:
+            with self.subTest(path=path):
+                status, _, body = self.send(method, path)
+                assert_error(self, status, json.loads(body), 401, "unauthorized")
+                status, _, body = self.send(method, path, buyer)
+                assert_error(self, status, json.loads(body), 403, "forbidden")
+
+    def test_escaped_ids_are_not_found(self):
+        """The path arrives as sent: an id never holds '%', so an escape, even of an id
+        character, is no id (404), never a decoded or truncated match."""
+        pid = self.purchase["id"]
+        admin = [("Authorization", b"Bearer " + ADMIN().encode())]
+        for method, path in [("GET", "/v1/events/ev%2Droutes"), ("GET", "/v1/events/ev-routes%41"),
+                             ("GET", f"/v1/purchases/{pid[:-1]}%{ord(pid[-1]):02X}"),
+                             ("GET", f"/v1/purchases/{pid}%2Fevents"),
+                             ("POST", f"/v1/purchases/{pid}%20/confirm")]:
+            with self.subTest(method=method, path=path):
+                status, _, body = self.send(method, path, admin)
+                assert_error(self, status, json.loads(body), 404, "not_found")
+
+    def test_nul_escape_after_a_purchase_id_is_refused_not_truncated(self):
+        """"<id>%00junk" must never answer for "<id>". The HTTP layer refuses an escape of a
+        control character itself (400 invalid_request); were it to pass the path on, the route
+        table would refuse the segment as no id (404)."""
+        wait_held(self.c, self.purchase["id"], "r1")
+        admin = [("Authorization", b"Bearer " + ADMIN().encode())]
+        for suffix in ("%00junk", "%00", "%0A", "%7F"):
+            with self.subTest(suffix=suffix):
+                status, _, body = self.send("GET", f"/v1/purchases/{self.purchase['id']}{suffix}",
+                                            admin)
+                answer = json.loads(body)
+                self.assertIn(status, (400, 404), answer)
+                self.assertEqual(answer["error"]["code"],
+                                 "invalid_request" if status == 400 else "not_found")
+
+
+class ModeRoutesTest(unittest.TestCase):
+    def test_demo_and_challenge_routes_exist_only_in_their_mode(self):
+        server = Server("--challenge", "on", demo=False)
+        try:
+            for method, path, want in [("POST", b"/v1/demo/token", 404),
+                                       ("GET", b"/v1/demo/token", 404),
+                                       ("GET", b"/v1/challenge", 200),
+                                       ("HEAD", b"/v1/challenge", 200)]:
+                with self.subTest(method=method, path=path):
+                    body = b'{"customer":"c1"}' if method == "POST" else b""
+                    headers = [("Content-Type", b"application/json")] if body else []
+                    status, answer_headers, _ = raw_request(
+                        server.port, request_bytes(method, path, headers, body))
+                    self.assertEqual(status, want)
+                    self.assertNotIn("allow", answer_headers)
+            status, headers, _ = raw_request(server.port, request_bytes("POST", b"/v1/challenge"))
+            self.assertEqual((status, headers.get("allow")), (405, "GET, HEAD"))
+        finally:
+            self.assertEqual(server.close(), 0)
+
+
 class WaitersFullTest(unittest.TestCase):
     def test_long_poll_beyond_max_waiters_is_a_clean_503(self):
         """The answer used to copy 79 bytes out of a 74-byte string: garbage after the JSON."""
@@ -68,13 +201,15 @@ class WaitersFullTest(unittest.TestCase):
             _, p, _ = buy(c, "ev-waiters", "w1")
             wait_held(c, p["id"], "w1")
             path = f"/v1/purchases/{p['id']}?wait=3&status=held"
-            first = threading.Thread(
-                target=lambda: server.client().request("GET", path, tok=token("w1")))
+            polling, second = server.client(), server.client()
+            first = threading.Thread(target=lambda: polling.request("GET", path, tok=token("w1")))
             first.start()
             time.sleep(0.5)  # the first long-poll holds the only waiter slot
-            status, answer, _ = server.client().request("GET", path, tok=token("w1"))
+            status, answer, _ = second.request("GET", path, tok=token("w1"))
             assert_error(self, status, answer, 503, "unavailable")
             first.join(timeout=10)
+            for client in (c, polling, second):
+                client.close()
         finally:
             self.assertEqual(server.close(), 0)
 
