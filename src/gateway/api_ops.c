@@ -100,18 +100,17 @@ static const char home_page[] =
     "pre{background:#f4f4f4;padding:1em;overflow:auto}</style>"
     "<h1>Catraca</h1><p>The ticket on-sale engine is running. Try a sale from a terminal "
     "(demo mode):</p><pre>"
-    "ADMIN=$(curl -s -XPOST localhost:8080/v1/demo/token -d "
-    "'{\"customer\":\"ops\",\"role\":\"admin\"}' | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')\n"
-    "curl -s -XPOST localhost:8080/v1/events -H \"Authorization: Bearer $ADMIN\" -d "
-    "'{\"id\":\"demo\",\"name\":\"Demo "
-    "night\",\"hold_seconds\":120,\"categories\":[{\"id\":\"pista\",\"capacity\":100,\"price_"
-    "cents\":5000}]}'\n"
-    "curl -s -XPOST localhost:8080/v1/events/demo/purchases -H \"Authorization: Bearer $ADMIN\" -d "
-    "'{\"category\":\"pista\",\"quantity\":2}'</pre>"
+    "ADMIN=$(curl -s -XPOST localhost:8080/v1/demo/token -H 'Content-Type: application/json' "
+    "-d '{\"customer\":\"ops\",\"role\":\"admin\"}' | sed "
+    "'s/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')\n"
+    "curl -s -XPOST localhost:8080/v1/events -H \"Authorization: Bearer $ADMIN\" "
+    "-H 'Content-Type: application/json' -d '{\"id\":\"demo\",\"name\":\"Demo night\","
+    "\"hold_seconds\":120,\"categories\":[{\"id\":\"pista\",\"capacity\":100,"
+    "\"price_cents\":5000}]}'\n"
+    "curl -s -XPOST localhost:8080/v1/events/demo/purchases -H \"Authorization: Bearer $ADMIN\" "
+    "-H 'Content-Type: application/json' -d '{\"category\":\"pista\",\"quantity\":2}'</pre>"
     "<p>Then <code>GET /v1/purchases/{id}?wait=30</code>, <code>GET /v1/events/demo</code>, "
     "<code>/metrics</code>. The contract is API.md; openapi.yaml in the repository.</p>";
-
-/* Splits the path into at most 6 segments; false when there are more. */
 
 void api_ops_home(struct route_context *c)
 {

@@ -1,7 +1,12 @@
 """The route table and the API layer's strictness: 404, 405 + Allow, HEAD, 415, ids in paths,
 Idempotency-Key, the event limit, and answers when every waiter slot is taken."""
+import html
 import json
+import os
+import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import unittest
@@ -168,6 +173,42 @@ class RouteTableTest(unittest.TestCase):
                 self.assertIn(status, (400, 404), answer)
                 self.assertEqual(answer["error"]["code"],
                                  "invalid_request" if status == 400 else "not_found")
+
+
+class WalkthroughTest(unittest.TestCase):
+    """The curl walkthroughs on the home page and in scripts/run.sh send JSON, and work."""
+
+    def run_walkthrough(self, server, text):
+        script = text.replace("localhost:8080", f"127.0.0.1:{server.port}")
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
+                              timeout=60, text=True)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn('"status":"queued"', done.stdout)  # the last command bought tickets
+        self.assertNotIn("unsupported_media_type", done.stdout)
+
+    @unittest.skipUnless(shutil.which("curl"), "curl is not installed")
+    def test_home_page_walkthrough(self):
+        server = Server()
+        try:
+            client = server.client()
+            status, page, _ = client.request("GET", "/")
+            client.close()
+            self.assertEqual(status, 200)
+            self.run_walkthrough(server, html.unescape(re.search(r"<pre>(.*)</pre>", page, re.S)[1]))
+        finally:
+            self.assertEqual(server.close(), 0)
+
+    @unittest.skipUnless(shutil.which("curl"), "curl is not installed")
+    def test_run_sh_walkthrough(self):
+        with open(os.path.join(os.path.dirname(__file__), "../../scripts/run.sh")) as f:
+            text = re.search(r"<<'TEXT'\n(.*)\nTEXT\n", f.read(), re.S)[1]
+        commands = "\n".join(line.strip() for line in text.splitlines()
+                              if line.strip().startswith(("T=", "curl")))
+        server = Server()
+        try:
+            self.run_walkthrough(server, commands)
+        finally:
+            self.assertEqual(server.close(), 0)
 
 
 class ModeRoutesTest(unittest.TestCase):
