@@ -1,7 +1,7 @@
 /*
  * api_router.c - api_handle: one table of routes (redis's command table, h2o's
- * handler per path) says which handler answers, with which role and metrics
- * label. The table alone answers 404 (no row has the path) and 405 with
+ * handler per path) says which handler answers, with which role, body and
+ * metrics label. The table alone answers 404 (no row has the path) and 405 with
  * `Allow` (rows have the path with other methods), so a new route is one row
  * and never a second hand-kept list. HEAD is served wherever GET is, by the GET
  * handler: the HTTP layer leaves the body out.
@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/clock.h"
 #include "gateway/api_internal.h"
@@ -18,16 +19,21 @@
 #define ALLOW_BYTES_MAX 64
 
 enum route_role {
-    ROLE_PUBLIC,            /* no token needed */
-    ROLE_ANY,               /* any valid token */
-    ROLE_ADMIN,             /* a valid token with role admin */
-    ROLE_PAYMENTS_OR_ADMIN, /* ... with role payments or admin */
+    ROLE_PUBLIC, /* no token needed */
+    ROLE_ANY,    /* any valid token */
+    ROLE_ADMIN,  /* a valid token with role admin */
+    ROLE_STAFF,  /* ... with role payments or admin */
 };
 
 enum route_mode {
     MODE_ALWAYS,
     MODE_DEMO,      /* catraca serve --demo: otherwise the route does not exist (404) */
     MODE_CHALLENGE, /* --challenge on: likewise */
+};
+
+enum route_body {
+    BODY_NONE, /* a body sent anyway is ignored */
+    BODY_JSON, /* a body must come with Content-Type: application/json, else 415 */
 };
 
 struct route {
@@ -38,33 +44,47 @@ struct route {
     const char *pattern;
     enum route_role role;
     enum route_mode mode;
+    enum route_body body;
     void (*handler)(struct route_context *c);
     enum metrics_route label;
 };
 
+/* A row is two lines: {method, pattern, role, mode, body,
+                          handler, metrics label}. */
+/* clang-format off */
 static const struct route routes[] = {
-    {"GET", "/", ROLE_PUBLIC, MODE_ALWAYS, api_ops_home, METRICS_ROUTE_HOME},
-    {"GET", "/healthz", ROLE_PUBLIC, MODE_ALWAYS, api_ops_healthz, METRICS_ROUTE_HEALTH},
-    {"GET", "/readyz", ROLE_PUBLIC, MODE_ALWAYS, api_ops_readyz, METRICS_ROUTE_HEALTH},
-    {"GET", "/metrics", ROLE_PUBLIC, MODE_ALWAYS, api_ops_metrics, METRICS_ROUTE_METRICS},
-    {"GET", "/v1/challenge", ROLE_PUBLIC, MODE_CHALLENGE, api_ops_challenge, METRICS_ROUTE_OTHER},
-    {"POST", "/v1/demo/token", ROLE_PUBLIC, MODE_DEMO, api_ops_demo_token, METRICS_ROUTE_DEMO},
-    {"GET", "/v1/events", ROLE_PUBLIC, MODE_ALWAYS, api_events_list, METRICS_ROUTE_EVENTS},
-    {"POST", "/v1/events", ROLE_ADMIN, MODE_ALWAYS, api_events_create, METRICS_ROUTE_EVENTS},
-    {"GET", "/v1/events/{event}", ROLE_PUBLIC, MODE_ALWAYS, api_events_get, METRICS_ROUTE_EVENT},
-    {"POST", "/v1/events/{event}/state", ROLE_ADMIN, MODE_ALWAYS, api_events_set_state,
-     METRICS_ROUTE_EVENT_STATE},
-    {"POST", "/v1/events/{event}/purchases", ROLE_ANY, MODE_ALWAYS, api_purchases_create,
-     METRICS_ROUTE_PURCHASE_CREATE},
-    {"GET", "/v1/purchases/{purchase}", ROLE_ANY, MODE_ALWAYS, api_purchases_get,
-     METRICS_ROUTE_PURCHASE},
-    {"DELETE", "/v1/purchases/{purchase}", ROLE_ANY, MODE_ALWAYS, api_purchases_cancel,
-     METRICS_ROUTE_PURCHASE_CANCEL},
-    {"GET", "/v1/purchases/{purchase}/events", ROLE_ANY, MODE_ALWAYS, api_purchases_stream,
-     METRICS_ROUTE_PURCHASE_EVENTS},
-    {"POST", "/v1/purchases/{purchase}/confirm", ROLE_PAYMENTS_OR_ADMIN, MODE_ALWAYS,
-     api_purchases_confirm, METRICS_ROUTE_PURCHASE_CONFIRM},
+    {"GET",    "/",                                ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
+               api_ops_home,                       METRICS_ROUTE_HOME},
+    {"GET",    "/healthz",                         ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
+               api_ops_healthz,                    METRICS_ROUTE_HEALTH},
+    {"GET",    "/readyz",                          ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
+               api_ops_readyz,                     METRICS_ROUTE_HEALTH},
+    {"GET",    "/metrics",                         ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
+               api_ops_metrics,                    METRICS_ROUTE_METRICS},
+    {"GET",    "/v1/challenge",                    ROLE_PUBLIC, MODE_CHALLENGE, BODY_NONE,
+               api_ops_challenge,                  METRICS_ROUTE_OTHER},
+    {"POST",   "/v1/demo/token",                   ROLE_PUBLIC, MODE_DEMO,      BODY_JSON,
+               api_ops_demo_token,                 METRICS_ROUTE_DEMO},
+    {"GET",    "/v1/events",                       ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
+               api_events_list,                    METRICS_ROUTE_EVENTS},
+    {"POST",   "/v1/events",                       ROLE_ADMIN,  MODE_ALWAYS,    BODY_JSON,
+               api_events_create,                  METRICS_ROUTE_EVENTS},
+    {"GET",    "/v1/events/{event}",               ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
+               api_events_get,                     METRICS_ROUTE_EVENT},
+    {"POST",   "/v1/events/{event}/state",         ROLE_ADMIN,  MODE_ALWAYS,    BODY_JSON,
+               api_events_set_state,               METRICS_ROUTE_EVENT_STATE},
+    {"POST",   "/v1/events/{event}/purchases",     ROLE_ANY,    MODE_ALWAYS,    BODY_JSON,
+               api_purchases_create,               METRICS_ROUTE_PURCHASE_CREATE},
+    {"GET",    "/v1/purchases/{purchase}",         ROLE_ANY,    MODE_ALWAYS,    BODY_NONE,
+               api_purchases_get,                  METRICS_ROUTE_PURCHASE},
+    {"DELETE", "/v1/purchases/{purchase}",         ROLE_ANY,    MODE_ALWAYS,    BODY_NONE,
+               api_purchases_cancel,               METRICS_ROUTE_PURCHASE_CANCEL},
+    {"GET",    "/v1/purchases/{purchase}/events",  ROLE_ANY,    MODE_ALWAYS,    BODY_NONE,
+               api_purchases_stream,               METRICS_ROUTE_PURCHASE_EVENTS},
+    {"POST",   "/v1/purchases/{purchase}/confirm", ROLE_STAFF,  MODE_ALWAYS,    BODY_JSON,
+               api_purchases_confirm,              METRICS_ROUTE_PURCHASE_CONFIRM},
 };
+/* clang-format on */
 
 #define ROUTE_COUNT (sizeof(routes) / sizeof(routes[0]))
 
@@ -98,7 +118,7 @@ static bool is_role_enough(enum route_role needed, int role)
         return true;
     case ROLE_ADMIN:
         return role == JWT_ROLE_ADMIN;
-    case ROLE_PAYMENTS_OR_ADMIN:
+    case ROLE_STAFF:
         return role == JWT_ROLE_PAYMENTS || role == JWT_ROLE_ADMIN;
     }
     return false;
@@ -178,6 +198,20 @@ static const struct route *find_route(const struct route_context *c, const char 
     return NULL;
 }
 
+/* application/json in any case, alone or with parameters ("; charset=utf-8"): RFC 9110 8.3.1. */
+static bool is_json_media_type(const char *value)
+{
+    static const char json[] = "application/json";
+    if (value == NULL)
+        return false;
+    value += strspn(value, " \t");
+    if (strncasecmp(value, json, sizeof(json) - 1) != 0)
+        return false;
+    const char *rest = value + sizeof(json) - 1;
+    rest += strspn(rest, " \t");
+    return *rest == '\0' || *rest == ';';
+}
+
 /* ---- the entry point --------------------------------------------------------------------- */
 
 void api_handle(void *context, struct http_request *request)
@@ -215,6 +249,14 @@ void api_handle(void *context, struct http_request *request)
         return;
     if (!is_role_enough(route->role, c.claims.role)) {
         api_reply_error(&c, 403, "forbidden", "this token's role may not do that", NULL);
+        return;
+    }
+    size_t body_length = 0;
+    http_body(request, &body_length);
+    if (route->body == BODY_JSON && body_length > 0 &&
+        !is_json_media_type(http_header(request, "Content-Type"))) {
+        api_reply_error(&c, 415, "unsupported_media_type",
+                        "the body must be JSON, sent with Content-Type: application/json", NULL);
         return;
     }
     route->handler(&c);

@@ -175,6 +175,73 @@ class RouteTableTest(unittest.TestCase):
                                  "invalid_request" if status == 400 else "not_found")
 
 
+class MediaTypeTest(unittest.TestCase):
+    """A body on a route that takes one must be declared JSON: otherwise 415."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+        cls.c = cls.server.client()
+        create_event(cls.c, "ev-media", (50,))
+        _, cls.purchase, _ = buy(cls.c, "ev-media", "m1")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+        assert cls.server.close() == 0
+
+    def post(self, path, body, content_type, tok=None):
+        headers = [("Authorization", b"Bearer " + tok.encode())] if tok else []
+        if content_type is not None:
+            headers.append(("Content-Type", content_type))
+        status, _, answer = raw_request(self.server.port,
+                                        request_bytes("POST", path.encode(), headers, body))
+        return status, json.loads(answer) if answer else None
+
+    def test_every_body_route_refuses_a_body_not_declared_json(self):
+        pid = self.purchase["id"]
+        routes = [("/v1/events", b'{"id":"ev-m2","categories":[{"id":"a","capacity":1}]}', ADMIN()),
+                  ("/v1/events/ev-media/state", b'{"state":"open"}', ADMIN()),
+                  ("/v1/events/ev-media/purchases", b'{"category":"cat0","quantity":1}',
+                   token("m2")),
+                  (f"/v1/purchases/{pid}/confirm", b'{"payment_ref":"x"}', ADMIN()),
+                  ("/v1/demo/token", b'{"customer":"c1"}', None)]
+        refused = [None, b"application/x-www-form-urlencoded", b"text/plain", b"text/json",
+                   b"application/jsonx", b"application/json-patch+json", b"json", b""]
+        for path, body, tok in routes:
+            for content_type in refused:
+                with self.subTest(path=path, content_type=content_type):
+                    status, answer = self.post(path, body, content_type, tok)
+                    assert_error(self, status, answer, 415, "unsupported_media_type")
+        self.assertEqual(self.c.request("GET", "/v1/events/ev-m2")[0], 404)  # nothing was created
+
+    def test_json_with_parameters_in_any_case_is_accepted(self):
+        for n, content_type in enumerate([b"application/json", b"application/json; charset=utf-8",
+                                          b"Application/JSON;charset=UTF-8",
+                                          b"APPLICATION/JSON ; charset=utf-8"]):
+            with self.subTest(content_type=content_type):
+                status, answer = self.post("/v1/events/ev-media/purchases",
+                                           b'{"category":"cat0","quantity":1}', content_type,
+                                           token(f"m-ok{n}"))
+                self.assertEqual(status, 202, answer)
+                status, answer = self.post("/v1/demo/token", b'{"customer":"c1"}', content_type)
+                self.assertEqual(status, 200, answer)
+
+    def test_an_empty_body_is_judged_by_its_route(self):
+        """No body, no media type to check: the route says what is missing (400)."""
+        status, answer = self.post("/v1/demo/token", b"", None)
+        assert_error(self, status, answer, 400, "invalid_request")
+        status, answer = self.post("/v1/events", b"", None, ADMIN())
+        assert_error(self, status, answer, 400, "invalid_request")
+
+    def test_routes_without_a_body_ignore_its_type(self):
+        status, _, _ = raw_request(self.server.port, request_bytes(
+            "DELETE", f"/v1/purchases/{self.purchase['id']}".encode(),
+            [("Authorization", b"Bearer " + token("m1").encode()),
+             ("Content-Type", b"text/plain")], b"ignored"))
+        self.assertIn(status, (200, 409))
+
+
 class WalkthroughTest(unittest.TestCase):
     """The curl walkthroughs on the home page and in scripts/run.sh send JSON, and work."""
 
