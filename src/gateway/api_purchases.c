@@ -170,6 +170,23 @@ static bool proof_of_work_passes(struct route_context *c)
     return true;
 }
 
+/*
+ * API.md: 1-64 characters, each printable ASCII other than space (0x21-0x7E). A control character
+ * is refused, never dropped or cut at: two different keys must not become one.
+ */
+static bool is_idempotency_key(const char *key)
+{
+    size_t length = strnlen(key, CATRACA_ID_MAX + 1);
+    if (length < 1 || length > CATRACA_ID_MAX)
+        return false;
+    for (size_t i = 0; i < length; i++) {
+        unsigned char byte = (unsigned char)key[i];
+        if (byte < 0x21 || byte > 0x7e)
+            return false;
+    }
+    return true;
+}
+
 /* True when key is over its rate (then answered 429). */
 static bool is_rate_limited(struct route_context *c, struct ratelimit *limiter, const char *key)
 {
@@ -195,8 +212,9 @@ void api_purchases_create(struct route_context *c)
     if (api->config.is_challenge_on && !proof_of_work_passes(c))
         return;
     const char *key = http_header(c->request, "Idempotency-Key");
-    if (key != NULL && (strlen(key) < 1 || strlen(key) > CATRACA_ID_MAX)) {
-        api_reply_error(c, 400, "invalid_request", "Idempotency-Key must be 1-64 characters", NULL);
+    if (key != NULL && !is_idempotency_key(key)) {
+        api_reply_error(c, 400, "invalid_request",
+                        "Idempotency-Key must be 1-64 printable ASCII characters, no spaces", NULL);
         return;
     }
     uint32_t limit = 0;

@@ -278,6 +278,52 @@ class WalkthroughTest(unittest.TestCase):
             self.assertEqual(server.close(), 0)
 
 
+class IdempotencyKeyTest(unittest.TestCase):
+    """Idempotency-Key: 1-64 printable ASCII characters (0x21-0x7E); anything else is a 400."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+        cls.c = cls.server.client()
+        create_event(cls.c, "ev-keys", (100,), limit=10)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+        assert cls.server.close() == 0
+
+    def buy_with_key(self, key, customer):
+        body = b'{"category":"cat0","quantity":1}'
+        headers = [("Authorization", b"Bearer " + token(customer).encode()),
+                   ("Content-Type", b"application/json"), ("Idempotency-Key", key)]
+        status, _, answer = raw_request(
+            self.server.port, request_bytes("POST", b"/v1/events/ev-keys/purchases", headers, body))
+        return status, json.loads(answer)
+
+    def test_control_characters_and_non_ascii_are_refused(self):
+        for n, key in enumerate([b"ab\x01cd", b"ab\tcd", b"ab cd", b"ab\x7fcd", b"ab\x80cd",
+                                 b"\xc3\xa9t\xc3\xa9", b"abcd\x1b", b"k" * 65]):
+            with self.subTest(key=key):
+                status, answer = self.buy_with_key(key, f"k-bad{n}")
+                assert_error(self, status, answer, 400, "invalid_request")
+
+    def test_printable_keys_are_kept_whole(self):
+        for n, key in enumerate([b"k", b"k" * 64, b"!~\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}"]):
+            with self.subTest(key=key):
+                status, first = self.buy_with_key(key, f"k-ok{n}")
+                self.assertEqual(status, 202, first)
+                status, again = self.buy_with_key(key, f"k-ok{n}")
+                self.assertEqual((status, again["id"]), (200, first["id"]))
+
+    def test_nul_in_a_key_is_refused_not_truncated(self):
+        """"ab<NUL>cd" must not be taken for the key "ab" (C strings end at the NUL): the HTTP
+        layer refuses a header with a NUL (400), before the API layer could be misled."""
+        status, first = self.buy_with_key(b"ab", "k-nul")
+        self.assertEqual(status, 202, first)
+        status, answer = self.buy_with_key(b"ab\x00cd", "k-nul")
+        assert_error(self, status, answer, 400, "invalid_request")
+
+
 class ModeRoutesTest(unittest.TestCase):
     def test_demo_and_challenge_routes_exist_only_in_their_mode(self):
         server = Server("--challenge", "on", demo=False)
