@@ -96,7 +96,7 @@ void api_events_list(struct route_context *c)
     api_reply_cjson(c, 200, json, NULL);
 }
 
-/* The number of events (partitions) is bounded: a new id beyond it is refused. */
+/* The number of events (partitions) is bounded: a new id beyond it is refused (409). */
 static bool has_room_for_event(struct route_context *c, const char *id)
 {
     struct thread_handles *h = api_handles_of(c->api);
@@ -113,7 +113,12 @@ static bool has_room_for_event(struct route_context *c, const char *id)
         is_known = strcmp(ids[i], id) == 0;
     free(ids);
     if (!is_known && count >= max) {
-        api_reply_error(c, 503, "unavailable", "the maximum number of events is reached", NULL);
+        /* 409, not 503: the log answered; retrying will not help until the limit is raised. */
+        char message[API_ERROR_MESSAGE_MAX];
+        snprintf(message, sizeof(message),
+                 "this gateway holds at most %u events (--max-events); this one was not created",
+                 max);
+        api_reply_error(c, 409, "conflict", message, NULL);
         return false;
     }
     return true;

@@ -324,6 +324,25 @@ class IdempotencyKeyTest(unittest.TestCase):
         assert_error(self, status, answer, 400, "invalid_request")
 
 
+class EventLimitTest(unittest.TestCase):
+    def test_an_event_beyond_max_events_is_a_conflict(self):
+        """409 conflict, not 503 (which API.md keeps for a log that cannot be reached)."""
+        server = Server("--max-events", "2")
+        try:
+            c = server.client()
+            create_event(c, "ev-limit-a")
+            create_event(c, "ev-limit-b")
+            body = {"id": "ev-limit-c", "categories": [{"id": "a", "capacity": 1}]}
+            status, answer, _ = c.request("POST", "/v1/events", body, ADMIN())
+            assert_error(self, status, answer, 409, "conflict")
+            self.assertIn("--max-events", answer["error"]["message"])
+            self.assertEqual(c.request("GET", "/v1/events/ev-limit-c")[0], 404)
+            create_event(c, "ev-limit-a")  # repeating a known event still answers 200
+            c.close()
+        finally:
+            self.assertEqual(server.close(), 0)
+
+
 class ModeRoutesTest(unittest.TestCase):
     def test_demo_and_challenge_routes_exist_only_in_their_mode(self):
         server = Server("--challenge", "on", demo=False)
