@@ -357,6 +357,13 @@ void api_purchases_stream(struct route_context *c)
     struct store_purchase row;
     if (load_visible_purchase(c, false, &row) != 0)
         return;
+    if (strcmp(http_method(c->request), "HEAD") == 0) {
+        /* The stream's headers, not a stream: nothing would ever be sent on it, and a chunked
+         * answer to HEAD gets an end-of-stream chunk from some HTTP libraries (MHD). */
+        static const char *const headers[] = {"Cache-Control", "no-cache", NULL};
+        api_reply(c, 200, "text/event-stream", "", 0, headers);
+        return;
+    }
     api_pending_park_for_changes(c, &row, PENDING_STREAM, STREAM_TIMEOUT_MS);
 }
 

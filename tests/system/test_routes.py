@@ -122,6 +122,17 @@ class RouteTableTest(unittest.TestCase):
         status, _, body = self.send("HEAD", "/v1/events/ev-routes/purchases")
         self.assertEqual((status, body), (405, b""))
 
+    def test_head_of_a_stream_is_its_headers_alone(self):
+        """Not a stream: an end-of-stream chunk after a HEAD answer would desynchronise a
+        keep-alive connection."""
+        auth = [("Authorization", b"Bearer " + token("r1").encode())]
+        path = f"/v1/purchases/{self.purchase['id']}/events"
+        status, headers, body = self.send("HEAD", path, auth)
+        self.assertEqual((status, body), (200, b""))
+        self.assertTrue(headers["content-type"].startswith("text/event-stream"))
+        status, _, body = self.send("HEAD", path)
+        self.assertEqual((status, body), (401, b""))
+
     def test_segments_that_are_not_ids_are_not_found(self):
         """An event or purchase segment is an id, checked by the table before the token."""
         long_id = "e" * 65
