@@ -5,7 +5,7 @@
  * src/gateway/api*.c; the public contract is api.h.
  *
  *   api.c            life cycle (start, drain, stop), answers, per-thread handles
- *   api_router.c     the route table: 404, 405 + Allow, HEAD, roles; api_handle
+ *   api_router.c     the route table: 404, 405 + Allow, HEAD, roles, 415; api_handle
  *   api_pending.c    parked requests, their deadlines, the responder thread
  *   api_events.c     /v1/events routes and the answers to event commands
  *   api_purchases.c  /v1/purchases routes and the answers to purchase commands
@@ -166,7 +166,8 @@ void api_pending_submit(struct route_context *c, struct pending *p,
 /* Parks c's request (long-poll or SSE) until row's purchase changes or wait_ms pass. */
 void api_pending_park_for_changes(struct route_context *c, const struct store_purchase *row,
                                   enum pending_kind kind, int64_t wait_ms);
-/* Responder thread: answers p (once) and lets go of it. */
+/* Answers p (once) and lets go of it: on the responder thread, or on the appender's for a
+ * purchase, which never registers a waiter or arms a deadline. */
 void api_pending_finish(struct pending *p, int status, const char *json,
                         const char *const *headers);
 void api_pending_finish_error(struct pending *p, int status, const char *code, const char *message);
@@ -177,6 +178,12 @@ void api_pending_finish_cjson(struct pending *p, int status, cJSON *json,
 void *api_pending_responder_main(void *api);
 
 /* ---- routes and their answers (api_events.c, api_purchases.c, api_ops.c) ----------------- */
+
+/*
+ * Handlers (the route table's): each answers c's request exactly once, now or by parking it.
+ * The router has already checked the path (ids in c->segments are ids), the token and role
+ * (c->claims) and the body's media type.
+ */
 
 /* The event named id, or false once answered (404, or 503 when the store does not answer). */
 bool api_events_read(struct route_context *c, const char *id, struct store_event *event);
