@@ -71,6 +71,8 @@ struct thread_handles *api_handles_of(struct api *api)
         goto err_free;
     if (backend->open_store(backend->context, &h->store) != 0)
         goto err_close_log;
+    if (token_cache_init(&h->tokens, API_TOKEN_CACHE_SLOTS) != 0)
+        goto err_close_store;
     pthread_mutex_lock(&api->handles_mutex);
     bool has_room = api->handle_count < API_HANDLES_MAX;
     if (has_room)
@@ -82,6 +84,7 @@ struct thread_handles *api_handles_of(struct api *api)
     return h;
 
 err_close_store:
+    token_cache_destroy(&h->tokens);
     h->store.ops->close(h->store.context);
 err_close_log:
     h->log.ops->close(h->log.context);
@@ -194,6 +197,7 @@ void api_stop(struct api *api)
     for (uint32_t i = 0; i < api->handle_count; i++) {
         api->handles[i]->store.ops->close(api->handles[i]->store.context);
         api->handles[i]->log.ops->close(api->handles[i]->log.context);
+        token_cache_destroy(&api->handles[i]->tokens);
         free(api->handles[i]);
     }
     challenge_destroy(&api->challenge);

@@ -26,10 +26,13 @@
 #include "gateway/jwt.h"
 #include "gateway/metrics.h"
 #include "gateway/ratelimit.h"
+#include "gateway/token_cache.h"
 #include "gateway/waiters.h"
 
 #define API_HANDLES_MAX 256
 #define API_KNOWN_EVENTS_MAX 64
+/* Verified tokens remembered per HTTP thread: about 100 bytes each, 6.5 MB a thread. */
+#define API_TOKEN_CACHE_SLOTS 65536
 #define API_SEGMENTS_MAX 6
 
 /* ---- parked requests (api_pending.c) ----------------------------------------------------- */
@@ -66,6 +69,8 @@ struct pending {
     struct log_append_item append;
     struct store_purchase row;
     struct store_answer answer;
+    bool is_abandoned;      /* the client left (http_on_abandon) */
+    bool has_abandon_hook;  /* set once, before the hook can run */
     /* responder thread only */
     bool is_done;
     bool is_registered;
@@ -86,6 +91,7 @@ struct thread_handles {
         uint32_t per_customer_limit;
     } known[API_KNOWN_EVENTS_MAX];
     uint32_t known_count;
+    struct token_cache tokens; /* bearer tokens this thread verified */
 };
 
 struct api {

@@ -210,12 +210,35 @@ static void deadline_disarm(struct api *api, struct pending *p)
 
 /* ---- answers (responder thread) ---------------------------------------------------------- */
 
+/* The loop thread, when the client of a parked long-poll or stream left: finish it now, so its
+ * waiter slot and deadline go at once rather than at the deadline. */
+static void on_abandoned(void *context)
+{
+    struct pending *p = context;
+    struct api *api = p->api;
+    pthread_mutex_lock(&api->queue_mutex);
+    p->is_abandoned = true;
+    enqueue_locked(api, p);
+    pthread_mutex_unlock(&api->queue_mutex);
+    api_pending_release(p); /* the hook's reference */
+}
+
+/* Arms the abandon hook of a parked long-poll or stream; it holds a reference to p. */
+static void abandon_hook_arm(struct pending *p)
+{
+    atomic_fetch_add(&p->references, 1);
+    p->has_abandon_hook = true;
+    http_on_abandon(p->request, on_abandoned, p);
+}
+
 void api_pending_finish(struct pending *p, int status, const char *json, const char *const *headers)
 {
     struct api *api = p->api;
     if (p->is_done)
         return;
     p->is_done = true;
+    if (p->has_abandon_hook && http_abandon_cancel(p->request))
+        api_pending_release(p); /* the hook's reference: it will never run */
     pending_unregister(p);
     deadline_disarm(api, p);
     if (p->kind == PENDING_STREAM) {
@@ -286,7 +309,7 @@ static void stream_json(struct http_request *request, cJSON *json)
 static void pending_process(struct api *api, struct pending *p)
 {
     pthread_mutex_lock(&api->queue_mutex);
-    bool has_append = p->has_append, has_row = p->has_row;
+    bool has_append = p->has_append, has_row = p->has_row, is_abandoned = p->is_abandoned;
     struct store_purchase row = p->row;
     p->has_append = false;
     if (p->kind != PENDING_ANSWER)
@@ -303,6 +326,10 @@ static void pending_process(struct api *api, struct pending *p)
     }
     if (p->is_done)
         return;
+    if (is_abandoned) { /* nobody to answer: let go of the slot and the deadline */
+        api_pending_finish(p, 200, "", NULL);
+        return;
+    }
     if (p->wait_ms > 0 && p->deadline_ms == 0)
         deadline_arm(api, p, clock_wall_ms() + p->wait_ms);
     if (has_append && p->kind == PENDING_PURCHASE)
@@ -486,9 +513,18 @@ void api_pending_park_for_changes(struct route_context *c, const struct store_pu
     if (kind == PENDING_STREAM) {
         stream_json(c->request, api_purchases_json(row));
         metrics_request(&c->api->metrics, c->route, 200, clock_monotonic_us() - c->started_us);
+        if (row->status >= ENGINE_STATUS_CONFIRMED) { /* final: it can never change again */
+            http_stream_end(c->request);
+            api_pending_release(p);
+            return;
+        }
     }
+    /* Armed before anything can finish p: the responder may see p as soon as it is registered. */
+    abandon_hook_arm(p);
     /* Registered before the re-check below, so no change can slip between the two. */
     if (pending_register(p) != 0) {
+        if (http_abandon_cancel(c->request))
+            api_pending_release(p); /* the hook's reference */
         static const char busy[] = "{\"error\":{\"code\":\"unavailable\","
                                    "\"message\":\"too many requests are waiting\"}}";
         if (kind == PENDING_STREAM) {

@@ -160,7 +160,7 @@ struct http_request {
     char *body;
     size_t body_length, body_capacity;
     void *user_data;
-    void (*abandon_hook)(void *context);
+    void (*abandon_hook)(void *context); /* under loop->mutex */
     void *abandon_context;
     char client_ip[INET6_ADDRSTRLEN];
     /* under loop->mutex */
@@ -473,12 +473,14 @@ static void conn_detach_request(struct connection *c, bool is_abandoned)
     struct loop *loop = c->loop;
     pthread_mutex_lock(&loop->mutex);
     bool was_waiting = r->is_answered && !r->is_completed && !r->is_stream_end_sent;
+    void (*hook)(void *) = is_abandoned && was_waiting ? r->abandon_hook : NULL;
+    r->abandon_hook = NULL; /* disarmed: its context now belongs to this thread's call */
     r->is_gone = true;
     pthread_mutex_unlock(&loop->mutex);
     r->connection = NULL;
     request_unpark(r);
-    if (is_abandoned && was_waiting && r->abandon_hook != NULL)
-        r->abandon_hook(r->abandon_context);
+    if (hook != NULL)
+        hook(r->abandon_context);
     request_release(r);
 }
 
@@ -953,8 +955,19 @@ int http_defer(struct http_request *r)
 
 void http_on_abandon(struct http_request *r, void (*hook)(void *context), void *context)
 {
+    pthread_mutex_lock(&r->loop->mutex);
     r->abandon_hook = hook;
     r->abandon_context = context;
+    pthread_mutex_unlock(&r->loop->mutex);
+}
+
+bool http_abandon_cancel(struct http_request *r)
+{
+    pthread_mutex_lock(&r->loop->mutex);
+    bool was_armed = r->abandon_hook != NULL;
+    r->abandon_hook = NULL;
+    pthread_mutex_unlock(&r->loop->mutex);
+    return was_armed;
 }
 
 /* Queues r for its loop (under loop->mutex); the loop is woken when its inbox was empty. */

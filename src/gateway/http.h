@@ -83,9 +83,13 @@ void http_release(struct http_request *request);
 /*
  * Called once, on the request's event-loop thread, when its connection goes
  * away before a parked request was answered or a stream ended (the client
- * left): the caller lets go of whatever waits for it. Set before parking.
+ * left): the caller lets go of whatever waits for it. Set after parking, from
+ * any thread. Whoever disarms the hook owns whatever `context` holds: the
+ * hook itself when it runs, or the caller of http_abandon_cancel when that
+ * returns true (false: the hook has run or is running).
  */
 void http_on_abandon(struct http_request *request, void (*hook)(void *context), void *context);
+bool http_abandon_cancel(struct http_request *request);
 
 /* Caller-owned slot for the handler's per-request state (freed by `free` when not NULL). */
 void **http_user_data(struct http_request *request);

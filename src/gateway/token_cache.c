@@ -10,8 +10,7 @@
 #include "core/siphash.h"
 
 struct token_cache_slot {
-    uint16_t length; /* 0: empty */
-    char token[TOKEN_CACHE_TOKEN_MAX];
+    uint64_t hash[2]; /* {0, 0}: empty */
     struct jwt_claims claims;
 };
 
@@ -24,7 +23,7 @@ int token_cache_init(struct token_cache *cache, uint32_t slots_max)
     if (cache->slots == NULL)
         return CATRACA_E_NOMEM;
     cache->slots_max = slots_max;
-    if (RAND_bytes(cache->key, sizeof(cache->key)) != 1) {
+    if (RAND_bytes(&cache->keys[0][0], sizeof(cache->keys)) != 1) {
         free(cache->slots);
         cache->slots = NULL;
         return CATRACA_E_IO;
@@ -39,10 +38,11 @@ void token_cache_destroy(struct token_cache *cache)
 }
 
 static struct token_cache_slot *slot_of(struct token_cache *cache, const char *token,
-                                        size_t length)
+                                        size_t length, uint64_t hash[2])
 {
-    uint64_t hash = siphash24(cache->key, token, length);
-    return &cache->slots[hash % cache->slots_max];
+    hash[0] = siphash24(cache->keys[0], token, length);
+    hash[1] = siphash24(cache->keys[1], token, length) | 1; /* never the empty mark */
+    return &cache->slots[hash[0] % cache->slots_max];
 }
 
 bool token_cache_find(struct token_cache *cache, const char *token, int64_t now_s,
@@ -51,8 +51,9 @@ bool token_cache_find(struct token_cache *cache, const char *token, int64_t now_
     size_t length = strlen(token);
     if (length == 0 || length > TOKEN_CACHE_TOKEN_MAX)
         return false;
-    struct token_cache_slot *slot = slot_of(cache, token, length);
-    bool is_hit = slot->length == length && memcmp(slot->token, token, length) == 0 &&
+    uint64_t hash[2];
+    struct token_cache_slot *slot = slot_of(cache, token, length, hash);
+    bool is_hit = slot->hash[0] == hash[0] && slot->hash[1] == hash[1] &&
                   slot->claims.expires_s > now_s;
     if (is_hit)
         *claims = slot->claims;
@@ -68,9 +69,10 @@ void token_cache_add(struct token_cache *cache, const char *token, const struct 
     size_t length = strlen(token);
     if (length == 0 || length > TOKEN_CACHE_TOKEN_MAX)
         return;
-    struct token_cache_slot *slot = slot_of(cache, token, length);
-    memcpy(slot->token, token, length);
-    slot->length = (uint16_t)length;
+    uint64_t hash[2];
+    struct token_cache_slot *slot = slot_of(cache, token, length, hash);
+    slot->hash[0] = hash[0];
+    slot->hash[1] = hash[1];
     slot->claims = *claims;
-    assert(slot->length == length);
+    assert(slot->hash[1] != 0);
 }

@@ -4,11 +4,13 @@
  * instead of an HMAC and two JSON parses (the HMAC was a fifth of a
  * purchase's instructions).
  *
- * A fixed table of slots_max entries, sized at init and never grown; a new
- * token takes the slot its hash names (the previous one is forgotten and will
- * simply be verified again). The whole token is stored and compared, so a
- * hash collision can never hand one caller another's claims. Tokens longer
- * than TOKEN_CACHE_TOKEN_MAX are not cached. One table per thread: no locks.
+ * A fixed table of slots_max entries (about 100 bytes each), sized at init
+ * and never grown; a new token takes the slot its hash names (the previous
+ * one is forgotten and will simply be verified again). A slot keeps a 128-bit
+ * keyed hash of the token (two SipHash-2-4 with random keys), not the token:
+ * handing one caller another's claims would take a 128-bit collision under
+ * keys the caller never sees. Tokens longer than TOKEN_CACHE_TOKEN_MAX are
+ * not cached. One table per thread: no locks.
  */
 #ifndef CATRACA_GATEWAY_TOKEN_CACHE_H
 #define CATRACA_GATEWAY_TOKEN_CACHE_H
@@ -19,14 +21,14 @@
 
 #include "gateway/jwt.h"
 
-#define TOKEN_CACHE_TOKEN_MAX 512
+#define TOKEN_CACHE_TOKEN_MAX JWT_TOKEN_MAX
 
 struct token_cache_slot;
 
 struct token_cache {
     struct token_cache_slot *slots;
     uint32_t slots_max;
-    uint8_t key[16]; /* SipHash key, random per table: slots cannot be aimed at */
+    uint8_t keys[2][16]; /* SipHash keys, random per table: slots cannot be aimed at */
     uint64_t hits, misses;
 };
 

@@ -58,7 +58,7 @@ static void test_bounded_and_never_confused(void **state)
     }
     assert_true(hits >= 1 && hits <= 8);
     /* Too long to cache: never stored, never found. */
-    char long_token[TOKEN_CACHE_TOKEN_MAX + 2];
+    static char long_token[TOKEN_CACHE_TOKEN_MAX + 2];
     memset(long_token, 'x', sizeof(long_token) - 1);
     long_token[sizeof(long_token) - 1] = '\0';
     struct jwt_claims claims = claims_of("bob", JWT_ROLE_ADMIN, 5000), got;

@@ -248,6 +248,36 @@ class StreamLimitTest(unittest.TestCase):
         finally:
             self.assertEqual(server.close(), 0)
 
+    def test_clients_that_leave_long_polls_free_their_waiter_slots(self):
+        """--max-waiters 4: four long-polls left by their clients must not refuse the fifth."""
+        server = Server("--max-waiters", "4")
+        try:
+            c = server.client()
+            create_event(c, "ev-poll", (5,))
+            status, p, _ = buy(c, "ev-poll", "alice")
+            self.assertEqual(status, 202)
+            held = wait_status(c, p["id"], "alice", lambda s: s == "held")
+            request = (f"GET /v1/purchases/{p['id']}?wait=30&status=held HTTP/1.1\r\nHost: x\r\n"
+                       f"Authorization: Bearer {token('alice')}\r\n\r\n").encode()
+            for _ in range(3):
+                polls = []
+                for _ in range(4):
+                    s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                    s.sendall(request)
+                    polls.append(s)
+                time.sleep(0.3)
+                for s in polls:
+                    s.close()
+                time.sleep(0.3)
+            started = time.time()
+            status, answer, _ = c.request("GET", f"/v1/purchases/{p['id']}?wait=1&status=held",
+                                          tok=token("alice"))
+            self.assertEqual(status, 200, answer)  # parked, not 503: the slots came back
+            self.assertGreaterEqual(time.time() - started, 0.9)
+            self.assertEqual(answer["status"], held["status"])
+        finally:
+            self.assertEqual(server.close(), 0)
+
 
 if __name__ == "__main__":
     unittest.main()
