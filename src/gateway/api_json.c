@@ -420,6 +420,20 @@ static cJSON *purchase_common(uint64_t purchase_id, const char *event, const cha
     return root;
 }
 
+int api_json_purchase_accepted(char *out, size_t size, uint64_t purchase_id, const char *event,
+                               const char *category, uint32_t quantity, struct log_seq seq)
+{
+    assert(api_json_is_id(event) && api_json_is_id(category));
+    char id[API_PURCHASE_ID_TEXT], seq_text[LOG_SEQ_TEXT_MAX];
+    api_json_purchase_id_format(purchase_id, id);
+    log_seq_format(seq, seq_text);
+    int n = snprintf(out, size,
+                     "{\"id\":\"%s\",\"event\":\"%s\",\"category\":\"%s\",\"quantity\":%u,"
+                     "\"seq\":\"%s\",\"status\":\"queued\"}",
+                     id, event, category, quantity, seq_text);
+    return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
 cJSON *api_json_purchase_queued(uint64_t purchase_id, const char *event, const char *customer,
                                 const char *category, uint32_t quantity, struct log_seq seq)
 {

@@ -82,6 +82,15 @@ cJSON *api_json_purchase(const struct store_purchase *purchase);
 /* A purchase in the log that no batch has decided yet. */
 cJSON *api_json_purchase_queued(uint64_t purchase_id, const char *event, const char *customer,
                                 const char *category, uint32_t quantity, struct log_seq seq);
+/*
+ * The 202 body of an accepted purchase, {"id","event","category","quantity","seq","status":
+ * "queued"}, written into out without a cJSON tree (it is every purchase's answer). event and
+ * category are ids (api_json_is_id: nothing to escape). Returns the length, or -1 when out is
+ * too small (API_PURCHASE_ACCEPTED_MAX always suffices).
+ */
+#define API_PURCHASE_ACCEPTED_MAX 320
+int api_json_purchase_accepted(char *out, size_t size, uint64_t purchase_id, const char *event,
+                               const char *category, uint32_t quantity, struct log_seq seq);
 /* {"error":{"code":..., "message":...}} as a malloc'ed string. */
 char *api_json_error(const char *code, const char *message);
 

@@ -3,6 +3,7 @@
  * confirm) and their answers once the log or the engine has them.
  */
 #include <stdatomic.h>
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,24 +37,25 @@ void api_purchases_answer_appended(struct api *api, struct pending *p)
     api_json_purchase_id_format(id, id_text);
     snprintf(location, sizeof(location), "/v1/purchases/%s", id_text);
     const char *headers[] = {"Location", location, NULL};
-    cJSON *json = api_json_purchase_queued(id, p->event, p->customer, p->category, p->quantity,
-                                           p->append.seq);
-    cJSON_DeleteItemFromObject(json, "customer");
-    cJSON_DeleteItemFromObject(json, "reason");
-    cJSON_DeleteItemFromObject(json, "hold_expires_at");
-    cJSON_DeleteItemFromObject(json, "position");
-    cJSON_DeleteItemFromObject(json, "tickets");
+    char accepted[API_PURCHASE_ACCEPTED_MAX];
+    int length = api_json_purchase_accepted(accepted, sizeof(accepted), id, p->event, p->category,
+                                            p->quantity, p->append.seq);
+    assert(length > 0);
     if (p->append.result == LOG_DUPLICATE) {
+        /* An idempotent repeat answers the purchase as it is now. */
         struct store_purchase row;
-        if (api->responder_store.ops->get_purchase(api->responder_store.context, id, &row) == 0) {
-            cJSON_Delete(json);
-            json = api_json_purchase(&row);
-        }
-        api_pending_finish_cjson(p, 200, json, headers);
+        if (api->responder_store.ops->get_purchase(api->responder_store.context, id, &row) == 0)
+            api_pending_finish_cjson(p, 200, api_json_purchase(&row), headers);
+        else /* still queued: the same shape as GET of a queued purchase */
+            api_pending_finish_cjson(p, 200,
+                                     api_json_purchase_queued(id, p->event, p->customer,
+                                                              p->category, p->quantity,
+                                                              p->append.seq),
+                                     headers);
         return;
     }
     metrics_count(&api->metrics, METRICS_PURCHASES_ACCEPTED);
-    api_pending_finish_cjson(p, 202, json, headers);
+    api_pending_finish(p, 202, accepted, headers);
 }
 
 /* Confirm and cancel: the engine's answer, with the purchase as the store has it now. */
