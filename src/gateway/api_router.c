@@ -102,12 +102,13 @@ static bool authenticate(struct route_context *c)
     }
     int64_t now_s = clock_wall_ms() / 1000;
     struct thread_handles *h = api_handles_of(api);
-    if (h != NULL && token_cache_find(&h->tokens, header + 7, now_s, &c->claims))
+    struct token_cache_key key = {.is_cacheable = false};
+    if (h != NULL && token_cache_find(&h->tokens, header + 7, now_s, &c->claims, &key))
         return true;
     int error = jwt_verify(api->config.jwt_secret, api->config.jwt_secret_length, header + 7,
                            now_s, &c->claims);
     if (error == 0 && h != NULL)
-        token_cache_add(&h->tokens, header + 7, &c->claims);
+        token_cache_add(&h->tokens, &key, &c->claims);
     if (error != 0) {
         metrics_count(&api->metrics, METRICS_AUTH_FAILURES);
         api_reply_error(c, 401, "unauthorized", jwt_strerror(error), NULL);

@@ -37,23 +37,23 @@ void token_cache_destroy(struct token_cache *cache)
     cache->slots = NULL;
 }
 
-static struct token_cache_slot *slot_of(struct token_cache *cache, const char *token,
-                                        size_t length, uint64_t hash[2])
+static struct token_cache_slot *slot_of(struct token_cache *cache,
+                                        const struct token_cache_key *key)
 {
-    hash[0] = siphash24(cache->keys[0], token, length);
-    hash[1] = siphash24(cache->keys[1], token, length) | 1; /* never the empty mark */
-    return &cache->slots[hash[0] % cache->slots_max];
+    return &cache->slots[key->hash[0] % cache->slots_max];
 }
 
 bool token_cache_find(struct token_cache *cache, const char *token, int64_t now_s,
-                      struct jwt_claims *claims)
+                      struct jwt_claims *claims, struct token_cache_key *key)
 {
-    size_t length = strlen(token);
-    if (length == 0 || length > TOKEN_CACHE_TOKEN_MAX)
+    size_t length = strnlen(token, TOKEN_CACHE_TOKEN_MAX + 1);
+    key->is_cacheable = length > 0 && length <= TOKEN_CACHE_TOKEN_MAX;
+    if (!key->is_cacheable)
         return false;
-    uint64_t hash[2];
-    struct token_cache_slot *slot = slot_of(cache, token, length, hash);
-    bool is_hit = slot->hash[0] == hash[0] && slot->hash[1] == hash[1] &&
+    key->hash[0] = siphash24(cache->keys[0], token, length);
+    key->hash[1] = siphash24(cache->keys[1], token, length) | 1; /* never the empty mark */
+    struct token_cache_slot *slot = slot_of(cache, key);
+    bool is_hit = slot->hash[0] == key->hash[0] && slot->hash[1] == key->hash[1] &&
                   slot->claims.expires_s > now_s;
     if (is_hit)
         *claims = slot->claims;
@@ -64,15 +64,14 @@ bool token_cache_find(struct token_cache *cache, const char *token, int64_t now_
     return is_hit;
 }
 
-void token_cache_add(struct token_cache *cache, const char *token, const struct jwt_claims *claims)
+void token_cache_add(struct token_cache *cache, const struct token_cache_key *key,
+                     const struct jwt_claims *claims)
 {
-    size_t length = strlen(token);
-    if (length == 0 || length > TOKEN_CACHE_TOKEN_MAX)
+    if (!key->is_cacheable)
         return;
-    uint64_t hash[2];
-    struct token_cache_slot *slot = slot_of(cache, token, length, hash);
-    slot->hash[0] = hash[0];
-    slot->hash[1] = hash[1];
+    assert(key->hash[1] != 0);
+    struct token_cache_slot *slot = slot_of(cache, key);
+    slot->hash[0] = key->hash[0];
+    slot->hash[1] = key->hash[1];
     slot->claims = *claims;
-    assert(slot->hash[1] != 0);
 }

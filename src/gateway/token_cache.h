@@ -25,6 +25,12 @@
 
 struct token_cache_slot;
 
+/* A token's 128-bit keyed hash: computed once by token_cache_find, reused by token_cache_add. */
+struct token_cache_key {
+    uint64_t hash[2];
+    bool is_cacheable; /* false: empty or longer than TOKEN_CACHE_TOKEN_MAX */
+};
+
 struct token_cache {
     struct token_cache_slot *slots;
     uint32_t slots_max;
@@ -36,10 +42,12 @@ struct token_cache {
 int token_cache_init(struct token_cache *cache, uint32_t slots_max);
 void token_cache_destroy(struct token_cache *cache);
 
-/* True, with *claims, when exactly this token was verified and expires after now_s. */
+/* True, with *claims, when exactly this token was verified and expires after now_s; *key is
+ * set either way, for token_cache_add. */
 bool token_cache_find(struct token_cache *cache, const char *token, int64_t now_s,
-                      struct jwt_claims *claims);
-/* Remembers a token that jwt_verify accepted, with its claims. */
-void token_cache_add(struct token_cache *cache, const char *token, const struct jwt_claims *claims);
+                      struct jwt_claims *claims, struct token_cache_key *key);
+/* Remembers the token of *key, which jwt_verify accepted, with its claims. */
+void token_cache_add(struct token_cache *cache, const struct token_cache_key *key,
+                     const struct jwt_claims *claims);
 
 #endif
