@@ -4,7 +4,9 @@
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -77,13 +79,42 @@ static int check_header(const char *part, size_t length)
     return error;
 }
 
+/*
+ * HMAC-SHA256 through one EVP_MAC_CTX per thread, keyed on each call. HMAC()
+ * is EVP_Q_mac in OpenSSL 3: it fetches the algorithm and builds a context
+ * every time, which callgrind put at a fifth of a purchase's instructions.
+ * The context lives as long as its thread (one per HTTP loop). false on error.
+ */
+static bool hmac_sha256(const uint8_t *key, size_t key_length, const void *data, size_t length,
+                        uint8_t out[32])
+{
+    static _Thread_local EVP_MAC_CTX *context;
+    if (context == NULL) {
+        EVP_MAC *mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
+        context = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+        EVP_MAC_free(mac); /* the context keeps its own reference */
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+            OSSL_PARAM_construct_end()};
+        if (context != NULL && EVP_MAC_CTX_set_params(context, params) != 1) {
+            EVP_MAC_CTX_free(context);
+            context = NULL;
+        }
+        if (context == NULL)
+            return false;
+    }
+    size_t written = 0;
+    return EVP_MAC_init(context, key, key_length, NULL) == 1 &&
+           EVP_MAC_update(context, data, length) == 1 &&
+           EVP_MAC_final(context, out, &written, 32) == 1 && written == 32;
+}
+
 static int check_signature(const uint8_t *secret, size_t secret_length, const char *token,
                            size_t signed_length, const char *signature, size_t signature_length)
 {
-    uint8_t expected[EVP_MAX_MD_SIZE], given[64];
-    unsigned int expected_length = 0;
-    if (HMAC(EVP_sha256(), secret, (int)secret_length, (const unsigned char *)token, signed_length,
-             expected, &expected_length) == NULL)
+    uint8_t expected[32], given[64];
+    size_t expected_length = sizeof(expected);
+    if (!hmac_sha256(secret, secret_length, token, signed_length, expected))
         return JWT_E_SIGNATURE;
     int n = base64url_decode(signature, signature_length, given, sizeof(given));
     if (n != (int)expected_length || CRYPTO_memcmp(expected, given, expected_length) != 0)
