@@ -186,6 +186,9 @@ static int serve(const struct config *config)
     service_api_config(config, &api_backend, secret, secret_length, &api_config);
     if (api_config.append_threads == 0) /* SQLite has one writer: more would only queue */
         api_config.append_threads = 1;
+    /* The worker runs in this process and hands every commit to the API: reads of recently
+     * decided purchases can be answered from memory (a gateway's feed is a lossy pub/sub). */
+    api_config.recent_purchases_max = 32768;
     struct api *api = NULL;
     struct worker *worker = NULL;
     struct http_server *http = NULL;

@@ -98,6 +98,8 @@ err_free:
 void api_on_commit(void *context, const struct worker_commit *commit)
 {
     struct api *api = context;
+    if (api->recent.slots != NULL)
+        recent_update(&api->recent, commit); /* before the waiters: they may read it */
     waiters_notify(&api->waiters, commit);
 }
 
@@ -128,6 +130,8 @@ int api_start(const struct api_config *config, struct api **out)
     if (appender.threads < 1 || appender.threads > APPENDER_THREADS_MAX)
         return CATRACA_E_INVALID;
     int error = waiters_init(&api->waiters, config->waiters_max);
+    if (error == 0 && config->recent_purchases_max > 0)
+        error = recent_init(&api->recent, config->recent_purchases_max);
     if (error == 0)
         error = ratelimit_init(&api->customer_limit, config->rate_keys_max,
                                config->rate_customer_per_s, config->rate_customer_burst);
@@ -204,6 +208,7 @@ void api_stop(struct api *api)
     ratelimit_destroy(&api->customer_limit);
     ratelimit_destroy(&api->ip_limit);
     waiters_destroy(&api->waiters);
+    recent_destroy(&api->recent);
     free(api->heap);
     free(api);
 }

@@ -26,6 +26,7 @@
 #include "gateway/jwt.h"
 #include "gateway/metrics.h"
 #include "gateway/ratelimit.h"
+#include "gateway/recent.h"
 #include "gateway/token_cache.h"
 #include "gateway/waiters.h"
 
@@ -105,6 +106,7 @@ struct api {
     struct challenge challenge;
     struct metrics metrics;
     atomic_uint_fast64_t purchase_counter;
+    struct recent recent; /* slots == NULL: off */
 
     pthread_mutex_t handles_mutex;
     struct thread_handles *handles[API_HANDLES_MAX];

@@ -538,8 +538,11 @@ void api_pending_park_for_changes(struct route_context *c, const struct store_pu
     }
     struct store_purchase now;
     struct thread_handles *h = api_handles_of(c->api);
-    bool has_changed = h != NULL &&
-                       h->store.ops->get_purchase(h->store.context, row->purchase_id, &now) == 0 &&
+    bool is_recent =
+        c->api->recent.slots != NULL && recent_find(&c->api->recent, row->purchase_id, &now);
+    bool has_changed = (is_recent || (h != NULL && h->store.ops->get_purchase(
+                                                       h->store.context, row->purchase_id,
+                                                       &now) == 0)) &&
                        now.status != row->status;
     pthread_mutex_lock(&c->api->queue_mutex);
     if (has_changed) {

@@ -262,6 +262,8 @@ static int find_purchase(struct route_context *c, uint64_t id, struct store_purc
         api_reply_error(c, 503, "unavailable", "the store is unavailable", NULL);
         return -1;
     }
+    if (c->api->recent.slots != NULL && recent_find(&c->api->recent, id, out))
+        return 0;
     int error = h->store.ops->get_purchase(h->store.context, id, out);
     if (error == 0)
         return 0;
