@@ -653,10 +653,14 @@ static bool query_decode(char *text)
  * The path is kept as sent (never decoded: an id cannot hold '%', so an
  * escaped one is simply no id, and %2F never becomes a separator), but an
  * escape that would decode to a NUL or a control character is refused, and
- * so is a '%' without two hex digits.
+ * so is a '%' without two hex digits. The whole target must be visible ASCII
+ * (RFC 3986): http_parser lets a raw tab, form feed or byte above 0x7F through.
  */
 static bool path_is_clean(const char *path)
 {
+    for (const char *at = path; *at != '\0'; at++)
+        if ((unsigned char)*at <= 0x20 || (unsigned char)*at >= 0x7f)
+            return false;
     for (const char *at = path; *at != '\0' && *at != '?'; at++) {
         if (*at != '%')
             continue;
@@ -682,8 +686,10 @@ static bool query_parse(struct http_request *r)
         char *equals = strchr(pair, '=');
         if (equals != NULL)
             *equals = '\0';
-        const char *value = equals != NULL ? equals + 1 : "";
-        if (!query_decode(pair) || !query_decode((char *)value))
+        /* No '=': the value is the empty string at the pair's end (in the arena: decoding
+         * writes its terminator, which a string literal would not take). */
+        char *value = equals != NULL ? equals + 1 : pair + strlen(pair);
+        if (!query_decode(pair) || !query_decode(value))
             return false;
         r->arguments[r->argument_count].name = pair;
         r->arguments[r->argument_count++].value = value;
@@ -1595,3 +1601,87 @@ void http_stats(struct http_server *s, struct http_stats *out)
     out->malformed_requests = atomic_load(&s->malformed_requests);
     out->timeouts = atomic_load(&s->timeouts);
 }
+
+#ifdef CATRACA_FUZZ
+/* ---- libFuzzer driver (fuzz/fuzz_http.c) --------------------------------------------------- */
+
+/*
+ * Feeds bytes to one connection that has no socket, cut at `split` into two
+ * reads, and answers every request it completes, as a loop would: the parser
+ * callbacks, the bounds, path and query checks and pipelining all run as in
+ * the service. Contracts checked: a handled request has an absolute path
+ * holding no control byte, no NUL in its decoded query, a body within bound.
+ */
+static void fuzz_handler(void *context, struct http_request *r)
+{
+    (void)context;
+    size_t length = 0;
+    const char *body = http_body(r, &length);
+    assert(length <= r->loop->server->config.body_bytes_max);
+    assert(body[length] == '\0');
+    assert(r->path[0] == '/');
+    for (const char *at = r->path; *at != '\0'; at++)
+        assert((unsigned char)*at > 0x20 && *at != 0x7f);
+    for (uint32_t i = 0; i < r->argument_count; i++)
+        for (const char *at = r->arguments[i].value; *at != '\0'; at++)
+            assert((unsigned char)*at >= 0x20 && *at != 0x7f);
+    (void)http_header(r, "Host");
+    (void)http_query(r, "wait");
+    http_respond_json(r, 200, "{}", NULL);
+}
+
+int http_fuzz_one(const uint8_t *data, size_t size);
+
+int http_fuzz_one(const uint8_t *data, size_t size)
+{
+    static struct http_server server;
+    static struct loop loop;
+    server.config = (struct http_config){.threads = 1, .connections_max = 1,
+                                         .header_bytes_max = 1024, .body_bytes_max = 2048,
+                                         .header_timeout_ms = 1000, .body_timeout_ms = 1000,
+                                         .idle_timeout_ms = 1000, .deferred_max = 1,
+                                         .handler = fuzz_handler};
+    loop.server = &server;
+    for (int kind = 0; kind < DEADLINE_KINDS; kind++)
+        deadline_list_init(&loop.deadlines[kind], 1000);
+    pthread_mutex_init(&loop.mutex, NULL);
+    struct connection *c = calloc(1, sizeof(*c));
+    assert(c != NULL);
+    c->loop = &loop;
+    c->fd = -1; /* a 100 Continue "fails": refused, as a broken connection would be */
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    loop.connections = c;
+    atomic_store(&server.connections_open, 1);
+    size_t split = size > 0 ? data[0] % (size + 1) : 0;
+    const char *parts[2] = {(const char *)data, (const char *)data + split};
+    size_t lengths[2] = {split, size - split};
+    for (int part = 0; part < 2 && !c->is_dead; part++) {
+        if (lengths[part] > 0 && c->phase != PHASE_HANDLING)
+            conn_feed(c, parts[part], lengths[part]);
+        /* What conn_advance does after each answer, without a socket to write to. */
+        for (int round = 0; round < 4096 && !c->is_dead && c->phase == PHASE_HANDLING; round++) {
+            assert(c->is_response_complete && c->out_length > 0);
+            c->out_sent = c->out_length;
+            conn_flush(c);
+            conn_response_done(c);
+            if (c->is_dead || c->leftover_length == 0)
+                break;
+            char *rest = c->leftover;
+            size_t rest_length = c->leftover_length;
+            c->leftover = NULL;
+            c->leftover_length = 0;
+            conn_feed(c, rest, rest_length);
+            free(rest);
+        }
+    }
+    if (!c->is_dead) {
+        c->fd = -1;
+        conn_close(c); /* close(-1) fails harmlessly */
+    }
+    loop.dead = NULL;
+    free(c);
+    pthread_mutex_destroy(&loop.mutex);
+    return 0;
+}
+#endif

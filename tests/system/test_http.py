@@ -186,6 +186,22 @@ class HttpLayerTest(unittest.TestCase):
         self.assertLess(time.time() - started, 4.0)
         self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), answer[:100])
 
+    def test_raw_control_bytes_in_the_target_are_refused(self):
+        for target in (b"/healthz\x0c", b"/he\talthz", b"/h\xe8althz"):
+            data, closed = exchange(self.server.port,
+                                    b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assert_one_json_error(data, 400, closed)
+
+    def test_query_arguments_without_a_value(self):
+        """A query name without '=' once wrote into a string literal (found by fuzz_http)."""
+        for target in (b"/healthz?x", b"/healthz?x&y=&=z", b"/readyz?&&"):
+            data, _ = exchange(self.server.port, b"GET " + target +
+                               b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            self.assertEqual(responses(data)[0][0], 200, data)
+        data, closed = exchange(self.server.port,
+                                b"GET /healthz?x=%00 HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assert_one_json_error(data, 400, closed)
+
     def test_pipelined_requests_are_answered_in_order(self):
         data, closed = exchange(self.server.port,
                                 b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
