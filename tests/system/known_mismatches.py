@@ -103,8 +103,6 @@ KNOWN_SERVER_MISMATCHES = {
                    "a JSON body",
         "expected": "415 unsupported_media_type",
         "actual": "the body is read as JSON whatever its Content-Type (202)",
-        "schemathesis": lambda failure, case, response: _failure_type(failure)
-        == "AcceptedNegativeData" and "media type" in str(failure).lower(),
         "prism": lambda method, path, status, violation, body: violation.get("code") == 415
         and status < 400,
     },
