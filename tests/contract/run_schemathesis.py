@@ -164,9 +164,10 @@ def main():
     with tempfile.TemporaryDirectory(prefix="catraca-schemathesis-") as work:
         # Without a token the purchases answer 401 anyway: that run turns the challenge on, so
         # GET /v1/challenge answers 200 (and not the 404 of a server without it).
+        challenge_on = ("--challenge", "on", "--challenge-max-number", "1000")
         for identity, authorization, options in (("admin", token("ops", "admin"), ()),
                                                  ("buyer", token(BUYER), ()),
-                                                 ("no token", None, ("--challenge", "on", "--challenge-max-number", "1000"))):
+                                                 ("no token", None, challenge_on)):
             code, seen = run(identity, authorization, seed, seconds, work, *options)
             if code != 0:
                 failed.append(identity)

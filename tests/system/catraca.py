@@ -243,8 +243,8 @@ def seq_key(seq):
 # Client.request fails the test on:
 #   - any violation of the answer (status, headers, body): the server and the spec disagree;
 #   - a violation of the request when the server accepted it (2xx/3xx): the spec refuses what
-#     the server takes. A request that breaks the spec on purpose and is refused (an error) is the
-#     test doing its job, and its answer is still checked.
+#     the server takes. A request that breaks the spec on purpose and is refused (an error
+#     status) is the test doing its job, and its answer is still checked.
 # A violation that known_mismatches.KNOWN_SERVER_MISMATCHES lists is counted, not failed.
 # Two kinds of request cannot go through Prism and go straight to the server: HEAD (Prism
 # cannot forward an answer that says JSON and has no body) and a body that is not JSON (Prism
