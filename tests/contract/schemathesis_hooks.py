@@ -3,7 +3,8 @@
 - Real data: a path's {event} or purchase {id} that Schemathesis generated valid is swapped,
   most of the time, for one the run made beforehand (CATRACA_ST_DATA), so the operations on
   them answer 200/409 and not only 404. The choice hangs on the generated value, so a seed
-  still reproduces a run; a value generated invalid on purpose is never touched.
+  still reproduces a run; a value generated invalid on purpose is never touched; an {event}
+  of "." or ".." is always swapped (no URL can carry it, see _pick).
 - Long-polls: ?wait=N is cut to 1 second, so a run spends its time on requests, not waits.
 - Failures: those the contract cannot express in a schema (INEXPRESSIBLE below) and those
   KNOWN_SERVER_MISMATCHES lists are dropped from the run and written to CATRACA_ST_KNOWN,
@@ -28,8 +29,15 @@ PURCHASE_ID = re.compile(r"p_[0-9A-F][0-9A-HJKMNP-TV-Z]{12}")
 
 
 def _pick(value, real):
-    """One of the real values, or (one time in len+1) the generated one."""
-    choices = list(real) + [value]
+    """One of the real values, or (one time in len+1) the generated one.
+
+    "." and ".." are ids by API.md's pattern, but a URL cannot name them: HTTP clients drop
+    dot segments (RFC 3986, 5.2.4), so /v1/events/. is sent as /v1/events/. They always get
+    a real value instead.
+    """
+    choices = list(real)
+    if value not in (".", ".."):
+        choices.append(value)
     return choices[zlib.crc32(str(value).encode()) % len(choices)]
 
 

@@ -229,14 +229,13 @@ class ContractTest(unittest.TestCase):
             with self.subTest(path=path, body=body):
                 assert_error(self, self.c.request("POST", path, body, tok), 400, "invalid_request")
 
-    @known_mismatch("oversized-headers-html")
-    def test_oversized_headers_answer_json(self):
-        # Straight to the server: Prism's own limit (Node's 16 KiB) would answer first.
+    def raw_answer(self, request):
+        """Head and body of one request sent as bytes, straight to the server (Prism, Node,
+        would refuse these itself: over its 16 KiB of headers, or malformed)."""
         sock = socket.create_connection(("127.0.0.1", self.server.upstream_port), timeout=10)
+        answer = b""
         try:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: " +
-                         b"a" * 100000 + b"\r\n\r\n")
-            answer = b""
+            sock.sendall(request)
             while True:
                 chunk = sock.recv(65536)
                 if not chunk:
@@ -247,8 +246,34 @@ class ContractTest(unittest.TestCase):
         finally:
             sock.close()
         head, _, body = answer.partition(b"\r\n\r\n")
-        self.assertTrue(head.startswith(b"HTTP/1.1 431"), head)
-        self.assertEqual(json.loads(body)["error"]["code"], "invalid_request")
+        return head, body
+
+    @known_mismatch("http-errors-in-html")
+    def test_errors_of_the_http_layer_are_json(self):
+        for name, want, request in (
+                ("headers over the limit", b"431",
+                 b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: " +
+                 b"a" * 100000 + b"\r\n\r\n"),
+                ("header line without a colon", b"400",
+                 b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\nConnection: close\r\n\r\n"),
+                ("broken chunked body", b"400",
+                 b"POST /v1/demo/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                 b"Connection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")):
+            with self.subTest(name):
+                head, body = self.raw_answer(request)
+                self.assertTrue(head.startswith(b"HTTP/1.1 " + want), head)
+                self.assertEqual(json.loads(body)["error"]["code"], "invalid_request")
+
+    @known_mismatch("path-decoded-before-routing")
+    def test_an_escaped_slash_or_nul_is_part_of_the_id(self):
+        create_event(self.c, "ev-escape", (1,))
+        smuggled = event_body("ev-smuggled")
+        for method, path, body in (("GET", "/v1/events/a%2Fstate", None),
+                                   ("GET", "/v1/events/%00", None),
+                                   ("POST", "/v1/events%00/ev-escape/purchases", smuggled)):
+            with self.subTest(method=method, path=path):
+                assert_error(self, self.c.request(method, path, body, ADMIN()), 404, "not_found")
+        self.assertEqual(self.c.request("GET", "/v1/events/ev-smuggled")[0], 404)
 
 
 class KnownMismatchesTest(unittest.TestCase):
