@@ -8,11 +8,12 @@ known_mismatches.KNOWN_SERVER_MISMATCHES; after the fix it passes and the run fa
 unexpected success) until the entry is removed.
 """
 import json
+import re
 import socket
 import time
 import unittest
 
-from catraca import ADMIN, PAYMENTS, Client, Server, buy, create_event, token, wait_status
+from catraca import ADMIN, PAYMENTS, SPEC, Client, Server, buy, create_event, token, wait_status
 from known_mismatches import KNOWN_SERVER_MISMATCHES, is_known
 
 CHECKED_MISMATCHES = set()
@@ -24,6 +25,17 @@ def known_mismatch(key):
     def wrap(test):
         return unittest.expectedFailure(test) if is_known(key) else test
     return wrap
+
+
+def spec_name_max():
+    """maxLength of the Name schema of openapi.yaml: the one place that sets it."""
+    with open(SPEC) as f:
+        m = re.search(r"^    Name:\n      type: string\n      maxLength: (\d+)$", f.read(), re.M)
+    assert m, "openapi.yaml: components.schemas.Name has no maxLength"
+    return int(m.group(1))
+
+
+NAME_MAX = spec_name_max()
 
 
 def assert_error(test, answer, want_status, want_code):
@@ -66,9 +78,9 @@ class ContractTest(unittest.TestCase):
              {"categories": [{"id": f"c{i}", "capacity": 1} for i in range(17)]}),
             ("hold", {"hold_seconds": 86400}, {"hold_seconds": 86401}),
             ("limit", {"per_customer_limit": 10}, {"per_customer_limit": 11}),
-            ("name", {"name": "n" * 128}, {"name": "n" * 129}),
-            ("catname", {"categories": [{"id": "a", "capacity": 1, "name": "n" * 128}]},
-             {"categories": [{"id": "a", "capacity": 1, "name": "n" * 129}]}),
+            ("name", {"name": "n" * NAME_MAX}, {"name": "n" * (NAME_MAX + 1)}),
+            ("catname", {"categories": [{"id": "a", "capacity": 1, "name": "n" * NAME_MAX}]},
+             {"categories": [{"id": "a", "capacity": 1, "name": "n" * (NAME_MAX + 1)}]}),
         ]
         for name, good, bad in cases:
             with self.subTest(name):
@@ -173,6 +185,12 @@ class ContractTest(unittest.TestCase):
         self.assertEqual(text.count("data: "), 1, text)
         self.assertIn('"status":"cancelled"', text)
 
+    @known_mismatch("demo-admin-page")
+    def test_demo_serves_the_admin_page(self):
+        status, page, headers = self.c.request("GET", "/admin")
+        self.assertEqual(status, 200, page)
+        self.assertTrue(headers["content-type"].startswith("text/html"), headers)
+
     @known_mismatch("405-allow")
     def test_method_not_allowed_names_the_allowed(self):
         for method, path, allowed in (("PUT", "/v1/events", {"GET", "HEAD", "POST"}),
@@ -208,12 +226,12 @@ class ContractTest(unittest.TestCase):
 
     @known_mismatch("names-count-characters")
     def test_names_count_characters(self):
-        status, event, _ = self.create(event_body("ev-chars", name="é" * 128))
-        self.assertEqual((status, event.get("name")), (201, "é" * 128), event)
-        assert_error(self, self.create(event_body("ev-chars-over", name="é" * 129)), 400,
+        status, event, _ = self.create(event_body("ev-chars", name="é" * NAME_MAX))
+        self.assertEqual((status, event.get("name")), (201, "é" * NAME_MAX), event)
+        assert_error(self, self.create(event_body("ev-chars-over", name="é" * (NAME_MAX + 1))), 400,
                      "invalid_request")
         status, event, _ = self.create(event_body(
-            "ev-chars-cat", categories=[{"id": "a", "capacity": 1, "name": "ü" * 128}]))
+            "ev-chars-cat", categories=[{"id": "a", "capacity": 1, "name": "ü" * NAME_MAX}]))
         self.assertEqual(status, 201, event)
 
     @known_mismatch("nul-in-strings")
