@@ -50,6 +50,8 @@ def http(method, url, body=None, tok=None):
                                      data=json.dumps(body).encode() if body else None)
     if tok:
         request.add_header("Authorization", "Bearer " + tok)
+    if body:
+        request.add_header("Content-Type", "application/json")  # urllib's default is a form: 415
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.read().decode()
 

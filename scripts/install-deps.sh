@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config clang libclang-rt-14-dev
     libcmocka-dev libcjson-dev libsqlite3-dev sqlite3 libssl-dev
-    libmicrohttpd-dev libhiredis-dev libpq-dev libhttp-parser-dev
+    libhiredis-dev libpq-dev libhttp-parser-dev
     redis-server postgresql-15 postgresql-contrib
     wrk prometheus systemd python3 curl valgrind
     python3-venv nodejs  # contract tests: Schemathesis's venv, Prism (scripts/contract-tools.sh)

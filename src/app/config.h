@@ -19,9 +19,11 @@
     X(body_bytes_max, "max-body-bytes", "CATRACA_MAX_BODY_BYTES", 65536, 1024, 1048576,            \
       "request body; beyond: 413")                                                                 \
     X(header_timeout_ms, "header-timeout-ms", "CATRACA_HEADER_TIMEOUT_MS", 10000, 100, 600000,     \
-      "time to receive the headers")                                                               \
+      "total time to receive a request's line and headers; then 408 and closed")                   \
     X(body_timeout_ms, "body-timeout-ms", "CATRACA_BODY_TIMEOUT_MS", 10000, 100, 600000,           \
-      "time to receive the body")                                                                  \
+      "total time to receive a body (408), and for a client to read an answer")                    \
+    X(idle_timeout_ms, "idle-timeout-ms", "CATRACA_IDLE_TIMEOUT_MS", 60000, 100, 3600000,          \
+      "a keep-alive connection idle this long between requests is closed")                         \
     X(waiters_max, "max-waiters", "CATRACA_MAX_WAITERS", 20000, 1, 1000000,                        \
       "parked long-polls, SSE streams and answers; beyond: 503")                                   \
     X(queue_max, "queue-max", "CATRACA_QUEUE_MAX", 20000, 1, 1000000,                              \

@@ -186,6 +186,9 @@ static int serve(const struct config *config)
     service_api_config(config, &api_backend, secret, secret_length, &api_config);
     if (api_config.append_threads == 0) /* SQLite has one writer: more would only queue */
         api_config.append_threads = 1;
+    /* The worker runs in this process and hands every commit to the API: reads of recently
+     * decided purchases can be answered from memory (a gateway's feed is a lossy pub/sub). */
+    api_config.recent_purchases_max = 32768;
     struct api *api = NULL;
     struct worker *worker = NULL;
     struct http_server *http = NULL;
@@ -268,7 +271,9 @@ void service_http_config(const struct config *config, const char *host, uint16_t
         .connections_max = (uint32_t)config->connections_max,
         .header_bytes_max = (uint32_t)config->header_bytes_max,
         .body_bytes_max = (uint32_t)config->body_bytes_max,
-        .idle_timeout_s = (uint32_t)((config->header_timeout_ms + 999) / 1000),
+        .header_timeout_ms = (uint32_t)config->header_timeout_ms,
+        .body_timeout_ms = (uint32_t)config->body_timeout_ms,
+        .idle_timeout_ms = (uint32_t)config->idle_timeout_ms,
         .deferred_max = (uint32_t)(config->waiters_max + config->queue_max),
         .handler = handler,
         .handler_context = context,

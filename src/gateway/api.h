@@ -49,6 +49,9 @@ struct api_config {
     uint32_t challenge_max_number;
     int64_t challenge_ttl_s;
     uint32_t challenge_replay_max;
+    /* Purchases whose last committed state is kept in memory for reads (gateway/recent.h); 0
+     * off. Only where every commit reaches api_on_commit (the embedded service). */
+    uint32_t recent_purchases_max;
 };
 
 struct api;

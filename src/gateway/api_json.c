@@ -1,6 +1,7 @@
 /* api_json.c - contract in api_json.h. */
 #include "gateway/api_json.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -66,11 +67,156 @@ static int fail(char message[API_ERROR_MESSAGE_MAX], const char *text)
     return CATRACA_E_INVALID;
 }
 
-/* A JSON integer in [min, max]: numbers with a fraction or out of range are refused. */
-static bool get_integer(const cJSON *object, const char *name, int64_t min, int64_t max,
-                        int64_t *out)
+static bool is_json_whitespace(unsigned char c)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static bool is_control(uint32_t c)
+{
+    return c < 0x20 || c == 0x7F;
+}
+
+/* The length of the well-formed UTF-8 sequence at s (Unicode table 3-7), or 0. */
+static size_t utf8_sequence_length(const unsigned char *s, size_t available)
+{
+    assert(available >= 1);
+    unsigned char c = s[0], low = 0x80, high = 0xBF;
+    size_t length = 0;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        length = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        length = 3;
+        low = c == 0xE0 ? 0xA0 : low;   /* overlong */
+        high = c == 0xED ? 0x9F : high; /* UTF-16 surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        length = 4;
+        low = c == 0xF0 ? 0x90 : low;   /* overlong */
+        high = c == 0xF4 ? 0x8F : high; /* above U+10FFFF */
+    } else {
+        return 0; /* a continuation byte, 0xC0 or 0xC1 (overlong), or 0xF5..0xFF */
+    }
+    if (available < length || s[1] < low || s[1] > high)
+        return 0;
+    for (size_t i = 2; i < length; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return length;
+}
+
+/* The code unit of "\uXXXX" at s, or -1. */
+static int32_t utf16_escape(const unsigned char *s, size_t available)
+{
+    if (available < 6 || s[0] != '\\' || s[1] != 'u')
+        return -1;
+    int32_t unit = 0;
+    for (size_t i = 2; i < 6; i++) {
+        unsigned char c = s[i];
+        int32_t digit = c >= '0' && c <= '9'   ? c - '0'
+                        : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                        : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                               : -1;
+        if (digit < 0)
+            return -1;
+        unit = unit * 16 + digit;
+    }
+    return unit;
+}
+
+/* The length of the escape at s (a backslash), or 0 when it is refused. */
+static size_t escape_length(const unsigned char *s, size_t available)
+{
+    if (available >= 2 && (s[1] == '"' || s[1] == '\\' || s[1] == '/'))
+        return 2;
+    int32_t unit = utf16_escape(s, available); /* \b \f \n \r \t: control characters */
+    if (unit < 0 || is_control((uint32_t)unit) || (unit >= 0xDC00 && unit <= 0xDFFF))
+        return 0;
+    if (unit < 0xD800 || unit > 0xDBFF)
+        return 6;
+    int32_t low = utf16_escape(s + 6, available - 6); /* a high surrogate needs a low one */
+    return low >= 0xDC00 && low <= 0xDFFF ? 12 : 0;
+}
+
+/*
+ * Checks the bytes before cJSON reads them, since its strings are C strings (a decoded
+ * \u0000 ends them) and it takes any byte below 0x21 for whitespace. Strings begin and end
+ * where cJSON's do: at a quote not escaped by a backslash.
+ */
+static bool is_json_text_clean(const unsigned char *s, size_t length)
+{
+    bool is_in_string = false;
+    size_t i = 0;
+    while (i < length) {
+        unsigned char c = s[i];
+        size_t step = 1;
+        if (c == '"')
+            is_in_string = !is_in_string;
+        else if (is_in_string && c == '\\')
+            step = escape_length(s + i, length - i);
+        else if (is_in_string && c >= 0x80)
+            step = utf8_sequence_length(s + i, length - i);
+        else if (is_control(c) && (is_in_string || !is_json_whitespace(c)))
+            step = 0;
+        else if (!is_in_string && c >= 0x80)
+            step = 0; /* outside strings JSON is ASCII (a byte order mark too) */
+        if (step == 0)
+            return false;
+        i += step;
+    }
+    assert(i == length); /* no step reads past the text */
+    return !is_in_string;
+}
+
+cJSON *api_json_parse_object(const char *text, size_t length)
+{
+    assert(text != NULL);
+    if (!is_json_text_clean((const unsigned char *)text, length))
+        return NULL;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, length, &end, false);
+    if (root == NULL)
+        return NULL;
+    while (end < text + length && is_json_whitespace((unsigned char)*end))
+        end++;
+    if (end != text + length || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+bool api_json_member(const cJSON *object, const char *name, const cJSON **item)
+{
+    assert(cJSON_IsObject(object));
+    *item = NULL;
+    for (const cJSON *child = object->child; child != NULL; child = child->next) {
+        if (child->string == NULL || strcmp(child->string, name) != 0)
+            continue;
+        if (*item != NULL) {
+            *item = NULL;
+            return false;
+        }
+        *item = child;
+    }
+    return true;
+}
+
+/*
+ * The accessors below leave *out alone when an optional member is absent (the caller set the
+ * default) and return false when it is given twice, of the wrong type or out of bounds.
+ */
+
+/* A JSON integer in [min, max]: numbers with a fraction or out of range are refused. */
+static bool get_integer(const cJSON *object, const char *name, bool is_required, int64_t min,
+                        int64_t max, int64_t *out)
+{
+    const cJSON *item = NULL;
+    if (!api_json_member(object, name, &item))
+        return false;
+    if (item == NULL)
+        return !is_required;
     if (!cJSON_IsNumber(item))
         return false;
     double value = item->valuedouble;
@@ -80,50 +226,75 @@ static bool get_integer(const cJSON *object, const char *name, int64_t min, int6
     return true;
 }
 
-static bool get_string(const cJSON *object, const char *name, char *out, size_t size,
-                       bool must_be_id)
+/* A required API.md id. */
+static bool get_id(const cJSON *object, const char *name, char out[CATRACA_ID_MAX + 1])
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
-    if (!cJSON_IsString(item) || strlen(item->valuestring) >= size)
+    const cJSON *item = NULL;
+    if (!api_json_member(object, name, &item) || !cJSON_IsString(item) ||
+        !api_json_is_id(item->valuestring))
         return false;
-    if (must_be_id && !api_json_is_id(item->valuestring))
-        return false;
-    snprintf(out, size, "%s", item->valuestring);
+    snprintf(out, CATRACA_ID_MAX + 1, "%s", item->valuestring);
     return true;
 }
 
-static cJSON *parse_object(const char *body, size_t length)
+/* An optional name of at most API_NAME_CHARACTERS_MAX characters (code points). */
+static bool get_name(const cJSON *object, const char *name, char out[CATRACA_NAME_MAX + 1])
 {
-    cJSON *root = cJSON_ParseWithLength(body, length);
-    if (root != NULL && !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return NULL;
-    }
-    return root;
+    const cJSON *item = NULL;
+    if (!api_json_member(object, name, &item))
+        return false;
+    if (item == NULL)
+        return true;
+    if (!cJSON_IsString(item))
+        return false;
+    /* api_json_parse_object let only valid UTF-8 through: count the bytes that start one. */
+    size_t characters = 0, bytes = 0;
+    for (; item->valuestring[bytes] != '\0'; bytes++)
+        characters += ((unsigned char)item->valuestring[bytes] & 0xC0) != 0x80;
+    if (characters > API_NAME_CHARACTERS_MAX)
+        return false;
+    assert(bytes <= CATRACA_NAME_MAX);
+    memcpy(out, item->valuestring, bytes + 1);
+    return true;
 }
+
+/* An optional "state": open, paused or closed. */
+static bool get_state(const cJSON *object, bool is_required, uint8_t *state)
+{
+    const cJSON *item = NULL;
+    if (!api_json_member(object, "state", &item))
+        return false;
+    if (item == NULL)
+        return !is_required;
+    return cJSON_IsString(item) && engine_state_parse(item->valuestring, state) == 0;
+}
+
+#define STRINGIFY(x) #x
+#define TEXT(x) STRINGIFY(x)
 
 static int parse_categories(const cJSON *root, struct engine_event_spec *out,
                             char message[API_ERROR_MESSAGE_MAX])
 {
-    const cJSON *categories = cJSON_GetObjectItemCaseSensitive(root, "categories");
+    const cJSON *categories = NULL;
+    if (!api_json_member(root, "categories", &categories) || !cJSON_IsArray(categories))
+        return fail(message, "categories must be an array of 1 to 16 categories");
     int count = cJSON_GetArraySize(categories);
-    if (!cJSON_IsArray(categories) || count < 1 || count > CATRACA_CATEGORIES_MAX)
+    if (count < 1 || count > CATRACA_CATEGORIES_MAX)
         return fail(message, "categories must be an array of 1 to 16 categories");
     out->category_count = (uint8_t)count;
-    for (int i = 0; i < count; i++) {
-        const cJSON *c = cJSON_GetArrayItem(categories, i);
+    const cJSON *c = categories->child;
+    for (int i = 0; i < count; i++, c = c->next) {
         struct engine_category_spec *spec = &out->categories[i];
         int64_t capacity = 0, price = 0;
-        if (!cJSON_IsObject(c) || !get_string(c, "id", spec->id, sizeof(spec->id), true))
+        if (!cJSON_IsObject(c) || !get_id(c, "id", spec->id))
             return fail(message, "each category needs an id of 1-64 characters [A-Za-z0-9._-]");
-        if (cJSON_HasObjectItem(c, "name") &&
-            !get_string(c, "name", spec->name, sizeof(spec->name), false))
-            return fail(message, "category name must be a string of at most 128 bytes");
-        if (!get_integer(c, "capacity", 1, CATRACA_CAPACITY_MAX, &capacity))
+        if (!get_name(c, "name", spec->name))
+            return fail(message, "category name must be a string of at most " TEXT(
+                                     API_NAME_CHARACTERS_MAX) " characters");
+        if (!get_integer(c, "capacity", true, 1, CATRACA_CAPACITY_MAX, &capacity))
             return fail(message, "category capacity must be an integer from 1 to 10000000");
-        if (cJSON_HasObjectItem(c, "price_cents") &&
-            !get_integer(c, "price_cents", 0, INT64_C(1) << 50, &price))
-            return fail(message, "price_cents must be a non-negative integer");
+        if (!get_integer(c, "price_cents", false, 0, INT64_C(1) << 50, &price))
+            return fail(message, "price_cents must be an integer from 0 to 2^50");
         spec->capacity = (uint32_t)capacity;
         spec->price_cents = price;
         for (int j = 0; j < i; j++)
@@ -137,27 +308,24 @@ int api_json_parse_event(const char *body, size_t length, struct engine_event_sp
                          char message[API_ERROR_MESSAGE_MAX])
 {
     memset(out, 0, sizeof(*out));
-    cJSON *root = parse_object(body, length);
+    cJSON *root = api_json_parse_object(body, length);
     if (root == NULL)
         return fail(message, "body must be a JSON object");
     int error = 0;
     int64_t hold_seconds = 600, limit = 4;
-    const cJSON *state = cJSON_GetObjectItemCaseSensitive(root, "state");
     out->state = ENGINE_STATE_OPEN;
-    if (!get_string(root, "id", out->id, sizeof(out->id), true))
+    if (!get_id(root, "id", out->id))
         error = fail(message, "id must be 1-64 characters [A-Za-z0-9._-]");
-    else if (cJSON_HasObjectItem(root, "name") &&
-             !get_string(root, "name", out->name, sizeof(out->name), false))
-        error = fail(message, "name must be a string of at most 128 bytes");
-    else if (cJSON_HasObjectItem(root, "hold_seconds") &&
-             !get_integer(root, "hold_seconds", CATRACA_HOLD_MS_MIN / 1000,
+    else if (!get_name(root, "name", out->name))
+        error =
+            fail(message,
+                 "name must be a string of at most " TEXT(API_NAME_CHARACTERS_MAX) " characters");
+    else if (!get_integer(root, "hold_seconds", false, CATRACA_HOLD_MS_MIN / 1000,
                           CATRACA_HOLD_MS_MAX / 1000, &hold_seconds))
         error = fail(message, "hold_seconds must be an integer from 1 to 86400");
-    else if (cJSON_HasObjectItem(root, "per_customer_limit") &&
-             !get_integer(root, "per_customer_limit", 1, CATRACA_QUANTITY_MAX, &limit))
+    else if (!get_integer(root, "per_customer_limit", false, 1, CATRACA_QUANTITY_MAX, &limit))
         error = fail(message, "per_customer_limit must be an integer from 1 to 10");
-    else if (state != NULL &&
-             (!cJSON_IsString(state) || engine_state_parse(state->valuestring, &out->state) != 0))
+    else if (!get_state(root, false, &out->state))
         error = fail(message, "state must be open, paused or closed");
     else
         error = parse_categories(root, out, message);
@@ -170,12 +338,11 @@ int api_json_parse_event(const char *body, size_t length, struct engine_event_sp
 int api_json_parse_state(const char *body, size_t length, uint8_t *state,
                          char message[API_ERROR_MESSAGE_MAX])
 {
-    cJSON *root = parse_object(body, length);
+    cJSON *root = api_json_parse_object(body, length);
     if (root == NULL)
         return fail(message, "body must be a JSON object");
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "state");
     int error = 0;
-    if (!cJSON_IsString(item) || engine_state_parse(item->valuestring, state) != 0)
+    if (!get_state(root, true, state))
         error = fail(message, "state must be open, paused or closed");
     cJSON_Delete(root);
     return error;
@@ -184,13 +351,13 @@ int api_json_parse_state(const char *body, size_t length, uint8_t *state,
 int api_json_parse_purchase(const char *body, size_t length, char category[CATRACA_ID_MAX + 1],
                             int64_t *quantity, char message[API_ERROR_MESSAGE_MAX])
 {
-    cJSON *root = parse_object(body, length);
+    cJSON *root = api_json_parse_object(body, length);
     if (root == NULL)
         return fail(message, "body must be a JSON object");
     int error = 0;
-    if (!get_string(root, "category", category, CATRACA_ID_MAX + 1, true))
+    if (!get_id(root, "category", category))
         error = fail(message, "category must be 1-64 characters [A-Za-z0-9._-]");
-    else if (!get_integer(root, "quantity", 1, CATRACA_QUANTITY_MAX, quantity))
+    else if (!get_integer(root, "quantity", true, 1, CATRACA_QUANTITY_MAX, quantity))
         error = fail(message, "quantity must be an integer from 1 to the event's limit");
     cJSON_Delete(root);
     return error;
@@ -199,11 +366,11 @@ int api_json_parse_purchase(const char *body, size_t length, char category[CATRA
 int api_json_parse_confirm(const char *body, size_t length, char payment_ref[CATRACA_ID_MAX + 1],
                            char message[API_ERROR_MESSAGE_MAX])
 {
-    cJSON *root = parse_object(body, length);
+    cJSON *root = api_json_parse_object(body, length);
     if (root == NULL)
         return fail(message, "body must be a JSON object");
     int error = 0;
-    if (!get_string(root, "payment_ref", payment_ref, CATRACA_ID_MAX + 1, true))
+    if (!get_id(root, "payment_ref", payment_ref))
         error = fail(message, "payment_ref must be 1-64 characters [A-Za-z0-9._-]");
     cJSON_Delete(root);
     return error;
@@ -251,6 +418,20 @@ static cJSON *purchase_common(uint64_t purchase_id, const char *event, const cha
     cJSON_AddStringToObject(root, "customer", customer);
     cJSON_AddStringToObject(root, "seq", seq_text);
     return root;
+}
+
+int api_json_purchase_accepted(char *out, size_t size, uint64_t purchase_id, const char *event,
+                               const char *category, uint32_t quantity, struct log_seq seq)
+{
+    assert(api_json_is_id(event) && api_json_is_id(category));
+    char id[API_PURCHASE_ID_TEXT], seq_text[LOG_SEQ_TEXT_MAX];
+    api_json_purchase_id_format(purchase_id, id);
+    log_seq_format(seq, seq_text);
+    int n = snprintf(out, size,
+                     "{\"id\":\"%s\",\"event\":\"%s\",\"category\":\"%s\",\"quantity\":%u,"
+                     "\"seq\":\"%s\",\"status\":\"queued\"}",
+                     id, event, category, quantity, seq_text);
+    return n < 0 || (size_t)n >= size ? -1 : n;
 }
 
 cJSON *api_json_purchase_queued(uint64_t purchase_id, const char *event, const char *customer,

@@ -1,8 +1,14 @@
 /*
- * http.h - the HTTP/1.1 front door on GNU libmicrohttpd, with every bound
- * explicit: connections (beyond: 503 and close), header bytes (431), body
- * bytes (413), time without progress on a connection (dropped), parked
- * requests (beyond: 503). Errors are API.md's JSON shape.
+ * http.h - the HTTP/1.1 front door: one epoll event loop per thread, with
+ * every bound explicit: connections (beyond: 503 and close), header bytes
+ * (431, or 414 for the request line), body bytes (413), a total deadline for
+ * the headers and another for the body (then dropped), an idle deadline
+ * between keep-alive requests, a deadline on a write the client does not
+ * read, parked requests (beyond: 503). Framing follows RFC 9112: a malformed
+ * request, Transfer-Encoding with Content-Length, an invalid Content-Length
+ * or an HTTP/1.1 request without one Host get one 400 and the connection is
+ * closed. Every error the layer sends itself is API.md's JSON shape. HEAD is
+ * answered like GET without the body.
  *
  * A handler answers at once (http_respond) or parks the request
  * (http_defer) and answers later from ANY thread (http_complete); a parked
@@ -22,13 +28,16 @@ struct http_request; /* one request; owned by the server */
 typedef void (*http_handler)(void *context, struct http_request *request);
 
 struct http_config {
-    const char *host; /* numeric IPv4 address */
+    const char *host; /* numeric IPv4 or IPv6 address */
     uint16_t port;    /* 0: any free port (see http_port) */
-    uint32_t threads;
+    uint32_t threads; /* event loops */
     uint32_t connections_max;
-    uint32_t header_bytes_max;
+    uint32_t header_bytes_max; /* request line + header fields */
     uint32_t body_bytes_max;
-    uint32_t idle_timeout_s; /* a connection silent this long is closed */
+    uint32_t header_timeout_ms; /* from a request's first byte to the end of its headers */
+    uint32_t body_timeout_ms;   /* from the end of the headers to the end of the body; also
+                                   how long a response may wait for the client to read */
+    uint32_t idle_timeout_ms;   /* between keep-alive requests */
     uint32_t deferred_max;
     http_handler handler;
     void *handler_context;
@@ -39,6 +48,8 @@ struct http_stats {
     uint64_t connections_refused;
     uint64_t deferred;
     uint64_t oversized_bodies;
+    uint64_t malformed_requests; /* answered 400/414/431 by this layer */
+    uint64_t timeouts;           /* connections dropped at a deadline */
 };
 
 struct http_server;
@@ -69,6 +80,17 @@ const char *http_client_ip(const struct http_request *request);
 void http_retain(struct http_request *request);
 void http_release(struct http_request *request);
 
+/*
+ * Called once, on the request's event-loop thread, when its connection goes
+ * away before a parked request was answered or a stream ended (the client
+ * left): the caller lets go of whatever waits for it. Set after parking, from
+ * any thread. Whoever disarms the hook owns whatever `context` holds: the
+ * hook itself when it runs, or the caller of http_abandon_cancel when that
+ * returns true (false: the hook has run or is running).
+ */
+void http_on_abandon(struct http_request *request, void (*hook)(void *context), void *context);
+bool http_abandon_cancel(struct http_request *request);
+
 /* Caller-owned slot for the handler's per-request state (freed by `free` when not NULL). */
 void **http_user_data(struct http_request *request);
 
@@ -90,7 +112,8 @@ int http_defer(struct http_request *request);
 bool http_complete(struct http_request *request, int status, const char *content_type,
                    const char *body, size_t length, const char *const *extra_headers);
 
-/* Server-Sent Events: answers 200 text/event-stream now; chunks follow. 0 or -1 (limit). */
+/* Server-Sent Events: answers 200 text/event-stream now; events follow; a comment line
+ * every 15 s keeps proxies from cutting an idle stream. 0 or -1 (limit). */
 int http_stream_start(struct http_request *request);
 /* Queues "data: <json>\n\n"; false when the stream is over or its buffer (64 KiB) is full. */
 bool http_stream_push(struct http_request *request, const char *json);

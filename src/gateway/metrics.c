@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const int statuses[METRICS_STATUSES] = {200, 201, 202, 400, 401, 403, 404,
-                                               405, 409, 413, 422, 429, 431, 503};
+static const int statuses[METRICS_STATUSES] = {200, 201, 202, 400, 401, 403, 404, 405,
+                                               409, 413, 415, 422, 429, 431, 503};
 static const double bucket_ms[METRICS_BUCKETS] = {0.25, 0.5, 1,   2,   5,    10,
                                                   25,   50,  100, 250, 1000, 5000};
 static const char *const route_names[METRICS_ROUTE_COUNT] = {
@@ -182,9 +182,9 @@ char *metrics_render_worker(const struct worker_stats *worker, const struct work
 }
 
 char *metrics_render(struct metrics *m, const struct appender_stats *a,
-                     const struct worker_stats *w, const struct worker_lag *lags,
-                     size_t lag_count, const struct http_stats *h, uint32_t waiters,
-                     const struct store_event *events, size_t event_count)
+                     const struct worker_stats *w, const struct worker_lag *lags, size_t lag_count,
+                     const struct http_stats *h, uint32_t waiters, const struct store_event *events,
+                     size_t event_count)
 {
     struct text t = {.data = malloc(16384), .capacity = 16384};
     if (t.data == NULL)

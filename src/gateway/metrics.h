@@ -46,7 +46,8 @@ enum metrics_counter {
     METRICS_COUNTER_COUNT
 };
 
-#define METRICS_STATUSES 14 /* 200 201 202 400 401 403 404 405 409 413 422 429 431 503, else */
+#define METRICS_STATUSES 15 /* 200 201 202 400 401 403 404 405 409 413 415 422 429 431 503, else   \
+                             */
 #define METRICS_BUCKETS 12
 
 struct metrics {

@@ -122,13 +122,19 @@ static int purchase_duplicate(struct log_sqlite *log, struct log_append_item *it
     return 1;
 }
 
-static int append_one(struct log_sqlite *log, struct log_append_item *item)
+/*
+ * Appends one item. A purchase id is new by construction (the gateway mints
+ * it), so the insert comes first and the unique index on purchase_id is what
+ * recognises a retried append: only then is the earlier entry looked up. The
+ * partition is registered once per run of items of one event (*registered is
+ * the event last registered in this transaction).
+ */
+static int append_one(struct log_sqlite *log, struct log_append_item *item,
+                      const char **registered)
 {
     int found = 0;
     if (item->idempotency_key != NULL)
         found = idempotency_find(log, item);
-    if (found == 0 && item->purchase_id != 0)
-        found = purchase_duplicate(log, item);
     if (found != 0)
         return found < 0 ? found : 0;
     sqlite3_stmt *s = prepared(log, STATEMENT_INSERT);
@@ -139,17 +145,24 @@ static int append_one(struct log_sqlite *log, struct log_append_item *item)
     sqlite3_bind_blob(s, 4, item->record, (int)item->record_length, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
+    if (rc == SQLITE_CONSTRAINT && item->purchase_id != 0) {
+        found = purchase_duplicate(log, item); /* the statement alone was undone */
+        return found < 0 ? found : found == 1 ? 0 : CATRACA_E_IO;
+    }
     if (rc != SQLITE_DONE)
         return error_of(rc);
     item->seq = (struct log_seq){(uint64_t)sqlite3_last_insert_rowid(log->db), 0};
     item->result = LOG_APPENDED;
     item->existing_purchase_id = item->purchase_id;
-    s = prepared(log, STATEMENT_PARTITION_ADD);
-    sqlite3_bind_text(s, 1, item->event, -1, SQLITE_STATIC);
-    rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return error_of(rc);
+    if (*registered == NULL || strcmp(*registered, item->event) != 0) {
+        s = prepared(log, STATEMENT_PARTITION_ADD);
+        sqlite3_bind_text(s, 1, item->event, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE)
+            return error_of(rc);
+        *registered = item->event;
+    }
     if (item->idempotency_key == NULL)
         return 0;
     s = prepared(log, STATEMENT_IDEMPOTENCY_ADD);
@@ -169,12 +182,13 @@ static int log_sqlite_append(void *context, struct log_append_item *items, size_
     int error = run(log, STATEMENT_BEGIN);
     if (error != 0)
         return error;
+    const char *registered = NULL;
     for (size_t i = 0; i < count && error == 0; i++) {
         if (items[i].record_length > CATRACA_COMMAND_ENCODED_MAX ||
             (items[i].idempotency_key != NULL && items[i].idempotency_scope == NULL))
             error = CATRACA_E_INVALID;
         else
-            error = append_one(log, &items[i]);
+            error = append_one(log, &items[i], &registered);
     }
     if (error == 0)
         error = run(log, STATEMENT_COMMIT);

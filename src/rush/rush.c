@@ -50,6 +50,11 @@
 #define REOPEN_BACKOFF_US 200000
 #define WAKE_MAX_MS 50
 
+/*
+ * What a connection carries. REQUEST_NONE (0, as rush_connection_init() leaves it) exactly
+ * while no request of ours is outstanding on it: send_request() sets the kind, request_done()
+ * clears it, so the connections with a kind are the ones r->in_flight counts.
+ */
 enum request_kind {
     REQUEST_NONE = 0,
     REQUEST_TOKEN_FOR_PURCHASE, /* --demo: the buyer's token, then the purchase */
@@ -117,6 +122,23 @@ static uint64_t mix64(uint64_t x)
 static uint64_t buyer_random(const struct rush *r, uint32_t buyer, uint64_t salt)
 {
     return mix64(mix64(r->options.seed) ^ ((uint64_t)buyer << 8 | salt));
+}
+
+/* At --rate: when buyer's purchase is due; buyers go out in index order on this schedule. */
+static int64_t scheduled_us(const struct rush *r, uint32_t buyer)
+{
+    assert(r->options.rate_per_s > 0);
+    return r->run.started_us + (int64_t)((double)buyer * 1e6 / r->options.rate_per_s);
+}
+
+/*
+ * Where accept latency starts (rush_run.h): at --rate the scheduled send, so a rush that fell
+ * behind (every connection busy, the --demo token first, retries) cannot hide the wait; in an
+ * opening bell, when everyone is due at once, the purchase's first send.
+ */
+static int64_t accept_from_us(const struct rush *r, uint32_t buyer)
+{
+    return r->options.rate_per_s > 0 ? scheduled_us(r, buyer) : r->run.buyers[buyer].first_sent_us;
 }
 
 static enum plan buyer_plan(const struct rush *r, uint32_t buyer)
@@ -443,34 +465,38 @@ static int format_cancel(struct rush *r, struct rush_connection *c, uint32_t buy
     return rush_connection_format(c, &r->server, "DELETE", path, token, NULL, NULL, NULL);
 }
 
-/* The request for a buyer's step; with --demo a purchase or a cancel first fetches a token. */
-static int format_step(struct rush *r, struct rush_connection *c, uint32_t buyer, uint8_t step)
+/*
+ * Formats the request for a buyer's step into c->out and says which kind it is; with --demo a
+ * purchase or a cancel first fetches a token. 0, or -1 when it does not fit (*kind unset).
+ */
+static int format_step(struct rush *r, struct rush_connection *c, uint32_t buyer, uint8_t step,
+                       uint8_t *kind)
 {
     const struct rush_buyer *b = &r->run.buyers[buyer];
     char customer[16], token[TOKEN_MAX], path[128], body[96];
     snprintf(customer, sizeof(customer), "b%u", buyer);
     bool needs_buyer_token = step == STEP_PURCHASE || step == STEP_CANCEL;
     if (needs_buyer_token && r->options.is_demo) {
-        c->kind = step == STEP_PURCHASE ? REQUEST_TOKEN_FOR_PURCHASE : REQUEST_TOKEN_FOR_CANCEL;
+        *kind = step == STEP_PURCHASE ? REQUEST_TOKEN_FOR_PURCHASE : REQUEST_TOKEN_FOR_CANCEL;
         return format_demo_token(r, c, customer, "buyer");
     }
     if (needs_buyer_token && mint_token(r, customer, "buyer", token) != 0)
         return -1;
     switch (step) {
     case STEP_PURCHASE:
-        c->kind = REQUEST_PURCHASE;
+        *kind = REQUEST_PURCHASE;
         return format_purchase(r, c, buyer, token);
     case STEP_CANCEL:
-        c->kind = REQUEST_CANCEL;
+        *kind = REQUEST_CANCEL;
         return format_cancel(r, c, buyer, token);
     case STEP_CONFIRM:
-        c->kind = REQUEST_CONFIRM;
+        *kind = REQUEST_CONFIRM;
         snprintf(path, sizeof(path), "/v1/purchases/%s/confirm", b->purchase_id);
         snprintf(body, sizeof(body), "{\"payment_ref\":\"rush-%s\"}", b->purchase_id);
         return rush_connection_format(c, &r->server, "POST", path, r->payments_token, NULL, NULL,
                                       body);
     default:
-        c->kind = REQUEST_POLL;
+        *kind = REQUEST_POLL;
         snprintf(path, sizeof(path), "/v1/purchases/%s?wait=%d&status=%s", b->purchase_id,
                  LONG_POLL_WAIT_S, rush_status_name(b->status));
         return rush_connection_format(c, &r->server, "GET", path, r->payments_token, NULL, NULL,
@@ -516,6 +542,8 @@ static struct rush_connection *idle_pop(struct rush *r)
 static uint32_t request_done(struct rush *r, struct rush_connection *c)
 {
     uint32_t buyer = c->buyer;
+    assert(c->kind != REQUEST_NONE);
+    assert(buyer < r->options.buyers);
     assert(r->in_flight > 0);
     r->in_flight--;
     if (c->is_long_poll) {
@@ -524,30 +552,38 @@ static uint32_t request_done(struct rush *r, struct rush_connection *c)
             r->follow_polls--;
     }
     c->buyer = NO_BUYER;
+    c->kind = REQUEST_NONE;
     c->is_long_poll = false;
     return buyer;
 }
 
-/* c is CLOSED now; its request, if any, is tried again later. An idle connection the server
- * closed (its keep-alive time-out) is no error. */
+/*
+ * c is CLOSED now; its request, if any, is tried again later. An idle connection the server
+ * closed (its keep-alive time-out) is no error, also one that never carried a request: at a
+ * modest --rate the idle stack's bottom connections wait longer than the server keeps them.
+ */
 static void on_connection_lost(struct rush *r, struct rush_connection *c, bool was_connecting)
 {
+    bool has_request = c->kind != REQUEST_NONE;
     r->closed_count++;
-    if (c->buyer != NO_BUYER || was_connecting)
+    if (has_request || was_connecting)
         r->run.transport_errors++;
     if (was_connecting) /* refused: the server is not (yet) there */
         r->next_reopen_us = clock_monotonic_us() + REOPEN_BACKOFF_US;
-    if (c->buyer != NO_BUYER) {
+    if (has_request) {
         uint8_t kind = c->kind;
         uint32_t buyer = request_done(r, c);
         retry_later(r, buyer, step_of(kind), 0);
     }
 }
 
-/* Sends c->out for buyer; the caller formatted it and set c->kind. */
-static void send_request(struct rush *r, struct rush_connection *c, uint32_t buyer)
+/* Sends c->out, a request of this kind for buyer, which the caller formatted. */
+static void send_request(struct rush *r, struct rush_connection *c, uint32_t buyer, uint8_t kind)
 {
+    assert(c->kind == REQUEST_NONE);
+    assert(kind != REQUEST_NONE);
     int64_t now_us = clock_monotonic_us();
+    c->kind = kind;
     c->buyer = buyer;
     c->sent_us = now_us;
     c->is_long_poll = c->kind == REQUEST_POLL;
@@ -566,13 +602,14 @@ static void send_request(struct rush *r, struct rush_connection *c, uint32_t buy
 
 static void start_step(struct rush *r, struct rush_connection *c, uint32_t buyer, uint8_t step)
 {
-    if (format_step(r, c, buyer, step) != 0) {
+    uint8_t kind = REQUEST_NONE;
+    if (format_step(r, c, buyer, step, &kind) != 0) {
         fprintf(stderr, "catraca rush: b%u: the request does not fit; giving up\n", buyer);
         lose_buyer(r, buyer, 0);
         idle_push(r, c);
         return;
     }
-    send_request(r, c, buyer);
+    send_request(r, c, buyer, kind);
 }
 
 /* ---- answers ------------------------------------------------------------------------------- */
@@ -613,7 +650,7 @@ static void on_purchase_answer(struct rush *r, struct rush_connection *c, uint32
         seq_parse(b, p.seq);
         b->accepted_us = now_us;
         r->run.last_accepted_us = now_us;
-        histogram_record(&r->run.accept_latency_us, (uint64_t)(now_us - b->first_sent_us));
+        histogram_record(&r->run.accept_latency_us, (uint64_t)(now_us - accept_from_us(r, buyer)));
         set_status(r, b, RUSH_STATUS_QUEUED);
         observe(r, buyer, &p);
     } else if (is_retryable(c->status)) {
@@ -626,10 +663,10 @@ static void on_purchase_answer(struct rush *r, struct rush_connection *c, uint32
 }
 
 /* 200 with the purchase, or (confirm and cancel) 409 with it under "purchase". */
-static void on_purchase_state(struct rush *r, struct rush_connection *c, uint32_t buyer,
-                              const cJSON *json)
+static void on_purchase_state(struct rush *r, const struct rush_connection *c, uint8_t kind,
+                              uint32_t buyer, const cJSON *json)
 {
-    uint8_t step = step_of(c->kind);
+    uint8_t step = step_of(kind);
     if (c->status == 409 && step != STEP_POLL) {
         if (step == STEP_CONFIRM)
             r->run.confirm_conflicts++;
@@ -650,10 +687,10 @@ static void on_purchase_state(struct rush *r, struct rush_connection *c, uint32_
 }
 
 /* --demo: the buyer's token arrived; its purchase or cancel goes out on the same connection. */
-static void on_token_answer(struct rush *r, struct rush_connection *c, uint32_t buyer,
+static void on_token_answer(struct rush *r, struct rush_connection *c, uint8_t kind, uint32_t buyer,
                             const cJSON *json)
 {
-    uint8_t step = step_of(c->kind);
+    uint8_t step = step_of(kind);
     const cJSON *token = cJSON_GetObjectItemCaseSensitive(json, "token");
     if (c->status != 200 || !cJSON_IsString(token) || strlen(token->valuestring) >= TOKEN_MAX) {
         if (is_retryable(c->status))
@@ -668,11 +705,10 @@ static void on_token_answer(struct rush *r, struct rush_connection *c, uint32_t 
     }
     int error = step == STEP_PURCHASE ? format_purchase(r, c, buyer, token->valuestring)
                                       : format_cancel(r, c, buyer, token->valuestring);
-    c->kind = step == STEP_PURCHASE ? REQUEST_PURCHASE : REQUEST_CANCEL;
     if (error != 0)
         lose_buyer(r, buyer, 0);
     else
-        send_request(r, c, buyer);
+        send_request(r, c, buyer, step == STEP_PURCHASE ? REQUEST_PURCHASE : REQUEST_CANCEL);
 }
 
 static void count_answer(struct rush *r, int http_status)
@@ -695,11 +731,11 @@ static void on_answer(struct rush *r, struct rush_connection *c)
     if (kind == REQUEST_PURCHASE)
         on_purchase_answer(r, c, buyer, json);
     else if (kind == REQUEST_TOKEN_FOR_PURCHASE || kind == REQUEST_TOKEN_FOR_CANCEL)
-        on_token_answer(r, c, buyer, json);
+        on_token_answer(r, c, kind, buyer, json);
     else
-        on_purchase_state(r, c, buyer, json);
+        on_purchase_state(r, c, kind, buyer, json);
     cJSON_Delete(json);
-    if (c->buyer == NO_BUYER)
+    if (c->kind == REQUEST_NONE) /* not already carrying the purchase or cancel a token was for */
         idle_push(r, c);
 }
 
@@ -742,10 +778,7 @@ static bool may_send_new(const struct rush *r, int64_t now_us)
 {
     if (r->next_unsent >= r->options.buyers)
         return false;
-    if (r->options.rate_per_s <= 0)
-        return true;
-    double allowed = r->options.rate_per_s * (double)(now_us - r->run.started_us) / 1e6 + 1;
-    return (double)r->next_unsent < allowed;
+    return r->options.rate_per_s <= 0 || now_us >= scheduled_us(r, r->next_unsent);
 }
 
 /* The next piece of work for a free connection, in priority order; NO_BUYER when none. */
@@ -764,6 +797,9 @@ static uint32_t next_work(struct rush *r, int64_t now_us, uint8_t *step)
         return queue_pop(r, &r->follow);
     if (may_send_new(r, now_us)) {
         *step = STEP_PURCHASE;
+        if (r->options.rate_per_s > 0)
+            histogram_record(&r->run.send_lag_us,
+                             (uint64_t)(clock_monotonic_us() - scheduled_us(r, r->next_unsent)));
         return r->next_unsent++;
     }
     return NO_BUYER;
@@ -794,10 +830,35 @@ static uint64_t accepted_count(const struct rush_run *run)
     return total;
 }
 
+/*
+ * The counters against the connections they count: each one carries a request of ours
+ * exactly when it has a kind, and then it is busy. O(connections): run with each progress
+ * line, in builds with assertions.
+ */
+static void connections_validate(const struct rush *r)
+{
+#ifndef NDEBUG
+    uint32_t carrying = 0, long_polls = 0;
+    for (uint32_t i = 0; i < r->connection_count; i++) {
+        const struct rush_connection *c = &r->connections[i];
+        assert(c->kind == REQUEST_NONE || c->state == RUSH_CONNECTION_BUSY);
+        assert(c->kind != REQUEST_NONE || !c->is_long_poll);
+        carrying += c->kind != REQUEST_NONE;
+        long_polls += c->is_long_poll;
+    }
+    assert(carrying == r->in_flight);
+    assert(long_polls == r->long_polls);
+    assert(r->follow_polls <= r->long_polls);
+#else
+    (void)r;
+#endif
+}
+
 static void progress(struct rush *r, int64_t now_us, bool is_last)
 {
     if (now_us < r->next_progress_us && !is_last)
         return;
+    connections_validate(r);
     const uint64_t *n = r->run.status_counts;
     double interval_s = (double)(now_us - r->progress_at_us) / 1e6;
     double rate =
@@ -826,8 +887,7 @@ static int wake_timeout_ms(const struct rush *r, int64_t now_us)
     if (r->ready.count > 0 && r->idle_count > 0)
         wake_us = now_us;
     if (r->options.rate_per_s > 0 && r->next_unsent < r->options.buyers) {
-        int64_t slot_us =
-            r->run.started_us + (int64_t)((double)r->next_unsent * 1e6 / r->options.rate_per_s);
+        int64_t slot_us = scheduled_us(r, r->next_unsent);
         if (slot_us < wake_us)
             wake_us = slot_us;
     }
@@ -1072,6 +1132,7 @@ static void init_buyers_and_categories(struct rush *r)
     r->run.status_counts[RUSH_STATUS_UNSENT] = o->buyers;
     r->unfinished = o->buyers;
     histogram_init(&r->run.accept_latency_us);
+    histogram_init(&r->run.send_lag_us);
     histogram_init(&r->run.decision_latency_us);
 }
 
@@ -1103,7 +1164,6 @@ static void healthz_send(struct rush *r, struct rush_connection *c, const char *
 {
     rush_connection_set_request(c, request, length);
     c->sent_us = clock_monotonic_us();
-    c->buyer = 0;
     if (rush_connection_send(c, r->epoll_fd) == RUSH_IO_ERROR)
         r->closed_count++;
 }

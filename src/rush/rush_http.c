@@ -13,10 +13,12 @@
  */
 #include "rush/rush_http.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +48,11 @@ int rush_http_resolve(const char *host, const char *port, struct rush_server_add
     freeaddrinfo(found);
     return 0;
 }
+
+/* Everything but the two buffers is zeroed, the owner's bookkeeping included (rush_http.h). */
+static_assert(offsetof(struct rush_connection, kind) < offsetof(struct rush_connection, out) &&
+                  offsetof(struct rush_connection, buyer) < offsetof(struct rush_connection, out),
+              "rush_connection_init() must zero the owner's bookkeeping");
 
 void rush_connection_init(struct rush_connection *c, uint32_t index)
 {

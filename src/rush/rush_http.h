@@ -49,6 +49,15 @@ struct rush_connection {
     bool is_complete;
     bool is_malformed;
     http_parser parser;
+    /*
+     * The owner's bookkeeping: what was asked, for whom, since when. Zeroed by
+     * rush_connection_init() like everything before `out`, so the owner can let
+     * kind 0 mean "no request outstanding" on a connection never used yet.
+     */
+    uint32_t buyer;
+    uint8_t kind;
+    bool is_long_poll;
+    int64_t sent_us;
     uint32_t out_length;
     uint32_t out_sent;
     char out[RUSH_REQUEST_MAX];
@@ -61,11 +70,6 @@ struct rush_connection {
     bool is_retry_after_header; /* the value being read is Retry-After's */
     uint32_t body_length;
     char body[RUSH_BODY_MAX + 1]; /* NUL-terminated */
-    /* The owner's bookkeeping: what was asked, for whom, since when. */
-    uint32_t buyer;
-    uint8_t kind;
-    bool is_long_poll;
-    int64_t sent_us;
 };
 
 /* Resolves host:port once (blocking getaddrinfo). 0, or -1 after a message on stderr. */
@@ -83,8 +87,10 @@ void rush_connection_close(struct rush_connection *c, int epoll_fd);
 
 /*
  * Writes a request into c->out: method, path, Host, optional bearer token,
- * optional one extra header, optional JSON body. Returns 0, or -1 when it does
- * not fit RUSH_REQUEST_MAX (nothing to send).
+ * optional one extra header, optional JSON body. A body always goes with
+ * Content-Type: application/json (the server answers 415 without it), and
+ * every request has a Content-Length. Returns 0, or -1 when it does not fit
+ * RUSH_REQUEST_MAX (nothing to send).
  */
 int rush_connection_format(struct rush_connection *c, const struct rush_server_address *server,
                            const char *method, const char *path, const char *token,

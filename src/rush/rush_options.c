@@ -40,7 +40,7 @@ static const struct option_spec specs[] = {
     {"--connections", KIND_UINT, FIELD(connections), 0, 1, RUSH_CONNECTIONS_MAX,
      "keep-alive connections = requests in flight at most (default 512)"},
     {"--rate", KIND_RATE, FIELD(rate_per_s), 0, 0, 10000000,
-     "purchases sent per second; 0 = all at once, an opening bell (default 0)"},
+     "purchases per second, on a fixed schedule; 0 = an opening bell (default 0)"},
     {"--confirm", KIND_FRACTION, FIELD(confirm_fraction), 0, 0, 0,
      "fraction of holds paid for, as the payments role (default 0.6)"},
     {"--cancel", KIND_FRACTION, FIELD(cancel_fraction), 0, 0, 0,
@@ -92,7 +92,11 @@ void rush_options_print_help(FILE *out)
                  "each to its final status (paying, cancelling or letting holds expire), then\n"
                  "reports times, latencies and outcomes and checks the answers: no oversell,\n"
                  "arrival order kept, every purchase decided. Exit 0: every check passed;\n"
-                 "1: a check failed; 2: usage error; 3: the rehearsal could not run.\n\n");
+                 "1: a check failed; 2: usage error; 3: the rehearsal could not run.\n\n"
+                 "Accept latency runs to the 202 from each purchase's scheduled send at --rate\n"
+                 "(so time rush spends behind its schedule counts: no coordinated omission;\n"
+                 "\"send lag\" says how far behind it was), or from its first send in an opening\n"
+                 "bell. Decision latency runs from the 202 to the first status not queued.\n\n");
     for (size_t i = 0; i < SPEC_COUNT; i++) {
         const char *value = specs[i].kind == KIND_FLAG ? "" : " V";
         fprintf(out, "  %s%-*s %s\n", specs[i].name, (int)(16 - strlen(specs[i].name)), value,

@@ -347,9 +347,14 @@ void rush_report_print(const struct rush_run *run, const struct rush_report *rep
     fprintf(out, "rate     accepted %llu (%.0f/s)  requests %llu (%.0f/s)\n",
             (unsigned long long)report->accepted, report->accepted_per_s,
             (unsigned long long)run->responses, report->requests_per_s);
-    fprintf(out, "latency\n");
+    bool is_paced = o->rate_per_s > 0;
+    fprintf(out, "latency  accept: %s -> 202; decision: 202 -> first status not queued%s\n",
+            is_paced ? "scheduled send" : "first send",
+            is_paced ? "; send lag: scheduled -> sent" : "");
     print_latency(out, "accept", &run->accept_latency_us);
     print_latency(out, "decision", &run->decision_latency_us);
+    if (is_paced)
+        print_latency(out, "send lag", &run->send_lag_us);
     print_outcomes(run, report, out);
     for (int i = 0; i < RUSH_CHECK_COUNT; i++)
         fprintf(out, "check    %-13s %s  %s\n", report->checks[i].name,
@@ -450,9 +455,14 @@ static cJSON *report_json(const struct rush_run *run, const struct rush_report *
     cJSON_AddNumberToObject(json, "accepted", (double)report->accepted);
     cJSON_AddNumberToObject(json, "accepted_per_s", report->accepted_per_s);
     cJSON_AddNumberToObject(json, "requests_per_s", report->requests_per_s);
+    bool is_paced = run->options->rate_per_s > 0;
     cJSON *latency = cJSON_AddObjectToObject(json, "latency");
     add_latency(latency, "accept", &run->accept_latency_us);
+    cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(latency, "accept"), "from",
+                            is_paced ? "scheduled" : "sent");
     add_latency(latency, "decision", &run->decision_latency_us);
+    if (is_paced)
+        add_latency(latency, "send_lag", &run->send_lag_us);
     add_counts(json, run, report);
     add_categories(json, run);
     cJSON_AddNumberToObject(json, "queue_pending", (double)run->queue_pending);

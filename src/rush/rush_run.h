@@ -109,7 +109,13 @@ struct rush_run {
     int64_t ended_us;
     bool is_deadline_hit;
 
-    struct histogram accept_latency_us;   /* purchase sent -> 202 */
+    /*
+     * Purchase -> 202. At --rate from the purchase's scheduled send (started_us + index / rate),
+     * so time rush spent behind its schedule (no free connection, the --demo token, retries)
+     * counts: no coordinated omission. In an opening bell, from its first send.
+     */
+    struct histogram accept_latency_us;
+    struct histogram send_lag_us;         /* --rate: scheduled send -> first request sent */
     struct histogram decision_latency_us; /* 202 -> first status other than queued */
 };
 

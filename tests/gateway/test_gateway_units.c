@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "core/error.h"
 #include "gateway/api_json.h"
@@ -201,17 +202,364 @@ static void test_purchase_ids(void **state)
     assert_int_equal(api_json_purchase_id_parse("p_0000000000000", &value), CATRACA_E_INVALID);
     assert_int_equal(api_json_purchase_id_parse("p_GZZZZZZZZZZZZ", &value), CATRACA_E_INVALID);
     assert_int_equal(api_json_purchase_id_parse("p_123", &value), CATRACA_E_INVALID);
+    /* Only the exact text of an id: nothing after it, before it, or in another case. */
+    char text[API_PURCHASE_ID_TEXT], longer[64];
+    api_json_purchase_id_format(ids[1], text);
+    snprintf(longer, sizeof(longer), "%sjunk", text);
+    assert_int_equal(api_json_purchase_id_parse(longer, &value), CATRACA_E_INVALID);
+    snprintf(longer, sizeof(longer), "%s0", text);
+    assert_int_equal(api_json_purchase_id_parse(longer, &value), CATRACA_E_INVALID);
+    snprintf(longer, sizeof(longer), "%s\x01", text);
+    assert_int_equal(api_json_purchase_id_parse(longer, &value), CATRACA_E_INVALID);
+    snprintf(longer, sizeof(longer), " %s", text);
+    assert_int_equal(api_json_purchase_id_parse(longer, &value), CATRACA_E_INVALID);
+    snprintf(longer, sizeof(longer), "P%s", text + 1);
+    assert_int_equal(api_json_purchase_id_parse(longer, &value), CATRACA_E_INVALID);
+    snprintf(longer, sizeof(longer), "%s", text);
+    longer[5] = (char)(longer[5] + ('a' - 'A')); /* a letter in lower case */
+    assert_true(longer[5] >= 'a' && longer[5] <= 'z');
+    assert_int_equal(api_json_purchase_id_parse(longer, &value), CATRACA_E_INVALID);
+    assert_int_equal(api_json_purchase_id_parse(text, &value), 0);
     assert_true(api_json_is_id("a.b-c_9"));
     assert_false(api_json_is_id("a b"));
     assert_false(api_json_is_id(""));
 }
 
+/* A body given with its exact length (a C literal may hold a NUL). */
+#define BODY(text) text, sizeof(text) - 1
+
+static int purchase(const char *body, size_t length)
+{
+    char category[CATRACA_ID_MAX + 1], message[API_ERROR_MESSAGE_MAX];
+    int64_t quantity = 0;
+    return api_json_parse_purchase(body, length, category, &quantity, message);
+}
+
+static int event(const char *body, size_t length, struct engine_event_spec *spec)
+{
+    char message[API_ERROR_MESSAGE_MAX];
+    return api_json_parse_event(body, length, spec, message);
+}
+
+/* Bad input is refused, never truncated: cJSON decodes \u0000 into a C string (which ends
+ * there) and stops after the first value, so these were read as a shorter, valid body. */
+static void test_json_refuses_truncation(void **state)
+{
+    (void)state;
+    char category[CATRACA_ID_MAX + 1], message[API_ERROR_MESSAGE_MAX];
+    int64_t quantity = 0;
+    assert_int_equal(api_json_parse_purchase(BODY("{\"category\":\"pista\",\"quantity\":1}"),
+                                             category, &quantity, message),
+                     0);
+    assert_string_equal(category, "pista");
+    assert_int_equal(purchase(BODY("{\"category\":\"pista\",\"quantity\":1} \t\r\n")), 0);
+    assert_int_equal(purchase(BODY("{\"category\":\"pista\\u0000x\",\"quantity\":1}")),
+                     CATRACA_E_INVALID);
+    assert_int_equal(purchase(BODY("{\"category\":\"pista\",\"quantity\":1} x")),
+                     CATRACA_E_INVALID);
+    assert_int_equal(purchase(BODY("{\"category\":\"pista\",\"quantity\":1}"
+                                   "{\"category\":\"pista\",\"quantity\":1}")),
+                     CATRACA_E_INVALID);
+    assert_int_equal(purchase(BODY("{\"category\":\"pista\",\"quantity\":1}\0junk")),
+                     CATRACA_E_INVALID);
+    /* cJSON skips every byte below 0x21 as whitespace; JSON allows only four. */
+    assert_int_equal(purchase(BODY("{\"category\":\"pista\",\"quantity\":1}\v")),
+                     CATRACA_E_INVALID);
+    assert_int_equal(purchase(BODY("{\"category\":\0\"pista\",\"quantity\":1}")),
+                     CATRACA_E_INVALID);
+    assert_int_equal(purchase(BODY("\xEF\xBB\xBF{\"category\":\"pista\",\"quantity\":1}")),
+                     CATRACA_E_INVALID);
+    /* A member name is a JSON string too: "category\u0000x" must not read as "category". */
+    assert_int_equal(
+        purchase(BODY("{\"category\\u0000x\":\"vip\",\"category\":\"pista\",\"quantity\":1}")),
+        CATRACA_E_INVALID);
+    assert_int_equal(purchase(BODY("[{\"category\":\"pista\",\"quantity\":1}]")),
+                     CATRACA_E_INVALID);
+    assert_int_equal(purchase(BODY("\"pista\"")), CATRACA_E_INVALID);
+    assert_int_equal(purchase(BODY("")), CATRACA_E_INVALID);
+    static struct engine_event_spec spec;
+    assert_int_equal(
+        event(BODY("{\"id\":\"evx\\u0000y\",\"categories\":[{\"id\":\"a\",\"capacity\":1}]}"),
+              &spec),
+        CATRACA_E_INVALID);
+    assert_int_equal(
+        event(BODY("{\"id\":\"evx\",\"categories\":[{\"id\":\"a\\u0000b\",\"capacity\":1}]}"),
+              &spec),
+        CATRACA_E_INVALID);
+    uint8_t engine_state = 0;
+    assert_int_equal(
+        api_json_parse_state(BODY("{\"state\":\"open\\u0000x\"}"), &engine_state, message),
+        CATRACA_E_INVALID);
+    char reference[CATRACA_ID_MAX + 1];
+    assert_int_equal(
+        api_json_parse_confirm(BODY("{\"payment_ref\":\"psp\\u0000x\"}"), reference, message),
+        CATRACA_E_INVALID);
+}
+
+/* An event body whose name is the given JSON string text (between the quotes). */
+static int event_named(const char *name, struct engine_event_spec *spec)
+{
+    char body[1024];
+    int n = snprintf(
+        body, sizeof(body),
+        "{\"id\":\"ev\",\"name\":\"%s\",\"categories\":[{\"id\":\"a\",\"capacity\":1}]}", name);
+    assert_true(n > 0 && (size_t)n < sizeof(body));
+    return event(body, (size_t)n, spec);
+}
+
+static int category_named(const char *name, struct engine_event_spec *spec)
+{
+    char body[1024];
+    int n = snprintf(
+        body, sizeof(body),
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"name\":\"%s\",\"capacity\":1}]}", name);
+    assert_true(n > 0 && (size_t)n < sizeof(body));
+    return event(body, (size_t)n, spec);
+}
+
+/* Control characters (raw or escaped) and malformed UTF-8 are refused in every string. */
+static void test_json_refuses_control_and_bad_utf8(void **state)
+{
+    (void)state;
+    static struct engine_event_spec spec;
+    static const char *const refused[] = {
+        "a\\u0001z",
+        "a\\u001Fz",
+        "a\\u007fz",
+        "a\\nz",
+        "a\\tz",
+        "a\\rz",
+        "a\\bz",
+        "a\\fz",
+        "a\x01z",
+        "a\x1fz",
+        "a\x7fz",
+        "a\tz",
+        "a\xffz",             /* never in UTF-8 */
+        "a\xc0\xafz",         /* overlong '/' */
+        "a\xe0\x80\xafz",     /* overlong, three bytes */
+        "a\xed\xa0\x80z",     /* a UTF-16 surrogate encoded in UTF-8 */
+        "a\xf4\x90\x80\x80z", /* above U+10FFFF */
+        "a\xe2\x82",          /* cut short */
+        "a\x80z",             /* a lone continuation byte */
+        "a\\ud800z",          /* a lone high surrogate */
+        "a\\udc00z",          /* a lone low surrogate */
+        "a\\ud800\\u0041",    /* a high surrogate and no low one */
+        "a\\xz",              /* not a JSON escape */
+        "a\\u00",             /* cut short */
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        assert_int_equal(event_named(refused[i], &spec), CATRACA_E_INVALID);
+        assert_int_equal(category_named(refused[i], &spec), CATRACA_E_INVALID);
+    }
+    /* Outside the rule: quotes, solidus, backslash, C1 controls, any plane. */
+    assert_int_equal(event_named("Rock in Rio 2026 \xe2\x80\x94 day 1", &spec), 0);
+    assert_string_equal(spec.name, "Rock in Rio 2026 \xe2\x80\x94 day 1");
+    assert_int_equal(event_named("\\\"a\\\" \\/ \\\\ \\u00e9 \\u0080 \\ud83c\\udfb8", &spec), 0);
+    assert_string_equal(spec.name, "\"a\" / \\ \xc3\xa9 \xc2\x80 \xf0\x9f\x8e\xb8");
+    assert_int_equal(category_named("Pista \xc3\xa9", &spec), 0);
+    assert_string_equal(spec.categories[0].name, "Pista \xc3\xa9");
+    assert_int_equal(event_named("", &spec), 0);
+}
+
+static size_t base64url(const char *in, size_t length, char *out)
+{
+    int n = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)in, (int)length);
+    size_t size = 0;
+    for (int i = 0; i < n && out[i] != '='; i++)
+        out[size++] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+    out[size] = '\0';
+    return size;
+}
+
+/* A correctly signed token over any header and claims text (the issuer's own words). */
+static int verify_signed(const char *header, size_t header_length, const char *claims,
+                         size_t claims_length, struct jwt_claims *out)
+{
+    char token[2048];
+    size_t n = base64url(header, header_length, token);
+    token[n++] = '.';
+    n += base64url(claims, claims_length, token + n);
+    uint8_t mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_length = 0;
+    HMAC(EVP_sha256(), secret, (int)SECRET_LENGTH, (const unsigned char *)token, n, mac,
+         &mac_length);
+    token[n++] = '.';
+    base64url((const char *)mac, mac_length, token + n);
+    return jwt_verify(secret, SECRET_LENGTH, token, 1000, out);
+}
+
+#define HS256 BODY("{\"alg\":\"HS256\",\"typ\":\"JWT\"}")
+
+/* A signed token is held to the same reading as a body: "alice\u0000x" is not alice. */
+static void test_jwt_refuses_truncation(void **state)
+{
+    (void)state;
+    struct jwt_claims claims;
+    assert_int_equal(verify_signed(HS256, BODY("{\"sub\":\"alice\",\"exp\":2000}"), &claims), 0);
+    assert_string_equal(claims.subject, "alice");
+    assert_int_equal(claims.role, JWT_ROLE_BUYER);
+    assert_int_equal(
+        verify_signed(HS256, BODY("{\"sub\":\"alice\\u0000x\",\"exp\":2000}"), &claims),
+        JWT_E_MALFORMED);
+    assert_int_equal(verify_signed(HS256,
+                                   BODY("{\"sub\":\"c1\",\"role\":\"admin\\u0000x\",\"exp\":2000}"),
+                                   &claims),
+                     JWT_E_MALFORMED);
+    assert_int_equal(verify_signed(BODY("{\"alg\":\"HS256\\u0000x\"}"),
+                                   BODY("{\"sub\":\"alice\",\"exp\":2000}"), &claims),
+                     JWT_E_MALFORMED);
+    assert_int_equal(verify_signed(BODY("{\"alg\":\"HS256\",\"typ\":\"JWT\\u0000x\"}"),
+                                   BODY("{\"sub\":\"alice\",\"exp\":2000}"), &claims),
+                     JWT_E_MALFORMED);
+    assert_int_equal(verify_signed(BODY("{\"alg\":\"HS256\",\"kid\":\"k\\u001f\"}"),
+                                   BODY("{\"sub\":\"alice\",\"exp\":2000}"), &claims),
+                     JWT_E_MALFORMED);
+    assert_int_equal(verify_signed(HS256, BODY("{\"sub\":\"alice\",\"exp\":2000} x"), &claims),
+                     JWT_E_MALFORMED);
+    assert_int_equal(verify_signed(HS256, BODY("{\"sub\":\"alice\",\"exp\":2000}\0"), &claims),
+                     JWT_E_MALFORMED);
+    assert_int_equal(
+        verify_signed(HS256, BODY("{\"sub\":\"alice\",\"exp\":2000}{\"sub\":\"bob\"}"), &claims),
+        JWT_E_MALFORMED);
+    /* exp and nbf are stored as int64_t seconds: a double beyond that is no time of ours. */
+    assert_int_equal(verify_signed(HS256, BODY("{\"sub\":\"alice\",\"exp\":1e300}"), &claims),
+                     JWT_E_CLAIMS);
+    assert_int_equal(
+        verify_signed(HS256, BODY("{\"sub\":\"alice\",\"exp\":2000,\"nbf\":-1e300}"), &claims),
+        JWT_E_CLAIMS);
+    assert_int_equal(
+        verify_signed(HS256, BODY("{\"sub\":\"alice\",\"exp\":9007199254740992}"), &claims), 0);
+    assert_true(claims.expires_s == INT64_C(1) << 53);
+    /* Any string of the claims, not only the ones read: one rule for all JSON from outside. */
+    assert_int_equal(
+        verify_signed(HS256, BODY("{\"sub\":\"alice\",\"exp\":2000,\"name\":\"a\\nb\"}"), &claims),
+        JWT_E_MALFORMED);
+    assert_int_equal(
+        verify_signed(HS256, BODY("{\"sub\":\"alice\",\"exp\":2000,\"name\":\"\xff\"}"), &claims),
+        JWT_E_MALFORMED);
+}
+
+/* A name of `count` copies of the UTF-8 text `unit`, as a JSON string's content. */
+static const char *repeated(const char *unit, int count)
+{
+    static char text[512];
+    text[0] = '\0';
+    for (int i = 0; i < count; i++)
+        strcat(text, unit);
+    return text;
+}
+
+/* Names count characters (JSON Schema's maxLength), and the longest always fits the bytes. */
+static void test_json_name_lengths(void **state)
+{
+    (void)state;
+    static struct engine_event_spec spec;
+    static const char *const units[] = {"a", "\xc3\xa9", "\xe2\x80\x94", "\xf0\x9f\x8e\xb8"};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        size_t bytes = strlen(units[i]) * API_NAME_CHARACTERS_MAX;
+        assert_int_equal(event_named(repeated(units[i], API_NAME_CHARACTERS_MAX), &spec), 0);
+        assert_int_equal(strlen(spec.name), bytes);
+        assert_int_equal(category_named(repeated(units[i], API_NAME_CHARACTERS_MAX), &spec), 0);
+        assert_int_equal(strlen(spec.categories[0].name), bytes);
+        assert_int_equal(event_named(repeated(units[i], API_NAME_CHARACTERS_MAX + 1), &spec),
+                         CATRACA_E_INVALID);
+        assert_int_equal(category_named(repeated(units[i], API_NAME_CHARACTERS_MAX + 1), &spec),
+                         CATRACA_E_INVALID);
+    }
+    /* An escaped character is one character: \u00e9 and \ud83c\udfb8 count 1 each. */
+    assert_int_equal(event_named(repeated("\\ud83c\\udfb8", API_NAME_CHARACTERS_MAX), &spec), 0);
+    assert_int_equal(strlen(spec.name), 4 * API_NAME_CHARACTERS_MAX);
+    assert_int_equal(event_named(repeated("\\u00e9", API_NAME_CHARACTERS_MAX + 1), &spec),
+                     CATRACA_E_INVALID);
+}
+
+/* The other bounds of an event body, at and past their edges. */
+static void test_json_event_bounds(void **state)
+{
+    (void)state;
+    static struct engine_event_spec spec;
+    assert_int_equal(event(BODY("{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1,"
+                                "\"price_cents\":1125899906842624}]}"),
+                           &spec),
+                     0);
+    assert_true(spec.categories[0].price_cents == INT64_C(1) << 50);
+    static const char *const refused[] = {
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1,"
+        "\"price_cents\":1125899906842625}]}",
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1,\"price_cents\":-1}]}",
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1,\"price_cents\":1.5}]}",
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1,\"price_cents\":\"1\"}]}",
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1},{\"id\":\"a\",\"capacity\":2}"
+        "]}",
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":0}]}",
+        "{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":10000001}]}",
+        "{\"id\":\"ev\",\"categories\":[]}",
+        "{\"id\":\"ev\",\"per_customer_limit\":11,\"categories\":[{\"id\":\"a\",\"capacity\":1}]}",
+        "{\"id\":\"ev\",\"hold_seconds\":0,\"categories\":[{\"id\":\"a\",\"capacity\":1}]}",
+        "{\"id\":\"ev\",\"state\":\"opened\",\"categories\":[{\"id\":\"a\",\"capacity\":1}]}",
+        "{\"id\":\"e v\",\"categories\":[{\"id\":\"a\",\"capacity\":1}]}",
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        assert_int_equal(event(refused[i], strlen(refused[i]), &spec), CATRACA_E_INVALID);
+    /* Member names match exactly: "NAME" is another, unknown, member (ignored). */
+    assert_int_equal(
+        event(BODY("{\"id\":\"ev\",\"NAME\":5,\"categories\":[{\"id\":\"a\",\"capacity\":1}]}"),
+              &spec),
+        0);
+    assert_string_equal(spec.name, "");
+}
+
+/* A member given twice is refused: cJSON reads the first, other parsers the last. */
+static void test_json_refuses_duplicate_members(void **state)
+{
+    (void)state;
+    static struct engine_event_spec spec;
+    assert_int_equal(purchase(BODY("{\"category\":\"vip\",\"category\":\"pista\",\"quantity\":1}")),
+                     CATRACA_E_INVALID);
+    assert_int_equal(purchase(BODY("{\"category\":\"pista\",\"quantity\":1,\"quantity\":9}")),
+                     CATRACA_E_INVALID);
+    assert_int_equal(purchase(BODY("{\"category\":\"pista\",\"quantity\":1,\"x\":1,\"x\":2}")), 0);
+    assert_int_equal(
+        event(BODY("{\"id\":\"a\",\"id\":\"b\",\"categories\":[{\"id\":\"a\",\"capacity\":1}]}"),
+              &spec),
+        CATRACA_E_INVALID);
+    assert_int_equal(
+        event(BODY("{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1,\"capacity\":9}]}"),
+              &spec),
+        CATRACA_E_INVALID);
+    assert_int_equal(event(BODY("{\"id\":\"ev\",\"categories\":[{\"id\":\"a\",\"capacity\":1}],"
+                                "\"categories\":[{\"id\":\"b\",\"capacity\":1}]}"),
+                           &spec),
+                     CATRACA_E_INVALID);
+    struct jwt_claims claims;
+    assert_int_equal(
+        verify_signed(HS256, BODY("{\"sub\":\"alice\",\"sub\":\"bob\",\"exp\":2000}"), &claims),
+        JWT_E_CLAIMS);
+    assert_int_equal(
+        verify_signed(HS256,
+                      BODY("{\"sub\":\"c1\",\"role\":\"buyer\",\"role\":\"admin\",\"exp\":2000}"),
+                      &claims),
+        JWT_E_CLAIMS);
+    assert_int_equal(verify_signed(BODY("{\"alg\":\"HS256\",\"alg\":\"none\"}"),
+                                   BODY("{\"sub\":\"alice\",\"exp\":2000}"), &claims),
+                     JWT_E_MALFORMED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_jwt),          cmocka_unit_test(test_ratelimit),
-        cmocka_unit_test(test_challenge),    cmocka_unit_test(test_waiters),
+        cmocka_unit_test(test_jwt),
+        cmocka_unit_test(test_ratelimit),
+        cmocka_unit_test(test_challenge),
+        cmocka_unit_test(test_waiters),
         cmocka_unit_test(test_purchase_ids),
+        cmocka_unit_test(test_json_refuses_truncation),
+        cmocka_unit_test(test_json_refuses_control_and_bad_utf8),
+        cmocka_unit_test(test_jwt_refuses_truncation),
+        cmocka_unit_test(test_json_name_lengths),
+        cmocka_unit_test(test_json_event_bounds),
+        cmocka_unit_test(test_json_refuses_duplicate_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

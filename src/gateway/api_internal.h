@@ -1,0 +1,226 @@
+/*
+ * api_internal.h - what the files of the API layer share (SQLite's btreeInt.h
+ * beside btree.h): the struct api, a parked request, a routed request, and
+ * the few functions one file offers the others. Never included outside
+ * src/gateway/api*.c; the public contract is api.h.
+ *
+ *   api.c            life cycle (start, drain, stop), answers, per-thread handles
+ *   api_router.c     the route table: 404, 405 + Allow, HEAD, roles, 415; api_handle
+ *   api_pending.c    parked requests, their deadlines, the responder thread
+ *   api_events.c     /v1/events routes and the answers to event commands
+ *   api_purchases.c  /v1/purchases routes and the answers to purchase commands
+ *   api_ops.c        health, readiness, metrics, home page, demo token, challenge
+ */
+#ifndef CATRACA_GATEWAY_API_INTERNAL_H
+#define CATRACA_GATEWAY_API_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gateway/api.h"
+#include "gateway/api_json.h"
+#include "gateway/appender.h"
+#include "gateway/challenge.h"
+#include "gateway/jwt.h"
+#include "gateway/metrics.h"
+#include "gateway/ratelimit.h"
+#include "gateway/recent.h"
+#include "gateway/token_cache.h"
+#include "gateway/waiters.h"
+
+#define API_HANDLES_MAX 256
+#define API_KNOWN_EVENTS_MAX 64
+/* Verified tokens remembered per HTTP thread: about 100 bytes each, 6.5 MB a thread. */
+#define API_TOKEN_CACHE_SLOTS 65536
+#define API_SEGMENTS_MAX 6
+
+/* ---- parked requests (api_pending.c) ----------------------------------------------------- */
+
+enum pending_kind {
+    PENDING_PURCHASE,  /* waits for the append: 202 / 200 / 422 */
+    PENDING_ANSWER,    /* waits for the append, then the engine's answer */
+    PENDING_LONG_POLL, /* waits for a purchase's change */
+    PENDING_STREAM,    /* SSE: every change until a final status */
+};
+
+/* A parked request. Only the responder thread answers it; others fill its inbox. */
+struct pending {
+    struct api *api;
+    struct http_request *request;
+    enum pending_kind kind;
+    enum metrics_route route;
+    int64_t started_us;
+    atomic_int references;
+    struct waiter waiter;
+    /* request facts */
+    uint8_t command_type;
+    char event[CATRACA_ID_MAX + 1];
+    uint64_t purchase_id;
+    char customer[CATRACA_ID_MAX + 1];
+    char category[CATRACA_ID_MAX + 1];
+    uint32_t quantity;
+    int64_t wait_ms; /* long-polls and streams: armed by the responder on first sight */
+    /* inbox: under api->queue_mutex */
+    bool is_queued;
+    struct pending *queue_next;
+    bool has_append, has_row, has_answer;
+    int append_error;
+    struct log_append_item append;
+    struct store_purchase row;
+    struct store_answer answer;
+    bool is_abandoned;      /* the client left (http_on_abandon) */
+    bool has_abandon_hook;  /* set once, before the hook can run */
+    /* responder thread only */
+    bool is_done;
+    bool is_registered;
+    int64_t deadline_ms;
+    uint32_t heap_index;
+};
+
+/* ---- the service ------------------------------------------------------------------------- */
+
+struct thread_handles {
+    struct api *api;
+    struct catraca_log log;
+    struct catraca_store store;
+    /* Events seen by this thread: they are never deleted and their limits never change,
+     * so purchases skip a store read per request. */
+    struct {
+        char id[CATRACA_ID_MAX + 1];
+        uint32_t per_customer_limit;
+    } known[API_KNOWN_EVENTS_MAX];
+    uint32_t known_count;
+    struct token_cache tokens; /* bearer tokens this thread verified */
+};
+
+struct api {
+    struct api_config config;
+    struct appender *appender;
+    /* set after start, read by other threads */
+    _Atomic(struct worker *) worker;
+    _Atomic(struct http_server *) http;
+    struct waiters waiters;
+    struct ratelimit customer_limit, ip_limit;
+    struct challenge challenge;
+    struct metrics metrics;
+    atomic_uint_fast64_t purchase_counter;
+    struct recent recent; /* slots == NULL: off */
+
+    pthread_mutex_t handles_mutex;
+    struct thread_handles *handles[API_HANDLES_MAX];
+    uint32_t handle_count;
+
+    /* responder */
+    pthread_t responder;
+    pthread_mutex_t queue_mutex;
+    pthread_cond_t queue_wake;
+    struct pending *queue_head, *queue_tail;
+    bool is_stopping;
+    struct pending **heap; /* by deadline; responder thread only */
+    uint32_t heap_count, heap_capacity;
+    struct catraca_store responder_store;
+    /* stopping (api_drain): handlers refuse, the responder answers what is parked */
+    atomic_bool is_draining;
+    int64_t drain_started_ms; /* under queue_mutex */
+    bool is_rekeyed;          /* responder only */
+    atomic_uint parked_count; /* heap + queue, published by the responder */
+};
+
+/* One request on its way through a handler (an HTTP thread's stack). */
+struct route_context {
+    struct api *api;
+    struct http_request *request;
+    enum metrics_route route;
+    int64_t started_us;
+    const char *segments[API_SEGMENTS_MAX];
+    size_t segment_count;
+    struct jwt_claims claims; /* the caller, once authenticated (routes that need a token) */
+};
+
+/* ---- answers and handles (api.c) --------------------------------------------------------- */
+
+/* Each answers c's request now and counts it under c->route in /metrics. */
+void api_reply(struct route_context *c, int status, const char *content_type, const char *body,
+               size_t length, const char *const *headers);
+void api_reply_json(struct route_context *c, int status, const char *json,
+                    const char *const *headers);
+void api_reply_error(struct route_context *c, int status, const char *code, const char *message,
+                     const char *const *headers);
+/* Takes ownership of json. */
+void api_reply_cjson(struct route_context *c, int status, cJSON *json, const char *const *headers);
+/* The calling HTTP thread's read handles, opened on first use; NULL when they cannot be. */
+struct thread_handles *api_handles_of(struct api *api);
+
+/* ---- the router (api_router.c) ----------------------------------------------------------- */
+
+/* True when the route table is well formed (known methods, patterns from the root, labels in
+ * range, no row hidden by an earlier one). api_start asserts it. */
+bool api_router_validate(void);
+
+/* ---- parked requests (api_pending.c) ----------------------------------------------------- */
+
+/* A parked request for c (one reference, the caller's), or NULL when out of memory. */
+struct pending *api_pending_new(struct route_context *c, enum pending_kind kind);
+void api_pending_release(struct pending *p);
+/*
+ * Appends command to the event's log on behalf of p, parks c's request until the
+ * answer, and lets go of the caller's reference to p. Answers 400 or 503 itself.
+ */
+void api_pending_submit(struct route_context *c, struct pending *p,
+                        const struct engine_command *command, const char *idempotency_key,
+                        uint64_t request_hash);
+/* Parks c's request (long-poll or SSE) until row's purchase changes or wait_ms pass. */
+void api_pending_park_for_changes(struct route_context *c, const struct store_purchase *row,
+                                  enum pending_kind kind, int64_t wait_ms);
+/* Answers p (once) and lets go of it: on the responder thread, or on the appender's for a
+ * purchase, which never registers a waiter or arms a deadline. */
+void api_pending_finish(struct pending *p, int status, const char *json,
+                        const char *const *headers);
+void api_pending_finish_error(struct pending *p, int status, const char *code, const char *message);
+/* Takes ownership of json. */
+void api_pending_finish_cjson(struct pending *p, int status, cJSON *json,
+                              const char *const *headers);
+/* The responder thread's body (pthread_create from api_start). */
+void *api_pending_responder_main(void *api);
+
+/* ---- routes and their answers (api_events.c, api_purchases.c, api_ops.c) ----------------- */
+
+/*
+ * Handlers (the route table's): each answers c's request exactly once, now or by parking it.
+ * The router has already checked the path (ids in c->segments are ids), the token and role
+ * (c->claims) and the body's media type.
+ */
+
+/* The event named id, or false once answered (404, or 503 when the store does not answer). */
+bool api_events_read(struct route_context *c, const char *id, struct store_event *event);
+void api_events_list(struct route_context *c);
+void api_events_get(struct route_context *c);
+void api_events_create(struct route_context *c);
+void api_events_set_state(struct route_context *c);
+/* Responder thread: the engine answered p's CREATE_EVENT or SET_STATE. */
+void api_events_answer(struct api *api, struct pending *p);
+
+void api_purchases_create(struct route_context *c);
+void api_purchases_get(struct route_context *c);
+void api_purchases_stream(struct route_context *c);
+void api_purchases_cancel(struct route_context *c);
+void api_purchases_confirm(struct route_context *c);
+/* A purchase as API.md shows it, queued (not decided yet) or decided. */
+cJSON *api_purchases_json(const struct store_purchase *row);
+/* p's purchase reached the log (appender or responder thread): 202, 200 or 422. */
+void api_purchases_answer_appended(struct api *api, struct pending *p);
+/* Responder thread: the engine answered p's CONFIRM or CANCEL. */
+void api_purchases_answer(struct api *api, struct pending *p);
+/* Responder thread: p's long-poll ran out of time; answers the purchase as it is now. */
+void api_purchases_answer_current(struct api *api, struct pending *p);
+
+void api_ops_home(struct route_context *c);
+void api_ops_healthz(struct route_context *c);
+void api_ops_readyz(struct route_context *c);
+void api_ops_metrics(struct route_context *c);
+void api_ops_demo_token(struct route_context *c);
+void api_ops_challenge(struct route_context *c);
+
+#endif

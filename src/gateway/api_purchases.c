@@ -1,0 +1,415 @@
+/*
+ * api_purchases.c - the purchase routes (buy, read, long-poll, stream, cancel,
+ * confirm) and their answers once the log or the engine has them.
+ */
+#include <stdatomic.h>
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/codec.h"
+#include "core/error.h"
+#include "gateway/api_internal.h"
+
+#define STREAM_TIMEOUT_MS 600000 /* an SSE stream lasts at most this long */
+#define LONG_POLL_MAX_S 60
+
+/* ---- answers (appender and responder threads) -------------------------------------------- */
+
+/* 202 with the queued purchase, 200 with the first one for a repeated Idempotency-Key, or 422. */
+void api_purchases_answer_appended(struct api *api, struct pending *p)
+{
+    if (p->append_error != 0) {
+        api_pending_finish_error(p, 503, "unavailable",
+                                 "the log is unavailable; nothing was accepted");
+        return;
+    }
+    if (p->append.result == LOG_DUPLICATE_MISMATCH) {
+        api_pending_finish_error(p, 422, "invalid_request",
+                                 "this Idempotency-Key was used with another request");
+        return;
+    }
+    uint64_t id =
+        p->append.result == LOG_DUPLICATE ? p->append.existing_purchase_id : p->purchase_id;
+    char id_text[API_PURCHASE_ID_TEXT], location[64];
+    api_json_purchase_id_format(id, id_text);
+    snprintf(location, sizeof(location), "/v1/purchases/%s", id_text);
+    const char *headers[] = {"Location", location, NULL};
+    char accepted[API_PURCHASE_ACCEPTED_MAX];
+    int length = api_json_purchase_accepted(accepted, sizeof(accepted), id, p->event, p->category,
+                                            p->quantity, p->append.seq);
+    assert(length > 0);
+    if (p->append.result == LOG_DUPLICATE) {
+        /* An idempotent repeat answers the purchase as it is now. */
+        struct store_purchase row;
+        if (api->responder_store.ops->get_purchase(api->responder_store.context, id, &row) == 0)
+            api_pending_finish_cjson(p, 200, api_json_purchase(&row), headers);
+        else /* still queued: the same shape as GET of a queued purchase */
+            api_pending_finish_cjson(p, 200,
+                                     api_json_purchase_queued(id, p->event, p->customer,
+                                                              p->category, p->quantity,
+                                                              p->append.seq),
+                                     headers);
+        return;
+    }
+    metrics_count(&api->metrics, METRICS_PURCHASES_ACCEPTED);
+    api_pending_finish(p, 202, accepted, headers);
+}
+
+/* Confirm and cancel: the engine's answer, with the purchase as the store has it now. */
+void api_purchases_answer(struct api *api, struct pending *p)
+{
+    struct store_purchase row;
+    /* The answer and the row were committed together: the store has the row. */
+    if (api->responder_store.ops->get_purchase(api->responder_store.context, p->purchase_id,
+                                               &row) != 0) {
+        api_pending_finish_error(p, 404, "not_found", "no such purchase");
+        return;
+    }
+    const struct store_answer *a = &p->answer;
+    if (a->result != ENGINE_RESULT_CONFLICT) {
+        api_pending_finish_cjson(p, 200, api_json_purchase(&row), NULL);
+        return;
+    }
+    if (a->reason == ENGINE_REASON_UNKNOWN_PURCHASE) {
+        api_pending_finish_error(p, 404, "not_found", "no such purchase");
+        return;
+    }
+    cJSON *json = cJSON_CreateObject();
+    cJSON *error = cJSON_AddObjectToObject(json, "error");
+    cJSON_AddStringToObject(error, "code", "conflict");
+    char message[96];
+    snprintf(message, sizeof(message), "the hold is not valid: %s", engine_reason_name(a->reason));
+    cJSON_AddStringToObject(error, "message", message);
+    cJSON_AddItemToObject(json, "purchase", api_json_purchase(&row));
+    api_pending_finish_cjson(p, 409, json, NULL);
+}
+
+void api_purchases_answer_current(struct api *api, struct pending *p)
+{
+    struct store_purchase row;
+    if (api->responder_store.ops->get_purchase(api->responder_store.context, p->purchase_id,
+                                               &row) == 0) {
+        api_pending_finish_cjson(p, 200, api_json_purchase(&row), NULL);
+        return;
+    }
+    cJSON *json = api_json_purchase_queued(p->purchase_id, p->event, p->customer, p->category,
+                                           p->quantity, p->append.seq);
+    api_pending_finish_cjson(p, 200, json, NULL);
+}
+
+/* ---- routes ------------------------------------------------------------------------------ */
+
+/* An event's per-customer limit, from the thread's cache or the store; false once answered. */
+static bool find_event_limit(struct route_context *c, const char *id, uint32_t *limit)
+{
+    struct thread_handles *h = api_handles_of(c->api);
+    for (uint32_t i = 0; h != NULL && i < h->known_count; i++) {
+        if (strcmp(h->known[i].id, id) == 0) {
+            *limit = h->known[i].per_customer_limit;
+            return true;
+        }
+    }
+    struct store_event event;
+    if (!api_events_read(c, id, &event))
+        return false;
+    *limit = event.spec.per_customer_limit;
+    if (h != NULL && h->known_count < API_KNOWN_EVENTS_MAX) {
+        snprintf(h->known[h->known_count].id, sizeof(h->known[0].id), "%s", id);
+        h->known[h->known_count++].per_customer_limit = *limit;
+    }
+    return true;
+}
+
+static uint64_t next_purchase_id(struct api *api)
+{
+    /*
+     * Time-ordered and unique across restarts and gateways: milliseconds, the
+     * gateway's instance tag (10 bits), then a counter (4096 a ms per gateway).
+     */
+    uint64_t counter = atomic_fetch_add(&api->purchase_counter, 1);
+    return ((uint64_t)clock_wall_ms() << 22) | ((uint64_t)(api->config.instance_tag & 1023) << 12) |
+           (counter & 4095);
+}
+
+static uint64_t hash_request(const char *event, const char *category, int64_t quantity)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *s = event; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+    h = (h ^ '/') * 1099511628211ULL;
+    for (const char *s = category; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+    return (h ^ (uint64_t)quantity) * 1099511628211ULL;
+}
+
+/* With --challenge on, a purchase carries a solved ALTCHA challenge; false once answered. */
+static bool proof_of_work_passes(struct route_context *c)
+{
+    const char *payload = http_header(c->request, "X-Challenge");
+    if (payload == NULL) {
+        api_reply_error(c, 403, "challenge_required",
+                        "solve GET /v1/challenge and send it in X-Challenge", NULL);
+        return false;
+    }
+    int error = challenge_verify(&c->api->challenge, payload, clock_wall_ms() / 1000);
+    if (error == CHALLENGE_E_BUSY) {
+        api_reply_error(c, 503, "unavailable", "too many challenges in flight; retry shortly",
+                        NULL);
+        return false;
+    }
+    if (error != 0) {
+        static const char *const reasons[] = {
+            "",        "malformed",   "not signed by this server", "wrong solution",
+            "expired", "already used"};
+        char message[64];
+        snprintf(message, sizeof(message), "challenge refused: %s", reasons[-error]);
+        api_reply_error(c, 403, "challenge_failed", message, NULL);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * API.md: 1-64 characters, each printable ASCII other than space (0x21-0x7E). A control character
+ * is refused, never dropped or cut at: two different keys must not become one.
+ */
+static bool is_idempotency_key(const char *key)
+{
+    size_t length = strnlen(key, CATRACA_ID_MAX + 1);
+    if (length < 1 || length > CATRACA_ID_MAX)
+        return false;
+    for (size_t i = 0; i < length; i++) {
+        unsigned char byte = (unsigned char)key[i];
+        if (byte < 0x21 || byte > 0x7e)
+            return false;
+    }
+    return true;
+}
+
+/* True when key is over its rate (then answered 429). */
+static bool is_rate_limited(struct route_context *c, struct ratelimit *limiter, const char *key)
+{
+    int64_t retry_ms = 0;
+    if (limiter->slots == NULL || ratelimit_take(limiter, key, clock_wall_ms(), &retry_ms))
+        return false;
+    char seconds[24];
+    snprintf(seconds, sizeof(seconds), "%lld", (long long)((retry_ms + 999) / 1000));
+    const char *headers[] = {"Retry-After", seconds, NULL};
+    metrics_count(&c->api->metrics, METRICS_RATE_LIMITED);
+    api_reply_error(c, 429, "rate_limited", "too many requests; retry after the given seconds",
+                    headers);
+    return true;
+}
+
+void api_purchases_create(struct route_context *c)
+{
+    struct api *api = c->api;
+    bool is_ip_limited = api->ip_limit.slots != NULL; /* off by default: skip the address text */
+    if ((is_ip_limited && is_rate_limited(c, &api->ip_limit, http_client_ip(c->request))) ||
+        is_rate_limited(c, &api->customer_limit, c->claims.subject))
+        return;
+    if (api->config.is_challenge_on && !proof_of_work_passes(c))
+        return;
+    const char *key = http_header(c->request, "Idempotency-Key");
+    if (key != NULL && !is_idempotency_key(key)) {
+        api_reply_error(c, 400, "invalid_request",
+                        "Idempotency-Key must be 1-64 printable ASCII characters, no spaces", NULL);
+        return;
+    }
+    uint32_t limit = 0;
+    if (!find_event_limit(c, c->segments[2], &limit))
+        return;
+    size_t length = 0;
+    const char *body = http_body(c->request, &length);
+    struct engine_command command = {.type = ENGINE_COMMAND_PURCHASE, .now_ms = clock_wall_ms()};
+    char message[API_ERROR_MESSAGE_MAX];
+    int64_t quantity = 0;
+    if (api_json_parse_purchase(body, length, command.u.purchase.category, &quantity, message) !=
+        0) {
+        api_reply_error(c, 400, "invalid_request", message, NULL);
+        return;
+    }
+    if (quantity > limit) {
+        api_reply_error(c, 400, "invalid_request",
+                        "quantity is above the event's per_customer_limit", NULL);
+        return;
+    }
+    struct pending *p = api_pending_new(c, PENDING_PURCHASE);
+    if (p == NULL) {
+        api_reply_error(c, 503, "unavailable", "out of memory", NULL);
+        return;
+    }
+    command.u.purchase.purchase_id = next_purchase_id(api);
+    command.u.purchase.quantity = (uint32_t)quantity;
+    snprintf(command.u.purchase.customer, sizeof(command.u.purchase.customer), "%s",
+             c->claims.subject);
+    p->purchase_id = command.u.purchase.purchase_id;
+    p->quantity = (uint32_t)quantity;
+    snprintf(p->event, sizeof(p->event), "%s", c->segments[2]);
+    snprintf(p->customer, sizeof(p->customer), "%s", c->claims.subject);
+    snprintf(p->category, sizeof(p->category), "%s", command.u.purchase.category);
+    api_pending_submit(c, p, &command, key, hash_request(p->event, p->category, quantity));
+}
+
+/* Finds a purchase in the store, or as still queued in the log. 0, or an answered error. */
+static int find_purchase(struct route_context *c, uint64_t id, struct store_purchase *out)
+{
+    struct thread_handles *h = api_handles_of(c->api);
+    if (h == NULL) {
+        api_reply_error(c, 503, "unavailable", "the store is unavailable", NULL);
+        return -1;
+    }
+    if (c->api->recent.slots != NULL && recent_find(&c->api->recent, id, out))
+        return 0;
+    int error = h->store.ops->get_purchase(h->store.context, id, out);
+    if (error == 0)
+        return 0;
+    char event[CATRACA_ID_MAX + 1];
+    struct log_seq seq;
+    if (error == CATRACA_E_NOTFOUND)
+        error = h->log.ops->find_purchase(h->log.context, id, event, &seq);
+    struct log_entry entry;
+    size_t count = 0;
+    struct engine_command command;
+    if (error == 0)
+        error = h->log.ops->read(h->log.context, event, log_seq_before(seq), &entry, 1, &count);
+    /* The entry must be this purchase's own: never answer with a neighbour's customer. */
+    if (error == 0 &&
+        (count != 1 || log_seq_compare(entry.seq, seq) != 0 ||
+         codec_command_decode(entry.record, entry.record_length, &command) != 0 ||
+         command.type != ENGINE_COMMAND_PURCHASE || command.u.purchase.purchase_id != id))
+        error = CATRACA_E_CORRUPT;
+    if (error == CATRACA_E_NOTFOUND) {
+        api_reply_error(c, 404, "not_found", "no such purchase", NULL);
+        return -1;
+    }
+    if (error != 0) {
+        api_reply_error(c, 503, "unavailable", "the store is unavailable", NULL);
+        return -1;
+    }
+    memset(out, 0, sizeof(*out));
+    out->purchase_id = id;
+    snprintf(out->event, sizeof(out->event), "%s", event);
+    snprintf(out->customer, sizeof(out->customer), "%s", command.u.purchase.customer);
+    snprintf(out->category, sizeof(out->category), "%s", command.u.purchase.category);
+    out->quantity = command.u.purchase.quantity;
+    out->seq = seq;
+    out->status = ENGINE_STATUS_NONE; /* queued */
+    return 0;
+}
+
+cJSON *api_purchases_json(const struct store_purchase *row)
+{
+    if (row->status == ENGINE_STATUS_NONE)
+        return api_json_purchase_queued(row->purchase_id, row->event, row->customer, row->category,
+                                        row->quantity, row->seq);
+    return api_json_purchase(row);
+}
+
+/* The purchase named by the path, visible to the caller: 0, or an answered error. */
+static int load_visible_purchase(struct route_context *c, bool is_owner_only,
+                                 struct store_purchase *row)
+{
+    uint64_t id = 0;
+    if (api_json_purchase_id_parse(c->segments[2], &id) != 0) {
+        api_reply_error(c, 404, "not_found", "no such purchase", NULL);
+        return -1;
+    }
+    if (find_purchase(c, id, row) != 0)
+        return -1;
+    bool is_owner = strcmp(row->customer, c->claims.subject) == 0;
+    bool is_staff = c->claims.role != JWT_ROLE_BUYER;
+    if (!is_owner && (is_owner_only || !is_staff)) {
+        api_reply_error(c, 403, "forbidden", "this purchase belongs to another customer", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+void api_purchases_get(struct route_context *c)
+{
+    struct store_purchase row;
+    if (load_visible_purchase(c, false, &row) != 0)
+        return;
+    const char *wait = http_query(c->request, "wait");
+    const char *status = http_query(c->request, "status");
+    long wait_s = 0;
+    if (wait != NULL) {
+        char *end = NULL;
+        wait_s = strtol(wait, &end, 10);
+        if (end == wait || *end != '\0' || wait_s < 0) {
+            api_reply_error(c, 400, "invalid_request", "wait must be a number of seconds", NULL);
+            return;
+        }
+        if (wait_s > LONG_POLL_MAX_S)
+            wait_s = LONG_POLL_MAX_S;
+    }
+    const char *current = engine_status_name(row.status);
+    bool is_final = row.status >= ENGINE_STATUS_CONFIRMED;
+    if (wait_s == 0 || is_final || (status != NULL && strcmp(status, current) != 0)) {
+        api_reply_cjson(c, 200, api_purchases_json(&row), NULL);
+        return;
+    }
+    api_pending_park_for_changes(c, &row, PENDING_LONG_POLL, wait_s * 1000);
+}
+
+void api_purchases_stream(struct route_context *c)
+{
+    struct store_purchase row;
+    if (load_visible_purchase(c, false, &row) != 0)
+        return;
+    if (strcmp(http_method(c->request), "HEAD") == 0) {
+        /* The stream's headers, not a stream: nothing would ever be sent on it, and a chunked
+         * answer to HEAD gets an end-of-stream chunk from some HTTP libraries (MHD). */
+        static const char *const headers[] = {"Cache-Control", "no-cache", NULL};
+        api_reply(c, 200, "text/event-stream", "", 0, headers);
+        return;
+    }
+    api_pending_park_for_changes(c, &row, PENDING_STREAM, STREAM_TIMEOUT_MS);
+}
+
+/* Cancel (the owner only) or confirm (payments or admin), through the event's log. */
+static void purchase_command(struct route_context *c, uint8_t type)
+{
+    struct store_purchase row;
+    if (load_visible_purchase(c, type == ENGINE_COMMAND_CANCEL, &row) != 0)
+        return;
+    struct engine_command command = {.type = type, .now_ms = clock_wall_ms()};
+    if (type == ENGINE_COMMAND_CONFIRM) {
+        size_t length = 0;
+        const char *body = http_body(c->request, &length);
+        char message[API_ERROR_MESSAGE_MAX];
+        if (api_json_parse_confirm(body, length, command.u.confirm.payment_ref, message) != 0) {
+            api_reply_error(c, 400, "invalid_request", message, NULL);
+            return;
+        }
+        command.u.confirm.purchase_id = row.purchase_id;
+    } else {
+        command.u.cancel.purchase_id = row.purchase_id;
+        snprintf(command.u.cancel.customer, sizeof(command.u.cancel.customer), "%s",
+                 c->claims.subject);
+    }
+    struct pending *p = api_pending_new(c, PENDING_ANSWER);
+    if (p == NULL) {
+        api_reply_error(c, 503, "unavailable", "out of memory", NULL);
+        return;
+    }
+    p->command_type = type;
+    p->purchase_id = row.purchase_id;
+    snprintf(p->event, sizeof(p->event), "%s", row.event);
+    snprintf(p->customer, sizeof(p->customer), "%s", c->claims.subject);
+    api_pending_submit(c, p, &command, NULL, 0);
+}
+
+void api_purchases_cancel(struct route_context *c)
+{
+    purchase_command(c, ENGINE_COMMAND_CANCEL);
+}
+
+void api_purchases_confirm(struct route_context *c)
+{
+    purchase_command(c, ENGINE_COMMAND_CONFIRM);
+}
