@@ -17,13 +17,16 @@ void api_ops_demo_token(struct route_context *c)
 {
     size_t length = 0;
     const char *body = http_body(c->request, &length);
-    cJSON *root = cJSON_ParseWithLength(body, length);
-    const cJSON *customer = cJSON_GetObjectItemCaseSensitive(root, "customer");
-    const cJSON *role = cJSON_GetObjectItemCaseSensitive(root, "role");
+    /* The same strict reading as every other body: one object, no control characters, no
+     * member twice. */
+    cJSON *root = api_json_parse_object(body, length);
+    const cJSON *customer = NULL, *role = NULL;
+    bool is_read = root != NULL && api_json_member(root, "customer", &customer) &&
+                   api_json_member(root, "role", &role);
     const char *role_name = cJSON_IsString(role) ? role->valuestring : "buyer";
     bool is_role_ok = strcmp(role_name, "buyer") == 0 || strcmp(role_name, "payments") == 0 ||
                       strcmp(role_name, "admin") == 0;
-    if (!cJSON_IsString(customer) || !api_json_is_id(customer->valuestring) || !is_role_ok ||
+    if (!is_read || !cJSON_IsString(customer) || !api_json_is_id(customer->valuestring) || !is_role_ok ||
         (role != NULL && !cJSON_IsString(role))) {
         cJSON_Delete(root);
         api_reply_error(c, 400, "invalid_request",

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "gateway/api_json.h"
 
 #define PAYLOAD_MAX 2048
 #define PROBE_MAX 16
@@ -140,8 +141,8 @@ static int decode_payload(const char *payload, cJSON **out)
         return CHALLENGE_E_MALFORMED;
     while (n > 0 && decoded[n - 1] == '\0')
         n--; /* the decoder counts '=' padding as zero bytes */
-    *out = cJSON_ParseWithLength((const char *)decoded, (size_t)n);
-    return *out != NULL && cJSON_IsObject(*out) ? 0 : CHALLENGE_E_MALFORMED;
+    *out = api_json_parse_object((const char *)decoded, (size_t)n); /* the strict reading */
+    return *out != NULL ? 0 : CHALLENGE_E_MALFORMED;
 }
 
 int challenge_verify(struct challenge *c, const char *payload, int64_t now_s)

@@ -94,7 +94,10 @@ static const char schema[] =
     " seq_major INTEGER NOT NULL, seq_minor INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
     " status INTEGER NOT NULL, reason INTEGER NOT NULL, hold_expires_at_ms INTEGER NOT NULL,"
     " position INTEGER NOT NULL, tickets BLOB, updated_ms INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS purchases_by_event ON purchases(event, status);"
+    /* No index on (event, status): purchases_in_line starts with event, which is all that
+     * listing an event's purchases (audit) needs, and every status change would have updated
+     * both (files made before carry it: dropped). */
+    "DROP INDEX IF EXISTS purchases_by_event;"
     "CREATE INDEX IF NOT EXISTS purchases_in_line ON purchases(event, category, status, seq_major);"
     "CREATE TABLE IF NOT EXISTS answers(event TEXT NOT NULL, seq_major INTEGER NOT NULL,"
     " seq_minor INTEGER NOT NULL, purchase_id INTEGER, type INTEGER NOT NULL,"

@@ -162,6 +162,14 @@ class StrictInputTest(unittest.TestCase):
                                            {"category": "cat0", "quantity": 1}, token("dave"))
         assert_error(self, status, answer, 400, "invalid_request")
 
+    def test_demo_token_body_is_read_strictly(self):
+        for raw in (b'{"customer":"c1\\u0000x"}', b'{"customer":"a","customer":"b"}',
+                    b'{"customer":"c1"} x', b'{"customer":"c1","role":"admin\\n"}'):
+            status, answer, _ = self.c.request("POST", "/v1/demo/token", raw=raw)
+            assert_error(self, status, answer, 400, "invalid_request")
+        status, answer, _ = self.c.request("POST", "/v1/demo/token", {"customer": "c1"})
+        self.assertEqual(status, 200, answer)
+
 
 if __name__ == "__main__":
     unittest.main()
