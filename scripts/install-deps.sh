@@ -9,6 +9,7 @@ packages=(
     libhiredis-dev libpq-dev libhttp-parser-dev
     redis-server postgresql-15 postgresql-contrib
     wrk prometheus systemd python3 curl valgrind
+    python3-venv nodejs  # contract tests: Schemathesis's venv, Prism (scripts/contract-tools.sh)
 )
 
 missing=()

@@ -88,6 +88,10 @@ class Server:
                 m = re.findall(rb"listening on http://127\.0\.0\.1:(\d+)", f.read())
             if m:
                 self.port = int(m[-1])
+                self.upstream_port = self.port
+                if VIA_PRISM:
+                    self.prism = Prism(self.port, os.path.join(self.data, "prism.log"))
+                    self.port = self.prism.port
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError("catraca exited at start:\n" + open(self.stderr_path).read())
@@ -98,6 +102,13 @@ class Server:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
         self.stderr.close()
+        self._stop_prism()
+
+    def _stop_prism(self):
+        prism = getattr(self, "prism", None)
+        if prism is not None:
+            prism.stop()
+            self.prism = None
 
     def restart(self):
         self.start()
@@ -113,6 +124,7 @@ class Server:
         else:
             code = self.proc.returncode if self.proc else 0
         self.stderr.close()
+        self._stop_prism()
         return code
 
     def close(self):
@@ -144,6 +156,13 @@ class Client:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         if data is not None:
             hdrs.setdefault("Content-Type", "application/json")
+        upstream = prism_bypass(self.port, method, data)
+        if upstream is not None:
+            direct = Client(upstream, self.timeout)
+            try:
+                return direct.request(method, path, body, tok, headers, raw)
+            finally:
+                direct.close()
         for attempt in range(3):
             try:
                 if self.conn is None:
@@ -157,7 +176,9 @@ class Client:
                     parsed = json.loads(payload) if payload else None
                 except ValueError:
                     parsed = payload.decode(errors="replace")
-                return resp.status, parsed, {k.lower(): v for k, v in resp.getheaders()}
+                answer_headers = {k.lower(): v for k, v in resp.getheaders()}
+                prism_check(method, path, resp.status, answer_headers, data)
+                return resp.status, parsed, answer_headers
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
                     http.client.CannotSendRequest, http.client.ResponseNotReady):
                 self.close()
@@ -212,3 +233,140 @@ def wait_status(client, purchase_id, customer, done, timeout=30):
 def seq_key(seq):
     a, b = seq.split("-")
     return (int(a), int(b))
+
+
+# ---- Prism: every answer checked against openapi.yaml (CATRACA_VIA_PRISM=1) -----------------
+#
+# With CATRACA_VIA_PRISM=1 each Server starts `prism proxy openapi.yaml` in front of itself and
+# its `port` is Prism's (the server's own is `upstream_port`), so every request of a test goes
+# through Prism, which reports what disagrees with openapi.yaml in an `sl-violations` header.
+# Client.request fails the test on:
+#   - any violation of the answer (status, headers, body): the server and the spec disagree;
+#   - a violation of the request when the server accepted it (2xx/3xx): the spec refuses what
+#     the server takes. A request that breaks the spec on purpose and is refused (an error
+#     status) is the test doing its job, and its answer is still checked.
+# A violation that known_mismatches.KNOWN_SERVER_MISMATCHES lists is counted, not failed.
+# Two kinds of request cannot go through Prism and go straight to the server: HEAD (Prism
+# cannot forward an answer that says JSON and has no body) and a body that is not JSON (Prism
+# answers 400 itself, never forwarding it).
+
+VIA_PRISM = os.environ.get("CATRACA_VIA_PRISM") == "1"
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+SPEC = os.path.join(REPO, "openapi.yaml")
+PRISM_STATS = {"checked": 0, "bypassed": 0, "violations": 0, "known": {}}
+_PRISM_UPSTREAM = {}  # Prism's port -> the server's
+
+
+def prism_executable():
+    """Prism from scripts/contract-tools.sh (CATRACA_PRISM), installed on first use."""
+    path = os.environ.get("CATRACA_PRISM") or os.path.join(REPO, "build/node/node_modules/.bin/prism")
+    if not os.path.exists(path):
+        subprocess.run(["bash", os.path.join(REPO, "scripts/contract-tools.sh"), "prism"],
+                       check=True, timeout=600)
+    return path
+
+
+class Prism:
+    """`prism proxy openapi.yaml` on a free loopback port, in front of one upstream port."""
+
+    def __init__(self, upstream_port, log_path):
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        offset = self.log.tell()
+        args = [prism_executable(), "proxy", SPEC, f"http://127.0.0.1:{upstream_port}",
+                "--errors=false", "--cors=false", "--host", "127.0.0.1", "--port", "0"]
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        _RUNNING.append(self.proc)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            with open(log_path, "rb") as f:
+                f.seek(offset)
+                m = re.findall(rb"Prism is listening on http://127\.0\.0\.1:(\d+)", f.read())
+            if m:
+                self.port = int(m[-1])
+                _PRISM_UPSTREAM[self.port] = upstream_port
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError("prism exited at start:\n" + open(log_path, errors="replace").read())
+            time.sleep(0.1)
+        self.proc.kill()
+        raise RuntimeError("prism did not start in 90 s")
+
+    def stop(self):
+        _PRISM_UPSTREAM.pop(getattr(self, "port", None), None)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def prism_bypass(port, method, data):
+    """The server's own port for a request Prism cannot forward, else None."""
+    upstream = _PRISM_UPSTREAM.get(port)
+    if upstream is None:
+        return None
+    is_json = True
+    if data is not None:
+        try:
+            json.loads(data)
+        except ValueError:
+            is_json = False
+    if method.upper() == "HEAD" or not is_json:
+        PRISM_STATS["bypassed"] += 1
+        return upstream
+    return None
+
+
+def _known_prism_mismatch(method, path, status, violation, body):
+    from known_mismatches import KNOWN_SERVER_MISMATCHES
+    for key, entry in KNOWN_SERVER_MISMATCHES.items():
+        matches = entry.get("prism")
+        if matches is not None and matches(method, path, status, violation, body):
+            return key
+    return None
+
+
+def prism_check(method, path, status, headers, data=None):
+    """Fails on what Prism reported against openapi.yaml (see above); a no-op without Prism."""
+    if "sl-violations" not in headers and not VIA_PRISM:
+        return
+    PRISM_STATS["checked"] += 1
+    raw = headers.get("sl-violations")
+    if raw is None:
+        return
+    try:
+        violations = json.loads(raw)
+    except ValueError:
+        violations = [{"location": ["response"], "message": raw}]  # "Too many violations! ..."
+    failing = []
+    for v in violations:
+        where = (v.get("location") or ["?"])[0]
+        if where == "request" and status >= 400:
+            continue
+        try:
+            body = json.loads(data) if data else None
+        except ValueError:
+            body = None
+        known = _known_prism_mismatch(method, path, status, v, body)
+        if known is not None:
+            PRISM_STATS["known"][known] = PRISM_STATS["known"].get(known, 0) + 1
+            continue
+        failing.append(v)
+    if failing:
+        PRISM_STATS["violations"] += len(failing)
+        raise AssertionError(f"openapi.yaml and the server disagree (Prism): {method} {path} -> "
+                             f"{status}: {json.dumps(failing)}")
+
+
+@atexit.register
+def _prism_summary():
+    if PRISM_STATS["checked"]:
+        print(f"prism: {PRISM_STATS['checked']} answers checked against openapi.yaml, "
+              f"{PRISM_STATS['violations']} violations, known {PRISM_STATS['known'] or 'none'}, "
+              f"{PRISM_STATS['bypassed']} requests sent around Prism (HEAD, bodies not JSON)",
+              file=sys.stderr, flush=True)
