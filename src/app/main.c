@@ -213,8 +213,11 @@ static int serve(const struct config *config)
     http_quiesce(http); /* no new connections */
     api_drain(api);     /* answer what is queued and parked, refuse the rest */
     http_stop(http);
-    api_stop(api);
+    /* The worker stops before the API is freed: its last commits (expiries, say) still call
+     * api_on_commit. The appender, stopped with the API, must not wake it any more. */
+    api_set_worker(api, NULL);
     worker_stop(worker); /* finishes the commit in flight */
+    api_stop(api);
     fprintf(stderr, "catraca: stopped\n");
     return 0;
 }

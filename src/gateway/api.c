@@ -103,6 +103,19 @@ void api_on_commit(void *context, const struct worker_commit *commit)
     waiters_notify(&api->waiters, commit);
 }
 
+/* A batch's answers wake each HTTP loop once (http_defer_wakeups). */
+static void hold_wakeups(void *context)
+{
+    (void)context;
+    http_defer_wakeups();
+}
+
+static void flush_wakeups(void *context)
+{
+    (void)context;
+    http_flush_wakeups();
+}
+
 static void wake_worker(void *context)
 {
     struct api *api = context;
@@ -126,7 +139,9 @@ int api_start(const struct api_config *config, struct api **out)
                                        .batch_max = config->append_batch_max,
                                        .threads = config->append_threads,
                                        .after_append = wake_worker,
-                                       .after_append_context = api};
+                                       .after_append_context = api,
+                                       .before_answers = hold_wakeups,
+                                       .after_answers = flush_wakeups};
     if (appender.threads < 1 || appender.threads > APPENDER_THREADS_MAX)
         return CATRACA_E_INVALID;
     int error = waiters_init(&api->waiters, config->waiters_max);

@@ -164,10 +164,14 @@ static void append_batch(struct appender_thread *t, uint32_t count)
     pthread_mutex_unlock(&a->mutex);
     if (error == 0 && a->config.after_append != NULL)
         a->config.after_append(a->config.after_append_context);
+    if (a->config.before_answers != NULL)
+        a->config.before_answers(a->config.after_append_context);
     for (uint32_t i = 0; i < count; i++) {
         t->taken[i].done(t->taken[i].context, error, &t->items[i]);
         free(t->taken[i].record_heap);
     }
+    if (a->config.after_answers != NULL)
+        a->config.after_answers(a->config.after_append_context);
 }
 
 static void *appender_main(void *argument)

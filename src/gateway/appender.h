@@ -67,6 +67,10 @@ struct appender_config {
     /* Called on the appender thread after each successful append (e.g. worker_wake). */
     void (*after_append)(void *context);
     void *after_append_context;
+    /* Called on the appender thread around the done callbacks of one batch (both or neither;
+     * NULL: none), e.g. to wake each HTTP loop once per batch instead of once per answer. */
+    void (*before_answers)(void *context);
+    void (*after_answers)(void *context);
 };
 
 struct appender;

@@ -1000,6 +1000,45 @@ static void loop_wake(struct loop *loop)
     (void)n; /* the counter is saturated only if the loop is already due to wake */
 }
 
+/* This thread's deferred wake-ups (http_defer_wakeups): the loops owed one, each once. */
+static _Thread_local struct {
+    uint32_t depth;
+    uint32_t count;
+    struct loop *loops[LOOPS_MAX];
+} deferred_wakeups;
+
+/* Wakes loop now, or at the flush when this thread defers its wake-ups. */
+static void loop_wake_or_defer(struct loop *loop)
+{
+    if (deferred_wakeups.depth == 0) {
+        loop_wake(loop);
+        return;
+    }
+    for (uint32_t i = 0; i < deferred_wakeups.count; i++)
+        if (deferred_wakeups.loops[i] == loop)
+            return;
+    if (deferred_wakeups.count == LOOPS_MAX) { /* loops of several servers: wake this one now */
+        loop_wake(loop);
+        return;
+    }
+    deferred_wakeups.loops[deferred_wakeups.count++] = loop;
+}
+
+void http_defer_wakeups(void)
+{
+    deferred_wakeups.depth++;
+}
+
+void http_flush_wakeups(void)
+{
+    assert(deferred_wakeups.depth > 0);
+    if (--deferred_wakeups.depth > 0)
+        return;
+    for (uint32_t i = 0; i < deferred_wakeups.count; i++)
+        loop_wake(deferred_wakeups.loops[i]);
+    deferred_wakeups.count = 0;
+}
+
 bool http_complete(struct http_request *r, int status, const char *content_type, const char *body,
                    size_t length, const char *const *extra_headers)
 {
@@ -1022,7 +1061,7 @@ bool http_complete(struct http_request *r, int status, const char *content_type,
     if (!is_first)
         free(text);
     if (must_wake)
-        loop_wake(loop);
+        loop_wake_or_defer(loop);
     return is_first;
 }
 
@@ -1092,7 +1131,7 @@ bool http_stream_push(struct http_request *r, const char *json)
     bool must_wake = is_ok && inbox_push_locked(loop, r);
     pthread_mutex_unlock(&loop->mutex);
     if (must_wake)
-        loop_wake(loop);
+        loop_wake_or_defer(loop);
     return is_ok;
 }
 
@@ -1107,7 +1146,7 @@ void http_stream_end(struct http_request *r)
     }
     pthread_mutex_unlock(&loop->mutex);
     if (must_wake)
-        loop_wake(loop);
+        loop_wake_or_defer(loop);
 }
 
 /* Loop thread: moves what other threads left for r into its connection. */

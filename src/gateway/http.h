@@ -112,6 +112,16 @@ int http_defer(struct http_request *request);
 bool http_complete(struct http_request *request, int status, const char *content_type,
                    const char *body, size_t length, const char *const *extra_headers);
 
+/*
+ * Between http_defer_wakeups() and http_flush_wakeups() on one thread,
+ * completions made by that thread (http_complete, http_stream_*) wake no
+ * event loop; the flush wakes each loop that received one, once. A group
+ * commit's answers are bracketed so: each loop wakes once per commit and
+ * answers its whole share of it. Pairs may nest; only the outermost flushes.
+ */
+void http_defer_wakeups(void);
+void http_flush_wakeups(void);
+
 /* Server-Sent Events: answers 200 text/event-stream now; events follow; a comment line
  * every 15 s keeps proxies from cutting an idle stream. 0 or -1 (limit). */
 int http_stream_start(struct http_request *request);

@@ -129,6 +129,9 @@ class Server:
 
     def close(self):
         code = self.stop()
+        if code != 0:  # a crash or a sanitizer report: show its end before the files go
+            print(f"catraca exited {code}; the end of its stderr:\n" + self.log()[-6000:],
+                  file=sys.stderr, flush=True)
         if self.owns_data:
             shutil.rmtree(self.data, ignore_errors=True)
         return code

@@ -16,7 +16,9 @@ class ConcurrencyTest(unittest.TestCase):
         server = Server()
         try:
             client = server.client()
-            create_event(client, "ev-rush", (CAPACITY,), hold_seconds=3, limit=1)
+            # hold_seconds: long enough for every status read and confirm below on a busy machine
+            # (make test runs suites side by side), short enough for the expiries to come soon.
+            create_event(client, "ev-rush", (CAPACITY,), hold_seconds=8, limit=1)
             accepted, lock = {}, threading.Lock()
 
             def rush(index):
