@@ -434,6 +434,44 @@ int api_json_purchase_accepted(char *out, size_t size, uint64_t purchase_id, con
     return n < 0 || (size_t)n >= size ? -1 : n;
 }
 
+int api_json_purchase_text(const struct store_purchase *p, char *out, size_t size)
+{
+    if (!api_json_is_id(p->event) || !api_json_is_id(p->category) || !api_json_is_id(p->customer))
+        return -1;
+    char id[API_PURCHASE_ID_TEXT], seq_text[LOG_SEQ_TEXT_MAX], reason[40] = "null",
+                                                               expires[40] = "null",
+                                                               position[16] = "null";
+    api_json_purchase_id_format(p->purchase_id, id);
+    log_seq_format(p->seq, seq_text);
+    const char *reason_name =
+        p->status == ENGINE_STATUS_REJECTED ? engine_reason_name(p->reason) : NULL;
+    if (reason_name != NULL)
+        snprintf(reason, sizeof(reason), "\"%s\"", reason_name);
+    if (p->status == ENGINE_STATUS_HELD) {
+        char when[32];
+        api_json_time_format(p->hold_expires_at_ms, when);
+        snprintf(expires, sizeof(expires), "\"%s\"", when);
+    }
+    if (p->status == ENGINE_STATUS_WAITING)
+        snprintf(position, sizeof(position), "%u", p->position);
+    int n = snprintf(out, size,
+                     "{\"id\":\"%s\",\"event\":\"%s\",\"category\":\"%s\",\"quantity\":%u,"
+                     "\"customer\":\"%s\",\"seq\":\"%s\",\"status\":\"%s\",\"reason\":%s,"
+                     "\"hold_expires_at\":%s,\"position\":%s,\"tickets\":[",
+                     id, p->event, p->category, p->quantity, p->customer, seq_text,
+                     engine_status_name(p->status), reason, expires, position);
+    for (uint32_t i = 0; n > 0 && (size_t)n < size && i < p->ticket_count &&
+                         i < CATRACA_QUANTITY_MAX;
+         i++) {
+        char code[14];
+        engine_ticket_code_format(p->ticket_codes[i], code);
+        n += snprintf(out + n, size - (size_t)n, "%s{\"code\":\"%s\"}", i > 0 ? "," : "", code);
+    }
+    if (n > 0 && (size_t)n < size)
+        n += snprintf(out + n, size - (size_t)n, "]}");
+    return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
 cJSON *api_json_purchase_queued(uint64_t purchase_id, const char *event, const char *customer,
                                 const char *category, uint32_t quantity, struct log_seq seq)
 {

@@ -89,6 +89,13 @@ cJSON *api_json_purchase_queued(uint64_t purchase_id, const char *event, const c
  * too small (API_PURCHASE_ACCEPTED_MAX always suffices).
  */
 #define API_PURCHASE_ACCEPTED_MAX 320
+/*
+ * api_json_purchase's text, written into out without a cJSON tree (every status read and
+ * long-poll answer). Returns the length, or -1 when out is too small (API_PURCHASE_TEXT_MAX
+ * suffices) or a string would need escaping (it cannot: ids only; then use the tree).
+ */
+#define API_PURCHASE_TEXT_MAX 1024
+int api_json_purchase_text(const struct store_purchase *purchase, char *out, size_t size);
 int api_json_purchase_accepted(char *out, size_t size, uint64_t purchase_id, const char *event,
                                const char *category, uint32_t quantity, struct log_seq seq);
 /* {"error":{"code":..., "message":...}} as a malloc'ed string. */

@@ -345,7 +345,11 @@ static void pending_process(struct api *api, struct pending *p)
         else
             api_purchases_answer(api, p);
     } else if (p->kind == PENDING_LONG_POLL && has_row) {
-        api_pending_finish_cjson(p, 200, api_json_purchase(&row), NULL);
+        char text[API_PURCHASE_TEXT_MAX];
+        if (api_json_purchase_text(&row, text, sizeof(text)) > 0)
+            api_pending_finish(p, 200, text, NULL);
+        else
+            api_pending_finish_cjson(p, 200, api_json_purchase(&row), NULL);
     } else if (p->kind == PENDING_STREAM && has_row) {
         stream_json(p->request, api_json_purchase(&row));
         if (row.status >= ENGINE_STATUS_CONFIRMED)

@@ -350,7 +350,14 @@ void api_purchases_get(struct route_context *c)
     const char *current = engine_status_name(row.status);
     bool is_final = row.status >= ENGINE_STATUS_CONFIRMED;
     if (wait_s == 0 || is_final || (status != NULL && strcmp(status, current) != 0)) {
-        api_reply_cjson(c, 200, api_purchases_json(&row), NULL);
+        char text[API_PURCHASE_TEXT_MAX];
+        int length = row.status == ENGINE_STATUS_NONE
+                         ? -1
+                         : api_json_purchase_text(&row, text, sizeof(text));
+        if (length > 0)
+            api_reply_json(c, 200, text, NULL);
+        else
+            api_reply_cjson(c, 200, api_purchases_json(&row), NULL);
         return;
     }
     api_pending_park_for_changes(c, &row, PENDING_LONG_POLL, wait_s * 1000);
