@@ -17,6 +17,7 @@ enum statement {
     STATEMENT_INSERT,
     STATEMENT_PURCHASE_FIND,
     STATEMENT_PARTITION_ADD,
+    STATEMENT_ENTRY_DELETE,
     STATEMENT_READ,
     STATEMENT_COUNT_AFTER,
     STATEMENT_LAST,
@@ -36,6 +37,7 @@ static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
         "INSERT INTO log(event, time_ms, purchase_id, record) VALUES (?1, ?2, ?3, ?4)",
     [STATEMENT_PURCHASE_FIND] = "SELECT seq, event FROM log WHERE purchase_id = ?1",
     [STATEMENT_PARTITION_ADD] = "INSERT OR IGNORE INTO log_partitions(event) VALUES (?1)",
+    [STATEMENT_ENTRY_DELETE] = "DELETE FROM log WHERE seq = ?1",
     [STATEMENT_READ] = "SELECT seq, time_ms, record FROM log WHERE event = ?1 AND seq > ?2 "
                        "ORDER BY seq LIMIT ?3",
     [STATEMENT_COUNT_AFTER] = "SELECT count(*) FROM log WHERE event = ?1 AND seq > ?2",
@@ -122,21 +124,34 @@ static int purchase_duplicate(struct log_sqlite *log, struct log_append_item *it
     return 1;
 }
 
+/* Records the item's idempotency key; 1 when the key was used before (nothing recorded). */
+static int idempotency_add(struct log_sqlite *log, const struct log_append_item *item)
+{
+    sqlite3_stmt *s = prepared(log, STATEMENT_IDEMPOTENCY_ADD);
+    sqlite3_bind_text(s, 1, item->idempotency_scope, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, item->idempotency_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)item->request_hash);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)item->purchase_id);
+    sqlite3_bind_int64(s, 5, (sqlite3_int64)item->seq.major);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : rc == SQLITE_CONSTRAINT ? 1 : error_of(rc);
+}
+
 /*
- * Appends one item. A purchase id is new by construction (the gateway mints
- * it), so the insert comes first and the unique index on purchase_id is what
- * recognises a retried append: only then is the earlier entry looked up. The
- * partition is registered once per run of items of one event (*registered is
- * the event last registered in this transaction).
+ * Appends one item. New ids and keys are the common case, so the inserts come
+ * first and the unique indexes recognise a repeat: a purchase id already in
+ * the log (a retried append) or an idempotency key already used (the same
+ * customer's retry); only then is the earlier entry looked up, and an entry
+ * just inserted for a used key is deleted again (its seq stays unused: seqs
+ * order, they need not be contiguous). All inside the batch's transaction.
+ * The partition is registered once per run of items of one event
+ * (*registered is the event last registered in this transaction).
  */
 static int append_one(struct log_sqlite *log, struct log_append_item *item,
                       const char **registered)
 {
     int found = 0;
-    if (item->idempotency_key != NULL)
-        found = idempotency_find(log, item);
-    if (found != 0)
-        return found < 0 ? found : 0;
     sqlite3_stmt *s = prepared(log, STATEMENT_INSERT);
     sqlite3_bind_text(s, 1, item->event, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, item->time_ms);
@@ -152,6 +167,21 @@ static int append_one(struct log_sqlite *log, struct log_append_item *item,
     if (rc != SQLITE_DONE)
         return error_of(rc);
     item->seq = (struct log_seq){(uint64_t)sqlite3_last_insert_rowid(log->db), 0};
+    if (item->idempotency_key != NULL) {
+        found = idempotency_add(log, item);
+        if (found < 0)
+            return found;
+        if (found == 1) {
+            s = prepared(log, STATEMENT_ENTRY_DELETE);
+            sqlite3_bind_int64(s, 1, (sqlite3_int64)item->seq.major);
+            rc = sqlite3_step(s);
+            sqlite3_reset(s);
+            if (rc != SQLITE_DONE)
+                return error_of(rc);
+            found = idempotency_find(log, item);
+            return found < 0 ? found : found == 1 ? 0 : CATRACA_E_IO;
+        }
+    }
     item->result = LOG_APPENDED;
     item->existing_purchase_id = item->purchase_id;
     if (*registered == NULL || strcmp(*registered, item->event) != 0) {
@@ -163,17 +193,7 @@ static int append_one(struct log_sqlite *log, struct log_append_item *item,
             return error_of(rc);
         *registered = item->event;
     }
-    if (item->idempotency_key == NULL)
-        return 0;
-    s = prepared(log, STATEMENT_IDEMPOTENCY_ADD);
-    sqlite3_bind_text(s, 1, item->idempotency_scope, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, item->idempotency_key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, (sqlite3_int64)item->request_hash);
-    sqlite3_bind_int64(s, 4, (sqlite3_int64)item->purchase_id);
-    sqlite3_bind_int64(s, 5, (sqlite3_int64)item->seq.major);
-    rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? 0 : error_of(rc);
+    return 0;
 }
 
 static int log_sqlite_append(void *context, struct log_append_item *items, size_t count)
