@@ -66,7 +66,7 @@
 
 /* X(field, option, env, default, help) for string options. */
 #define CONFIG_STRINGS(X)                                                                          \
-    X(listen, "listen", "CATRACA_LISTEN", "127.0.0.1:8080", "address:port to listen on")           \
+    X(listen, "listen", "CATRACA_LISTEN", "127.0.0.1:8080", "ip:port or [ipv6]:port")          \
     X(data, "data", "CATRACA_DATA", "./var", "directory of the SQLite database")                   \
     X(jwt_secret, "jwt-secret", "CATRACA_JWT_SECRET", "", "HS256 secret (demo: random if empty)")  \
     X(sync, "sync", "CATRACA_SYNC", "full",                                                        \

@@ -160,7 +160,8 @@ int gateway_run(const struct config *config)
     if (http_start(&http_config, &http) != 0)
         return 1;
     api_set_http(api, http);
-    fprintf(stderr, "catraca: gateway listening on http://%s:%u (log %s)\n", host, http_port(http),
+    fprintf(stderr, "catraca: gateway listening on http://%s%s%s:%u (log %s)\n",
+            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", http_port(http),
             config->redis);
     service_wait_for_stop();
     fprintf(stderr, "catraca: gateway stopping\n");

@@ -74,7 +74,7 @@ static void usage(FILE *out)
                  "bound\n");
 }
 
-/* "host:port" -> parts; 0 or -1 with a message. */
+/* "host:port" or "[ipv6]:port" -> parts; 0 or -1 with a message. */
 int service_split_listen(const char *listen, char host[64], uint16_t *port)
 {
     const char *colon = strrchr(listen, ':');
@@ -85,8 +85,14 @@ int service_split_listen(const char *listen, char host[64], uint16_t *port)
         fprintf(stderr, "catraca: --listen must be host:port (got \"%s\")\n", listen);
         return -1;
     }
-    memcpy(host, listen, (size_t)(colon - listen));
-    host[colon - listen] = '\0';
+    const char *start = listen;
+    size_t length = (size_t)(colon - listen);
+    if (length >= 2 && listen[0] == '[' && listen[length - 1] == ']') { /* [IPv6]:port */
+        start++;
+        length -= 2;
+    }
+    memcpy(host, start, length);
+    host[length] = '\0';
     *port = (uint16_t)value;
     return 0;
 }
@@ -206,7 +212,8 @@ static int serve(const struct config *config)
     if (http_start(&http_config, &http) != 0)
         return 1;
     api_set_http(api, http);
-    fprintf(stderr, "catraca: listening on http://%s:%u (data %s%s)\n", host, http_port(http),
+    fprintf(stderr, "catraca: listening on http://%s%s%s:%u (data %s%s)\n",
+            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", http_port(http),
             paths.log, config->is_demo ? ", demo on" : "");
     service_wait_for_stop();
     fprintf(stderr, "catraca: stopping: no new connections, finishing what is in flight\n");

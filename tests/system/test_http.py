@@ -227,6 +227,38 @@ class HttpLayerTest(unittest.TestCase):
         self.assertFalse(closed, "an HTTP/1.1 connection stays open")
 
 
+class Ipv6Test(unittest.TestCase):
+    def test_listens_on_ipv6(self):
+        import os, re, subprocess, tempfile
+        from catraca import BIN, SECRET
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6 in this Python")
+        data = tempfile.mkdtemp(prefix="catraca-ipv6-")
+        err = open(os.path.join(data, "stderr.log"), "w+")
+        proc = subprocess.Popen([BIN, "serve", "--listen", "[::1]:0", "--data", data,
+                                 "--jwt-secret", SECRET], stdout=subprocess.DEVNULL, stderr=err,
+                                env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+        try:
+            port = None
+            for _ in range(300):
+                m = re.search(r"listening on http://\[::1\]:(\d+)", open(err.name).read())
+                if m:
+                    port = int(m.group(1))
+                    break
+                time.sleep(0.05)
+            self.assertIsNotNone(port, open(err.name).read())
+            sock = socket.create_connection(("::1", port), timeout=5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+            sock.close()
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer)
+        finally:
+            proc.terminate()
+            self.assertEqual(proc.wait(timeout=30), 0)
+
+
 class StreamLimitTest(unittest.TestCase):
     def test_clients_that_leave_streams_free_their_connections(self):
         """20 SSE clients that leave after 0.5 s must not keep a 20-connection server busy."""
