@@ -75,7 +75,9 @@
     X(demo, "demo", "CATRACA_DEMO", "off", "demo token endpoint and pages: on, off")               \
     X(redis, "redis", "CATRACA_REDIS", "", "distributed: the log, redis://host:port")              \
     X(postgres, "postgres", "CATRACA_POSTGRES", "", "distributed: the store, libpq conninfo")      \
-    X(worker_id, "worker-id", "CATRACA_WORKER_ID", "", "worker: unique name (default host-pid)")
+    X(worker_id, "worker-id", "CATRACA_WORKER_ID", "", "worker: unique name (default host-pid)")    \
+    X(tls_cert, "tls-cert", "CATRACA_TLS_CERT", "", "HTTPS: certificate chain, PEM (with --tls-key)") \
+    X(tls_key, "tls-key", "CATRACA_TLS_KEY", "", "HTTPS: private key, PEM (with --tls-cert)")
 
 struct config {
 #define CONFIG_INTEGER_FIELD(field, option, env, def, min, max, help) int64_t field;

@@ -160,9 +160,9 @@ int gateway_run(const struct config *config)
     if (http_start(&http_config, &http) != 0)
         return 1;
     api_set_http(api, http);
-    fprintf(stderr, "catraca: gateway listening on http://%s%s%s:%u (log %s)\n",
-            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", http_port(http),
-            config->redis);
+    fprintf(stderr, "catraca: gateway listening on %s://%s%s%s:%u (log %s)\n",
+            config->tls_cert[0] ? "https" : "http", strchr(host, ':') ? "[" : "", host,
+            strchr(host, ':') ? "]" : "", http_port(http), config->redis);
     service_wait_for_stop();
     fprintf(stderr, "catraca: gateway stopping\n");
     http_quiesce(http);

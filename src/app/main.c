@@ -212,9 +212,10 @@ static int serve(const struct config *config)
     if (http_start(&http_config, &http) != 0)
         return 1;
     api_set_http(api, http);
-    fprintf(stderr, "catraca: listening on http://%s%s%s:%u (data %s%s)\n",
-            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", http_port(http),
-            paths.log, config->is_demo ? ", demo on" : "");
+    fprintf(stderr, "catraca: listening on %s://%s%s%s:%u (data %s%s)\n",
+            config->tls_cert[0] ? "https" : "http", strchr(host, ':') ? "[" : "", host,
+            strchr(host, ':') ? "]" : "", http_port(http), paths.log,
+            config->is_demo ? ", demo on" : "");
     service_wait_for_stop();
     fprintf(stderr, "catraca: stopping: no new connections, finishing what is in flight\n");
     http_quiesce(http); /* no new connections */
@@ -284,6 +285,8 @@ void service_http_config(const struct config *config, const char *host, uint16_t
         .header_timeout_ms = (uint32_t)config->header_timeout_ms,
         .body_timeout_ms = (uint32_t)config->body_timeout_ms,
         .idle_timeout_ms = (uint32_t)config->idle_timeout_ms,
+        .tls_cert_path = config->tls_cert,
+        .tls_key_path = config->tls_key,
         .deferred_max = (uint32_t)(config->waiters_max + config->queue_max),
         .handler = handler,
         .handler_context = context,

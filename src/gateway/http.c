@@ -22,6 +22,8 @@
 #include <assert.h>
 #include <errno.h>
 #include <http_parser.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -122,6 +124,7 @@ struct connection {
     struct connection *ready_next;  /* loop->ready: has more to do without an event */
     struct connection *dead_next;   /* loop->dead: freed after this turn */
     int fd;
+    SSL *tls; /* NULL: plain TCP */
     bool is_dead, is_ready, is_closing, is_response_complete;
     enum phase phase;
     enum head_part part;
@@ -193,6 +196,7 @@ struct loop {
 
 struct http_server {
     struct http_config config;
+    SSL_CTX *tls; /* NULL: plain TCP */
     int listen_fd;
     uint16_t port;
     uint32_t loop_count;
@@ -427,11 +431,52 @@ static void conn_arm(struct connection *c, enum deadline_kind kind)
     deadline_arm(&c->loop->deadlines[kind], &c->deadline, c->loop->now_ms);
 }
 
+/*
+ * The connection's bytes in and out, through TLS when it has it. Like
+ * recv/send: > 0 bytes, 0 closed, -1 with errno (EAGAIN when TLS must wait
+ * for the socket either way: the loop is woken for both, edge-triggered).
+ */
+static ssize_t conn_recv(struct connection *c, void *buffer, size_t size)
+{
+    if (c->tls == NULL)
+        return recv(c->fd, buffer, size, 0);
+    ERR_clear_error();
+    int n = SSL_read(c->tls, buffer, size > INT32_MAX ? INT32_MAX : (int)size);
+    if (n > 0)
+        return n;
+    int error = SSL_get_error(c->tls, n);
+    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (error == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    errno = EPROTO; /* a failed handshake or a broken record: the connection ends */
+    return -1;
+}
+
+static ssize_t conn_send(struct connection *c, const void *data, size_t length)
+{
+    if (c->tls == NULL)
+        return send(c->fd, data, length, MSG_NOSIGNAL);
+    ERR_clear_error();
+    int n = SSL_write(c->tls, data, length > INT32_MAX ? INT32_MAX : (int)length);
+    if (n > 0)
+        return n;
+    int error = SSL_get_error(c->tls, n);
+    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    errno = EPIPE;
+    return -1;
+}
+
 /* Sends what it can; true when everything queued went out. */
 static bool conn_flush(struct connection *c)
 {
     while (c->out_sent < c->out_length) {
-        ssize_t n = send(c->fd, c->out + c->out_sent, c->out_length - c->out_sent, MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, c->out + c->out_sent, c->out_length - c->out_sent);
         if (n > 0) {
             c->out_sent += (size_t)n;
         } else if (n < 0 && errno == EINTR) {
@@ -490,6 +535,11 @@ static void conn_close(struct connection *c)
         return;
     c->is_dead = true;
     conn_detach_request(c, true);
+    if (c->tls != NULL) {
+        SSL_shutdown(c->tls); /* one close_notify, best effort: never waits */
+        SSL_free(c->tls);
+        c->tls = NULL;
+    }
     close(c->fd); /* also leaves the epoll set */
     c->fd = -1;
     deadline_disarm(&c->deadline);
@@ -740,7 +790,7 @@ static int on_headers_complete(http_parser *p)
     bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length);
     if (expect != NULL && has_body && !r->is_http10) {
         static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        if (send(c->fd, go_on, sizeof(go_on) - 1, MSG_NOSIGNAL) != sizeof(go_on) - 1)
+        if (conn_send(c, go_on, sizeof(go_on) - 1) != sizeof(go_on) - 1)
             return refuse_in_callback(c, 400, "the connection failed");
     }
     c->phase = PHASE_BODY;
@@ -890,7 +940,7 @@ static void conn_advance(struct connection *c)
             free(data);
             continue;
         }
-        ssize_t n = recv(c->fd, c->loop->read_buffer, READ_CHUNK_BYTES, 0);
+        ssize_t n = conn_recv(c, c->loop->read_buffer, READ_CHUNK_BYTES);
         if (n > 0) {
             conn_feed(c, c->loop->read_buffer, (size_t)n);
         } else if (n < 0 && errno == EINTR) {
@@ -1298,6 +1348,17 @@ static void loop_accept(struct loop *loop)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         c->loop = loop;
         c->fd = fd;
+        if (s->tls != NULL) {
+            c->tls = SSL_new(s->tls);
+            if (c->tls == NULL || SSL_set_fd(c->tls, fd) != 1) {
+                SSL_free(c->tls);
+                free(c);
+                close(fd);
+                atomic_fetch_sub(&s->connections_open, 1);
+                continue;
+            }
+            SSL_set_accept_state(c->tls); /* the handshake runs inside the first reads */
+        }
         http_parser_init(&c->parser, HTTP_REQUEST);
         c->parser.data = c;
         if (address.ss_family == AF_INET)
@@ -1542,6 +1603,45 @@ static void loop_destroy(struct loop *loop)
     pthread_mutex_destroy(&loop->mutex);
 }
 
+/* ALPN: HTTP/1.1 is all this server speaks; a client offering only h2 goes on without ALPN. */
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *out_length,
+                       const unsigned char *in, unsigned int in_length, void *context)
+{
+    (void)ssl;
+    (void)context;
+    for (unsigned int i = 0; i < in_length && i + 1 + in[i] <= in_length; i += 1u + in[i]) {
+        if (in[i] == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+            *out = in + i + 1;
+            *out_length = 8;
+            return SSL_TLSEXT_ERR_OK;
+        }
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* The TLS context of --tls-cert and --tls-key; NULL with a message when they do not load. */
+static SSL_CTX *tls_context_new(const struct http_config *config)
+{
+    SSL_CTX *tls = SSL_CTX_new(TLS_server_method());
+    if (tls == NULL || SSL_CTX_set_min_proto_version(tls, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_use_certificate_chain_file(tls, config->tls_cert_path) != 1 ||
+        SSL_CTX_use_PrivateKey_file(tls, config->tls_key_path, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(tls) != 1) {
+        char reason[256] = "out of memory";
+        unsigned long error = ERR_get_error();
+        if (error != 0)
+            ERR_error_string_n(error, reason, sizeof(reason));
+        fprintf(stderr, "catraca: TLS certificate %s and key %s: %s\n", config->tls_cert_path,
+                config->tls_key_path, reason);
+        SSL_CTX_free(tls);
+        return NULL;
+    }
+    SSL_CTX_set_mode(tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS); /* idle connections keep no buffers */
+    SSL_CTX_set_alpn_select_cb(tls, select_alpn, NULL);
+    return tls;
+}
+
 int http_start(const struct http_config *config, struct http_server **out)
 {
     if (config->threads < 1 || config->threads > LOOPS_MAX)
@@ -1550,8 +1650,21 @@ int http_start(const struct http_config *config, struct http_server **out)
     if (s == NULL)
         return -1;
     s->config = *config;
+    bool has_cert = config->tls_cert_path != NULL && config->tls_cert_path[0] != '\0';
+    bool has_key = config->tls_key_path != NULL && config->tls_key_path[0] != '\0';
+    if (has_cert != has_key) {
+        fprintf(stderr, "catraca: --tls-cert and --tls-key go together\n");
+        free(s);
+        return -1;
+    }
+    bool wants_tls = has_cert && has_key;
+    if (wants_tls && (s->tls = tls_context_new(config)) == NULL) {
+        free(s);
+        return -1;
+    }
     s->listen_fd = listen_on(config->host, config->port);
     if (s->listen_fd < 0) {
+        SSL_CTX_free(s->tls);
         free(s);
         return -1;
     }
@@ -1585,6 +1698,7 @@ int http_start(const struct http_config *config, struct http_server **out)
 
 err_close_listener:
     close(s->listen_fd);
+    SSL_CTX_free(s->tls);
     free(s);
     return -1;
 }

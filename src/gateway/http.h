@@ -39,6 +39,9 @@ struct http_config {
                                    how long a response may wait for the client to read */
     uint32_t idle_timeout_ms;   /* between keep-alive requests */
     uint32_t deferred_max;
+    /* TLS (OpenSSL, TLS 1.2 and 1.3, ALPN "http/1.1") when both are set: PEM files. */
+    const char *tls_cert_path;
+    const char *tls_key_path;
     http_handler handler;
     void *handler_context;
 };

@@ -4,6 +4,7 @@ Raw sockets, so that what the server sends is seen byte for byte: one response p
 a JSON error body on every error, the connection closed when framing is not trusted.
 """
 import json
+import os
 import socket
 import time
 import unittest
@@ -257,6 +258,69 @@ class Ipv6Test(unittest.TestCase):
         finally:
             proc.terminate()
             self.assertEqual(proc.wait(timeout=30), 0)
+
+
+class TlsTest(unittest.TestCase):
+    """--tls-cert and --tls-key: HTTPS with ALPN http/1.1, keep-alive, and curl --http2."""
+
+    def test_https(self):
+        import os, re, shutil, ssl, subprocess, tempfile
+        from catraca import BIN, SECRET
+        data = tempfile.mkdtemp(prefix="catraca-tls-")
+        cert, key = os.path.join(data, "cert.pem"), os.path.join(data, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", cert, "-days", "2", "-subj", "/CN=localhost", "-addext",
+                        "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+        err = open(os.path.join(data, "stderr.log"), "w+")
+        proc = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0", "--data", data,
+                                 "--jwt-secret", SECRET, "--tls-cert", cert, "--tls-key", key],
+                                stdout=subprocess.DEVNULL, stderr=err,
+                                env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+        try:
+            port = None
+            for _ in range(300):
+                m = re.search(r"listening on https://127\.0\.0\.1:(\d+)", open(err.name).read())
+                if m:
+                    port = int(m.group(1))
+                    break
+                time.sleep(0.05)
+            self.assertIsNotNone(port, open(err.name).read())
+            context = ssl.create_default_context(cafile=cert)
+            context.set_alpn_protocols(["h2", "http/1.1"])
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+            tls = context.wrap_socket(raw, server_hostname="127.0.0.1")
+            self.assertEqual(tls.selected_alpn_protocol(), "http/1.1")
+            answer = b""
+            tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                        b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            while chunk := tls.recv(4096):
+                answer += chunk
+            tls.close()
+            self.assertEqual([a[0] for a in responses(answer)], [200, 200], answer)
+            # Plain HTTP on the HTTPS port gets no answer, and the server stays up.
+            data_plain, _ = exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", wait=1)
+            self.assertFalse(data_plain.startswith(b"HTTP/1.1 200"), data_plain)
+            if shutil.which("curl"):
+                out = subprocess.run(["curl", "-s", "--http2", "--cacert", cert, "-w",
+                                      " %{http_version} %{http_code}",
+                                      f"https://127.0.0.1:{port}/healthz"],
+                                     capture_output=True, text=True, timeout=30).stdout
+                self.assertEqual(out, '{"status":"ok"} 1.1 200')
+        finally:
+            proc.terminate()
+            self.assertEqual(proc.wait(timeout=30), 0, open(err.name).read()[-3000:])
+            shutil.rmtree(data, ignore_errors=True)
+
+    def test_half_a_tls_pair_is_refused(self):
+        import subprocess, tempfile
+        from catraca import BIN, SECRET
+        data = tempfile.mkdtemp(prefix="catraca-tls-")
+        run = subprocess.run([BIN, "serve", "--listen", "127.0.0.1:0", "--data", data,
+                              "--jwt-secret", SECRET, "--tls-cert", "/nonexistent.pem"],
+                             capture_output=True, text=True, timeout=30,
+                             env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+        self.assertNotEqual(run.returncode, 0)
+        self.assertIn("--tls-cert and --tls-key go together", run.stderr)
 
 
 class StreamLimitTest(unittest.TestCase):
