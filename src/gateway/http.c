@@ -436,23 +436,30 @@ static void conn_arm(struct connection *c, enum deadline_kind kind)
  * recv/send: > 0 bytes, 0 closed, -1 with errno (EAGAIN when TLS must wait
  * for the socket either way: the loop is woken for both, edge-triggered).
  */
+/* What SSL_read or SSL_write returned (n), as recv/send would say it. */
+static ssize_t tls_outcome(struct connection *c, int n)
+{
+    if (n > 0)
+        return n;
+    int error = SSL_get_error(c->tls, n);
+    if (error == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    /* Otherwise a failed handshake or a broken record: the connection ends. */
+    errno = error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE ? EAGAIN : EPROTO;
+    return -1;
+}
+
+static int tls_length(size_t size)
+{
+    return size > INT32_MAX ? INT32_MAX : (int)size;
+}
+
 static ssize_t conn_recv(struct connection *c, void *buffer, size_t size)
 {
     if (c->tls == NULL)
         return recv(c->fd, buffer, size, 0);
     ERR_clear_error();
-    int n = SSL_read(c->tls, buffer, size > INT32_MAX ? INT32_MAX : (int)size);
-    if (n > 0)
-        return n;
-    int error = SSL_get_error(c->tls, n);
-    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
-        errno = EAGAIN;
-        return -1;
-    }
-    if (error == SSL_ERROR_ZERO_RETURN)
-        return 0;
-    errno = EPROTO; /* a failed handshake or a broken record: the connection ends */
-    return -1;
+    return tls_outcome(c, SSL_read(c->tls, buffer, tls_length(size)));
 }
 
 static ssize_t conn_send(struct connection *c, const void *data, size_t length)
@@ -460,16 +467,7 @@ static ssize_t conn_send(struct connection *c, const void *data, size_t length)
     if (c->tls == NULL)
         return send(c->fd, data, length, MSG_NOSIGNAL);
     ERR_clear_error();
-    int n = SSL_write(c->tls, data, length > INT32_MAX ? INT32_MAX : (int)length);
-    if (n > 0)
-        return n;
-    int error = SSL_get_error(c->tls, n);
-    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
-        errno = EAGAIN;
-        return -1;
-    }
-    errno = EPIPE;
-    return -1;
+    return tls_outcome(c, SSL_write(c->tls, data, tls_length(length)));
 }
 
 /* Sends what it can; true when everything queued went out. */
@@ -676,6 +674,18 @@ static int hex_value(char c)
     return -1;
 }
 
+/* The byte that the escape "%XY" at `at` stands for, or -1 when XY are not two hex digits. */
+static int escape_value(const char *at)
+{
+    int high = hex_value(at[1]), low = high < 0 ? -1 : hex_value(at[2]);
+    return low < 0 ? -1 : high * 16 + low;
+}
+
+static bool is_control(int c)
+{
+    return c < 0x20 || c == 0x7f;
+}
+
 /* Decodes a query component in place; false when it holds a control character or a bad escape. */
 static bool query_decode(char *text)
 {
@@ -685,13 +695,10 @@ static bool query_decode(char *text)
         if (c == '+') {
             c = ' ';
         } else if (c == '%') {
-            int high = hex_value(in[1]), low = high < 0 ? -1 : hex_value(in[2]);
-            if (low < 0)
-                return false;
-            c = high * 16 + low;
+            c = escape_value(in);
             in += 2;
         }
-        if (c < 0x20 || c == 0x7f)
+        if (c < 0 || is_control(c))
             return false;
         *out++ = (char)c;
     }
@@ -714,11 +721,8 @@ static bool path_is_clean(const char *path)
     for (const char *at = path; *at != '\0' && *at != '?'; at++) {
         if (*at != '%')
             continue;
-        int high = hex_value(at[1]), low = high < 0 ? -1 : hex_value(at[2]);
-        if (low < 0)
-            return false;
-        int c = high * 16 + low;
-        if (c < 0x20 || c == 0x7f)
+        int c = escape_value(at);
+        if (c < 0 || is_control(c))
             return false;
         at += 2;
     }
@@ -1469,6 +1473,8 @@ static int loop_wait_ms(const struct loop *loop)
  */
 static void loop_stop_step(struct loop *loop)
 {
+    static const char stopping[] =
+        "{\"error\":{\"code\":\"unavailable\",\"message\":\"the server is stopping\"}}";
     if (!loop->is_stop_begun) {
         loop->is_stop_begun = true;
         loop->stop_deadline_ms = loop->now_ms + STOP_GRACE_MS;
@@ -1482,10 +1488,8 @@ static void loop_stop_step(struct loop *loop)
                 if (r->is_stream)
                     http_stream_end(r);
                 else
-                    http_complete(r, 503, "application/json",
-                                  "{\"error\":{\"code\":\"unavailable\",\"message\":\"the server "
-                                  "is stopping\"}}",
-                                  69, NULL);
+                    http_complete(r, 503, "application/json", stopping, sizeof(stopping) - 1,
+                                  NULL);
             } else {
                 c->is_closing = true;
             }

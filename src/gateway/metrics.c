@@ -218,6 +218,14 @@ char *metrics_render(struct metrics *m, const struct appender_stats *a,
            (double)h->connections_refused);
     metric(&t, "catraca_http_parked_requests", "gauge", "Long-polls, streams and answers parked.",
            (double)h->deferred);
+    metric(&t, "catraca_http_oversized_bodies_total", "counter", "Bodies refused with 413.",
+           (double)h->oversized_bodies);
+    metric(&t, "catraca_http_malformed_requests_total", "counter",
+           "Requests the HTTP layer refused (400, 414, 417, 431, 501, 505).",
+           (double)h->malformed_requests);
+    metric(&t, "catraca_http_timeouts_total", "counter",
+           "Connections cut at a deadline (headers, body, or an answer not read).",
+           (double)h->timeouts);
     metric(&t, "catraca_waiters", "gauge", "Parked requests waiting for a decision.",
            (double)waiters);
     render_categories(&t, events, event_count);

@@ -57,10 +57,6 @@ bool token_cache_find(struct token_cache *cache, const char *token, int64_t now_
                   slot->claims.expires_s > now_s;
     if (is_hit)
         *claims = slot->claims;
-    if (is_hit)
-        cache->hits++;
-    else
-        cache->misses++;
     return is_hit;
 }
 

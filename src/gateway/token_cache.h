@@ -35,7 +35,6 @@ struct token_cache {
     struct token_cache_slot *slots;
     uint32_t slots_max;
     uint8_t keys[2][16]; /* SipHash keys, random per table: slots cannot be aimed at */
-    uint64_t hits, misses;
 };
 
 /* 0, or CATRACA_E_NOMEM / CATRACA_E_INVALID (slots_max 0). */

@@ -36,6 +36,19 @@ def exchange(port, data, wait=2.0, until_close=True):
     return answer, closed
 
 
+def read_until_closed(sock, seconds):
+    """What the server sends until it closes the connection, or for at most `seconds`."""
+    answer = b""
+    try:
+        sock.settimeout(seconds)
+        while chunk := sock.recv(4096):
+            answer += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    sock.close()
+    return answer
+
+
 def responses(data):
     """Splits a byte stream into (status, headers, body) with Content-Length framing."""
     out = []
@@ -140,7 +153,7 @@ class HttpLayerTest(unittest.TestCase):
     def test_header_deadline_is_total_not_idle(self):
         """One header byte every 0.2 s never stalls long, yet the whole head must arrive in 1 s."""
         sock = socket.create_connection(("127.0.0.1", self.server.port), timeout=5)
-        started, answer = time.time(), b""
+        started = time.time()
         try:
             for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 40:
                 sock.sendall(bytes([byte]))
@@ -149,16 +162,7 @@ class HttpLayerTest(unittest.TestCase):
                     break
         except (BrokenPipeError, ConnectionResetError):
             pass
-        try:
-            sock.settimeout(2)
-            while True:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
-        except (socket.timeout, ConnectionResetError):
-            pass
-        sock.close()
+        answer = read_until_closed(sock, 2)
         elapsed = time.time() - started
         self.assertLess(elapsed, 4.5, "the slow client was not cut off")
         self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), answer[:100])
@@ -167,23 +171,14 @@ class HttpLayerTest(unittest.TestCase):
         sock = socket.create_connection(("127.0.0.1", self.server.port), timeout=5)
         sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 100\r\n\r\n{")
-        started, answer = time.time(), b""
+        started = time.time()
         try:
             for _ in range(30):
                 sock.sendall(b" ")
                 time.sleep(0.2)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        try:
-            sock.settimeout(2)
-            while True:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
-        except (socket.timeout, ConnectionResetError):
-            pass
-        sock.close()
+        answer = read_until_closed(sock, 2)
         self.assertLess(time.time() - started, 4.0)
         self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), answer[:100])
 
@@ -250,10 +245,7 @@ class Ipv6Test(unittest.TestCase):
             self.assertIsNotNone(port, open(err.name).read())
             sock = socket.create_connection(("::1", port), timeout=5)
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
-            answer = b""
-            while chunk := sock.recv(4096):
-                answer += chunk
-            sock.close()
+            answer = read_until_closed(sock, 5)
             self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer)
         finally:
             proc.terminate()
@@ -290,12 +282,9 @@ class TlsTest(unittest.TestCase):
             raw = socket.create_connection(("127.0.0.1", port), timeout=5)
             tls = context.wrap_socket(raw, server_hostname="127.0.0.1")
             self.assertEqual(tls.selected_alpn_protocol(), "http/1.1")
-            answer = b""
             tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
                         b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            while chunk := tls.recv(4096):
-                answer += chunk
-            tls.close()
+            answer = read_until_closed(tls, 5)
             self.assertEqual([a[0] for a in responses(answer)], [200, 200], answer)
             # Plain HTTP on the HTTPS port gets no answer, and the server stays up.
             data_plain, _ = exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", wait=1)
