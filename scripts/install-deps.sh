@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-    build-essential cmake pkg-config clang libclang-rt-14-dev
+    build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
     libcmocka-dev libcjson-dev libsqlite3-dev sqlite3 libssl-dev
     libhiredis-dev libpq-dev libhttp-parser-dev
     redis-server postgresql-15 postgresql-contrib
