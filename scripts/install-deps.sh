@@ -8,7 +8,7 @@ packages=(
     libcmocka-dev libcjson-dev libsqlite3-dev sqlite3 libssl-dev
     libhiredis-dev libpq-dev libhttp-parser-dev
     redis-server postgresql-15 postgresql-contrib
-    wrk prometheus systemd python3 curl openssl valgrind
+    wrk prometheus haproxy systemd python3 curl openssl valgrind
     python3-venv nodejs  # contract tests: Schemathesis's venv, Prism (scripts/contract-tools.sh)
 )
 

@@ -1,6 +1,8 @@
 /* config.c - contract in config.h. */
 #include "app/config.h"
 
+#include "gateway/client_address.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +136,12 @@ int config_parse(struct config *c, int argc, char **argv, int first)
     if (check_switch("demo", c->demo, &c->is_demo) != 0 ||
         check_switch("challenge", c->challenge, &c->is_challenge_on) != 0)
         return -1;
+    struct client_address_trust trust;
+    char why[160];
+    if (client_address_trust_parse(c->trusted_proxy, &trust, why) != 0) {
+        fprintf(stderr, "catraca: %s\n", why);
+        return -1;
+    }
     if (strcmp(c->sync, "full") != 0 && strcmp(c->sync, "normal") != 0) {
         fprintf(stderr, "catraca: --sync must be full or normal\n");
         return -1;

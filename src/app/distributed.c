@@ -139,6 +139,9 @@ int gateway_run(const struct config *config)
     service_api_config(config, &backend, secret, secret_length, &api_config);
     if (api_config.append_threads == 0) /* Redis fsyncs the appends of all clients together */
         api_config.append_threads = 4;
+    /* N gateways allow each rate once, and spend each challenge once, between them. */
+    api_config.shared_limits_redis_url = config->redis;
+    api_config.shared_limits_timeout_ms = (int)config->redis_timeout_ms;
     struct log_redis_options options = redis_options(config, 1, false);
     uint64_t instance = 0;
     int error = log_redis_unique_number(&options, &instance);

@@ -254,6 +254,8 @@ void service_api_config(const struct config *config, const struct api_backend *b
         .challenge_ttl_s = config->challenge_ttl_s,
         .challenge_replay_max = (uint32_t)config->challenge_replay_max,
     };
+    char unused[160]; /* config_parse checked the list */
+    (void)client_address_trust_parse(config->trusted_proxy, &out->trusted_proxies, unused);
 }
 
 void service_worker_config(const struct config *config,

@@ -73,18 +73,25 @@ struct thread_handles *api_handles_of(struct api *api)
         goto err_close_log;
     if (token_cache_init(&h->tokens, API_TOKEN_CACHE_SLOTS) != 0)
         goto err_close_store;
+    if (api->config.shared_limits_redis_url != NULL &&
+        limits_redis_open(api->config.shared_limits_redis_url,
+                          api->config.shared_limits_timeout_ms, &h->limits) != 0)
+        goto err_destroy_tokens;
     pthread_mutex_lock(&api->handles_mutex);
     bool has_room = api->handle_count < API_HANDLES_MAX;
     if (has_room)
         api->handles[api->handle_count++] = h;
     pthread_mutex_unlock(&api->handles_mutex);
     if (!has_room)
-        goto err_close_store;
+        goto err_close_limits;
     my_handles = h;
     return h;
 
-err_close_store:
+err_close_limits:
+    limits_redis_close(h->limits);
+err_destroy_tokens:
     token_cache_destroy(&h->tokens);
+err_close_store:
     h->store.ops->close(h->store.context);
 err_close_log:
     h->log.ops->close(h->log.context);
@@ -217,6 +224,7 @@ void api_stop(struct api *api)
         api->handles[i]->store.ops->close(api->handles[i]->store.context);
         api->handles[i]->log.ops->close(api->handles[i]->log.context);
         token_cache_destroy(&api->handles[i]->tokens);
+        limits_redis_close(api->handles[i]->limits);
         free(api->handles[i]);
     }
     challenge_destroy(&api->challenge);

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "gateway/client_address.h"
 #include "gateway/http.h"
 #include "worker/worker.h"
 
@@ -52,6 +53,18 @@ struct api_config {
     /* Purchases whose last committed state is kept in memory for reads (gateway/recent.h); 0
      * off. Only where every commit reaches api_on_commit (the embedded service). */
     uint32_t recent_purchases_max;
+    /*
+     * Distributed mode: the rate limits and the spent challenges live in this Redis, shared
+     * by every gateway (gateway/limits_redis.h); NULL keeps them in this process. While that
+     * Redis does not answer, purchases are refused 503 (fail closed).
+     */
+    const char *shared_limits_redis_url;
+    int shared_limits_timeout_ms;
+    /*
+     * Peers whose X-Forwarded-For is believed for the client address the per-IP limit sees
+     * (gateway/client_address.h); empty: none, the TCP peer is the client.
+     */
+    struct client_address_trust trusted_proxies;
 };
 
 struct api;

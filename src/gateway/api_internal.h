@@ -24,6 +24,7 @@
 #include "gateway/appender.h"
 #include "gateway/challenge.h"
 #include "gateway/jwt.h"
+#include "gateway/limits_redis.h"
 #include "gateway/metrics.h"
 #include "gateway/ratelimit.h"
 #include "gateway/recent.h"
@@ -93,6 +94,7 @@ struct thread_handles {
     } known[API_KNOWN_EVENTS_MAX];
     uint32_t known_count;
     struct token_cache tokens; /* bearer tokens this thread verified */
+    struct limits_redis *limits; /* shared limits (distributed); NULL in-process */
 };
 
 struct api {

@@ -145,6 +145,16 @@ static uint64_t hash_request(const char *event, const char *category, int64_t qu
     return (h ^ (uint64_t)quantity) * 1099511628211ULL;
 }
 
+static void reply_challenge_refused(struct route_context *c, int error)
+{
+    static const char *const reasons[] = {
+        "",        "malformed",   "not signed by this server", "wrong solution",
+        "expired", "already used"};
+    char message[64];
+    snprintf(message, sizeof(message), "challenge refused: %s", reasons[-error]);
+    api_reply_error(c, 403, "challenge_failed", message, NULL);
+}
+
 /* With --challenge on, a purchase carries a solved ALTCHA challenge; false once answered. */
 static bool proof_of_work_passes(struct route_context *c)
 {
@@ -161,12 +171,7 @@ static bool proof_of_work_passes(struct route_context *c)
         return false;
     }
     if (error != 0) {
-        static const char *const reasons[] = {
-            "",        "malformed",   "not signed by this server", "wrong solution",
-            "expired", "already used"};
-        char message[64];
-        snprintf(message, sizeof(message), "challenge refused: %s", reasons[-error]);
-        api_reply_error(c, 403, "challenge_failed", message, NULL);
+        reply_challenge_refused(c, error);
         return false;
     }
     return true;
@@ -189,30 +194,115 @@ static bool is_idempotency_key(const char *key)
     return true;
 }
 
-/* True when key is over its rate (then answered 429). */
-static bool is_rate_limited(struct route_context *c, struct ratelimit *limiter, const char *key)
+static void reply_rate_limited(struct route_context *c, int64_t retry_ms)
 {
-    int64_t retry_ms = 0;
-    if (limiter->slots == NULL || ratelimit_take(limiter, key, clock_wall_ms(), &retry_ms))
-        return false;
     char seconds[24];
     snprintf(seconds, sizeof(seconds), "%lld", (long long)((retry_ms + 999) / 1000));
     const char *headers[] = {"Retry-After", seconds, NULL};
     metrics_count(&c->api->metrics, METRICS_RATE_LIMITED);
     api_reply_error(c, 429, "rate_limited", "too many requests; retry after the given seconds",
                     headers);
+}
+
+/* True when key is over its rate (then answered 429). */
+static bool is_rate_limited(struct route_context *c, struct ratelimit *limiter, const char *key)
+{
+    int64_t retry_ms = 0;
+    if (limiter->slots == NULL || ratelimit_take(limiter, key, clock_wall_ms(), &retry_ms))
+        return false;
+    reply_rate_limited(c, retry_ms);
+    return true;
+}
+
+/* The client address the per-IP limit counts: the TCP peer, or behind --trusted-proxy the
+ * rightmost untrusted X-Forwarded-For hop (gateway/client_address.h). */
+static void client_address_of(struct route_context *c, char out[CLIENT_ADDRESS_TEXT_MAX])
+{
+    const char *forwarded[CLIENT_ADDRESS_HOPS_MAX];
+    size_t count = 0;
+    if (c->api->config.trusted_proxies.count > 0)
+        while (count < CLIENT_ADDRESS_HOPS_MAX &&
+               (forwarded[count] = http_header_nth(c->request, "X-Forwarded-For",
+                                                   (uint32_t)count)) != NULL)
+            count++;
+    client_address_pick(&c->api->config.trusted_proxies, http_client_ip(c->request), forwarded,
+                        count, out);
+}
+
+/*
+ * Distributed mode: the address's and the customer's buckets and the challenge's replay set
+ * in Redis, in one script call (gateway/limits_redis.h), so N gateways allow the rate once
+ * and a challenge is spent once across them. Fails closed: 503 while that Redis does not
+ * answer (the log is on it too: nothing could be accepted anyway). False once answered.
+ */
+static bool shared_limits_pass(struct route_context *c, const char *address)
+{
+    struct api *api = c->api;
+    struct thread_handles *h = api_handles_of(api);
+    char challenge_hex[65];
+    int64_t expires_s = 0, now_s = clock_wall_ms() / 1000;
+    int challenge_error = 0;
+    if (api->config.is_challenge_on) {
+        const char *payload = http_header(c->request, "X-Challenge");
+        challenge_error = payload == NULL ? 1
+                          : challenge_check(&api->challenge, payload, now_s, challenge_hex,
+                                            &expires_s);
+    }
+    struct limits_redis_check check = {
+        .ip = api->config.rate_ip_per_s > 0 ? address : NULL,
+        .ip_rate_per_s = api->config.rate_ip_per_s,
+        .ip_burst = api->config.rate_ip_burst,
+        .customer = api->config.rate_customer_per_s > 0 ? c->claims.subject : NULL,
+        .customer_rate_per_s = api->config.rate_customer_per_s,
+        .customer_burst = api->config.rate_customer_burst,
+        .challenge = api->config.is_challenge_on && challenge_error == 0 ? challenge_hex : NULL,
+        .challenge_ttl_s = expires_s > now_s ? expires_s - now_s : 0,
+    };
+    enum limits_redis_outcome outcome = LIMITS_REDIS_ALLOWED;
+    int64_t retry_ms = 0;
+    if (check.ip != NULL || check.customer != NULL || check.challenge != NULL) {
+        int error = h == NULL ? CATRACA_E_UNAVAILABLE
+                              : limits_redis_take(h->limits, &check, &outcome, &retry_ms);
+        if (error != 0) {
+            metrics_count(&api->metrics, METRICS_LIMITS_UNAVAILABLE);
+            api_reply_error(c, 503, "unavailable",
+                            "the shared rate limits are unavailable; retry shortly", NULL);
+            return false;
+        }
+    }
+    if (outcome == LIMITS_REDIS_IP_LIMITED || outcome == LIMITS_REDIS_CUSTOMER_LIMITED) {
+        reply_rate_limited(c, retry_ms);
+        return false;
+    }
+    if (challenge_error == 1) {
+        api_reply_error(c, 403, "challenge_required",
+                        "solve GET /v1/challenge and send it in X-Challenge", NULL);
+        return false;
+    }
+    if (challenge_error != 0 || outcome == LIMITS_REDIS_REPLAYED) {
+        reply_challenge_refused(c, challenge_error != 0 ? challenge_error : CHALLENGE_E_REPLAYED);
+        return false;
+    }
     return true;
 }
 
 void api_purchases_create(struct route_context *c)
 {
     struct api *api = c->api;
-    bool is_ip_limited = api->ip_limit.slots != NULL; /* off by default: skip the address text */
-    if ((is_ip_limited && is_rate_limited(c, &api->ip_limit, http_client_ip(c->request))) ||
-        is_rate_limited(c, &api->customer_limit, c->claims.subject))
-        return;
-    if (api->config.is_challenge_on && !proof_of_work_passes(c))
-        return;
+    char address[CLIENT_ADDRESS_TEXT_MAX] = "";
+    bool is_ip_limited = api->config.rate_ip_per_s > 0; /* off by default: skip the address */
+    if (is_ip_limited)
+        client_address_of(c, address);
+    if (api->config.shared_limits_redis_url != NULL) {
+        if (!shared_limits_pass(c, address))
+            return;
+    } else {
+        if ((is_ip_limited && is_rate_limited(c, &api->ip_limit, address)) ||
+            is_rate_limited(c, &api->customer_limit, c->claims.subject))
+            return;
+        if (api->config.is_challenge_on && !proof_of_work_passes(c))
+            return;
+    }
     const char *key = http_header(c->request, "Idempotency-Key");
     if (key != NULL && !is_idempotency_key(key)) {
         api_reply_error(c, 400, "invalid_request",

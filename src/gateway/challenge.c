@@ -145,7 +145,8 @@ static int decode_payload(const char *payload, cJSON **out)
     return *out != NULL ? 0 : CHALLENGE_E_MALFORMED;
 }
 
-int challenge_verify(struct challenge *c, const char *payload, int64_t now_s)
+int challenge_check(struct challenge *c, const char *payload, int64_t now_s,
+                    char challenge_hex[65], int64_t *expires_at_s)
 {
     cJSON *json = NULL;
     int error = decode_payload(payload, &json);
@@ -176,8 +177,18 @@ int challenge_verify(struct challenge *c, const char *payload, int64_t now_s)
     long long expires_s = expires ? atoll(expires + 9) : 0;
     if (error == 0 && expires_s < now_s)
         error = CHALLENGE_E_EXPIRED;
-    if (error == 0)
-        error = remember(c, challenge->valuestring, expires_s, now_s);
+    if (error == 0) {
+        memcpy(challenge_hex, challenge->valuestring, 65);
+        *expires_at_s = expires_s;
+    }
     cJSON_Delete(json);
     return error;
+}
+
+int challenge_verify(struct challenge *c, const char *payload, int64_t now_s)
+{
+    char challenge_hex[65];
+    int64_t expires_s = 0;
+    int error = challenge_check(c, payload, now_s, challenge_hex, &expires_s);
+    return error != 0 ? error : remember(c, challenge_hex, expires_s, now_s);
 }

@@ -42,7 +42,8 @@ int challenge_init(struct challenge *challenge, uint32_t max_number, int64_t ttl
 /*
  * Derives the signing key from a secret every gateway shares (the JWT secret),
  * so a challenge issued by one gateway verifies on any other. Without it the
- * key is random per process. The replay set stays per process.
+ * key is random per process. The replay set is per process (challenge_verify)
+ * unless the caller keeps its own (challenge_check).
  */
 void challenge_share_key(struct challenge *challenge, const uint8_t *secret, size_t length);
 void challenge_destroy(struct challenge *challenge);
@@ -50,5 +51,12 @@ void challenge_destroy(struct challenge *challenge);
 cJSON *challenge_create(struct challenge *challenge, int64_t now_s);
 /* 0, or a negative enum challenge_error. Thread-safe. */
 int challenge_verify(struct challenge *challenge, const char *payload_base64, int64_t now_s);
+/*
+ * challenge_verify without the replay set: 0 with the challenge's 64 hex digits (NUL-ended)
+ * and its expiry (unix seconds), or a negative enum challenge_error (never _REPLAYED or
+ * _BUSY). For a replay set kept elsewhere (gateway/limits_redis.h: shared by gateways).
+ */
+int challenge_check(struct challenge *challenge, const char *payload_base64, int64_t now_s,
+                    char challenge_hex[65], int64_t *expires_at_s);
 
 #endif

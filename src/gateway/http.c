@@ -1292,6 +1292,14 @@ const char *http_header(const struct http_request *r, const char *name)
     return NULL;
 }
 
+const char *http_header_nth(const struct http_request *r, const char *name, uint32_t n)
+{
+    for (uint32_t i = 0; i < r->header_count; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0 && n-- == 0)
+            return r->headers[i].value;
+    return NULL;
+}
+
 const char *http_body(const struct http_request *r, size_t *length)
 {
     *length = r->body_length;

@@ -74,6 +74,9 @@ const char *http_query(const struct http_request *request, const char *name);
 const char *http_header(const struct http_request *request, const char *name);
 const char *http_body(const struct http_request *request, size_t *length);
 const char *http_client_ip(const struct http_request *request);
+/* The n-th (from 0) field named name, in arrival order; NULL past the last. For a header that
+ * may repeat as a list (X-Forwarded-For). */
+const char *http_header_nth(const struct http_request *request, const char *name, uint32_t n);
 /*
  * Keeps the request's memory alive past its connection (a parked request
  * registered with another thread must be retained, and released once that

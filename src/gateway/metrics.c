@@ -115,10 +115,10 @@ static void metric(struct text *t, const char *name, const char *type, const cha
 
 static void render_categories(struct text *t, const struct store_event *events, size_t count)
 {
-    static const char *const names[] = {"available", "held", "sold", "waiting"};
+    static const char *const names[] = {"available", "held", "sold", "waiting", "capacity"};
     static const char *const helps[] = {"Tickets available", "Tickets held", "Tickets sold",
-                                        "Requests in the wait line"};
-    for (int k = 0; k < 4; k++) {
+                                        "Requests in the wait line", "Tickets on sale in all"};
+    for (int k = 0; k < 5; k++) {
         add(t,
             "# HELP catraca_category_%s %s, per category.\n"
             "# TYPE catraca_category_%s gauge\n",
@@ -126,11 +126,20 @@ static void render_categories(struct text *t, const struct store_event *events, 
         for (size_t e = 0; e < count; e++)
             for (uint32_t c = 0; c < events[e].spec.category_count; c++) {
                 const struct engine_category_counts *n = &events[e].counts[c];
-                uint32_t values[] = {n->available, n->held, n->sold, n->waiting_count};
+                uint32_t values[] = {n->available, n->held, n->sold, n->waiting_count,
+                                     n->capacity};
                 add(t, "catraca_category_%s{event=\"%s\",category=\"%s\"} %u\n", names[k],
                     events[e].spec.id, events[e].spec.categories[c].id, values[k]);
             }
     }
+}
+
+/* Which build answers: a constant 1 labelled with the version (the Prometheus convention). */
+static void render_build_info(struct text *t)
+{
+    add(t, "# HELP catraca_build_info The version of this process.\n"
+           "# TYPE catraca_build_info gauge\ncatraca_build_info{version=\"%s\"} 1\n",
+        CATRACA_VERSION);
 }
 
 /* The worker's part: counters, and the log lag of each partition it decides. */
@@ -160,6 +169,19 @@ static void render_worker(struct text *t, const struct worker_stats *w,
            (double)w->fenced_commits);
     metric(t, "catraca_worker_partitions_held", "gauge", "Partitions decided here.",
            (double)w->partitions_held);
+    metric(t, "catraca_purchases_confirmed_total", "counter",
+           "Purchases confirmed (paid), decided here.", (double)w->confirmed);
+    metric(t, "catraca_purchases_cancelled_total", "counter",
+           "Purchases cancelled by their buyer, decided here.", (double)w->cancelled);
+    add(t, "# HELP catraca_purchases_rejected_total Purchases rejected, decided here, by "
+           "reason.\n# TYPE catraca_purchases_rejected_total counter\n");
+    for (int i = 1; i < WORKER_REASONS_MAX; i++) {
+        const char *reason = engine_reason_name((uint8_t)i);
+        if (reason != NULL && strcmp(reason, "unknown") != 0 &&
+            (w->rejected_by_reason[i] > 0 || i <= ENGINE_REASON_INVALID))
+            add(t, "catraca_purchases_rejected_total{reason=\"%s\"} %llu\n", reason,
+                (unsigned long long)w->rejected_by_reason[i]);
+    }
     add(t, "# HELP catraca_worker_log_lag_entries Log entries not decided yet, per partition "
            "decided here.\n# TYPE catraca_worker_log_lag_entries gauge\n");
     for (size_t i = 0; i < lag_count; i++)
@@ -173,6 +195,7 @@ char *metrics_render_worker(const struct worker_stats *worker, const struct work
     struct text t = {.data = malloc(4096), .capacity = 4096};
     if (t.data == NULL)
         return NULL;
+    render_build_info(&t);
     render_worker(&t, worker, lags, lag_count);
     if (t.is_broken) {
         free(t.data);
@@ -189,6 +212,7 @@ char *metrics_render(struct metrics *m, const struct appender_stats *a,
     struct text t = {.data = malloc(16384), .capacity = 16384};
     if (t.data == NULL)
         return NULL;
+    render_build_info(&t);
     render_requests(&t, m);
     metric(&t, "catraca_purchases_accepted_total", "counter", "Purchases answered 202.",
            (double)atomic_load(&m->counters[METRICS_PURCHASES_ACCEPTED]));
@@ -198,6 +222,9 @@ char *metrics_render(struct metrics *m, const struct appender_stats *a,
            (double)atomic_load(&m->counters[METRICS_AUTH_FAILURES]));
     metric(&t, "catraca_append_queue_full_total", "counter", "Requests refused: log queue full.",
            (double)atomic_load(&m->counters[METRICS_QUEUE_FULL]));
+    metric(&t, "catraca_shared_limits_unavailable_total", "counter",
+           "Purchases refused 503: the shared limits' Redis did not answer (distributed).",
+           (double)atomic_load(&m->counters[METRICS_LIMITS_UNAVAILABLE]));
     metric(&t, "catraca_append_queue_pending", "gauge", "Requests waiting for the log append.",
            (double)a->pending);
     metric(&t, "catraca_log_append_batches_total", "counter", "Group commits into the log.",

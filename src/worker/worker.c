@@ -45,6 +45,8 @@ struct batch {
     struct log_seq seq;
     const char *event;
     int out_of_memory;
+    /* Final states reached in this batch: added to the stats once it is committed. */
+    uint64_t confirmed, cancelled, rejected_by_reason[WORKER_REASONS_MAX];
 };
 
 struct worker {
@@ -150,6 +152,8 @@ static void batch_reset(struct batch *b)
     b->purchase_count = 0;
     b->answer_count = 0;
     b->out_of_memory = 0;
+    b->confirmed = b->cancelled = 0;
+    memset(b->rejected_by_reason, 0, sizeof(b->rejected_by_reason));
 }
 
 static void batch_add_answer(struct batch *b, const struct engine_outcome *o)
@@ -197,6 +201,13 @@ static void collect_outcome(void *context, const struct engine_outcome *o)
     /* Refused or repeated commands change nothing; answers about no purchase neither. */
     if (o->result != ENGINE_RESULT_OK || o->purchase_id == 0 || o->status == ENGINE_STATUS_NONE)
         return;
+    /* A final state is entered once, by exactly one OK outcome (engine.h). */
+    if (o->status == ENGINE_STATUS_CONFIRMED)
+        b->confirmed++;
+    else if (o->status == ENGINE_STATUS_CANCELLED)
+        b->cancelled++;
+    else if (o->status == ENGINE_STATUS_REJECTED)
+        b->rejected_by_reason[o->reason < WORKER_REASONS_MAX ? o->reason : 0]++;
     bool is_new = false;
     struct store_purchase *row = batch_row(b, o->purchase_id, &is_new);
     if (row == NULL) {
@@ -334,6 +345,10 @@ static int partition_commit(struct worker *w, struct partition *p, size_t comman
             w->stats.commit_latency_us_max = latency_us;
         if (command_count > w->stats.batch_commands_max)
             w->stats.batch_commands_max = command_count;
+        w->stats.confirmed += b->confirmed;
+        w->stats.cancelled += b->cancelled;
+        for (int i = 0; i < WORKER_REASONS_MAX; i++)
+            w->stats.rejected_by_reason[i] += b->rejected_by_reason[i];
     } else if (error == CATRACA_E_FENCED) {
         w->stats.fenced_commits++;
     } else {

@@ -35,6 +35,8 @@ struct worker_commit {
     size_t answer_count;
 };
 
+#define WORKER_REASONS_MAX 32 /* > every enum engine_reason value */
+
 struct worker_stats {
     uint64_t batches;
     uint64_t commands;
@@ -48,6 +50,10 @@ struct worker_stats {
     uint64_t batch_commands_max;
     uint64_t fenced_commits;  /* commits refused because another worker took the partition */
     uint64_t partitions_held; /* partitions this worker decides now */
+    /* Purchases that reached a final state in batches committed here (never replays). */
+    uint64_t confirmed;
+    uint64_t cancelled;
+    uint64_t rejected_by_reason[WORKER_REASONS_MAX]; /* index: enum engine_reason */
 };
 
 /*

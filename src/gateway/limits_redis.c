@@ -1,0 +1,258 @@
+/*
+ * limits_redis.c - contract in limits_redis.h. hiredis speaks the protocol;
+ * every reply's type and shape is checked before use.
+ */
+#include "gateway/limits_redis.h"
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+#define HOST_TEXT_MAX 256
+#define KEY_PART_MAX 256
+#define KEY_TEXT_MAX (KEY_PART_MAX + 32)
+#define NUMBER_TEXT_MAX 32
+#define SCRIPT_ARGS 8
+
+/*
+ * ARGV: ip key, ip rate (tokens/ms), ip burst, customer key, its rate, its burst, challenge
+ * key, the challenge key's life in seconds. An empty key skips its step. Returns {outcome,
+ * retry_after_ms}, outcome as enum limits_redis_outcome. Keys are not passed as KEYS: like
+ * the log's append script (log_redis.c) this runs on a single Redis, not Redis Cluster.
+ */
+static const char take_script[] =
+    "local clock = redis.call('TIME')\n"
+    "local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)\n"
+    "local function take(key, rate, burst)\n"
+    "  local saved = redis.call('HMGET', key, 'tokens', 'at')\n"
+    "  local tokens, at = tonumber(saved[1]), tonumber(saved[2])\n"
+    "  if tokens == nil or at == nil then tokens, at = burst, now end\n"
+    "  if now > at then\n"
+    "    tokens = math.min(burst, tokens + (now - at) * rate)\n"
+    "    at = now\n"
+    "  end\n"
+    "  local wait = 0\n"
+    "  if tokens >= 1 then tokens = tokens - 1 else wait = math.floor((1 - tokens) / rate) + 1 end\n"
+    "  redis.call('HSET', key, 'tokens', string.format('%.17g', tokens),\n"
+    "             'at', string.format('%d', at))\n"
+    "  redis.call('PEXPIRE', key, math.ceil((burst - tokens) / rate) + 1000)\n"
+    "  return wait\n"
+    "end\n"
+    "if ARGV[1] ~= '' then\n"
+    "  local wait = take(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))\n"
+    "  if wait > 0 then return {1, wait} end\n"
+    "end\n"
+    "if ARGV[4] ~= '' then\n"
+    "  local wait = take(ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))\n"
+    "  if wait > 0 then return {2, wait} end\n"
+    "end\n"
+    "if ARGV[7] ~= '' then\n"
+    "  if not redis.call('SET', ARGV[7], '1', 'NX', 'EX', ARGV[8]) then return {3, 0} end\n"
+    "end\n"
+    "return {0, 0}\n";
+
+struct limits_redis {
+    char host[HOST_TEXT_MAX];
+    int port;
+    int timeout_ms;
+    redisContext *redis; /* NULL: not connected; the next call connects */
+    char script_sha[41]; /* "": not loaded on this connection yet */
+    bool is_down;        /* the last attempt failed (logged once per outage) */
+};
+
+/* redis://host[:port][/0] or host[:port], as log_redis.c reads --redis. */
+static int parse_url(const char *url, char host[HOST_TEXT_MAX], int *port)
+{
+    if (url == NULL)
+        return CATRACA_E_INVALID;
+    if (strncmp(url, "redis://", 8) == 0)
+        url += 8;
+    size_t authority = strcspn(url, "/");
+    const char *path = url + authority;
+    if (path[0] != '\0' && strcmp(path, "/") != 0 && strcmp(path, "/0") != 0)
+        return CATRACA_E_INVALID;
+    const char *colon = memchr(url, ':', authority);
+    size_t host_length = colon ? (size_t)(colon - url) : authority;
+    if (host_length == 0 || host_length >= HOST_TEXT_MAX || memchr(url, '@', authority))
+        return CATRACA_E_INVALID;
+    memcpy(host, url, host_length);
+    host[host_length] = '\0';
+    *port = 6379;
+    if (colon == NULL)
+        return 0;
+    long value = 0;
+    size_t digits = authority - host_length - 1;
+    if (digits == 0 || digits > 5)
+        return CATRACA_E_INVALID;
+    for (size_t i = 0; i < digits; i++) {
+        if (colon[1 + i] < '0' || colon[1 + i] > '9')
+            return CATRACA_E_INVALID;
+        value = value * 10 + (colon[1 + i] - '0');
+    }
+    if (value < 1 || value > 65535)
+        return CATRACA_E_INVALID;
+    *port = (int)value;
+    return 0;
+}
+
+int limits_redis_open(const char *url, int timeout_ms, struct limits_redis **out)
+{
+    if (timeout_ms < 1)
+        return CATRACA_E_INVALID;
+    struct limits_redis *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return CATRACA_E_NOMEM;
+    if (parse_url(url, l->host, &l->port) != 0) {
+        free(l);
+        return CATRACA_E_INVALID;
+    }
+    l->timeout_ms = timeout_ms;
+    *out = l;
+    return 0;
+}
+
+static void disconnect(struct limits_redis *l)
+{
+    if (l->redis != NULL)
+        redisFree(l->redis);
+    l->redis = NULL;
+    l->script_sha[0] = '\0';
+}
+
+void limits_redis_close(struct limits_redis *l)
+{
+    if (l == NULL)
+        return;
+    disconnect(l);
+    free(l);
+}
+
+static int ensure_connected(struct limits_redis *l)
+{
+    if (l->redis != NULL)
+        return 0;
+    struct timeval timeout = {.tv_sec = l->timeout_ms / 1000,
+                              .tv_usec = (l->timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout(l->host, l->port, timeout);
+    if (c == NULL || c->err != 0 || redisSetTimeout(c, timeout) != REDIS_OK) {
+        if (!l->is_down)
+            fprintf(stderr, "level=warn component=limits_redis msg=\"Redis unreachable: %s\"\n",
+                    c != NULL ? c->errstr : "out of memory");
+        l->is_down = true;
+        if (c != NULL)
+            redisFree(c);
+        return CATRACA_E_UNAVAILABLE;
+    }
+    l->is_down = false;
+    l->redis = c;
+    return 0;
+}
+
+/* A command on the connection; NULL (and the connection dropped) when no reply came. */
+static redisReply *command_argv(struct limits_redis *l, int argc, const char **argv,
+                                const size_t *lengths)
+{
+    if (ensure_connected(l) != 0)
+        return NULL;
+    redisReply *reply = redisCommandArgv(l->redis, argc, argv, lengths);
+    if (reply == NULL)
+        disconnect(l);
+    return reply;
+}
+
+static int load_script(struct limits_redis *l)
+{
+    const char *argv[] = {"SCRIPT", "LOAD", take_script};
+    size_t lengths[] = {6, 4, sizeof(take_script) - 1};
+    redisReply *reply = command_argv(l, 3, argv, lengths);
+    int error = reply == NULL || reply->type == REDIS_REPLY_ERROR ? CATRACA_E_UNAVAILABLE
+                : reply->type != REDIS_REPLY_STRING || reply->len != 40 ? CATRACA_E_CORRUPT
+                                                                         : 0;
+    if (error == 0)
+        memcpy(l->script_sha, reply->str, 41);
+    freeReplyObject(reply);
+    return error;
+}
+
+static bool is_noscript(const redisReply *reply)
+{
+    return reply != NULL && reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+           strncmp(reply->str, "NOSCRIPT", 8) == 0;
+}
+
+static redisReply *run_script(struct limits_redis *l, const char **args, const size_t *lengths)
+{
+    const char *argv[3 + SCRIPT_ARGS] = {"EVALSHA", NULL, "0"};
+    size_t argv_lengths[3 + SCRIPT_ARGS] = {7, 40, 1};
+    memcpy(argv + 3, args, SCRIPT_ARGS * sizeof(*args));
+    memcpy(argv_lengths + 3, lengths, SCRIPT_ARGS * sizeof(*lengths));
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (l->script_sha[0] == '\0' && load_script(l) != 0)
+            return NULL;
+        argv[1] = l->script_sha;
+        redisReply *reply = command_argv(l, 3 + SCRIPT_ARGS, argv, argv_lengths);
+        if (!is_noscript(reply))
+            return reply;
+        freeReplyObject(reply); /* Redis restarted or SCRIPT FLUSH: load it again, once */
+        l->script_sha[0] = '\0';
+    }
+    return NULL;
+}
+
+static bool is_key_part(const char *part)
+{
+    return part == NULL || strnlen(part, KEY_PART_MAX + 1) <= KEY_PART_MAX;
+}
+
+int limits_redis_take(struct limits_redis *l, const struct limits_redis_check *check,
+                      enum limits_redis_outcome *outcome, int64_t *retry_after_ms)
+{
+    if (!is_key_part(check->ip) || !is_key_part(check->customer) ||
+        !is_key_part(check->challenge) || check->challenge_ttl_s < 0)
+        return CATRACA_E_INVALID;
+    char keys[3][KEY_TEXT_MAX] = {"", "", ""};
+    char numbers[5][NUMBER_TEXT_MAX] = {"", "", "", "", ""};
+    if (check->ip != NULL) {
+        snprintf(keys[0], KEY_TEXT_MAX, "catraca:rate:ip:%s", check->ip);
+        snprintf(numbers[0], NUMBER_TEXT_MAX, "%.17g", check->ip_rate_per_s / 1000.0);
+        snprintf(numbers[1], NUMBER_TEXT_MAX, "%.17g", check->ip_burst);
+    }
+    if (check->customer != NULL) {
+        snprintf(keys[1], KEY_TEXT_MAX, "catraca:rate:customer:%s", check->customer);
+        snprintf(numbers[2], NUMBER_TEXT_MAX, "%.17g", check->customer_rate_per_s / 1000.0);
+        snprintf(numbers[3], NUMBER_TEXT_MAX, "%.17g", check->customer_burst);
+    }
+    if (check->challenge != NULL) {
+        snprintf(keys[2], KEY_TEXT_MAX, "catraca:challenge:%s", check->challenge);
+        snprintf(numbers[4], NUMBER_TEXT_MAX, "%lld",
+                 (long long)(check->challenge_ttl_s + LIMITS_REDIS_SKEW_S));
+    }
+    const char *args[SCRIPT_ARGS] = {keys[0], numbers[0], numbers[1], keys[1],
+                                     numbers[2], numbers[3], keys[2], numbers[4]};
+    size_t lengths[SCRIPT_ARGS];
+    for (int i = 0; i < SCRIPT_ARGS; i++)
+        lengths[i] = strlen(args[i]);
+    redisReply *reply = run_script(l, args, lengths);
+    int error = 0;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        if (reply != NULL) /* loading its AOF, out of memory, a key of another type */
+            fprintf(stderr, "level=warn component=limits_redis msg=\"%.*s\"\n",
+                    reply->len < 200 ? (int)reply->len : 200, reply->str ? reply->str : "");
+        error = CATRACA_E_UNAVAILABLE;
+    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+               reply->element[0]->type != REDIS_REPLY_INTEGER ||
+               reply->element[1]->type != REDIS_REPLY_INTEGER ||
+               reply->element[0]->integer < LIMITS_REDIS_ALLOWED ||
+               reply->element[0]->integer > LIMITS_REDIS_REPLAYED) {
+        error = CATRACA_E_CORRUPT;
+    } else {
+        *outcome = (enum limits_redis_outcome)reply->element[0]->integer;
+        *retry_after_ms = reply->element[1]->integer;
+    }
+    freeReplyObject(reply);
+    return error;
+}

@@ -1,0 +1,74 @@
+/*
+ * limits_redis.h - the purchase limits every gateway of a distributed
+ * deployment shares, kept in Redis: the per-customer and per-IP token buckets
+ * and the set of proof-of-work challenges already spent.
+ *
+ * One check is ONE round trip: an EVALSHA of a Lua script (loaded once per
+ * connection with SCRIPT LOAD; reloaded and retried once after NOSCRIPT, when
+ * Redis restarted or its script cache was flushed). The script, atomically:
+ *   1. takes a token from the client address's bucket, if one is named;
+ *   2. then from the customer's bucket, if one is named;
+ *   3. then, when both allowed, spends the challenge: SET NX with an expiry.
+ * It stops at the first refusal, so a refused step spends nothing after it
+ * (exactly the order of the in-process limiter: address, customer, then
+ * the challenge). Time is Redis's own (TIME): gateways with skewed clocks
+ * still fill one bucket at one rate.
+ *
+ * Keys: "catraca:rate:ip:<address>", "catraca:rate:customer:<subject>" (hashes
+ * {tokens, at_ms}; each expires once its bucket would be full again, so an
+ * idle key costs nothing after burst/rate seconds) and
+ * "catraca:challenge:<challenge hex>" (expires with the challenge plus
+ * LIMITS_REDIS_SKEW_S, the allowance for clocks of gateways that disagree).
+ * Memory in Redis is bounded by the keys of clients active in the last
+ * burst/rate seconds and the challenges solved in the last TTL.
+ *
+ * Why not in the append's round trip: purchases are group-committed by the
+ * appender thread through the generic log interface (log.h, shared with
+ * SQLite), and a purchase refused for its rate must be answered 429 before it
+ * takes a place in the append queue; the append script would have to learn
+ * per-item refusals. The check is one extra round trip on the HTTP thread,
+ * like the store read a purchase already makes.
+ *
+ * A handle is used by one thread at a time. It connects lazily, and after any
+ * I/O error or time-out drops its connection and reconnects on the next call;
+ * while Redis is down every check returns CATRACA_E_UNAVAILABLE (the caller
+ * fails closed: 503).
+ */
+#ifndef CATRACA_GATEWAY_LIMITS_REDIS_H
+#define CATRACA_GATEWAY_LIMITS_REDIS_H
+
+#include <stdint.h>
+
+/* A challenge's key outlives its expiry by this much: gateways' clocks may disagree. */
+#define LIMITS_REDIS_SKEW_S 30
+
+struct limits_redis_check {
+    const char *ip; /* NULL: no per-IP limit */
+    double ip_rate_per_s, ip_burst;
+    const char *customer; /* NULL: no per-customer limit */
+    double customer_rate_per_s, customer_burst;
+    const char *challenge;  /* NULL: none; else its 64 hex digits, spent once */
+    int64_t challenge_ttl_s; /* seconds the challenge stays valid from now, >= 0 */
+};
+
+enum limits_redis_outcome {
+    LIMITS_REDIS_ALLOWED = 0,
+    LIMITS_REDIS_IP_LIMITED = 1,
+    LIMITS_REDIS_CUSTOMER_LIMITED = 2,
+    LIMITS_REDIS_REPLAYED = 3, /* the challenge was spent before (on any gateway) */
+};
+
+struct limits_redis;
+
+/* A handle (connected on first use): 0, CATRACA_E_INVALID (bad URL) or CATRACA_E_NOMEM. */
+int limits_redis_open(const char *url, int timeout_ms, struct limits_redis **out);
+void limits_redis_close(struct limits_redis *limits);
+/*
+ * One check: 0 with *outcome set (and *retry_after_ms when limited), else
+ * CATRACA_E_UNAVAILABLE (Redis down, slow or refusing), CATRACA_E_INVALID (a key
+ * longer than 256 bytes) or CATRACA_E_CORRUPT (a reply of another shape).
+ */
+int limits_redis_take(struct limits_redis *limits, const struct limits_redis_check *check,
+                      enum limits_redis_outcome *outcome, int64_t *retry_after_ms);
+
+#endif
