@@ -256,6 +256,14 @@ static void metric(FILE *out, const char *name, const char *type, const char *he
             (unsigned long long)value);
 }
 
+/* Ready when PostgreSQL (the lease rounds) and Redis (the subscription to appends) answer. */
+static bool worker_is_ready(struct worker_process *process)
+{
+    struct lease_stats l;
+    lease_stats(process->lease, &l);
+    return l.is_connected && process->is_subscribed;
+}
+
 static char *worker_metrics(struct worker_process *process, size_t *length)
 {
     struct worker_stats w;
@@ -283,6 +291,8 @@ static char *worker_metrics(struct worker_process *process, size_t *length)
     metric(out, "catraca_lease_live_workers", "gauge", "Live workers seen.", l.live_workers);
     metric(out, "catraca_commit_publish_failures_total", "counter",
            "Commits not published to gateways.", atomic_load(&process->publish_failures));
+    metric(out, "catraca_ready", "gauge", "1 while /readyz answers 200.",
+           worker_is_ready(process) ? 1 : 0);
     if (fclose(out) != 0) {
         free(text);
         return NULL;
@@ -301,8 +311,7 @@ static void worker_http(void *context, struct http_request *request)
     } else if (strcmp(path, "/readyz") == 0) {
         struct lease_stats l;
         lease_stats(process->lease, &l);
-        bool is_ready = l.is_connected && process->is_subscribed;
-        if (is_ready)
+        if (worker_is_ready(process))
             http_respond_json(request, 200, "{\"status\":\"ready\"}", NULL);
         else
             http_respond_error(

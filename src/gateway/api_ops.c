@@ -47,17 +47,23 @@ void api_ops_demo_token(struct route_context *c)
     api_reply_cjson(c, 200, json, NULL);
 }
 
-/* Ready when the store and the log both answer a read. */
-void api_ops_readyz(struct route_context *c)
+/* Ready when the store and the log both answer a read. /readyz and /metrics' catraca_ready
+ * both ask this, so an alert on the gauge means what a load balancer's check means. */
+static bool is_ready(struct api *api)
 {
-    struct thread_handles *h = api_handles_of(c->api);
+    struct thread_handles *h = api_handles_of(api);
     struct store_event event;
     int error =
         h == NULL ? CATRACA_E_UNAVAILABLE : h->store.ops->get_event(h->store.context, "-", &event);
     struct log_seq seq;
     if (error == CATRACA_E_NOTFOUND)
         error = h->log.ops->last_seq(h->log.context, "-", &seq);
-    if (error != 0)
+    return error == 0;
+}
+
+void api_ops_readyz(struct route_context *c)
+{
+    if (!is_ready(c->api))
         api_reply_error(c, 503, "unavailable", "the log or the store does not answer", NULL);
     else
         api_reply_json(c, 200, "{\"status\":\"ready\"}", NULL);
@@ -89,12 +95,20 @@ void api_ops_metrics(struct route_context *c)
                                 waiters_count(&api->waiters), events, count);
     free(events);
     free(lags);
-    if (text == NULL) {
+    char *whole = NULL;
+    if (text != NULL &&
+        asprintf(&whole,
+                 "%s# HELP catraca_ready 1 while /readyz answers 200 (the log and the store "
+                 "answer).\n# TYPE catraca_ready gauge\ncatraca_ready %d\n",
+                 text, is_ready(api) ? 1 : 0) < 0)
+        whole = NULL;
+    free(text);
+    if (whole == NULL) {
         api_reply_error(c, 503, "unavailable", "out of memory", NULL);
         return;
     }
-    api_reply(c, 200, "text/plain; version=0.0.4", text, strlen(text), NULL);
-    free(text);
+    api_reply(c, 200, "text/plain; version=0.0.4", whole, strlen(whole), NULL);
+    free(whole);
 }
 
 static const char home_page[] =

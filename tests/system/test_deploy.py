@@ -38,8 +38,12 @@ DISTRIBUTED_ONLY = {
     "catraca_worker_commit_epoch_conflicts_total", "catraca_commit_publish_failures_total",
     "catraca_worker_log_lag_entries",
 }
-# Labels Prometheus adds to every scraped sample.
+# Labels Prometheus adds to every scraped sample, and those of its own ALERTS series (the
+# dashboard's alert panel; severity is the rules' own label).
 SCRAPE_LABELS = {"instance", "job"}
+ALERTS_LABELS = {"alertname", "alertstate", "severity"}
+PROMETHEUS = os.path.join(DEPLOY, "prometheus")
+RULES = os.path.join(PROMETHEUS, "catraca.rules.yml")
 METRIC_NAME = re.compile(r"\bcatraca_[a-z0-9_]+")
 # What systemd-analyze may say about a unit that only an installation can fix.
 MISSING_ON_THIS_MACHINE = re.compile(
@@ -87,7 +91,7 @@ def dashboard_queries(dashboard):
 def concrete(expr):
     """A dashboard expression with Grafana's variables replaced, as Prometheus would get it."""
     expr = re.sub(r"label_values\((\w+),\s*(\w+)\)", r"group by (\2) (\1)", expr)
-    return expr.replace("$__rate_interval", "1m").replace("$event", ".*")
+    return expr.replace("$__rate_interval", "1m").replace("$__range", "1h").replace("$event", ".*")
 
 
 def labels_used(expr):
@@ -192,6 +196,7 @@ class DashboardTest(unittest.TestCase):
         for query in self.queries:
             names |= set(METRIC_NAME.findall(query))
         self.assertGreater(len(names), 20, names)
+        names |= set(METRIC_NAME.findall(read(RULES)))  # the alert rules query them too
         server = catraca.Server()
         try:
             client = server.client()
@@ -214,7 +219,7 @@ class DashboardTest(unittest.TestCase):
                 self.assertTrue(exposes(name, samples, types),
                                 f"the dashboard queries {name}, which catraca serve's /metrics "
                                 "does not expose")
-        known_labels = labels | SCRAPE_LABELS | {"le"}
+        known_labels = labels | SCRAPE_LABELS | ALERTS_LABELS | {"le"}
         for query in self.queries:
             for label in labels_used(query):
                 self.assertIn(label, known_labels, f"label {label} in {query}")
@@ -234,6 +239,31 @@ class DashboardTest(unittest.TestCase):
             self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+@unittest.skipIf(shutil.which("promtool") is None, "promtool not installed")
+class PrometheusTest(unittest.TestCase):
+    """deploy/prometheus: the scrape configuration loads, and the alert rules pass their unit
+    tests (catraca.rules.test.yml: each alert fires on the series that should fire it)."""
+
+    def promtool(self, *words):
+        run = subprocess.run(["promtool", *words], capture_output=True, text=True, timeout=120,
+                             cwd=PROMETHEUS)
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        return run.stdout
+
+    def test_scrape_configuration(self):
+        self.assertIn("1 rule files found", self.promtool("check", "config", "prometheus.yml"))
+
+    def test_alert_rules(self):
+        self.promtool("check", "rules", "catraca.rules.yml")
+        self.promtool("test", "rules", "catraca.rules.test.yml")
+        # Every alert of the rules has a unit test.
+        alerts = set(re.findall(r"alert: (\w+)", read(RULES)))
+        tested = set(re.findall(r"alertname: (\w+)",
+                                read(os.path.join(PROMETHEUS, "catraca.rules.test.yml"))))
+        self.assertGreaterEqual(len(alerts), 6)
+        self.assertEqual(alerts - tested, set())
 
 
 class SystemdTest(unittest.TestCase):
