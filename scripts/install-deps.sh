@@ -9,6 +9,7 @@ packages=(
     libhiredis-dev libpq-dev libhttp-parser-dev
     redis-server postgresql-15 postgresql-contrib
     wrk prometheus haproxy systemd python3 curl openssl valgrind
+    jq iproute2 util-linux  # docs_runnable: README/DEPLOY blocks use jq; ip + unshare isolate them
     python3-venv nodejs  # contract tests: Schemathesis's venv, Prism (scripts/contract-tools.sh)
 )
 
