@@ -96,6 +96,12 @@ def delta(before, after, key):
     return sum(after[n].get(key, 0.0) - before[n].get(key, 0.0) for n in after)
 
 
+# BENCH_GATEWAY_ARGS: options appended to every gateway's (later ones win), e.g.
+# "--rate-customer 1000 --rate-customer-burst 1000" measures the shared limits' EVALSHA per
+# purchase with limits that are on but never reached.
+GATEWAY_EXTRA = os.environ.get("BENCH_GATEWAY_ARGS", "").split()
+
+
 class Setup:
     """Redis + PostgreSQL (+ migrate) and the catraca processes started on them; close() stops
     whatever was started, in reverse order."""
@@ -123,7 +129,8 @@ class Setup:
                 self.dir, f"worker{i}", rb"metrics on http://127\.0\.0\.1:(\d+)"))
         for i in range(gateways):
             self.gateways.append(Proc("gateway", self.common + [
-                "--jwt-secret", service.SECRET, "--rate-customer", "0", "--rate-ip", "0"],
+                "--jwt-secret", service.SECRET, "--rate-customer", "0", "--rate-ip", "0"]
+                + GATEWAY_EXTRA,
                 self.dir, f"gateway{i}", rb"listening on http://127\.0\.0\.1:(\d+)"))
 
     def close(self):
@@ -320,7 +327,8 @@ def main():
     print(f"distributed bench: {runs} runs of {seconds} s; wrk -t{service.THREADS} "
           f"-c{service.CONNECTIONS} --latency per event, {customers} customer tokens, 1 category, "
           f"quantity 1; Redis appendfsync always, PostgreSQL fsync + synchronous_commit on, both "
-          f"fresh per configuration; rate limits off (loopback); binary {BIN}; nproc {cores}")
+          f"fresh per configuration; rate limits off (loopback) unless BENCH_GATEWAY_ARGS "
+          f"({' '.join(GATEWAY_EXTRA) or 'none'}); binary {BIN}; nproc {cores}")
     table("1 gateway + 1 worker, 1 event; baseline: pgbench on the same PostgreSQL (database "
           f"`naive`, -c{PGBENCH_CLIENTS} -j2, transaction per purchase, hot stock row)", one,
           [("naive_tps", "naive PostgreSQL, pgbench tps", "{:.0f}"),
@@ -351,6 +359,7 @@ def main():
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python3", os.path.relpath(os.path.abspath(sys.argv[0]), os.getcwd())]
                             + sys.argv[1:]),
+        "gateway_args": " ".join(GATEWAY_EXTRA),
         "nproc": cores, "runs": runs, "seconds": seconds, "customers": customers,
         "wrk": f"-t{service.THREADS} -c{service.CONNECTIONS} per event",
         "one": {k: round(med(r[k] for r in one), 3) for k in keys},
