@@ -241,13 +241,14 @@ static bool shared_limits_pass(struct route_context *c, const char *address)
     struct thread_handles *h = api_handles_of(api);
     char challenge_hex[65];
     int64_t expires_s = 0, now_s = clock_wall_ms() / 1000;
-    int challenge_error = 0;
-    if (api->config.is_challenge_on) {
-        const char *payload = http_header(c->request, "X-Challenge");
-        challenge_error = payload == NULL ? 1
+    const char *payload = api->config.is_challenge_on ? http_header(c->request, "X-Challenge")
+                                                      : NULL;
+    bool is_challenge_missing = api->config.is_challenge_on && payload == NULL;
+    /* Verified here (signature, solution, expiry), spent by the script after the buckets: a
+     * 429 comes before a 403, as on the in-process path. */
+    int challenge_error = payload == NULL ? 0
                           : challenge_check(&api->challenge, payload, now_s, challenge_hex,
                                             &expires_s);
-    }
     struct limits_redis_check check = {
         .ip = api->config.rate_ip_per_s > 0 ? address : NULL,
         .ip_rate_per_s = api->config.rate_ip_per_s,
@@ -255,7 +256,7 @@ static bool shared_limits_pass(struct route_context *c, const char *address)
         .customer = api->config.rate_customer_per_s > 0 ? c->claims.subject : NULL,
         .customer_rate_per_s = api->config.rate_customer_per_s,
         .customer_burst = api->config.rate_customer_burst,
-        .challenge = api->config.is_challenge_on && challenge_error == 0 ? challenge_hex : NULL,
+        .challenge = payload != NULL && challenge_error == 0 ? challenge_hex : NULL,
         .challenge_ttl_s = expires_s > now_s ? expires_s - now_s : 0,
     };
     enum limits_redis_outcome outcome = LIMITS_REDIS_ALLOWED;
@@ -274,7 +275,7 @@ static bool shared_limits_pass(struct route_context *c, const char *address)
         reply_rate_limited(c, retry_ms);
         return false;
     }
-    if (challenge_error == 1) {
+    if (is_challenge_missing) {
         api_reply_error(c, 403, "challenge_required",
                         "solve GET /v1/challenge and send it in X-Challenge", NULL);
         return false;
