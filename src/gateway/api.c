@@ -73,22 +73,16 @@ struct thread_handles *api_handles_of(struct api *api)
         goto err_close_log;
     if (token_cache_init(&h->tokens, API_TOKEN_CACHE_SLOTS) != 0)
         goto err_close_store;
-    if (api->config.shared_limits_redis_url != NULL &&
-        limits_redis_open(api->config.shared_limits_redis_url,
-                          api->config.shared_limits_timeout_ms, &h->limits) != 0)
-        goto err_destroy_tokens;
     pthread_mutex_lock(&api->handles_mutex);
     bool has_room = api->handle_count < API_HANDLES_MAX;
     if (has_room)
         api->handles[api->handle_count++] = h;
     pthread_mutex_unlock(&api->handles_mutex);
     if (!has_room)
-        goto err_close_limits;
+        goto err_destroy_tokens;
     my_handles = h;
     return h;
 
-err_close_limits:
-    limits_redis_close(h->limits);
 err_destroy_tokens:
     token_cache_destroy(&h->tokens);
 err_close_store:
@@ -165,6 +159,10 @@ int api_start(const struct api_config *config, struct api **out)
                                config->challenge_ttl_s, config->challenge_replay_max);
     if (error == 0 && config->is_challenge_on)
         challenge_share_key(&api->challenge, config->jwt_secret, config->jwt_secret_length);
+    if (error == 0 && config->shared_limits_redis_url != NULL)
+        error = limits_batch_start(config->shared_limits_redis_url,
+                                   config->shared_limits_timeout_ms, config->queue_max,
+                                   api_pending_on_limits, &api->limits_batch);
     for (uint32_t i = 0; error == 0 && i < appender.threads; i++)
         error = config->backend.open_log(config->backend.context, true, &appender.logs[i]);
     if (error == 0)
@@ -194,6 +192,11 @@ void api_set_http(struct api *api, struct http_server *server)
 void api_drain(struct api *api)
 {
     atomic_store(&api->is_draining, true);
+    /* Checks in flight go on to the appender (or are answered) before it drains. */
+    if (api->limits_batch != NULL &&
+        limits_batch_drain(api->limits_batch, DRAIN_APPEND_WAIT_MS) != 0)
+        fprintf(stderr, "level=warn component=api msg=\"shared limit checks still pending "
+                        "after 10 s\"\n");
     if (appender_drain(api->appender, DRAIN_APPEND_WAIT_MS) != 0)
         fprintf(stderr, "level=warn component=api msg=\"log appends still pending after 10 s\"\n");
     pthread_mutex_lock(&api->queue_mutex);
@@ -213,6 +216,7 @@ void api_drain(struct api *api)
 
 void api_stop(struct api *api)
 {
+    limits_batch_stop(api->limits_batch); /* before the appender it submits to */
     appender_stop(api->appender);
     pthread_mutex_lock(&api->queue_mutex);
     api->is_stopping = true;
@@ -224,7 +228,6 @@ void api_stop(struct api *api)
         api->handles[i]->store.ops->close(api->handles[i]->store.context);
         api->handles[i]->log.ops->close(api->handles[i]->log.context);
         token_cache_destroy(&api->handles[i]->tokens);
-        limits_redis_close(api->handles[i]->limits);
         free(api->handles[i]);
     }
     challenge_destroy(&api->challenge);

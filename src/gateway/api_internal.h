@@ -24,7 +24,7 @@
 #include "gateway/appender.h"
 #include "gateway/challenge.h"
 #include "gateway/jwt.h"
-#include "gateway/limits_redis.h"
+#include "gateway/limits_batch.h"
 #include "gateway/metrics.h"
 #include "gateway/ratelimit.h"
 #include "gateway/recent.h"
@@ -94,7 +94,6 @@ struct thread_handles {
     } known[API_KNOWN_EVENTS_MAX];
     uint32_t known_count;
     struct token_cache tokens; /* bearer tokens this thread verified */
-    struct limits_redis *limits; /* shared limits (distributed); NULL in-process */
 };
 
 struct api {
@@ -105,6 +104,7 @@ struct api {
     _Atomic(struct http_server *) http;
     struct waiters waiters;
     struct ratelimit customer_limit, ip_limit;
+    struct limits_batch *limits_batch; /* distributed: shared limits in Redis; else NULL */
     struct challenge challenge;
     struct metrics metrics;
     atomic_uint_fast64_t purchase_counter;
@@ -173,6 +173,20 @@ void api_pending_release(struct pending *p);
 void api_pending_submit(struct route_context *c, struct pending *p,
                         const struct engine_command *command, const char *idempotency_key,
                         uint64_t request_hash);
+/* A challenge_error for a purchase that carried no X-Challenge (challenge.h's are < 0). */
+#define API_CHALLENGE_MISSING 1
+/*
+ * api_pending_submit for a purchase whose shared limits (distributed mode) are still to be
+ * taken: check goes to api->limits_batch, and only what it allows goes on to the appender.
+ * challenge_error: 0, API_CHALLENGE_MISSING, or the enum challenge_error the gateway found.
+ */
+void api_pending_submit_limited(struct route_context *c, struct pending *p,
+                                const struct engine_command *command, const char *idempotency_key,
+                                uint64_t request_hash, const struct limits_redis_check *check,
+                                int challenge_error);
+/* The limits batch's done callback (api_start passes it to limits_batch_start). */
+void api_pending_on_limits(void *context, int error, enum limits_redis_outcome outcome,
+                           int64_t retry_after_ms);
 /* Parks c's request (long-poll or SSE) until row's purchase changes or wait_ms pass. */
 void api_pending_park_for_changes(struct route_context *c, const struct store_purchase *row,
                                   enum pending_kind kind, int64_t wait_ms);
@@ -211,6 +225,11 @@ void api_purchases_cancel(struct route_context *c);
 void api_purchases_confirm(struct route_context *c);
 /* A purchase as API.md shows it, queued (not decided yet) or decided. */
 cJSON *api_purchases_json(const struct store_purchase *row);
+/* The limits batch decided p's shared limits (its thread): true when p may be appended; else
+ * p was answered (503, 429 or 403). */
+bool api_purchases_admit(struct api *api, struct pending *p, int error,
+                         enum limits_redis_outcome outcome, int64_t retry_after_ms,
+                         int challenge_error);
 /* p's purchase reached the log (appender or responder thread): 202, 200 or 422. */
 void api_purchases_answer_appended(struct api *api, struct pending *p);
 /* Responder thread: the engine answered p's CONFIRM or CANCEL. */

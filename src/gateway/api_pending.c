@@ -449,9 +449,61 @@ void *api_pending_responder_main(void *argument)
 
 /* ---- parking (HTTP threads) -------------------------------------------------------------- */
 
+/* A purchase waiting for its shared limits (distributed mode) before its append. */
+struct admission {
+    struct appender_request request;
+    struct pending *p;
+    int challenge_error;
+};
+
+void api_pending_on_limits(void *context, int error, enum limits_redis_outcome outcome,
+                           int64_t retry_after_ms)
+{
+    struct admission *a = context;
+    struct pending *p = a->p;
+    struct api *api = p->api;
+    if (api_purchases_admit(api, p, error, outcome, retry_after_ms, a->challenge_error)) {
+        int submitted = appender_submit(api->appender, &a->request); /* copies it */
+        free(a);
+        if (submitted == 0)
+            return; /* the limits batch's reference is the appender's now */
+        metrics_count(&api->metrics, METRICS_QUEUE_FULL);
+        api_pending_finish_error(p, 503, "unavailable",
+                                 submitted == CATRACA_E_FULL
+                                     ? "the log queue is full; nothing was accepted"
+                                     : "shutting down; nothing was accepted");
+    } else {
+        free(a);
+    }
+    api_pending_release(p); /* the limits batch's reference */
+}
+
+static int submit_to_limits(struct api *api, const struct appender_request *r, struct pending *p,
+                            const struct limits_redis_check *check, int challenge_error)
+{
+    struct admission *a = malloc(sizeof(*a));
+    if (a == NULL)
+        return CATRACA_E_NOMEM;
+    a->request = *r;
+    a->p = p;
+    a->challenge_error = challenge_error;
+    int error = limits_batch_submit(api->limits_batch, check, a);
+    if (error != 0)
+        free(a);
+    return error;
+}
+
 void api_pending_submit(struct route_context *c, struct pending *p,
                         const struct engine_command *command, const char *idempotency_key,
                         uint64_t request_hash)
+{
+    api_pending_submit_limited(c, p, command, idempotency_key, request_hash, NULL, 0);
+}
+
+void api_pending_submit_limited(struct route_context *c, struct pending *p,
+                                const struct engine_command *command, const char *idempotency_key,
+                                uint64_t request_hash, const struct limits_redis_check *check,
+                                int challenge_error)
 {
     struct appender_request r;
     memset(&r, 0, offsetof(struct appender_request, record));
@@ -475,8 +527,9 @@ void api_pending_submit(struct route_context *c, struct pending *p,
         api_pending_release(p);
         return;
     }
-    atomic_fetch_add(&p->references, 1); /* the appender's */
-    int error = appender_submit(c->api->appender, &r);
+    atomic_fetch_add(&p->references, 1); /* the appender's (first the limits batch's) */
+    int error = check == NULL ? appender_submit(c->api->appender, &r)
+                              : submit_to_limits(c->api, &r, p, check, challenge_error);
     if (error != 0) {
         api_pending_release(p); /* the appender's, never taken */
         metrics_count(&c->api->metrics, METRICS_QUEUE_FULL);

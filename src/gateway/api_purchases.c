@@ -145,13 +145,14 @@ static uint64_t hash_request(const char *event, const char *category, int64_t qu
     return (h ^ (uint64_t)quantity) * 1099511628211ULL;
 }
 
+/* Why a challenge was refused, by -enum challenge_error. */
+static const char *const challenge_reasons[] = {
+    "", "malformed", "not signed by this server", "wrong solution", "expired", "already used"};
+
 static void reply_challenge_refused(struct route_context *c, int error)
 {
-    static const char *const reasons[] = {
-        "",        "malformed",   "not signed by this server", "wrong solution",
-        "expired", "already used"};
     char message[64];
-    snprintf(message, sizeof(message), "challenge refused: %s", reasons[-error]);
+    snprintf(message, sizeof(message), "challenge refused: %s", challenge_reasons[-error]);
     api_reply_error(c, 403, "challenge_failed", message, NULL);
 }
 
@@ -230,58 +231,71 @@ static void client_address_of(struct route_context *c, char out[CLIENT_ADDRESS_T
 }
 
 /*
- * Distributed mode: the address's and the customer's buckets and the challenge's replay set
- * in Redis, in one script call (gateway/limits_redis.h), so N gateways allow the rate once
- * and a challenge is spent once across them. Fails closed: 503 while that Redis does not
- * answer (the log is on it too: nothing could be accepted anyway). False once answered.
+ * Distributed mode: the address's and the customer's buckets and the challenge's spending
+ * happen in Redis, for many purchases in one script call (gateway/limits_batch.h), so N
+ * gateways allow a rate once and a challenge is spent once across them. This fills the
+ * check; the challenge itself is verified here (signature, solution, expiry) and spent
+ * there only when the buckets allowed the purchase: a 429 comes before a 403, as on the
+ * in-process path. Returns the challenge_error api_pending_submit_limited takes.
  */
-static bool shared_limits_pass(struct route_context *c, const char *address)
+static int shared_check_of(struct route_context *c, const char *address,
+                           struct limits_redis_check *check, char challenge_hex[65])
 {
     struct api *api = c->api;
-    struct thread_handles *h = api_handles_of(api);
-    char challenge_hex[65];
     int64_t expires_s = 0, now_s = clock_wall_ms() / 1000;
-    const char *payload = api->config.is_challenge_on ? http_header(c->request, "X-Challenge")
-                                                      : NULL;
-    bool is_challenge_missing = api->config.is_challenge_on && payload == NULL;
-    /* Verified here (signature, solution, expiry), spent by the script after the buckets: a
-     * 429 comes before a 403, as on the in-process path. */
-    int challenge_error = payload == NULL ? 0
+    int challenge_error = 0;
+    if (api->config.is_challenge_on) {
+        const char *payload = http_header(c->request, "X-Challenge");
+        challenge_error = payload == NULL ? API_CHALLENGE_MISSING
                           : challenge_check(&api->challenge, payload, now_s, challenge_hex,
                                             &expires_s);
-    struct limits_redis_check check = {
+    }
+    *check = (struct limits_redis_check){
         .ip = api->config.rate_ip_per_s > 0 ? address : NULL,
         .ip_rate_per_s = api->config.rate_ip_per_s,
         .ip_burst = api->config.rate_ip_burst,
         .customer = api->config.rate_customer_per_s > 0 ? c->claims.subject : NULL,
         .customer_rate_per_s = api->config.rate_customer_per_s,
         .customer_burst = api->config.rate_customer_burst,
-        .challenge = payload != NULL && challenge_error == 0 ? challenge_hex : NULL,
+        .challenge = api->config.is_challenge_on && challenge_error == 0 ? challenge_hex : NULL,
         .challenge_ttl_s = expires_s > now_s ? expires_s - now_s : 0,
     };
-    enum limits_redis_outcome outcome = LIMITS_REDIS_ALLOWED;
-    int64_t retry_ms = 0;
-    if (check.ip != NULL || check.customer != NULL || check.challenge != NULL) {
-        int error = h == NULL ? CATRACA_E_UNAVAILABLE
-                              : limits_redis_take(h->limits, &check, &outcome, &retry_ms);
-        if (error != 0) {
-            metrics_count(&api->metrics, METRICS_LIMITS_UNAVAILABLE);
-            api_reply_error(c, 503, "unavailable",
-                            "the shared rate limits are unavailable; retry shortly", NULL);
-            return false;
-        }
-    }
-    if (outcome == LIMITS_REDIS_IP_LIMITED || outcome == LIMITS_REDIS_CUSTOMER_LIMITED) {
-        reply_rate_limited(c, retry_ms);
+    return challenge_error;
+}
+
+bool api_purchases_admit(struct api *api, struct pending *p, int error,
+                         enum limits_redis_outcome outcome, int64_t retry_after_ms,
+                         int challenge_error)
+{
+    if (error != 0) {
+        /* Fail closed: the log is on the same Redis, so nothing could be accepted anyway. */
+        metrics_count(&api->metrics, METRICS_LIMITS_UNAVAILABLE);
+        api_pending_finish_error(p, 503, "unavailable",
+                                 "the shared rate limits are unavailable; retry shortly");
         return false;
     }
-    if (is_challenge_missing) {
-        api_reply_error(c, 403, "challenge_required",
-                        "solve GET /v1/challenge and send it in X-Challenge", NULL);
+    if (outcome == LIMITS_REDIS_IP_LIMITED || outcome == LIMITS_REDIS_CUSTOMER_LIMITED) {
+        char seconds[24];
+        snprintf(seconds, sizeof(seconds), "%lld", (long long)((retry_after_ms + 999) / 1000));
+        const char *headers[] = {"Retry-After", seconds, NULL};
+        metrics_count(&api->metrics, METRICS_RATE_LIMITED);
+        char *json = api_json_error("rate_limited",
+                                    "too many requests; retry after the given seconds");
+        api_pending_finish(p, 429, json ? json : "{}", headers);
+        free(json);
+        return false;
+    }
+    if (challenge_error == API_CHALLENGE_MISSING) {
+        api_pending_finish_error(p, 403, "challenge_required",
+                                 "solve GET /v1/challenge and send it in X-Challenge");
         return false;
     }
     if (challenge_error != 0 || outcome == LIMITS_REDIS_REPLAYED) {
-        reply_challenge_refused(c, challenge_error != 0 ? challenge_error : CHALLENGE_E_REPLAYED);
+        char message[64];
+        snprintf(message, sizeof(message), "challenge refused: %s",
+                 challenge_reasons[-(challenge_error != 0 ? challenge_error
+                                                          : CHALLENGE_E_REPLAYED)]);
+        api_pending_finish_error(p, 403, "challenge_failed", message);
         return false;
     }
     return true;
@@ -294,16 +308,12 @@ void api_purchases_create(struct route_context *c)
     bool is_ip_limited = api->config.rate_ip_per_s > 0; /* off by default: skip the address */
     if (is_ip_limited)
         client_address_of(c, address);
-    if (api->config.shared_limits_redis_url != NULL) {
-        if (!shared_limits_pass(c, address))
-            return;
-    } else {
-        if ((is_ip_limited && is_rate_limited(c, &api->ip_limit, address)) ||
-            is_rate_limited(c, &api->customer_limit, c->claims.subject))
-            return;
-        if (api->config.is_challenge_on && !proof_of_work_passes(c))
-            return;
-    }
+    bool is_shared = api->limits_batch != NULL; /* distributed: decided with the append */
+    if (!is_shared && ((is_ip_limited && is_rate_limited(c, &api->ip_limit, address)) ||
+                       is_rate_limited(c, &api->customer_limit, c->claims.subject)))
+        return;
+    if (!is_shared && api->config.is_challenge_on && !proof_of_work_passes(c))
+        return;
     const char *key = http_header(c->request, "Idempotency-Key");
     if (key != NULL && !is_idempotency_key(key)) {
         api_reply_error(c, 400, "invalid_request",
@@ -342,7 +352,16 @@ void api_purchases_create(struct route_context *c)
     snprintf(p->event, sizeof(p->event), "%s", c->segments[2]);
     snprintf(p->customer, sizeof(p->customer), "%s", c->claims.subject);
     snprintf(p->category, sizeof(p->category), "%s", command.u.purchase.category);
-    api_pending_submit(c, p, &command, key, hash_request(p->event, p->category, quantity));
+    uint64_t hash = hash_request(p->event, p->category, quantity);
+    struct limits_redis_check check = {0};
+    char challenge_hex[65];
+    int challenge_error = is_shared ? shared_check_of(c, address, &check, challenge_hex) : 0;
+    bool has_check = check.ip != NULL || check.customer != NULL || challenge_error != 0 ||
+                     check.challenge != NULL; /* else every shared limit is off */
+    if (has_check)
+        api_pending_submit_limited(c, p, &command, key, hash, &check, challenge_error);
+    else
+        api_pending_submit(c, p, &command, key, hash);
 }
 
 /* Finds a purchase in the store, or as still queued in the log. 0, or an answered error. */

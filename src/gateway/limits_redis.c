@@ -16,15 +16,24 @@
 #define KEY_PART_MAX 256
 #define KEY_TEXT_MAX (KEY_PART_MAX + 32)
 #define NUMBER_TEXT_MAX 32
-#define SCRIPT_ARGS 8
+#define SCRIPT_ARGS 8 /* per check */
+#define HEAD_ARGS 4   /* EVALSHA sha numkeys count */
 
 /*
- * ARGV: ip key, ip rate (tokens/ms), ip burst, customer key, its rate, its burst, challenge
- * key, the challenge key's life in seconds. An empty key skips its step. Returns {outcome,
- * retry_after_ms}, outcome as enum limits_redis_outcome. Keys are not passed as KEYS: like
- * the log's append script (log_redis.c) this runs on a single Redis, not Redis Cluster.
+ * ARGV: the number of checks n, then per check SCRIPT_ARGS words: ip key, ip rate (tokens/ms),
+ * ip burst, customer key, its rate, its burst, challenge key, the challenge key's life in
+ * seconds. An empty key skips its step. Returns 2n integers: per check, outcome (enum
+ * limits_redis_outcome) and retry_after_ms. Checks of one call see each other's writes, in
+ * order. Keys are not passed as KEYS: like the log's append script (log_redis.c) this runs
+ * on a single Redis, not Redis Cluster.
+ *
+ * REPL_NONE: its writes go neither to the AOF nor to replicas. With `appendfsync always` a
+ * propagated write would add an fsync to every batch of checks; a bucket or a spent
+ * challenge is not worth one. The price: after Redis restarts or fails over, buckets are
+ * full again and a challenge spent in the last --challenge-ttl-seconds may be spent once more.
  */
 static const char take_script[] =
+    "redis.set_repl(redis.REPL_NONE)\n"
     "local clock = redis.call('TIME')\n"
     "local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)\n"
     "local function take(key, rate, burst)\n"
@@ -42,18 +51,26 @@ static const char take_script[] =
     "  redis.call('PEXPIRE', key, math.ceil((burst - tokens) / rate) + 1000)\n"
     "  return wait\n"
     "end\n"
-    "if ARGV[1] ~= '' then\n"
-    "  local wait = take(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))\n"
-    "  if wait > 0 then return {1, wait} end\n"
+    "local function check(b)\n"
+    "  if ARGV[b] ~= '' then\n"
+    "    local wait = take(ARGV[b], tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]))\n"
+    "    if wait > 0 then return 1, wait end\n"
+    "  end\n"
+    "  if ARGV[b + 3] ~= '' then\n"
+    "    local wait = take(ARGV[b + 3], tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]))\n"
+    "    if wait > 0 then return 2, wait end\n"
+    "  end\n"
+    "  if ARGV[b + 6] ~= '' then\n"
+    "    if not redis.call('SET', ARGV[b + 6], '1', 'NX', 'EX', ARGV[b + 7]) then return 3, 0 end\n"
+    "  end\n"
+    "  return 0, 0\n"
     "end\n"
-    "if ARGV[4] ~= '' then\n"
-    "  local wait = take(ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))\n"
-    "  if wait > 0 then return {2, wait} end\n"
+    "local out = {}\n"
+    "for k = 0, tonumber(ARGV[1]) - 1 do\n"
+    "  local outcome, wait = check(2 + k * 8)\n"
+    "  out[2 * k + 1], out[2 * k + 2] = outcome, wait\n"
     "end\n"
-    "if ARGV[7] ~= '' then\n"
-    "  if not redis.call('SET', ARGV[7], '1', 'NX', 'EX', ARGV[8]) then return {3, 0} end\n"
-    "end\n"
-    "return {0, 0}\n";
+    "return out\n";
 
 struct limits_redis {
     char host[HOST_TEXT_MAX];
@@ -62,6 +79,12 @@ struct limits_redis {
     redisContext *redis; /* NULL: not connected; the next call connects */
     char script_sha[41]; /* "": not loaded on this connection yet */
     bool is_down;        /* the last attempt failed (logged once per outage) */
+    /* take_many()'s argument vectors, for LIMITS_REDIS_BATCH_MAX checks */
+    const char *argv[HEAD_ARGS + LIMITS_REDIS_BATCH_MAX * SCRIPT_ARGS];
+    size_t argv_lengths[HEAD_ARGS + LIMITS_REDIS_BATCH_MAX * SCRIPT_ARGS];
+    char keys[LIMITS_REDIS_BATCH_MAX][3][KEY_TEXT_MAX];
+    char numbers[LIMITS_REDIS_BATCH_MAX][5][NUMBER_TEXT_MAX];
+    char count_text[NUMBER_TEXT_MAX];
 };
 
 /* redis://host[:port][/0] or host[:port], as log_redis.c reads --redis. */
@@ -184,17 +207,14 @@ static bool is_noscript(const redisReply *reply)
            strncmp(reply->str, "NOSCRIPT", 8) == 0;
 }
 
-static redisReply *run_script(struct limits_redis *l, const char **args, const size_t *lengths)
+static redisReply *run_script(struct limits_redis *l, size_t argc)
 {
-    const char *argv[3 + SCRIPT_ARGS] = {"EVALSHA", NULL, "0"};
-    size_t argv_lengths[3 + SCRIPT_ARGS] = {7, 40, 1};
-    memcpy(argv + 3, args, SCRIPT_ARGS * sizeof(*args));
-    memcpy(argv_lengths + 3, lengths, SCRIPT_ARGS * sizeof(*lengths));
     for (int attempt = 0; attempt < 2; attempt++) {
         if (l->script_sha[0] == '\0' && load_script(l) != 0)
             return NULL;
-        argv[1] = l->script_sha;
-        redisReply *reply = command_argv(l, 3 + SCRIPT_ARGS, argv, argv_lengths);
+        l->argv[1] = l->script_sha;
+        l->argv_lengths[1] = 40;
+        redisReply *reply = command_argv(l, (int)argc, l->argv, l->argv_lengths);
         if (!is_noscript(reply))
             return reply;
         freeReplyObject(reply); /* Redis restarted or SCRIPT FLUSH: load it again, once */
@@ -208,14 +228,19 @@ static bool is_key_part(const char *part)
     return part == NULL || strnlen(part, KEY_PART_MAX + 1) <= KEY_PART_MAX;
 }
 
-int limits_redis_take(struct limits_redis *l, const struct limits_redis_check *check,
-                      enum limits_redis_outcome *outcome, int64_t *retry_after_ms)
+static void set_arg(struct limits_redis *l, size_t at, const char *text)
 {
-    if (!is_key_part(check->ip) || !is_key_part(check->customer) ||
-        !is_key_part(check->challenge) || check->challenge_ttl_s < 0)
-        return CATRACA_E_INVALID;
-    char keys[3][KEY_TEXT_MAX] = {"", "", ""};
-    char numbers[5][NUMBER_TEXT_MAX] = {"", "", "", "", ""};
+    l->argv[at] = text;
+    l->argv_lengths[at] = strlen(text);
+}
+
+/* Check i's SCRIPT_ARGS words, at argv[HEAD_ARGS + i * SCRIPT_ARGS]. */
+static void build_check(struct limits_redis *l, size_t i, const struct limits_redis_check *check)
+{
+    char(*keys)[KEY_TEXT_MAX] = l->keys[i];
+    char(*numbers)[NUMBER_TEXT_MAX] = l->numbers[i];
+    memset(keys, 0, sizeof(l->keys[i]));
+    memset(numbers, 0, sizeof(l->numbers[i]));
     if (check->ip != NULL) {
         snprintf(keys[0], KEY_TEXT_MAX, "catraca:rate:ip:%s", check->ip);
         snprintf(numbers[0], NUMBER_TEXT_MAX, "%.17g", check->ip_rate_per_s / 1000.0);
@@ -231,28 +256,54 @@ int limits_redis_take(struct limits_redis *l, const struct limits_redis_check *c
         snprintf(numbers[4], NUMBER_TEXT_MAX, "%lld",
                  (long long)(check->challenge_ttl_s + LIMITS_REDIS_SKEW_S));
     }
-    const char *args[SCRIPT_ARGS] = {keys[0], numbers[0], numbers[1], keys[1],
-                                     numbers[2], numbers[3], keys[2], numbers[4]};
-    size_t lengths[SCRIPT_ARGS];
-    for (int i = 0; i < SCRIPT_ARGS; i++)
-        lengths[i] = strlen(args[i]);
-    redisReply *reply = run_script(l, args, lengths);
+    const char *words[SCRIPT_ARGS] = {keys[0], numbers[0], numbers[1], keys[1],
+                                      numbers[2], numbers[3], keys[2], numbers[4]};
+    for (size_t w = 0; w < SCRIPT_ARGS; w++)
+        set_arg(l, HEAD_ARGS + i * SCRIPT_ARGS + w, words[w]);
+}
+
+int limits_redis_take_many(struct limits_redis *l, const struct limits_redis_check *checks,
+                           size_t count, enum limits_redis_outcome *outcomes,
+                           int64_t *retry_after_ms)
+{
+    if (count < 1 || count > LIMITS_REDIS_BATCH_MAX)
+        return CATRACA_E_INVALID;
+    for (size_t i = 0; i < count; i++)
+        if (!is_key_part(checks[i].ip) || !is_key_part(checks[i].customer) ||
+            !is_key_part(checks[i].challenge) || checks[i].challenge_ttl_s < 0)
+            return CATRACA_E_INVALID;
+    set_arg(l, 0, "EVALSHA");
+    set_arg(l, 2, "0");
+    snprintf(l->count_text, sizeof(l->count_text), "%zu", count);
+    set_arg(l, 3, l->count_text);
+    for (size_t i = 0; i < count; i++)
+        build_check(l, i, &checks[i]);
+    redisReply *reply = run_script(l, HEAD_ARGS + count * SCRIPT_ARGS);
     int error = 0;
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         if (reply != NULL) /* loading its AOF, out of memory, a key of another type */
             fprintf(stderr, "level=warn component=limits_redis msg=\"%.*s\"\n",
                     reply->len < 200 ? (int)reply->len : 200, reply->str ? reply->str : "");
         error = CATRACA_E_UNAVAILABLE;
-    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-               reply->element[0]->type != REDIS_REPLY_INTEGER ||
-               reply->element[1]->type != REDIS_REPLY_INTEGER ||
-               reply->element[0]->integer < LIMITS_REDIS_ALLOWED ||
-               reply->element[0]->integer > LIMITS_REDIS_REPLAYED) {
+    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 * count) {
         error = CATRACA_E_CORRUPT;
-    } else {
-        *outcome = (enum limits_redis_outcome)reply->element[0]->integer;
-        *retry_after_ms = reply->element[1]->integer;
+    }
+    for (size_t i = 0; error == 0 && i < count; i++) {
+        const redisReply *outcome = reply->element[2 * i], *wait = reply->element[2 * i + 1];
+        if (outcome->type != REDIS_REPLY_INTEGER || wait->type != REDIS_REPLY_INTEGER ||
+            outcome->integer < LIMITS_REDIS_ALLOWED || outcome->integer > LIMITS_REDIS_REPLAYED) {
+            error = CATRACA_E_CORRUPT;
+            break;
+        }
+        outcomes[i] = (enum limits_redis_outcome)outcome->integer;
+        retry_after_ms[i] = wait->integer;
     }
     freeReplyObject(reply);
     return error;
+}
+
+int limits_redis_take(struct limits_redis *l, const struct limits_redis_check *check,
+                      enum limits_redis_outcome *outcome, int64_t *retry_after_ms)
+{
+    return limits_redis_take_many(l, check, 1, outcome, retry_after_ms);
 }

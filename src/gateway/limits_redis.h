@@ -20,7 +20,10 @@
  * "catraca:challenge:<challenge hex>" (expires with the challenge plus
  * LIMITS_REDIS_SKEW_S, the allowance for clocks of gateways that disagree).
  * Memory in Redis is bounded by the keys of clients active in the last
- * burst/rate seconds and the challenges solved in the last TTL.
+ * burst/rate seconds and the challenges solved in the last TTL. These writes
+ * are neither in the AOF nor on replicas (no fsync per purchase for them):
+ * after Redis restarts or fails over, buckets start full and a challenge
+ * spent before may be spent once more within its TTL.
  *
  * Why not in the append's round trip: purchases are group-committed by the
  * appender thread through the generic log interface (log.h, shared with
@@ -37,8 +40,11 @@
 #ifndef CATRACA_GATEWAY_LIMITS_REDIS_H
 #define CATRACA_GATEWAY_LIMITS_REDIS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+/* Checks per script call (limits_redis_take_many). */
+#define LIMITS_REDIS_BATCH_MAX 512
 /* A challenge's key outlives its expiry by this much: gateways' clocks may disagree. */
 #define LIMITS_REDIS_SKEW_S 30
 
@@ -70,5 +76,13 @@ void limits_redis_close(struct limits_redis *limits);
  */
 int limits_redis_take(struct limits_redis *limits, const struct limits_redis_check *check,
                       enum limits_redis_outcome *outcome, int64_t *retry_after_ms);
+/*
+ * count (1..LIMITS_REDIS_BATCH_MAX) checks in ONE script call, in order (a check sees the
+ * tokens the ones before it took): outcomes[i] and retry_after_ms[i] for each, or an error
+ * for all, as limits_redis_take.
+ */
+int limits_redis_take_many(struct limits_redis *limits, const struct limits_redis_check *checks,
+                           size_t count, enum limits_redis_outcome *outcomes,
+                           int64_t *retry_after_ms);
 
 #endif
