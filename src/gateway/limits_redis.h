@@ -3,16 +3,18 @@
  * deployment shares, kept in Redis: the per-customer and per-IP token buckets
  * and the set of proof-of-work challenges already spent.
  *
- * One check is ONE round trip: an EVALSHA of a Lua script (loaded once per
- * connection with SCRIPT LOAD; reloaded and retried once after NOSCRIPT, when
- * Redis restarted or its script cache was flushed). The script, atomically:
+ * Checks go to Redis in batches, ONE EVALSHA for up to LIMITS_REDIS_BATCH_MAX
+ * of them (the script is loaded once per connection with SCRIPT LOAD, and
+ * loaded again and retried once after NOSCRIPT, when Redis restarted or its
+ * script cache was flushed); gateway/limits_batch.h gathers them off the HTTP
+ * threads. For each check, in order, the script atomically:
  *   1. takes a token from the client address's bucket, if one is named;
  *   2. then from the customer's bucket, if one is named;
  *   3. then, when both allowed, spends the challenge: SET NX with an expiry.
  * It stops at the first refusal, so a refused step spends nothing after it
- * (exactly the order of the in-process limiter: address, customer, then
- * the challenge). Time is Redis's own (TIME): gateways with skewed clocks
- * still fill one bucket at one rate.
+ * (the order of the in-process limiter: address, customer, then the
+ * challenge). Time is Redis's own (TIME): gateways with skewed clocks still
+ * fill one bucket at one rate.
  *
  * Keys: "catraca:rate:ip:<address>", "catraca:rate:customer:<subject>" (hashes
  * {tokens, at_ms}; each expires once its bucket would be full again, so an
@@ -26,11 +28,11 @@
  * spent before may be spent once more within its TTL.
  *
  * Why not in the append's round trip: purchases are group-committed by the
- * appender thread through the generic log interface (log.h, shared with
- * SQLite), and a purchase refused for its rate must be answered 429 before it
- * takes a place in the append queue; the append script would have to learn
- * per-item refusals. The check is one extra round trip on the HTTP thread,
- * like the store read a purchase already makes.
+ * appender through the generic log interface (log.h, shared with SQLite; its
+ * Redis script is log_redis.c's), which would have to learn per-item
+ * refusals with a retry time; and a limited purchase should be answered 429
+ * without taking a place in the append queue. So the limits are a group
+ * commit of their own: one round trip per batch, before the append's.
  *
  * A handle is used by one thread at a time. It connects lazily, and after any
  * I/O error or time-out drops its connection and reconnects on the next call;
