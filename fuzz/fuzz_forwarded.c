@@ -30,9 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     text[size] = '\0';
     const char *list = text;
     const char *peer = list + strlen(list) + 1 <= text + size ? list + strlen(list) + 1 : "";
-    const char *rest = peer[0] != '\0' && peer + strlen(peer) + 1 <= text + size
-                           ? peer + strlen(peer) + 1
-                           : "";
+    const char *rest =
+        peer[0] != '\0' && peer + strlen(peer) + 1 <= text + size ? peer + strlen(peer) + 1 : "";
     struct client_address_trust trust;
     char why[160];
     if (client_address_trust_parse(list, &trust, why) == 0) {

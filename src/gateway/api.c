@@ -160,9 +160,9 @@ int api_start(const struct api_config *config, struct api **out)
     if (error == 0 && config->is_challenge_on)
         challenge_share_key(&api->challenge, config->jwt_secret, config->jwt_secret_length);
     if (error == 0 && config->shared_limits_redis_url != NULL)
-        error = limits_batch_start(config->shared_limits_redis_url,
-                                   config->shared_limits_timeout_ms, config->queue_max,
-                                   api_pending_on_limits, &api->limits_batch);
+        error =
+            limits_batch_start(config->shared_limits_redis_url, config->shared_limits_timeout_ms,
+                               config->queue_max, api_pending_on_limits, &api->limits_batch);
     for (uint32_t i = 0; error == 0 && i < appender.threads; i++)
         error = config->backend.open_log(config->backend.context, true, &appender.logs[i]);
     if (error == 0)

@@ -223,8 +223,8 @@ static void client_address_of(struct route_context *c, char out[CLIENT_ADDRESS_T
     size_t count = 0;
     if (c->api->config.trusted_proxies.count > 0)
         while (count < CLIENT_ADDRESS_HOPS_MAX &&
-               (forwarded[count] = http_header_nth(c->request, "X-Forwarded-For",
-                                                   (uint32_t)count)) != NULL)
+               (forwarded[count] =
+                    http_header_nth(c->request, "X-Forwarded-For", (uint32_t)count)) != NULL)
             count++;
     client_address_pick(&c->api->config.trusted_proxies, http_client_ip(c->request), forwarded,
                         count, out);
@@ -247,8 +247,8 @@ static int shared_check_of(struct route_context *c, const char *address,
     if (api->config.is_challenge_on) {
         const char *payload = http_header(c->request, "X-Challenge");
         challenge_error = payload == NULL ? API_CHALLENGE_MISSING
-                          : challenge_check(&api->challenge, payload, now_s, challenge_hex,
-                                            &expires_s);
+                                          : challenge_check(&api->challenge, payload, now_s,
+                                                            challenge_hex, &expires_s);
     }
     *check = (struct limits_redis_check){
         .ip = api->config.rate_ip_per_s > 0 ? address : NULL,
@@ -279,8 +279,8 @@ bool api_purchases_admit(struct api *api, struct pending *p, int error,
         snprintf(seconds, sizeof(seconds), "%lld", (long long)((retry_after_ms + 999) / 1000));
         const char *headers[] = {"Retry-After", seconds, NULL};
         metrics_count(&api->metrics, METRICS_RATE_LIMITED);
-        char *json = api_json_error("rate_limited",
-                                    "too many requests; retry after the given seconds");
+        char *json =
+            api_json_error("rate_limited", "too many requests; retry after the given seconds");
         api_pending_finish(p, 429, json ? json : "{}", headers);
         free(json);
         return false;
@@ -292,9 +292,9 @@ bool api_purchases_admit(struct api *api, struct pending *p, int error,
     }
     if (challenge_error != 0 || outcome == LIMITS_REDIS_REPLAYED) {
         char message[64];
-        snprintf(message, sizeof(message), "challenge refused: %s",
-                 challenge_reasons[-(challenge_error != 0 ? challenge_error
-                                                          : CHALLENGE_E_REPLAYED)]);
+        snprintf(
+            message, sizeof(message), "challenge refused: %s",
+            challenge_reasons[-(challenge_error != 0 ? challenge_error : CHALLENGE_E_REPLAYED)]);
         api_pending_finish_error(p, 403, "challenge_failed", message);
         return false;
     }

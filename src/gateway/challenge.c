@@ -145,8 +145,8 @@ static int decode_payload(const char *payload, cJSON **out)
     return *out != NULL ? 0 : CHALLENGE_E_MALFORMED;
 }
 
-int challenge_check(struct challenge *c, const char *payload, int64_t now_s,
-                    char challenge_hex[65], int64_t *expires_at_s)
+int challenge_check(struct challenge *c, const char *payload, int64_t now_s, char challenge_hex[65],
+                    int64_t *expires_at_s)
 {
     cJSON *json = NULL;
     int error = decode_payload(payload, &json);

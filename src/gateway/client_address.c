@@ -57,8 +57,7 @@ static bool is_trusted(const struct client_address_trust *trust,
     return false;
 }
 
-int client_address_trust_parse(const char *list, struct client_address_trust *out,
-                               char error[160])
+int client_address_trust_parse(const char *list, struct client_address_trust *out, char error[160])
 {
     memset(out, 0, sizeof(*out));
     const char *p = list;

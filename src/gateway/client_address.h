@@ -44,8 +44,7 @@ struct client_address_trust {
  * entries; an address alone is a /32 or /128). 0, or -1 with the reason in
  * error (room for 160 bytes). "" is an empty list.
  */
-int client_address_trust_parse(const char *list, struct client_address_trust *out,
-                               char error[160]);
+int client_address_trust_parse(const char *list, struct client_address_trust *out, char error[160]);
 /* True when text is an IP address inside one of the trusted networks. */
 bool client_address_is_trusted(const struct client_address_trust *trust, const char *text);
 /*

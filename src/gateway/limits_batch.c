@@ -138,7 +138,7 @@ int limits_batch_submit(struct limits_batch *b, const struct limits_redis_check 
         !copy_text(q.challenge, sizeof(q.challenge), check->challenge, &q.check.challenge))
         return CATRACA_E_INVALID;
     pthread_mutex_lock(&b->mutex);
-    int error = b->is_stopping                ? CATRACA_E_UNAVAILABLE
+    int error = b->is_stopping            ? CATRACA_E_UNAVAILABLE
                 : b->count == b->capacity ? CATRACA_E_FULL
                                           : 0;
     if (error == 0) {

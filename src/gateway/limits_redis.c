@@ -45,7 +45,8 @@ static const char take_script[] =
     "    at = now\n"
     "  end\n"
     "  local wait = 0\n"
-    "  if tokens >= 1 then tokens = tokens - 1 else wait = math.floor((1 - tokens) / rate) + 1 end\n"
+    "  if tokens >= 1 then tokens = tokens - 1 else wait = math.floor((1 - tokens) / rate) + 1 "
+    "end\n"
     "  redis.call('HSET', key, 'tokens', string.format('%.17g', tokens),\n"
     "             'at', string.format('%d', at))\n"
     "  redis.call('PEXPIRE', key, math.ceil((burst - tokens) / rate) + 1000)\n"
@@ -192,9 +193,9 @@ static int load_script(struct limits_redis *l)
     const char *argv[] = {"SCRIPT", "LOAD", take_script};
     size_t lengths[] = {6, 4, sizeof(take_script) - 1};
     redisReply *reply = command_argv(l, 3, argv, lengths);
-    int error = reply == NULL || reply->type == REDIS_REPLY_ERROR ? CATRACA_E_UNAVAILABLE
+    int error = reply == NULL || reply->type == REDIS_REPLY_ERROR       ? CATRACA_E_UNAVAILABLE
                 : reply->type != REDIS_REPLY_STRING || reply->len != 40 ? CATRACA_E_CORRUPT
-                                                                         : 0;
+                                                                        : 0;
     if (error == 0)
         memcpy(l->script_sha, reply->str, 41);
     freeReplyObject(reply);
@@ -256,8 +257,8 @@ static void build_check(struct limits_redis *l, size_t i, const struct limits_re
         snprintf(numbers[4], NUMBER_TEXT_MAX, "%lld",
                  (long long)(check->challenge_ttl_s + LIMITS_REDIS_SKEW_S));
     }
-    const char *words[SCRIPT_ARGS] = {keys[0], numbers[0], numbers[1], keys[1],
-                                      numbers[2], numbers[3], keys[2], numbers[4]};
+    const char *words[SCRIPT_ARGS] = {keys[0],    numbers[0], numbers[1], keys[1],
+                                      numbers[2], numbers[3], keys[2],    numbers[4]};
     for (size_t w = 0; w < SCRIPT_ARGS; w++)
         set_arg(l, HEAD_ARGS + i * SCRIPT_ARGS + w, words[w]);
 }

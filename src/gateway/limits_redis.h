@@ -55,7 +55,7 @@ struct limits_redis_check {
     double ip_rate_per_s, ip_burst;
     const char *customer; /* NULL: no per-customer limit */
     double customer_rate_per_s, customer_burst;
-    const char *challenge;  /* NULL: none; else its 64 hex digits, spent once */
+    const char *challenge;   /* NULL: none; else its 64 hex digits, spent once */
     int64_t challenge_ttl_s; /* seconds the challenge stays valid from now, >= 0 */
 };
 

@@ -126,8 +126,7 @@ static void render_categories(struct text *t, const struct store_event *events, 
         for (size_t e = 0; e < count; e++)
             for (uint32_t c = 0; c < events[e].spec.category_count; c++) {
                 const struct engine_category_counts *n = &events[e].counts[c];
-                uint32_t values[] = {n->available, n->held, n->sold, n->waiting_count,
-                                     n->capacity};
+                uint32_t values[] = {n->available, n->held, n->sold, n->waiting_count, n->capacity};
                 add(t, "catraca_category_%s{event=\"%s\",category=\"%s\"} %u\n", names[k],
                     events[e].spec.id, events[e].spec.categories[c].id, values[k]);
             }
@@ -137,8 +136,9 @@ static void render_categories(struct text *t, const struct store_event *events, 
 /* Which build answers: a constant 1 labelled with the version (the Prometheus convention). */
 static void render_build_info(struct text *t)
 {
-    add(t, "# HELP catraca_build_info The version of this process.\n"
-           "# TYPE catraca_build_info gauge\ncatraca_build_info{version=\"%s\"} 1\n",
+    add(t,
+        "# HELP catraca_build_info The version of this process.\n"
+        "# TYPE catraca_build_info gauge\ncatraca_build_info{version=\"%s\"} 1\n",
         CATRACA_VERSION);
 }
 

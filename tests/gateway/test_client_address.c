@@ -44,17 +44,17 @@ static void test_parse_lists(void **state)
     assert_int_equal(trust_of(" , ").count, 0);
     assert_true(client_address_is_trusted(&(struct client_address_trust){0}, "1.2.3.4") == false);
     assert_int_equal(trust_of("0.0.0.0/0").count, 1);
-    assert_true(client_address_is_trusted(&(struct client_address_trust[]){trust_of("10.0.0.0/9")}[0],
-                                          "10.127.255.255"));
-    assert_false(client_address_is_trusted(&(struct client_address_trust[]){trust_of("10.0.0.0/9")}[0],
-                                           "10.128.0.0"));
+    assert_true(client_address_is_trusted(
+        &(struct client_address_trust[]){trust_of("10.0.0.0/9")}[0], "10.127.255.255"));
+    assert_false(client_address_is_trusted(
+        &(struct client_address_trust[]){trust_of("10.0.0.0/9")}[0], "10.128.0.0"));
 }
 
 static void test_refuse_bad_lists(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"1.2.3.4/33", "::1/129", "1.2.3", "10.0.0.0/", "10.0.0.0/x",
-                                      "host.example", "1.2.3.4/8/8", "1.2.3.4/0008"};
+    static const char *const bad[] = {"1.2.3.4/33", "::1/129",      "1.2.3",       "10.0.0.0/",
+                                      "10.0.0.0/x", "host.example", "1.2.3.4/8/8", "1.2.3.4/0008"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct client_address_trust trust;
         char why[160] = "";
@@ -73,9 +73,9 @@ static void test_untrusted_peer_is_the_client(void **state)
 {
     (void)state;
     const char *forged[] = {"9.9.9.9"};
-    assert_pick("", "203.0.113.7", forged, 1, "203.0.113.7");          /* no list: never */
+    assert_pick("", "203.0.113.7", forged, 1, "203.0.113.7");           /* no list: never */
     assert_pick("10.0.0.0/8", "203.0.113.7", forged, 1, "203.0.113.7"); /* peer not a proxy */
-    assert_pick("10.0.0.0/8", "10.0.0.2", NULL, 0, "10.0.0.2");        /* a proxy, no header */
+    assert_pick("10.0.0.0/8", "10.0.0.2", NULL, 0, "10.0.0.2");         /* a proxy, no header */
 }
 
 static void test_rightmost_untrusted_hop(void **state)
