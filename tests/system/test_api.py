@@ -351,8 +351,8 @@ class ChallengeTest(unittest.TestCase):
     def test_proof_of_work(self):
         server = Server("--challenge", "on", "--challenge-max-number", "2000")
         try:
-            # One gateway: a challenge verifies on any gateway (shared key), but the set of
-            # used challenges is per gateway process for now, so reuse is checked on one.
+            # One process: the set of used challenges is this server's (across gateways it
+            # lives in Redis: test_shared_limits.py), so reuse is checked on one.
             c = Client(server.port)
             create_event(c, "ev-pow", (10,))
             assert_error(self, *buy(c, "ev-pow", "p1")[:2], 403, "challenge_required")
