@@ -86,7 +86,8 @@ class SharedLimitsTest(unittest.TestCase):
             # The limit check itself reconnected at once (and loaded its script again).
             self.assertEqual(metric(a, "catraca_shared_limits_unavailable_total"), down)
         finally:
-            cluster.close()
+            code = cluster.close()
+        self.assertEqual(code, 0, "a process exited non-zero (a sanitizer's report?)")
 
     def test_a_challenge_is_spent_once_across_gateways(self):
         cluster = Cluster(gateways=0)
@@ -122,7 +123,8 @@ class SharedLimitsTest(unittest.TestCase):
                                           {"X-Challenge": solve(challenge)})
             self.assertEqual(status, 202, answer)
         finally:
-            cluster.close()
+            code = cluster.close()
+        self.assertEqual(code, 0, "a process exited non-zero (a sanitizer's report?)")
 
     def test_noscript_is_handled(self):
         cluster = Cluster(gateways=0)
@@ -135,7 +137,8 @@ class SharedLimitsTest(unittest.TestCase):
             status, answer, _ = a.request("POST", path, PURCHASE, token("f2"))
             self.assertEqual(status, 202, answer)
         finally:
-            cluster.close()
+            code = cluster.close()
+        self.assertEqual(code, 0, "a process exited non-zero (a sanitizer's report?)")
 
 
 if __name__ == "__main__":
