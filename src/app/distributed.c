@@ -123,8 +123,9 @@ int gateway_run(const struct config *config)
 {
     char host[64];
     uint16_t port = 0;
-    uint8_t secret[256];
+    uint8_t secret[JWT_SECRET_MAX];
     size_t secret_length = 0;
+    service_warn_public_demo(config);
     if (require(config->redis, "redis", "gateway") != 0 ||
         require(config->postgres, "postgres", "gateway") != 0 ||
         service_split_listen(config->listen, host, &port) != 0 ||
