@@ -309,11 +309,6 @@ class Prism:
                 f.seek(offset)
                 m = re.findall(rb"Prism is listening on http://127\.0\.0\.1:(\d+)", f.read())
             if m:
-                with open(self.stderr_path, "rb") as f:
-                    f.seek(offset)
-                    drawn = re.findall(rb"random JWT secret for this run: (\S+)", f.read())
-                if drawn:
-                    self.secret = drawn[-1].decode()
                 self.port = int(m[-1])
                 _PRISM_UPSTREAM[self.port] = upstream_port
                 return
