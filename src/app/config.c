@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/service.h"
-
 #define CONFIG_FILE_BYTES_MAX 65536 /* a --config file; beyond: refused */
 #define CONFIG_LINE_BYTES_MAX 1024
 
@@ -95,7 +93,7 @@ static int find_by_env(const char *env)
     return -1;
 }
 
-static void set_defaults(struct config *c)
+void config_set_defaults(struct config *c)
 {
     memset(c, 0, sizeof(*c));
 #define CONFIG_DEFAULT_INTEGER(field, option, env, def, min, max, commands, help) c->field = def;
@@ -156,6 +154,27 @@ static int apply_file_line(struct config *c, char *line, const char *path, int n
     return set_value(c, (enum config_option)id, unquote(equals + 1), CONFIG_FROM_FILE, where);
 }
 
+int config_apply_text(struct config *c, char *text, const char *path, unsigned command)
+{
+    bool seen[CONFIG_OPTION_COUNT] = {false};
+    int number = 0, result = 0;
+    for (char *line = text; result == 0 && line != NULL && *line != '\0';) {
+        char *newline = strchr(line, '\n');
+        if (newline != NULL)
+            *newline = '\0';
+        number++;
+        if (strlen(line) > CONFIG_LINE_BYTES_MAX) {
+            fprintf(stderr, "catraca: %s:%d: longer than %d bytes\n", path, number,
+                    CONFIG_LINE_BYTES_MAX);
+            result = -1;
+        } else {
+            result = apply_file_line(c, line, path, number, command, seen);
+        }
+        line = newline ? newline + 1 : NULL;
+    }
+    return result;
+}
+
 static int apply_file(struct config *c, const char *path, unsigned command)
 {
     FILE *file = fopen(path, "rb");
@@ -177,22 +196,7 @@ static int apply_file(struct config *c, const char *path, unsigned command)
         return -1;
     }
     text[size] = '\0';
-    bool seen[CONFIG_OPTION_COUNT] = {false};
-    int number = 0, result = 0;
-    for (char *line = text; result == 0 && line != NULL && *line != '\0';) {
-        char *newline = strchr(line, '\n');
-        if (newline != NULL)
-            *newline = '\0';
-        number++;
-        if (strlen(line) > CONFIG_LINE_BYTES_MAX) {
-            fprintf(stderr, "catraca: %s:%d: longer than %d bytes\n", path, number,
-                    CONFIG_LINE_BYTES_MAX);
-            result = -1;
-        } else {
-            result = apply_file_line(c, line, path, number, command, seen);
-        }
-        line = newline ? newline + 1 : NULL;
-    }
+    int result = config_apply_text(c, text, path, command);
     free(text);
     return result;
 }
@@ -319,12 +323,35 @@ static int check_switch(const char *name, const char *value, bool *out)
     return -1;
 }
 
+/* "host:port" or "[ipv6]:port" -> parts; 0 or -1 with a message. */
+int config_split_listen(const char *listen, char host[64], uint16_t *port)
+{
+    const char *colon = strrchr(listen, ':');
+    char *end = NULL;
+    long value = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (colon == NULL || (size_t)(colon - listen) >= 64 || end == colon + 1 || *end != '\0' ||
+        value < 0 || value > 65535) {
+        fprintf(stderr, "catraca: --listen must be host:port (got \"%s\")\n", listen);
+        return -1;
+    }
+    const char *start = listen;
+    size_t length = (size_t)(colon - listen);
+    if (length >= 2 && listen[0] == '[' && listen[length - 1] == ']') { /* [IPv6]:port */
+        start++;
+        length -= 2;
+    }
+    memcpy(host, start, length);
+    host[length] = '\0';
+    *port = (uint16_t)value;
+    return 0;
+}
+
 /* Whether the listen address is loopback: 127.0.0.0/8, ::1, or ::ffff:127.x.y.z. */
 static bool is_loopback_listen(const char *listen)
 {
     char host[64];
     uint16_t port = 0;
-    if (service_split_listen(listen, host, &port) != 0)
+    if (config_split_listen(listen, host, &port) != 0)
         return false;
     struct in_addr v4;
     struct in6_addr v6;
@@ -459,7 +486,7 @@ static int check_together(struct config *c, unsigned command, const char *comman
 int config_parse(struct config *c, int argc, char **argv, int first, unsigned command,
                  const char *command_name)
 {
-    set_defaults(c);
+    config_set_defaults(c);
     struct argument_walk walk = {.config = c, .command = command, .command_name = command_name};
     int result = walk_arguments(argc, argv, first, command_name, find_config_path, &walk);
     if (result != 0)

@@ -161,6 +161,15 @@ struct config {
  */
 int config_parse(struct config *config, int argc, char **argv, int first, unsigned command,
                  const char *name);
+/* "host:port" or "[ipv6]:port" -> parts; 0, or -1 after a message. */
+int config_split_listen(const char *listen, char host[64], uint16_t *port);
+
+/* The parts of config_parse, for tests and the fuzzer: every default; then the text of a
+ * --config file (NUL-terminated, modified in place; path names it in messages), 0 or -1 after
+ * a message. */
+void config_set_defaults(struct config *config);
+int config_apply_text(struct config *config, char *text, const char *path, unsigned command);
+
 /* The options `command` reads, each with its variable, default and bound. */
 void config_print_help(FILE *out, unsigned command, const char *name);
 /* The same without the usage line (for a command that adds options of its own). */

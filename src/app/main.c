@@ -85,29 +85,6 @@ static void usage(FILE *out)
                  "bound\n");
 }
 
-/* "host:port" or "[ipv6]:port" -> parts; 0 or -1 with a message. */
-int service_split_listen(const char *listen, char host[64], uint16_t *port)
-{
-    const char *colon = strrchr(listen, ':');
-    char *end = NULL;
-    long value = colon ? strtol(colon + 1, &end, 10) : -1;
-    if (colon == NULL || (size_t)(colon - listen) >= 64 || end == colon + 1 || *end != '\0' ||
-        value < 0 || value > 65535) {
-        fprintf(stderr, "catraca: --listen must be host:port (got \"%s\")\n", listen);
-        return -1;
-    }
-    const char *start = listen;
-    size_t length = (size_t)(colon - listen);
-    if (length >= 2 && listen[0] == '[' && listen[length - 1] == ']') { /* [IPv6]:port */
-        start++;
-        length -= 2;
-    }
-    memcpy(host, start, length);
-    host[length] = '\0';
-    *port = (uint16_t)value;
-    return 0;
-}
-
 /* The JWT secret: the configured one (checked by config_parse), or in demo mode a random one
  * printed once. */
 int service_choose_secret(const struct config *config, uint8_t *secret, size_t *length)
@@ -199,7 +176,7 @@ static int serve(const struct config *config)
     uint8_t secret[JWT_SECRET_MAX];
     size_t secret_length = 0;
     service_warn_public_demo(config);
-    if (service_split_listen(config->listen, host, &port) != 0 ||
+    if (config_split_listen(config->listen, host, &port) != 0 ||
         service_choose_secret(config, secret, &secret_length) != 0)
         return 2;
     if (mkdir(config->data, 0755) != 0 && errno != EEXIST) {

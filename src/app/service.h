@@ -15,8 +15,6 @@
 #include "gateway/http.h"
 #include "worker/worker.h"
 
-/* "host:port" -> parts; 0, or -1 after a message. */
-int service_split_listen(const char *listen, char host[64], uint16_t *port);
 /* The configured JWT secret, or in demo mode a random one printed once; secret holds
  * JWT_SECRET_MAX bytes. */
 int service_choose_secret(const struct config *config, uint8_t *secret, size_t *length);
