@@ -405,8 +405,9 @@ static int check_cors_origins(const char *list)
 /* The secret of a command that reads one; 0 or -1 after a message. */
 static int choose_secret(struct config *c, const char *command_name)
 {
-    uint8_t flag_source = c->sources[CONFIG_OPTION_jwt_secret];
-    uint8_t file_source = c->sources[CONFIG_OPTION_jwt_secret_file];
+    /* An empty value (CATRACA_JWT_SECRET= in an env file) gives nothing. */
+    uint8_t flag_source = c->jwt_secret[0] ? c->sources[CONFIG_OPTION_jwt_secret] : 0;
+    uint8_t file_source = c->jwt_secret_file[0] ? c->sources[CONFIG_OPTION_jwt_secret_file] : 0;
     bool is_given = flag_source != CONFIG_FROM_DEFAULT || file_source != CONFIG_FROM_DEFAULT;
     if (c->is_demo) {
         if (is_given) {

@@ -380,7 +380,8 @@ static char *response_format(const struct http_request *r, int status, const cha
     if (status == 204) /* RFC 9110 15.3.5: no content, and no Content-Length */
         length = 0;
     size_t capacity = 256 + extra + (content_type ? strlen(content_type) : 0) + length +
-                      (r->cors_origin ? strlen(r->cors_origin) + sizeof(CORS_HEADERS) : 0);
+                      (r->is_cors_configured ? sizeof(CORS_HEADERS) : 0) +
+                      (r->cors_origin ? strlen(r->cors_origin) : 0);
     char *text = malloc(capacity);
     if (text == NULL)
         return NULL;
