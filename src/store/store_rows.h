@@ -1,7 +1,10 @@
 /*
  * store_rows.h - the byte formats every store adapter uses for the columns
  * that are not plain numbers: an event's spec (a codec CREATE_EVENT record),
- * its counters (six little-endian uint32 per category) and ticket codes
+ * its counters (per category seven little-endian uint32, capacity, available,
+ * held, sold, waiting count, waiting quantity, returned, then
+ * available_again_at_ms as a little-endian int64; rows from before hold only
+ * the first six) and ticket codes
  * (eight little-endian bytes each). One definition, so a database written by
  * one adapter reads the same in tools written against another.
  */
@@ -13,7 +16,9 @@
 
 #include "store/store.h"
 
-#define STORE_COUNTS_BYTES_MAX (CATRACA_CATEGORIES_MAX * 24)
+#define STORE_COUNTS_RECORD_BYTES 36
+#define STORE_COUNTS_RECORD_BYTES_V1 24
+#define STORE_COUNTS_BYTES_MAX (CATRACA_CATEGORIES_MAX * STORE_COUNTS_RECORD_BYTES)
 #define STORE_TICKETS_BYTES_MAX (CATRACA_QUANTITY_MAX * 8)
 
 /* spec into out[CATRACA_COMMAND_ENCODED_MAX]; 0 or a codec error. */

@@ -158,8 +158,8 @@ static struct store_event event_row(const char *id, struct log_seq offset)
     snprintf(e.spec.categories[1].id, sizeof(e.spec.categories[1].id), "b");
     e.spec.categories[1].capacity = 7;
     e.state = ENGINE_STATE_PAUSED;
-    e.counts[0] = (struct engine_category_counts){100, 90, 6, 4, 3, 5};
-    e.counts[1] = (struct engine_category_counts){7, 0, 7, 0, 4294967295u, 1};
+    e.counts[0] = (struct engine_category_counts){100, 90, 6, 4, 3, 5, 2, 1700000000123};
+    e.counts[1] = (struct engine_category_counts){7, 0, 7, 0, 4294967295u, 1, 0, 0};
     e.offset = offset;
     e.updated_ms = 1712345678901;
     return e;

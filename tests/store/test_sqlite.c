@@ -155,7 +155,7 @@ static void test_store_commit_load_fence(void **state)
     event.spec.category_count = 1;
     strcpy(event.spec.categories[0].id, "a");
     event.spec.categories[0].capacity = 9;
-    event.counts[0] = (struct engine_category_counts){9, 7, 2, 0, 1, 1};
+    event.counts[0] = (struct engine_category_counts){9, 7, 2, 0, 1, 1, 3, 1234567};
     struct store_purchase row = {.purchase_id = 77,
                                  .has_arrival = true,
                                  .quantity = 2,
