@@ -40,6 +40,12 @@ struct store_purchase {
     uint8_t reason; /* enum engine_reason; NONE unless rejected */
     int64_t hold_expires_at_ms;
     uint32_t position;
+    /* WAITING: tickets wanted ahead in its category's line, computed on read like position. */
+    uint32_t ahead;
+    /* A late payment (engine.h, CONFIRM after expiry): EXPIRED, is_refund_due, and the
+     * payment reference to refund. payment_ref is "" otherwise. */
+    bool is_refund_due;
+    char payment_ref[CATRACA_ID_MAX + 1];
     uint8_t ticket_count;
     uint64_t ticket_codes[CATRACA_QUANTITY_MAX];
     int64_t updated_ms;
@@ -101,6 +107,10 @@ struct store_ops {
     int (*for_each_purchase)(void *context, const char *event,
                              int (*visit)(void *visit_context, const struct store_purchase *row),
                              void *visit_context);
+    /* An event's purchases with a refund due, in id order, at most max of them (after the
+     * first `skip`); *count says how many were written. Served by an index of its own. */
+    int (*list_refunds)(void *context, const char *event, size_t skip, struct store_purchase *out,
+                        size_t max, size_t *count);
     void (*close)(void *context);
 };
 

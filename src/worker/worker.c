@@ -213,6 +213,12 @@ static void collect_outcome(void *context, const struct engine_outcome *o)
     row->reason = o->status == ENGINE_STATUS_REJECTED ? o->reason : ENGINE_REASON_NONE;
     row->hold_expires_at_ms = o->hold_expires_at_ms;
     row->position = o->position;
+    if (o->type == ENGINE_OUTCOME_CONFIRM && o->reason == ENGINE_REASON_REFUND_DUE &&
+        c->type == ENGINE_COMMAND_CONFIRM) {
+        row->is_refund_due = true; /* the first late payment: recorded with its reference */
+        snprintf(row->payment_ref, sizeof(row->payment_ref), "%.*s", CATRACA_ID_MAX,
+                 c->u.confirm.payment_ref);
+    }
     row->ticket_count = o->ticket_count;
     memcpy(row->ticket_codes, o->ticket_codes, sizeof(row->ticket_codes));
     row->updated_ms = c->now_ms;
