@@ -23,6 +23,17 @@
 #include "core/engine.h"
 #include "log/log.h"
 
+/*
+ * Its category's stock when a purchase row was read or decided: what the purchase's estimate
+ * and retry hint are computed from (API.md). Filled for WAITING rows and rows REJECTED
+ * line_full (is_known), never stored: the store fills it on read, the worker at the decision.
+ */
+struct store_line_facts {
+    bool is_known;
+    uint32_t available, held, sold, returned; /* engine_category_counts */
+    int64_t hold_ms;                          /* the event's */
+};
+
 /* A purchase as stored and served by GET /v1/purchases/{id}. */
 struct store_purchase {
     uint64_t purchase_id;
@@ -46,6 +57,7 @@ struct store_purchase {
      * payment reference to refund. payment_ref is "" otherwise. */
     bool is_refund_due;
     char payment_ref[CATRACA_ID_MAX + 1];
+    struct store_line_facts line;
     uint8_t ticket_count;
     uint64_t ticket_codes[CATRACA_QUANTITY_MAX];
     int64_t updated_ms;

@@ -692,6 +692,18 @@ static int line_position(struct store_pg *store, struct store_purchase *p)
     return 0;
 }
 
+static int store_pg_get_event(void *context, const char *event, struct store_event *out);
+
+/* The category's stock now, for the purchase's estimate or retry hint (store.h). */
+static int line_facts(struct store_pg *store, struct store_purchase *p)
+{
+    struct store_event event;
+    int error = store_pg_get_event(store, p->event, &event);
+    if (error == 0)
+        store_line_facts_fill(&event, p);
+    return error == CATRACA_E_NOTFOUND ? 0 : error;
+}
+
 static int store_pg_get_purchase(void *context, uint64_t purchase_id, struct store_purchase *out)
 {
     struct store_pg *store = context;
@@ -705,6 +717,8 @@ static int store_pg_get_purchase(void *context, uint64_t purchase_id, struct sto
     PQclear(result);
     if (error == 0 && out->status == ENGINE_STATUS_WAITING)
         error = line_position(store, out);
+    if (error == 0 && store_row_needs_line_facts(out))
+        error = line_facts(store, out);
     return error;
 }
 

@@ -2,6 +2,8 @@
 #include "store/store_rows.h"
 
 #include "core/codec.h"
+#include <string.h>
+
 #include "core/error.h"
 
 int store_spec_encode(const struct engine_event_spec *spec, uint8_t *out, size_t *length)
@@ -72,6 +74,28 @@ void store_counts_decode(const uint8_t *in, size_t length, struct store_event *e
             c->returned = (uint32_t)get_le(p + 24, 4);
             c->available_again_at_ms = (int64_t)get_le(p + 28, 8);
         }
+    }
+}
+
+bool store_row_needs_line_facts(const struct store_purchase *p)
+{
+    return p->status == ENGINE_STATUS_WAITING ||
+           (p->status == ENGINE_STATUS_REJECTED && p->reason == ENGINE_REASON_LINE_FULL);
+}
+
+void store_line_facts_fill(const struct store_event *event, struct store_purchase *p)
+{
+    for (uint32_t i = 0; i < event->spec.category_count && i < CATRACA_CATEGORIES_MAX; i++) {
+        if (strcmp(event->spec.categories[i].id, p->category) != 0)
+            continue;
+        const struct engine_category_counts *c = &event->counts[i];
+        p->line = (struct store_line_facts){.is_known = true,
+                                            .available = c->available,
+                                            .held = c->held,
+                                            .sold = c->sold,
+                                            .returned = c->returned,
+                                            .hold_ms = event->spec.hold_ms};
+        return;
     }
 }
 

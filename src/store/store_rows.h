@@ -11,6 +11,7 @@
 #ifndef CATRACA_STORE_STORE_ROWS_H
 #define CATRACA_STORE_STORE_ROWS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,10 @@ void store_counts_encode(const struct store_event *event, uint8_t *out, size_t *
 /* Reads as many categories as both the spec and the bytes have. */
 void store_counts_decode(const uint8_t *in, size_t length, struct store_event *event);
 /* Returns the byte length (ticket_count * 8; 0 for a count beyond the bound). */
+/* True for the rows whose line facts are filled on read (WAITING, REJECTED line_full). */
+bool store_row_needs_line_facts(const struct store_purchase *purchase);
+/* Fills purchase->line from its event's row (is_known stays false for an unknown category). */
+void store_line_facts_fill(const struct store_event *event, struct store_purchase *purchase);
 size_t store_tickets_encode(const struct store_purchase *purchase, uint8_t *out);
 void store_tickets_decode(const uint8_t *in, size_t length, struct store_purchase *purchase);
 

@@ -408,6 +408,21 @@ static void copy_text(char *out, size_t size, const unsigned char *text)
 
 static void purchase_from_row(sqlite3_stmt *s, struct store_purchase *out);
 static int line_position(struct store_sqlite *store, struct store_purchase *p);
+static int event_from_row(sqlite3_stmt *s, struct store_event *out);
+
+/* The category's stock now, for the purchase's estimate or retry hint (store.h). */
+static int line_facts(struct store_sqlite *store, struct store_purchase *p)
+{
+    sqlite3_stmt *s = prepared(store, STATEMENT_EVENT_GET);
+    sqlite3_bind_text(s, 1, p->event, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    struct store_event event;
+    int error = rc == SQLITE_ROW ? event_from_row(s, &event) : rc == SQLITE_DONE ? 0 : error_of(rc);
+    if (rc == SQLITE_ROW && error == 0)
+        store_line_facts_fill(&event, p);
+    sqlite3_reset(s);
+    return error;
+}
 
 static int store_sqlite_get_purchase(void *context, uint64_t purchase_id,
                                      struct store_purchase *out)
@@ -422,6 +437,8 @@ static int store_sqlite_get_purchase(void *context, uint64_t purchase_id,
     sqlite3_reset(s);
     if (error == 0 && out->status == ENGINE_STATUS_WAITING)
         error = line_position(store, out);
+    if (error == 0 && store_row_needs_line_facts(out))
+        error = line_facts(store, out);
     return error;
 }
 
