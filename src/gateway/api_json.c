@@ -414,12 +414,11 @@ cJSON *api_json_event(const struct store_event *event, uint64_t pending)
         cJSON_AddNumberToObject(c, "held", counts->held);
         cJSON_AddNumberToObject(c, "sold", counts->sold);
         cJSON_AddNumberToObject(c, "waiting", counts->waiting_count);
+        /* Absent until it happens: version 1's category object is unchanged until then. */
         if (counts->available_again_at_ms > 0) {
             char when[32];
             api_json_time_format(counts->available_again_at_ms, when);
             cJSON_AddStringToObject(c, "available_again_at", when);
-        } else {
-            cJSON_AddNullToObject(c, "available_again_at");
         }
         cJSON_AddItemToArray(categories, c);
     }

@@ -70,10 +70,15 @@ void api_purchases_answer(struct api *api, struct pending *p)
     }
     const struct store_answer *a = &p->answer;
     if (a->type == ENGINE_OUTCOME_CONFIRM && a->reason == ENGINE_REASON_REFUND_DUE) {
-        /* A late payment: recorded (or recorded before), never a ticket. */
+        /*
+         * A late payment: recorded (or recorded before), never a ticket. The code stays API.md's
+         * "conflict" (version 1 answers an expired hold so); "reason" and the purchase's
+         * refund_due and payment_ref name the refund.
+         */
         cJSON *json = cJSON_CreateObject();
         cJSON *error = cJSON_AddObjectToObject(json, "error");
-        cJSON_AddStringToObject(error, "code", "refund_due");
+        cJSON_AddStringToObject(error, "code", "conflict");
+        cJSON_AddStringToObject(error, "reason", "refund_due");
         cJSON_AddStringToObject(
             error, "message",
             a->result == ENGINE_RESULT_CONFLICT
