@@ -163,7 +163,7 @@ static const char *const status_names[RUSH_STATUS_COUNT] = {"unsent",    "queued
                                                             "cancelled", "rejected",  "refused"};
 static const char *const reason_names[RUSH_REASON_COUNT] = {
     "none",        "sold_out", "limit_exceeded", "sale_closed", "unknown_category",
-    "engine_full", "invalid",  "other"};
+    "engine_full", "invalid",  "line_full",      "other"};
 
 const char *rush_status_name(uint8_t status)
 {
@@ -372,8 +372,10 @@ static void note_first_decision(struct rush *r, struct rush_buyer *b, const stru
     r->run.last_decided_us = now_us;
     histogram_record(&r->run.decision_latency_us, (uint64_t)(now_us - b->accepted_us));
     struct rush_category *category = &r->run.categories[b->category];
-    bool is_out_of_stock = p->status == RUSH_STATUS_WAITING ||
-                           (p->status == RUSH_STATUS_REJECTED && p->reason == RUSH_REASON_SOLD_OUT);
+    bool is_out_of_stock =
+        p->status == RUSH_STATUS_WAITING ||
+        (p->status == RUSH_STATUS_REJECTED &&
+         (p->reason == RUSH_REASON_SOLD_OUT || p->reason == RUSH_REASON_LINE_FULL));
     if (is_out_of_stock && category->stock_out_us == 0)
         category->stock_out_us = now_us;
 }
@@ -983,8 +985,10 @@ static void event_body(const struct rush *r, char *out, size_t size)
     const struct rush_options *o = &r->options;
     int n = snprintf(out, size,
                      "{\"id\":\"%s\",\"name\":\"catraca rush, seed %llu\",\"hold_seconds\":%u,"
-                     "\"per_customer_limit\":%u,\"state\":\"open\",\"categories\":[",
-                     o->event, (unsigned long long)o->seed, o->hold_seconds, o->per_customer_limit);
+                     "\"per_customer_limit\":%u,\"state\":\"open\",%s%s%s\"categories\":[",
+                     o->event, (unsigned long long)o->seed, o->hold_seconds, o->per_customer_limit,
+                     o->line_policy[0] ? "\"line_policy\":\"" : "", o->line_policy,
+                     o->line_policy[0] ? "\"," : "");
     for (uint32_t i = 0; i < r->run.category_count && n > 0 && (size_t)n < size; i++)
         n += snprintf(out + n, size - (size_t)n,
                       "%s{\"id\":\"%s\",\"name\":\"Category %u\",\"price_cents\":%u,"
