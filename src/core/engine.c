@@ -653,8 +653,7 @@ static uint8_t purchase_precheck(const struct engine *e, const struct engine_com
  * wait, SOLD_OUT when capacity - sold (available + held) is below its quantity,
  * LINE_FULL when a bounded line already wants every ticket that could come back.
  */
-static uint8_t line_admission(const struct engine *e, const struct category *c,
-                              uint32_t quantity)
+static uint8_t line_admission(const struct engine *e, const struct category *c, uint32_t quantity)
 {
     uint64_t servable = (uint64_t)c->available + c->held;
     if (servable < quantity)
@@ -1309,11 +1308,24 @@ const char *engine_status_name(uint8_t status)
 
 const char *engine_reason_name(uint8_t reason)
 {
-    static const char *const names[] = {
-        NULL,           "sold_out",          "limit_exceeded",   "sale_closed",  "unknown_category",
-        "engine_full",  "invalid",           "unknown_purchase", "hold_expired", "hold_cancelled",
-        "not_held",     "already_confirmed", "not_owner",        "no_event",     "event_mismatch",
-        "invalid_event", "line_full",        "refund_due"};
+    static const char *const names[] = {NULL,
+                                        "sold_out",
+                                        "limit_exceeded",
+                                        "sale_closed",
+                                        "unknown_category",
+                                        "engine_full",
+                                        "invalid",
+                                        "unknown_purchase",
+                                        "hold_expired",
+                                        "hold_cancelled",
+                                        "not_held",
+                                        "already_confirmed",
+                                        "not_owner",
+                                        "no_event",
+                                        "event_mismatch",
+                                        "invalid_event",
+                                        "line_full",
+                                        "refund_due"};
     return reason < sizeof(names) / sizeof(names[0]) ? names[reason] : "unknown";
 }
 

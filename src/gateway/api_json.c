@@ -489,7 +489,8 @@ void api_json_estimate(const struct store_purchase *p, struct api_estimate *out)
         return;
     double missing = need - l->available;
     out->has_wait = true;
-    out->wait_seconds = missing <= 0 ? 0 : (int64_t)ceil((double)(l->hold_ms / 1000) * missing / rate);
+    out->wait_seconds =
+        missing <= 0 ? 0 : (int64_t)ceil((double)(l->hold_ms / 1000) * missing / rate);
 }
 
 /* API.md's retry hint of a purchase turned away line_full: a hold period, by which every hold
@@ -505,9 +506,8 @@ int api_json_purchase_text(const struct store_purchase *p, char *out, size_t siz
 {
     if (!api_json_is_id(p->event) || !api_json_is_id(p->category) || !api_json_is_id(p->customer))
         return -1;
-    char id[API_PURCHASE_ID_TEXT], seq_text[LOG_SEQ_TEXT_MAX], reason[40] = "null",
-                                                               expires[40] = "null",
-                                                               position[16] = "null";
+    char id[API_PURCHASE_ID_TEXT], seq_text[LOG_SEQ_TEXT_MAX],
+        reason[40] = "null", expires[40] = "null", position[16] = "null";
     api_json_purchase_id_format(p->purchase_id, id);
     log_seq_format(p->seq, seq_text);
     const char *reason_name =
@@ -550,9 +550,8 @@ int api_json_purchase_text(const struct store_purchase *p, char *out, size_t siz
                      id, p->event, p->category, p->quantity, p->customer, seq_text,
                      engine_status_name(p->status), reason, expires, position, ahead, estimate,
                      retry, p->is_refund_due ? "true" : "false", payment_ref);
-    for (uint32_t i = 0; n > 0 && (size_t)n < size && i < p->ticket_count &&
-                         i < CATRACA_QUANTITY_MAX;
-         i++) {
+    for (uint32_t i = 0;
+         n > 0 && (size_t)n < size && i < p->ticket_count && i < CATRACA_QUANTITY_MAX; i++) {
         char code[14];
         engine_ticket_code_format(p->ticket_codes[i], code);
         n += snprintf(out + n, size - (size_t)n, "%s{\"code\":\"%s\"}", i > 0 ? "," : "", code);

@@ -371,10 +371,10 @@ static bool purchase_parse(const cJSON *json, struct purchase_view *out)
     out->hold_expires_ms =
         cJSON_IsString(expires) ? time_parse_ms(expires->valuestring) : RUSH_TIME_UNKNOWN;
     const cJSON *position = cJSON_GetObjectItemCaseSensitive(json, "position");
-    out->position = cJSON_IsNumber(position) && position->valuedouble >= 0 &&
-                            position->valuedouble < 4e9
-                        ? (uint32_t)position->valuedouble
-                        : 0;
+    out->position =
+        cJSON_IsNumber(position) && position->valuedouble >= 0 && position->valuedouble < 4e9
+            ? (uint32_t)position->valuedouble
+            : 0;
     return out->status != RUSH_STATUS_UNSENT &&
            strlen(out->id) < sizeof(((struct rush_buyer *)0)->purchase_id);
 }

@@ -150,8 +150,7 @@ static bool fifo_step(const struct rush_buyer *buyers, uint32_t i, struct fifo_s
         describe(check->detail, sizeof(check->detail), buyers,
                  "was granted, with no ticket returned by then, after sold_out or line_full for "
                  "the earlier",
-                 i,
-                 scan->required_by);
+                 i, scan->required_by);
         return false;
     }
     if (b->status == RUSH_STATUS_REJECTED && b->reason == RUSH_REASON_SOLD_OUT) {
@@ -462,8 +461,7 @@ static void add_counts(cJSON *json, const struct rush_run *run, const struct rus
     for (uint8_t r = RUSH_REASON_SOLD_OUT; r < RUSH_REASON_COUNT; r++)
         cJSON_AddNumberToObject(reasons, rush_reason_name(r), (double)report->reasons[r]);
     cJSON_AddNumberToObject(json, "unsold_while_sold_out", (double)report->unsold_while_sold_out);
-    cJSON_AddNumberToObject(json, "unsold_while_line_full",
-                            (double)report->unsold_while_line_full);
+    cJSON_AddNumberToObject(json, "unsold_while_line_full", (double)report->unsold_while_line_full);
     cJSON_AddNumberToObject(json, "refused", (double)run->status_counts[RUSH_STATUS_REFUSED]);
     cJSON_AddNumberToObject(json, "unsent", (double)run->status_counts[RUSH_STATUS_UNSENT]);
     cJSON *http = cJSON_AddObjectToObject(json, "http");

@@ -157,7 +157,7 @@ struct line {
     bool is_counted; /* read once at this offset (counted, not kept) */
     bool is_kept;    /* seqs holds the line at this offset */
     uint64_t *seqs;
-    uint64_t *ahead; /* ahead[i]: tickets wanted by the entries before seqs[i] */
+    uint64_t *ahead;           /* ahead[i]: tickets wanted by the entries before seqs[i] */
     uint64_t quantity_of_last; /* while reading: the quantity of seqs[count - 1] */
     size_t count, capacity;
 };
@@ -317,7 +317,8 @@ static int upgrade_payment_ref(sqlite3 *db)
             return CATRACA_E_IO;
     }
     int error = count < 0 ? CATRACA_E_IO : 0;
-    if (error == 0 && count == 0 && sqlite3_exec(db, payment_ref_upgrade, NULL, NULL, NULL) != SQLITE_OK)
+    if (error == 0 && count == 0 &&
+        sqlite3_exec(db, payment_ref_upgrade, NULL, NULL, NULL) != SQLITE_OK)
         error = CATRACA_E_IO;
     if (!sqlite3_get_autocommit(db))
         sqlite3_exec(db, error == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
@@ -493,8 +494,7 @@ static int line_keep(struct store_sqlite *store, struct line *l)
                 break;
             l->capacity = capacity;
         }
-        l->ahead[l->count] = l->count == 0 ? 0
-                                           : l->ahead[l->count - 1] + l->quantity_of_last;
+        l->ahead[l->count] = l->count == 0 ? 0 : l->ahead[l->count - 1] + l->quantity_of_last;
         l->quantity_of_last = (uint64_t)sqlite3_column_int64(s, 1);
         l->seqs[l->count++] = (uint64_t)sqlite3_column_int64(s, 0);
     }

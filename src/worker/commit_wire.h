@@ -21,8 +21,8 @@
 #define COMMIT_WIRE_VERSION 2
 /* Largest encoding of one purchase row and one answer (ids at their longest). */
 #define COMMIT_WIRE_PURCHASE_MAX                                                                   \
-    (8 + 1 + 3 * (1 + CATRACA_ID_MAX) + 4 + 16 + 8 + 1 + 1 + 8 + 4 + 1 + 1 + CATRACA_ID_MAX + 29 + 1 + \
-     8 * CATRACA_QUANTITY_MAX + 8)
+    (8 + 1 + 3 * (1 + CATRACA_ID_MAX) + 4 + 16 + 8 + 1 + 1 + 8 + 4 + 1 + 1 + CATRACA_ID_MAX + 29 + \
+     1 + 8 * CATRACA_QUANTITY_MAX + 8)
 #define COMMIT_WIRE_ANSWER_MAX (1 + CATRACA_ID_MAX + 16 + 8 + 4)
 
 /* Bytes enough for commit's encoding. */

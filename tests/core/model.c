@@ -316,8 +316,7 @@ static void sweep(struct model *m, int c)
             continue;
         if (p->quantity > servable || p->quantity > budget) {
             p->status = ENGINE_STATUS_REJECTED;
-            p->reason =
-                p->quantity > servable ? ENGINE_REASON_SOLD_OUT : ENGINE_REASON_LINE_FULL;
+            p->reason = p->quantity > servable ? ENGINE_REASON_SOLD_OUT : ENGINE_REASON_LINE_FULL;
             emit(m, i, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, 0);
         } else {
             budget -= p->quantity;

@@ -289,7 +289,8 @@ static void test_every_command_type(void **state)
     largest_create_event(&c);
     check_command(&c, true);
     assert_int_equal(encode_command(&c, (uint8_t[CATRACA_COMMAND_ENCODED_MAX]){0}),
-                     10 + 1 + 64 + 1 + 128 + 8 + 4 + 1 + 1 + 16 + 16 * (1 + 64 + 1 + 128 + 8 + 4) + 1);
+                     10 + 1 + 64 + 1 + 128 + 8 + 4 + 1 + 1 + 16 + 16 * (1 + 64 + 1 + 128 + 8 + 4) +
+                         1);
     max_purchase(&c);
     check_command(&c, true);
     c.u.purchase.customer[0] = c.u.purchase.category[0] = '\0'; /* empty strings travel too */
@@ -461,8 +462,7 @@ static void test_version_1_still_reads(void **state)
     size_t length = encode_command(&c, record);
     assert_int_equal(record[0], 2);
     assert_int_equal(record[length - 1], ENGINE_LINE_UNBOUNDED); /* the spec's last byte */
-    expect_patched(record, length, length - 1, ENGINE_LINE_UNBOUNDED + 1, CATRACA_E_CORRUPT,
-                   false);
+    expect_patched(record, length, length - 1, ENGINE_LINE_UNBOUNDED + 1, CATRACA_E_CORRUPT, false);
     record[0] = 1;
     struct engine_command back;
     assert_int_equal(decode_command_exact(record, length - 1, &back), 0);
@@ -538,8 +538,8 @@ static void test_bad_outcome_fields(void **state)
     size_t length = encode_outcome(&o, record);
     size_t status_at = 2 + 8 + 8 + 8 + 4 + 4 + 1;
     expect_patched(record, length, status_at, ENGINE_STATUS_REJECTED + 1, CATRACA_E_CORRUPT, true);
-    expect_patched(record, length, status_at + 1, ENGINE_REASON_REFUND_DUE + 1,
-                   CATRACA_E_CORRUPT, true);
+    expect_patched(record, length, status_at + 1, ENGINE_REASON_REFUND_DUE + 1, CATRACA_E_CORRUPT,
+                   true);
     expect_patched(record, length, status_at + 2, ENGINE_RESULT_CONFLICT + 1, CATRACA_E_CORRUPT,
                    true);
     expect_patched(record, length, status_at + 3, ENGINE_STATE_CLOSED + 1, CATRACA_E_CORRUPT, true);
@@ -585,9 +585,9 @@ static void test_encode_refuses_what_decode_would(void **state)
 
     struct engine_outcome o;
     uint8_t *fields[] = {&o.type, &o.status, &o.reason, &o.result, &o.event_state, &o.ticket_count};
-    static const uint8_t bad[] = {ENGINE_OUTCOME_EVENT + 1,        ENGINE_STATUS_REJECTED + 1,
-                                  ENGINE_REASON_REFUND_DUE + 1,    ENGINE_RESULT_CONFLICT + 1,
-                                  ENGINE_STATE_CLOSED + 1,         CATRACA_QUANTITY_MAX + 1};
+    static const uint8_t bad[] = {ENGINE_OUTCOME_EVENT + 1,     ENGINE_STATUS_REJECTED + 1,
+                                  ENGINE_REASON_REFUND_DUE + 1, ENGINE_RESULT_CONFLICT + 1,
+                                  ENGINE_STATE_CLOSED + 1,      CATRACA_QUANTITY_MAX + 1};
     for (size_t i = 0; i < sizeof(bad); i++) {
         max_outcome(&o);
         *fields[i] = bad[i];

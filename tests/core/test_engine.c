@@ -667,7 +667,6 @@ static void test_bad_arguments(void **state)
     teardown_engine(f);
 }
 
-
 /* A later, smaller request that would fit never passes a waiting one (both policies). */
 static void test_mixed_quantities_smaller_request_waits_its_turn(void **state)
 {

@@ -15,8 +15,8 @@
 static void test_same_as_the_tree(void **state)
 {
     (void)state;
-    unsigned seed = (unsigned)strtoul(getenv("CATRACA_SEED") ? getenv("CATRACA_SEED") : "42",
-                                      NULL, 10);
+    unsigned seed =
+        (unsigned)strtoul(getenv("CATRACA_SEED") ? getenv("CATRACA_SEED") : "42", NULL, 10);
     printf("test_purchase_text: seed %u (CATRACA_SEED=%u reproduces)\n", seed, seed);
     srand(seed);
     for (int round = 0; round < 2000; round++) {

@@ -352,8 +352,11 @@ static void test_store_refunds_and_line_facts(void **state)
     rows[1].is_refund_due = true;
     strcpy(rows[1].payment_ref, "psp_late");
     rows[2].status = ENGINE_STATUS_WAITING;
-    struct store_batch batch = {.event = "ev", .offset = {5, 0}, .event_row = &event,
-                                .purchases = rows, .purchase_count = 3};
+    struct store_batch batch = {.event = "ev",
+                                .offset = {5, 0},
+                                .event_row = &event,
+                                .purchases = rows,
+                                .purchase_count = 3};
     assert_int_equal(store.ops->commit(store.context, &batch), 0);
     struct store_purchase got[4];
     size_t count = 0;

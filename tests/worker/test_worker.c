@@ -77,8 +77,7 @@ static int mlog_read(void *context, const char *event, struct log_seq after,
     return 0;
 }
 
-static int mlog_count_after(void *context, const char *event, struct log_seq after,
-                            uint64_t *count)
+static int mlog_count_after(void *context, const char *event, struct log_seq after, uint64_t *count)
 {
     struct memory_log *log = context;
     (void)event;
@@ -104,12 +103,11 @@ static void noop_close(void *context)
     (void)context;
 }
 
-static const struct log_ops memory_log_ops = {
-    .append = mlog_append,
-    .read = mlog_read,
-    .count_after = mlog_count_after,
-    .list_partitions = mlog_list,
-    .close = noop_close};
+static const struct log_ops memory_log_ops = {.append = mlog_append,
+                                              .read = mlog_read,
+                                              .count_after = mlog_count_after,
+                                              .list_partitions = mlog_list,
+                                              .close = noop_close};
 
 /* ---- in-memory store ---------------------------------------------------------------------- */
 
