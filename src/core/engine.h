@@ -109,8 +109,9 @@
  *  5. Outcomes. Every command emits, through the sink, first the outcomes of
  *     expiry (EXPIRED, then HELD for each request served), then its own answer
  *     (exactly one ENGINE_OUTCOME_PURCHASE / _CONFIRM / _CANCEL / _EVENT,
- *     none for TICK), then its consequences (SOLD_OUT / SALE_CLOSED rejections of
- *     waiting requests, then HELD for requests served after a cancel or a confirm).
+ *     none for TICK), then its consequences (SOLD_OUT / LINE_FULL / SALE_CLOSED
+ *     rejections of waiting requests, then HELD for requests served after a cancel, a
+ *     buyer leaving the line, or a confirm).
  *     engine_outcome_bound() gives how many outcomes the next command can emit.
  *
  * Ticket codes are SipHash-2-4 of (purchase_id, index) keyed by the event's
