@@ -75,6 +75,8 @@ static const struct route routes[] = {
                api_events_set_state,               METRICS_ROUTE_EVENT_STATE},
     {"POST",   "/v1/events/{event}/purchases",     ROLE_ANY,    MODE_ALWAYS,    BODY_JSON,
                api_purchases_create,               METRICS_ROUTE_PURCHASE_CREATE},
+    {"GET",    "/v1/events/{event}/refunds",       ROLE_STAFF,  MODE_ALWAYS,    BODY_NONE,
+               api_purchases_refunds,              METRICS_ROUTE_EVENT},
     {"GET",    "/v1/purchases/{purchase}",         ROLE_ANY,    MODE_ALWAYS,    BODY_NONE,
                api_purchases_get,                  METRICS_ROUTE_PURCHASE},
     {"DELETE", "/v1/purchases/{purchase}",         ROLE_ANY,    MODE_ALWAYS,    BODY_NONE,
