@@ -213,18 +213,24 @@ static void streams_end_all_locked(struct console *k)
 
 /* ---- the console thread ------------------------------------------------------------------ */
 
-/* The event view as GET /v1/events/{event} writes it; malloc'ed, NULL when unreadable. */
+/* The view of event as GET /v1/events/{event} writes it; malloc'ed, NULL when out of memory. */
+static char *event_text(const struct store_event *event, struct catraca_log *log)
+{
+    uint64_t pending = 0;
+    log->ops->count_after(log->context, event->spec.id, event->offset, &pending);
+    cJSON *json = api_json_event(event, pending);
+    char *text = cJSON_PrintUnformatted(json);
+    cJSON_Delete(json);
+    return text;
+}
+
+/* The same, read from the store; NULL when unreadable. */
 static char *view_text(struct catraca_store *store, struct catraca_log *log, const char *event_id)
 {
     struct store_event event;
     if (store->ops->get_event(store->context, event_id, &event) != 0)
         return NULL;
-    uint64_t pending = 0;
-    log->ops->count_after(log->context, event.spec.id, event.offset, &pending);
-    cJSON *json = api_json_event(&event, pending);
-    char *text = cJSON_PrintUnformatted(json);
-    cJSON_Delete(json);
-    return text;
+    return event_text(&event, log);
 }
 
 /* Milliseconds to the microsecond: the histogram is not finer than that. */
@@ -512,9 +518,9 @@ void api_console_event_stream(struct route_context *c)
     struct store_event event;
     if (!api_events_read(c, c->segments[2], &event))
         return;
-    char *first = view_text(&h->store, &h->log, event.spec.id);
+    char *first = event_text(&event, &h->log);
     if (first == NULL) {
-        api_reply_error(c, 503, "unavailable", "the store is unavailable", NULL);
+        api_reply_error(c, 503, "unavailable", "out of memory", NULL);
         return;
     }
     stream_open(c, event.spec.id, first, 0);
