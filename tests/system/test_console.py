@@ -439,7 +439,7 @@ class RehearseTest(unittest.TestCase):
             self.assertEqual((status, idle), (200, {"running": False, "event": None,
                                                     "buyers": None, "rate": None,
                                                     "started_at": None, "exit_code": None}))
-            for body in ({}, {"event": "bad id"}, {"event": "r", "buyers": 0},
+            for body in ({"event": "bad id"}, {"event": "r", "buyers": 0},
                          {"event": "r", "buyers": 20001}, {"event": "r", "rate": 0},
                          {"event": "r", "rate": 5001}, {"event": "r", "buyers": 1.5},
                          {"event": "r", "buyers": "10"}, {"event": 7}):
@@ -469,10 +469,12 @@ class RehearseTest(unittest.TestCase):
             self.assertEqual(sum(s["accepted"] for s in samples), 20)
             decisions = c.request("GET", "/v1/events/reh-a/decisions", tok=ADMIN())[1]
             self.assertGreaterEqual(len(decisions["decisions"]), 20)
-            # a second one may start once the first is over
-            status, again, _ = self.rehearse(c, {"event": "reh-c", "buyers": 1, "rate": 1})
+            # a second one may start once the first is over; without an event it names one
+            status, again, _ = self.rehearse(c, {"buyers": 1, "rate": 1})
             self.assertEqual(status, 202, again)
+            self.assertRegex(again["event"], r"^rehearsal-\d+$")
             self.assertEqual(self.wait_done(c)["exit_code"], 0)
+            self.assertEqual(c.request("GET", f"/v1/events/{again['event']}")[0], 200)
             c.close()
         finally:
             self.assertEqual(server.close(), 0)
