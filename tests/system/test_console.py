@@ -163,6 +163,36 @@ class EventStreamTest(unittest.TestCase):
         finally:
             stream.close()
 
+    def test_a_stream_never_goes_back_to_an_older_view(self):
+        """A stream that joins between a change and the console's next read has a fresher first
+        message than the console's copy: it must not be sent the older copy after it. A property
+        check: commits mark the event for a re-read within 500 ms, so the race it guards (a
+        change seen only by the once-a-second read: an append, a lost commit message) is rare
+        here, and this test passed before the guard too."""
+        create_event(self.c, "ev-fresh", (100,))
+        watcher = Sse(self.port, "/v1/events/ev-fresh/stream")
+        try:
+            watcher.data()
+            for round in range(5):
+                customer = f"fr{round}"
+                _, p, _ = buy(self.c, "ev-fresh", customer)
+                wait_status(self.c, p["id"], customer, lambda s: s == "held")
+                joined = Sse(self.port, "/v1/events/ev-fresh/stream")
+                try:
+                    _, first, _ = joined.data()
+                    held = [counts(first)[0][1]]
+                    deadline = time.monotonic() + 1.5
+                    while time.monotonic() < deadline:
+                        try:
+                            held.append(counts(joined.data(deadline - time.monotonic())[1])[0][1])
+                        except socket.timeout:
+                            break
+                    self.assertEqual(held, sorted(held), f"round {round}: held went back")
+                finally:
+                    joined.close()
+        finally:
+            watcher.close()
+
     def test_unknown_event_and_head(self):
         stream = Sse(self.port, "/v1/events/no-such-event/stream")
         self.assertEqual((stream.status, stream.body["error"]["code"]), (404, "not_found"))
