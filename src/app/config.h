@@ -114,7 +114,9 @@ enum config_command {
     X(tls_cert, "tls-cert", "CATRACA_TLS_CERT", "", CMD_LISTENERS,                                 \
       "HTTPS: certificate chain, PEM (with --tls-key)")                                            \
     X(tls_key, "tls-key", "CATRACA_TLS_KEY", "", CMD_LISTENERS,                                    \
-      "HTTPS: private key, PEM (with --tls-cert)")
+      "HTTPS: private key, PEM (with --tls-cert)")                                               \
+    X(payment_url, "payment-url", "CATRACA_PAYMENT_URL", "", CMD_API,                              \
+      "buyer page: pay a hold at this http(s) URL; {id} becomes the purchase id")
 
 /* Where an option's value came from; a higher source overrides a lower one. */
 enum config_source {
