@@ -434,12 +434,12 @@ def children_of(pid):
 
 class RehearseTest(unittest.TestCase):
     def rehearse(self, c, body, tok=None):
-        return c.request("POST", "/v1/demo/rehearse", body, tok or ADMIN())
+        return c.request("POST", "/v1/demo/rehearse", body, tok or self.admin)
 
     def wait_done(self, c, timeout=120):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            status, state, _ = c.request("GET", "/v1/demo/rehearse", tok=ADMIN())
+            status, state, _ = c.request("GET", "/v1/demo/rehearse", tok=self.admin)
             self.assertEqual(status, 200, state)
             if not state["running"]:
                 return state
@@ -459,13 +459,14 @@ class RehearseTest(unittest.TestCase):
             server.close()
 
     def test_a_rehearsal_runs_once_at_a_time_and_moves_the_numbers(self):
-        server = Server()
+        server = Server(demo=True)  # a demo draws its own secret
+        self.admin = token("ops", "admin", secret=server.secret)
         try:
             c = server.client()
             self.assertEqual(c.request("GET", "/v1/demo/rehearse")[0], 401)
-            self.assertEqual(c.request("GET", "/v1/demo/rehearse", tok=token("b"))[0], 403)
-            self.assertEqual(self.rehearse(c, {"event": "r"}, token("b"))[0], 403)
-            status, idle, _ = c.request("GET", "/v1/demo/rehearse", tok=ADMIN())
+            self.assertEqual(c.request("GET", "/v1/demo/rehearse", tok=token("b", secret=server.secret))[0], 403)
+            self.assertEqual(self.rehearse(c, {"event": "r"}, token("b", secret=server.secret))[0], 403)
+            status, idle, _ = c.request("GET", "/v1/demo/rehearse", tok=self.admin)
             self.assertEqual((status, idle), (200, {"running": False, "event": None,
                                                     "buyers": None, "rate": None,
                                                     "started_at": None, "exit_code": None}))
@@ -476,7 +477,7 @@ class RehearseTest(unittest.TestCase):
                 with self.subTest(body=body):
                     status, answer, _ = self.rehearse(c, body)
                     self.assertEqual((status, answer["error"]["code"]), (400, "invalid_request"))
-            create_event(c, "taken", (1,))
+            create_event(c, "taken", (1,), admin_token=self.admin)
             status, answer, _ = self.rehearse(c, {"event": "taken"})
             self.assertEqual((status, answer["error"]["code"]), (409, "conflict"))
             status, started, _ = self.rehearse(c, {"event": "reh-a", "buyers": 20, "rate": 20})
@@ -495,9 +496,9 @@ class RehearseTest(unittest.TestCase):
             self.assertEqual(sum(cat["sold"] + cat["held"] + cat["available"]
                                  for cat in event["categories"]), 15)
             time.sleep(1.2)
-            samples = c.request("GET", "/v1/stats", tok=ADMIN())[1]["samples"]
+            samples = c.request("GET", "/v1/stats", tok=self.admin)[1]["samples"]
             self.assertEqual(sum(s["accepted"] for s in samples), 20)
-            decisions = c.request("GET", "/v1/events/reh-a/decisions", tok=ADMIN())[1]
+            decisions = c.request("GET", "/v1/events/reh-a/decisions", tok=self.admin)[1]
             self.assertGreaterEqual(len(decisions["decisions"]), 20)
             # a second one may start once the first is over; without an event it names one
             status, again, _ = self.rehearse(c, {"buyers": 1, "rate": 1})
@@ -510,7 +511,8 @@ class RehearseTest(unittest.TestCase):
             self.assertEqual(server.close(), 0)
 
     def test_stopping_the_server_stops_the_rehearsal(self):
-        server = Server()
+        server = Server(demo=True)  # a demo draws its own secret
+        self.admin = token("ops", "admin", secret=server.secret)
         try:
             c = server.client()
             status, started, _ = self.rehearse(c, {"event": "reh-long", "buyers": 20000,
