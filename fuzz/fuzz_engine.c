@@ -95,7 +95,7 @@ static void apply(struct engine *engine, const struct engine_command *c, struct 
     size_t length = 0;
     uint64_t count = digest->count, bound = engine_outcome_bound(engine);
     struct engine_sink sink = {.emit = collect, .context = digest};
-    if (c->type < ENGINE_COMMAND_CREATE_EVENT || c->type > ENGINE_COMMAND_TICK) {
+    if (c->type < ENGINE_COMMAND_CREATE_EVENT || c->type > ENGINE_COMMAND_LAST) {
         if (engine_apply(engine, c, &sink) != CATRACA_E_INVALID || digest->count != count)
             abort();
         return;

@@ -22,7 +22,7 @@ static bool event_spec_is_encodable(const struct engine_event_spec *s)
 static bool outcome_is_encodable(const struct engine_outcome *o)
 {
     return o->type >= ENGINE_OUTCOME_PURCHASE && o->type <= ENGINE_OUTCOME_EVENT &&
-           o->status <= ENGINE_STATUS_REJECTED && o->reason <= ENGINE_REASON_INVALID_EVENT &&
+           o->status <= ENGINE_STATUS_LAST && o->reason <= ENGINE_REASON_LAST &&
            o->result <= ENGINE_RESULT_CONFLICT && o->event_state <= ENGINE_STATE_CLOSED &&
            o->ticket_count <= CATRACA_QUANTITY_MAX;
 }
@@ -72,6 +72,29 @@ void codec_event_spec_get(struct wire_reader *r, struct engine_event_spec *s)
     }
 }
 
+/*
+ * A scheduled sale's opens_at_ms and prequeue_ms follow a CREATE_EVENT's categories, only
+ * when opens_at_ms != 0: a record without them is exactly a record of before schedules, and
+ * every log written then still decodes.
+ */
+static void schedule_put(struct wire_writer *w, const struct engine_event_spec *s)
+{
+    if (s->opens_at_ms == 0)
+        return;
+    wire_put_uint(w, (uint64_t)s->opens_at_ms, 8);
+    wire_put_uint(w, (uint64_t)s->prequeue_ms, 8);
+}
+
+static void schedule_get(struct wire_reader *r, struct engine_event_spec *s)
+{
+    if (r->error != 0 || r->offset == r->length)
+        return;
+    wire_check(r, r->length - r->offset == 16); /* nothing else may follow the categories */
+    s->opens_at_ms = (int64_t)wire_get_uint(r, 8);
+    s->prequeue_ms = (int64_t)wire_get_uint(r, 8);
+    wire_check(r, s->opens_at_ms != 0); /* the encoder never writes a zero */
+}
+
 int codec_command_encode(const struct engine_command *c, uint8_t *buffer, size_t capacity,
                          size_t *length)
 {
@@ -82,6 +105,7 @@ int codec_command_encode(const struct engine_command *c, uint8_t *buffer, size_t
     switch (c->type) {
     case ENGINE_COMMAND_CREATE_EVENT:
         codec_event_spec_put(&w, &c->u.create_event);
+        schedule_put(&w, &c->u.create_event);
         break;
     case ENGINE_COMMAND_SET_STATE:
         wire_put_uint(&w, c->u.set_state.state, 1);
@@ -103,6 +127,9 @@ int codec_command_encode(const struct engine_command *c, uint8_t *buffer, size_t
         break;
     case ENGINE_COMMAND_TICK:
         break;
+    case ENGINE_COMMAND_DRAW:
+        wire_put_bytes(&w, c->u.draw.seed, sizeof(c->u.draw.seed));
+        break;
     default:
         return CATRACA_E_INVALID;
     }
@@ -117,6 +144,7 @@ static void get_command_body(struct wire_reader *r, struct engine_command *c)
     switch (c->type) {
     case ENGINE_COMMAND_CREATE_EVENT:
         codec_event_spec_get(r, &c->u.create_event);
+        schedule_get(r, &c->u.create_event);
         break;
     case ENGINE_COMMAND_SET_STATE:
         c->u.set_state.state = (uint8_t)wire_get_uint(r, 1);
@@ -136,6 +164,9 @@ static void get_command_body(struct wire_reader *r, struct engine_command *c)
         wire_get_string(r, c->u.cancel.customer, CATRACA_ID_MAX);
         break;
     case ENGINE_COMMAND_TICK:
+        break;
+    case ENGINE_COMMAND_DRAW:
+        wire_get_bytes(r, c->u.draw.seed, sizeof(c->u.draw.seed));
         break;
     default:
         wire_check(r, false);

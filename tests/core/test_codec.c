@@ -510,8 +510,8 @@ static void test_bad_outcome_fields(void **state)
     uint8_t record[CATRACA_OUTCOME_ENCODED_MAX];
     size_t length = encode_outcome(&o, record);
     size_t status_at = 2 + 8 + 8 + 8 + 4 + 4 + 1;
-    expect_patched(record, length, status_at, ENGINE_STATUS_REJECTED + 1, CATRACA_E_CORRUPT, true);
-    expect_patched(record, length, status_at + 1, ENGINE_REASON_INVALID_EVENT + 1,
+    expect_patched(record, length, status_at, ENGINE_STATUS_LAST + 1, CATRACA_E_CORRUPT, true);
+    expect_patched(record, length, status_at + 1, ENGINE_REASON_LAST + 1,
                    CATRACA_E_CORRUPT, true);
     expect_patched(record, length, status_at + 2, ENGINE_RESULT_CONFLICT + 1, CATRACA_E_CORRUPT,
                    true);
@@ -536,7 +536,7 @@ static void test_encode_refuses_what_decode_would(void **state)
     max_confirm(&c);
     c.u.confirm.payment_ref[CATRACA_ID_MAX] = 'p';
     assert_int_equal(codec_command_encode(&c, record, sizeof(record), &length), CATRACA_E_INVALID);
-    static const uint8_t types[] = {0, ENGINE_COMMAND_TICK + 1, 255};
+    static const uint8_t types[] = {0, ENGINE_COMMAND_LAST + 1, 255};
     for (size_t i = 0; i < sizeof(types); i++) {
         c.type = types[i];
         assert_int_equal(encode_command_exact(&c, sizeof(record)), CATRACA_E_INVALID);
@@ -558,8 +558,8 @@ static void test_encode_refuses_what_decode_would(void **state)
 
     struct engine_outcome o;
     uint8_t *fields[] = {&o.type, &o.status, &o.reason, &o.result, &o.event_state, &o.ticket_count};
-    static const uint8_t bad[] = {ENGINE_OUTCOME_EVENT + 1,        ENGINE_STATUS_REJECTED + 1,
-                                  ENGINE_REASON_INVALID_EVENT + 1, ENGINE_RESULT_CONFLICT + 1,
+    static const uint8_t bad[] = {ENGINE_OUTCOME_EVENT + 1,        ENGINE_STATUS_LAST + 1,
+                                  ENGINE_REASON_LAST + 1, ENGINE_RESULT_CONFLICT + 1,
                                   ENGINE_STATE_CLOSED + 1,         CATRACA_QUANTITY_MAX + 1};
     for (size_t i = 0; i < sizeof(bad); i++) {
         max_outcome(&o);
@@ -672,8 +672,8 @@ static void random_codec_outcome(struct engine_outcome *o)
     o->quantity = (uint32_t)xorshift();
     o->category = (uint8_t)xorshift();
     o->type = (uint8_t)(ENGINE_OUTCOME_PURCHASE + below(ENGINE_OUTCOME_EVENT));
-    o->status = (uint8_t)below(ENGINE_STATUS_REJECTED + 1);
-    o->reason = (uint8_t)below(ENGINE_REASON_INVALID_EVENT + 1);
+    o->status = (uint8_t)below(ENGINE_STATUS_LAST + 1);
+    o->reason = (uint8_t)below(ENGINE_REASON_LAST + 1);
     o->result = (uint8_t)below(ENGINE_RESULT_CONFLICT + 1);
     o->event_state = (uint8_t)below(ENGINE_STATE_CLOSED + 1);
     o->ticket_count = (uint8_t)below(CATRACA_QUANTITY_MAX + 1);

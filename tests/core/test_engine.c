@@ -552,7 +552,7 @@ static void test_snapshot_round_trip_and_rejects_garbage(void **state)
     struct engine_config small = {.purchases_max = 2, .customers_max = 64};
     struct engine *tiny;
     assert_int_equal(engine_new(&small, &tiny), 0);
-    buffer[4] = 1;
+    buffer[4] = 2; /* the version written */
     assert_int_equal(engine_snapshot_read(tiny, buffer, length), CATRACA_E_TOO_LARGE);
     engine_free(tiny);
     engine_free(copy);
