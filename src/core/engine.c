@@ -1448,6 +1448,11 @@ const char *engine_status_name(uint8_t status)
     return status < sizeof(names) / sizeof(names[0]) ? names[status] : "unknown";
 }
 
+bool engine_status_is_final(uint8_t status)
+{
+    return status >= ENGINE_STATUS_CONFIRMED && status <= ENGINE_STATUS_REJECTED;
+}
+
 const char *engine_reason_name(uint8_t reason)
 {
     static const char *const names[] = {

@@ -419,6 +419,8 @@ uint64_t engine_ticket_code(const uint8_t secret[CATRACA_SECRET_BYTES], uint64_t
 void engine_ticket_code_format(uint64_t code, char out[14]);
 
 const char *engine_status_name(uint8_t status); /* "held", ... as in API.md */
+/* CONFIRMED, EXPIRED, CANCELLED or REJECTED: it never changes again. */
+bool engine_status_is_final(uint8_t status);
 const char *engine_reason_name(uint8_t reason); /* "sold_out", ...; NULL for NONE */
 const char *engine_state_name(uint8_t state);   /* "open", "paused", "closed" */
 int engine_state_parse(const char *name, uint8_t *state);

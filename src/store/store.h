@@ -40,6 +40,9 @@ struct store_purchase {
     uint8_t reason; /* enum engine_reason; NONE unless rejected */
     int64_t hold_expires_at_ms;
     uint32_t position;
+    /* 0, or the 1-based place a pre-queue draw decided this purchase at: its place in the
+     * line among the drawn ones (which all stand ahead of later arrivals). Kept once set. */
+    uint32_t draw_rank;
     uint8_t ticket_count;
     uint64_t ticket_codes[CATRACA_QUANTITY_MAX];
     int64_t updated_ms;
@@ -60,7 +63,8 @@ struct store_event {
     struct engine_event_spec spec; /* as first created (secret included: never served) */
     uint8_t state;                 /* enum engine_sale_state now */
     struct engine_category_counts counts[CATRACA_CATEGORIES_MAX];
-    struct log_seq offset; /* last log entry applied */
+    struct engine_draw_view draw; /* a scheduled sale's draw (state NONE when not scheduled) */
+    struct log_seq offset;        /* last log entry applied */
     int64_t updated_ms;
 };
 

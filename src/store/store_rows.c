@@ -32,6 +32,13 @@ void store_counts_encode(const struct store_event *event, uint8_t *out, size_t *
             for (int b = 0; b < 4; b++)
                 out[n++] = (uint8_t)(values[v] >> (8 * b));
     }
+    if (event->draw.state != ENGINE_DRAW_NONE) {
+        uint32_t values[2] = {event->draw.prequeued, event->draw.deferred};
+        out[n++] = event->draw.state;
+        for (int v = 0; v < 2; v++)
+            for (int b = 0; b < 4; b++)
+                out[n++] = (uint8_t)(values[v] >> (8 * b));
+    }
     *length = n;
 }
 
@@ -47,6 +54,18 @@ void store_counts_decode(const uint8_t *in, size_t length, struct store_event *e
         event->counts[i] = (struct engine_category_counts){values[0], values[1], values[2],
                                                            values[3], values[4], values[5]};
     }
+    size_t draw_at = (size_t)event->spec.category_count * 24;
+    event->draw = (struct engine_draw_view){.state = ENGINE_DRAW_NONE};
+    if (length < draw_at + STORE_COUNTS_DRAW_BYTES || in[draw_at] > ENGINE_DRAW_DONE)
+        return;
+    uint32_t values[2];
+    for (int v = 0; v < 2; v++) {
+        const uint8_t *p = in + draw_at + 1 + (size_t)v * 4;
+        values[v] =
+            (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    }
+    event->draw =
+        (struct engine_draw_view){.state = in[draw_at], .prequeued = values[0], .deferred = values[1]};
 }
 
 size_t store_tickets_encode(const struct store_purchase *purchase, uint8_t *out)

@@ -1,7 +1,10 @@
 /*
  * store_rows.h - the byte formats every store adapter uses for the columns
  * that are not plain numbers: an event's spec (a codec CREATE_EVENT record),
- * its counters (six little-endian uint32 per category) and ticket codes
+ * its counters (six little-endian uint32 per category, then for a scheduled
+ * sale the draw: its state byte and two little-endian uint32, the purchases
+ * pre-queued and deferred; absent, as in rows written before, for any other
+ * sale) and ticket codes
  * (eight little-endian bytes each). One definition, so a database written by
  * one adapter reads the same in tools written against another.
  */
@@ -13,7 +16,8 @@
 
 #include "store/store.h"
 
-#define STORE_COUNTS_BYTES_MAX (CATRACA_CATEGORIES_MAX * 24)
+#define STORE_COUNTS_DRAW_BYTES 9
+#define STORE_COUNTS_BYTES_MAX (CATRACA_CATEGORIES_MAX * 24 + STORE_COUNTS_DRAW_BYTES)
 #define STORE_TICKETS_BYTES_MAX (CATRACA_QUANTITY_MAX * 8)
 
 /* spec into out[CATRACA_COMMAND_ENCODED_MAX]; 0 or a codec error. */
