@@ -89,15 +89,15 @@ int api_json_time_parse(const char *text, int64_t *ms)
         !parse_digits(&s, 2, &hour) || !parse_literal(&s, ':') || !parse_digits(&s, 2, &minute) ||
         !parse_literal(&s, ':') || !parse_digits(&s, 2, &second))
         return CATRACA_E_INVALID;
-    if (*s == '.') { /* milliseconds kept, finer digits (at most 9 in all) dropped */
+    if (*s == '.') { /* milliseconds kept, finer digits dropped */
         s++;
         int digits = 0;
-        for (; *s >= '0' && *s <= '9' && digits < 9; s++, digits++)
+        for (; *s >= '0' && *s <= '9'; s++, digits++)
             if (digits < 3)
                 fraction_ms = fraction_ms * 10 + (*s - '0');
         if (digits == 0)
             return CATRACA_E_INVALID;
-        for (int i = digits; i < 3; i++)
+        for (int i = digits; i < 3; i++) /* ".5" is 500 ms */
             fraction_ms *= 10;
     }
     int offset_minutes = 0;
@@ -113,7 +113,7 @@ int api_json_time_parse(const char *text, int64_t *ms)
         return CATRACA_E_INVALID;
     }
     static const int days_in_month[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (*s != '\0' || year < 1970 || month < 1 || month > 12 || day < 1 ||
+    if (*s != '\0' || month < 1 || month > 12 || day < 1 ||
         day > days_in_month[month - 1] || hour > 23 || minute > 59 || second > 60)
         return CATRACA_E_INVALID;
     bool is_leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
@@ -123,7 +123,7 @@ int api_json_time_parse(const char *text, int64_t *ms)
                     .tm_hour = hour, .tm_min = minute, .tm_sec = second};
     int64_t seconds = (int64_t)timegm(&tm) - (int64_t)offset_minutes * 60;
     *ms = seconds * 1000 + fraction_ms;
-    return *ms > 0 ? 0 : CATRACA_E_INVALID;
+    return 0;
 }
 
 static int fail(char message[API_ERROR_MESSAGE_MAX], const char *text)
@@ -386,7 +386,8 @@ static int parse_schedule(const cJSON *root, struct engine_event_spec *out,
     if (opens_at == NULL && prequeue_seconds != 0)
         return fail(message, "prequeue_seconds needs opens_at");
     if (opens_at != NULL && opens_at_ms <= prequeue_seconds * 1000)
-        return fail(message, "the pre-queue window must start after 1970-01-01T00:00:00Z");
+        return fail(message, "the pre-queue window (opens_at - prequeue_seconds) must start after "
+                             "1970-01-01T00:00:00Z");
     out->opens_at_ms = opens_at_ms;
     out->prequeue_ms = prequeue_seconds * 1000;
     return 0;

@@ -140,6 +140,25 @@ class Sale:
         return order
 
 
+class ScriptTest(unittest.TestCase):
+    def test_the_design_shows_the_script_that_runs(self):
+        with open(os.path.join(os.path.dirname(SCRIPT), "..", "docs", "DESIGN.md")) as f:
+            block = f.read().split("```python\n", 1)[1].split("```", 1)[0]
+        with open(SCRIPT) as f:
+            self.assertTrue(f.read().endswith(block), "docs/DESIGN.md and the script differ")
+
+    def test_a_seed_that_is_not_the_committed_one_is_refused(self):
+        seed = "11" * 32
+        run = subprocess.run([sys.executable, SCRIPT, seed, hashlib.sha256(b"other").hexdigest()],
+                             input="p_0000000000001\n", capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(run.returncode, 0)
+        self.assertIn("not the committed draw", run.stderr)
+        commitment = hashlib.sha256(bytes.fromhex(seed)).hexdigest()
+        ids = ["p_%013d" % n for n in range(20)]
+        expected = sorted(ids, key=lambda p: hashlib.sha256(bytes.fromhex(seed) + p.encode()).digest())
+        self.assertEqual(recompute(seed, commitment, ids[::-1]), expected)
+
+
 class EmbeddedPrequeueTest(unittest.TestCase):
     def test_the_order_is_the_published_seeds(self):
         server = Server()
