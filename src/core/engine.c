@@ -586,8 +586,7 @@ static void draw_sift_down(const struct engine *e, const uint8_t *seed, uint32_t
 }
 
 /* Heapsort: in place, O(n log n), no recursion and no allocation (engine rules). */
-static void draw_sort(const struct engine *e, const uint8_t *seed, uint32_t *slots,
-                      uint32_t count)
+static void draw_sort(const struct engine *e, const uint8_t *seed, uint32_t *slots, uint32_t count)
 {
     for (uint32_t i = count / 2; i-- > 0;)
         draw_sift_down(e, seed, slots, count, i);
@@ -1443,7 +1442,7 @@ void engine_ticket_code_format(uint64_t code, char out[14])
 const char *engine_status_name(uint8_t status)
 {
     /* PREQUEUED and DEFERRED are undecided, so "queued" too (the API adds "prequeue"). */
-    static const char *const names[] = {"queued",   "waiting", "held",  "confirmed", "expired",
+    static const char *const names[] = {"queued",    "waiting",  "held",   "confirmed", "expired",
                                         "cancelled", "rejected", "queued", "queued"};
     return status < sizeof(names) / sizeof(names[0]) ? names[status] : "unknown";
 }
@@ -1455,11 +1454,23 @@ bool engine_status_is_final(uint8_t status)
 
 const char *engine_reason_name(uint8_t reason)
 {
-    static const char *const names[] = {
-        NULL,           "sold_out",          "limit_exceeded",   "sale_closed",  "unknown_category",
-        "engine_full",  "invalid",           "unknown_purchase", "hold_expired", "hold_cancelled",
-        "not_held",     "already_confirmed", "not_owner",        "no_event",     "event_mismatch",
-        "invalid_event", "sale_not_open"};
+    static const char *const names[] = {NULL,
+                                        "sold_out",
+                                        "limit_exceeded",
+                                        "sale_closed",
+                                        "unknown_category",
+                                        "engine_full",
+                                        "invalid",
+                                        "unknown_purchase",
+                                        "hold_expired",
+                                        "hold_cancelled",
+                                        "not_held",
+                                        "already_confirmed",
+                                        "not_owner",
+                                        "no_event",
+                                        "event_mismatch",
+                                        "invalid_event",
+                                        "sale_not_open"};
     return reason < sizeof(names) / sizeof(names[0]) ? names[reason] : "unknown";
 }
 

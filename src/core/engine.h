@@ -94,7 +94,7 @@
  *       slots, engine_purchase_view) in the draw's order. The draw is the same in every
  *       state: a purchase decided while the sale is paused or closed is rejected
  *       SALE_CLOSED (rule d applies too).
-  *
+ *
  *  Strings in commands are read up to their first NUL or the end of their
  *  array, whichever comes first; the engine never reads past an array.
  *  Identifiers compare as those bounded strings.

@@ -113,14 +113,18 @@ int api_json_time_parse(const char *text, int64_t *ms)
         return CATRACA_E_INVALID;
     }
     static const int days_in_month[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (*s != '\0' || month < 1 || month > 12 || day < 1 ||
-        day > days_in_month[month - 1] || hour > 23 || minute > 59 || second > 60)
+    if (*s != '\0' || month < 1 || month > 12 || day < 1 || day > days_in_month[month - 1] ||
+        hour > 23 || minute > 59 || second > 60)
         return CATRACA_E_INVALID;
     bool is_leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
     if (month == 2 && day == 29 && !is_leap)
         return CATRACA_E_INVALID;
-    struct tm tm = {.tm_year = year - 1900, .tm_mon = month - 1, .tm_mday = day,
-                    .tm_hour = hour, .tm_min = minute, .tm_sec = second};
+    struct tm tm = {.tm_year = year - 1900,
+                    .tm_mon = month - 1,
+                    .tm_mday = day,
+                    .tm_hour = hour,
+                    .tm_min = minute,
+                    .tm_sec = second};
     int64_t seconds = (int64_t)timegm(&tm) - (int64_t)offset_minutes * 60;
     *ms = seconds * 1000 + fraction_ms;
     return 0;

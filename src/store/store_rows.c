@@ -64,8 +64,8 @@ void store_counts_decode(const uint8_t *in, size_t length, struct store_event *e
         values[v] =
             (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
     }
-    event->draw =
-        (struct engine_draw_view){.state = in[draw_at], .prequeued = values[0], .deferred = values[1]};
+    event->draw = (struct engine_draw_view){
+        .state = in[draw_at], .prequeued = values[0], .deferred = values[1]};
 }
 
 size_t store_tickets_encode(const struct store_purchase *purchase, uint8_t *out)

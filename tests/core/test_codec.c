@@ -511,8 +511,7 @@ static void test_bad_outcome_fields(void **state)
     size_t length = encode_outcome(&o, record);
     size_t status_at = 2 + 8 + 8 + 8 + 4 + 4 + 1;
     expect_patched(record, length, status_at, ENGINE_STATUS_LAST + 1, CATRACA_E_CORRUPT, true);
-    expect_patched(record, length, status_at + 1, ENGINE_REASON_LAST + 1,
-                   CATRACA_E_CORRUPT, true);
+    expect_patched(record, length, status_at + 1, ENGINE_REASON_LAST + 1, CATRACA_E_CORRUPT, true);
     expect_patched(record, length, status_at + 2, ENGINE_RESULT_CONFLICT + 1, CATRACA_E_CORRUPT,
                    true);
     expect_patched(record, length, status_at + 3, ENGINE_STATE_CLOSED + 1, CATRACA_E_CORRUPT, true);
@@ -558,9 +557,9 @@ static void test_encode_refuses_what_decode_would(void **state)
 
     struct engine_outcome o;
     uint8_t *fields[] = {&o.type, &o.status, &o.reason, &o.result, &o.event_state, &o.ticket_count};
-    static const uint8_t bad[] = {ENGINE_OUTCOME_EVENT + 1,        ENGINE_STATUS_LAST + 1,
-                                  ENGINE_REASON_LAST + 1, ENGINE_RESULT_CONFLICT + 1,
-                                  ENGINE_STATE_CLOSED + 1,         CATRACA_QUANTITY_MAX + 1};
+    static const uint8_t bad[] = {ENGINE_OUTCOME_EVENT + 1, ENGINE_STATUS_LAST + 1,
+                                  ENGINE_REASON_LAST + 1,   ENGINE_RESULT_CONFLICT + 1,
+                                  ENGINE_STATE_CLOSED + 1,  CATRACA_QUANTITY_MAX + 1};
     for (size_t i = 0; i < sizeof(bad); i++) {
         max_outcome(&o);
         *fields[i] = bad[i];

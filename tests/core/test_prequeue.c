@@ -195,8 +195,8 @@ static void test_window_and_draw_order(void **state)
     for (size_t i = 0; i < 12; i++) {
         const struct engine_outcome *d = &out.items[1 + i];
         assert_int_equal(d->purchase_id, expected[i]);
-        uint8_t status = i < 3 ? ENGINE_STATUS_HELD
-                               : (i < 6 ? ENGINE_STATUS_WAITING : ENGINE_STATUS_REJECTED);
+        uint8_t status =
+            i < 3 ? ENGINE_STATUS_HELD : (i < 6 ? ENGINE_STATUS_WAITING : ENGINE_STATUS_REJECTED);
         assert_int_equal(d->status, status);
         if (status == ENGINE_STATUS_WAITING)
             assert_int_equal(d->position, i - 2);
@@ -467,9 +467,10 @@ static void test_sha256_matches_openssl(void **state)
 {
     (void)state;
     uint8_t ours[32], theirs[32];
-    static const uint8_t abc[32] = {0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40,
-                                    0xde, 0x5d, 0xae, 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17,
-                                    0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+    static const uint8_t abc[32] = {0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea,
+                                    0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+                                    0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c,
+                                    0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
     sha256_two("a", 1, "bc", 2, ours);
     assert_memory_equal(ours, abc, 32);
     uint8_t data[300];
