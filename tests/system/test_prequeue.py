@@ -14,6 +14,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -23,8 +24,10 @@ SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "s
                       "verify_draw.py")
 CAPACITY = 5
 BUYERS = 9            # 5 held, 4 waiting in the draw's order (a line bounded by held stock)
-WINDOW_IN_S = 1.5     # the pre-queue window opens this long after creation
-PREQUEUE_S = 2        # and lasts this long
+# Short windows, with room for a loaded machine (the 201 of a creation waits for its decision).
+WINDOW_IN_S = 3       # the pre-queue window opens this long after creation (embedded)
+WINDOW_IN_S_DISTRIBUTED = 6  # a new event waits for a worker to take its lease first
+PREQUEUE_S = 3        # and lasts this long
 
 
 def rfc3339(t):
@@ -32,8 +35,8 @@ def rfc3339(t):
         timespec="milliseconds").replace("+00:00", "Z")
 
 
-def create_scheduled(client, event_id):
-    opens_at = time.time() + WINDOW_IN_S + PREQUEUE_S
+def create_scheduled(client, event_id, window_in_s):
+    opens_at = time.time() + window_in_s + PREQUEUE_S
     body = {"id": event_id, "name": "Scheduled " + event_id, "hold_seconds": 600,
             "per_customer_limit": 1, "opens_at": rfc3339(opens_at),
             "prequeue_seconds": PREQUEUE_S,
@@ -68,30 +71,43 @@ def wait_drawn(client, event_id, timeout=30):
 class Sale:
     """One scheduled sale driven through a client factory (a Server or a Cluster)."""
 
-    def __init__(self, test, target, event_id):
+    def __init__(self, test, target, event_id, window_in_s=WINDOW_IN_S):
         self.test, self.target, self.event_id = test, target, event_id
+        self.window_in_s = window_in_s
 
     def before_the_draw(self):
         t = self.test
         c = self.target.client()
-        created, self.opens_at = create_scheduled(c, self.event_id)
+        created, self.opens_at = create_scheduled(c, self.event_id, self.window_in_s)
         t.assertEqual(created["prequeue_seconds"], PREQUEUE_S)
         t.assertIsNone(created["draw"]["seed"], "the seed is secret until the draw")
         self.commitment = created["draw"]["seed_sha256"]
         t.assertRegex(self.commitment, "^[0-9a-f]{64}$")
         window = self.opens_at - PREQUEUE_S
+        # The 201 waits for the event's decision: the early buyer below must still be early.
+        t.assertLess(time.time(), window - 0.5, "creating the event took too long for the test")
         # Before the window: accepted into the log, refused by the engine with its own reason.
         status, early, _ = buy(c, self.event_id, "early")
         t.assertEqual(status, 202, early)
         early = wait_status(c, early["id"], "early", lambda s: s != "queued")
         t.assertEqual((early["status"], early["reason"]), ("rejected", "sale_not_open"))
         time.sleep(max(0.0, window - time.time()) + 0.2)
-        self.ids = {}
-        for n in range(BUYERS):
-            customer = f"b{n}"
-            status, p, _ = buy(c, self.event_id, customer)
+        self.ids, answers = {}, {}
+
+        def join(customer):  # all at once: the window is short
+            client = self.target.client()
+            answers[customer] = buy(client, self.event_id, customer)
+            client.close()
+
+        threads = [threading.Thread(target=join, args=(f"b{n}",)) for n in range(BUYERS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        for customer, (status, p, _) in sorted(answers.items()):
             t.assertEqual(status, 202, p)
             self.ids[p["id"]] = customer
+        t.assertEqual(len(self.ids), BUYERS)
         t.assertLess(time.time(), self.opens_at - 0.3, "the window was too short for the buyers")
         pid, customer = next(iter(self.ids.items()))
         deadline = time.time() + 10
@@ -208,7 +224,7 @@ class DistributedPrequeueTest(unittest.TestCase):
         rng = random.Random(seed_from_env("pre-queue distributed"))
         cluster = Cluster(lease_ms=1500)
         try:
-            sale = Sale(self, cluster, "ev-pre-dist")
+            sale = Sale(self, cluster, "ev-pre-dist", WINDOW_IN_S_DISTRIBUTED)
             sale.before_the_draw()
             time.sleep(max(0.0, sale.opens_at - time.time() + rng.uniform(-0.3, 0.4)))
             owner, _ = cluster.owner_of("ev-pre-dist")
