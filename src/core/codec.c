@@ -16,7 +16,8 @@
 static bool event_spec_is_encodable(const struct engine_event_spec *s)
 {
     return s->category_count >= 1 && s->category_count <= CATRACA_CATEGORIES_MAX &&
-           s->state >= ENGINE_STATE_OPEN && s->state <= ENGINE_STATE_CLOSED;
+           s->state >= ENGINE_STATE_OPEN && s->state <= ENGINE_STATE_CLOSED &&
+           s->line_policy <= ENGINE_LINE_UNBOUNDED;
 }
 
 static bool outcome_is_encodable(const struct engine_outcome *o)
@@ -30,6 +31,35 @@ static bool outcome_is_encodable(const struct engine_outcome *o)
 /* ---- commands ---------------------------------------------------------------------------- */
 
 /* Only the first category_count categories are written; the rest of the array is not read. */
+/* Version 2 appends the line policy to the spec (version 1 specs are BOUNDED, the zero value). */
+static void codec_line_policy_put(struct wire_writer *w, const struct engine_event_spec *s)
+{
+    wire_put_uint(w, s->line_policy, 1);
+}
+
+static void codec_line_policy_get(struct wire_reader *r, struct engine_event_spec *s)
+{
+    s->line_policy = (uint8_t)wire_get_uint(r, 1);
+    wire_check(r, s->line_policy <= ENGINE_LINE_UNBOUNDED);
+}
+
+/*
+ * Version 3 appends the schedule after the line policy, always (0, 0 for a sale that is not
+ * scheduled): versions 1 and 2 read as not scheduled, the zero value. Whether the pair is a
+ * valid schedule is the engine's answer (INVALID_EVENT), not the codec's.
+ */
+static void codec_schedule_put(struct wire_writer *w, const struct engine_event_spec *s)
+{
+    wire_put_uint(w, (uint64_t)s->opens_at_ms, 8);
+    wire_put_uint(w, (uint64_t)s->prequeue_ms, 8);
+}
+
+static void codec_schedule_get(struct wire_reader *r, struct engine_event_spec *s)
+{
+    s->opens_at_ms = (int64_t)wire_get_uint(r, 8);
+    s->prequeue_ms = (int64_t)wire_get_uint(r, 8);
+}
+
 void codec_event_spec_put(struct wire_writer *w, const struct engine_event_spec *s)
 {
     if (!event_spec_is_encodable(s)) {
@@ -51,9 +81,17 @@ void codec_event_spec_put(struct wire_writer *w, const struct engine_event_spec 
         wire_put_uint(w, (uint64_t)c->price_cents, 8);
         wire_put_uint(w, c->capacity, 4);
     }
+    codec_line_policy_put(w, s);
+    codec_schedule_put(w, s);
 }
 
 void codec_event_spec_get(struct wire_reader *r, struct engine_event_spec *s)
+{
+    codec_event_spec_get_version(r, s, CODEC_VERSION);
+}
+
+void codec_event_spec_get_version(struct wire_reader *r, struct engine_event_spec *s,
+                                  uint8_t version)
 {
     wire_get_string(r, s->id, CATRACA_ID_MAX);
     wire_get_string(r, s->name, CATRACA_NAME_MAX);
@@ -70,29 +108,13 @@ void codec_event_spec_get(struct wire_reader *r, struct engine_event_spec *s)
         c->price_cents = (int64_t)wire_get_uint(r, 8);
         c->capacity = (uint32_t)wire_get_uint(r, 4);
     }
-}
-
-/*
- * A scheduled sale's opens_at_ms and prequeue_ms follow a CREATE_EVENT's categories, only
- * when opens_at_ms != 0: a record without them is exactly a record of before schedules, and
- * every log written then still decodes.
- */
-static void schedule_put(struct wire_writer *w, const struct engine_event_spec *s)
-{
-    if (s->opens_at_ms == 0)
-        return;
-    wire_put_uint(w, (uint64_t)s->opens_at_ms, 8);
-    wire_put_uint(w, (uint64_t)s->prequeue_ms, 8);
-}
-
-static void schedule_get(struct wire_reader *r, struct engine_event_spec *s)
-{
-    if (r->error != 0 || r->offset == r->length)
-        return;
-    wire_check(r, r->length - r->offset == 16); /* nothing else may follow the categories */
-    s->opens_at_ms = (int64_t)wire_get_uint(r, 8);
-    s->prequeue_ms = (int64_t)wire_get_uint(r, 8);
-    wire_check(r, s->opens_at_ms != 0); /* the encoder never writes a zero */
+    s->line_policy = ENGINE_LINE_BOUNDED;
+    if (version >= 2 && r->error == 0)
+        codec_line_policy_get(r, s);
+    s->opens_at_ms = 0;
+    s->prequeue_ms = 0;
+    if (version >= 3 && r->error == 0)
+        codec_schedule_get(r, s);
 }
 
 int codec_command_encode(const struct engine_command *c, uint8_t *buffer, size_t capacity,
@@ -105,7 +127,6 @@ int codec_command_encode(const struct engine_command *c, uint8_t *buffer, size_t
     switch (c->type) {
     case ENGINE_COMMAND_CREATE_EVENT:
         codec_event_spec_put(&w, &c->u.create_event);
-        schedule_put(&w, &c->u.create_event);
         break;
     case ENGINE_COMMAND_SET_STATE:
         wire_put_uint(&w, c->u.set_state.state, 1);
@@ -139,12 +160,11 @@ int codec_command_encode(const struct engine_command *c, uint8_t *buffer, size_t
     return 0;
 }
 
-static void get_command_body(struct wire_reader *r, struct engine_command *c)
+static void get_command_body(struct wire_reader *r, struct engine_command *c, uint8_t version)
 {
     switch (c->type) {
     case ENGINE_COMMAND_CREATE_EVENT:
-        codec_event_spec_get(r, &c->u.create_event);
-        schedule_get(r, &c->u.create_event);
+        codec_event_spec_get_version(r, &c->u.create_event, version);
         break;
     case ENGINE_COMMAND_SET_STATE:
         c->u.set_state.state = (uint8_t)wire_get_uint(r, 1);
@@ -183,23 +203,26 @@ static int finish(struct wire_reader *r, void *out, size_t size)
     return r->error;
 }
 
-static bool get_version(struct wire_reader *r)
+/* Reads the version byte: every version from CODEC_VERSION_OLDEST on is read (logs outlive
+ * binaries); 0 when the record is refused. */
+static uint8_t get_version(struct wire_reader *r)
 {
     uint64_t version = wire_get_uint(r, 1);
-    if (r->error == 0 && version != CODEC_VERSION)
+    if (r->error == 0 && (version < CODEC_VERSION_OLDEST || version > CODEC_VERSION))
         r->error = CATRACA_E_VERSION;
-    return r->error == 0;
+    return r->error == 0 ? (uint8_t)version : 0;
 }
 
 int codec_command_decode(const uint8_t *buffer, size_t length, struct engine_command *out)
 {
     struct wire_reader r = {.buffer = buffer, .length = length};
     memset(out, 0, sizeof(*out));
-    if (get_version(&r)) {
+    uint8_t version = get_version(&r);
+    if (version != 0) {
         out->type = (uint8_t)wire_get_uint(&r, 1);
         out->now_ms = (int64_t)wire_get_uint(&r, 8);
         if (r.error == 0)
-            get_command_body(&r, out);
+            get_command_body(&r, out, version);
     }
     return finish(&r, out, sizeof(*out));
 }
@@ -237,7 +260,7 @@ int codec_outcome_decode(const uint8_t *buffer, size_t length, struct engine_out
 {
     struct wire_reader r = {.buffer = buffer, .length = length};
     memset(out, 0, sizeof(*out));
-    if (get_version(&r)) {
+    if (get_version(&r) != 0) {
         out->type = (uint8_t)wire_get_uint(&r, 1);
         out->purchase_id = wire_get_uint(&r, 8);
         out->customer_key = wire_get_uint(&r, 8);

@@ -2,7 +2,12 @@
  * codec.h - the wire format of commands and outcomes, as stored in the log
  * and the store.
  *
- * Format version 1, little-endian, no padding:
+ * Format version 3, little-endian, no padding. Older versions are still read:
+ * version 2 is version 3 without the event spec's last 16 bytes, the schedule
+ * (opens_at_ms, prequeue_ms; read as 0, 0: not scheduled), and version 1 is
+ * version 2 without the byte before them, the line policy (read as
+ * ENGINE_LINE_BOUNDED). Records other than CREATE_EVENT are the same in every
+ * version.
  *   byte 0      format version (CODEC_VERSION)
  *   byte 1      type (enum engine_command_type / engine_outcome_type)
  *   then the type's fields in declaration order: integers fixed-width LE,
@@ -31,7 +36,8 @@
 #include "core/engine.h"
 #include "core/wire.h"
 
-#define CODEC_VERSION 1
+#define CODEC_VERSION 3
+#define CODEC_VERSION_OLDEST 1
 
 int codec_command_encode(const struct engine_command *command, uint8_t *buffer, size_t capacity,
                          size_t *length);
@@ -44,5 +50,8 @@ int codec_outcome_decode(const uint8_t *buffer, size_t length, struct engine_out
 /* The event spec's part of the format, shared with engine snapshots. */
 void codec_event_spec_put(struct wire_writer *writer, const struct engine_event_spec *spec);
 void codec_event_spec_get(struct wire_reader *reader, struct engine_event_spec *spec);
+/* The spec as format `version` wrote it (engine snapshots of format 1 carry version 1 specs). */
+void codec_event_spec_get_version(struct wire_reader *reader, struct engine_event_spec *spec,
+                                  uint8_t version);
 
 #endif

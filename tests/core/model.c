@@ -4,7 +4,10 @@
  */
 #include "model.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include <openssl/sha.h>
 
 void model_init(struct model *m)
 {
@@ -31,6 +34,25 @@ void model_counts(const struct model *m, uint32_t c, struct engine_category_coun
     for (size_t i = 0; i < m->count; i++)
         if (m->purchases[i].category == (int)c && m->purchases[i].status == ENGINE_STATUS_WAITING)
             out->waiting_count++;
+    out->returned = m->returned[c];
+    out->available_again_at_ms = m->available_again_at_ms[c];
+}
+
+static bool line_is_empty(const struct model *m, int c)
+{
+    for (size_t i = 0; i < m->count; i++)
+        if (m->purchases[i].category == c && m->purchases[i].status == ENGINE_STATUS_WAITING)
+            return false;
+    return true;
+}
+
+/* Tickets returned and offered to the line: any left with nobody waiting are available again. */
+static void note_available_again(struct model *m, int c)
+{
+    struct engine_category_counts counts;
+    model_counts(m, (uint32_t)c, &counts);
+    if (line_is_empty(m, c) && counts.available > 0)
+        m->available_again_at_ms[c] = m->now_ms;
 }
 
 static uint32_t customer_tickets(const struct model *m, const char *customer)
@@ -40,7 +62,8 @@ static uint32_t customer_tickets(const struct model *m, const char *customer)
         const struct model_purchase *p = &m->purchases[i];
         if (strcmp(p->customer, customer) == 0 &&
             (p->status == ENGINE_STATUS_HELD || p->status == ENGINE_STATUS_CONFIRMED ||
-             p->status == ENGINE_STATUS_WAITING))
+             p->status == ENGINE_STATUS_WAITING || p->status == ENGINE_STATUS_PREQUEUED ||
+             p->status == ENGINE_STATUS_DEFERRED))
             total += p->quantity;
     }
     return total;
@@ -129,8 +152,10 @@ static void advance(struct model *m, int64_t now_ms)
         if (due == m->count)
             return;
         m->purchases[due].status = ENGINE_STATUS_EXPIRED;
+        m->returned[m->purchases[due].category] += m->purchases[due].quantity;
         emit(m, due, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, 0);
         serve(m, m->purchases[due].category);
+        note_available_again(m, m->purchases[due].category);
     }
 }
 
@@ -139,7 +164,7 @@ static bool spec_valid(const struct engine_event_spec *s)
     if (s->id[0] == 0 || s->hold_ms < CATRACA_HOLD_MS_MIN || s->hold_ms > CATRACA_HOLD_MS_MAX ||
         s->per_customer_limit < 1 || s->per_customer_limit > CATRACA_QUANTITY_MAX ||
         s->state < ENGINE_STATE_OPEN || s->state > ENGINE_STATE_CLOSED || s->category_count < 1 ||
-        s->category_count > CATRACA_CATEGORIES_MAX)
+        s->category_count > CATRACA_CATEGORIES_MAX || s->line_policy > ENGINE_LINE_UNBOUNDED)
         return false;
     for (int i = 0; i < s->category_count; i++) {
         if (s->categories[i].id[0] == 0 || s->categories[i].capacity < 1 ||
@@ -149,14 +174,18 @@ static bool spec_valid(const struct engine_event_spec *s)
             if (strcmp(s->categories[i].id, s->categories[j].id) == 0)
                 return false;
     }
-    return true;
+    if (s->opens_at_ms == 0)
+        return s->prequeue_ms == 0;
+    return s->prequeue_ms >= 0 && s->prequeue_ms <= CATRACA_PREQUEUE_MS_MAX &&
+           s->opens_at_ms > s->prequeue_ms;
 }
 
 static bool spec_same(const struct engine_event_spec *a, const struct engine_event_spec *b)
 {
     if (strcmp(a->id, b->id) || strcmp(a->name, b->name) || a->hold_ms != b->hold_ms ||
         a->per_customer_limit != b->per_customer_limit || a->state != b->state ||
-        a->category_count != b->category_count)
+        a->category_count != b->category_count || a->line_policy != b->line_policy ||
+        a->opens_at_ms != b->opens_at_ms || a->prequeue_ms != b->prequeue_ms)
         return false;
     for (int i = 0; i < a->category_count; i++)
         if (strcmp(a->categories[i].id, b->categories[i].id) ||
@@ -179,6 +208,7 @@ static void create_event(struct model *m, const struct engine_event_spec *s)
     } else {
         m->event = *s;
         m->state = s->state;
+        m->draw_state = s->opens_at_ms != 0 ? ENGINE_DRAW_PENDING : ENGINE_DRAW_NONE;
         emit_bare(m, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_OK, 0);
     }
 }
@@ -228,19 +258,30 @@ static uint8_t decide(struct model *m, struct model_purchase *p)
         return ENGINE_REASON_INVALID;
     if (m->state != ENGINE_STATE_OPEN)
         return ENGINE_REASON_SALE_CLOSED;
+    bool is_pending = m->draw_state == ENGINE_DRAW_PENDING;
+    if (is_pending && m->now_ms < m->event.opens_at_ms - m->event.prequeue_ms)
+        return ENGINE_REASON_SALE_NOT_OPEN;
     if (p->category < 0)
         return ENGINE_REASON_UNKNOWN_CATEGORY;
     if (customer_tickets(m, p->customer) + p->quantity > m->event.per_customer_limit)
         return ENGINE_REASON_LIMIT_EXCEEDED;
+    if (is_pending) { /* rules h2, i2: undecided until the draw */
+        p->status =
+            m->now_ms < m->event.opens_at_ms ? ENGINE_STATUS_PREQUEUED : ENGINE_STATUS_DEFERRED;
+        return 0;
+    }
     struct engine_category_counts c;
     model_counts(m, (uint32_t)p->category, &c);
     if (c.waiting_count == 0 && c.available >= p->quantity) {
         p->status = ENGINE_STATUS_HELD;
         p->expires_at_ms = m->now_ms + m->event.hold_ms;
-    } else if ((int64_t)c.available + c.held - c.waiting_quantity >= p->quantity) {
+    } else if ((int64_t)c.available + c.held < p->quantity) {
+        return ENGINE_REASON_SOLD_OUT; /* capacity - sold: no later command can serve it */
+    } else if (m->event.line_policy == ENGINE_LINE_UNBOUNDED ||
+               (int64_t)c.available + c.held - c.waiting_quantity >= p->quantity) {
         p->status = ENGINE_STATUS_WAITING;
     } else {
-        return ENGINE_REASON_SOLD_OUT;
+        return ENGINE_REASON_LINE_FULL;
     }
     return 0;
 }
@@ -275,19 +316,24 @@ static void purchase(struct model *m, const struct engine_command *c)
     emit(m, m->count - 1, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, 0);
 }
 
-/* After a confirm: walk the line from the head with budget available + held. */
+/*
+ * After a confirm: walk the line from the head. Unbounded: reject what exceeds
+ * capacity - sold. Bounded: with budget available + held, reject what exceeds
+ * what is left of it (SOLD_OUT when it exceeds capacity - sold, else LINE_FULL).
+ */
 static void sweep(struct model *m, int c)
 {
     struct engine_category_counts counts;
     model_counts(m, (uint32_t)c, &counts);
-    uint32_t budget = counts.available + counts.held;
+    uint32_t servable = counts.available + counts.held;
+    uint32_t budget = m->event.line_policy == ENGINE_LINE_UNBOUNDED ? UINT32_MAX : servable;
     for (size_t i = 0; i < m->count; i++) {
         struct model_purchase *p = &m->purchases[i];
         if (p->category != c || p->status != ENGINE_STATUS_WAITING)
             continue;
-        if (p->quantity > budget) {
+        if (p->quantity > servable || p->quantity > budget) {
             p->status = ENGINE_STATUS_REJECTED;
-            p->reason = ENGINE_REASON_SOLD_OUT;
+            p->reason = p->quantity > servable ? ENGINE_REASON_SOLD_OUT : ENGINE_REASON_LINE_FULL;
             emit(m, i, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, 0);
         } else {
             budget -= p->quantity;
@@ -315,6 +361,14 @@ static void confirm(struct model *m, const struct engine_command *c)
     if (p->status == ENGINE_STATUS_CONFIRMED &&
         strcmp(p->payment_ref, c->u.confirm.payment_ref) == 0) {
         emit(m, (size_t)i, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_REPEATED, 0);
+    } else if (p->status == ENGINE_STATUS_EXPIRED && !p->is_refund_due) {
+        p->is_refund_due = true; /* a late payment: recorded, never a ticket */
+        strcpy(p->payment_ref, c->u.confirm.payment_ref);
+        emit(m, (size_t)i, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_OK, ENGINE_REASON_REFUND_DUE);
+    } else if (p->status == ENGINE_STATUS_EXPIRED) {
+        bool is_same = strcmp(p->payment_ref, c->u.confirm.payment_ref) == 0;
+        emit(m, (size_t)i, ENGINE_OUTCOME_CONFIRM,
+             is_same ? ENGINE_RESULT_REPEATED : ENGINE_RESULT_CONFLICT, ENGINE_REASON_REFUND_DUE);
     } else if (p->status != ENGINE_STATUS_HELD) {
         emit(m, (size_t)i, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_CONFLICT, refusal(p->status));
     } else {
@@ -339,12 +393,91 @@ static void cancel(struct model *m, const struct engine_command *c)
         emit(m, (size_t)i, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_CONFLICT, ENGINE_REASON_NOT_OWNER);
     } else if (p->status == ENGINE_STATUS_CANCELLED) {
         emit(m, (size_t)i, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_REPEATED, 0);
+    } else if (p->status == ENGINE_STATUS_WAITING) {
+        p->status = ENGINE_STATUS_CANCELLED; /* leaves the line; those behind move up */
+        emit(m, (size_t)i, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_OK, 0);
+        serve(m, p->category);
     } else if (p->status != ENGINE_STATUS_HELD) {
         emit(m, (size_t)i, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_CONFLICT, refusal(p->status));
     } else {
         p->status = ENGINE_STATUS_CANCELLED;
+        m->returned[p->category] += p->quantity;
         emit(m, (size_t)i, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_OK, 0);
         serve(m, p->category);
+        note_available_again(m, p->category);
+    }
+}
+
+/* The draw's key as engine.h states it: SHA-256(seed || "p_" || the id's 13 characters). */
+static void draw_key(const uint8_t *seed, uint64_t id, uint8_t key[SHA256_DIGEST_LENGTH])
+{
+    uint8_t input[CATRACA_DRAW_SEED_BYTES + 15];
+    char text[14];
+    engine_ticket_code_format(id, text);
+    memcpy(input, seed, CATRACA_DRAW_SEED_BYTES);
+    memcpy(input + CATRACA_DRAW_SEED_BYTES, "p_", 2);
+    memcpy(input + CATRACA_DRAW_SEED_BYTES + 2, text, 13);
+    SHA256(input, sizeof(input), key);
+}
+
+struct drawn {
+    uint8_t key[SHA256_DIGEST_LENGTH];
+    struct model_purchase purchase;
+};
+
+static int by_key(const void *a, const void *b)
+{
+    return memcmp(((const struct drawn *)a)->key, ((const struct drawn *)b)->key,
+                  SHA256_DIGEST_LENGTH);
+}
+
+/*
+ * DRAW: the pre-queue's entries take the places the pre-queue held, in the order of their keys;
+ * then every entry awaiting the draw is decided in that order, as if it arrived now.
+ */
+static void draw(struct model *m, const uint8_t *seed)
+{
+    uint8_t expected[SHA256_DIGEST_LENGTH], input[20 + CATRACA_SECRET_BYTES];
+    memcpy(input, "catraca-draw-seed-v1", 20);
+    memcpy(input + 20, m->event.secret, CATRACA_SECRET_BYTES);
+    SHA256(input, sizeof(input), expected);
+    uint8_t reason =
+        m->state == ENGINE_STATE_NONE ? ENGINE_REASON_NO_EVENT
+        : m->draw_state == ENGINE_DRAW_NONE || memcmp(seed, expected, sizeof(expected)) != 0
+            ? ENGINE_REASON_INVALID
+        : m->draw_state == ENGINE_DRAW_PENDING && m->now_ms < m->event.opens_at_ms
+            ? ENGINE_REASON_SALE_NOT_OPEN
+            : 0;
+    if (reason != 0) {
+        emit_bare(m, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_CONFLICT, reason);
+        return;
+    }
+    if (m->draw_state == ENGINE_DRAW_DONE) {
+        emit_bare(m, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_REPEATED, 0);
+        return;
+    }
+    m->draw_state = ENGINE_DRAW_DONE;
+    emit_bare(m, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_OK, 0);
+    static struct drawn drawn[MODEL_PURCHASES_MAX];
+    size_t count = 0;
+    for (size_t i = 0; i < m->count; i++)
+        if (m->purchases[i].status == ENGINE_STATUS_PREQUEUED) {
+            drawn[count].purchase = m->purchases[i];
+            draw_key(seed, m->purchases[i].id, drawn[count++].key);
+        }
+    qsort(drawn, count, sizeof(drawn[0]), by_key);
+    for (size_t i = 0, next = 0; i < m->count; i++)
+        if (m->purchases[i].status == ENGINE_STATUS_PREQUEUED)
+            m->purchases[i] = drawn[next++].purchase;
+    for (size_t i = 0; i < m->count; i++) {
+        struct model_purchase *p = &m->purchases[i];
+        if (p->status != ENGINE_STATUS_PREQUEUED && p->status != ENGINE_STATUS_DEFERRED)
+            continue;
+        p->status = ENGINE_STATUS_REJECTED; /* its own tickets out of its customer's count */
+        p->reason = decide(m, p);
+        if (p->reason != 0)
+            p->status = ENGINE_STATUS_REJECTED;
+        emit(m, i, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, 0);
     }
 }
 
@@ -367,6 +500,9 @@ void model_apply(struct model *m, const struct engine_command *c)
         break;
     case ENGINE_COMMAND_CANCEL:
         cancel(m, c);
+        break;
+    case ENGINE_COMMAND_DRAW:
+        draw(m, c->u.draw.seed);
         break;
     default:
         break;

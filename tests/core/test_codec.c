@@ -25,6 +25,8 @@ static void assert_spec_equal(const struct engine_event_spec *a, const struct en
     assert_int_equal(a->state, b->state);
     assert_int_equal(a->category_count, b->category_count);
     assert_memory_equal(a->secret, b->secret, sizeof(a->secret));
+    assert_int_equal(a->line_policy, b->line_policy);
+    assert_true(a->opens_at_ms == b->opens_at_ms && a->prequeue_ms == b->prequeue_ms);
     for (uint32_t i = 0; i < a->category_count; i++) {
         assert_string_equal(a->categories[i].id, b->categories[i].id);
         assert_string_equal(a->categories[i].name, b->categories[i].name);
@@ -62,6 +64,9 @@ static void assert_command_equal(const struct engine_command *c, const struct en
     case ENGINE_COMMAND_CANCEL:
         assert_true(back->u.cancel.purchase_id == c->u.cancel.purchase_id);
         assert_string_equal(back->u.cancel.customer, c->u.cancel.customer);
+        break;
+    case ENGINE_COMMAND_DRAW:
+        assert_memory_equal(back->u.draw.seed, c->u.draw.seed, sizeof(c->u.draw.seed));
         break;
     default:
         assert_int_equal(c->type, ENGINE_COMMAND_TICK);
@@ -218,6 +223,9 @@ static void largest_create_event(struct engine_command *c)
     s->per_customer_limit = CATRACA_QUANTITY_MAX;
     s->state = ENGINE_STATE_CLOSED;
     s->category_count = CATRACA_CATEGORIES_MAX;
+    s->line_policy = ENGINE_LINE_UNBOUNDED;
+    s->opens_at_ms = INT64_MAX; /* the codec carries any schedule; the engine judges it */
+    s->prequeue_ms = CATRACA_PREQUEUE_MS_MAX;
     memset(s->secret, 0xab, sizeof(s->secret));
     for (int i = 0; i < CATRACA_CATEGORIES_MAX; i++) {
         fill(s->categories[i].id, (char)('a' + i), CATRACA_ID_MAX);
@@ -288,7 +296,8 @@ static void test_every_command_type(void **state)
     largest_create_event(&c);
     check_command(&c, true);
     assert_int_equal(encode_command(&c, (uint8_t[CATRACA_COMMAND_ENCODED_MAX]){0}),
-                     10 + 1 + 64 + 1 + 128 + 8 + 4 + 1 + 1 + 16 + 16 * (1 + 64 + 1 + 128 + 8 + 4));
+                     10 + 1 + 64 + 1 + 128 + 8 + 4 + 1 + 1 + 16 + 16 * (1 + 64 + 1 + 128 + 8 + 4) +
+                         1 + 16); /* the line policy, the schedule */
     max_purchase(&c);
     check_command(&c, true);
     c.u.purchase.customer[0] = c.u.purchase.category[0] = '\0'; /* empty strings travel too */
@@ -335,7 +344,7 @@ static void test_only_counted_categories_travel(void **state)
     check_command(&c, true);
 }
 
-/* Format v1 pinned byte for byte: little-endian, declaration order, length-prefixed strings. */
+/* Format v3 pinned byte for byte: little-endian, declaration order, length-prefixed strings. */
 static void test_exact_bytes(void **state)
 {
     (void)state;
@@ -346,7 +355,7 @@ static void test_exact_bytes(void **state)
     c.u.purchase.quantity = 0x0a0b0c0d;
     /* clang-format off */
     static const uint8_t purchase[] = {
-        1, 3,                                           /* version, type */
+        3, 3,                                           /* version, type */
         8, 7, 6, 5, 4, 3, 2, 1,                         /* now_ms */
         0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* purchase_id */
         2, 'c', '1',                                    /* customer */
@@ -373,7 +382,7 @@ static void test_exact_bytes(void **state)
                                .ticket_codes = {0xff}};
     /* clang-format off */
     static const uint8_t outcome[] = {
-        1, 1,                   /* version, type */
+        3, 1,                   /* version, type */
         1, 0, 0, 0, 0, 0, 0, 0, /* purchase_id */
         2, 0, 0, 0, 0, 0, 0, 0, /* customer_key */
         3, 0, 0, 0, 0, 0, 0, 0, /* hold_expires_at_ms */
@@ -434,7 +443,8 @@ static void test_bad_version_and_type(void **state)
     max_purchase(&c);
     uint8_t record[CATRACA_COMMAND_ENCODED_MAX];
     size_t length = encode_command(&c, record);
-    static const uint8_t versions[] = {0, 2, 255}, types[] = {0, 7, 255};
+    static const uint8_t versions[] = {0, CODEC_VERSION + 1, 255},
+                         types[] = {0, ENGINE_COMMAND_LAST + 1, 255};
     for (size_t i = 0; i < sizeof(versions); i++) {
         expect_patched(record, length, 0, versions[i], CATRACA_E_VERSION, false);
         expect_patched(record, 1, 0, versions[i], CATRACA_E_VERSION, false);
@@ -447,6 +457,55 @@ static void test_bad_version_and_type(void **state)
         expect_patched(record, length, 0, versions[i], CATRACA_E_VERSION, true);
     expect_patched(record, length, 1, 0, CATRACA_E_CORRUPT, true);
     expect_patched(record, length, 1, ENGINE_OUTCOME_EVENT + 1, CATRACA_E_CORRUPT, true);
+}
+
+/*
+ * Older records still decode (logs outlive binaries): format 2 (before schedules) reads as not
+ * scheduled, format 1 (before the line policy too) as BOUNDED. A CREATE_EVENT's spec ends with
+ * the policy byte, then opens_at_ms and prequeue_ms (8 bytes each, always written in format 3).
+ */
+static void test_older_versions_still_read(void **state)
+{
+    (void)state;
+    struct engine_command c;
+    small_create_event(&c);
+    c.u.create_event.line_policy = ENGINE_LINE_UNBOUNDED;
+    c.u.create_event.opens_at_ms = 0x0102030405060708;
+    c.u.create_event.prequeue_ms = 0x1122334455;
+    uint8_t record[CATRACA_COMMAND_ENCODED_MAX];
+    size_t length = encode_command(&c, record);
+    assert_int_equal(record[0], 3);
+    /* clang-format off */
+    static const uint8_t tail[] = {
+        ENGINE_LINE_UNBOUNDED,                          /* line policy */
+        8, 7, 6, 5, 4, 3, 2, 1,                         /* opens_at_ms */
+        0x55, 0x44, 0x33, 0x22, 0x11, 0, 0, 0,          /* prequeue_ms */
+    };
+    /* clang-format on */
+    assert_memory_equal(record + length - sizeof(tail), tail, sizeof(tail));
+    expect_patched(record, length, length - 17, ENGINE_LINE_UNBOUNDED + 1, CATRACA_E_CORRUPT,
+                   false);
+    struct engine_command back;
+    record[0] = 2; /* format 2: the spec ends with the policy */
+    assert_int_equal(decode_command_exact(record, length - 16, &back), 0);
+    assert_int_equal(back.u.create_event.line_policy, ENGINE_LINE_UNBOUNDED);
+    assert_int_equal(back.u.create_event.opens_at_ms, 0);
+    assert_int_equal(back.u.create_event.prequeue_ms, 0);
+    assert_string_equal(back.u.create_event.id, c.u.create_event.id);
+    expect_command(record, length, CATRACA_E_CORRUPT); /* v2 has no schedule: 16 over */
+    record[0] = 1;                                     /* format 1: not even the policy */
+    assert_int_equal(decode_command_exact(record, length - 17, &back), 0);
+    assert_int_equal(back.u.create_event.line_policy, ENGINE_LINE_BOUNDED);
+    assert_int_equal(back.u.create_event.opens_at_ms, 0);
+    assert_string_equal(back.u.create_event.id, c.u.create_event.id);
+    expect_command(record, length - 16, CATRACA_E_CORRUPT); /* v1 has no policy byte: one over */
+    max_purchase(&c);
+    for (uint8_t version = 1; version <= 2; version++) {
+        length = encode_command(&c, record);
+        record[0] = version;
+        assert_int_equal(decode_command_exact(record, length, &back), 0);
+        assert_int_equal(back.u.purchase.quantity, c.u.purchase.quantity);
+    }
 }
 
 static void test_bad_strings(void **state)
@@ -469,7 +528,8 @@ static void test_bad_strings(void **state)
     size_t name_at = 2 + 8 + 1 + CATRACA_ID_MAX;
     expect_longer_string(record, length, name_at, CATRACA_E_CORRUPT);
     expect_patched(record, length, name_at + CATRACA_NAME_MAX, 0, CATRACA_E_CORRUPT, false);
-    size_t last_name_at = length - 12 - 1 - CATRACA_NAME_MAX;
+    /* before it: the schedule, the policy, price and capacity */
+    size_t last_name_at = length - 16 - 1 - 12 - 1 - CATRACA_NAME_MAX;
     expect_longer_string(record, length, last_name_at, CATRACA_E_CORRUPT);
     expect_patched(record, length, last_name_at + 5, 0, CATRACA_E_CORRUPT, false);
     /* A length byte one short shifts every later field and leaves a byte over. */
@@ -713,7 +773,9 @@ static void test_random_engine_stream_round_trip(void **state)
     }
 }
 
-/* A mutated record either fails with *out zeroed, or decodes to what re-encodes to it. */
+/* A mutated record either fails with *out zeroed, or decodes to what re-encodes to it (a
+ * format 1 or 2 record re-encodes as format 3: only its version byte differs, and a spec gains
+ * at its end the policy byte (format 1) and the schedule's 16 bytes (formats 1 and 2)). */
 static void check_mutant(uint8_t *record, size_t length)
 {
     static struct engine_command command;
@@ -722,8 +784,10 @@ static void check_mutant(uint8_t *record, size_t length)
     int error = decode_command_exact(record, length, &command);
     if (error == 0) {
         assert_int_equal(codec_command_encode(&command, again, sizeof(again), &again_length), 0);
-        assert_int_equal(again_length, length);
-        assert_memory_equal(again, record, length);
+        size_t grown = record[0] == 1 ? 17 : record[0] == 2 ? 16 : 0;
+        assert_int_equal(again_length,
+                         length + (command.type == ENGINE_COMMAND_CREATE_EVENT ? grown : 0));
+        assert_memory_equal(again + 1, record + 1, length - 1);
     } else {
         assert_true(error == CATRACA_E_TRUNCATED || error == CATRACA_E_VERSION ||
                     error == CATRACA_E_CORRUPT);
@@ -733,7 +797,7 @@ static void check_mutant(uint8_t *record, size_t length)
     if (error == 0) {
         assert_int_equal(codec_outcome_encode(&outcome, again, sizeof(again), &again_length), 0);
         assert_int_equal(again_length, length);
-        assert_memory_equal(again, record, length);
+        assert_memory_equal(again + 1, record + 1, length - 1);
     }
 }
 
@@ -768,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_every_outcome_type),
         cmocka_unit_test(test_only_counted_categories_travel),
         cmocka_unit_test(test_exact_bytes),
+        cmocka_unit_test(test_older_versions_still_read),
         cmocka_unit_test(test_bad_version_and_type),
         cmocka_unit_test(test_bad_strings),
         cmocka_unit_test(test_bad_event_spec),

@@ -200,6 +200,9 @@ static void test_window_and_draw_order(void **state)
         assert_int_equal(d->status, status);
         if (status == ENGINE_STATUS_WAITING)
             assert_int_equal(d->position, i - 2);
+        /* The honest line: tickets could still come back (nothing is sold), the line is full. */
+        if (status == ENGINE_STATUS_REJECTED)
+            assert_int_equal(d->reason, ENGINE_REASON_LINE_FULL);
     }
     /* The draw's order is now the pre-queue's arrival rank (slot). */
     for (size_t i = 1; i < 12; i++) {
@@ -218,10 +221,10 @@ static void test_window_and_draw_order(void **state)
     draw(e, OPENS_AT_MS + 3, seed, &out);
     assert_int_equal(out.count, 1);
     assert_int_equal(out.items[0].result, ENGINE_RESULT_REPEATED);
-    /* After the draw the sale runs as any other. */
+    /* After the draw the sale runs as any other: 3 held, 3 waiting, the bounded line full. */
     o = buy(e, OPENS_AT_MS + 4, 600, "after", 1);
     assert_int_equal(o.status, ENGINE_STATUS_REJECTED);
-    assert_int_equal(o.reason, ENGINE_REASON_SOLD_OUT);
+    assert_int_equal(o.reason, ENGINE_REASON_LINE_FULL);
     engine_free(e);
 }
 
@@ -402,8 +405,165 @@ static void test_snapshot_mid_window(void **state)
     engine_free(b);
 }
 
-/* A format-1 snapshot (before schedules) still reads: the same bytes without the schedule. */
-static void test_snapshot_format_1_still_reads(void **state)
+/* The draw's order of ids, as docs/DESIGN.md states it (OpenSSL, not the engine's SHA-256). */
+static void draw_order(const uint8_t seed[32], uint64_t *ids, size_t count)
+{
+    sort_seed = seed;
+    qsort(ids, count, sizeof(ids[0]), by_draw_key);
+}
+
+static void confirm(struct engine *e, int64_t now_ms, uint64_t id, struct collected *out)
+{
+    struct engine_command c = {.type = ENGINE_COMMAND_CONFIRM, .now_ms = now_ms};
+    c.u.confirm.purchase_id = id;
+    strcpy(c.u.confirm.payment_ref, "psp");
+    apply(e, &c, out);
+}
+
+/*
+ * A scheduled sale with a bounded line (the honest line, engine.h rules 2h..2k): the draw
+ * decides each pre-queued purchase by those rules in the draw's order. Capacity 4, limit 5:
+ * a quantity of 5 can never be served (sold_out at the draw, nothing sold yet); the others are
+ * held while stock lasts, then wait while the line wants no more than could come back
+ * (available + held), then line_full. Tickets ahead follow the draw, not arrival.
+ */
+static void test_draw_under_the_bounded_line(void **state)
+{
+    (void)state;
+    struct engine *e = engine_make();
+    create_scheduled(e, 4, 5);
+    enum { N = 10 };
+    uint64_t ids[N];
+    uint32_t quantity_of[N];
+    for (uint64_t i = 0; i < N; i++) {
+        ids[i] = 7000 + i * 104729;
+        quantity_of[i] = i == 4 ? 5 : 1 + (uint32_t)(i % 2);
+        char customer[16];
+        snprintf(customer, sizeof(customer), "b%llu", (unsigned long long)i);
+        struct engine_outcome o = buy(e, WINDOW_MS + (int64_t)i, ids[i], customer, quantity_of[i]);
+        assert_int_equal(o.status, ENGINE_STATUS_PREQUEUED);
+    }
+    uint8_t seed[32];
+    expected_seed(seed);
+    uint64_t order[N];
+    memcpy(order, ids, sizeof(ids));
+    draw_order(seed, order, N);
+    struct collected out;
+    draw(e, OPENS_AT_MS, seed, &out);
+    assert_int_equal(out.count, 1 + N);
+    /* The rules, applied by hand in the draw's order. */
+    uint32_t available = 4, held = 0, waiting = 0, waiting_count = 0;
+    size_t sold_out = 0, line_full = 0, waiters = 0;
+    for (size_t k = 0; k < N; k++) {
+        const struct engine_outcome *d = &out.items[1 + k];
+        assert_int_equal(d->purchase_id, order[k]);
+        uint32_t q = d->quantity;
+        if (waiting_count == 0 && available >= q) {
+            assert_int_equal(d->status, ENGINE_STATUS_HELD);
+            available -= q;
+            held += q;
+        } else if (available + held < q) {
+            assert_int_equal(d->status, ENGINE_STATUS_REJECTED);
+            assert_int_equal(d->reason, ENGINE_REASON_SOLD_OUT);
+            sold_out++;
+        } else if (available + held - waiting >= q) {
+            assert_int_equal(d->status, ENGINE_STATUS_WAITING);
+            assert_int_equal(d->position, ++waiting_count);
+            uint32_t ahead = 0;
+            assert_int_equal(engine_line_ahead(e, d->purchase_id, &ahead), 0);
+            assert_int_equal(ahead, waiting);
+            waiting += q;
+            waiters++;
+        } else {
+            assert_int_equal(d->status, ENGINE_STATUS_REJECTED);
+            assert_int_equal(d->reason, ENGINE_REASON_LINE_FULL);
+            line_full++;
+        }
+    }
+    assert_int_equal(sold_out, 1); /* the quantity of 5, wherever it was drawn */
+    assert_true(waiters > 0 && line_full > 0);
+    struct engine_category_counts counts;
+    assert_int_equal(engine_category_counts(e, 0, &counts), 0);
+    assert_int_equal(counts.waiting_quantity, waiting);
+    assert_int_equal(counts.held, held);
+    engine_free(e);
+}
+
+/*
+ * The unbounded line at the draw: every request that could be served waits, in the draw's
+ * order. Then confirms lower capacity - sold and the line is swept SOLD_OUT (engine.h rule 3),
+ * never a request that could still be served.
+ */
+static void test_draw_under_the_unbounded_line(void **state)
+{
+    (void)state;
+    struct engine *e = engine_make();
+    struct engine_command c = {.type = ENGINE_COMMAND_CREATE_EVENT, .now_ms = 1000};
+    schedule_spec(&c.u.create_event, 3, 2);
+    c.u.create_event.line_policy = ENGINE_LINE_UNBOUNDED;
+    struct collected out;
+    apply(e, &c, &out);
+    assert_int_equal(out.items[0].result, ENGINE_RESULT_OK);
+    enum { N = 8 };
+    uint64_t ids[N];
+    for (uint64_t i = 0; i < N; i++) {
+        ids[i] = 300 + i * 31337;
+        char customer[16];
+        snprintf(customer, sizeof(customer), "u%llu", (unsigned long long)i);
+        assert_int_equal(buy(e, WINDOW_MS + 5, ids[i], customer, 1 + (uint32_t)(i % 2)).status,
+                         ENGINE_STATUS_PREQUEUED);
+    }
+    uint8_t seed[32];
+    expected_seed(seed);
+    uint64_t order[N];
+    memcpy(order, ids, sizeof(ids));
+    draw_order(seed, order, N);
+    draw(e, OPENS_AT_MS + 1, seed, &out);
+    assert_int_equal(out.count, 1 + N);
+    uint32_t available = 3, ahead_expected = 0, place = 0;
+    bool is_line = false;
+    for (size_t k = 0; k < N; k++) {
+        const struct engine_outcome *d = &out.items[1 + k];
+        assert_int_equal(d->purchase_id, order[k]);
+        if (!is_line && available >= d->quantity) {
+            assert_int_equal(d->status, ENGINE_STATUS_HELD);
+            available -= d->quantity;
+            continue;
+        }
+        is_line = true; /* nobody passes the head: the rest wait, none is turned away */
+        assert_int_equal(d->status, ENGINE_STATUS_WAITING);
+        assert_int_equal(d->position, ++place);
+        uint32_t ahead = 0;
+        assert_int_equal(engine_line_ahead(e, d->purchase_id, &ahead), 0);
+        assert_int_equal(ahead, ahead_expected);
+        ahead_expected += d->quantity;
+    }
+    /* Every hold paid: nothing can come back, so each waiting request is sold_out. */
+    for (size_t k = 0; k < N; k++) {
+        struct engine_purchase_view view;
+        assert_int_equal(engine_purchase(e, order[k], &view), 0);
+        if (view.status == ENGINE_STATUS_HELD)
+            confirm(e, OPENS_AT_MS + 2, order[k], &out);
+    }
+    struct engine_category_counts counts;
+    assert_int_equal(engine_category_counts(e, 0, &counts), 0);
+    assert_int_equal(counts.waiting_count, 0);
+    for (size_t k = 0; k < N; k++) {
+        struct engine_purchase_view view;
+        assert_int_equal(engine_purchase(e, order[k], &view), 0);
+        assert_true(
+            view.status == ENGINE_STATUS_CONFIRMED ||
+            (view.status == ENGINE_STATUS_REJECTED && view.reason == ENGINE_REASON_SOLD_OUT) ||
+            (counts.available >= view.quantity && view.status == ENGINE_STATUS_HELD));
+    }
+    engine_free(e);
+}
+
+/*
+ * A format-2 snapshot (before schedules) still reads: format 3 without the spec's schedule (its
+ * last 16 bytes) and the draw state byte after it.
+ */
+static void test_snapshot_format_2_still_reads(void **state)
 {
     (void)state;
     struct engine *a = engine_make(), *b = engine_make();
@@ -411,22 +571,30 @@ static void test_snapshot_format_1_still_reads(void **state)
     schedule_spec(&c.u.create_event, 5, 1);
     c.u.create_event.opens_at_ms = 0;
     c.u.create_event.prequeue_ms = 0;
+    c.u.create_event.line_policy = ENGINE_LINE_UNBOUNDED;
     struct collected out;
     apply(a, &c, &out);
     buy(a, 20, 5, "x", 1);
     size_t capacity = engine_snapshot_size(a), length = 0;
     uint8_t *buffer = malloc(capacity);
     assert_int_equal(engine_snapshot_write(a, buffer, capacity, &length), 0);
+    assert_int_equal(buffer[4], 3);
     uint8_t spec_bytes[CATRACA_COMMAND_ENCODED_MAX];
     struct wire_writer w = {.buffer = spec_bytes, .capacity = sizeof(spec_bytes)};
     codec_event_spec_put(&w, engine_event(a));
-    size_t schedule_at = 17 + w.length; /* magic, version, clock, state, spec */
+    size_t schedule_at = 17 + w.length - 16; /* magic, version, clock, state, spec */
+    assert_int_equal(buffer[schedule_at - 1], ENGINE_LINE_UNBOUNDED); /* the policy before it */
     memmove(buffer + schedule_at, buffer + schedule_at + 17, length - schedule_at - 17);
-    buffer[4] = 1;
+    buffer[4] = 2;
     assert_int_equal(engine_snapshot_read(b, buffer, length - 17), 0);
     struct engine_purchase_view view;
     assert_int_equal(engine_purchase(b, 5, &view), 0);
     assert_int_equal(view.status, ENGINE_STATUS_HELD);
+    assert_int_equal(engine_event(b)->line_policy, ENGINE_LINE_UNBOUNDED);
+    assert_int_equal(engine_event(b)->opens_at_ms, 0);
+    struct engine_draw_view draw_view;
+    engine_draw_state(b, &draw_view);
+    assert_int_equal(draw_view.state, ENGINE_DRAW_NONE);
     free(buffer);
     engine_free(a);
     engine_free(b);
@@ -439,19 +607,20 @@ static void test_codec_schedule_and_draw(void **state)
     size_t length = 0, plain_length = 0;
     struct engine_command c = {.type = ENGINE_COMMAND_CREATE_EVENT, .now_ms = 3}, back;
     schedule_spec(&c.u.create_event, 5, 1);
+    c.u.create_event.line_policy = ENGINE_LINE_UNBOUNDED;
     assert_int_equal(codec_command_encode(&c, record, sizeof(record), &length), 0);
     assert_int_equal(codec_command_decode(record, length, &back), 0);
     assert_int_equal(back.u.create_event.opens_at_ms, OPENS_AT_MS);
     assert_int_equal(back.u.create_event.prequeue_ms, PREQUEUE_MS);
-    assert_int_equal(codec_command_decode(record, length - 1, &back), CATRACA_E_CORRUPT);
-    /* Without a schedule the record is as before schedules existed: 16 bytes shorter. */
+    assert_int_equal(back.u.create_event.line_policy, ENGINE_LINE_UNBOUNDED);
+    assert_int_equal(codec_command_decode(record, length - 1, &back), CATRACA_E_TRUNCATED);
+    /* Format 3 always carries the schedule: zeros when the sale is not scheduled. */
     c.u.create_event.opens_at_ms = 0;
     c.u.create_event.prequeue_ms = 0;
     assert_int_equal(codec_command_encode(&c, record, sizeof(record), &plain_length), 0);
-    assert_int_equal(plain_length + 16, length);
-    /* A zero opens_at after the categories is a record no encoder wrote. */
-    memset(record + plain_length, 0, 16);
-    assert_int_equal(codec_command_decode(record, length, &back), CATRACA_E_CORRUPT);
+    assert_int_equal(plain_length, length);
+    assert_int_equal(codec_command_decode(record, length, &back), 0);
+    assert_int_equal(back.u.create_event.opens_at_ms, 0);
 
     struct engine_command d = {.type = ENGINE_COMMAND_DRAW, .now_ms = 9};
     for (int i = 0; i < 32; i++)
@@ -493,7 +662,9 @@ int main(void)
         cmocka_unit_test(test_draw_refused_without_schedule),
         cmocka_unit_test(test_schedule_must_be_valid),
         cmocka_unit_test(test_snapshot_mid_window),
-        cmocka_unit_test(test_snapshot_format_1_still_reads),
+        cmocka_unit_test(test_snapshot_format_2_still_reads),
+        cmocka_unit_test(test_draw_under_the_bounded_line),
+        cmocka_unit_test(test_draw_under_the_unbounded_line),
         cmocka_unit_test(test_codec_schedule_and_draw),
         cmocka_unit_test(test_sha256_matches_openssl),
     };
