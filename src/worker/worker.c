@@ -47,6 +47,7 @@ struct batch {
     struct log_seq seq;
     const char *event;
     uint32_t draw_rank;          /* purchases decided so far by the DRAW being applied */
+    bool is_drawing;             /* the DRAW being applied answered OK: it decides from now */
     const struct engine *engine; /* the partition's, for the line facts of waiting rows */
     int out_of_memory;
 };
@@ -226,6 +227,8 @@ static void collect_outcome(void *context, const struct engine_outcome *o)
     const struct engine_command *c = b->command;
     if (o->type != ENGINE_OUTCOME_PURCHASE)
         batch_add_answer(b, o);
+    if (c->type == ENGINE_COMMAND_DRAW && o->type == ENGINE_OUTCOME_EVENT)
+        b->is_drawing = o->result == ENGINE_RESULT_OK;
     /* Refused or repeated commands change nothing; answers about no purchase neither. */
     if (o->result != ENGINE_RESULT_OK || o->purchase_id == 0 || o->status == ENGINE_STATUS_NONE)
         return;
@@ -255,8 +258,9 @@ static void collect_outcome(void *context, const struct engine_outcome *o)
     row->ticket_count = o->ticket_count;
     memcpy(row->ticket_codes, o->ticket_codes, sizeof(row->ticket_codes));
     row->updated_ms = c->now_ms;
-    /* A draw emits its purchases in the order it decides them: their places among the drawn. */
-    if (c->type == ENGINE_COMMAND_DRAW && o->type == ENGINE_OUTCOME_PURCHASE)
+    /* A draw emits its purchases in the order it decides them, after its own answer: their
+     * places among the drawn. Expiries before the answer (a repeated DRAW's) are not drawn. */
+    if (b->is_drawing && o->type == ENGINE_OUTCOME_PURCHASE)
         row->draw_rank = ++b->draw_rank;
 }
 
@@ -319,6 +323,7 @@ static int partition_apply_entries(struct worker *w, struct partition *p, size_t
         }
         b->command = &w->command;
         b->draw_rank = 0;
+        b->is_drawing = false;
         b->seq = entry->seq;
         b->event = p->event;
         b->engine = p->engine;
