@@ -6,8 +6,10 @@
  * and survive the codec. Half-way through, the engine is snapshotted into a second one: from then
  * on both must emit the same outcomes, byte for byte, and end in the same state.
  *
- * Input: four bytes of event spec, then four bytes per command:
- *   op  bits 0-2 kind (7: not a command), bits 3-6 quantity (mod 13), bit 7 time goes back
+ * Input: four bytes of event spec (the first's top bit: a scheduled sale opening at 2 to 4.5 s
+ * after a 1 s pre-queue window), then four bytes per command:
+ *   op  bits 0-2 kind (7: a DRAW if b is odd, with a wrong seed if b & 2; else not a
+ *       command), bits 3-6 quantity (mod 13), bit 7 time goes back
  *   a   purchase id (mod 48; 0 is invalid)
  *   b   customer (low 4 bits), category (high 4 bits: a, b or unknown), payment ref
  *   t   clock step: none below 128, else 40 ms per step above it
@@ -95,7 +97,7 @@ static void apply(struct engine *engine, const struct engine_command *c, struct 
     size_t length = 0;
     uint64_t count = digest->count, bound = engine_outcome_bound(engine);
     struct engine_sink sink = {.emit = collect, .context = digest};
-    if (c->type < ENGINE_COMMAND_CREATE_EVENT || c->type > ENGINE_COMMAND_TICK) {
+    if (c->type < ENGINE_COMMAND_CREATE_EVENT || c->type > ENGINE_COMMAND_LAST) {
         if (engine_apply(engine, c, &sink) != CATRACA_E_INVALID || digest->count != count)
             abort();
         return;
@@ -116,7 +118,12 @@ static void create_event(struct input *in, struct engine_event_spec *s)
     memset(s, 0, sizeof(*s));
     strcpy(s->id, "ev");
     strcpy(s->name, "Fuzz");
-    s->hold_ms = 1000 + 100 * (next(in) % 50);
+    uint8_t hold = next(in);
+    s->hold_ms = 1000 + 100 * (hold % 50);
+    if (hold & 0x80) {
+        s->opens_at_ms = 2000 + 40 * (hold & 0x3f);
+        s->prequeue_ms = 1000;
+    }
     s->per_customer_limit = 1 + next(in) % CATRACA_QUANTITY_MAX;
     s->state = ENGINE_STATE_OPEN;
     s->category_count = 2;
@@ -170,7 +177,13 @@ static void read_command(struct input *in, const struct engine_event_spec *spec,
         c->type = ENGINE_COMMAND_TICK;
         break;
     default:
-        c->type = 7; /* not a command: refused, nothing changes */
+        if ((b & 1) == 0) {
+            c->type = ENGINE_COMMAND_LAST + 1; /* not a command: refused, nothing changes */
+            break;
+        }
+        c->type = ENGINE_COMMAND_DRAW;
+        engine_draw_seed(spec->secret, c->u.draw.seed);
+        c->u.draw.seed[0] ^= (uint8_t)(b & 2);
     }
 }
 

@@ -73,6 +73,23 @@ static void remember_arrival(struct audit *a, const struct engine_command *c, st
     snprintf(r->customer, sizeof(r->customer), "%s", c->u.purchase.customer);
 }
 
+/*
+ * The pre-queue draw gave its entries new slots (the draw's order): arrivals[] follows them,
+ * put in place by following the permutation's cycles.
+ */
+static void follow_draw(struct audit *a)
+{
+    for (size_t i = 0; i < a->arrival_count; i++) {
+        struct engine_purchase_view view;
+        while (engine_purchase(a->engine, a->arrivals[i].purchase_id, &view) == 0 &&
+               view.slot != i && view.slot < a->arrival_count) {
+            struct arrival swap = a->arrivals[view.slot];
+            a->arrivals[view.slot] = a->arrivals[i];
+            a->arrivals[i] = swap;
+        }
+    }
+}
+
 /* Replays the log up to `committed`; returns 0 or an error (printed). */
 static int replay(struct audit *a, struct log_seq committed, struct log_entry *entries)
 {
@@ -95,8 +112,16 @@ static int replay(struct audit *a, struct log_seq committed, struct log_entry *e
                 continue;
             }
             uint32_t remembered = engine_purchase_count(a->engine);
+            struct engine_draw_view before, drawn;
+            engine_draw_state(a->engine, &before);
             engine_apply(a->engine, &command, &sink);
             a->commands++;
+            engine_draw_state(a->engine, &drawn);
+            if (before.state != drawn.state && drawn.state == ENGINE_DRAW_DONE) {
+                follow_draw(a);
+                printf("event %s: pre-queue draw at entry %" PRIu64 " decided %u purchases\n",
+                       a->event, entries[i].seq.major, before.prequeued + before.deferred);
+            }
             if (!invariants_hold(a->engine)) {
                 printf("DIFFERENCE event %s: invariant broken after entry %" PRIu64 "\n", a->event,
                        entries[i].seq.major);
@@ -200,6 +225,17 @@ static int compare_row(void *context, const struct store_purchase *stored)
 
 static int compare_counts(struct audit *a, const struct store_event *stored)
 {
+    struct engine_draw_view draw;
+    engine_draw_state(a->engine, &draw);
+    if (draw.state != stored->draw.state || draw.prequeued != stored->draw.prequeued ||
+        draw.deferred != stored->draw.deferred) {
+        printf("DIFFERENCE event %s: store draw state %u (%u pre-queued, %u deferred), replay %u "
+               "(%u, %u)\n",
+               a->event, stored->draw.state, stored->draw.prequeued, stored->draw.deferred,
+               draw.state, draw.prequeued, draw.deferred);
+        a->differences++;
+        return 1;
+    }
     for (uint32_t i = 0; i < engine_category_count(a->engine); i++) {
         struct engine_category_counts c;
         engine_category_counts(a->engine, i, &c);

@@ -23,7 +23,7 @@ static bool event_spec_is_encodable(const struct engine_event_spec *s)
 static bool outcome_is_encodable(const struct engine_outcome *o)
 {
     return o->type >= ENGINE_OUTCOME_PURCHASE && o->type <= ENGINE_OUTCOME_EVENT &&
-           o->status <= ENGINE_STATUS_REJECTED && o->reason <= ENGINE_REASON_REFUND_DUE &&
+           o->status <= ENGINE_STATUS_LAST && o->reason <= ENGINE_REASON_LAST &&
            o->result <= ENGINE_RESULT_CONFLICT && o->event_state <= ENGINE_STATE_CLOSED &&
            o->ticket_count <= CATRACA_QUANTITY_MAX;
 }
@@ -41,6 +41,23 @@ static void codec_line_policy_get(struct wire_reader *r, struct engine_event_spe
 {
     s->line_policy = (uint8_t)wire_get_uint(r, 1);
     wire_check(r, s->line_policy <= ENGINE_LINE_UNBOUNDED);
+}
+
+/*
+ * Version 3 appends the schedule after the line policy, always (0, 0 for a sale that is not
+ * scheduled): versions 1 and 2 read as not scheduled, the zero value. Whether the pair is a
+ * valid schedule is the engine's answer (INVALID_EVENT), not the codec's.
+ */
+static void codec_schedule_put(struct wire_writer *w, const struct engine_event_spec *s)
+{
+    wire_put_uint(w, (uint64_t)s->opens_at_ms, 8);
+    wire_put_uint(w, (uint64_t)s->prequeue_ms, 8);
+}
+
+static void codec_schedule_get(struct wire_reader *r, struct engine_event_spec *s)
+{
+    s->opens_at_ms = (int64_t)wire_get_uint(r, 8);
+    s->prequeue_ms = (int64_t)wire_get_uint(r, 8);
 }
 
 void codec_event_spec_put(struct wire_writer *w, const struct engine_event_spec *s)
@@ -65,6 +82,7 @@ void codec_event_spec_put(struct wire_writer *w, const struct engine_event_spec 
         wire_put_uint(w, c->capacity, 4);
     }
     codec_line_policy_put(w, s);
+    codec_schedule_put(w, s);
 }
 
 void codec_event_spec_get(struct wire_reader *r, struct engine_event_spec *s)
@@ -93,6 +111,10 @@ void codec_event_spec_get_version(struct wire_reader *r, struct engine_event_spe
     s->line_policy = ENGINE_LINE_BOUNDED;
     if (version >= 2 && r->error == 0)
         codec_line_policy_get(r, s);
+    s->opens_at_ms = 0;
+    s->prequeue_ms = 0;
+    if (version >= 3 && r->error == 0)
+        codec_schedule_get(r, s);
 }
 
 int codec_command_encode(const struct engine_command *c, uint8_t *buffer, size_t capacity,
@@ -125,6 +147,9 @@ int codec_command_encode(const struct engine_command *c, uint8_t *buffer, size_t
         wire_put_string(&w, c->u.cancel.customer, sizeof(c->u.cancel.customer), CATRACA_ID_MAX);
         break;
     case ENGINE_COMMAND_TICK:
+        break;
+    case ENGINE_COMMAND_DRAW:
+        wire_put_bytes(&w, c->u.draw.seed, sizeof(c->u.draw.seed));
         break;
     default:
         return CATRACA_E_INVALID;
@@ -159,6 +184,9 @@ static void get_command_body(struct wire_reader *r, struct engine_command *c, ui
         wire_get_string(r, c->u.cancel.customer, CATRACA_ID_MAX);
         break;
     case ENGINE_COMMAND_TICK:
+        break;
+    case ENGINE_COMMAND_DRAW:
+        wire_get_bytes(r, c->u.draw.seed, sizeof(c->u.draw.seed));
         break;
     default:
         wire_check(r, false);

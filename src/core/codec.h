@@ -2,9 +2,12 @@
  * codec.h - the wire format of commands and outcomes, as stored in the log
  * and the store.
  *
- * Format version 2, little-endian, no padding (version 1 is still read: it is
- * version 2 without the event spec's last byte, the line policy, which reads
- * as ENGINE_LINE_BOUNDED):
+ * Format version 3, little-endian, no padding. Older versions are still read:
+ * version 2 is version 3 without the event spec's last 16 bytes, the schedule
+ * (opens_at_ms, prequeue_ms; read as 0, 0: not scheduled), and version 1 is
+ * version 2 without the byte before them, the line policy (read as
+ * ENGINE_LINE_BOUNDED). Records other than CREATE_EVENT are the same in every
+ * version.
  *   byte 0      format version (CODEC_VERSION)
  *   byte 1      type (enum engine_command_type / engine_outcome_type)
  *   then the type's fields in declaration order: integers fixed-width LE,
@@ -33,7 +36,7 @@
 #include "core/engine.h"
 #include "core/wire.h"
 
-#define CODEC_VERSION 2
+#define CODEC_VERSION 3
 #define CODEC_VERSION_OLDEST 1
 
 int codec_command_encode(const struct engine_command *command, uint8_t *buffer, size_t capacity,

@@ -14,6 +14,10 @@
  *   wait lines       per category, a doubly linked list through the purchase
  *                    slots (a waiting purchase is never in the heap, so the
  *                    links share storage with heap_index).
+ * A scheduled sale's draw borrows the heap's array to sort the pre-queue (nothing
+ * is held before the draw) and each entry's `when` for its sort key; then it
+ * moves the pre-queue's entries so that their slots follow the draw (the slot
+ * is the arrival rank, and the draw decides the pre-queue's ranks).
  */
 #include "core/engine.h"
 
@@ -24,6 +28,7 @@
 
 #include "core/codec.h"
 #include "core/error.h"
+#include "core/sha256.h"
 #include "core/siphash.h"
 #include "core/wire.h"
 
@@ -35,6 +40,8 @@ struct purchase {
     union {
         int64_t expires_at_ms;    /* HELD */
         uint64_t payment_ref_key; /* CONFIRMED: key of the payment reference */
+        uint64_t draw_key;        /* PREQUEUED, during the draw: first 8 digest bytes */
+        uint64_t draw_target;     /* PREQUEUED, during the draw: the slot it moves to */
     } when;
     union {
         struct {
@@ -88,6 +95,12 @@ struct engine {
 
     uint32_t *heap;
     uint32_t heap_count;
+
+    /* Scheduled on-sale (engine_draw_state): purchases awaiting the draw are found by their
+     * status when it comes, so they need no list; these count them. */
+    uint8_t draw_state;
+    uint32_t prequeued_count;
+    uint32_t deferred_count;
 
     struct engine_stats stats;
     const struct engine_sink *sink; /* during engine_apply only */
@@ -187,6 +200,14 @@ static uint32_t customer_add(struct engine *e, uint64_t key)
     e->customers[i] = (struct customer){.key = key, .tickets = 0, .is_used = 1};
     e->customer_count++;
     return i;
+}
+
+/* Statuses whose tickets count against the customer's limit (rule 4, and the pre-queue). */
+static bool holds_quota(uint8_t status)
+{
+    return status == ENGINE_STATUS_HELD || status == ENGINE_STATUS_CONFIRMED ||
+           status == ENGINE_STATUS_WAITING || status == ENGINE_STATUS_PREQUEUED ||
+           status == ENGINE_STATUS_DEFERRED;
 }
 
 static void customer_release(struct engine *e, const struct purchase *p)
@@ -526,6 +547,223 @@ static bool string_is_valid(const char *s, size_t array_size, bool may_be_empty)
     return length < array_size && (may_be_empty || length > 0);
 }
 
+/* ---- scheduled on-sale: the pre-queue and its draw ------------------------------------- */
+
+static bool schedule_is_valid(const struct engine_event_spec *spec)
+{
+    if (spec->opens_at_ms == 0)
+        return spec->prequeue_ms == 0;
+    return spec->prequeue_ms >= 0 && spec->prequeue_ms <= CATRACA_PREQUEUE_MS_MAX &&
+           spec->opens_at_ms > spec->prequeue_ms;
+}
+
+/* Rule d2 of engine.h: before the pre-queue window opens nobody may enter. */
+static bool schedule_refuses(const struct engine *e)
+{
+    return e->draw_state == ENGINE_DRAW_PENDING &&
+           e->now_ms < e->event.opens_at_ms - e->event.prequeue_ms;
+}
+
+/* Rules h2, i2 of engine.h: until the draw, an admitted purchase waits for it. */
+static bool prequeue_admit(struct engine *e, uint32_t slot)
+{
+    if (e->draw_state != ENGINE_DRAW_PENDING)
+        return false;
+    struct purchase *p = &e->purchases[slot];
+    if (e->now_ms < e->event.opens_at_ms) {
+        p->status = ENGINE_STATUS_PREQUEUED;
+        e->prequeued_count++;
+    } else {
+        p->status = ENGINE_STATUS_DEFERRED;
+        e->deferred_count++;
+    }
+    return true;
+}
+
+void engine_draw_seed(const uint8_t secret[CATRACA_SECRET_BYTES],
+                      uint8_t seed[CATRACA_DRAW_SEED_BYTES])
+{
+    static const char label[] = "catraca-draw-seed-v1";
+    sha256_two(label, sizeof(label) - 1, secret, CATRACA_SECRET_BYTES, seed);
+}
+
+void engine_draw_commitment(const uint8_t seed[CATRACA_DRAW_SEED_BYTES],
+                            uint8_t commitment[CATRACA_DRAW_SEED_BYTES])
+{
+    sha256_two(seed, CATRACA_DRAW_SEED_BYTES, NULL, 0, commitment);
+}
+
+/* SHA-256(seed || "p_" + the purchase id's 13 characters): the draw's sort key. */
+static void draw_digest(const uint8_t seed[CATRACA_DRAW_SEED_BYTES], uint64_t purchase_id,
+                        uint8_t digest[SHA256_BYTES])
+{
+    char text[16] = "p_";
+    engine_ticket_code_format(purchase_id, text + 2);
+    sha256_two(seed, CATRACA_DRAW_SEED_BYTES, text, 15, digest);
+}
+
+/* Digest order, compared in full only when the 8-byte prefixes tie; then arrival order. */
+static bool draw_less(const struct engine *e, const uint8_t *seed, uint32_t a, uint32_t b)
+{
+    const struct purchase *pa = &e->purchases[a], *pb = &e->purchases[b];
+    if (pa->when.draw_key != pb->when.draw_key)
+        return pa->when.draw_key < pb->when.draw_key;
+    uint8_t digest_a[SHA256_BYTES], digest_b[SHA256_BYTES];
+    draw_digest(seed, pa->id, digest_a);
+    draw_digest(seed, pb->id, digest_b);
+    int order = memcmp(digest_a, digest_b, SHA256_BYTES);
+    return order != 0 ? order < 0 : a < b;
+}
+
+static void draw_sift_down(const struct engine *e, const uint8_t *seed, uint32_t *slots,
+                           uint32_t count, uint32_t index)
+{
+    for (;;) {
+        uint32_t child = 2 * index + 1;
+        if (child >= count)
+            return;
+        if (child + 1 < count && draw_less(e, seed, slots[child], slots[child + 1]))
+            child++;
+        if (!draw_less(e, seed, slots[index], slots[child]))
+            return;
+        uint32_t swap = slots[index];
+        slots[index] = slots[child];
+        slots[child] = swap;
+        index = child;
+    }
+}
+
+/* Heapsort: in place, O(n log n), no recursion and no allocation (engine rules). */
+static void draw_sort(const struct engine *e, const uint8_t *seed, uint32_t *slots, uint32_t count)
+{
+    for (uint32_t i = count / 2; i-- > 0;)
+        draw_sift_down(e, seed, slots, count, i);
+    for (uint32_t end = count; end-- > 1;) {
+        uint32_t swap = slots[0];
+        slots[0] = slots[end];
+        slots[end] = swap;
+        draw_sift_down(e, seed, slots, end, 0);
+    }
+}
+
+static uint8_t purchase_decide(struct engine *e, uint32_t slot);
+
+/* Decides a purchase that waited for the draw, as if it arrived now (rules d, g..j). */
+static void draw_decide(struct engine *e, uint32_t slot)
+{
+    struct purchase *p = &e->purchases[slot];
+    assert(p->status == ENGINE_STATUS_PREQUEUED || p->status == ENGINE_STATUS_DEFERRED);
+    customer_release(e, p);
+    p->status = ENGINE_STATUS_REJECTED;
+    uint8_t reason =
+        e->state == ENGINE_STATE_OPEN ? purchase_decide(e, slot) : ENGINE_REASON_SALE_CLOSED;
+    if (reason != ENGINE_REASON_NONE) {
+        p->status = ENGINE_STATUS_REJECTED;
+        p->reason = reason;
+        e->stats.rejected++;
+    }
+    emit(e, slot, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
+    assert_category(e, p->category);
+}
+
+/*
+ * Gives the pre-queue's entries the draw's order as their arrival rank: the i-th entry drawn
+ * moves to the i-th smallest slot the pre-queue occupies. Every rule that orders by slot (wait
+ * lines, ties in expiry, snapshots rebuilding lines) then follows the draw with no exception.
+ * order[] holds the drawn slots; each entry's `when` carries its target slot, and the
+ * permutation is done in place by following its cycles (O(n) swaps, no memory).
+ */
+static void draw_reorder(struct engine *e, const uint32_t *order, uint32_t count)
+{
+    uint32_t rank = 0;
+    for (uint32_t slot = 0; slot < e->purchase_count && rank < count; slot++)
+        if (e->purchases[slot].status == ENGINE_STATUS_PREQUEUED)
+            e->purchases[order[rank++]].when.draw_target = slot;
+    assert(rank == count);
+    for (uint32_t slot = 0; slot < e->purchase_count; slot++) {
+        if (e->purchases[slot].status != ENGINE_STATUS_PREQUEUED)
+            continue;
+        while (e->purchases[slot].when.draw_target != slot) {
+            uint32_t target = (uint32_t)e->purchases[slot].when.draw_target;
+            assert(target < e->purchase_count);
+            /* The table stays exact after every swap, so each lookup finds its id. */
+            uint32_t at_slot = purchase_table_find(e, e->purchases[slot].id);
+            uint32_t at_target = purchase_table_find(e, e->purchases[target].id);
+            struct purchase swap = e->purchases[target];
+            e->purchases[target] = e->purchases[slot];
+            e->purchases[slot] = swap;
+            e->purchase_table[at_slot] = target + 1;
+            e->purchase_table[at_target] = slot + 1;
+        }
+    }
+}
+
+/*
+ * Orders the pre-queue by the seed, then decides every entry in slot order: the pre-queue in
+ * the draw's order, then the deferred (all arrived after it) in arrival order.
+ */
+static void draw_run(struct engine *e, const uint8_t *seed)
+{
+    assert(e->heap_count == 0); /* nothing is held before the draw: the array is scratch */
+    uint32_t *order = e->heap, count = 0;
+    for (uint32_t slot = 0; slot < e->purchase_count; slot++) {
+        struct purchase *p = &e->purchases[slot];
+        if (p->status != ENGINE_STATUS_PREQUEUED)
+            continue;
+        uint8_t digest[SHA256_BYTES];
+        draw_digest(seed, p->id, digest);
+        p->when.draw_key = 0;
+        for (int i = 0; i < 8; i++)
+            p->when.draw_key = p->when.draw_key << 8 | digest[i];
+        order[count++] = slot;
+    }
+    assert(count == e->prequeued_count);
+    draw_sort(e, seed, order, count);
+    draw_reorder(e, order, count);
+    for (uint32_t slot = 0; slot < e->purchase_count; slot++) {
+        uint8_t status = e->purchases[slot].status;
+        if (status == ENGINE_STATUS_PREQUEUED || status == ENGINE_STATUS_DEFERRED)
+            draw_decide(e, slot);
+    }
+    e->prequeued_count = 0;
+    e->deferred_count = 0;
+}
+
+static void command_draw(struct engine *e, const uint8_t seed[CATRACA_DRAW_SEED_BYTES])
+{
+    uint8_t expected[CATRACA_DRAW_SEED_BYTES];
+    if (e->state != ENGINE_STATE_NONE)
+        engine_draw_seed(e->event.secret, expected);
+    uint8_t reason = ENGINE_REASON_NONE;
+    if (e->state == ENGINE_STATE_NONE)
+        reason = ENGINE_REASON_NO_EVENT;
+    else if (e->draw_state == ENGINE_DRAW_NONE || memcmp(seed, expected, sizeof(expected)) != 0)
+        reason = ENGINE_REASON_INVALID;
+    else if (e->draw_state == ENGINE_DRAW_PENDING && e->now_ms < e->event.opens_at_ms)
+        reason = ENGINE_REASON_SALE_NOT_OPEN;
+    if (reason != ENGINE_REASON_NONE) {
+        emit_bare(e, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_CONFLICT, reason);
+        return;
+    }
+    if (e->draw_state == ENGINE_DRAW_DONE) {
+        e->stats.repeated++;
+        emit_bare(e, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_REPEATED, ENGINE_REASON_NONE);
+        return;
+    }
+    e->draw_state = ENGINE_DRAW_DONE;
+    emit_bare(e, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
+    draw_run(e, seed);
+}
+
+void engine_draw_state(const struct engine *engine, struct engine_draw_view *out)
+{
+    *out = (struct engine_draw_view){.state = engine->draw_state,
+                                     .prequeued = engine->prequeued_count,
+                                     .deferred = engine->deferred_count};
+}
+
+/* ---- commands (continued) ---------------------------------------------------------------- */
+
 static bool event_spec_is_valid(const struct engine_event_spec *spec)
 {
     if (!string_is_valid(spec->id, sizeof(spec->id), false) ||
@@ -552,7 +790,7 @@ static bool event_spec_is_valid(const struct engine_event_spec *spec)
             if (strcmp(c->id, spec->categories[j].id) == 0)
                 return false;
     }
-    return true;
+    return schedule_is_valid(spec);
 }
 
 /* Equal specs, ignoring the secret; both are valid (terminated strings). */
@@ -568,7 +806,7 @@ static bool event_spec_equal(const struct engine_event_spec *a, const struct eng
             ca->price_cents != cb->price_cents || ca->capacity != cb->capacity)
             return false;
     }
-    return true;
+    return a->opens_at_ms == b->opens_at_ms && a->prequeue_ms == b->prequeue_ms;
 }
 
 static void command_create_event(struct engine *e, const struct engine_event_spec *spec)
@@ -587,6 +825,7 @@ static void command_create_event(struct engine *e, const struct engine_event_spe
     }
     e->event = *spec;
     e->state = spec->state;
+    e->draw_state = spec->opens_at_ms != 0 ? ENGINE_DRAW_PENDING : ENGINE_DRAW_NONE;
     e->category_count = spec->category_count;
     for (uint32_t i = 0; i < e->category_count; i++) {
         e->categories[i] = (struct category){
@@ -643,6 +882,8 @@ static uint8_t purchase_precheck(const struct engine *e, const struct engine_com
         return ENGINE_REASON_INVALID;
     if (e->state != ENGINE_STATE_OPEN)
         return ENGINE_REASON_SALE_CLOSED;
+    if (schedule_refuses(e))
+        return ENGINE_REASON_SALE_NOT_OPEN;
     if (found == NIL)
         return ENGINE_REASON_UNKNOWN_CATEGORY;
     return ENGINE_REASON_NONE;
@@ -678,6 +919,10 @@ static uint8_t purchase_decide(struct engine *e, uint32_t slot)
     p->customer = customer;
     if ((uint64_t)e->customers[customer].tickets + p->quantity > e->event.per_customer_limit)
         return ENGINE_REASON_LIMIT_EXCEEDED;
+    if (prequeue_admit(e, slot)) {
+        e->customers[customer].tickets += p->quantity;
+        return ENGINE_REASON_NONE;
+    }
     if (c->line_head == NIL && c->available >= p->quantity) {
         hold_grant(e, slot);
     } else {
@@ -892,7 +1137,7 @@ int engine_apply(struct engine *engine, const struct engine_command *command,
 {
     if (engine == NULL || command == NULL || sink == NULL || sink->emit == NULL)
         return CATRACA_E_INVALID;
-    if (command->type < ENGINE_COMMAND_CREATE_EVENT || command->type > ENGINE_COMMAND_TICK)
+    if (command->type < ENGINE_COMMAND_CREATE_EVENT || command->type > ENGINE_COMMAND_LAST)
         return CATRACA_E_INVALID;
     engine->sink = sink;
     engine->stats.commands++;
@@ -912,6 +1157,9 @@ int engine_apply(struct engine *engine, const struct engine_command *command,
         break;
     case ENGINE_COMMAND_CANCEL:
         command_cancel(engine, command);
+        break;
+    case ENGINE_COMMAND_DRAW:
+        command_draw(engine, command->u.draw.seed);
         break;
     default:
         break; /* TICK: the clock advanced above */
@@ -992,6 +1240,9 @@ static void engine_reset(struct engine *e)
     e->purchase_count = 0;
     e->customer_count = 0;
     e->heap_count = 0;
+    e->draw_state = ENGINE_DRAW_NONE;
+    e->prequeued_count = 0;
+    e->deferred_count = 0;
     memset(&e->stats, 0, sizeof(e->stats));
 }
 
@@ -1045,7 +1296,8 @@ uint64_t engine_outcome_bound(const struct engine *engine)
     uint64_t waiting = 0;
     for (uint32_t i = 0; i < engine->category_count; i++)
         waiting += engine->categories[i].waiting_count;
-    return 1 + (uint64_t)engine->heap_count + waiting;
+    return 1 + (uint64_t)engine->heap_count + waiting + engine->prequeued_count +
+           engine->deferred_count;
 }
 
 int64_t engine_now_ms(const struct engine *engine)
@@ -1206,7 +1458,7 @@ static int validate_purchases(const struct engine *e)
     uint32_t held_count = 0;
     for (uint32_t slot = 0; slot < e->purchase_count; slot++) {
         const struct purchase *p = &e->purchases[slot];
-        CHECK(p->status >= ENGINE_STATUS_WAITING && p->status <= ENGINE_STATUS_REJECTED);
+        CHECK(p->status >= ENGINE_STATUS_WAITING && p->status <= ENGINE_STATUS_LAST);
         CHECK(purchase_lookup(e, p->id) == slot);
         CHECK((p->status == ENGINE_STATUS_REJECTED) == (p->reason != ENGINE_REASON_NONE));
         CHECK(p->is_refund_due <= 1 && (!p->is_refund_due || p->status == ENGINE_STATUS_EXPIRED));
@@ -1232,6 +1484,25 @@ static int validate_purchases(const struct engine *e)
     return 0;
 }
 
+/* Before the draw nothing is decided but rejections; after it nothing awaits a draw. */
+static int validate_draw(const struct engine *e)
+{
+    uint32_t prequeued = 0, deferred = 0, decided = 0;
+    for (uint32_t slot = 0; slot < e->purchase_count; slot++) {
+        uint8_t status = e->purchases[slot].status;
+        prequeued += status == ENGINE_STATUS_PREQUEUED;
+        deferred += status == ENGINE_STATUS_DEFERRED;
+        decided += status == ENGINE_STATUS_WAITING || status == ENGINE_STATUS_HELD ||
+                   status == ENGINE_STATUS_CONFIRMED;
+    }
+    CHECK(e->draw_state <= ENGINE_DRAW_DONE);
+    CHECK(prequeued == e->prequeued_count && deferred == e->deferred_count);
+    CHECK(e->draw_state == ENGINE_DRAW_PENDING || prequeued + deferred == 0);
+    CHECK(e->draw_state != ENGINE_DRAW_PENDING || decided == 0);
+    CHECK((e->draw_state == ENGINE_DRAW_NONE) == (e->event.opens_at_ms == 0));
+    return 0;
+}
+
 static int validate_customers(const struct engine *e)
 {
     uint64_t total_customers = 0, total_purchases = 0;
@@ -1248,8 +1519,7 @@ static int validate_customers(const struct engine *e)
     CHECK(used == e->customer_count);
     for (uint32_t slot = 0; slot < e->purchase_count; slot++) {
         const struct purchase *p = &e->purchases[slot];
-        if (p->status == ENGINE_STATUS_HELD || p->status == ENGINE_STATUS_CONFIRMED ||
-            p->status == ENGINE_STATUS_WAITING) {
+        if (holds_quota(p->status)) {
             CHECK(p->customer <= e->customer_mask && e->customers[p->customer].is_used &&
                   e->customers[p->customer].key == p->customer_key);
             total_purchases += p->quantity;
@@ -1273,6 +1543,8 @@ int engine_validate(const struct engine *engine)
         error = validate_purchases(e);
     if (error == 0)
         error = validate_customers(e);
+    if (error == 0)
+        error = validate_draw(e);
     return error;
 }
 
@@ -1301,9 +1573,15 @@ void engine_ticket_code_format(uint64_t code, char out[14])
 
 const char *engine_status_name(uint8_t status)
 {
-    static const char *const names[] = {"queued",  "waiting",   "held",    "confirmed",
-                                        "expired", "cancelled", "rejected"};
+    /* PREQUEUED and DEFERRED are undecided, so "queued" too (the API adds "prequeue"). */
+    static const char *const names[] = {"queued",    "waiting",  "held",   "confirmed", "expired",
+                                        "cancelled", "rejected", "queued", "queued"};
     return status < sizeof(names) / sizeof(names[0]) ? names[status] : "unknown";
+}
+
+bool engine_status_is_final(uint8_t status)
+{
+    return status >= ENGINE_STATUS_CONFIRMED && status <= ENGINE_STATUS_REJECTED;
 }
 
 const char *engine_reason_name(uint8_t reason)
@@ -1325,7 +1603,10 @@ const char *engine_reason_name(uint8_t reason)
                                         "event_mismatch",
                                         "invalid_event",
                                         "line_full",
-                                        "refund_due"};
+                                        "refund_due",
+                                        "sale_not_open"};
+    static_assert(sizeof(names) / sizeof(names[0]) == ENGINE_REASON_LAST + 1,
+                  "a name for every reason");
     return reason < sizeof(names) / sizeof(names[0]) ? names[reason] : "unknown";
 }
 
@@ -1368,19 +1649,22 @@ int engine_state_parse(const char *name, uint8_t *state)
 /* ---- snapshot ---------------------------------------------------------------------------- */
 
 /*
- * Format 2, little-endian: magic, version, clock, state, the event spec (codec
- * format 2), per category its returned tickets and available_again_at_ms (which
- * no purchase records), stats, every customer key in slot order, then every
- * purchase in slot order, each ending with its is_refund_due byte. Format 1
- * (codec format 1 spec, no category part, no refund byte) is still read: a
- * partition restarted by a newer binary keeps its snapshot.
+ * Format 3, little-endian: magic, version, clock, state, the event spec (codec
+ * format 3: with its line policy and schedule), the draw state (one byte), per
+ * category its returned tickets and available_again_at_ms (which no purchase
+ * records), stats, every customer key in slot order, then every purchase in
+ * slot order, each ending with its is_refund_due byte. Older formats are still
+ * read, so a partition restarted by a newer binary keeps its snapshot: format 2
+ * is format 3 with a codec format 2 spec (not scheduled) and no draw state
+ * byte; format 1 has a codec format 1 spec, no category part and no refund
+ * byte.
  * Lines, heap, hash tables, category counters and customers' ticket counts
  * are rebuilt on read: they follow from the purchases (a line is its
  * category's waiting purchases in arrival order), so a snapshot cannot carry
  * them inconsistently.
  */
 #define SNAPSHOT_MAGIC 0x53525443u /* "CTRS" */
-#define SNAPSHOT_VERSION 2u
+#define SNAPSHOT_VERSION 3u
 #define SNAPSHOT_VERSION_OLDEST 1u
 #define SNAPSHOT_PURCHASE_BYTES 32u
 #define SNAPSHOT_CUSTOMER_BYTES 8u
@@ -1403,6 +1687,7 @@ int engine_snapshot_write(const struct engine *engine, uint8_t *buffer, size_t c
     wire_put_uint(&w, engine->state, 1);
     if (engine->state != ENGINE_STATE_NONE) {
         codec_event_spec_put(&w, &engine->event);
+        wire_put_uint(&w, engine->draw_state, 1);
         for (uint32_t i = 0; i < engine->category_count; i++) {
             wire_put_uint(&w, engine->categories[i].returned, 4);
             wire_put_uint(&w, (uint64_t)engine->categories[i].available_again_at_ms, 8);
@@ -1436,7 +1721,10 @@ int engine_snapshot_write(const struct engine *engine, uint8_t *buffer, size_t c
 static int snapshot_read_event(struct engine *e, struct wire_reader *r, uint32_t version)
 {
     struct engine_event_spec *spec = &e->event;
-    codec_event_spec_get_version(r, spec, version >= 2 ? 2 : 1);
+    /* Snapshot formats 1..3 carry specs of codec formats 1..3. */
+    codec_event_spec_get_version(r, spec, (uint8_t)version);
+    if (version >= 3)
+        e->draw_state = (uint8_t)wire_get_uint(r, 1);
     if (r->error != 0)
         return r->error;
     if (!event_spec_is_valid(spec))
@@ -1456,7 +1744,7 @@ static int snapshot_read_event(struct engine *e, struct wire_reader *r, uint32_t
 static int snapshot_place_purchase(struct engine *e, uint32_t slot)
 {
     struct purchase *p = &e->purchases[slot];
-    CHECK(p->status >= ENGINE_STATUS_WAITING && p->status <= ENGINE_STATUS_REJECTED);
+    CHECK(p->status >= ENGINE_STATUS_WAITING && p->status <= ENGINE_STATUS_LAST);
     CHECK(p->id != 0 && purchase_lookup(e, p->id) == NIL);
     e->purchase_table[purchase_table_find(e, p->id)] = slot + 1;
     if (p->status == ENGINE_STATUS_REJECTED)
@@ -1467,11 +1755,12 @@ static int snapshot_place_purchase(struct engine *e, uint32_t slot)
     CHECK(customer != NIL);
     p->customer = customer;
     struct category *c = &e->categories[p->category];
-    if (p->status == ENGINE_STATUS_WAITING || p->status == ENGINE_STATUS_HELD ||
-        p->status == ENGINE_STATUS_CONFIRMED) {
+    if (holds_quota(p->status)) {
         CHECK(e->customers[customer].tickets + p->quantity <= e->event.per_customer_limit);
         e->customers[customer].tickets += p->quantity;
     }
+    e->prequeued_count += p->status == ENGINE_STATUS_PREQUEUED;
+    e->deferred_count += p->status == ENGINE_STATUS_DEFERRED;
     if (p->status == ENGINE_STATUS_WAITING)
         line_append(e, slot);
     if (p->status == ENGINE_STATUS_HELD) {

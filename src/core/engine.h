@@ -102,6 +102,26 @@
  *       cancels, expiry and the wait line go on in every state.
  *  TICK: only advances the clock.
  *
+ *  Scheduled on-sale (spec.opens_at_ms != 0), a fair pre-queue. Let
+ *  window = opens_at_ms - prequeue_ms. Until the DRAW, rule d is followed by
+ *       d2. now_ms < window                  -> rejected SALE_NOT_OPEN;
+ *     and rules h..k are replaced by
+ *       h2. now_ms < opens_at_ms             -> PREQUEUED (in the draw);
+ *       i2. otherwise                        -> DEFERRED (after the draw, in arrival order).
+ *     Both keep their tickets counted for rule g (a customer cannot enter the draw with more
+ *     than the limit), are in no line and hold nothing.
+ *  DRAW {seed}: no event -> CONFLICT/NO_EVENT; not scheduled or seed != engine_draw_seed
+ *       (the event's secret) -> CONFLICT/INVALID; already drawn -> REPEATED; now_ms <
+ *       opens_at_ms -> CONFLICT/SALE_NOT_OPEN. Otherwise OK, then every PREQUEUED purchase
+ *       is decided by rules g..k (its tickets released first, so g passes as at arrival),
+ *       one at a time in ascending order of SHA-256(seed || purchase id text) (the text is
+ *       "p_" and the 13 characters of engine_ticket_code_format(purchase_id), as in the
+ *       API; the 32-byte digests compare as big-endian numbers), then every DEFERRED one in
+ *       arrival order. From then on the pre-queue's entries rank among themselves (their
+ *       slots, engine_purchase_view) in the draw's order. The draw is the same in every
+ *       state: a purchase decided while the sale is paused or closed is rejected
+ *       SALE_CLOSED (rule d applies too).
+ *
  *  Strings in commands are read up to their first NUL or the end of their
  *  array, whichever comes first; the engine never reads past an array.
  *  Identifiers compare as those bounded strings.
@@ -138,7 +158,9 @@ enum engine_command_type {
     ENGINE_COMMAND_CONFIRM = 4,
     ENGINE_COMMAND_CANCEL = 5,
     ENGINE_COMMAND_TICK = 6,
+    ENGINE_COMMAND_DRAW = 7, /* the pre-queue draw; see "Scheduled on-sale" above */
 };
+#define ENGINE_COMMAND_LAST ENGINE_COMMAND_DRAW
 
 enum engine_sale_state {
     ENGINE_STATE_NONE = 0, /* no event created yet */
@@ -155,6 +177,17 @@ enum engine_status {
     ENGINE_STATUS_EXPIRED = 4,
     ENGINE_STATUS_CANCELLED = 5,
     ENGINE_STATUS_REJECTED = 6,
+    /* Undecided until the draw (both are "queued" in the API): */
+    ENGINE_STATUS_PREQUEUED = 7, /* arrived in the pre-queue window: ordered by the draw */
+    ENGINE_STATUS_DEFERRED = 8,  /* arrived after opens_at, before the draw: after it, FIFO */
+};
+#define ENGINE_STATUS_LAST ENGINE_STATUS_DEFERRED
+
+/* Where a scheduled on-sale stands (engine_draw_state). */
+enum engine_draw_state {
+    ENGINE_DRAW_NONE = 0,    /* no opens_at: the sale is not scheduled */
+    ENGINE_DRAW_PENDING = 1, /* scheduled, the draw has not happened */
+    ENGINE_DRAW_DONE = 2,    /* the draw happened; the sale runs as any other */
 };
 
 enum engine_reason {
@@ -180,7 +213,11 @@ enum engine_reason {
     ENGINE_REASON_LINE_FULL = 16,
     /* A CONFIRM after the hold expired: payment recorded, to be refunded, never a ticket. */
     ENGINE_REASON_REFUND_DUE = 17,
+    /* A purchase before the pre-queue window of a scheduled sale (final, like the others);
+     * also why a DRAW before opens_at is refused. */
+    ENGINE_REASON_SALE_NOT_OPEN = 18,
 };
+#define ENGINE_REASON_LAST ENGINE_REASON_SALE_NOT_OPEN
 
 /* How long a category's wait line may grow (engine.h rule 2j), chosen per event. */
 enum engine_line_policy {
@@ -202,7 +239,7 @@ enum engine_outcome_type {
     ENGINE_OUTCOME_PURCHASE = 1, /* a purchase's new state (answer or consequence) */
     ENGINE_OUTCOME_CONFIRM = 2,  /* the answer to a CONFIRM */
     ENGINE_OUTCOME_CANCEL = 3,   /* the answer to a CANCEL */
-    ENGINE_OUTCOME_EVENT = 4,    /* the answer to CREATE_EVENT or SET_STATE */
+    ENGINE_OUTCOME_EVENT = 4,    /* the answer to CREATE_EVENT, SET_STATE or DRAW */
 };
 
 struct engine_category_spec {
@@ -222,6 +259,11 @@ struct engine_event_spec {
     uint8_t line_policy;         /* enum engine_line_policy */
     uint8_t secret[CATRACA_SECRET_BYTES];
     struct engine_category_spec categories[CATRACA_CATEGORIES_MAX];
+    /* Scheduled on-sale: 0 = none (prequeue_ms is then 0). Otherwise the sale opens at
+     * opens_at_ms (epoch ms, > prequeue_ms) after a pre-queue window of prequeue_ms
+     * (0..CATRACA_PREQUEUE_MS_MAX) that starts at opens_at_ms - prequeue_ms. */
+    int64_t opens_at_ms;
+    int64_t prequeue_ms;
 };
 
 struct engine_command {
@@ -246,6 +288,9 @@ struct engine_command {
             uint64_t purchase_id;
             char customer[CATRACA_ID_MAX + 1];
         } cancel;
+        struct {
+            uint8_t seed[CATRACA_DRAW_SEED_BYTES]; /* engine_draw_seed() of the event */
+        } draw;
     } u;
 };
 
@@ -310,7 +355,9 @@ struct engine_stats {
 
 struct engine_purchase_view {
     uint64_t purchase_id;
-    uint32_t slot; /* arrival rank among the purchases this engine remembers */
+    /* Arrival rank among the purchases this engine remembers (a pre-queue's entries take
+     * the draw's order among themselves when it happens). */
+    uint32_t slot;
     uint64_t customer_key;
     int64_t hold_expires_at_ms;
     uint32_t quantity;
@@ -402,6 +449,24 @@ int engine_snapshot_write(const struct engine *engine, uint8_t *buffer, size_t c
                           size_t *length);
 int engine_snapshot_read(struct engine *engine, const uint8_t *buffer, size_t length);
 
+/* The scheduled sale's state; prequeued/deferred count purchases awaiting the draw. */
+struct engine_draw_view {
+    uint8_t state; /* enum engine_draw_state */
+    uint32_t prequeued;
+    uint32_t deferred;
+};
+void engine_draw_state(const struct engine *engine, struct engine_draw_view *out);
+
+/*
+ * The draw's seed, SHA-256("catraca-draw-seed-v1" || secret): secret until the DRAW reveals
+ * it (knowing it does not reveal the secret behind ticket codes). Its commitment, published
+ * from the event's creation on, is SHA-256(seed).
+ */
+void engine_draw_seed(const uint8_t secret[CATRACA_SECRET_BYTES],
+                      uint8_t seed[CATRACA_DRAW_SEED_BYTES]);
+void engine_draw_commitment(const uint8_t seed[CATRACA_DRAW_SEED_BYTES],
+                            uint8_t commitment[CATRACA_DRAW_SEED_BYTES]);
+
 /* The engine's identity for a customer id string (SipHash-2-4, fixed key). */
 uint64_t engine_customer_key(const char *customer);
 /* Ticket code number `index` (0-based) of a purchase under an event secret. */
@@ -411,6 +476,8 @@ uint64_t engine_ticket_code(const uint8_t secret[CATRACA_SECRET_BYTES], uint64_t
 void engine_ticket_code_format(uint64_t code, char out[14]);
 
 const char *engine_status_name(uint8_t status); /* "held", ... as in API.md */
+/* CONFIRMED, EXPIRED, CANCELLED or REJECTED: it never changes again. */
+bool engine_status_is_final(uint8_t status);
 const char *engine_reason_name(uint8_t reason); /* "sold_out", ...; NULL for NONE */
 const char *engine_state_name(uint8_t state);   /* "open", "paused", "closed" */
 int engine_state_parse(const char *name, uint8_t *state);

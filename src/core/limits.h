@@ -27,6 +27,10 @@
 #define CATRACA_HOLD_MS_MAX (24 * 3600 * 1000)
 /* Secret that derives ticket codes (from the CREATE_EVENT command). */
 #define CATRACA_SECRET_BYTES 16
+/* Scheduled on-sale: the pre-queue window lasts at most 7 days; the draw's seed is a
+ * SHA-256 digest. */
+#define CATRACA_PREQUEUE_MS_MAX (7LL * 24 * 3600 * 1000)
+#define CATRACA_DRAW_SEED_BYTES 32
 /* Pool sizes an engine may be configured with. Indexes are uint32_t. */
 #define CATRACA_PURCHASES_MAX (1u << 26)
 #define CATRACA_CUSTOMERS_MAX (1u << 26)
@@ -44,7 +48,7 @@ static_assert(CATRACA_CUSTOMERS_MAX < UINT32_MAX / 2, "customer hash table of 2x
 static_assert(CATRACA_ID_MAX < 256 && CATRACA_NAME_MAX < 256, "string lengths are one byte");
 static_assert(CATRACA_COMMAND_ENCODED_MAX >=
                   64 + 2 * (CATRACA_ID_MAX + CATRACA_NAME_MAX + 2) + CATRACA_SECRET_BYTES +
-                      CATRACA_CATEGORIES_MAX * (CATRACA_ID_MAX + CATRACA_NAME_MAX + 2 + 16),
+                      CATRACA_CATEGORIES_MAX * (CATRACA_ID_MAX + CATRACA_NAME_MAX + 2 + 16) + 16,
               "the largest CREATE_EVENT fits the command encoding bound");
 
 #endif

@@ -62,6 +62,75 @@ void api_json_time_format(int64_t ms, char out[32])
     snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000 + 1000) % 1000);
 }
 
+static bool parse_digits(const char **s, int count, int *out)
+{
+    *out = 0;
+    for (int i = 0; i < count; i++, (*s)++) {
+        if (**s < '0' || **s > '9')
+            return false;
+        *out = *out * 10 + (**s - '0');
+    }
+    return true;
+}
+
+static bool parse_literal(const char **s, char c)
+{
+    if (**s != c && !(c == 'T' && **s == 't'))
+        return false;
+    (*s)++;
+    return true;
+}
+
+int api_json_time_parse(const char *text, int64_t *ms)
+{
+    const char *s = text;
+    int year, month, day, hour, minute, second, fraction_ms = 0;
+    if (!parse_digits(&s, 4, &year) || !parse_literal(&s, '-') || !parse_digits(&s, 2, &month) ||
+        !parse_literal(&s, '-') || !parse_digits(&s, 2, &day) || !parse_literal(&s, 'T') ||
+        !parse_digits(&s, 2, &hour) || !parse_literal(&s, ':') || !parse_digits(&s, 2, &minute) ||
+        !parse_literal(&s, ':') || !parse_digits(&s, 2, &second))
+        return CATRACA_E_INVALID;
+    if (*s == '.') { /* milliseconds kept, finer digits dropped */
+        s++;
+        int digits = 0;
+        for (; *s >= '0' && *s <= '9'; s++, digits++)
+            if (digits < 3)
+                fraction_ms = fraction_ms * 10 + (*s - '0');
+        if (digits == 0)
+            return CATRACA_E_INVALID;
+        for (int i = digits; i < 3; i++) /* ".5" is 500 ms */
+            fraction_ms *= 10;
+    }
+    int offset_minutes = 0;
+    if (*s == 'Z' || *s == 'z') {
+        s++;
+    } else if (*s == '+' || *s == '-') {
+        int sign = *s++ == '-' ? -1 : 1, offset_hour, offset_minute;
+        if (!parse_digits(&s, 2, &offset_hour) || !parse_literal(&s, ':') ||
+            !parse_digits(&s, 2, &offset_minute) || offset_hour > 23 || offset_minute > 59)
+            return CATRACA_E_INVALID;
+        offset_minutes = sign * (offset_hour * 60 + offset_minute);
+    } else {
+        return CATRACA_E_INVALID;
+    }
+    static const int days_in_month[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (*s != '\0' || month < 1 || month > 12 || day < 1 || day > days_in_month[month - 1] ||
+        hour > 23 || minute > 59 || second > 60)
+        return CATRACA_E_INVALID;
+    bool is_leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (month == 2 && day == 29 && !is_leap)
+        return CATRACA_E_INVALID;
+    struct tm tm = {.tm_year = year - 1900,
+                    .tm_mon = month - 1,
+                    .tm_mday = day,
+                    .tm_hour = hour,
+                    .tm_min = minute,
+                    .tm_sec = second};
+    int64_t seconds = (int64_t)timegm(&tm) - (int64_t)offset_minutes * 60;
+    *ms = seconds * 1000 + fraction_ms;
+    return 0;
+}
+
 static int fail(char message[API_ERROR_MESSAGE_MAX], const char *text)
 {
     snprintf(message, API_ERROR_MESSAGE_MAX, "%s", text);
@@ -318,6 +387,30 @@ static int parse_categories(const cJSON *root, struct engine_event_spec *out,
     return 0;
 }
 
+/* "opens_at" (RFC 3339, optional) and "prequeue_seconds" (0 to 7 days, only with opens_at). */
+static int parse_schedule(const cJSON *root, struct engine_event_spec *out,
+                          char message[API_ERROR_MESSAGE_MAX])
+{
+    const cJSON *opens_at = NULL;
+    int64_t prequeue_seconds = 0, opens_at_ms = 0;
+    if (!api_json_member(root, "opens_at", &opens_at))
+        return fail(message, "opens_at is given twice");
+    if (opens_at != NULL && (!cJSON_IsString(opens_at) ||
+                             api_json_time_parse(opens_at->valuestring, &opens_at_ms) != 0))
+        return fail(message, "opens_at must be an RFC 3339 time, such as 2026-05-01T12:00:00Z");
+    if (!get_integer(root, "prequeue_seconds", false, 0, CATRACA_PREQUEUE_MS_MAX / 1000,
+                     &prequeue_seconds))
+        return fail(message, "prequeue_seconds must be an integer from 0 to 604800");
+    if (opens_at == NULL && prequeue_seconds != 0)
+        return fail(message, "prequeue_seconds needs opens_at");
+    if (opens_at != NULL && opens_at_ms <= prequeue_seconds * 1000)
+        return fail(message, "the pre-queue window (opens_at - prequeue_seconds) must start after "
+                             "1970-01-01T00:00:00Z");
+    out->opens_at_ms = opens_at_ms;
+    out->prequeue_ms = prequeue_seconds * 1000;
+    return 0;
+}
+
 int api_json_parse_event(const char *body, size_t length, struct engine_event_spec *out,
                          char message[API_ERROR_MESSAGE_MAX])
 {
@@ -345,6 +438,8 @@ int api_json_parse_event(const char *body, size_t length, struct engine_event_sp
         error = fail(message, "line_policy must be unbounded or bounded");
     else
         error = parse_categories(root, out, message);
+    if (error == 0)
+        error = parse_schedule(root, out, message);
     out->hold_ms = hold_seconds * 1000;
     out->per_customer_limit = (uint32_t)limit;
     cJSON_Delete(root);
@@ -392,6 +487,59 @@ int api_json_parse_confirm(const char *body, size_t length, char payment_ref[CAT
     return error;
 }
 
+static void add_time_or_null(cJSON *object, const char *name, bool is_set, int64_t ms)
+{
+    char when[32];
+    if (!is_set) {
+        cJSON_AddNullToObject(object, name);
+        return;
+    }
+    api_json_time_format(ms, when);
+    cJSON_AddStringToObject(object, name, when);
+}
+
+static void add_hex(cJSON *object, const char *name, const uint8_t *bytes, size_t length)
+{
+    char hex[2 * CATRACA_DRAW_SEED_BYTES + 1];
+    assert(length <= CATRACA_DRAW_SEED_BYTES);
+    for (size_t i = 0; i < length; i++)
+        snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
+    hex[2 * length] = '\0';
+    cJSON_AddStringToObject(object, name, hex);
+}
+
+/*
+ * A scheduled sale: when it opens, when its pre-queue opens, and the draw. The seed's SHA-256
+ * is shown from creation on (the commitment); the seed itself only once the draw is in the
+ * log and decided (the reveal). Unscheduled sales carry nulls.
+ */
+static void add_schedule(cJSON *root, const struct store_event *event)
+{
+    const struct engine_event_spec *spec = &event->spec;
+    bool is_scheduled = spec->opens_at_ms != 0;
+    add_time_or_null(root, "opens_at", is_scheduled, spec->opens_at_ms);
+    add_time_or_null(root, "prequeue_opens_at", is_scheduled,
+                     spec->opens_at_ms - spec->prequeue_ms);
+    cJSON_AddNumberToObject(root, "prequeue_seconds", (double)(spec->prequeue_ms / 1000));
+    if (!is_scheduled) {
+        cJSON_AddNullToObject(root, "draw");
+        return;
+    }
+    uint8_t seed[CATRACA_DRAW_SEED_BYTES], commitment[CATRACA_DRAW_SEED_BYTES];
+    engine_draw_seed(spec->secret, seed);
+    engine_draw_commitment(seed, commitment);
+    cJSON *draw = cJSON_AddObjectToObject(root, "draw");
+    add_hex(draw, "seed_sha256", commitment, sizeof(commitment));
+    if (event->draw.state == ENGINE_DRAW_DONE)
+        add_hex(draw, "seed", seed, sizeof(seed));
+    else
+        cJSON_AddNullToObject(draw, "seed");
+    cJSON_AddStringToObject(draw, "state",
+                            event->draw.state == ENGINE_DRAW_DONE ? "done" : "pending");
+    cJSON_AddNumberToObject(draw, "prequeued", event->draw.prequeued);
+    cJSON_AddNumberToObject(draw, "deferred", event->draw.deferred);
+}
+
 cJSON *api_json_event(const struct store_event *event, uint64_t pending)
 {
     cJSON *root = cJSON_CreateObject();
@@ -424,6 +572,7 @@ cJSON *api_json_event(const struct store_event *event, uint64_t pending)
     }
     cJSON *queue = cJSON_AddObjectToObject(root, "queue");
     cJSON_AddNumberToObject(queue, "pending", (double)pending);
+    add_schedule(root, event);
     return root;
 }
 
@@ -546,10 +695,11 @@ int api_json_purchase_text(const struct store_purchase *p, char *out, size_t siz
                      "\"customer\":\"%s\",\"seq\":\"%s\",\"status\":\"%s\",\"reason\":%s,"
                      "\"hold_expires_at\":%s,\"position\":%s,\"ahead\":%s,\"estimate\":%s,"
                      "\"retry_after_seconds\":%s,\"refund_due\":%s,\"payment_ref\":%s,"
-                     "\"tickets\":[",
+                     "\"prequeue\":%s,\"tickets\":[",
                      id, p->event, p->category, p->quantity, p->customer, seq_text,
                      engine_status_name(p->status), reason, expires, position, ahead, estimate,
-                     retry, p->is_refund_due ? "true" : "false", payment_ref);
+                     retry, p->is_refund_due ? "true" : "false", payment_ref,
+                     p->status == ENGINE_STATUS_PREQUEUED ? "true" : "false");
     for (uint32_t i = 0;
          n > 0 && (size_t)n < size && i < p->ticket_count && i < CATRACA_QUANTITY_MAX; i++) {
         char code[14];
@@ -574,6 +724,7 @@ cJSON *api_json_purchase_queued(uint64_t purchase_id, const char *event, const c
     cJSON_AddNullToObject(root, "retry_after_seconds");
     cJSON_AddFalseToObject(root, "refund_due");
     cJSON_AddNullToObject(root, "payment_ref");
+    cJSON_AddFalseToObject(root, "prequeue");
     cJSON_AddArrayToObject(root, "tickets");
     return root;
 }
@@ -624,6 +775,8 @@ cJSON *api_json_purchase(const struct store_purchase *p)
         cJSON_AddStringToObject(root, "payment_ref", p->payment_ref);
     else
         cJSON_AddNullToObject(root, "payment_ref");
+    /* Accepted in a scheduled sale's pre-queue window and not drawn yet. */
+    cJSON_AddBoolToObject(root, "prequeue", p->status == ENGINE_STATUS_PREQUEUED);
     cJSON *tickets = cJSON_AddArrayToObject(root, "tickets");
     for (uint32_t i = 0; i < p->ticket_count && i < CATRACA_QUANTITY_MAX; i++) {
         char code[14];

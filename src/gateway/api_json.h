@@ -59,6 +59,10 @@ int api_json_purchase_id_parse(const char *text, uint64_t *id);
 
 /* RFC 3339 UTC with milliseconds: "2026-11-24T23:41:00.000Z". */
 void api_json_time_format(int64_t ms, char out[32]);
+/* An RFC 3339 date-time (date, 'T', time, optional fraction, 'Z' or an offset) to epoch ms
+ * (negative before 1970): 0, or CATRACA_E_INVALID for anything else. Digits of the fraction
+ * beyond milliseconds are dropped. */
+int api_json_time_parse(const char *text, int64_t *ms);
 
 /*
  * POST /v1/events body -> spec (secret left zero: the caller fills it).

@@ -97,7 +97,7 @@ static bool on_purchase_changed(struct waiter *waiter, const struct store_purcha
     p->row = *row;
     enqueue_locked(api, p);
     pthread_mutex_unlock(&api->queue_mutex);
-    bool is_final = row->status >= ENGINE_STATUS_CONFIRMED;
+    bool is_final = engine_status_is_final(row->status);
     bool keep = p->kind == PENDING_STREAM && !is_final;
     if (!keep)
         api_pending_release(p); /* the registry's reference */
@@ -352,7 +352,7 @@ static void pending_process(struct api *api, struct pending *p)
             api_pending_finish_cjson(p, 200, api_json_purchase(&row), NULL);
     } else if (p->kind == PENDING_STREAM && has_row) {
         stream_json(p->request, api_json_purchase(&row));
-        if (row.status >= ENGINE_STATUS_CONFIRMED)
+        if (engine_status_is_final(row.status))
             api_pending_finish(p, 200, "", NULL);
     }
 }
@@ -570,7 +570,7 @@ void api_pending_park_for_changes(struct route_context *c, const struct store_pu
     if (kind == PENDING_STREAM) {
         stream_json(c->request, api_purchases_json(row));
         metrics_request(&c->api->metrics, c->route, 200, clock_monotonic_us() - c->started_us);
-        if (row->status >= ENGINE_STATUS_CONFIRMED) { /* final: it can never change again */
+        if (engine_status_is_final(row->status)) { /* final: it can never change again */
             http_stream_end(c->request);
             api_pending_release(p);
             return;

@@ -479,7 +479,7 @@ void api_purchases_get(struct route_context *c)
             wait_s = LONG_POLL_MAX_S;
     }
     const char *current = engine_status_name(row.status);
-    bool is_final = row.status >= ENGINE_STATUS_CONFIRMED;
+    bool is_final = engine_status_is_final(row.status);
     if (wait_s == 0 || is_final || (status != NULL && strcmp(status, current) != 0)) {
         char text[API_PURCHASE_TEXT_MAX];
         int length = row.status == ENGINE_STATUS_NONE

@@ -51,6 +51,9 @@ struct store_purchase {
     uint8_t reason; /* enum engine_reason; NONE unless rejected */
     int64_t hold_expires_at_ms;
     uint32_t position;
+    /* 0, or the 1-based place a pre-queue draw decided this purchase at: its place in the
+     * line among the drawn ones (which all stand ahead of later arrivals). Kept once set. */
+    uint32_t draw_rank;
     /* WAITING: tickets wanted ahead in its category's line, computed on read like position. */
     uint32_t ahead;
     /* A late payment (engine.h, CONFIRM after expiry): EXPIRED, is_refund_due, and the
@@ -78,7 +81,8 @@ struct store_event {
     struct engine_event_spec spec; /* as first created (secret included: never served) */
     uint8_t state;                 /* enum engine_sale_state now */
     struct engine_category_counts counts[CATRACA_CATEGORIES_MAX];
-    struct log_seq offset; /* last log entry applied */
+    struct engine_draw_view draw; /* a scheduled sale's draw (state NONE when not scheduled) */
+    struct log_seq offset;        /* last log entry applied */
     int64_t updated_ms;
 };
 

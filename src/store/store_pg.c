@@ -35,13 +35,13 @@
 /* One column's array literal in a batch; PostgreSQL takes up to 1 GB per parameter. */
 #define ARRAY_BYTES_MAX ((size_t)64 << 20)
 
-enum { ARRIVAL_COLUMNS = 15, UPDATE_COLUMNS = 8, ANSWER_COLUMNS = 8 };
+enum { ARRIVAL_COLUMNS = 16, UPDATE_COLUMNS = 9, ANSWER_COLUMNS = 8 };
 
 static_assert(ENGINE_STATUS_WAITING == 1, "STATEMENT_LINE_AHEAD counts status = 1");
 
 #define PURCHASE_COLUMNS                                                                           \
     "id, event, customer, category, quantity, seq_major, seq_minor, created_ms, status, reason, "  \
-    "hold_expires_at_ms, position, tickets, updated_ms, payment_ref"
+    "hold_expires_at_ms, position, tickets, updated_ms, draw_rank, payment_ref"
 #define EVENT_COLUMNS "spec, state, counts, offset_major, offset_minor, updated_ms, id"
 
 static const char fence_sql[] = "SELECT catraca_fence($1, $2::bigint)";
@@ -50,26 +50,28 @@ static const char fence_sql[] = "SELECT catraca_fence($1, $2::bigint)";
 static const char insert_purchases_sql[] =
     "INSERT INTO purchases (" PURCHASE_COLUMNS ") "
     "SELECT id, event, customer, category, quantity, seq_major, seq_minor, created_ms, status, "
-    "reason, hold, position, decode(tickets, 'hex'), updated, nullif(payment_ref, '') FROM "
-    "unnest($1::bigint[], "
+    "reason, hold, position, decode(tickets, 'hex'), updated, draw_rank, nullif(payment_ref, '') "
+    "FROM unnest($1::bigint[], "
     "$2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[], $8::bigint[], "
     "$9::smallint[], $10::smallint[], $11::bigint[], $12::int[], $13::text[], $14::bigint[], "
-    "$15::text[]) "
+    "$15::int[], $16::text[]) "
     "AS u(id, event, customer, category, quantity, seq_major, seq_minor, created_ms, status, "
-    "reason, hold, position, tickets, updated, payment_ref) "
+    "reason, hold, position, tickets, updated, draw_rank, payment_ref) "
     "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason, "
     "hold_expires_at_ms = EXCLUDED.hold_expires_at_ms, position = EXCLUDED.position, "
     "tickets = EXCLUDED.tickets, updated_ms = EXCLUDED.updated_ms, "
+    "draw_rank = GREATEST(purchases.draw_rank, EXCLUDED.draw_rank), "
     "payment_ref = EXCLUDED.payment_ref";
 
 /* Rows that already exist: only the decision columns change. */
 static const char update_purchases_sql[] =
     "UPDATE purchases p SET status = u.status, reason = u.reason, hold_expires_at_ms = u.hold, "
     "position = u.position, tickets = decode(u.tickets, 'hex'), updated_ms = u.updated, "
-    "payment_ref = nullif(u.payment_ref, '') "
+    "draw_rank = GREATEST(p.draw_rank, u.draw_rank), payment_ref = nullif(u.payment_ref, '') "
     "FROM unnest($1::bigint[], $2::smallint[], $3::smallint[], $4::bigint[], $5::int[], "
-    "$6::text[], $7::bigint[], $8::text[]) AS u(id, status, reason, hold, position, tickets, "
-    "updated, payment_ref) WHERE p.id = u.id";
+    "$6::text[], $7::bigint[], $8::int[], $9::text[]) "
+    "AS u(id, status, reason, hold, position, tickets, updated, draw_rank, payment_ref) "
+    "WHERE p.id = u.id";
 
 static const char upsert_answers_sql[] =
     "INSERT INTO answers (event, seq_major, seq_minor, purchase_id, type, result, reason, status) "
@@ -96,6 +98,7 @@ enum statement {
     STATEMENT_LOAD,
     STATEMENT_PURCHASE_GET,
     STATEMENT_LINE_AHEAD,
+    STATEMENT_DRAWN_AHEAD,
     STATEMENT_ANSWER_GET,
     STATEMENT_EVENT_GET,
     STATEMENT_EVENT_LIST,
@@ -113,6 +116,11 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
     [STATEMENT_LINE_AHEAD] = "SELECT count(*), coalesce(sum(quantity), 0) FROM purchases "
                              "WHERE event = $1 AND category = $2 "
                              "AND status = 1 AND (seq_major, seq_minor) < ($3, $4)",
+    /* A purchase the pre-queue draw put in line stands behind the drawn ones of smaller rank
+     * only (every waiting purchase without a rank arrived after the draw). */
+    [STATEMENT_DRAWN_AHEAD] = "SELECT count(*), coalesce(sum(quantity), 0) FROM purchases "
+                              "WHERE event = $1 AND category = $2 "
+                              "AND draw_rank > 0 AND draw_rank < $3 AND status = 1",
     [STATEMENT_ANSWER_GET] = "SELECT purchase_id, type, result, reason, status FROM answers "
                              "WHERE event = $1 AND seq_major = $2 AND seq_minor = $3",
     [STATEMENT_EVENT_GET] = "SELECT " EVENT_COLUMNS " FROM events WHERE id = $1",
@@ -383,7 +391,8 @@ static void add_arrival(struct text *c, const struct store_purchase *p)
     array_int(&c[11], p->position);
     array_tickets(&c[12], p);
     array_int(&c[13], p->updated_ms);
-    array_string(&c[14], p->is_refund_due ? p->payment_ref : ""); /* "" is NULL */
+    array_int(&c[14], p->draw_rank);
+    array_string(&c[15], p->is_refund_due ? p->payment_ref : ""); /* "" is NULL */
 }
 
 static void add_update(struct text *c, const struct store_purchase *p)
@@ -395,7 +404,8 @@ static void add_update(struct text *c, const struct store_purchase *p)
     array_int(&c[4], p->position);
     array_tickets(&c[5], p);
     array_int(&c[6], p->updated_ms);
-    array_string(&c[7], p->is_refund_due ? p->payment_ref : ""); /* "" is NULL */
+    array_int(&c[7], p->draw_rank);
+    array_string(&c[8], p->is_refund_due ? p->payment_ref : ""); /* "" is NULL */
 }
 
 static void add_answer(struct text *c, const struct store_answer *a)
@@ -666,24 +676,31 @@ static int purchase_from_row(const PGresult *result, int row, struct store_purch
         PQfreemem(tickets);
     }
     out->updated_ms = column_int(result, row, 13);
-    out->is_refund_due = !PQgetisnull(result, row, 14);
+    out->draw_rank = (uint32_t)column_int(result, row, 14);
+    out->is_refund_due = !PQgetisnull(result, row, 15);
     if (out->is_refund_due)
-        copy_text(out->payment_ref, sizeof(out->payment_ref), PQgetvalue(result, row, 14));
+        copy_text(out->payment_ref, sizeof(out->payment_ref), PQgetvalue(result, row, 15));
     return 0;
 }
 
 /*
  * A waiting purchase's place now: the stored position was exact when it was
  * decided, but the line moves. Lines are in arrival order, so the place is one
- * more than the waiting purchases of its category with a smaller seq.
+ * more than the waiting purchases of its category with a smaller seq; except
+ * for a purchase a pre-queue draw put in line, which stands behind the drawn
+ * ones of smaller draw_rank only. The tickets ahead are the same rows' quantities.
  */
 static int line_position(struct store_pg *store, struct store_purchase *p)
 {
     struct number major = number_of((int64_t)p->seq.major);
     struct number minor = number_of((int64_t)p->seq.minor);
+    struct number rank = number_of(p->draw_rank);
     const char *values[] = {p->event, p->category, major.text, minor.text};
+    const char *drawn_values[] = {p->event, p->category, rank.text};
     int error = 0;
-    PGresult *result = run_prepared(store, STATEMENT_LINE_AHEAD, 4, values, &error);
+    PGresult *result = p->draw_rank > 0
+                           ? run_prepared(store, STATEMENT_DRAWN_AHEAD, 3, drawn_values, &error)
+                           : run_prepared(store, STATEMENT_LINE_AHEAD, 4, values, &error);
     if (result == NULL)
         return error;
     p->position = (uint32_t)column_int(result, 0, 0) + 1;

@@ -48,15 +48,22 @@ void store_counts_encode(const struct store_event *event, uint8_t *out, size_t *
             put_le(out, &n, values[v], 4);
         put_le(out, &n, (uint64_t)c->available_again_at_ms, 8);
     }
+    if (event->draw.state != ENGINE_DRAW_NONE) {
+        put_le(out, &n, event->draw.state, 1);
+        put_le(out, &n, event->draw.prequeued, 4);
+        put_le(out, &n, event->draw.deferred, 4);
+    }
     *length = n;
 }
 
 void store_counts_decode(const uint8_t *in, size_t length, struct store_event *event)
 {
     /* Rows written before the line policy hold 24 bytes a category (no returned tickets,
-     * no available_again_at). */
-    size_t record = event->spec.category_count > 0 &&
-                            length == (size_t)event->spec.category_count * STORE_COUNTS_RECORD_BYTES
+     * no available_again_at) and no draw. */
+    size_t categories = event->spec.category_count;
+    size_t record = categories > 0 && (length == categories * STORE_COUNTS_RECORD_BYTES ||
+                                       length == categories * STORE_COUNTS_RECORD_BYTES +
+                                                     STORE_COUNTS_DRAW_BYTES)
                         ? STORE_COUNTS_RECORD_BYTES
                         : STORE_COUNTS_RECORD_BYTES_V1;
     for (uint32_t i = 0; i < event->spec.category_count && (i + 1) * record <= length; i++) {
@@ -75,6 +82,15 @@ void store_counts_decode(const uint8_t *in, size_t length, struct store_event *e
             c->available_again_at_ms = (int64_t)get_le(p + 28, 8);
         }
     }
+    /* A scheduled sale's draw follows the categories (absent for any other sale). */
+    size_t draw_at = categories * record;
+    event->draw = (struct engine_draw_view){.state = ENGINE_DRAW_NONE};
+    if (record != STORE_COUNTS_RECORD_BYTES || length != draw_at + STORE_COUNTS_DRAW_BYTES ||
+        in[draw_at] > ENGINE_DRAW_DONE)
+        return;
+    event->draw = (struct engine_draw_view){.state = in[draw_at],
+                                            .prequeued = (uint32_t)get_le(in + draw_at + 1, 4),
+                                            .deferred = (uint32_t)get_le(in + draw_at + 5, 4)};
 }
 
 bool store_row_needs_line_facts(const struct store_purchase *p)

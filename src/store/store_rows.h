@@ -3,8 +3,10 @@
  * that are not plain numbers: an event's spec (a codec CREATE_EVENT record),
  * its counters (per category seven little-endian uint32, capacity, available,
  * held, sold, waiting count, waiting quantity, returned, then
- * available_again_at_ms as a little-endian int64; rows from before hold only
- * the first six) and ticket codes
+ * available_again_at_ms as a little-endian int64; rows from before the line
+ * policy hold only the first six; then for a scheduled sale the draw: its state
+ * byte and two little-endian uint32, the purchases pre-queued and deferred,
+ * absent for any other sale and in rows from before the line policy) and ticket codes
  * (eight little-endian bytes each). One definition, so a database written by
  * one adapter reads the same in tools written against another.
  */
@@ -19,7 +21,9 @@
 
 #define STORE_COUNTS_RECORD_BYTES 36
 #define STORE_COUNTS_RECORD_BYTES_V1 24
-#define STORE_COUNTS_BYTES_MAX (CATRACA_CATEGORIES_MAX * STORE_COUNTS_RECORD_BYTES)
+#define STORE_COUNTS_DRAW_BYTES 9
+#define STORE_COUNTS_BYTES_MAX                                                                     \
+    (CATRACA_CATEGORIES_MAX * STORE_COUNTS_RECORD_BYTES + STORE_COUNTS_DRAW_BYTES)
 #define STORE_TICKETS_BYTES_MAX (CATRACA_QUANTITY_MAX * 8)
 
 /* spec into out[CATRACA_COMMAND_ENCODED_MAX]; 0 or a codec error. */

@@ -31,6 +31,7 @@ enum statement {
     STATEMENT_PURCHASES_OF_EVENT,
     STATEMENT_LINE_AHEAD,
     STATEMENT_LINE,
+    STATEMENT_DRAWN_AHEAD,
     STATEMENT_BEGIN_READ,
     STATEMENT_OFFSET_GET,
     STATEMENT_REFUNDS,
@@ -39,7 +40,7 @@ enum statement {
 
 #define PURCHASE_COLUMNS                                                                           \
     "id, event, customer, category, quantity, seq_major, seq_minor, created_ms, status, reason, "  \
-    "hold_expires_at_ms, position, tickets, updated_ms, payment_ref"
+    "hold_expires_at_ms, position, tickets, updated_ms, draw_rank, payment_ref"
 #define EVENT_COLUMNS "spec, state, counts, offset_major, offset_minor, updated_ms"
 
 static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
@@ -53,12 +54,13 @@ static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
         "offset_minor = ?6, updated_ms = ?7",
     [STATEMENT_PURCHASE_INSERT] =
         "INSERT INTO purchases(" PURCHASE_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-        "?10, ?11, ?12, ?13, ?14, ?15) ON CONFLICT(id) DO UPDATE SET status = ?9, reason = ?10, "
-        "hold_expires_at_ms = ?11, position = ?12, tickets = ?13, updated_ms = ?14, "
-        "payment_ref = ?15",
+        "?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT(id) DO UPDATE SET status = ?9, "
+        "reason = ?10, hold_expires_at_ms = ?11, position = ?12, tickets = ?13, "
+        "updated_ms = ?14, draw_rank = max(draw_rank, ?15), payment_ref = ?16",
     [STATEMENT_PURCHASE_UPDATE] =
         "UPDATE purchases SET status = ?9, reason = ?10, hold_expires_at_ms = ?11, "
-        "position = ?12, tickets = ?13, updated_ms = ?14, payment_ref = ?15 WHERE id = ?1",
+        "position = ?12, tickets = ?13, updated_ms = ?14, draw_rank = max(draw_rank, ?15), "
+        "payment_ref = ?16 WHERE id = ?1",
     [STATEMENT_ANSWER_UPSERT] = "INSERT OR REPLACE INTO answers(event, seq_major, seq_minor, "
                                 "purchase_id, type, result, reason, status) VALUES (?1, ?2, ?3, "
                                 "?4, ?5, ?6, ?7, ?8)",
@@ -83,6 +85,9 @@ static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
                              "WHERE event = ?1 AND category = ?2 AND status = 1 AND seq_major < ?3",
     [STATEMENT_LINE] = "SELECT seq_major, quantity FROM purchases WHERE event = ?1 AND "
                        "category = ?2 AND status = 1 ORDER BY seq_major",
+    [STATEMENT_DRAWN_AHEAD] = "SELECT count(*), coalesce(sum(quantity), 0) FROM purchases "
+                              "WHERE event = ?1 AND category = ?2 AND draw_rank > 0 "
+                              "AND draw_rank < ?3 AND status = 1",
     [STATEMENT_BEGIN_READ] = "BEGIN",
     [STATEMENT_OFFSET_GET] = "SELECT offset_major, offset_minor FROM partitions WHERE event = ?1",
     [STATEMENT_REFUNDS] = "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE event = ?1 AND "
@@ -97,7 +102,8 @@ static const char schema[] =
     " customer TEXT NOT NULL, category TEXT NOT NULL, quantity INTEGER NOT NULL,"
     " seq_major INTEGER NOT NULL, seq_minor INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
     " status INTEGER NOT NULL, reason INTEGER NOT NULL, hold_expires_at_ms INTEGER NOT NULL,"
-    " position INTEGER NOT NULL, tickets BLOB, updated_ms INTEGER NOT NULL, payment_ref TEXT);"
+    " position INTEGER NOT NULL, tickets BLOB, updated_ms INTEGER NOT NULL,"
+    " draw_rank INTEGER NOT NULL DEFAULT 0, payment_ref TEXT);"
     /* No index on (event, status): purchases_in_line starts with event, which is all that
      * listing an event's purchases (audit) needs, and every status change would have updated
      * both (files made before carry it: dropped). */
@@ -237,10 +243,11 @@ static int commit_purchase(struct store_sqlite *store, const struct store_purcha
     sqlite3_bind_int64(s, 12, p->position);
     sqlite3_bind_blob(s, 13, tickets, (int)tickets_length, SQLITE_STATIC);
     sqlite3_bind_int64(s, 14, p->updated_ms);
+    sqlite3_bind_int64(s, 15, p->draw_rank);
     if (p->is_refund_due)
-        sqlite3_bind_text(s, 15, p->payment_ref, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 16, p->payment_ref, -1, SQLITE_STATIC);
     else
-        sqlite3_bind_null(s, 15);
+        sqlite3_bind_null(s, 16);
     return step_done(s);
 }
 
@@ -300,6 +307,50 @@ static int has_old_partitions(sqlite3 *db, bool *out)
     return rc == SQLITE_ROW ? 0 : error_of(rc);
 }
 
+/*
+ * Files from before scheduled sales have no draw_rank: added once (ADD COLUMN with a default
+ * rewrites nothing). The index holds only a draw's purchases, so other status changes skip it.
+ */
+static const char draw_rank_check[] =
+    "SELECT count(*) FROM pragma_table_info('purchases') WHERE name = 'draw_rank'";
+static const char draw_rank_upgrade[] =
+    "ALTER TABLE purchases ADD COLUMN draw_rank INTEGER NOT NULL DEFAULT 0";
+static const char draw_rank_index[] = "CREATE INDEX IF NOT EXISTS purchases_drawn ON "
+                                      "purchases(event, category, draw_rank) WHERE draw_rank > 0";
+
+static int count_of(sqlite3 *db, const char *sql, int64_t *out)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        *out = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : CATRACA_E_IO;
+}
+
+static int upgrade_draw_rank(sqlite3 *db)
+{
+    int64_t count = 0;
+    int error = count_of(db, draw_rank_check, &count);
+    if (error != 0 || count > 0)
+        return error == 0 && sqlite3_exec(db, draw_rank_index, NULL, NULL, NULL) != SQLITE_OK
+                   ? CATRACA_E_IO
+                   : error;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return CATRACA_E_IO;
+    error = count_of(db, draw_rank_check, &count); /* another connection may have been first */
+    if (error == 0 && count == 0 &&
+        sqlite3_exec(db, draw_rank_upgrade, NULL, NULL, NULL) != SQLITE_OK)
+        error = CATRACA_E_IO;
+    if (error == 0 && sqlite3_exec(db, draw_rank_index, NULL, NULL, NULL) != SQLITE_OK)
+        error = CATRACA_E_IO;
+    if (error == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        error = CATRACA_E_IO;
+    if (error != 0)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return error;
+}
+
 /* Adds purchases.payment_ref when missing (under the write lock: one connection does it). */
 static int upgrade_payment_ref(sqlite3 *db)
 {
@@ -329,6 +380,9 @@ static int upgrade_payment_ref(sqlite3 *db)
 
 static int upgrade_schema(sqlite3 *db)
 {
+    int draw_error = upgrade_draw_rank(db);
+    if (draw_error != 0)
+        return draw_error;
     bool is_old = false;
     int error = upgrade_payment_ref(db);
     if (error != 0)
@@ -460,6 +514,27 @@ static int line_count_ahead(struct store_sqlite *store, const struct store_purch
     return rc == SQLITE_ROW ? 0 : error_of(rc);
 }
 
+/*
+ * A purchase the pre-queue draw put in line stands behind the drawn ones of smaller rank only
+ * (every waiting purchase without a rank arrived after the draw): its position and the
+ * tickets ahead count those, in the draw's order, never in arrival (seq) order. Not kept like a
+ * line: a draw's line is read by its buyers once, at the draw.
+ */
+static int drawn_position(struct store_sqlite *store, struct store_purchase *p)
+{
+    sqlite3_stmt *s = prepared(store, STATEMENT_DRAWN_AHEAD);
+    sqlite3_bind_text(s, 1, p->event, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, p->category, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, p->draw_rank);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        p->position = (uint32_t)sqlite3_column_int64(s, 0) + 1;
+        p->ahead = (uint32_t)sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : error_of(rc);
+}
+
 static int line_offset(struct store_sqlite *store, const char *event, struct log_seq *out)
 {
     sqlite3_stmt *s = prepared(store, STATEMENT_OFFSET_GET);
@@ -540,6 +615,8 @@ static uint64_t line_rank(const struct line *l, uint64_t seq_major)
  */
 static int line_position(struct store_sqlite *store, struct store_purchase *p)
 {
+    if (p->draw_rank > 0)
+        return drawn_position(store, p);
     int error = step_done(prepared(store, STATEMENT_BEGIN_READ));
     if (error != 0)
         return error;
@@ -593,7 +670,8 @@ static void purchase_from_row(sqlite3_stmt *s, struct store_purchase *out)
     out->position = (uint32_t)sqlite3_column_int64(s, 11);
     store_tickets_decode(sqlite3_column_blob(s, 12), (size_t)sqlite3_column_bytes(s, 12), out);
     out->updated_ms = sqlite3_column_int64(s, 13);
-    const unsigned char *payment_ref = sqlite3_column_text(s, 14);
+    out->draw_rank = (uint32_t)sqlite3_column_int64(s, 14);
+    const unsigned char *payment_ref = sqlite3_column_text(s, 15);
     out->is_refund_due = payment_ref != NULL;
     copy_text(out->payment_ref, sizeof(out->payment_ref), payment_ref);
 }

@@ -17,7 +17,8 @@
 #include "core/codec.h"
 #include "core/error.h"
 
-#define TICK_SPACING_MS 20 /* at most one TICK per partition per this many ms */
+#define TICK_SPACING_MS 20   /* at most one TICK per partition per this many ms */
+#define DRAW_SPACING_MS 1000 /* and one DRAW per second until the engine applied one */
 
 struct partition {
     char event[CATRACA_ID_MAX + 1];
@@ -27,6 +28,7 @@ struct partition {
     struct log_seq committed; /* last entry whose effects are in the store */
     uint64_t commands_since_snapshot;
     int64_t last_tick_ms;
+    int64_t last_draw_ms;
     uint64_t holds_expired; /* engine's count at the last commit (under the worker's mutex) */
     uint64_t log_lag;       /* entries after applied, measured each second (under the mutex) */
     bool is_lag_reported;   /* held at the last measure (under the mutex) */
@@ -44,6 +46,8 @@ struct batch {
     const struct engine_command *command;
     struct log_seq seq;
     const char *event;
+    uint32_t draw_rank;          /* purchases decided so far by the DRAW being applied */
+    bool is_drawing;             /* the DRAW being applied answered OK: it decides from now */
     const struct engine *engine; /* the partition's, for the line facts of waiting rows */
     int out_of_memory;
     /* Final states reached in this batch: added to the stats once it is committed. */
@@ -194,8 +198,9 @@ static void fill_arrival(struct store_purchase *row, const struct engine_command
 
 /*
  * Line facts (store.h) at the decision, for a row that waits or was turned away line_full. A
- * purchase becomes WAITING only on arrival, at the tail: the tickets wanted ahead of it are
- * the line's less its own.
+ * purchase becomes WAITING only when it is decided (on arrival, or at a pre-queue draw, which
+ * emits each entry as it decides it), at the tail: the tickets wanted ahead of it are the
+ * line's less its own.
  */
 static void fill_line_facts(const struct batch *b, const struct engine_outcome *o,
                             struct store_purchase *row)
@@ -226,6 +231,8 @@ static void collect_outcome(void *context, const struct engine_outcome *o)
     const struct engine_command *c = b->command;
     if (o->type != ENGINE_OUTCOME_PURCHASE)
         batch_add_answer(b, o);
+    if (c->type == ENGINE_COMMAND_DRAW && o->type == ENGINE_OUTCOME_EVENT)
+        b->is_drawing = o->result == ENGINE_RESULT_OK;
     /* Refused or repeated commands change nothing; answers about no purchase neither. */
     if (o->result != ENGINE_RESULT_OK || o->purchase_id == 0 || o->status == ENGINE_STATUS_NONE)
         return;
@@ -262,6 +269,10 @@ static void collect_outcome(void *context, const struct engine_outcome *o)
     row->ticket_count = o->ticket_count;
     memcpy(row->ticket_codes, o->ticket_codes, sizeof(row->ticket_codes));
     row->updated_ms = c->now_ms;
+    /* A draw emits its purchases in the order it decides them, after its own answer: their
+     * places among the drawn. Expiries before the answer (a repeated DRAW's) are not drawn. */
+    if (b->is_drawing && o->type == ENGINE_OUTCOME_PURCHASE)
+        row->draw_rank = ++b->draw_rank;
 }
 
 static void discard_outcome(void *context, const struct engine_outcome *o)
@@ -287,6 +298,7 @@ static void fill_event_row(const struct partition *p, struct store_event *row, i
     row->state = engine_state(p->engine);
     for (uint32_t i = 0; i < engine_category_count(p->engine); i++)
         engine_category_counts(p->engine, i, &row->counts[i]);
+    engine_draw_state(p->engine, &row->draw);
     row->offset = p->applied;
     row->updated_ms = now_ms;
 }
@@ -321,6 +333,8 @@ static int partition_apply_entries(struct worker *w, struct partition *p, size_t
             continue;
         }
         b->command = &w->command;
+        b->draw_rank = 0;
+        b->is_drawing = false;
         b->seq = entry->seq;
         b->event = p->event;
         b->engine = p->engine;
@@ -572,13 +586,41 @@ static int partition_step(struct worker *w, struct partition *p)
     return (int)count;
 }
 
-/* Appends a TICK when the partition's earliest hold is due by the wall clock. */
+/* When a scheduled sale's draw is due (INT64_MAX: none pending). */
+static int64_t draw_due_ms(const struct engine *engine)
+{
+    struct engine_draw_view draw;
+    engine_draw_state(engine, &draw);
+    const struct engine_event_spec *spec = engine_event(engine);
+    return draw.state == ENGINE_DRAW_PENDING && spec != NULL ? spec->opens_at_ms : INT64_MAX;
+}
+
+/* When the partition needs a log entry although nobody writes: a hold expiring, or a draw. */
+static int64_t partition_due_ms(const struct engine *engine)
+{
+    int64_t expiry_ms = engine_next_expiry_ms(engine), draw_ms = draw_due_ms(engine);
+    return draw_ms < expiry_ms ? draw_ms : expiry_ms;
+}
+
+/*
+ * Appends a TICK when the partition's earliest hold is due by the wall clock, or the DRAW
+ * (which reveals the seed) once a scheduled sale's opens_at has passed. A DRAW appended twice
+ * (this worker before it applied the first, or a successor that recovered after a crash) is
+ * answered REPEATED by the engine: the draw happens once, at the first DRAW in the log.
+ */
 static void partition_tick(struct worker *w, struct partition *p, int64_t now_ms)
 {
-    int64_t due_ms = engine_next_expiry_ms(p->engine);
+    int64_t due_ms = partition_due_ms(p->engine);
     if (due_ms > now_ms || now_ms - p->last_tick_ms < TICK_SPACING_MS)
         return;
     struct engine_command tick = {.type = ENGINE_COMMAND_TICK, .now_ms = now_ms};
+    bool is_draw = draw_due_ms(p->engine) <= now_ms;
+    if (is_draw && now_ms - p->last_draw_ms < DRAW_SPACING_MS)
+        return;
+    if (is_draw) {
+        tick.type = ENGINE_COMMAND_DRAW;
+        engine_draw_seed(engine_event(p->engine)->secret, tick.u.draw.seed);
+    }
     uint8_t record[64];
     size_t length = 0;
     if (codec_command_encode(&tick, record, sizeof(record), &length) != 0)
@@ -587,10 +629,14 @@ static void partition_tick(struct worker *w, struct partition *p, int64_t now_ms
         .event = p->event, .record = record, .record_length = length, .time_ms = now_ms};
     int error = w->config.log.ops->append(w->config.log.context, &item, 1);
     if (error != 0) {
-        log_line("warn", p->event, "TICK append failed", error);
+        log_line("warn", p->event, is_draw ? "DRAW append failed" : "TICK append failed", error);
         return;
     }
+    if (is_draw)
+        log_line("info", p->event, "pre-queue draw appended (the seed is revealed)", 0);
     p->last_tick_ms = now_ms;
+    if (is_draw)
+        p->last_draw_ms = now_ms;
     pthread_mutex_lock(&w->mutex);
     w->stats.ticks_appended++;
     pthread_mutex_unlock(&w->mutex);
@@ -603,7 +649,8 @@ static int64_t sleep_ms(const struct worker *w, int64_t now_ms)
     for (uint32_t i = 0; i < w->partition_count; i++) {
         if (w->partitions[i].engine == NULL)
             continue;
-        int64_t due = engine_next_expiry_ms(w->partitions[i].engine) - now_ms;
+        int64_t due = partition_due_ms(w->partitions[i].engine);
+        due = due == INT64_MAX ? INT64_MAX : due - now_ms;
         if (due < sleep)
             sleep = due < 1 ? 1 : due;
     }

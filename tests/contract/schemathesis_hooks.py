@@ -114,6 +114,10 @@ INEXPRESSIBLE = {
         _rejected("POST /v1/events/{event}/purchases", 400, "above the event's per_customer_limit"),
     "category ids not distinct (400)":
         _rejected("POST /v1/events", 400, "category ids must be distinct"),
+    "a pre-queue window starting before 1970 (400)":
+        _rejected("POST /v1/events", 400, "must start after 1970-01-01T00:00:00Z"),
+    "prequeue_seconds without opens_at (400)":
+        _rejected("POST /v1/events", 400, "prequeue_seconds needs opens_at"),
     "Idempotency-Key reused with another body (422)":
         _rejected("POST /v1/events/{event}/purchases", 422, "Idempotency-Key was used with another"),
     # The members a schema leaves open (additionalProperties) are still read strictly.

@@ -4,7 +4,10 @@
  */
 #include "model.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include <openssl/sha.h>
 
 void model_init(struct model *m)
 {
@@ -59,7 +62,8 @@ static uint32_t customer_tickets(const struct model *m, const char *customer)
         const struct model_purchase *p = &m->purchases[i];
         if (strcmp(p->customer, customer) == 0 &&
             (p->status == ENGINE_STATUS_HELD || p->status == ENGINE_STATUS_CONFIRMED ||
-             p->status == ENGINE_STATUS_WAITING))
+             p->status == ENGINE_STATUS_WAITING || p->status == ENGINE_STATUS_PREQUEUED ||
+             p->status == ENGINE_STATUS_DEFERRED))
             total += p->quantity;
     }
     return total;
@@ -170,14 +174,18 @@ static bool spec_valid(const struct engine_event_spec *s)
             if (strcmp(s->categories[i].id, s->categories[j].id) == 0)
                 return false;
     }
-    return true;
+    if (s->opens_at_ms == 0)
+        return s->prequeue_ms == 0;
+    return s->prequeue_ms >= 0 && s->prequeue_ms <= CATRACA_PREQUEUE_MS_MAX &&
+           s->opens_at_ms > s->prequeue_ms;
 }
 
 static bool spec_same(const struct engine_event_spec *a, const struct engine_event_spec *b)
 {
     if (strcmp(a->id, b->id) || strcmp(a->name, b->name) || a->hold_ms != b->hold_ms ||
         a->per_customer_limit != b->per_customer_limit || a->state != b->state ||
-        a->category_count != b->category_count || a->line_policy != b->line_policy)
+        a->category_count != b->category_count || a->line_policy != b->line_policy ||
+        a->opens_at_ms != b->opens_at_ms || a->prequeue_ms != b->prequeue_ms)
         return false;
     for (int i = 0; i < a->category_count; i++)
         if (strcmp(a->categories[i].id, b->categories[i].id) ||
@@ -200,6 +208,7 @@ static void create_event(struct model *m, const struct engine_event_spec *s)
     } else {
         m->event = *s;
         m->state = s->state;
+        m->draw_state = s->opens_at_ms != 0 ? ENGINE_DRAW_PENDING : ENGINE_DRAW_NONE;
         emit_bare(m, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_OK, 0);
     }
 }
@@ -249,10 +258,18 @@ static uint8_t decide(struct model *m, struct model_purchase *p)
         return ENGINE_REASON_INVALID;
     if (m->state != ENGINE_STATE_OPEN)
         return ENGINE_REASON_SALE_CLOSED;
+    bool is_pending = m->draw_state == ENGINE_DRAW_PENDING;
+    if (is_pending && m->now_ms < m->event.opens_at_ms - m->event.prequeue_ms)
+        return ENGINE_REASON_SALE_NOT_OPEN;
     if (p->category < 0)
         return ENGINE_REASON_UNKNOWN_CATEGORY;
     if (customer_tickets(m, p->customer) + p->quantity > m->event.per_customer_limit)
         return ENGINE_REASON_LIMIT_EXCEEDED;
+    if (is_pending) { /* rules h2, i2: undecided until the draw */
+        p->status =
+            m->now_ms < m->event.opens_at_ms ? ENGINE_STATUS_PREQUEUED : ENGINE_STATUS_DEFERRED;
+        return 0;
+    }
     struct engine_category_counts c;
     model_counts(m, (uint32_t)p->category, &c);
     if (c.waiting_count == 0 && c.available >= p->quantity) {
@@ -391,6 +408,79 @@ static void cancel(struct model *m, const struct engine_command *c)
     }
 }
 
+/* The draw's key as engine.h states it: SHA-256(seed || "p_" || the id's 13 characters). */
+static void draw_key(const uint8_t *seed, uint64_t id, uint8_t key[SHA256_DIGEST_LENGTH])
+{
+    uint8_t input[CATRACA_DRAW_SEED_BYTES + 15];
+    char text[14];
+    engine_ticket_code_format(id, text);
+    memcpy(input, seed, CATRACA_DRAW_SEED_BYTES);
+    memcpy(input + CATRACA_DRAW_SEED_BYTES, "p_", 2);
+    memcpy(input + CATRACA_DRAW_SEED_BYTES + 2, text, 13);
+    SHA256(input, sizeof(input), key);
+}
+
+struct drawn {
+    uint8_t key[SHA256_DIGEST_LENGTH];
+    struct model_purchase purchase;
+};
+
+static int by_key(const void *a, const void *b)
+{
+    return memcmp(((const struct drawn *)a)->key, ((const struct drawn *)b)->key,
+                  SHA256_DIGEST_LENGTH);
+}
+
+/*
+ * DRAW: the pre-queue's entries take the places the pre-queue held, in the order of their keys;
+ * then every entry awaiting the draw is decided in that order, as if it arrived now.
+ */
+static void draw(struct model *m, const uint8_t *seed)
+{
+    uint8_t expected[SHA256_DIGEST_LENGTH], input[20 + CATRACA_SECRET_BYTES];
+    memcpy(input, "catraca-draw-seed-v1", 20);
+    memcpy(input + 20, m->event.secret, CATRACA_SECRET_BYTES);
+    SHA256(input, sizeof(input), expected);
+    uint8_t reason =
+        m->state == ENGINE_STATE_NONE ? ENGINE_REASON_NO_EVENT
+        : m->draw_state == ENGINE_DRAW_NONE || memcmp(seed, expected, sizeof(expected)) != 0
+            ? ENGINE_REASON_INVALID
+        : m->draw_state == ENGINE_DRAW_PENDING && m->now_ms < m->event.opens_at_ms
+            ? ENGINE_REASON_SALE_NOT_OPEN
+            : 0;
+    if (reason != 0) {
+        emit_bare(m, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_CONFLICT, reason);
+        return;
+    }
+    if (m->draw_state == ENGINE_DRAW_DONE) {
+        emit_bare(m, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_REPEATED, 0);
+        return;
+    }
+    m->draw_state = ENGINE_DRAW_DONE;
+    emit_bare(m, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_OK, 0);
+    static struct drawn drawn[MODEL_PURCHASES_MAX];
+    size_t count = 0;
+    for (size_t i = 0; i < m->count; i++)
+        if (m->purchases[i].status == ENGINE_STATUS_PREQUEUED) {
+            drawn[count].purchase = m->purchases[i];
+            draw_key(seed, m->purchases[i].id, drawn[count++].key);
+        }
+    qsort(drawn, count, sizeof(drawn[0]), by_key);
+    for (size_t i = 0, next = 0; i < m->count; i++)
+        if (m->purchases[i].status == ENGINE_STATUS_PREQUEUED)
+            m->purchases[i] = drawn[next++].purchase;
+    for (size_t i = 0; i < m->count; i++) {
+        struct model_purchase *p = &m->purchases[i];
+        if (p->status != ENGINE_STATUS_PREQUEUED && p->status != ENGINE_STATUS_DEFERRED)
+            continue;
+        p->status = ENGINE_STATUS_REJECTED; /* its own tickets out of its customer's count */
+        p->reason = decide(m, p);
+        if (p->reason != 0)
+            p->status = ENGINE_STATUS_REJECTED;
+        emit(m, i, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, 0);
+    }
+}
+
 void model_apply(struct model *m, const struct engine_command *c)
 {
     m->out_count = 0;
@@ -410,6 +500,9 @@ void model_apply(struct model *m, const struct engine_command *c)
         break;
     case ENGINE_COMMAND_CANCEL:
         cancel(m, c);
+        break;
+    case ENGINE_COMMAND_DRAW:
+        draw(m, c->u.draw.seed);
         break;
     default:
         break;

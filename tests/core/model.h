@@ -33,7 +33,9 @@ struct model {
     uint32_t sold[CATRACA_CATEGORIES_MAX];
     uint32_t returned[CATRACA_CATEGORIES_MAX];
     int64_t available_again_at_ms[CATRACA_CATEGORIES_MAX];
-    struct model_purchase purchases[MODEL_PURCHASES_MAX]; /* arrival order */
+    uint8_t draw_state; /* enum engine_draw_state: a scheduled sale's pre-queue */
+    /* Arrival order; a DRAW gives the pre-queue's entries the draw's order among themselves. */
+    struct model_purchase purchases[MODEL_PURCHASES_MAX];
     size_t count;
     struct engine_outcome out[MODEL_OUTCOMES_MAX];
     size_t out_count;

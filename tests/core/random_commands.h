@@ -22,6 +22,7 @@ struct random_stream {
     uint32_t categories;
     int64_t hold_ms;
     struct engine_event_spec spec;
+    uint8_t draw_seed[CATRACA_DRAW_SEED_BYTES]; /* the scheduled sale's (engine_draw_seed) */
 };
 
 static inline uint64_t random_next(struct random_stream *r)
@@ -68,6 +69,14 @@ static inline void random_stream_init(struct random_stream *r, uint64_t seed)
         s->categories[i].price_cents = 100 * i;
     }
     s->line_policy = (uint8_t)random_below(r, 2); /* both engine.h rule 2j policies */
+    /* One stream in three is a scheduled sale: a pre-queue window that may open after the
+     * first purchases, opens_at a few seconds in, then DRAW commands (engine.h). */
+    if (random_below(r, 3) == 0) {
+        s->opens_at_ms = r->now_ms + 1000 + random_below(r, 4000);
+        int64_t window_at = 800 + random_below(r, (uint32_t)(s->opens_at_ms - 800));
+        s->prequeue_ms = s->opens_at_ms - window_at;
+        engine_draw_seed(s->secret, r->draw_seed);
+    }
 }
 
 /* The first command of every stream creates the event. */
@@ -123,6 +132,11 @@ static inline void random_command(struct random_stream *r, struct engine_command
         c->type = ENGINE_COMMAND_CANCEL;
         c->u.cancel.purchase_id = random_known_id(r);
         random_customer(r, c->u.cancel.customer, sizeof(c->u.cancel.customer));
+    } else if (dice < 850 && r->spec.opens_at_ms != 0) {
+        c->type = ENGINE_COMMAND_DRAW; /* now and then too early, or with a wrong seed */
+        memcpy(c->u.draw.seed, r->draw_seed, sizeof(c->u.draw.seed));
+        if (random_below(r, 8) == 0)
+            c->u.draw.seed[random_below(r, CATRACA_DRAW_SEED_BYTES)] ^= 0x20;
     } else if (dice < 980) {
         c->type = ENGINE_COMMAND_TICK;
         /* sometimes land exactly on a multiple of the hold: exact expiries */

@@ -25,6 +25,8 @@ static void assert_spec_equal(const struct engine_event_spec *a, const struct en
     assert_int_equal(a->state, b->state);
     assert_int_equal(a->category_count, b->category_count);
     assert_memory_equal(a->secret, b->secret, sizeof(a->secret));
+    assert_int_equal(a->line_policy, b->line_policy);
+    assert_true(a->opens_at_ms == b->opens_at_ms && a->prequeue_ms == b->prequeue_ms);
     for (uint32_t i = 0; i < a->category_count; i++) {
         assert_string_equal(a->categories[i].id, b->categories[i].id);
         assert_string_equal(a->categories[i].name, b->categories[i].name);
@@ -62,6 +64,9 @@ static void assert_command_equal(const struct engine_command *c, const struct en
     case ENGINE_COMMAND_CANCEL:
         assert_true(back->u.cancel.purchase_id == c->u.cancel.purchase_id);
         assert_string_equal(back->u.cancel.customer, c->u.cancel.customer);
+        break;
+    case ENGINE_COMMAND_DRAW:
+        assert_memory_equal(back->u.draw.seed, c->u.draw.seed, sizeof(c->u.draw.seed));
         break;
     default:
         assert_int_equal(c->type, ENGINE_COMMAND_TICK);
@@ -219,6 +224,8 @@ static void largest_create_event(struct engine_command *c)
     s->state = ENGINE_STATE_CLOSED;
     s->category_count = CATRACA_CATEGORIES_MAX;
     s->line_policy = ENGINE_LINE_UNBOUNDED;
+    s->opens_at_ms = INT64_MAX; /* the codec carries any schedule; the engine judges it */
+    s->prequeue_ms = CATRACA_PREQUEUE_MS_MAX;
     memset(s->secret, 0xab, sizeof(s->secret));
     for (int i = 0; i < CATRACA_CATEGORIES_MAX; i++) {
         fill(s->categories[i].id, (char)('a' + i), CATRACA_ID_MAX);
@@ -290,7 +297,7 @@ static void test_every_command_type(void **state)
     check_command(&c, true);
     assert_int_equal(encode_command(&c, (uint8_t[CATRACA_COMMAND_ENCODED_MAX]){0}),
                      10 + 1 + 64 + 1 + 128 + 8 + 4 + 1 + 1 + 16 + 16 * (1 + 64 + 1 + 128 + 8 + 4) +
-                         1);
+                         1 + 16); /* the line policy, the schedule */
     max_purchase(&c);
     check_command(&c, true);
     c.u.purchase.customer[0] = c.u.purchase.category[0] = '\0'; /* empty strings travel too */
@@ -337,7 +344,7 @@ static void test_only_counted_categories_travel(void **state)
     check_command(&c, true);
 }
 
-/* Format v2 pinned byte for byte: little-endian, declaration order, length-prefixed strings. */
+/* Format v3 pinned byte for byte: little-endian, declaration order, length-prefixed strings. */
 static void test_exact_bytes(void **state)
 {
     (void)state;
@@ -348,7 +355,7 @@ static void test_exact_bytes(void **state)
     c.u.purchase.quantity = 0x0a0b0c0d;
     /* clang-format off */
     static const uint8_t purchase[] = {
-        2, 3,                                           /* version, type */
+        3, 3,                                           /* version, type */
         8, 7, 6, 5, 4, 3, 2, 1,                         /* now_ms */
         0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* purchase_id */
         2, 'c', '1',                                    /* customer */
@@ -375,7 +382,7 @@ static void test_exact_bytes(void **state)
                                .ticket_codes = {0xff}};
     /* clang-format off */
     static const uint8_t outcome[] = {
-        2, 1,                   /* version, type */
+        3, 1,                   /* version, type */
         1, 0, 0, 0, 0, 0, 0, 0, /* purchase_id */
         2, 0, 0, 0, 0, 0, 0, 0, /* customer_key */
         3, 0, 0, 0, 0, 0, 0, 0, /* hold_expires_at_ms */
@@ -436,7 +443,8 @@ static void test_bad_version_and_type(void **state)
     max_purchase(&c);
     uint8_t record[CATRACA_COMMAND_ENCODED_MAX];
     size_t length = encode_command(&c, record);
-    static const uint8_t versions[] = {0, CODEC_VERSION + 1, 255}, types[] = {0, 7, 255};
+    static const uint8_t versions[] = {0, CODEC_VERSION + 1, 255},
+                         types[] = {0, ENGINE_COMMAND_LAST + 1, 255};
     for (size_t i = 0; i < sizeof(versions); i++) {
         expect_patched(record, length, 0, versions[i], CATRACA_E_VERSION, false);
         expect_patched(record, 1, 0, versions[i], CATRACA_E_VERSION, false);
@@ -451,29 +459,53 @@ static void test_bad_version_and_type(void **state)
     expect_patched(record, length, 1, ENGINE_OUTCOME_EVENT + 1, CATRACA_E_CORRUPT, true);
 }
 
-/* Format 1 records (logs written before the line policy) still decode: their specs are BOUNDED. */
-static void test_version_1_still_reads(void **state)
+/*
+ * Older records still decode (logs outlive binaries): format 2 (before schedules) reads as not
+ * scheduled, format 1 (before the line policy too) as BOUNDED. A CREATE_EVENT's spec ends with
+ * the policy byte, then opens_at_ms and prequeue_ms (8 bytes each, always written in format 3).
+ */
+static void test_older_versions_still_read(void **state)
 {
     (void)state;
     struct engine_command c;
     small_create_event(&c);
     c.u.create_event.line_policy = ENGINE_LINE_UNBOUNDED;
+    c.u.create_event.opens_at_ms = 0x0102030405060708;
+    c.u.create_event.prequeue_ms = 0x1122334455;
     uint8_t record[CATRACA_COMMAND_ENCODED_MAX];
     size_t length = encode_command(&c, record);
-    assert_int_equal(record[0], 2);
-    assert_int_equal(record[length - 1], ENGINE_LINE_UNBOUNDED); /* the spec's last byte */
-    expect_patched(record, length, length - 1, ENGINE_LINE_UNBOUNDED + 1, CATRACA_E_CORRUPT, false);
-    record[0] = 1;
+    assert_int_equal(record[0], 3);
+    /* clang-format off */
+    static const uint8_t tail[] = {
+        ENGINE_LINE_UNBOUNDED,                          /* line policy */
+        8, 7, 6, 5, 4, 3, 2, 1,                         /* opens_at_ms */
+        0x55, 0x44, 0x33, 0x22, 0x11, 0, 0, 0,          /* prequeue_ms */
+    };
+    /* clang-format on */
+    assert_memory_equal(record + length - sizeof(tail), tail, sizeof(tail));
+    expect_patched(record, length, length - 17, ENGINE_LINE_UNBOUNDED + 1, CATRACA_E_CORRUPT,
+                   false);
     struct engine_command back;
-    assert_int_equal(decode_command_exact(record, length - 1, &back), 0);
-    assert_int_equal(back.u.create_event.line_policy, ENGINE_LINE_BOUNDED);
+    record[0] = 2; /* format 2: the spec ends with the policy */
+    assert_int_equal(decode_command_exact(record, length - 16, &back), 0);
+    assert_int_equal(back.u.create_event.line_policy, ENGINE_LINE_UNBOUNDED);
+    assert_int_equal(back.u.create_event.opens_at_ms, 0);
+    assert_int_equal(back.u.create_event.prequeue_ms, 0);
     assert_string_equal(back.u.create_event.id, c.u.create_event.id);
-    expect_command(record, length, CATRACA_E_CORRUPT); /* v1 has no policy byte: one over */
+    expect_command(record, length, CATRACA_E_CORRUPT); /* v2 has no schedule: 16 over */
+    record[0] = 1;                                     /* format 1: not even the policy */
+    assert_int_equal(decode_command_exact(record, length - 17, &back), 0);
+    assert_int_equal(back.u.create_event.line_policy, ENGINE_LINE_BOUNDED);
+    assert_int_equal(back.u.create_event.opens_at_ms, 0);
+    assert_string_equal(back.u.create_event.id, c.u.create_event.id);
+    expect_command(record, length - 16, CATRACA_E_CORRUPT); /* v1 has no policy byte: one over */
     max_purchase(&c);
-    length = encode_command(&c, record);
-    record[0] = 1;
-    assert_int_equal(decode_command_exact(record, length, &back), 0);
-    assert_int_equal(back.u.purchase.quantity, c.u.purchase.quantity);
+    for (uint8_t version = 1; version <= 2; version++) {
+        length = encode_command(&c, record);
+        record[0] = version;
+        assert_int_equal(decode_command_exact(record, length, &back), 0);
+        assert_int_equal(back.u.purchase.quantity, c.u.purchase.quantity);
+    }
 }
 
 static void test_bad_strings(void **state)
@@ -496,7 +528,8 @@ static void test_bad_strings(void **state)
     size_t name_at = 2 + 8 + 1 + CATRACA_ID_MAX;
     expect_longer_string(record, length, name_at, CATRACA_E_CORRUPT);
     expect_patched(record, length, name_at + CATRACA_NAME_MAX, 0, CATRACA_E_CORRUPT, false);
-    size_t last_name_at = length - 1 - 12 - 1 - CATRACA_NAME_MAX; /* before: policy, 12 bytes */
+    /* before it: the schedule, the policy, price and capacity */
+    size_t last_name_at = length - 16 - 1 - 12 - 1 - CATRACA_NAME_MAX;
     expect_longer_string(record, length, last_name_at, CATRACA_E_CORRUPT);
     expect_patched(record, length, last_name_at + 5, 0, CATRACA_E_CORRUPT, false);
     /* A length byte one short shifts every later field and leaves a byte over. */
@@ -537,9 +570,8 @@ static void test_bad_outcome_fields(void **state)
     uint8_t record[CATRACA_OUTCOME_ENCODED_MAX];
     size_t length = encode_outcome(&o, record);
     size_t status_at = 2 + 8 + 8 + 8 + 4 + 4 + 1;
-    expect_patched(record, length, status_at, ENGINE_STATUS_REJECTED + 1, CATRACA_E_CORRUPT, true);
-    expect_patched(record, length, status_at + 1, ENGINE_REASON_REFUND_DUE + 1, CATRACA_E_CORRUPT,
-                   true);
+    expect_patched(record, length, status_at, ENGINE_STATUS_LAST + 1, CATRACA_E_CORRUPT, true);
+    expect_patched(record, length, status_at + 1, ENGINE_REASON_LAST + 1, CATRACA_E_CORRUPT, true);
     expect_patched(record, length, status_at + 2, ENGINE_RESULT_CONFLICT + 1, CATRACA_E_CORRUPT,
                    true);
     expect_patched(record, length, status_at + 3, ENGINE_STATE_CLOSED + 1, CATRACA_E_CORRUPT, true);
@@ -563,7 +595,7 @@ static void test_encode_refuses_what_decode_would(void **state)
     max_confirm(&c);
     c.u.confirm.payment_ref[CATRACA_ID_MAX] = 'p';
     assert_int_equal(codec_command_encode(&c, record, sizeof(record), &length), CATRACA_E_INVALID);
-    static const uint8_t types[] = {0, ENGINE_COMMAND_TICK + 1, 255};
+    static const uint8_t types[] = {0, ENGINE_COMMAND_LAST + 1, 255};
     for (size_t i = 0; i < sizeof(types); i++) {
         c.type = types[i];
         assert_int_equal(encode_command_exact(&c, sizeof(record)), CATRACA_E_INVALID);
@@ -585,9 +617,9 @@ static void test_encode_refuses_what_decode_would(void **state)
 
     struct engine_outcome o;
     uint8_t *fields[] = {&o.type, &o.status, &o.reason, &o.result, &o.event_state, &o.ticket_count};
-    static const uint8_t bad[] = {ENGINE_OUTCOME_EVENT + 1,     ENGINE_STATUS_REJECTED + 1,
-                                  ENGINE_REASON_REFUND_DUE + 1, ENGINE_RESULT_CONFLICT + 1,
-                                  ENGINE_STATE_CLOSED + 1,      CATRACA_QUANTITY_MAX + 1};
+    static const uint8_t bad[] = {ENGINE_OUTCOME_EVENT + 1, ENGINE_STATUS_LAST + 1,
+                                  ENGINE_REASON_LAST + 1,   ENGINE_RESULT_CONFLICT + 1,
+                                  ENGINE_STATE_CLOSED + 1,  CATRACA_QUANTITY_MAX + 1};
     for (size_t i = 0; i < sizeof(bad); i++) {
         max_outcome(&o);
         *fields[i] = bad[i];
@@ -699,8 +731,8 @@ static void random_codec_outcome(struct engine_outcome *o)
     o->quantity = (uint32_t)xorshift();
     o->category = (uint8_t)xorshift();
     o->type = (uint8_t)(ENGINE_OUTCOME_PURCHASE + below(ENGINE_OUTCOME_EVENT));
-    o->status = (uint8_t)below(ENGINE_STATUS_REJECTED + 1);
-    o->reason = (uint8_t)below(ENGINE_REASON_INVALID_EVENT + 1);
+    o->status = (uint8_t)below(ENGINE_STATUS_LAST + 1);
+    o->reason = (uint8_t)below(ENGINE_REASON_LAST + 1);
     o->result = (uint8_t)below(ENGINE_RESULT_CONFLICT + 1);
     o->event_state = (uint8_t)below(ENGINE_STATE_CLOSED + 1);
     o->ticket_count = (uint8_t)below(CATRACA_QUANTITY_MAX + 1);
@@ -742,8 +774,8 @@ static void test_random_engine_stream_round_trip(void **state)
 }
 
 /* A mutated record either fails with *out zeroed, or decodes to what re-encodes to it (a
- * format 1 record re-encodes as format 2: only its version byte differs, and a spec gains
- * its policy byte at the end). */
+ * format 1 or 2 record re-encodes as format 3: only its version byte differs, and a spec gains
+ * at its end the policy byte (format 1) and the schedule's 16 bytes (formats 1 and 2)). */
 static void check_mutant(uint8_t *record, size_t length)
 {
     static struct engine_command command;
@@ -752,9 +784,9 @@ static void check_mutant(uint8_t *record, size_t length)
     int error = decode_command_exact(record, length, &command);
     if (error == 0) {
         assert_int_equal(codec_command_encode(&command, again, sizeof(again), &again_length), 0);
-        bool is_v1 = record[0] == 1;
+        size_t grown = record[0] == 1 ? 17 : record[0] == 2 ? 16 : 0;
         assert_int_equal(again_length,
-                         length + (is_v1 && command.type == ENGINE_COMMAND_CREATE_EVENT));
+                         length + (command.type == ENGINE_COMMAND_CREATE_EVENT ? grown : 0));
         assert_memory_equal(again + 1, record + 1, length - 1);
     } else {
         assert_true(error == CATRACA_E_TRUNCATED || error == CATRACA_E_VERSION ||
@@ -800,7 +832,7 @@ int main(void)
         cmocka_unit_test(test_every_outcome_type),
         cmocka_unit_test(test_only_counted_categories_travel),
         cmocka_unit_test(test_exact_bytes),
-        cmocka_unit_test(test_version_1_still_reads),
+        cmocka_unit_test(test_older_versions_still_read),
         cmocka_unit_test(test_bad_version_and_type),
         cmocka_unit_test(test_bad_strings),
         cmocka_unit_test(test_bad_event_spec),

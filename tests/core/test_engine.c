@@ -544,11 +544,12 @@ static void test_expiry_order_and_outcome_order(void **state)
 }
 
 /*
- * A format 1 snapshot (before line policies and refunds) still restores: made here from a
- * format 2 one by dropping the spec's policy byte, the categories' part and every purchase's
- * refund byte (engine.c's snapshot comment has the layout).
+ * Older snapshots still restore, made here from a format 3 one: format 2 (before schedules) by
+ * dropping the spec's schedule (its last 16 bytes) and the draw state byte; format 1 (before
+ * line policies and refunds too) by dropping as well the spec's policy byte, the categories'
+ * part and every purchase's refund byte.
  */
-static void test_snapshot_format_1_still_reads(void **state)
+static void test_snapshot_formats_1_and_2_still_read(void **state)
 {
     (void)state;
     struct fixture *f = fixture_new(64, 64);
@@ -557,30 +558,44 @@ static void test_snapshot_format_1_still_reads(void **state)
     purchase(f, 2, "c2", "a", 1);
     purchase(f, 3, "c3", "a", 1);
     confirm(f, 1, "pay");
-    static uint8_t v2[65536], v1[65536];
+    static uint8_t v3[65536], v2[65536], v1[65536];
     size_t length = 0;
-    assert_int_equal(engine_snapshot_write(f->engine, v2, sizeof(v2), &length), 0);
+    assert_int_equal(engine_snapshot_write(f->engine, v3, sizeof(v3), &length), 0);
+    assert_int_equal(v3[4], 3);
     struct engine_command spec = {.type = ENGINE_COMMAND_CREATE_EVENT};
     spec.u.create_event = *engine_event(f->engine);
     uint8_t record[CATRACA_COMMAND_ENCODED_MAX];
     size_t record_length = 0;
     assert_int_equal(codec_command_encode(&spec, record, sizeof(record), &record_length), 0);
-    size_t spec_at = 4 + 4 + 8 + 1, spec_v2 = record_length - 10;
+    size_t spec_at = 4 + 4 + 8 + 1, spec_v3 = record_length - 10;
+    size_t schedule_at = spec_at + spec_v3 - 16;
+    /* Format 2: no schedule, no draw state byte. */
+    memcpy(v2, v3, schedule_at);
+    memcpy(v2 + schedule_at, v3 + schedule_at + 17, length - schedule_at - 17);
+    size_t n2 = length - 17;
+    v2[4] = 2;
+    /* Format 1: nor the policy byte, the categories' part, the refund bytes. */
     size_t n = 0, at = 0;
-    memcpy(v1, v2, spec_at + spec_v2 - 1); /* the spec without its policy byte */
-    n = at = spec_at + spec_v2 - 1;
-    at += 1 + 2 * 12; /* policy byte, two categories' returned and available_again_at */
+    memcpy(v1, v3, schedule_at - 1); /* the spec without its policy byte */
+    n = at = schedule_at - 1;
+    at += 1 + 16 + 1 + 2 * 12; /* policy, schedule, draw state, two categories' part */
     size_t stats_and_customers = sizeof(struct engine_stats) + 4 + 3 * 8;
-    memcpy(v1 + n, v2 + at, stats_and_customers + 4);
+    memcpy(v1 + n, v3 + at, stats_and_customers + 4);
     n += stats_and_customers + 4;
     at += stats_and_customers + 4;
     for (uint32_t i = 0; i < 3; i++, at += 32, n += 31)
-        memcpy(v1 + n, v2 + at, 31);
+        memcpy(v1 + n, v3 + at, 31);
     assert_int_equal(at, length);
     v1[4] = 1;
     struct engine *copy;
     struct engine_config config = {.purchases_max = 64, .customers_max = 64};
     assert_int_equal(engine_new(&config, &copy), 0);
+    assert_int_equal(engine_snapshot_read(copy, v2, n2), 0);
+    assert_int_equal(engine_validate(copy), 0);
+    assert_int_equal(engine_event(copy)->line_policy, engine_event(f->engine)->line_policy);
+    assert_int_equal(engine_event(copy)->opens_at_ms, 0);
+    assert_int_equal(engine_purchase_count(copy), 3);
+    assert_int_equal(engine_snapshot_read(copy, v2, n2 - 1), CATRACA_E_TRUNCATED);
     assert_int_equal(engine_snapshot_read(copy, v1, n), 0);
     assert_int_equal(engine_validate(copy), 0);
     assert_int_equal(engine_event(copy)->line_policy, ENGINE_LINE_BOUNDED);
@@ -620,7 +635,7 @@ static void test_snapshot_round_trip_and_rejects_garbage(void **state)
     struct engine_config small = {.purchases_max = 2, .customers_max = 64};
     struct engine *tiny;
     assert_int_equal(engine_new(&small, &tiny), 0);
-    buffer[4] = 2;
+    buffer[4] = 3; /* the version written */
     assert_int_equal(engine_snapshot_read(tiny, buffer, length), CATRACA_E_TOO_LARGE);
     engine_free(tiny);
     engine_free(copy);
@@ -885,7 +900,7 @@ int main(void)
         cmocka_unit_test(test_time_never_goes_backwards),
         cmocka_unit_test(test_expiry_order_and_outcome_order),
         cmocka_unit_test(test_snapshot_round_trip_and_rejects_garbage),
-        cmocka_unit_test(test_snapshot_format_1_still_reads),
+        cmocka_unit_test(test_snapshot_formats_1_and_2_still_read),
         cmocka_unit_test(test_ticket_code_format),
         cmocka_unit_test(test_siphash_reference_vector),
         cmocka_unit_test(test_bad_arguments),

@@ -590,6 +590,68 @@ static void test_json_refuses_duplicate_members(void **state)
                      JWT_E_MALFORMED);
 }
 
+/* opens_at: RFC 3339 date-times in their forms, and what is not one. */
+static void test_time_parse(void **state)
+{
+    (void)state;
+    int64_t ms = 0;
+    assert_int_equal(api_json_time_parse("2026-05-01T12:00:00Z", &ms), 0);
+    assert_int_equal(ms, 1777636800000LL);
+    assert_int_equal(api_json_time_parse("2026-05-01t09:00:00.25-03:00", &ms), 0);
+    assert_int_equal(ms, 1777636800250LL);
+    assert_int_equal(api_json_time_parse("2026-05-01T12:00:00.123456789+00:00", &ms), 0);
+    assert_int_equal(ms, 1777636800123LL);
+    assert_int_equal(api_json_time_parse("2024-02-29T00:00:00Z", &ms), 0);
+    assert_int_equal(api_json_time_parse("1969-12-31T23:59:59Z", &ms), 0);
+    assert_int_equal(ms, -1000);
+    char formatted[32];
+    api_json_time_format(1777636800123LL, formatted);
+    assert_int_equal(api_json_time_parse(formatted, &ms), 0);
+    assert_int_equal(ms, 1777636800123LL);
+    static const char *const bad[] = {"",
+                                      "2026-05-01",
+                                      "2026-05-01T12:00:00",
+                                      "2026-05-01 12:00:00Z",
+                                      "2026-13-01T12:00:00Z",
+                                      "2026-02-29T12:00:00Z",
+                                      "2026-05-01T24:00:00Z",
+                                      "2026-05-01T12:00:00.Z",
+                                      "2026-05-01T12:00:00+0300",
+                                      "2026-05-01T12:00:00Zjunk",
+                                      "+2026-05-01T12:00:00Z"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(api_json_time_parse(bad[i], &ms), CATRACA_E_INVALID);
+}
+
+/* The create body's schedule: fields, defaults and refusals. */
+static void test_json_event_schedule(void **state)
+{
+    (void)state;
+    struct engine_event_spec spec;
+    char message[API_ERROR_MESSAGE_MAX];
+    static const char base[] = "{\"id\":\"e\",\"categories\":[{\"id\":\"c\",\"capacity\":1}]";
+    char body[256];
+    snprintf(body, sizeof(body), "%s}", base);
+    assert_int_equal(api_json_parse_event(body, strlen(body), &spec, message), 0);
+    assert_true(spec.opens_at_ms == 0 && spec.prequeue_ms == 0);
+    snprintf(body, sizeof(body),
+             "%s,\"opens_at\":\"2026-05-01T12:00:00Z\",\"prequeue_seconds\":600}", base);
+    assert_int_equal(api_json_parse_event(body, strlen(body), &spec, message), 0);
+    assert_true(spec.opens_at_ms == 1777636800000LL && spec.prequeue_ms == 600000);
+    static const char *const bad[] = {
+        ",\"prequeue_seconds\":5}",
+        ",\"opens_at\":\"soon\"}",
+        ",\"opens_at\":1777636800}",
+        ",\"opens_at\":\"1970-01-01T00:00:10Z\",\"prequeue_seconds\":10}",
+        ",\"opens_at\":\"2026-05-01T12:00:00Z\",\"prequeue_seconds\":604801}",
+        ",\"opens_at\":\"2026-05-01T12:00:00Z\",\"opens_at\":\"2026-05-01T12:00:00Z\"}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(body, sizeof(body), "%s%s", base, bad[i]);
+        assert_int_equal(api_json_parse_event(body, strlen(body), &spec, message),
+                         CATRACA_E_INVALID);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -605,6 +667,8 @@ int main(void)
         cmocka_unit_test(test_json_name_lengths),
         cmocka_unit_test(test_json_event_bounds),
         cmocka_unit_test(test_json_refuses_duplicate_members),
+        cmocka_unit_test(test_time_parse),
+        cmocka_unit_test(test_json_event_schedule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,7 +24,7 @@ static void test_same_as_the_tree(void **state)
                                    .has_arrival = true,
                                    .quantity = (uint32_t)(1 + rand() % 4),
                                    .seq = {(uint64_t)rand(), (uint64_t)(rand() % 3)},
-                                   .status = (uint8_t)(1 + rand() % 6),
+                                   .status = (uint8_t)(1 + rand() % ENGINE_STATUS_LAST),
                                    .reason = (uint8_t)(rand() % 4),
                                    .hold_expires_at_ms = 1700000000000LL + rand(),
                                    .position = (uint32_t)rand() % 100000,

@@ -766,6 +766,80 @@ static void test_position_of_waiting_purchases(void **state)
     store.ops->close(store.context);
 }
 
+/*
+ * A pre-queue draw's line: ranked purchases stand by rank, not seq; a later arrival behind them
+ * all; an update without a rank (by either statement) keeps the recorded one. The event's draw
+ * state travels with its counters.
+ */
+static void test_drawn_positions_and_draw_state(void **state)
+{
+    (void)state;
+    struct catraca_store store = open_store();
+    static const uint32_t ranks[] = {3, 1, 2, 0};
+    struct store_purchase rows[4];
+    for (size_t i = 0; i < 4; i++) {
+        rows[i] = arrival(i + 1, "ev", "a", (struct log_seq){10 + i, 0}, ENGINE_STATUS_WAITING);
+        rows[i].draw_rank = ranks[i];
+        rows[i].quantity = 1 + (uint32_t)i;
+    }
+    struct store_event event = event_row("ev", (struct log_seq){20, 0});
+    event.draw =
+        (struct engine_draw_view){.state = ENGINE_DRAW_DONE, .prequeued = 0, .deferred = 0};
+    struct store_batch batch = batch_of("ev", 0, (struct log_seq){20, 0});
+    batch.event_row = &event;
+    batch.purchases = rows;
+    batch.purchase_count = 4;
+    assert_int_equal(store.ops->commit(store.context, &batch), 0);
+    static const uint32_t want[] = {3, 1, 2, 4};
+    /* Tickets ahead follow the draw too: quantities 1..4 in seq order, ranks 3, 1, 2. */
+    static const uint32_t want_ahead[] = {2 + 3, 0, 2, 1 + 2 + 3};
+    for (size_t i = 0; i < 4; i++) {
+        struct store_purchase got;
+        assert_int_equal(store.ops->get_purchase(store.context, i + 1, &got), 0);
+        assert_int_equal(got.position, want[i]);
+        assert_int_equal(got.ahead, want_ahead[i]);
+        assert_int_equal(got.draw_rank, ranks[i]);
+    }
+    struct store_event read;
+    assert_int_equal(store.ops->get_event(store.context, "ev", &read), 0);
+    assert_int_equal(read.draw.state, ENGINE_DRAW_DONE);
+    /* Rank 1 is served (an update), rank 3 recommitted as an arrival without its rank. */
+    struct store_purchase served = rows[1], again = rows[0];
+    served.has_arrival = false;
+    served.status = ENGINE_STATUS_HELD;
+    served.draw_rank = 0;
+    again.draw_rank = 0;
+    struct store_purchase changes[2] = {served, again};
+    batch = batch_of("ev", 0, (struct log_seq){21, 0});
+    batch.purchases = changes;
+    batch.purchase_count = 2;
+    assert_int_equal(store.ops->commit(store.context, &batch), 0);
+    static const uint32_t moved[] = {2, 0, 1, 3};
+    for (size_t i = 0; i < 4; i++) {
+        struct store_purchase got;
+        assert_int_equal(store.ops->get_purchase(store.context, i + 1, &got), 0);
+        assert_int_equal(got.draw_rank, ranks[i]);
+        if (moved[i] != 0)
+            assert_int_equal(got.position, moved[i]);
+    }
+    /* A scheduled event's pending draw with its counts; an unscheduled one has none. */
+    event.draw =
+        (struct engine_draw_view){.state = ENGINE_DRAW_PENDING, .prequeued = 7, .deferred = 2};
+    batch = batch_of("ev", 0, (struct log_seq){22, 0});
+    batch.event_row = &event;
+    assert_int_equal(store.ops->commit(store.context, &batch), 0);
+    assert_int_equal(store.ops->get_event(store.context, "ev", &read), 0);
+    assert_true(read.draw.state == ENGINE_DRAW_PENDING && read.draw.prequeued == 7 &&
+                read.draw.deferred == 2);
+    event.draw = (struct engine_draw_view){.state = ENGINE_DRAW_NONE};
+    batch = batch_of("ev", 0, (struct log_seq){23, 0});
+    batch.event_row = &event;
+    assert_int_equal(store.ops->commit(store.context, &batch), 0);
+    assert_int_equal(store.ops->get_event(store.context, "ev", &read), 0);
+    assert_int_equal(read.draw.state, ENGINE_DRAW_NONE);
+    store.ops->close(store.context);
+}
+
 struct visits {
     size_t count, stop_at;
     int64_t last_id;
@@ -875,6 +949,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_after_the_connection_was_lost, setup_migrated,
                                         teardown_schema),
         cmocka_unit_test_setup_teardown(test_position_of_waiting_purchases, setup_migrated,
+                                        teardown_schema),
+        cmocka_unit_test_setup_teardown(test_drawn_positions_and_draw_state, setup_migrated,
                                         teardown_schema),
         cmocka_unit_test_setup_teardown(test_for_each_purchase_pages_through_every_row,
                                         setup_migrated, teardown_schema),

@@ -322,6 +322,72 @@ static void test_store_line_positions(void **state)
     store.ops->close(store.context);
 }
 
+/*
+ * A draw's line: ranked purchases stand by rank (not seq), a later arrival behind them all, the
+ * rank survives an update without one, and files from before draw_rank are upgraded.
+ */
+static void test_store_drawn_positions(void **state)
+{
+    (void)state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE purchases(id INTEGER PRIMARY KEY, event TEXT NOT NULL,"
+                     " customer TEXT NOT NULL, category TEXT NOT NULL, quantity INTEGER NOT NULL,"
+                     " seq_major INTEGER NOT NULL, seq_minor INTEGER NOT NULL, created_ms INTEGER"
+                     " NOT NULL, status INTEGER NOT NULL, reason INTEGER NOT NULL,"
+                     " hold_expires_at_ms INTEGER NOT NULL, position INTEGER NOT NULL, tickets"
+                     " BLOB, updated_ms INTEGER NOT NULL);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    struct catraca_store store;
+    assert_int_equal(store_sqlite_open(path, true, 2000, &store), 0);
+    struct store_purchase rows[4];
+    static const uint32_t ranks[4] = {3, 1, 2, 0}; /* seq order 10, 11, 12, then 13 */
+    for (int i = 0; i < 4; i++) {
+        rows[i] = (struct store_purchase){.purchase_id = 200 + (uint64_t)i,
+                                          .has_arrival = true,
+                                          .quantity = 1 + (uint32_t)i,
+                                          .seq = {10 + (uint64_t)i, 0},
+                                          .status = ENGINE_STATUS_WAITING,
+                                          .draw_rank = ranks[i]};
+        strcpy(rows[i].event, "ev");
+        strcpy(rows[i].category, "a");
+        snprintf(rows[i].customer, sizeof(rows[i].customer), "c%d", i);
+    }
+    struct store_batch batch = {
+        .event = "ev", .epoch = 0, .offset = {20, 0}, .purchases = rows, .purchase_count = 4};
+    assert_int_equal(store.ops->commit(store.context, &batch), 0);
+    static const uint32_t expected[4] = {3, 1, 2, 4};
+    /* Tickets ahead follow the draw too: quantities 1..4 in seq order, ranks 3, 1, 2. */
+    static const uint32_t expected_ahead[4] = {2 + 3, 0, 2, 1 + 2 + 3};
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 4; i++) {
+            struct store_purchase got;
+            assert_int_equal(store.ops->get_purchase(store.context, 200 + (uint64_t)i, &got), 0);
+            assert_int_equal(got.position, expected[i]);
+            assert_int_equal(got.ahead, expected_ahead[i]);
+            assert_int_equal(got.draw_rank, ranks[i]);
+        }
+    /* Rank 1 is served; an update without a rank keeps the one recorded. */
+    struct store_purchase updates[1] = {
+        {.purchase_id = 201, .status = ENGINE_STATUS_HELD, .hold_expires_at_ms = 5}};
+    batch = (struct store_batch){
+        .event = "ev", .epoch = 0, .offset = {21, 0}, .purchases = updates, .purchase_count = 1};
+    assert_int_equal(store.ops->commit(store.context, &batch), 0);
+    static const uint32_t moved[4] = {2, 0, 1, 3};
+    for (int i = 0; i < 4; i++) {
+        struct store_purchase got;
+        assert_int_equal(store.ops->get_purchase(store.context, 200 + (uint64_t)i, &got), 0);
+        assert_int_equal(got.draw_rank, ranks[i]);
+        if (moved[i] != 0)
+            assert_int_equal(got.position, moved[i]);
+    }
+    store.ops->close(store.context);
+}
+
 /* Late payments: the reference is kept, listed as a refund; waiting rows read their line facts. */
 static void test_store_refunds_and_line_facts(void **state)
 {
@@ -421,6 +487,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_commit_load_fence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_upgrades_old_partitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_line_positions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_drawn_positions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_refunds_and_line_facts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_adds_payment_ref, setup, teardown),
     };

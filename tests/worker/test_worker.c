@@ -158,6 +158,8 @@ static int mstore_commit(void *context, const struct store_batch *batch)
             r->reason = p->reason;
             r->hold_expires_at_ms = p->hold_expires_at_ms;
             r->ticket_count = p->ticket_count;
+            if (p->draw_rank > r->draw_rank) /* store.h: kept once set */
+                r->draw_rank = p->draw_rank;
         }
     }
     s->offset = batch->offset;
@@ -428,6 +430,78 @@ static void test_holds_expire_without_traffic(void **state)
 }
 
 /*
+ * A scheduled sale: no DRAW before opens_at; once the clock passes it, exactly one DRAW with
+ * the event's seed (none more once it is applied, however long the worker runs), and the
+ * pre-queue's rows carry the draw's ranks 1..n.
+ */
+static void test_draws_once_when_the_sale_opens(void **state)
+{
+    (void)state;
+    struct engine_command c = {.type = ENGINE_COMMAND_CREATE_EVENT, .now_ms = 1000};
+    strcpy(c.u.create_event.id, "ev");
+    c.u.create_event.hold_ms = 60000;
+    c.u.create_event.per_customer_limit = 4;
+    c.u.create_event.state = ENGINE_STATE_OPEN;
+    c.u.create_event.category_count = 1;
+    memcpy(c.u.create_event.secret, "worker-secret-16", 16);
+    strcpy(c.u.create_event.categories[0].id, "a");
+    c.u.create_event.categories[0].capacity = 2;
+    c.u.create_event.opens_at_ms = 5000;
+    c.u.create_event.prequeue_ms = 2000;
+    append_command(&c);
+    for (uint64_t id = 1; id <= 5; id++)
+        append_purchase(id, 3500 + (int64_t)id);
+    struct worker *worker = start(16, 1000);
+    wait_caught_up();
+    assert_int_equal(status_of(1), ENGINE_STATUS_PREQUEUED);
+    __atomic_store_n(&fake_now_ms, 4999, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < 20; i++) {
+        worker_wake(worker);
+        usleep(2000);
+    }
+    pthread_mutex_lock(&the_log.mutex);
+    assert_int_equal(the_log.count, 6); /* not yet: no entry appended */
+    pthread_mutex_unlock(&the_log.mutex);
+    __atomic_store_n(&fake_now_ms, 5000, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < 1000 && status_of(1) == ENGINE_STATUS_PREQUEUED; i++) {
+        worker_wake(worker);
+        usleep(2000);
+    }
+    wait_caught_up();
+    __atomic_store_n(&fake_now_ms, 9000, __ATOMIC_SEQ_CST); /* long after: nothing more */
+    for (int i = 0; i < 20; i++) {
+        worker_wake(worker);
+        usleep(2000);
+    }
+    wait_caught_up();
+    worker_stop(worker);
+    size_t draws = 0;
+    uint8_t seed[CATRACA_DRAW_SEED_BYTES];
+    engine_draw_seed(c.u.create_event.secret, seed);
+    for (size_t i = 0; i < the_log.count; i++) {
+        struct engine_command entry;
+        assert_int_equal(codec_command_decode(the_log.records[i], the_log.lengths[i], &entry), 0);
+        if (entry.type != ENGINE_COMMAND_DRAW)
+            continue;
+        draws++;
+        assert_memory_equal(entry.u.draw.seed, seed, sizeof(seed));
+        assert_true(entry.now_ms >= 5000);
+    }
+    assert_int_equal(draws, 1);
+    uint32_t ranks_seen = 0, held = 0;
+    for (uint64_t id = 1; id <= 5; id++) {
+        const struct store_purchase *row = row_of(id);
+        assert_true(row->draw_rank >= 1 && row->draw_rank <= 5);
+        ranks_seen |= 1u << row->draw_rank;
+        held += row->status == ENGINE_STATUS_HELD;
+        if (row->status == ENGINE_STATUS_HELD)
+            assert_true(row->draw_rank <= 2); /* the draw's first two hold the two tickets */
+    }
+    assert_int_equal(ranks_seen, 0x3e);
+    assert_int_equal(held, 2);
+}
+
+/*
  * Distributed mode: the worker decides only while it holds the lease, carries
  * the epoch into every commit, and steps down when a commit is fenced (a
  * paused worker woke up after another took over); taken again under a new
@@ -586,6 +660,7 @@ int main(void)
         cmocka_unit_test(test_commit_wire_carries_refunds_and_line_facts),
         cmocka_unit_test_setup(test_commit_failure_and_restart_apply_each_entry_once, setup),
         cmocka_unit_test_setup(test_holds_expire_without_traffic, setup),
+        cmocka_unit_test_setup(test_draws_once_when_the_sale_opens, setup),
         cmocka_unit_test_setup(test_reports_the_log_lag_of_partitions_decided_here, setup),
         cmocka_unit_test_setup(test_decides_only_under_a_held_lease_and_steps_down_when_fenced,
                                setup),
