@@ -45,9 +45,10 @@ fuzz: deps
 		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 fuzz/corpus-run/$$name fuzz/corpus/$$name; \
 	done
 
-# The embedded service with the demo on (scripts/run.sh prints a three-line walkthrough).
+# The embedded service with the demo on; scripts/run.sh prints the pages' addresses and a curl
+# walkthrough. make run ARGS="--listen 127.0.0.1:9000" passes arguments to catraca serve.
 run: build
-	@bash scripts/run.sh
+	@bash scripts/run.sh $(ARGS)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

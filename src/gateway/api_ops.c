@@ -1,7 +1,7 @@
 /*
  * api_ops.c - the routes for operators and newcomers: liveness, readiness,
- * Prometheus metrics, the home page, and the demo-only and challenge-only
- * routes.
+ * Prometheus metrics, and the demo-only and challenge-only routes (the pages
+ * are api_pages.c's).
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -95,29 +95,6 @@ void api_ops_metrics(struct route_context *c)
     }
     api_reply(c, 200, "text/plain; version=0.0.4", text, strlen(text), NULL);
     free(text);
-}
-
-static const char home_page[] =
-    "<!doctype html><meta charset=utf-8><title>Catraca</title>"
-    "<style>body{font:16px/1.5 system-ui;max-width:46em;margin:2em auto;padding:0 1em}"
-    "pre{background:#f4f4f4;padding:1em;overflow:auto}</style>"
-    "<h1>Catraca</h1><p>The ticket on-sale engine is running. Try a sale from a terminal "
-    "(demo mode):</p><pre>"
-    "ADMIN=$(curl -s -XPOST localhost:8080/v1/demo/token -H 'Content-Type: application/json' "
-    "-d '{\"customer\":\"ops\",\"role\":\"admin\"}' | sed "
-    "'s/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')\n"
-    "curl -s -XPOST localhost:8080/v1/events -H \"Authorization: Bearer $ADMIN\" "
-    "-H 'Content-Type: application/json' -d '{\"id\":\"demo\",\"name\":\"Demo night\","
-    "\"hold_seconds\":120,\"categories\":[{\"id\":\"pista\",\"capacity\":100,"
-    "\"price_cents\":5000}]}'\n"
-    "curl -s -XPOST localhost:8080/v1/events/demo/purchases -H \"Authorization: Bearer $ADMIN\" "
-    "-H 'Content-Type: application/json' -d '{\"category\":\"pista\",\"quantity\":2}'</pre>"
-    "<p>Then <code>GET /v1/purchases/{id}?wait=30</code>, <code>GET /v1/events/demo</code>, "
-    "<code>/metrics</code>. The contract is API.md; openapi.yaml in the repository.</p>";
-
-void api_ops_home(struct route_context *c)
-{
-    api_reply(c, 200, "text/html; charset=utf-8", home_page, sizeof(home_page) - 1, NULL);
 }
 
 void api_ops_healthz(struct route_context *c)

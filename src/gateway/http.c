@@ -256,6 +256,7 @@ static const char *reason_phrase(int status)
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -347,9 +348,12 @@ static char *response_format(const struct http_request *r, int status, const cha
     put_text(&at, reason_phrase(status));
     put(&at, "\r\nDate: ", 8);
     put_text(&at, date_now());
-    put(&at, "\r\nContent-Length: ", 18);
-    put_decimal(&at, length);
     put(&at, "\r\n", 2);
+    if (status != 304) { /* RFC 9110 8.6: a 304 has no content and no length of its own */
+        put(&at, "Content-Length: ", 16);
+        put_decimal(&at, length);
+        put(&at, "\r\n", 2);
+    }
     if (content_type != NULL) {
         put(&at, "Content-Type: ", 14);
         put_text(&at, content_type);

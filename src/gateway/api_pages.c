@@ -1,0 +1,120 @@
+/*
+ * api_pages.c - the buyer's page (`/`, `/e/{event}`), the organizer's console
+ * (`/admin`) and their assets (`/assets/{name}`), served from the table that
+ * web/build.mjs compiles into the binary (web_assets.h). The same in embedded
+ * and distributed mode: the pages only call the public API.
+ *
+ * Every answer carries a strict Content-Security-Policy (nothing from another
+ * origin, no inline script or style), nosniff and no-referrer. Fingerprinted
+ * assets are cached for a year; the HTML is revalidated (ETag, 304) so a new
+ * binary's pages are picked up at once. gzip is sent when the client accepts it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway/api_internal.h"
+#include "gateway/web_assets.h"
+
+#define ASSET_PATH_MAX 96
+
+/* frame-ancestors 'none': the buyer's page is a top-level page (a token is handed over by a
+ * link's fragment or by postMessage from the window that opened it, docs/API.md). */
+static const char content_security_policy[] =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; worker-src 'self'; manifest-src 'self'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'";
+
+static const struct web_asset *find_asset(const char *path)
+{
+    for (size_t i = 0; i < web_asset_count; i++)
+        if (strcmp(web_assets[i].path, path) == 0)
+            return &web_assets[i];
+    return NULL;
+}
+
+/* True when the Accept-Encoding value lists gzip (or *) without q=0 (RFC 9110 12.5.3). */
+static bool accepts_gzip(const char *value)
+{
+    while (value != NULL && *value != '\0') {
+        value += strspn(value, " \t,");
+        size_t token = strcspn(value, " \t;,");
+        bool is_gzip = (token == 4 && strncasecmp(value, "gzip", 4) == 0) ||
+                       (token == 1 && value[0] == '*');
+        const char *end = value + strcspn(value, ",");
+        const char *q = strstr(value, "q=");
+        bool is_refused = q != NULL && q < end && strtod(q + 2, NULL) <= 0.0;
+        if (is_gzip && !is_refused)
+            return true;
+        value = end;
+    }
+    return false;
+}
+
+/* True when If-None-Match names the asset's ETag (or is `*`). */
+static bool is_not_modified(const char *value, const char *etag)
+{
+    if (value == NULL)
+        return false;
+    if (strcmp(value, "*") == 0)
+        return true;
+    size_t length = strlen(etag);
+    for (const char *at = strstr(value, etag); at != NULL; at = strstr(at + 1, etag))
+        if (at[length] == '\0' || at[length] == ',' || at[length] == ' ')
+            return true;
+    return false;
+}
+
+static void serve(struct route_context *c, const struct web_asset *asset)
+{
+    const char *cache = asset->is_immutable ? "public, max-age=31536000, immutable" : "no-cache";
+    bool is_gzip = asset->gzip != NULL && accepts_gzip(http_header(c->request, "Accept-Encoding"));
+    const char *headers[] = {"Cache-Control", cache,
+                             "ETag", asset->etag,
+                             "Vary", "Accept-Encoding",
+                             "Content-Security-Policy", content_security_policy,
+                             "X-Content-Type-Options", "nosniff",
+                             "Referrer-Policy", "no-referrer",
+                             is_gzip ? "Content-Encoding" : NULL, "gzip",
+                             NULL};
+    if (is_not_modified(http_header(c->request, "If-None-Match"), asset->etag)) {
+        api_reply(c, 304, NULL, NULL, 0, headers);
+        return;
+    }
+    const unsigned char *bytes = is_gzip ? asset->gzip : asset->bytes;
+    size_t length = is_gzip ? asset->gzip_length : asset->length;
+    api_reply(c, 200, asset->content_type, (const char *)bytes, length, headers);
+}
+
+static void serve_path(struct route_context *c, const char *path)
+{
+    const struct web_asset *asset = find_asset(path);
+    if (asset == NULL)
+        api_reply_error(c, 404, "not_found", "no such path", NULL);
+    else
+        serve(c, asset);
+}
+
+void api_pages_buyer(struct route_context *c)
+{
+    serve_path(c, "/buyer.html");
+}
+
+void api_pages_admin(struct route_context *c)
+{
+    serve_path(c, "/admin.html");
+}
+
+void api_pages_favicon(struct route_context *c)
+{
+    serve_path(c, "/favicon.svg");
+}
+
+/* /assets/{name}: the router matched name as an id ([A-Za-z0-9._-], at most 64). */
+void api_pages_asset(struct route_context *c)
+{
+    char path[ASSET_PATH_MAX];
+    snprintf(path, sizeof(path), "/assets/%s", c->segments[1]);
+    serve_path(c, path);
+}
