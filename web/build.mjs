@@ -44,9 +44,11 @@ async function bundle(entry, define = {}) {
     minify: true,
     write: false,
     format: 'iife',
-    target: ['es2020', 'chrome90', 'firefox90', 'safari14'],
+    target: ['es2022', 'chrome100', 'firefox100', 'safari15.4'],
     nodePaths: [nodeModules],
     define,
+    // Style sheets of packages are exported under "import" (altcha/altcha.css).
+    conditions: entry.endsWith('.css') ? ['style', 'import'] : [],
     legalComments: 'none',
     logLevel: 'warning',
     // No source maps: the repository holds the sources; the binary stays small.
