@@ -77,7 +77,9 @@
     X(postgres, "postgres", "CATRACA_POSTGRES", "", "distributed: the store, libpq conninfo")      \
     X(worker_id, "worker-id", "CATRACA_WORKER_ID", "", "worker: unique name (default host-pid)")    \
     X(tls_cert, "tls-cert", "CATRACA_TLS_CERT", "", "HTTPS: certificate chain, PEM (with --tls-key)") \
-    X(tls_key, "tls-key", "CATRACA_TLS_KEY", "", "HTTPS: private key, PEM (with --tls-cert)")
+    X(tls_key, "tls-key", "CATRACA_TLS_KEY", "", "HTTPS: private key, PEM (with --tls-cert)")  \
+    X(payment_url, "payment-url", "CATRACA_PAYMENT_URL", "",                                       \
+      "buyer page: pay a hold at this http(s) URL; {id} becomes the purchase id")
 
 struct config {
 #define CONFIG_INTEGER_FIELD(field, option, env, def, min, max, help) int64_t field;

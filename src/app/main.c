@@ -253,6 +253,8 @@ void service_api_config(const struct config *config, const struct api_backend *b
         .challenge_max_number = (uint32_t)config->challenge_max_number,
         .challenge_ttl_s = config->challenge_ttl_s,
         .challenge_replay_max = (uint32_t)config->challenge_replay_max,
+        .payment_url = config->payment_url[0] != '\0' ? config->payment_url : NULL,
+        .version = CATRACA_VERSION,
     };
 }
 

@@ -11,6 +11,7 @@
  *   api_purchases.c  /v1/purchases routes and the answers to purchase commands
  *   api_ops.c        health, readiness, metrics, demo token, challenge
  *   api_pages.c      the buyer's page, the organizer's console, their assets (web/)
+ *   api_console.c    what the pages read: config, event and stats streams, decisions
  */
 #ifndef CATRACA_GATEWAY_API_INTERNAL_H
 #define CATRACA_GATEWAY_API_INTERNAL_H
@@ -107,7 +108,8 @@ struct api {
     struct challenge challenge;
     struct metrics metrics;
     atomic_uint_fast64_t purchase_counter;
-    struct recent recent; /* slots == NULL: off */
+    struct recent recent;    /* slots == NULL: off */
+    struct console *console; /* api_console.c's: streams, stats, decisions */
 
     pthread_mutex_t handles_mutex;
     struct thread_handles *handles[API_HANDLES_MAX];
@@ -227,5 +229,24 @@ void api_ops_readyz(struct route_context *c);
 void api_ops_metrics(struct route_context *c);
 void api_ops_demo_token(struct route_context *c);
 void api_ops_challenge(struct route_context *c);
+
+/* ---- what the pages read (api_console.c) -------------------------------------------------- */
+
+struct console;
+/* Sets api->console and starts its thread (own store and log handles). 0 or an error. */
+int api_console_start(struct api *api);
+/* Ends every stream and stops the thread (api_drain). */
+void api_console_drain(struct api *api);
+/* After the HTTP server stopped: frees what is left. */
+void api_console_stop(struct api *api);
+/* api_on_commit: counts, recent decisions, and which event streams must be re-read. */
+void api_console_on_commit(struct api *api, const struct worker_commit *commit);
+/* A purchase answered 202, latency_us after its request arrived. */
+void api_console_count_accepted(struct api *api, int64_t latency_us);
+void api_console_config(struct route_context *c);
+void api_console_event_stream(struct route_context *c);
+void api_console_stats(struct route_context *c);
+void api_console_stats_stream(struct route_context *c);
+void api_console_decisions(struct route_context *c);
 
 #endif

@@ -55,6 +55,7 @@ void api_purchases_answer_appended(struct api *api, struct pending *p)
         return;
     }
     metrics_count(&api->metrics, METRICS_PURCHASES_ACCEPTED);
+    api_console_count_accepted(api, clock_monotonic_us() - p->started_us);
     api_pending_finish(p, 202, accepted, headers);
 }
 
