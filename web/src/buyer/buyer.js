@@ -455,7 +455,7 @@ function renderPurchase() {
       h('p', { class: 'meta small' },
         h('span', {}, t('purchaseId'), ' ', h('code', {}, p.id)),
         p.seq ? h('span', {}, ' · ', t('arrival'), ' ', h('code', {}, p.seq)) : null,
-        FINAL.has(p.status) ? null : h('span', { class: 'connection' }, connectionText()))));
+        FINAL.has(p.status) ? null : h('span', {}, ' · ', h('span', { class: 'connection' }, connectionText())))));
   announce(body.title);
   if (p.status === 'held' && p.hold_expires_at) startCountdown(p.hold_expires_at);
   if (p.status === 'confirmed') drawQrCodes(p.tickets || []);
