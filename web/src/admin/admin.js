@@ -207,7 +207,7 @@ function renderEvent() {
     h('div', { class: 'actions', role: 'group', 'aria-label': t('saleState') }, stateButtons,
       state.config?.demo ? h('button', { type: 'button', class: 'secondary rehearse', onclick: rehearse }, t('rehearse')) : null),
     regions.rehearse = h('p', { class: 'small muted', 'aria-live': 'polite' }, regions.rehearse?.textContent || ''),
-    h('div', { class: 'table-wrap' }, h('table', { class: 'counts' },
+    h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': t('liveCounts') }, h('table', { class: 'counts' },
       h('caption', {}, t('liveCounts')),
       h('thead', {}, h('tr', {}, [t('category'), t('capacity'), t('available'), t('held'), t('sold'), t('waiting'), t('soldPct')].map((x) => h('th', { scope: 'col' }, x)))),
       h('tbody', {}, rows))));
@@ -393,7 +393,7 @@ function renderDecisions(decisions) {
   const { t, lang } = state;
   replace(regions.decisions,
     h('h2', { id: 'decisions-title' }, t('decisions')),
-    decisions.length === 0 ? h('p', { class: 'muted' }, t('noDecisions')) : h('div', { class: 'table-wrap' }, h('table', { class: 'feed' },
+    decisions.length === 0 ? h('p', { class: 'muted' }, t('noDecisions')) : h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': t('decisions') }, h('table', { class: 'feed' },
       h('caption', { class: 'sr-only' }, t('decisionsCaption')),
       h('thead', {}, h('tr', {}, [t('time'), t('purchase'), t('customer'), t('category'), t('qty'), t('status')].map((x) => h('th', { scope: 'col' }, x)))),
       h('tbody', {}, decisions.map((d) => h('tr', { class: `st-${d.status}` },

@@ -211,7 +211,8 @@ function altchaWidget() {
   loadAltcha();
   const widget = document.createElement('altcha-widget');
   widget.setAttribute('challengeurl', '/v1/challenge');
-  widget.setAttribute('workerurl', __ALTCHA_WORKER_URL__);
+  // Absolute: the widget resolves it against import.meta.url, which a classic script lacks.
+  widget.setAttribute('workerurl', new URL(__ALTCHA_WORKER_URL__, location.href).href);
   widget.setAttribute('hidelogo', '');
   widget.setAttribute('hidefooter', '');
   widget.setAttribute('strings', JSON.stringify({
@@ -333,24 +334,34 @@ function followPurchase(id) {
   const controller = new AbortController();
   const { signal } = controller;
   let wake = null;
+  let attempt = null; // the stream or long-poll in flight
   const onOnline = () => wake?.();
+  // The browser knows the network is gone: drop the stream now rather than wait for a timeout.
+  const onOffline = () => attempt?.abort();
   window.addEventListener('online', onOnline);
-  state.stopPurchase = () => { controller.abort(); window.removeEventListener('online', onOnline); };
+  window.addEventListener('offline', onOffline);
+  state.stopPurchase = () => {
+    controller.abort();
+    window.removeEventListener('online', onOnline);
+    window.removeEventListener('offline', onOffline);
+  };
   const path = `/v1/purchases/${encodeURIComponent(id)}`;
   (async () => {
     let failures = 0;
     let backoff = 1000;
     while (!signal.aborted && !FINAL.has(state.purchase?.status)) {
+      attempt = new AbortController();
+      const attemptSignal = AbortSignal.any ? AbortSignal.any([signal, attempt.signal]) : signal;
       try {
         let outcome;
         if (failures < 3) {
           outcome = await readStream(`${path}/events`, {
-            token: state.token, signal, onData: onPurchase,
+            token: state.token, signal: attemptSignal, onData: onPurchase,
             onOpen: () => { failures = 0; backoff = 1000; setConnection('live'); },
           });
         } else {
           const status = state.purchase?.status || 'queued';
-          const answer = await api(`${path}?wait=30&status=${encodeURIComponent(status)}`, { token: state.token, signal });
+          const answer = await api(`${path}?wait=30&status=${encodeURIComponent(status)}`, { token: state.token, signal: attemptSignal });
           outcome = answer.status === 200 ? (onPurchase(answer.body), 'ended') : { status: answer.status };
           if (answer.status === 200) setConnection('polling');
         }
@@ -360,7 +371,7 @@ function followPurchase(id) {
         failures++;
       } catch {
         if (signal.aborted) return;
-        failures++;
+        if (navigator.onLine) failures++; // offline is no reason to give up on streams
       }
       setConnection('reconnecting');
       await new Promise((resolve) => { wake = resolve; sleep(backoff, signal).then(resolve); });
