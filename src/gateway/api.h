@@ -56,6 +56,9 @@ struct api_config {
      * binary's version. Both must outlive the API. */
     const char *payment_url;
     const char *version;
+    /* Where this server listens (POST /v1/demo/rehearse runs rush against it; NULL: never). */
+    const char *listen_host;
+    bool is_tls;
 };
 
 struct api;

@@ -374,6 +374,7 @@ static void *console_main(void *argument)
         }
         if (due != NULL && atomic_load(&k->watcher_count) > 0)
             refresh_events(k, now_ms, due);
+        api_rehearse_reap(k->api, now_ms);
     }
     free(due);
     return NULL;
@@ -396,6 +397,8 @@ int api_console_start(struct api *api)
     int error = k->groups != NULL && k->events != NULL ? 0 : CATRACA_E_NOMEM;
     if (error == 0)
         error = decisions_init(&k->decisions, k->groups_max);
+    if (error == 0)
+        error = api_rehearse_init(api);
     const struct api_backend *backend = &api->config.backend;
     if (error == 0)
         error = backend->open_store(backend->context, &k->store);
@@ -407,6 +410,7 @@ int api_console_start(struct api *api)
         error = CATRACA_E_NOMEM;
     }
     if (error != 0) {
+        api_rehearse_free(api);
         decisions_destroy(&k->decisions);
         free(k->events);
         free(k->groups);
@@ -431,6 +435,7 @@ void api_console_drain(struct api *api)
     if (k->has_thread)
         pthread_join(k->thread, NULL);
     k->has_thread = false;
+    api_rehearse_stop(api);
 }
 
 void api_console_stop(struct api *api)
@@ -452,6 +457,7 @@ void api_console_stop(struct api *api)
     k->store.ops->close(k->store.context);
     decisions_destroy(&k->decisions);
     stats_destroy(&k->stats);
+    api_rehearse_free(api);
     free(k->events);
     free(k->groups);
     free(k);

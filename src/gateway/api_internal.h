@@ -109,7 +109,8 @@ struct api {
     struct metrics metrics;
     atomic_uint_fast64_t purchase_counter;
     struct recent recent;    /* slots == NULL: off */
-    struct console *console; /* api_console.c's: streams, stats, decisions */
+    struct console *console;     /* api_console.c's: streams, stats, decisions */
+    struct rehearsal *rehearsal; /* api_rehearse.c's: the demo's rush child */
 
     pthread_mutex_t handles_mutex;
     struct thread_handles *handles[API_HANDLES_MAX];
@@ -248,5 +249,18 @@ void api_console_event_stream(struct route_context *c);
 void api_console_stats(struct route_context *c);
 void api_console_stats_stream(struct route_context *c);
 void api_console_decisions(struct route_context *c);
+
+/* ---- the demo's rehearsal (api_rehearse.c) ----------------------------------------------- */
+
+struct rehearsal;
+/* Sets api->rehearsal; 0 or CATRACA_E_NOMEM. */
+int api_rehearse_init(struct api *api);
+/* The console thread, each tick: reaps the child, kills one that overstayed. */
+void api_rehearse_reap(struct api *api, int64_t now_ms);
+/* Kills a running child and waits for it (bounded). */
+void api_rehearse_stop(struct api *api);
+void api_rehearse_free(struct api *api);
+void api_rehearse_start(struct route_context *c);
+void api_rehearse_status(struct route_context *c);
 
 #endif

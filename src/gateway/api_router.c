@@ -102,6 +102,10 @@ static const struct route routes[] = {
                api_console_stats,                  METRICS_ROUTE_STATS},
     {"GET",    "/v1/stats/stream",                 ROLE_ADMIN,  MODE_ALWAYS,    BODY_NONE,
                api_console_stats_stream,           METRICS_ROUTE_STATS},
+    {"POST",   "/v1/demo/rehearse",                ROLE_ADMIN,  MODE_DEMO,      BODY_JSON,
+               api_rehearse_start,                 METRICS_ROUTE_REHEARSE},
+    {"GET",    "/v1/demo/rehearse",                ROLE_ADMIN,  MODE_DEMO,      BODY_NONE,
+               api_rehearse_status,                METRICS_ROUTE_REHEARSE},
 };
 /* clang-format on */
 

@@ -57,7 +57,12 @@ void decisions_record(struct decisions *d, const struct worker_commit *commit)
         return;
     pthread_mutex_lock(&d->mutex);
     struct decision_ring *ring = ring_of(d, commit->event, true);
-    for (size_t i = 0; ring != NULL && i < commit->purchase_count; i++) {
+    /* A batch of thousands keeps its last DECISIONS_PER_EVENT rows: the others would only be
+     * written over, on the worker's thread. */
+    size_t first = commit->purchase_count > DECISIONS_PER_EVENT
+                       ? commit->purchase_count - DECISIONS_PER_EVENT
+                       : 0;
+    for (size_t i = first; ring != NULL && i < commit->purchase_count; i++) {
         const struct store_purchase *row = &commit->purchases[i];
         struct decision *e = &ring->entries[ring->head];
         memset(e, 0, sizeof(*e));

@@ -125,6 +125,16 @@ static void test_decisions_bounded_newest_first_and_completed(void **state)
     }
     assert_int_equal(decisions_recent(&d, "a", out, 10), 1);
     assert_int_equal(decisions_recent(&d, "b", out, 10), 0);
+    /* one batch larger than the ring: its last rows, newest first */
+    struct store_purchase *batch = calloc(500, sizeof(*batch));
+    for (uint64_t id = 1; id <= 500; id++)
+        batch[id - 1] = row(1000 + id, true, ENGINE_STATUS_HELD, 5);
+    struct worker_commit big = {.event = "a", .purchases = batch, .purchase_count = 500};
+    decisions_record(&d, &big);
+    assert_int_equal(decisions_recent(&d, "a", out, DECISIONS_PER_EVENT), DECISIONS_PER_EVENT);
+    assert_int_equal(out[0].purchase_id, 1500);
+    assert_int_equal(out[DECISIONS_PER_EVENT - 1].purchase_id, 1500 - DECISIONS_PER_EVENT + 1);
+    free(batch);
     free(out);
     decisions_destroy(&d);
 }

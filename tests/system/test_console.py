@@ -390,5 +390,111 @@ class StatsTest(unittest.TestCase):
             stream.close()
 
 
+def children_of(pid):
+    """The processes pid started, from /proc (every thread's list)."""
+    found = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found.update(int(c) for c in f.read().split())
+        except FileNotFoundError:
+            pass
+    return found
+
+
+class RehearseTest(unittest.TestCase):
+    def rehearse(self, c, body, tok=None):
+        return c.request("POST", "/v1/demo/rehearse", body, tok or ADMIN())
+
+    def wait_done(self, c, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status, state, _ = c.request("GET", "/v1/demo/rehearse", tok=ADMIN())
+            self.assertEqual(status, 200, state)
+            if not state["running"]:
+                return state
+            time.sleep(0.5)
+        raise AssertionError(f"the rehearsal still runs after {timeout} s")
+
+    def test_only_in_demo_mode(self):
+        server = Server(demo=False)
+        try:
+            c = server.client()
+            for method in ("GET", "POST"):
+                status, answer, _ = c.request(method, "/v1/demo/rehearse",
+                                              {"event": "x"} if method == "POST" else None, ADMIN())
+                self.assertEqual((status, answer["error"]["code"]), (404, "not_found"))
+            c.close()
+        finally:
+            server.close()
+
+    def test_a_rehearsal_runs_once_at_a_time_and_moves_the_numbers(self):
+        server = Server()
+        try:
+            c = server.client()
+            self.assertEqual(c.request("GET", "/v1/demo/rehearse")[0], 401)
+            self.assertEqual(c.request("GET", "/v1/demo/rehearse", tok=token("b"))[0], 403)
+            self.assertEqual(self.rehearse(c, {"event": "r"}, token("b"))[0], 403)
+            status, idle, _ = c.request("GET", "/v1/demo/rehearse", tok=ADMIN())
+            self.assertEqual((status, idle), (200, {"running": False, "event": None,
+                                                    "buyers": None, "rate": None,
+                                                    "started_at": None, "exit_code": None}))
+            for body in ({}, {"event": "bad id"}, {"event": "r", "buyers": 0},
+                         {"event": "r", "buyers": 20001}, {"event": "r", "rate": 0},
+                         {"event": "r", "rate": 5001}, {"event": "r", "buyers": 1.5},
+                         {"event": "r", "buyers": "10"}, {"event": 7}):
+                with self.subTest(body=body):
+                    status, answer, _ = self.rehearse(c, body)
+                    self.assertEqual((status, answer["error"]["code"]), (400, "invalid_request"))
+            create_event(c, "taken", (1,))
+            status, answer, _ = self.rehearse(c, {"event": "taken"})
+            self.assertEqual((status, answer["error"]["code"]), (409, "conflict"))
+            status, started, _ = self.rehearse(c, {"event": "reh-a", "buyers": 20, "rate": 20})
+            self.assertEqual(status, 202, started)
+            self.assertEqual((started["running"], started["event"], started["buyers"],
+                              started["rate"], started["exit_code"]),
+                             (True, "reh-a", 20, 20, None))
+            status, answer, _ = self.rehearse(c, {"event": "reh-b"})
+            self.assertEqual((status, answer["error"]["code"]), (409, "conflict"))
+            done = self.wait_done(c)
+            self.assertEqual((done["event"], done["exit_code"]), ("reh-a", 0), server.log()[-3000:])
+            self.assertEqual(done["started_at"], started["started_at"])
+            self.assertEqual(children_of(server.proc.pid), set())  # reaped
+            status, event, _ = c.request("GET", "/v1/events/reh-a")
+            self.assertEqual(status, 200)
+            self.assertEqual(sum(cat["sold"] + cat["held"] + cat["available"]
+                                 for cat in event["categories"]), 15)
+            time.sleep(1.2)
+            samples = c.request("GET", "/v1/stats", tok=ADMIN())[1]["samples"]
+            self.assertEqual(sum(s["accepted"] for s in samples), 20)
+            decisions = c.request("GET", "/v1/events/reh-a/decisions", tok=ADMIN())[1]
+            self.assertGreaterEqual(len(decisions["decisions"]), 20)
+            # a second one may start once the first is over
+            status, again, _ = self.rehearse(c, {"event": "reh-c", "buyers": 1, "rate": 1})
+            self.assertEqual(status, 202, again)
+            self.assertEqual(self.wait_done(c)["exit_code"], 0)
+            c.close()
+        finally:
+            self.assertEqual(server.close(), 0)
+
+    def test_stopping_the_server_stops_the_rehearsal(self):
+        server = Server()
+        try:
+            c = server.client()
+            status, started, _ = self.rehearse(c, {"event": "reh-long", "buyers": 20000,
+                                                   "rate": 50})
+            self.assertEqual(status, 202, started)
+            children = children_of(server.proc.pid)
+            self.assertEqual(len(children), 1)
+            c.close()
+            self.assertEqual(server.stop(), 0)
+            for child in children:
+                self.assertFalse(os.path.exists(f"/proc/{child}"),
+                                 "the rush child outlived the server")
+            self.assertIn("rehearsal ended\" exit=143", server.log())
+        finally:
+            server.close()
+
+
 if __name__ == "__main__":
     unittest.main()
