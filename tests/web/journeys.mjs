@@ -216,6 +216,12 @@ const journeys = {
     await checkpoint(page, '4-paused');
     await page.setViewportSize(PHONE);
     await checkpoint(page, '5-phone');
+    await page.setViewportSize(DESKTOP);
+    // Demo: a rehearsal (catraca rush on a new event) that the console then watches.
+    await page.click('button.rehearse');
+    await page.waitForFunction(() => /rehearsal-/.test(document.querySelector('#event-select')?.value || ''), null, { timeout: 20000 });
+    await page.waitForFunction(() => Number((document.querySelector('td[data-count=sold]')?.textContent || '0').replace(/\D/g, '')) > 0, null, { timeout: 30000 });
+    await checkpoint(page, '6-rehearsal');
   },
 
   // Portuguese and English: the browser's language, then the switch.

@@ -145,11 +145,14 @@ function renderEvents() {
   replace(regions.events,
     h('h2', { id: 'events-title' }, t('events')),
     h('div', { class: 'row' }, h('label', { for: 'event-select' }, t('watching')), select,
-      h('a', { class: 'button secondary', href: '#create-title' }, t('newEvent'))));
+      h('a', { class: 'button secondary', href: '#create-title' }, t('newEvent')),
+      state.config?.demo ? h('button', { type: 'button', class: 'secondary rehearse', onclick: rehearse }, t('rehearse')) : null),
+    regions.rehearse = h('p', { class: 'small muted', 'aria-live': 'polite' }, regions.rehearse?.textContent || ''));
 }
 
 function selectEvent(id) {
   if (!id) return;
+  if (id !== state.eventId) say(null);
   state.eventId = id;
   state.event = null;
   state.stopEvent?.();
@@ -204,9 +207,7 @@ function renderEvent() {
     h('h2', { id: 'event-title' }, e.name || e.id),
     h('p', { class: 'muted' }, t('eventFacts', { id: e.id, hold: e.hold_seconds, limit: e.per_customer_limit, pending: formatNumber(e.queue?.pending ?? 0, lang) }),
       ' ', h('a', { href: `/e/${encodeURIComponent(e.id)}` }, t('buyerPage'))),
-    h('div', { class: 'actions', role: 'group', 'aria-label': t('saleState') }, stateButtons,
-      state.config?.demo ? h('button', { type: 'button', class: 'secondary rehearse', onclick: rehearse }, t('rehearse')) : null),
-    regions.rehearse = h('p', { class: 'small muted', 'aria-live': 'polite' }, regions.rehearse?.textContent || ''),
+    h('div', { class: 'actions', role: 'group', 'aria-label': t('saleState') }, stateButtons),
     h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': t('liveCounts') }, h('table', { class: 'counts' },
       h('caption', {}, t('liveCounts')),
       h('thead', {}, h('tr', {}, [t('category'), t('capacity'), t('available'), t('held'), t('sold'), t('waiting'), t('soldPct')].map((x) => h('th', { scope: 'col' }, x)))),
@@ -215,11 +216,16 @@ function renderEvent() {
 
 // ---- rehearsal (demo) ----------------------------------------------------------------------
 
+// catraca rush creates its own event (two categories, short holds); the console watches it.
+const REHEARSAL = { buyers: 1000, rate: 200 };
+
 async function rehearse() {
   const { t } = state;
-  const answer = await api('/v1/demo/rehearse', { method: 'POST', token: state.token, body: { event: state.eventId, buyers: 2000, rate: 200 } });
+  const id = `rehearsal-${Date.now().toString(36)}`;
+  const answer = await api('/v1/demo/rehearse', { method: 'POST', token: state.token, body: { event: id, ...REHEARSAL } });
   if (answer.status === 202) {
-    regions.rehearse.textContent = t('rehearsing');
+    state.rehearsalEvent = id;
+    regions.rehearse.textContent = t('rehearsing', { id });
     clearInterval(state.rehearseTimer);
     state.rehearseTimer = setInterval(pollRehearsal, 1000);
   } else if (answer.status === 409) {
@@ -232,6 +238,14 @@ async function rehearse() {
 async function pollRehearsal() {
   const answer = await api('/v1/demo/rehearse', { token: state.token });
   if (answer.status !== 200) { clearInterval(state.rehearseTimer); return; }
+  const id = state.rehearsalEvent;
+  if (id && state.eventId !== id && state.events.every((e) => e.id !== id)) {
+    const events = await api('/v1/events', { token: state.token });
+    if (events.status === 200 && events.body.events.some((e) => e.id === id)) {
+      state.events = events.body.events;
+      selectEvent(id); // rush has created it: watch it move
+    }
+  }
   if (!answer.body.running) {
     clearInterval(state.rehearseTimer);
     regions.rehearse.textContent = state.t('rehearsalDone', { code: answer.body.exit_code ?? '?' });
@@ -294,10 +308,11 @@ async function createEvent(form, categories, error) {
   const answer = await api('/v1/events', { method: 'POST', token: state.token, body });
   if (answer.status === 201 || answer.status === 200) {
     error.textContent = '';
-    say(t('created', { id: body.id }));
     state.eventId = null;
     await loadEvents();
     selectEvent(body.id);
+    say(t('created', { id: body.id }));
+    renderCreate(); // an empty form for the next one
     document.getElementById('event-title')?.scrollIntoView();
   } else {
     error.textContent = errorText(answer);
