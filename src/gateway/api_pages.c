@@ -10,11 +10,10 @@
  * binary's pages are picked up at once. gzip is sent when the client accepts it.
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "gateway/api_internal.h"
+#include "gateway/page_headers.h"
 #include "gateway/web_assets.h"
 
 #define ASSET_PATH_MAX 96
@@ -34,42 +33,10 @@ static const struct web_asset *find_asset(const char *path)
     return NULL;
 }
 
-/* True when the Accept-Encoding value lists gzip (or *) without q=0 (RFC 9110 12.5.3). */
-static bool accepts_gzip(const char *value)
-{
-    while (value != NULL && *value != '\0') {
-        value += strspn(value, " \t,");
-        size_t token = strcspn(value, " \t;,");
-        bool is_gzip = (token == 4 && strncasecmp(value, "gzip", 4) == 0) ||
-                       (token == 1 && value[0] == '*');
-        const char *end = value + strcspn(value, ",");
-        const char *q = strstr(value, "q=");
-        bool is_refused = q != NULL && q < end && strtod(q + 2, NULL) <= 0.0;
-        if (is_gzip && !is_refused)
-            return true;
-        value = end;
-    }
-    return false;
-}
-
-/* True when If-None-Match names the asset's ETag (or is `*`). */
-static bool is_not_modified(const char *value, const char *etag)
-{
-    if (value == NULL)
-        return false;
-    if (strcmp(value, "*") == 0)
-        return true;
-    size_t length = strlen(etag);
-    for (const char *at = strstr(value, etag); at != NULL; at = strstr(at + 1, etag))
-        if (at[length] == '\0' || at[length] == ',' || at[length] == ' ')
-            return true;
-    return false;
-}
-
 static void serve(struct route_context *c, const struct web_asset *asset)
 {
     const char *cache = asset->is_immutable ? "public, max-age=31536000, immutable" : "no-cache";
-    bool is_gzip = asset->gzip != NULL && accepts_gzip(http_header(c->request, "Accept-Encoding"));
+    bool is_gzip = asset->gzip != NULL && page_accepts_gzip(http_header(c->request, "Accept-Encoding"));
     const char *headers[] = {"Cache-Control", cache,
                              "ETag", asset->etag,
                              "Vary", "Accept-Encoding",
@@ -78,7 +45,7 @@ static void serve(struct route_context *c, const struct web_asset *asset)
                              "Referrer-Policy", "no-referrer",
                              is_gzip ? "Content-Encoding" : NULL, "gzip",
                              NULL};
-    if (is_not_modified(http_header(c->request, "If-None-Match"), asset->etag)) {
+    if (page_is_not_modified(http_header(c->request, "If-None-Match"), asset->etag)) {
         api_reply(c, 304, NULL, NULL, 0, headers);
         return;
     }
