@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync, constants } from 'node:zlib';
 
@@ -37,21 +37,17 @@ function addFingerprinted(stem, extension, contentType, bytes) {
   return path;
 }
 
-async function bundle(entry, define = {}) {
+async function bundleCss(entry) {
   const result = await esbuild.build({
     entryPoints: [join(here, 'src', entry)],
     bundle: true,
     minify: true,
     write: false,
-    format: 'iife',
-    target: ['es2022', 'chrome100', 'firefox100', 'safari15.4'],
     nodePaths: [nodeModules],
-    define,
     // Style sheets of packages are exported under "import" (altcha/altcha.css).
-    conditions: entry.endsWith('.css') ? ['style', 'import'] : [],
+    conditions: ['style', 'import'],
     legalComments: 'none',
     logLevel: 'warning',
-    // No source maps: the repository holds the sources; the binary stays small.
   });
   return Buffer.from(result.outputFiles[0].contents);
 }
@@ -61,17 +57,42 @@ async function bundle(entry, define = {}) {
 const altchaWorker = readFileSync(join(nodeModules, 'altcha/dist_external/worker.js'));
 const workerPath = addFingerprinted('altcha-worker', 'js', 'text/javascript; charset=utf-8', altchaWorker);
 
-const pages = {
-  buyer: { title: 'buyer', define: { __ALTCHA_WORKER_URL__: JSON.stringify(workerPath) } },
-  admin: { title: 'admin', define: {} },
-};
-for (const [name, page] of Object.entries(pages)) {
-  const js = await bundle(`${name}/${name}.js`, page.define);
-  const css = await bundle(`${name}/${name}.css`);
-  const jsPath = addFingerprinted(name, 'js', 'text/javascript; charset=utf-8', js);
-  const cssPath = addFingerprinted(name, 'css', 'text/css; charset=utf-8', css);
+// Both pages' scripts in one build: ES modules split into chunks, so what a page needs only
+// sometimes (the ALTCHA widget when the challenge is on, the QR library once tickets exist)
+// is fetched only then, and the code the pages share is one cached file. esbuild names every
+// file by its content's hash.
+const pages = ['buyer', 'admin'];
+const scripts = await esbuild.build({
+  entryPoints: Object.fromEntries(pages.map((name) => [name, join(here, 'src', name, `${name}.js`)])),
+  bundle: true,
+  minify: true,
+  write: false,
+  format: 'esm',
+  splitting: true,
+  outdir: '/assets',
+  entryNames: '[name]-[hash]',
+  chunkNames: 'chunk-[hash]',
+  metafile: true,
+  target: ['es2022', 'chrome100', 'firefox100', 'safari15.4'],
+  nodePaths: [nodeModules],
+  define: { __ALTCHA_WORKER_URL__: JSON.stringify(workerPath) },
+  legalComments: 'none',
+  logLevel: 'warning',
+  // No source maps: the repository holds the sources; the binary stays small.
+});
+const entryPaths = {};
+for (const file of scripts.outputFiles) {
+  const path = `/assets/${basename(file.path)}`;
+  assets.push({ path, contentType: 'text/javascript; charset=utf-8', bytes: Buffer.from(file.contents), isImmutable: true });
+  const entry = scripts.metafile.outputs[relative(process.cwd(), file.path)]?.entryPoint
+    ?? Object.entries(scripts.metafile.outputs).find(([out]) => out.endsWith(basename(file.path)))?.[1].entryPoint;
+  for (const name of pages) if (entry && entry.endsWith(`${name}/${name}.js`)) entryPaths[name] = path;
+}
+for (const name of pages) {
+  if (!entryPaths[name]) throw new Error(`no script came out for ${name}`);
+  const cssPath = addFingerprinted(name, 'css', 'text/css; charset=utf-8', await bundleCss(`${name}/${name}.css`));
   const html = readFileSync(join(here, 'src', name, 'index.html'), 'utf8')
-    .replaceAll('{{script}}', jsPath)
+    .replaceAll('{{script}}', entryPaths[name])
     .replaceAll('{{style}}', cssPath);
   if (html.includes('{{')) throw new Error(`${name}/index.html: a placeholder is left`);
   assets.push({ path: `/${name}.html`, contentType: 'text/html; charset=utf-8',

@@ -1,7 +1,6 @@
 // admin.js - the organizer's console (`/admin`): sign in with an admin token (demo: one click),
 // create an event, open/pause/close it, watch its categories, the service's charts (uPlot) and
 // the feed of decisions live; in demo, rehearse a rush against the event.
-import uPlot from 'uplot';
 import { h, replace } from '../common/dom.js';
 import { api, follow, loadConfig } from '../common/api.js';
 import {
@@ -10,6 +9,11 @@ import {
 import { DICTIONARIES } from './strings.js';
 
 const TOKEN_KEY = 'catraca.admin.token';
+// uPlot is fetched once signed in: the sign-in screen stays small.
+let uPlot = null;
+async function loadCharts() {
+  uPlot ||= (await import('uplot')).default;
+}
 const SAMPLES_MAX = 300;
 
 const state = {
@@ -332,6 +336,7 @@ function renderCharts() {
   const { t } = state;
   for (const chart of state.charts) chart.plot.destroy();
   state.charts = [];
+  if (!uPlot) return;
   const grid = h('div', { class: 'charts' });
   replace(regions.charts, h('h2', { id: 'charts-title' }, t('charts')),
     h('p', { class: 'muted small' }, state.statsNote || t('chartsNote')), grid);
@@ -422,7 +427,8 @@ function renderDecisions(decisions) {
 
 // ---- start ---------------------------------------------------------------------------------
 
-function start() {
+async function start() {
+  await loadCharts();
   renderAll();
   loadEvents();
   followStats();
@@ -430,7 +436,7 @@ function start() {
 
 async function main() {
   state.config = await loadConfig();
-  if (state.token) start();
+  if (state.token) await start();
   else renderAll();
   let resizeTimer = null;
   window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(resizeCharts, 150); });

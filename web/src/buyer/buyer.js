@@ -580,7 +580,8 @@ function startCountdown(expiresAt) {
 
 async function drawQrCodes(tickets) {
   if (tickets.length === 0) return;
-  const QRCode = await import('qrcode');
+  const module = await import('qrcode');
+  const QRCode = module.default ?? module; // a CommonJS package: its exports are the default
   for (const canvas of regions.purchase.querySelectorAll('canvas.qr')) {
     await QRCode.toCanvas(canvas, canvas.dataset.code, { width: 168, margin: 2, errorCorrectionLevel: 'M' });
   }
