@@ -148,7 +148,7 @@ function renderEvent() {
       h('ul', { class: 'categories' }, categories)),
     h('div', { class: 'row' },
       h('label', { for: 'quantity' }, t('quantity', { limit })), quantity),
-    regions.altcha = state.config.challenge && !pending && isOpen ? altchaWidget() : null,
+    state.config.challenge && !pending && isOpen ? altchaBox() : null,
     pending ? null : h('button', { type: 'submit', class: 'primary', disabled: !isOpen || state.busy }, state.busy ? t('sending') : t('buy')),
     state.formError ? h('p', { class: 'error', role: 'alert' }, state.formError) : null);
   const opens = event.opens_at ? h('p', { class: 'note' }, t('opensAt', { time: formatTime(event.opens_at, lang) }),
@@ -204,6 +204,14 @@ function loadAltcha() {
   // The widget is loaded only when the challenge is on (it is most of the page's weight).
   altchaLoaded ||= import('altcha/external');
   return altchaLoaded;
+}
+
+// One widget for the page's life (per language): re-rendering the form must not drop a proof
+// of work being solved.
+let altcha = { lang: null, box: null };
+function altchaBox() {
+  if (altcha.lang !== state.lang) altcha = { lang: state.lang, box: altchaWidget() };
+  return altcha.box;
 }
 
 function altchaWidget() {
@@ -287,7 +295,8 @@ async function submit(stored, challenge) {
     }
   }
   state.busy = false;
-  state.challengePayload = null;
+  state.challengePayload = null; // a proof is good for one purchase
+  altcha.box?.querySelector('altcha-widget')?.reset?.();
   state.formError = null;
   if (answer.status === 202 || answer.status === 200) {
     saveStored({ ...stored, id: answer.body.id });
