@@ -62,6 +62,11 @@ const workerPath = addFingerprinted('altcha-worker', 'js', 'text/javascript; cha
 // is fetched only then, and the code the pages share is one cached file. esbuild names every
 // file by its content's hash.
 const pages = ['buyer', 'admin'];
+const PUBLIC_DEMO_WARNING =
+  '<p id="public-demo-warning" class="public-demo" role="alert"><strong>Public demo.</strong> ' +
+  'This server runs in demo mode on a public address: anyone can mint admin tokens here and ' +
+  'change every event. Never use it for a real sale. / <strong lang="pt-BR">Demo pública.</strong> ' +
+  '<span lang="pt-BR">Qualquer pessoa pode criar tokens de admin aqui; nunca use numa venda real.</span></p>';
 const scripts = await esbuild.build({
   entryPoints: Object.fromEntries(pages.map((name) => [name, join(here, 'src', name, `${name}.js`)])),
   bundle: true,
@@ -91,12 +96,17 @@ for (const file of scripts.outputFiles) {
 for (const name of pages) {
   if (!entryPaths[name]) throw new Error(`no script came out for ${name}`);
   const cssPath = addFingerprinted(name, 'css', 'text/css; charset=utf-8', await bundleCss(`${name}/${name}.css`));
-  const html = readFileSync(join(here, 'src', name, 'index.html'), 'utf8')
+  const template = readFileSync(join(here, 'src', name, 'index.html'), 'utf8')
     .replaceAll('{{script}}', entryPaths[name])
     .replaceAll('{{style}}', cssPath);
-  if (html.includes('{{')) throw new Error(`${name}/index.html: a placeholder is left`);
-  assets.push({ path: `/${name}.html`, contentType: 'text/html; charset=utf-8',
-                bytes: Buffer.from(html), isImmutable: false });
+  // Two variants: as is, and for a demo on a public address (--demo-public), which says so
+  // before anything else (api_pages.c picks the variant).
+  for (const [suffix, warning] of [['', ''], ['-public-demo', PUBLIC_DEMO_WARNING]]) {
+    const html = template.replaceAll('{{public_demo_warning}}', warning);
+    if (html.includes('{{')) throw new Error(`${name}/index.html: a placeholder is left`);
+    assets.push({ path: `/${name}${suffix}.html`, contentType: 'text/html; charset=utf-8',
+                  bytes: Buffer.from(html), isImmutable: false });
+  }
 }
 const icon = readFileSync(join(here, 'src/common/icon.svg'));
 assets.push({ path: '/favicon.svg', contentType: 'image/svg+xml', bytes: icon, isImmutable: false });

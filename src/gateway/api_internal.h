@@ -211,6 +211,9 @@ void api_purchases_get(struct route_context *c);
 void api_purchases_stream(struct route_context *c);
 void api_purchases_cancel(struct route_context *c);
 void api_purchases_confirm(struct route_context *c);
+/* The oldest API_REFUNDS_MAX refunds due of an event, and "more" when there are others. */
+#define API_REFUNDS_MAX 1000
+void api_purchases_refunds(struct route_context *c);
 /* A purchase as API.md shows it, queued (not decided yet) or decided. */
 cJSON *api_purchases_json(const struct store_purchase *row);
 /* p's purchase reached the log (appender or responder thread): 202, 200 or 422. */

@@ -33,6 +33,12 @@ static const struct web_asset *find_asset(const char *path)
     return NULL;
 }
 
+/* A demo on a public address (--demo-public) says so on its pages and in a header. */
+static bool is_public_demo(const struct route_context *c)
+{
+    return c->api->config.is_demo_public;
+}
+
 static void serve(struct route_context *c, const struct web_asset *asset)
 {
     const char *cache = asset->is_immutable ? "public, max-age=31536000, immutable" : "no-cache";
@@ -44,7 +50,12 @@ static void serve(struct route_context *c, const struct web_asset *asset)
                              "X-Content-Type-Options", "nosniff",
                              "Referrer-Policy", "no-referrer",
                              is_gzip ? "Content-Encoding" : NULL, "gzip",
-                             NULL};
+                             NULL, NULL, NULL};
+    if (is_public_demo(c)) { /* after Content-Encoding, or in its place */
+        size_t at = is_gzip ? 14 : 12;
+        headers[at] = "X-Catraca-Demo-Public";
+        headers[at + 1] = "true";
+    }
     if (page_is_not_modified(http_header(c->request, "If-None-Match"), asset->etag)) {
         api_reply(c, 304, NULL, NULL, 0, headers);
         return;
@@ -65,12 +76,12 @@ static void serve_path(struct route_context *c, const char *path)
 
 void api_pages_buyer(struct route_context *c)
 {
-    serve_path(c, "/buyer.html");
+    serve_path(c, is_public_demo(c) ? "/buyer-public-demo.html" : "/buyer.html");
 }
 
 void api_pages_admin(struct route_context *c)
 {
-    serve_path(c, "/admin.html");
+    serve_path(c, is_public_demo(c) ? "/admin-public-demo.html" : "/admin.html");
 }
 
 void api_pages_favicon(struct route_context *c)

@@ -406,10 +406,10 @@ class RehearseTest(unittest.TestCase):
     def rehearse(self, c, body, tok=None):
         return c.request("POST", "/v1/demo/rehearse", body, tok or ADMIN())
 
-    def wait_done(self, c, timeout=120):
+    def wait_done(self, c, tok=None, timeout=120):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            status, state, _ = c.request("GET", "/v1/demo/rehearse", tok=ADMIN())
+            status, state, _ = c.request("GET", "/v1/demo/rehearse", tok=tok or ADMIN())
             self.assertEqual(status, 200, state)
             if not state["running"]:
                 return state
@@ -429,13 +429,14 @@ class RehearseTest(unittest.TestCase):
             server.close()
 
     def test_a_rehearsal_runs_once_at_a_time_and_moves_the_numbers(self):
-        server = Server()
+        server = Server(demo=True)  # a demo signs with a secret of its own: server.secret
+        admin = lambda: token("ops", "admin", secret=server.secret)  # noqa: E731
         try:
             c = server.client()
             self.assertEqual(c.request("GET", "/v1/demo/rehearse")[0], 401)
-            self.assertEqual(c.request("GET", "/v1/demo/rehearse", tok=token("b"))[0], 403)
-            self.assertEqual(self.rehearse(c, {"event": "r"}, token("b"))[0], 403)
-            status, idle, _ = c.request("GET", "/v1/demo/rehearse", tok=ADMIN())
+            self.assertEqual(c.request("GET", "/v1/demo/rehearse", tok=token("b", secret=server.secret))[0], 403)
+            self.assertEqual(self.rehearse(c, {"event": "r"}, token("b", secret=server.secret))[0], 403)
+            status, idle, _ = c.request("GET", "/v1/demo/rehearse", tok=admin())
             self.assertEqual((status, idle), (200, {"running": False, "event": None,
                                                     "buyers": None, "rate": None,
                                                     "started_at": None, "exit_code": None}))
@@ -444,19 +445,22 @@ class RehearseTest(unittest.TestCase):
                          {"event": "r", "rate": 5001}, {"event": "r", "buyers": 1.5},
                          {"event": "r", "buyers": "10"}, {"event": 7}):
                 with self.subTest(body=body):
-                    status, answer, _ = self.rehearse(c, body)
+                    status, answer, _ = self.rehearse(c, body, admin())
                     self.assertEqual((status, answer["error"]["code"]), (400, "invalid_request"))
-            create_event(c, "taken", (1,))
-            status, answer, _ = self.rehearse(c, {"event": "taken"})
+            status, _, _ = c.request("POST", "/v1/events",
+                                     {"id": "taken", "categories": [{"id": "a", "capacity": 1}]},
+                                     admin())
+            self.assertEqual(status, 201)
+            status, answer, _ = self.rehearse(c, {"event": "taken"}, admin())
             self.assertEqual((status, answer["error"]["code"]), (409, "conflict"))
-            status, started, _ = self.rehearse(c, {"event": "reh-a", "buyers": 20, "rate": 20})
+            status, started, _ = self.rehearse(c, {"event": "reh-a", "buyers": 20, "rate": 20}, admin())
             self.assertEqual(status, 202, started)
             self.assertEqual((started["running"], started["event"], started["buyers"],
                               started["rate"], started["exit_code"]),
                              (True, "reh-a", 20, 20, None))
-            status, answer, _ = self.rehearse(c, {"event": "reh-b"})
+            status, answer, _ = self.rehearse(c, {"event": "reh-b"}, admin())
             self.assertEqual((status, answer["error"]["code"]), (409, "conflict"))
-            done = self.wait_done(c)
+            done = self.wait_done(c, admin())
             self.assertEqual((done["event"], done["exit_code"]), ("reh-a", 0), server.log()[-3000:])
             self.assertEqual(done["started_at"], started["started_at"])
             self.assertEqual(children_of(server.proc.pid), set())  # reaped
@@ -465,24 +469,25 @@ class RehearseTest(unittest.TestCase):
             self.assertEqual(sum(cat["sold"] + cat["held"] + cat["available"]
                                  for cat in event["categories"]), 15)
             time.sleep(1.2)
-            samples = c.request("GET", "/v1/stats", tok=ADMIN())[1]["samples"]
+            samples = c.request("GET", "/v1/stats", tok=admin())[1]["samples"]
             self.assertEqual(sum(s["accepted"] for s in samples), 20)
-            decisions = c.request("GET", "/v1/events/reh-a/decisions", tok=ADMIN())[1]
+            decisions = c.request("GET", "/v1/events/reh-a/decisions", tok=admin())[1]
             self.assertGreaterEqual(len(decisions["decisions"]), 20)
             # a second one may start once the first is over
-            status, again, _ = self.rehearse(c, {"event": "reh-c", "buyers": 1, "rate": 1})
+            status, again, _ = self.rehearse(c, {"event": "reh-c", "buyers": 1, "rate": 1}, admin())
             self.assertEqual(status, 202, again)
-            self.assertEqual(self.wait_done(c)["exit_code"], 0)
+            self.assertEqual(self.wait_done(c, admin())["exit_code"], 0)
             c.close()
         finally:
             self.assertEqual(server.close(), 0)
 
     def test_stopping_the_server_stops_the_rehearsal(self):
-        server = Server()
+        server = Server(demo=True)
         try:
             c = server.client()
             status, started, _ = self.rehearse(c, {"event": "reh-long", "buyers": 20000,
-                                                   "rate": 50})
+                                                   "rate": 50},
+                                               token("ops", "admin", secret=server.secret))
             self.assertEqual(status, 202, started)
             children = children_of(server.proc.pid)
             self.assertEqual(len(children), 1)

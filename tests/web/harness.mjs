@@ -13,7 +13,6 @@ const require = createRequire(join(nodeModules, 'noop.js'));
 export const { chromium } = require('playwright-core');
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
-export const SECRET = 'catraca-browser-tests-secret-0123456789abcdef';
 export const PHONE = { width: 390, height: 844 };
 export const DESKTOP = { width: 1280, height: 900 };
 
@@ -44,7 +43,7 @@ export async function startServer(extra = []) {
   const bin = process.env.CATRACA_BIN;
   if (!bin) throw new Error('CATRACA_BIN is not set');
   const data = mkdtempSync(join(tmpdir(), 'catraca-web-'));
-  const args = ['serve', '--demo', '--listen', '127.0.0.1:0', '--data', data, '--jwt-secret', SECRET,
+  const args = ['serve', '--demo', '--listen', '127.0.0.1:0', '--data', data,
     '--rate-customer', '0', '--rate-ip', '0', ...extra];
   const child = spawn(bin, args, {
     stdio: ['ignore', 'ignore', 'pipe'],
