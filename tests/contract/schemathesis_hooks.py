@@ -101,6 +101,12 @@ def _absent_mode_route(failure, case, response):
             and case.operation.path == "/v1/challenge")
 
 
+def _absent_demo_route(failure, case, response):
+    """/v1/demo/... exist only with --demo, and these runs are not demos (a demo signs tokens with
+    a secret of its own): 404 whatever the method or the headers."""
+    return response.status_code == 404 and case.operation.path.startswith("/v1/demo/")
+
+
 # Rules no JSON schema can hold, each stated in openapi.yaml's words (or API.md's), and
 # expectations of Schemathesis the contract answers otherwise. Permanent.
 INEXPRESSIBLE = {
@@ -114,6 +120,7 @@ INEXPRESSIBLE = {
     "a control character or lone surrogate anywhere in a JSON body (400)": _refused_character_in_body,
     "a method the server does not know (501)": _unknown_method,
     "/v1/challenge without --challenge on (404 for every method)": _absent_mode_route,
+    "/v1/demo/... without --demo (404 for every method)": _absent_demo_route,
 }
 
 
