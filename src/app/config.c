@@ -385,17 +385,6 @@ static bool is_origin(const char *origin, size_t length)
     return origin[length - 1] != ':' && origin[length - 1] != '.';
 }
 
-/* An http(s) URL with {id} in it, and nothing a page would have to escape: the buyer page puts
- * it in an address bar, never in markup. */
-static bool is_payment_url(const char *url)
-{
-    bool is_http = strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0;
-    for (const char *at = url; *at != '\0'; at++)
-        if (*at <= ' ' || *at == '"' || *at == '<' || *at == '>' || *at == '\\' || *at == 127)
-            return false;
-    return is_http && strstr(url, "{id}") != NULL;
-}
-
 static int check_cors_origins(const char *list)
 {
     for (const char *at = list; *at != '\0';) {
@@ -411,6 +400,17 @@ static int check_cors_origins(const char *list)
         at += length + (at[length] == ',');
     }
     return 0;
+}
+
+/* An http(s) URL with {id} in it, and nothing a page would have to escape: the buyer page puts
+ * it in an address bar, never in markup. */
+static bool is_payment_url(const char *url)
+{
+    bool is_http = strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0;
+    for (const char *at = url; *at != '\0'; at++)
+        if (*at <= ' ' || *at == '"' || *at == '<' || *at == '>' || *at == '\\' || *at == 127)
+            return false;
+    return is_http && strstr(url, "{id}") != NULL;
 }
 
 /* The secret of a command that reads one; 0 or -1 after a message. */
@@ -476,15 +476,15 @@ static int check_together(struct config *c, unsigned command, const char *comman
         fprintf(stderr, "catraca: --sync must be full or normal\n");
         return -1;
     }
-    if (check_cors_origins(c->cors_origin) != 0)
-        return -1;
     if (c->payment_url[0] != '\0' && !is_payment_url(c->payment_url)) {
         fprintf(stderr,
-                "catraca %s: --payment-url must be an http:// or https:// URL holding {id} "
+                "catraca: --payment-url must be an http:// or https:// URL holding {id} "
                 "(got \"%s\")\n",
-                command_name, c->payment_url);
+                c->payment_url);
         return -1;
     }
+    if (check_cors_origins(c->cors_origin) != 0)
+        return -1;
     if (c->is_demo_public && !c->is_demo) {
         fprintf(stderr, "catraca %s: --demo-public only applies with --demo\n", command_name);
         return -1;

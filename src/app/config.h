@@ -114,7 +114,7 @@ enum config_command {
     X(tls_cert, "tls-cert", "CATRACA_TLS_CERT", "", CMD_LISTENERS,                                 \
       "HTTPS: certificate chain, PEM (with --tls-key)")                                            \
     X(tls_key, "tls-key", "CATRACA_TLS_KEY", "", CMD_LISTENERS,                                    \
-      "HTTPS: private key, PEM (with --tls-cert)")                                                 \
+      "HTTPS: private key, PEM (with --tls-cert)")                                               \
     X(payment_url, "payment-url", "CATRACA_PAYMENT_URL", "", CMD_API,                              \
       "buyer page: pay a hold at this http(s) URL; {id} becomes the purchase id")
 

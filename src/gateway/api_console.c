@@ -46,7 +46,7 @@ struct watcher {
     struct console_group *group;
     struct watcher *next, *prev;
     uint64_t last_hash;     /* event streams: the view last sent */
-    int64_t last_sent_ms;   /* event streams: when */
+    int64_t last_sent_ms;   /* event streams: when (never before that view was read) */
     int64_t last_sample_ms; /* stats streams: the newest sample sent */
 };
 
@@ -58,6 +58,7 @@ struct console_group {
     bool is_dirty;   /* a commit touched the event since the last read */
     int64_t read_ms; /* when the view was last read */
     char *text;      /* the view as last read, NULL before */
+    int64_t text_ms; /* when the read of text began */
     uint64_t hash;
 };
 
@@ -190,6 +191,7 @@ static void stream_open(struct route_context *c, const char *event, const char *
         g->watchers->prev = w;
     g->watchers = w;
     g->count++;
+    g->is_dirty = true; /* the group's text may be older than this first message */
     atomic_fetch_add(&k->watcher_count, 1);
     /* The handler runs on the request's loop: its client cannot be found gone before this. */
     http_on_abandon(c->request, on_watcher_abandoned, w);
@@ -213,18 +215,24 @@ static void streams_end_all_locked(struct console *k)
 
 /* ---- the console thread ------------------------------------------------------------------ */
 
-/* The event view as GET /v1/events/{event} writes it; malloc'ed, NULL when unreadable. */
+/* The view of event as GET /v1/events/{event} writes it; malloc'ed, NULL when out of memory. */
+static char *event_text(const struct store_event *event, struct catraca_log *log)
+{
+    uint64_t pending = 0;
+    log->ops->count_after(log->context, event->spec.id, event->offset, &pending);
+    cJSON *json = api_json_event(event, pending);
+    char *text = cJSON_PrintUnformatted(json);
+    cJSON_Delete(json);
+    return text;
+}
+
+/* The same, read from the store; NULL when unreadable. */
 static char *view_text(struct catraca_store *store, struct catraca_log *log, const char *event_id)
 {
     struct store_event event;
     if (store->ops->get_event(store->context, event_id, &event) != 0)
         return NULL;
-    uint64_t pending = 0;
-    log->ops->count_after(log->context, event.spec.id, event.offset, &pending);
-    cJSON *json = api_json_event(&event, pending);
-    char *text = cJSON_PrintUnformatted(json);
-    cJSON_Delete(json);
-    return text;
+    return event_text(&event, log);
 }
 
 /* Milliseconds to the microsecond: the histogram is not finer than that. */
@@ -327,6 +335,7 @@ static void refresh_events(struct console *k, int64_t now_ms, char (*due)[CATRAC
         if (g != NULL) {
             free(g->text);
             g->text = text;
+            g->text_ms = now_ms;
             g->hash = text_hash(text);
             text = NULL;
         }
@@ -337,7 +346,10 @@ static void refresh_events(struct console *k, int64_t now_ms, char (*due)[CATRAC
     for (uint32_t i = 0; i < k->groups_max; i++) {
         struct console_group *g = &k->groups[i];
         for (struct watcher *w = g->watchers; g->text != NULL && w != NULL; w = w->next) {
-            if (w->last_hash == g->hash || now_ms - w->last_sent_ms < STREAM_INTERVAL_MS)
+            /* Not what it has, not older than what it has (a stream that joined after the read
+             * got a fresher first message), and not within 500 ms of its last one. */
+            if (w->last_hash == g->hash || g->text_ms < w->last_sent_ms ||
+                now_ms - w->last_sent_ms < STREAM_INTERVAL_MS)
                 continue;
             if (http_stream_push(w->request, g->text)) {
                 w->last_hash = g->hash;
@@ -493,6 +505,7 @@ void api_console_config(struct route_context *c)
     const struct api_config *config = &c->api->config;
     cJSON *json = cJSON_CreateObject();
     cJSON_AddBoolToObject(json, "demo", config->is_demo);
+    cJSON_AddBoolToObject(json, "demo_public", config->is_demo_public);
     cJSON_AddBoolToObject(json, "challenge", config->is_challenge_on);
     if (config->payment_url != NULL)
         cJSON_AddStringToObject(json, "payment_url", config->payment_url);
@@ -512,9 +525,9 @@ void api_console_event_stream(struct route_context *c)
     struct store_event event;
     if (!api_events_read(c, c->segments[2], &event))
         return;
-    char *first = view_text(&h->store, &h->log, event.spec.id);
+    char *first = event_text(&event, &h->log);
     if (first == NULL) {
-        api_reply_error(c, 503, "unavailable", "the store is unavailable", NULL);
+        api_reply_error(c, 503, "unavailable", "out of memory", NULL);
         return;
     }
     stream_open(c, event.spec.id, first, 0);

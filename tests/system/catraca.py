@@ -222,14 +222,14 @@ PAYMENTS = lambda: token("psp", "payments")
 
 
 def create_event(client, event_id, capacities=(10,), hold_seconds=600, limit=4, state="open",
-                 line_policy=None):
+                 line_policy=None, admin_token=None):
     body = {"id": event_id, "name": "Test " + event_id, "hold_seconds": hold_seconds,
             "per_customer_limit": limit, "state": state,
             "categories": [{"id": f"cat{i}", "name": f"Category {i}", "price_cents": 1000 * (i + 1),
                             "capacity": c} for i, c in enumerate(capacities)]}
     if line_policy is not None:
         body["line_policy"] = line_policy
-    status, answer, _ = client.request("POST", "/v1/events", body, ADMIN())
+    status, answer, _ = client.request("POST", "/v1/events", body, admin_token or ADMIN())
     assert status in (200, 201), (status, answer)
     return answer
 
