@@ -36,6 +36,7 @@ bench: build
 	@echo "== bench/rush_vs_wrk.sh"; CATRACA_BIN=build/catraca bash bench/rush_vs_wrk.sh
 	@echo "== bench/idle_connections.py"; CATRACA_BIN=build/catraca python3 bench/idle_connections.py
 	@echo "== bench/sizing.py"; CATRACA_BIN=build/catraca python3 bench/sizing.py
+	@echo "== tests/web/lighthouse.mjs (median of 3)"; CATRACA_BIN=build/catraca bash scripts/web-test.sh lighthouse 3
 
 fuzz: deps
 	@CC=clang $(CMAKE) -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DCATRACA_FUZZ=ON >/dev/null
@@ -46,9 +47,10 @@ fuzz: deps
 		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 fuzz/corpus-run/$$name fuzz/corpus/$$name; \
 	done
 
-# The embedded service with the demo on (scripts/run.sh prints a three-line walkthrough).
+# The embedded service with the demo on; scripts/run.sh prints the pages' addresses and a curl
+# walkthrough. make run ARGS="--listen 127.0.0.1:9000" passes arguments to catraca serve.
 run: build
-	@bash scripts/run.sh
+	@bash scripts/run.sh $(ARGS)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

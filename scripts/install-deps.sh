@@ -11,7 +11,12 @@ packages=(
     wrk prometheus haproxy systemd python3 curl openssl valgrind
     jq iproute2 util-linux  # docs_runnable: README/DEPLOY blocks use jq; ip + unshare isolate them
     python3-venv nodejs  # contract tests: Schemathesis's venv, Prism (scripts/contract-tools.sh)
+    chromium             # the browser tests (tests/web) drive Debian's Chromium, headless
 )
+# npm builds the web pages (scripts/web-build.sh). Debian ships it as its own package; a Node
+# from elsewhere (nodesource) brings its own npm and conflicts with Debian's, so npm is asked
+# for only when there is none.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

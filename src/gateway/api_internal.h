@@ -9,7 +9,8 @@
  *   api_pending.c    parked requests, their deadlines, the responder thread
  *   api_events.c     /v1/events routes and the answers to event commands
  *   api_purchases.c  /v1/purchases routes and the answers to purchase commands
- *   api_ops.c        health, readiness, metrics, home page, demo token, challenge
+ *   api_ops.c        health, readiness, metrics, demo token, challenge
+ *   api_pages.c      the buyer's page, the organizer's console, their assets (web/)
  *   api_console.c    what the pages read: config, event and stats streams, decisions
  */
 #ifndef CATRACA_GATEWAY_API_INTERNAL_H
@@ -243,7 +244,11 @@ void api_purchases_answer(struct api *api, struct pending *p);
 /* Responder thread: p's long-poll ran out of time; answers the purchase as it is now. */
 void api_purchases_answer_current(struct api *api, struct pending *p);
 
-void api_ops_home(struct route_context *c);
+/* The pages (api_pages.c): `/` and `/e/{event}`, `/admin`, `/assets/{asset}`, `/favicon.ico`. */
+void api_pages_buyer(struct route_context *c);
+void api_pages_admin(struct route_context *c);
+void api_pages_asset(struct route_context *c);
+void api_pages_favicon(struct route_context *c);
 void api_ops_healthz(struct route_context *c);
 void api_ops_readyz(struct route_context *c);
 void api_ops_metrics(struct route_context *c);

@@ -1,7 +1,7 @@
 /*
  * api_ops.c - the routes for operators and newcomers: liveness, readiness,
- * Prometheus metrics, the home page, and the demo-only and challenge-only
- * routes.
+ * Prometheus metrics, and the demo-only and challenge-only routes (the pages
+ * are api_pages.c's).
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -109,49 +109,6 @@ void api_ops_metrics(struct route_context *c)
     }
     api_reply(c, 200, "text/plain; version=0.0.4", whole, strlen(whole), NULL);
     free(whole);
-}
-
-static const char home_page[] =
-    "<!doctype html><meta charset=utf-8><title>Catraca</title>"
-    "<style>body{font:16px/1.5 system-ui;max-width:46em;margin:2em auto;padding:0 1em}"
-    "pre{background:#f4f4f4;padding:1em;overflow:auto}</style>"
-    "<h1>Catraca</h1><p>The ticket on-sale engine is running. Try a sale from a terminal "
-    "(demo mode):</p><pre>"
-    "ADMIN=$(curl -s -XPOST localhost:8080/v1/demo/token -H 'Content-Type: application/json' "
-    "-d '{\"customer\":\"ops\",\"role\":\"admin\"}' | sed "
-    "'s/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')\n"
-    "curl -s -XPOST localhost:8080/v1/events -H \"Authorization: Bearer $ADMIN\" "
-    "-H 'Content-Type: application/json' -d '{\"id\":\"demo\",\"name\":\"Demo night\","
-    "\"hold_seconds\":120,\"categories\":[{\"id\":\"pista\",\"capacity\":100,"
-    "\"price_cents\":5000}]}'\n"
-    "curl -s -XPOST localhost:8080/v1/events/demo/purchases -H \"Authorization: Bearer $ADMIN\" "
-    "-H 'Content-Type: application/json' -d '{\"category\":\"pista\",\"quantity\":2}'</pre>"
-    "<p>Then <code>GET /v1/purchases/{id}?wait=30</code>, <code>GET /v1/events/demo</code>, "
-    "<code>/metrics</code>. The contract is API.md; openapi.yaml in the repository.</p>";
-
-/* Shown first on the page of a demo listening on a public address (--demo-public). */
-static const char public_demo_warning[] =
-    "<p id=public-demo-warning style=\"background:#fee;border:2px solid #c00;padding:1em\">"
-    "<strong>Public demo.</strong> This server runs in demo mode on a public address: anyone "
-    "can mint admin tokens here and change every event. Never use it for a real sale.</p>";
-
-/*
- * The home page. A demo on a public address says so in the page and in the header
- * X-Catraca-Demo-Public: true (pages of their own read it with a HEAD / or GET /).
- */
-void api_ops_home(struct route_context *c)
-{
-    if (!c->api->config.is_demo_public) {
-        api_reply(c, 200, "text/html; charset=utf-8", home_page, sizeof(home_page) - 1, NULL);
-        return;
-    }
-    static const char *const headers[] = {"X-Catraca-Demo-Public", "true", NULL};
-    char page[sizeof(home_page) + sizeof(public_demo_warning)];
-    static const char heading[] = "<h1>Catraca</h1>";
-    const char *split = strstr(home_page, heading) + sizeof(heading) - 1;
-    int n = snprintf(page, sizeof(page), "%.*s%s%s", (int)(split - home_page), home_page,
-                     public_demo_warning, split);
-    api_reply(c, 200, "text/html; charset=utf-8", page, (size_t)n, headers);
 }
 
 void api_ops_healthz(struct route_context *c)

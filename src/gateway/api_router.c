@@ -54,7 +54,15 @@ struct route {
 /* clang-format off */
 static const struct route routes[] = {
     {"GET",    "/",                                ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
-               api_ops_home,                       METRICS_ROUTE_HOME},
+               api_pages_buyer,                    METRICS_ROUTE_HOME},
+    {"GET",    "/e/{event}",                       ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
+               api_pages_buyer,                    METRICS_ROUTE_HOME},
+    {"GET",    "/admin",                           ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
+               api_pages_admin,                    METRICS_ROUTE_HOME},
+    {"GET",    "/assets/{asset}",                  ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
+               api_pages_asset,                    METRICS_ROUTE_HOME},
+    {"GET",    "/favicon.ico",                     ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
+               api_pages_favicon,                  METRICS_ROUTE_HOME},
     {"GET",    "/healthz",                         ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
                api_ops_healthz,                    METRICS_ROUTE_HEALTH},
     {"GET",    "/readyz",                          ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,

@@ -260,6 +260,7 @@ static const char *reason_phrase(int status)
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -392,7 +393,7 @@ static char *response_format(const struct http_request *r, int status, const cha
     put_text(&at, reason_phrase(status));
     put(&at, "\r\nDate: ", 8);
     put_text(&at, date_now());
-    if (status != 204) {
+    if (status != 204 && status != 304) { /* RFC 9110 8.6: neither has a length of its own */
         put(&at, "\r\nContent-Length: ", 18);
         put_decimal(&at, length);
     }

@@ -185,7 +185,6 @@ class ContractTest(unittest.TestCase):
         self.assertEqual(text.count("data: "), 1, text)
         self.assertIn('"status":"cancelled"', text)
 
-    @known_mismatch("demo-admin-page")
     def test_demo_serves_the_admin_page(self):
         status, page, headers = self.c.request("GET", "/admin")
         self.assertEqual(status, 200, page)

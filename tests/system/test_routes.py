@@ -1,6 +1,6 @@
 """The route table and the API layer's strictness: 404, 405 + Allow, HEAD, 415, ids in paths,
 Idempotency-Key, the event limit, and answers when every waiter slot is taken."""
-import html
+import gzip
 import json
 import os
 import re
@@ -257,7 +257,7 @@ class MediaTypeTest(unittest.TestCase):
 
 
 class WalkthroughTest(unittest.TestCase):
-    """The curl walkthroughs on the home page and in scripts/run.sh send JSON, and work."""
+    """The curl walkthrough that scripts/run.sh prints sends JSON, and works."""
 
     def run_walkthrough(self, server, text):
         script = text.replace("localhost:8080", f"127.0.0.1:{server.port}")
@@ -266,18 +266,6 @@ class WalkthroughTest(unittest.TestCase):
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertIn('"status":"queued"', done.stdout)  # the last command bought tickets
         self.assertNotIn("unsupported_media_type", done.stdout)
-
-    @unittest.skipUnless(shutil.which("curl"), "curl is not installed")
-    def test_home_page_walkthrough(self):
-        server = Server(demo=True)
-        try:
-            client = server.client()
-            status, page, _ = client.request("GET", "/")
-            client.close()
-            self.assertEqual(status, 200)
-            self.run_walkthrough(server, html.unescape(re.search(r"<pre>(.*)</pre>", page, re.S)[1]))
-        finally:
-            self.assertEqual(server.close(), 0)
 
     @unittest.skipUnless(shutil.which("curl"), "curl is not installed")
     def test_run_sh_walkthrough(self):
@@ -290,6 +278,71 @@ class WalkthroughTest(unittest.TestCase):
             self.run_walkthrough(server, commands)
         finally:
             self.assertEqual(server.close(), 0)
+
+
+class PagesTest(unittest.TestCase):
+    """The pages compiled into the binary (src/gateway/api_pages.c): HTML revalidated, assets
+    fingerprinted and cached, gzip when accepted, a strict CSP everywhere, 404 for the rest.
+    The pages' behaviour is tests/web's (a real browser)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.server.close() == 0
+
+    def get(self, path, headers=()):
+        return raw_request(self.server.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n".encode() +
+                           b"".join(f"{k}: {v}\r\n".encode() for k, v in headers) +
+                           b"Connection: close\r\n\r\n")
+
+    def check_security_headers(self, headers):
+        csp = headers["content-security-policy"]
+        self.assertIn("default-src 'none'", csp)
+        self.assertIn("script-src 'self';", csp)
+        self.assertNotIn("unsafe", csp)
+        self.assertNotIn("http", csp)  # no other origin
+        self.assertEqual(headers["x-content-type-options"], "nosniff")
+        self.assertEqual(headers["referrer-policy"], "no-referrer")
+
+    def test_pages_and_their_assets(self):
+        for path in ("/", "/e/any-event", "/admin"):
+            with self.subTest(path=path):
+                status, headers, body = self.get(path)
+                self.assertEqual(status, 200)
+                self.assertTrue(headers["content-type"].startswith("text/html"))
+                self.assertEqual(headers["cache-control"], "no-cache")
+                self.check_security_headers(headers)
+                page = body.decode()
+                self.assertNotIn("<script>", page)  # no inline script: every script has a src
+                self.assertNotIn("<style", page)
+                assets = re.findall(r'(?:src|href)="(/assets/[^"]+)"', page)
+                self.assertEqual(len(assets), 2, page)
+                for asset in assets:
+                    a_status, a_headers, a_body = self.get(asset, [("Accept-Encoding", "gzip")])
+                    self.assertEqual(a_status, 200, asset)
+                    self.assertIn("immutable", a_headers["cache-control"])
+                    self.check_security_headers(a_headers)
+                    self.assertEqual(len(a_body), int(a_headers["content-length"]))
+                    plain = self.get(asset)
+                    self.assertNotIn("content-encoding", plain[1])
+                    if len(plain[2]) > 1024:  # gzip is kept only where it is smaller
+                        self.assertEqual(a_headers["content-encoding"], "gzip")
+                    if "content-encoding" in a_headers:
+                        self.assertEqual(gzip.decompress(a_body), plain[2])
+
+    def test_revalidation_and_unknown_assets(self):
+        _, headers, _ = self.get("/")
+        status, again, body = self.get("/", [("If-None-Match", headers["etag"])])
+        self.assertEqual((status, body), (304, b""))
+        self.assertNotIn("content-length", again)
+        self.assertEqual(self.get("/", [("If-None-Match", '"other"')])[0], 200)
+        self.assertEqual(self.get("/", [("Accept-Encoding", "gzip;q=0")])[1].get("content-encoding"), None)
+        for path in ("/assets/nope.js", "/assets/..%2fbuyer.html", "/e/", "/admin/x"):
+            with self.subTest(path=path):
+                self.assertEqual(self.get(path)[0], 404)
 
 
 class IdempotencyKeyTest(unittest.TestCase):
