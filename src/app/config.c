@@ -105,7 +105,8 @@ static int apply_arguments(struct config *c, int argc, char **argv, int first)
         name[length] = '\0';
         if (equals)
             value = equals + 1;
-        else if ((strcmp(name, "demo") == 0 || strcmp(name, "challenge") == 0) &&
+        else if ((strcmp(name, "demo") == 0 || strcmp(name, "challenge") == 0 ||
+                  strcmp(name, "access-log") == 0) &&
                  (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0))
             value = "on";
         else if (i + 1 < argc)
@@ -132,8 +133,13 @@ int config_parse(struct config *c, int argc, char **argv, int first)
     if (result != 0)
         return result;
     if (check_switch("demo", c->demo, &c->is_demo) != 0 ||
-        check_switch("challenge", c->challenge, &c->is_challenge_on) != 0)
+        check_switch("challenge", c->challenge, &c->is_challenge_on) != 0 ||
+        check_switch("access-log", c->access_log, &c->is_access_log) != 0)
         return -1;
+    if (strcmp(c->log_format, "logfmt") != 0 && strcmp(c->log_format, "json") != 0) {
+        fprintf(stderr, "catraca: --log-format must be logfmt or json\n");
+        return -1;
+    }
     if (strcmp(c->sync, "full") != 0 && strcmp(c->sync, "normal") != 0) {
         fprintf(stderr, "catraca: --sync must be full or normal\n");
         return -1;

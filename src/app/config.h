@@ -77,7 +77,17 @@
     X(postgres, "postgres", "CATRACA_POSTGRES", "", "distributed: the store, libpq conninfo")      \
     X(worker_id, "worker-id", "CATRACA_WORKER_ID", "", "worker: unique name (default host-pid)")    \
     X(tls_cert, "tls-cert", "CATRACA_TLS_CERT", "", "HTTPS: certificate chain, PEM (with --tls-key)") \
-    X(tls_key, "tls-key", "CATRACA_TLS_KEY", "", "HTTPS: private key, PEM (with --tls-cert)")
+    X(tls_key, "tls-key", "CATRACA_TLS_KEY", "", "HTTPS: private key, PEM (with --tls-cert)")      \
+    X(log_format, "log-format", "CATRACA_LOG_FORMAT", "logfmt",                                    \
+      "log lines on stderr: logfmt, json")                                                         \
+    X(access_log, "access-log", "CATRACA_ACCESS_LOG", "off",                                       \
+      "one log line per HTTP request: on, off")                                                    \
+    X(sentry_dsn, "sentry-dsn", "CATRACA_SENTRY_DSN", "",                                          \
+      "send errors and crashes to Sentry: http(s)://key@host[:port]/project")                      \
+    X(sentry_environment, "sentry-environment", "CATRACA_SENTRY_ENVIRONMENT", "production",        \
+      "Sentry: the environment events are tagged with")                                            \
+    X(sentry_spool, "sentry-spool", "CATRACA_SENTRY_SPOOL", "",                                    \
+      "Sentry: file a crash report is written to, sent at next start (default: in --data)")
 
 struct config {
 #define CONFIG_INTEGER_FIELD(field, option, env, def, min, max, help) int64_t field;
@@ -88,6 +98,7 @@ struct config {
 #undef CONFIG_STRING_FIELD
     bool is_demo;
     bool is_challenge_on;
+    bool is_access_log;
 };
 
 /*

@@ -16,6 +16,7 @@
 #include "app/config.h"
 #include "app/service.h"
 #include "core/error.h"
+#include "core/logline.h"
 #include "gateway/api.h"
 #include "gateway/http.h"
 #include "log/log_sqlite.h"
@@ -82,7 +83,7 @@ int service_split_listen(const char *listen, char host[64], uint16_t *port)
     long value = colon ? strtol(colon + 1, &end, 10) : -1;
     if (colon == NULL || (size_t)(colon - listen) >= 64 || end == colon + 1 || *end != '\0' ||
         value < 0 || value > 65535) {
-        fprintf(stderr, "catraca: --listen must be host:port (got \"%s\")\n", listen);
+        logline(LOGLINE_ERROR, "main", "--listen must be host:port", "listen", listen, NULL);
         return -1;
     }
     const char *start = listen;
@@ -97,7 +98,8 @@ int service_split_listen(const char *listen, char host[64], uint16_t *port)
     return 0;
 }
 
-/* The JWT secret: configured, or in demo mode a random one printed once. */
+/* The JWT secret: configured, or in demo mode a random one, never shown (the demo hands out
+ * tokens itself). */
 int service_choose_secret(const struct config *config, uint8_t *secret, size_t *length)
 {
     if (config->jwt_secret[0] != '\0') {
@@ -114,8 +116,9 @@ int service_choose_secret(const struct config *config, uint8_t *secret, size_t *
         secret[2 * i + 1] = (uint8_t)hex[random[i] & 15];
     }
     *length = 2 * sizeof(random);
-    fprintf(stderr, "catraca: demo mode, random JWT secret for this run: %.*s\n", (int)*length,
-            (const char *)secret);
+    logline(LOGLINE_INFO, "main",
+            "demo mode: tokens are signed with a random secret for this run (POST /v1/demo/token)",
+            NULL);
     return 0;
 }
 
@@ -179,8 +182,8 @@ static int serve(const struct config *config)
         service_choose_secret(config, secret, &secret_length) != 0)
         return 2;
     if (mkdir(config->data, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "catraca: cannot create data directory %s: %s\n", config->data,
-                strerror(errno));
+        logline(LOGLINE_ERROR, "main", "cannot create the data directory", "path", config->data,
+                "error", strerror(errno), NULL);
         return 1;
     }
     sqlite_paths_of(config->data, &paths);
@@ -203,7 +206,8 @@ static int serve(const struct config *config)
         return 1;
     int error = start_worker(config, &paths, api, &worker);
     if (error != 0) {
-        fprintf(stderr, "catraca: worker start failed: %s\n", catraca_strerror(error));
+        logline(LOGLINE_ERROR, "main", "the worker could not start", "error",
+                catraca_strerror(error), NULL);
         return 1;
     }
     api_set_worker(api, worker);
@@ -212,12 +216,13 @@ static int serve(const struct config *config)
     if (http_start(&http_config, &http) != 0)
         return 1;
     api_set_http(api, http);
-    fprintf(stderr, "catraca: listening on %s://%s%s%s:%u (data %s%s)\n",
-            config->tls_cert[0] ? "https" : "http", strchr(host, ':') ? "[" : "", host,
-            strchr(host, ':') ? "]" : "", http_port(http), paths.log,
-            config->is_demo ? ", demo on" : "");
+    char message[160];
+    service_listening_message(config, host, http_port(http), message, sizeof(message));
+    logline(LOGLINE_INFO, "main", message, "data", paths.log, "demo",
+            config->is_demo ? "on" : "off", "version", CATRACA_VERSION, NULL);
     service_wait_for_stop();
-    fprintf(stderr, "catraca: stopping: no new connections, finishing what is in flight\n");
+    logline(LOGLINE_INFO, "main", "stopping: no new connections, finishing what is in flight",
+            NULL);
     http_quiesce(http); /* no new connections */
     api_drain(api);     /* answer what is queued and parked, refuse the rest */
     http_stop(http);
@@ -226,7 +231,7 @@ static int serve(const struct config *config)
     api_set_worker(api, NULL);
     worker_stop(worker); /* finishes the commit in flight */
     api_stop(api);
-    fprintf(stderr, "catraca: stopped\n");
+    logline(LOGLINE_INFO, "main", "stopped", NULL);
     return 0;
 }
 
@@ -272,6 +277,15 @@ void service_worker_config(const struct config *config,
     };
 }
 
+/* "listening on http://127.0.0.1:8080": tests and people find the port in it. */
+void service_listening_message(const struct config *config, const char *host, uint16_t port,
+                               char *out, size_t size)
+{
+    bool is_ipv6 = strchr(host, ':') != NULL;
+    snprintf(out, size, "listening on %s://%s%s%s:%u", config->tls_cert[0] ? "https" : "http",
+             is_ipv6 ? "[" : "", host, is_ipv6 ? "]" : "", port);
+}
+
 void service_http_config(const struct config *config, const char *host, uint16_t port,
                          http_handler handler, void *context, struct http_config *out)
 {
@@ -290,7 +304,19 @@ void service_http_config(const struct config *config, const char *host, uint16_t
         .deferred_max = (uint32_t)(config->waiters_max + config->queue_max),
         .handler = handler,
         .handler_context = context,
+        .is_access_log = config->is_access_log,
     };
+}
+
+/* Log lines in the configured format (and errors to Sentry), then the command itself. */
+static int run_service(const struct config *config, const char *command,
+                       int (*run)(const struct config *config))
+{
+    enum logline_format format = LOGLINE_LOGFMT;
+    logline_format_parse(config->log_format, &format); /* checked by config_parse */
+    logline_configure(format, 2);
+    (void)command; /* Sentry's server_name tag comes next */
+    return run(config);
 }
 
 int main(int argc, char **argv)
@@ -329,7 +355,7 @@ int main(int argc, char **argv)
         int result = config_parse(&config, argc, argv, 2);
         if (result != 0)
             return result > 0 ? 0 : 2;
-        return commands[i].run(&config);
+        return run_service(&config, commands[i].name, commands[i].run);
     }
     if (strcmp(argv[1], "serve") != 0) {
         fprintf(stderr, "catraca: unknown command \"%s\"\n", argv[1]);
@@ -340,5 +366,5 @@ int main(int argc, char **argv)
     int result = config_parse(&config, argc, argv, 2);
     if (result != 0)
         return result > 0 ? 0 : 2;
-    return serve(&config);
+    return run_service(&config, "serve", serve);
 }

@@ -32,6 +32,9 @@ void service_worker_config(const struct config *config,
  * afterwards, and ignores SIGPIPE: call before starting any thread.
  */
 void service_block_stop_signals(void);
+/* "listening on <scheme>://<host>:<port>", the start line's message. */
+void service_listening_message(const struct config *config, const char *host, uint16_t port,
+                               char *out, size_t size);
 /* Returns once SIGTERM or SIGINT arrived (service_block_stop_signals first). */
 void service_wait_for_stop(void);
 

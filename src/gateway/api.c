@@ -15,6 +15,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/logline.h"
 #include "gateway/api_internal.h"
 
 #define DRAIN_APPEND_WAIT_MS 10000
@@ -167,7 +168,8 @@ int api_start(const struct api_config *config, struct api **out)
     if (error == 0 && pthread_create(&api->responder, NULL, api_pending_responder_main, api) != 0)
         error = CATRACA_E_NOMEM;
     if (error != 0) {
-        fprintf(stderr, "catraca: api start failed: %s\n", catraca_strerror(error));
+        logline(LOGLINE_ERROR, "api", "the API could not start", "error", catraca_strerror(error),
+                NULL);
         return error; /* the process exits; nothing to unwind for a long-lived service */
     }
     *out = api;
@@ -188,7 +190,7 @@ void api_drain(struct api *api)
 {
     atomic_store(&api->is_draining, true);
     if (appender_drain(api->appender, DRAIN_APPEND_WAIT_MS) != 0)
-        fprintf(stderr, "level=warn component=api msg=\"log appends still pending after 10 s\"\n");
+        logline(LOGLINE_WARN, "api", "log appends still pending after 10 s", NULL);
     pthread_mutex_lock(&api->queue_mutex);
     api->drain_started_ms = clock_wall_ms();
     pthread_cond_signal(&api->queue_wake);

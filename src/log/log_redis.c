@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/logline.h"
 
 #define APPENDED_CHANNEL "catraca:appended"
 #define PURCHASES_KEY "catraca:purchases"
@@ -106,10 +107,11 @@ struct log_redis {
     struct log_redis_options options; /* url not kept: host and port are */
     char host[HOST_TEXT_MAX];
     int port;
-    redisContext *redis; /* NULL: not connected, the next call connects */
-    char script_sha[41]; /* "": not loaded on this connection yet */
-    bool is_down;        /* the last connection attempt failed (logged once) */
-    uint8_t *records;    /* read(): options.read_max * CATRACA_COMMAND_ENCODED_MAX */
+    char address[HOST_TEXT_MAX + 8]; /* "host:port", for log lines */
+    redisContext *redis;             /* NULL: not connected, the next call connects */
+    char script_sha[41];             /* "": not loaded on this connection yet */
+    bool is_down;                    /* the last connection attempt failed (logged once) */
+    uint8_t *records;                /* read(): options.read_max * CATRACA_COMMAND_ENCODED_MAX */
     /* append() argument vectors, grown to the largest call (<= APPEND_ITEMS_MAX items) */
     const char **argv;
     size_t *argv_lengths;
@@ -135,8 +137,10 @@ static int reply_check(const redisReply *reply, int type)
         return CATRACA_E_UNAVAILABLE;
     if (reply->type == REDIS_REPLY_ERROR) {
         /* Redis refusing (loading its AOF, out of memory, read-only replica) is unavailable. */
-        fprintf(stderr, "level=warn component=log_redis msg=\"%.*s\"\n",
-                reply->len < 200 ? (int)reply->len : 200, reply->str ? reply->str : "");
+        char text[201];
+        snprintf(text, sizeof(text), "%.*s", reply->len < 200 ? (int)reply->len : 200,
+                 reply->str ? reply->str : "");
+        logline(LOGLINE_WARN, "log_redis", "Redis refused a command", "error", text, NULL);
         return CATRACA_E_UNAVAILABLE;
     }
     return reply->type == type ? 0 : CATRACA_E_CORRUPT;
@@ -281,14 +285,13 @@ static int ensure_connected(struct log_redis *log)
                             command_timeout_ms(&log->options), why);
     if (log->redis == NULL) {
         if (!log->is_down)
-            fprintf(stderr, "level=warn component=log_redis msg=\"%s:%d unavailable: %s\"\n",
-                    log->host, log->port, why);
+            logline(LOGLINE_WARN, "log_redis", "Redis unavailable", "address", log->address,
+                    "error", why, NULL);
         log->is_down = true;
         return CATRACA_E_UNAVAILABLE;
     }
     if (log->is_down)
-        fprintf(stderr, "level=info component=log_redis msg=\"%s:%d reconnected\"\n", log->host,
-                log->port);
+        logline(LOGLINE_INFO, "log_redis", "Redis reconnected", "address", log->address, NULL);
     log->is_down = false;
     return 0;
 }
@@ -301,8 +304,8 @@ static redisReply *command_argv(struct log_redis *log, int argc, const char **ar
         return NULL;
     redisReply *reply = redisCommandArgv(log->redis, argc, argv, lengths);
     if (reply == NULL) {
-        fprintf(stderr, "level=warn component=log_redis msg=\"%s: %s\"\n", argv[0],
-                log->redis->errstr);
+        logline(LOGLINE_WARN, "log_redis", "Redis command failed", "command", argv[0], "error",
+                log->redis->errstr, NULL);
         disconnect(log);
     }
     return reply;
@@ -464,9 +467,11 @@ static int wait_for_replicas(struct log_redis *log)
     redisReply *reply = command(log, 3, argv);
     int error = reply_check(reply, REDIS_REPLY_INTEGER);
     if (error == 0 && reply->integer < log->options.wait_replicas) {
-        fprintf(stderr,
-                "level=warn component=log_redis msg=\"WAIT: %lld of %d replicas acknowledged\"\n",
-                (long long)reply->integer, log->options.wait_replicas);
+        char acknowledged[24], wanted[24];
+        snprintf(acknowledged, sizeof(acknowledged), "%lld", (long long)reply->integer);
+        snprintf(wanted, sizeof(wanted), "%d", log->options.wait_replicas);
+        logline(LOGLINE_WARN, "log_redis", "WAIT: too few replicas acknowledged", "acknowledged",
+                acknowledged, "wanted", wanted, NULL);
         error = CATRACA_E_UNAVAILABLE;
     }
     freeReplyObject(reply);
@@ -758,8 +763,8 @@ static int redis_list_partitions(void *context, char (*events)[CATRACA_ID_MAX + 
             memchr(member->str, '\0', member->len) != NULL) {
             /* Not an event id the script could have written: someone else's, and refusing
              * the whole list would stop workers from finding the real partitions. */
-            fprintf(stderr, "level=warn component=log_redis msg=\"%s: a member is no event id\"\n",
-                    PARTITIONS_KEY);
+            logline(LOGLINE_WARN, "log_redis", "a member is no event id", "key", PARTITIONS_KEY,
+                    NULL);
             continue;
         }
         memcpy(id, member->str, member->len);
@@ -815,6 +820,7 @@ int log_redis_open(const struct log_redis_options *options, struct catraca_log *
         free(log);
         return CATRACA_E_INVALID;
     }
+    snprintf(log->address, sizeof(log->address), "%s:%d", log->host, log->port);
     log->records = malloc(options->read_max * CATRACA_COMMAND_ENCODED_MAX);
     if (log->records == NULL) {
         redis_close(log);

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/logline.h"
 #include "store/migrations.h"
 #include "store/store_rows.h"
 
@@ -247,15 +248,13 @@ static void array_tickets(struct text *t, const struct store_purchase *p)
 
 /* ---- connection -------------------------------------------------------------------------- */
 
-/* One line on stderr: the first line of libpq's message, its double quotes made single. */
+/* One line: what failed, and the first line of libpq's message (never the conninfo). */
 static void log_error(PGconn *db, const char *what)
 {
     char message[512];
     snprintf(message, sizeof(message), "%s", db ? PQerrorMessage(db) : "no connection");
     message[strcspn(message, "\n")] = '\0';
-    for (char *quote = message; (quote = strchr(quote, '"')) != NULL;)
-        *quote = '\'';
-    fprintf(stderr, "level=warn component=store_pg msg=\"%s: %s\"\n", what, message);
+    logline(LOGLINE_WARN, "store_pg", what, "error", message, NULL);
 }
 
 /* Closes the connection (the next call connects again); returns CATRACA_E_UNAVAILABLE. */
@@ -862,10 +861,13 @@ static int check_schema(PGconn *db)
     int version = 0;
     int error = database_version(db, &version);
     if (error == 0 && version < binary_version_of()) {
-        fprintf(stderr,
-                "level=error component=store_pg msg=\"the schema is at version %d, this binary "
-                "needs %d: run catraca migrate\"\n",
-                version, binary_version_of());
+        char database_text[16], binary_text[16];
+        snprintf(database_text, sizeof(database_text), "%d", version);
+        snprintf(binary_text, sizeof(binary_text), "%d", binary_version_of());
+        logline(LOGLINE_ERROR, "store_pg",
+                "the database schema is older than this binary: run "
+                "catraca migrate",
+                "schema_version", database_text, "binary_version", binary_text, NULL);
         error = CATRACA_E_VERSION;
     }
     return error;
