@@ -305,9 +305,13 @@ static void worker_http(void *context, struct http_request *request)
     } else if (strcmp(path, "/healthz") == 0) {
         http_respond_json(request, 200, "{\"status\":\"ok\"}", NULL);
     } else if (strcmp(path, "/readyz") == 0) {
+        /* Ready: PostgreSQL answers the lease keeper, and Redis both delivers appends
+         * (the subscription) and answers reads (the worker's last discovery round). */
         struct lease_stats l;
+        struct worker_stats w;
         lease_stats(process->lease, &l);
-        bool is_ready = l.is_connected && process->is_subscribed;
+        worker_stats(process->worker, &w);
+        bool is_ready = l.is_connected && process->is_subscribed && w.is_log_reachable;
         if (is_ready)
             http_respond_json(request, 200, "{\"status\":\"ready\"}", NULL);
         else

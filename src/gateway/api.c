@@ -19,6 +19,8 @@
 #include "gateway/api_internal.h"
 
 #define DRAIN_APPEND_WAIT_MS 10000
+/* How soon an idle appender notices its log went or came back (/readyz, reconnects). */
+#define APPEND_PROBE_INTERVAL_MS 250
 
 static _Thread_local struct thread_handles *my_handles;
 
@@ -142,7 +144,8 @@ int api_start(const struct api_config *config, struct api **out)
                                        .after_append = wake_worker,
                                        .after_append_context = api,
                                        .before_answers = hold_wakeups,
-                                       .after_answers = flush_wakeups};
+                                       .after_answers = flush_wakeups,
+                                       .probe_interval_ms = APPEND_PROBE_INTERVAL_MS};
     if (appender.threads < 1 || appender.threads > APPENDER_THREADS_MAX)
         return CATRACA_E_INVALID;
     int error = waiters_init(&api->waiters, config->waiters_max);

@@ -47,20 +47,29 @@ void api_ops_demo_token(struct route_context *c)
     api_reply_cjson(c, 200, json, NULL);
 }
 
-/* Ready when the store and the log both answer a read. */
+/*
+ * Ready when the store and the log both answer a read on this thread's
+ * handles AND every appender connection reached the log at its last append or
+ * probe (a quarter of a second ago at most): a purchase sent after a 200 finds
+ * its append connection alive, not one that died with a Redis restart.
+ */
 void api_ops_readyz(struct route_context *c)
 {
     struct thread_handles *h = api_handles_of(c->api);
     struct store_event event;
     int error =
         h == NULL ? CATRACA_E_UNAVAILABLE : h->store.ops->get_event(h->store.context, "-", &event);
+    if (error != 0 && error != CATRACA_E_NOTFOUND) {
+        api_reply_error(c, 503, "unavailable", "the store does not answer", NULL);
+        return;
+    }
     struct log_seq seq;
-    if (error == CATRACA_E_NOTFOUND)
-        error = h->log.ops->last_seq(h->log.context, "-", &seq);
-    if (error != 0)
-        api_reply_error(c, 503, "unavailable", "the log or the store does not answer", NULL);
-    else
-        api_reply_json(c, 200, "{\"status\":\"ready\"}", NULL);
+    if (h->log.ops->last_seq(h->log.context, "-", &seq) != 0 ||
+        !appender_is_healthy(c->api->appender)) {
+        api_reply_error(c, 503, "unavailable", "the log does not answer", NULL);
+        return;
+    }
+    api_reply_json(c, 200, "{\"status\":\"ready\"}", NULL);
 }
 
 void api_ops_metrics(struct route_context *c)

@@ -276,8 +276,27 @@ static int command_timeout_ms(const struct log_redis_options *options)
     return options->timeout_ms + (options->wait_replicas > 0 ? options->wait_timeout_ms : 0);
 }
 
+/*
+ * Whether an idle connection was closed by the server (Redis restarted, or
+ * dropped us). Between commands no reply is ever outstanding, so anything
+ * readable is the end of the stream or a reset. Checked before each command
+ * (one poll(2), no wait): a command written to a dead connection would fail
+ * without Redis ever seeing it, and the request behind it would get a 503
+ * although Redis is back.
+ */
+static bool is_closed_by_server(const redisContext *c)
+{
+    struct pollfd fd = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+    return poll(&fd, 1, 0) > 0;
+}
+
 static int ensure_connected(struct log_redis *log)
 {
+    if (log->redis != NULL && is_closed_by_server(log->redis)) {
+        logline(LOGLINE_INFO, "log_redis", "the connection was closed by Redis; reconnecting",
+                "address", log->address, NULL);
+        disconnect(log);
+    }
     if (log->redis != NULL)
         return 0;
     char why[128];

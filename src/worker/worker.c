@@ -444,6 +444,9 @@ static int partitions_discover(struct worker *w)
     if (events == NULL)
         return CATRACA_E_NOMEM;
     int error = w->config.log.ops->list_partitions(w->config.log.context, events, max, &count);
+    pthread_mutex_lock(&w->mutex);
+    w->stats.is_log_reachable = error == 0;
+    pthread_mutex_unlock(&w->mutex);
     if (error == 0 && w->config.ownership.offer != NULL)
         w->config.ownership.offer(w->config.ownership.context,
                                   (const char(*)[CATRACA_ID_MAX + 1]) events, count);

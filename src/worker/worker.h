@@ -48,6 +48,7 @@ struct worker_stats {
     uint64_t batch_commands_max;
     uint64_t fenced_commits;  /* commits refused because another worker took the partition */
     uint64_t partitions_held; /* partitions this worker decides now */
+    bool is_log_reachable;    /* the last discovery round (about a second ago) read the log */
 };
 
 /*
