@@ -14,6 +14,7 @@
 
 #include "app/audit.h"
 #include "app/config.h"
+#include "app/sentry.h"
 #include "app/service.h"
 #include "core/error.h"
 #include "core/logline.h"
@@ -308,6 +309,9 @@ void service_http_config(const struct config *config, const char *host, uint16_t
     };
 }
 
+void service_sentry_spool_path(const struct config *config, const char *command, char *out,
+                               size_t size);
+
 /* Log lines in the configured format (and errors to Sentry), then the command itself. */
 static int run_service(const struct config *config, const char *command,
                        int (*run)(const struct config *config))
@@ -315,8 +319,49 @@ static int run_service(const struct config *config, const char *command,
     enum logline_format format = LOGLINE_LOGFMT;
     logline_format_parse(config->log_format, &format); /* checked by config_parse */
     logline_configure(format, 2);
-    (void)command; /* Sentry's server_name tag comes next */
-    return run(config);
+    struct sentry *sentry = NULL;
+    if (config->sentry_dsn[0] != '\0') {
+        char host[128] = "catraca", release[64], spool[512];
+        gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        snprintf(release, sizeof(release), "catraca@%s", CATRACA_VERSION);
+        service_sentry_spool_path(config, command, spool, sizeof(spool));
+        struct sentry_config sentry_config = {.dsn = config->sentry_dsn,
+                                              .environment = config->sentry_environment,
+                                              .release = release,
+                                              .server_name = host,
+                                              .spool_path = spool,
+                                              .is_json_log = format == LOGLINE_JSON};
+        if (sentry_start(&sentry_config, &sentry) != 0)
+            return 2;
+    }
+    int code = run(config);
+    sentry_stop(sentry);
+    return code;
+}
+
+/*
+ * Where a crash report waits for the next start: --sentry-spool, else in the
+ * data directory (serve), else /var/tmp, one file per command and listen
+ * address (so two instances on one machine never share one).
+ */
+void service_sentry_spool_path(const struct config *config, const char *command, char *out,
+                               size_t size)
+{
+    if (config->sentry_spool[0] != '\0') {
+        snprintf(out, size, "%s", config->sentry_spool);
+        return;
+    }
+    if (strcmp(command, "serve") == 0) {
+        snprintf(out, size, "%s/sentry-crash.envelope", config->data);
+        return;
+    }
+    char listen[sizeof(config->listen)];
+    memcpy(listen, config->listen, sizeof(listen));
+    for (char *c = listen; *c != '\0'; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') || *c == '.'))
+            *c = '_';
+    snprintf(out, size, "/var/tmp/catraca-%s-%s.sentry-envelope", command, listen);
 }
 
 int main(int argc, char **argv)
