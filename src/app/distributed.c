@@ -118,7 +118,7 @@ static void on_commit_message(void *context, const uint8_t *message, size_t leng
 static void *commit_listener_main(void *argument)
 {
     struct commit_listener *listener = argument;
-    while (!listener->is_stopping) {
+    while (!__atomic_load_n(&listener->is_stopping, __ATOMIC_ACQUIRE)) {
         if (log_redis_subscribe(listener->config->redis, COMMITS_CHANNEL, on_commit_message,
                                 listener, &listener->is_stopping, SUBSCRIBE_POLL_MS, NULL) != 0)
             usleep(200 * 1000); /* Redis is down: parked requests fall back on their time-outs */
@@ -177,7 +177,7 @@ int gateway_run(const struct config *config)
     http_quiesce(http);
     api_drain(api);
     http_stop(http);
-    listener.is_stopping = 1;
+    __atomic_store_n(&listener.is_stopping, 1, __ATOMIC_RELEASE); /* read by its thread */
     pthread_join(listener.thread, NULL);
     api_stop(api);
     logline(LOGLINE_INFO, "gateway", "stopped", NULL);
@@ -246,11 +246,11 @@ static void wake_on_append(void *context, const char *event)
 static void *waker_main(void *argument)
 {
     struct worker_process *process = argument;
-    while (!process->is_stopping) {
+    while (!__atomic_load_n(&process->is_stopping, __ATOMIC_ACQUIRE)) {
         int error =
             log_redis_wait_appended(process->config->redis, SUBSCRIBE_POLL_MS, wake_on_append,
                                     process, &process->is_stopping, &process->is_subscribed);
-        if (error != 0 && !process->is_stopping)
+        if (error != 0 && !__atomic_load_n(&process->is_stopping, __ATOMIC_ACQUIRE))
             usleep(200 * 1000);
     }
     return NULL;
@@ -311,7 +311,8 @@ static void worker_http(void *context, struct http_request *request)
         struct worker_stats w;
         lease_stats(process->lease, &l);
         worker_stats(process->worker, &w);
-        bool is_ready = l.is_connected && process->is_subscribed && w.is_log_reachable;
+        bool is_subscribed = __atomic_load_n(&process->is_subscribed, __ATOMIC_ACQUIRE) != 0;
+        bool is_ready = l.is_connected && is_subscribed && w.is_log_reachable;
         if (is_ready)
             http_respond_json(request, 200, "{\"status\":\"ready\"}", NULL);
         else
@@ -408,7 +409,7 @@ int worker_run(const struct config *config)
     service_wait_for_stop();
     logline(LOGLINE_INFO, "worker", "stopping", "worker", worker_id, NULL);
     http_stop(http);
-    process.is_stopping = 1;
+    __atomic_store_n(&process.is_stopping, 1, __ATOMIC_RELEASE); /* read by the waker */
     pthread_join(process.waker, NULL);
     worker_stop(process.worker); /* finishes the commit in flight */
     lease_stop(process.lease);   /* then gives the partitions back at once */

@@ -910,6 +910,12 @@ static bool is_word(const redisReply *reply, const char *word)
     return is_string(reply) && reply->len == length && memcmp(reply->str, word, length) == 0;
 }
 
+/* A flag another thread sets (a stop request): read atomically. */
+static bool is_set(volatile int *flag)
+{
+    return __atomic_load_n(flag, __ATOMIC_ACQUIRE) != 0;
+}
+
 struct subscription {
     const char *channel;
     void (*on_message)(void *context, const uint8_t *message, size_t length);
@@ -938,9 +944,9 @@ static int subscribed_loop(redisContext *c, const struct subscription *s)
     int error =
         is_word(element_of(reply, 0, REDIS_REPLY_STRING), "subscribe") ? 0 : CATRACA_E_UNAVAILABLE;
     freeReplyObject(reply);
-    if (s->is_subscribed != NULL)
-        *s->is_subscribed = error == 0;
-    while (error == 0 && !*s->stop) {
+    if (s->is_subscribed != NULL) /* read by other threads (readiness): an atomic store */
+        __atomic_store_n(s->is_subscribed, error == 0, __ATOMIC_RELEASE);
+    while (error == 0 && !is_set(s->stop)) {
         int got = next_reply(c, s->poll_ms, &reply);
         if (got < 0)
             error = CATRACA_E_UNAVAILABLE;
@@ -949,7 +955,7 @@ static int subscribed_loop(redisContext *c, const struct subscription *s)
         freeReplyObject(reply);
     }
     if (s->is_subscribed != NULL)
-        *s->is_subscribed = 0;
+        __atomic_store_n(s->is_subscribed, 0, __ATOMIC_RELEASE);
     return error;
 }
 
@@ -1000,7 +1006,7 @@ static void on_appended(void *context, const uint8_t *message, size_t length)
 /* Sleeps about ms in slices of at most poll_ms, returning early once *stop is set. */
 static void backoff(int ms, int poll_ms, volatile int *stop)
 {
-    for (int slept = 0; slept < ms && !*stop; slept += poll_ms)
+    for (int slept = 0; slept < ms && !is_set(stop); slept += poll_ms)
         poll(NULL, 0, ms - slept < poll_ms ? ms - slept : poll_ms);
 }
 
@@ -1019,7 +1025,7 @@ int log_redis_wait_appended(const char *url, int poll_ms,
                              .stop = stop,
                              .poll_ms = poll_ms > 0 ? poll_ms : 1000,
                              .is_subscribed = is_subscribed};
-    while (!*stop)
+    while (!is_set(stop))
         if (subscribe_once(host, port, &s) != 0)
             backoff(RECONNECT_BACKOFF_MS, s.poll_ms, stop);
     return 0;

@@ -54,7 +54,10 @@ class TestReadiness(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.client.close()
+        codes = [p.stop() for p in cls.cluster.gateways + cls.cluster.workers]
+        logs = cls.cluster.logs()
         cls.cluster.close()
+        assert codes == [0] * len(codes), f"exit codes {codes} (a sanitizer report?):\n{logs}"
 
     def buy_and_settle(self, count):
         """count purchases, each must be 202 at once; then each must be decided (held)."""

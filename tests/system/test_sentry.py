@@ -159,8 +159,11 @@ class TestSentry(unittest.TestCase):
             client.close()
         finally:
             cluster.redis.start()
+            codes = [p.stop() for p in cluster.gateways + cluster.workers]
+            logs = cluster.logs()
             cluster.close()
             receiver.close()
+        self.assertEqual(codes, [0] * len(codes), logs)
 
     def test_fatal_signal_is_spooled_then_sent_at_the_next_start(self):
         receiver = Receiver()
