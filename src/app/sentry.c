@@ -781,7 +781,14 @@ int sentry_start(const struct sentry_config *config, struct sentry **out)
     }
     pthread_mutex_init(&s->mutex, NULL);
     pthread_cond_init(&s->wake, NULL);
-    if (pthread_create(&s->sender, NULL, sender_main, s) != 0) {
+    /* The sender takes no asynchronous signal: SIGTERM and SIGINT are for the thread that
+     * waits for them (service_wait_for_stop), whenever sentry_start runs. */
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &previous);
+    int created = pthread_create(&s->sender, NULL, sender_main, s);
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    if (created != 0) {
         pthread_cond_destroy(&s->wake);
         pthread_mutex_destroy(&s->mutex);
         SSL_CTX_free(s->tls);
