@@ -148,6 +148,14 @@ class TestLogs(unittest.TestCase):
         try:
             client = Client(server.port)
             sent, ids = a_sale(self, client)
+            admin_token = token("ops", "admin", secret=SECRET)
+            sent.append(admin_token)
+            waiting = None
+            for _, status, path in ids:
+                if path.startswith("/v1/purchases/p_") and path.count("/") == 3:
+                    answer = client.request("GET", path, tok=admin_token)[1]
+                    if answer["status"] in ("held", "waiting"):
+                        waiting = (answer["id"], answer["status"])
             # The client's id when sane; a new one (32 hex digits) when not.
             status, _, h = client.request("GET", "/healthz", headers={"X-Request-Id": "lb-7f3a:1"})
             self.assertEqual(h["x-request-id"], "lb-7f3a:1")
@@ -168,6 +176,12 @@ class TestLogs(unittest.TestCase):
                 "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc").encode())
             self.assertIn(" 400 ", answer.splitlines()[0])
             self.assertIn("X-Request-Id: refused-1", answer)
+            # A client that leaves before its answer (a long-poll): status 499 on its line.
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+                s.sendall(("GET /v1/purchases/%s?wait=30&status=%s HTTP/1.1\r\n" % waiting +
+                           "Host: a\r\nX-Request-Id: left-early\r\nAuthorization: Bearer " +
+                           admin_token + "\r\n\r\n").encode())
+                time.sleep(0.5)
             answer = raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " +
                                   b"y" * 4000 + b"\r\n\r\n")
             self.assertIn(" 431 ", answer.splitlines()[0])
@@ -197,6 +211,13 @@ class TestLogs(unittest.TestCase):
             float(line["duration_ms"])
             int(line["bytes"])
         self.assertEqual(access["refused-1"]["status"], "400")
+        wait_line = access["left-early"]
+        self.assertEqual(wait_line["status"], "499", wait_line)
+        # A line the request caused on another thread (the engine's answer to the event's
+        # creation, written by the responder) carries the request's id.
+        create_id = next(i for i, status, path in ids if path == "/v1/events" and status == 201)
+        created = [parse_logfmt(line) for line in lines if 'msg="event created"' in line]
+        self.assertEqual([c["request_id"] for c in created], [create_id])
         self.assertEqual(access["refused-1"]["path"], "/v1/events")  # the query never shown
         # Secrets and tokens: not the secret, no token, not even a token's signature.
         self.assertNotIn(SECRET, log)
