@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -31,7 +32,8 @@ TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 class Receiver:
     """Records POSTs; answers each with the next status of `statuses` (then 200)."""
 
-    def __init__(self, statuses=()):
+    def __init__(self, statuses=(), tls=None):
+        self.tls = tls  # (cert, key): HTTPS
         self.envelopes = []
         self.statuses = list(statuses)
         self.lock = threading.Lock()
@@ -55,11 +57,17 @@ class Receiver:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def dsn(self, project=42):
+        if self.tls is not None:  # the certificate names localhost
+            return f"https://{PUBLIC_KEY}@localhost:{self.port}/{project}"
         return f"http://{PUBLIC_KEY}@127.0.0.1:{self.port}/{project}"
 
     def received(self):
@@ -166,16 +174,30 @@ class TestSentry(unittest.TestCase):
         self.assertEqual(codes, [0] * len(codes), logs)
 
     def test_fatal_signal_is_spooled_then_sent_at_the_next_start(self):
-        receiver = Receiver()
+        self.fatal_signal_round(https=False)
+
+    def test_fatal_signal_over_https_with_a_verified_certificate(self):
+        self.fatal_signal_round(https=True)
+
+    def fatal_signal_round(self, https):
         data = tempfile.mkdtemp(prefix="catraca-sentry-")
+        env = dict(os.environ, CATRACA_JWT_SECRET=SECRET,
+                   ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:handle_segv=0")
+        tls = None
+        if https:  # OpenSSL's default verify paths read SSL_CERT_FILE: trust this one only
+            cert, key = os.path.join(data, "cert.pem"), os.path.join(data, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                            key, "-out", cert, "-days", "2", "-subj", "/CN=localhost", "-addext",
+                            "subjectAltName=DNS:localhost"], check=True, capture_output=True)
+            tls = (cert, key)
+            env["SSL_CERT_FILE"] = cert
+        receiver = Receiver(tls=tls)
         spool = os.path.join(data, "crash.envelope")
         args = [BIN, "serve", "--listen", "127.0.0.1:0", "--data", data,
                 "--sentry-dsn", receiver.dsn(7), "--sentry-spool", spool]
-        env = dict(os.environ, CATRACA_JWT_SECRET=SECRET,
-                   ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:handle_segv=0")
         err_path = os.path.join(data, "stderr.log")
 
-        def start():
+        def start(env=env):
             err = open(err_path, "ab")
             offset = err.tell()
             proc = subprocess.Popen(args, stdout=err, stderr=err, env=env)
@@ -198,6 +220,18 @@ class TestSentry(unittest.TestCase):
             self.assertTrue(os.path.exists(spool), log)
             self.assertRegex(log, r"(?m)^time=\S+ level=fatal component=sentry .*signal=SIGSEGV$")
             self.assertEqual(receiver.received(), [])  # nothing is sent from the handler
+            if https:  # a certificate nobody vouches for: nothing is sent, the report waits
+                untrusted = {k: v for k, v in env.items() if k != "SSL_CERT_FILE"}
+                proc, err = start(untrusted)
+                def kept():
+                    with open(err_path, errors="replace") as f:
+                        return "spooled crash report waits" in f.read()
+                wait_for("the report kept for later", kept, 15)
+                self.assertEqual(receiver.received(), [])
+                self.assertTrue(os.path.exists(spool))
+                proc.terminate()
+                self.assertEqual(proc.wait(30), 0)
+                err.close()
             proc, err = start()
             path, headers, body = wait_for("the crash report", lambda: receiver.received(), 15)[0]
             _, _, event = parse_envelope(self, path, headers, body, project=7)
