@@ -20,6 +20,7 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,9 +295,27 @@ static int prepare_all(struct store_pg *store)
     return 0;
 }
 
+/*
+ * Whether the server closed an idle connection (a restart, an administrator):
+ * readable bytes while idle are read, and a connection libpq then finds broken
+ * is replaced before a statement is sent on it and fails the request behind it.
+ * A notice read this way leaves the connection as it was.
+ */
+static bool is_closed_by_server(PGconn *db)
+{
+    struct pollfd fd = {.fd = PQsocket(db), .events = POLLIN | POLLRDHUP};
+    if (fd.fd < 0 || poll(&fd, 1, 0) <= 0)
+        return fd.fd < 0;
+    PQconsumeInput(db);
+    return PQstatus(db) != CONNECTION_OK;
+}
+
 /* A usable connection: the current one if it is idle, else a new one, prepared. */
 static int ensure_connected(struct store_pg *store)
 {
+    if (store->db != NULL && PQstatus(store->db) == CONNECTION_OK &&
+        PQtransactionStatus(store->db) == PQTRANS_IDLE && is_closed_by_server(store->db))
+        drop_connection(store, "the server closed the connection");
     if (store->db != NULL && PQstatus(store->db) == CONNECTION_OK &&
         PQtransactionStatus(store->db) == PQTRANS_IDLE &&
         PQpipelineStatus(store->db) == PQ_PIPELINE_OFF)

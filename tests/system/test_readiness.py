@@ -112,6 +112,13 @@ class TestReadiness(unittest.TestCase):
                  lambda: readyz(self.gateway.port) == 200, 15)
         wait_for("worker /readyz 200 after PostgreSQL returned",
                  lambda: readyz(self.worker.port) == 200, 15)
+        # Reads go to PostgreSQL on whichever HTTP thread takes the connection: none of them
+        # may meet a connection the restart closed.
+        for _ in range(8):
+            fresh = Client(self.gateway.port, 10)
+            status, answer, _ = fresh.request("GET", "/v1/events/ready")
+            fresh.close()
+            self.assertEqual(status, 200, answer)
         self.buy_and_settle(5)
 
 
