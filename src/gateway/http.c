@@ -173,7 +173,7 @@ struct http_request {
     char client_ip[INET6_ADDRSTRLEN];
     char request_id[HTTP_REQUEST_ID_MAX + 1]; /* set once the headers are read; then constant */
     int64_t started_us;                       /* the request's first byte (monotonic) */
-    /* under loop->mutex */
+    /* under loop->mutex once parked */
     int status;              /* of the answer, for the access log; 0: none yet */
     uint64_t bytes_answered; /* body bytes (or event bytes of a stream) */
     bool is_completed, is_gone, is_queued, is_stream, is_stream_ended, is_stream_end_sent;
@@ -1098,10 +1098,10 @@ void http_respond(struct http_request *r, int status, const char *content_type, 
     }
     c->is_closing = c->is_closing || is_closing;
     c->is_response_complete = true;
-    pthread_mutex_lock(&r->loop->mutex);
+    /* No lock: an unparked request is this thread's alone (only a parked one is completed
+     * from other threads, under the loop's mutex). */
     r->status = status;
     r->bytes_answered = length;
-    pthread_mutex_unlock(&r->loop->mutex);
     out_adopt(c, text, text_length); /* conn_advance sends it once the handler returns */
 }
 
