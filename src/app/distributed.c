@@ -130,11 +130,12 @@ int gateway_run(const struct config *config)
 {
     char host[64];
     uint16_t port = 0;
-    uint8_t secret[256];
+    uint8_t secret[JWT_SECRET_MAX];
     size_t secret_length = 0;
+    service_warn_public_demo(config);
     if (require(config->redis, "redis", "gateway") != 0 ||
         require(config->postgres, "postgres", "gateway") != 0 ||
-        service_split_listen(config->listen, host, &port) != 0 ||
+        config_split_listen(config->listen, host, &port) != 0 ||
         service_choose_secret(config, secret, &secret_length) != 0)
         return 2;
     if (check_schema(config) != 0)
@@ -380,7 +381,7 @@ int worker_run(const struct config *config)
     uint16_t port = 0;
     if (require(config->redis, "redis", "worker") != 0 ||
         require(config->postgres, "postgres", "worker") != 0 ||
-        service_split_listen(config->listen, host, &port) != 0)
+        config_split_listen(config->listen, host, &port) != 0)
         return 2;
     if (check_schema(config) != 0)
         return 1;

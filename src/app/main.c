@@ -2,6 +2,7 @@
  * main.c - the catraca command: `catraca serve` (embedded mode: HTTP, log,
  * worker and store in one process on one SQLite file), --version, --help.
  */
+#include <assert.h>
 #include <errno.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include "app/config.h"
 #include "app/sentry.h"
 #include "app/service.h"
+#include "app/token.h"
 #include "core/error.h"
 #include "core/logline.h"
 #include "gateway/api.h"
@@ -58,6 +60,12 @@ void service_wait_for_stop(void)
         continue;
 }
 
+static int audit_command(const struct config *config)
+{
+    return audit_run(config->data, (uint32_t)config->purchases_max,
+                     (uint32_t)config->customers_max);
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: catraca serve [options]   start the embedded service\n"
@@ -69,43 +77,24 @@ static void usage(FILE *out)
                  "                                 applies the database schema migrations\n"
                  "       catraca audit --data DIR  replay every event's log and compare every "
                  "stored decision\n"
-                 "       catraca rush --url URL (--demo | --jwt-secret S) [options]\n"
-                 "                                 rehearse an on-sale against a server (--help)\n"
+                 "       catraca token --subject ID --role ROLE [--lifetime 1h]\n"
+                 "                                 mint a JWT with CATRACA_JWT_SECRET or "
+                 "--jwt-secret-file\n"
+                 "       catraca rush --url URL (--demo | --jwt-secret-file F) [options]\n"
+                 "                                 rehearse an on-sale against a server\n"
                  "       catraca --version\n"
-                 "       catraca serve --help      every option, its variable, default and "
+                 "       catraca COMMAND --help    the options COMMAND reads: variable, default, "
                  "bound\n");
 }
 
-/* "host:port" or "[ipv6]:port" -> parts; 0 or -1 with a message. */
-int service_split_listen(const char *listen, char host[64], uint16_t *port)
-{
-    const char *colon = strrchr(listen, ':');
-    char *end = NULL;
-    long value = colon ? strtol(colon + 1, &end, 10) : -1;
-    if (colon == NULL || (size_t)(colon - listen) >= 64 || end == colon + 1 || *end != '\0' ||
-        value < 0 || value > 65535) {
-        logline(LOGLINE_ERROR, "main", "--listen must be host:port", "listen", listen, NULL);
-        return -1;
-    }
-    const char *start = listen;
-    size_t length = (size_t)(colon - listen);
-    if (length >= 2 && listen[0] == '[' && listen[length - 1] == ']') { /* [IPv6]:port */
-        start++;
-        length -= 2;
-    }
-    memcpy(host, start, length);
-    host[length] = '\0';
-    *port = (uint16_t)value;
-    return 0;
-}
-
-/* The JWT secret: configured, or in demo mode a random one, never shown (the demo hands out
- * tokens itself). */
+/* The JWT secret: the configured one (checked by config_parse), or in demo mode a random one,
+ * never shown (secrets are never logged; the demo hands out tokens itself). */
 int service_choose_secret(const struct config *config, uint8_t *secret, size_t *length)
 {
-    if (config->jwt_secret[0] != '\0') {
-        *length = strlen(config->jwt_secret);
-        memcpy(secret, config->jwt_secret, *length);
+    if (!config->is_demo) {
+        assert(config->secret_length >= JWT_SECRET_MIN);
+        *length = config->secret_length;
+        memcpy(secret, config->secret, *length);
         return 0;
     }
     static const char hex[] = "0123456789abcdef";
@@ -121,6 +110,15 @@ int service_choose_secret(const struct config *config, uint8_t *secret, size_t *
             "demo mode: tokens are signed with a random secret for this run (POST /v1/demo/token)",
             NULL);
     return 0;
+}
+
+void service_warn_public_demo(const struct config *config)
+{
+    if (config->is_demo_public)
+        logline(LOGLINE_WARN, "main",
+                "demo mode on a non-loopback address (--demo-public): anyone who reaches it can "
+                "mint admin tokens and change every event",
+                "listen", config->listen, NULL);
 }
 
 void sqlite_paths_of(const char *data, struct sqlite_paths *out)
@@ -177,9 +175,10 @@ static int serve(const struct config *config)
     char host[64];
     struct sqlite_paths paths;
     uint16_t port = 0;
-    uint8_t secret[256];
+    uint8_t secret[JWT_SECRET_MAX];
     size_t secret_length = 0;
-    if (service_split_listen(config->listen, host, &port) != 0 ||
+    service_warn_public_demo(config);
+    if (config_split_listen(config->listen, host, &port) != 0 ||
         service_choose_secret(config, secret, &secret_length) != 0)
         return 2;
     if (mkdir(config->data, 0755) != 0 && errno != EEXIST) {
@@ -244,6 +243,7 @@ void service_api_config(const struct config *config, const struct api_backend *b
         .jwt_secret = secret,
         .jwt_secret_length = secret_length,
         .is_demo = config->is_demo,
+        .is_demo_public = config->is_demo_public,
         .waiters_max = (uint32_t)config->waiters_max,
         .queue_max = (uint32_t)config->queue_max,
         .append_batch_max = (uint32_t)config->append_batch_max,
@@ -302,6 +302,7 @@ void service_http_config(const struct config *config, const char *host, uint16_t
         .idle_timeout_ms = (uint32_t)config->idle_timeout_ms,
         .tls_cert_path = config->tls_cert,
         .tls_key_path = config->tls_key,
+        .cors_origins = config->cors_origin,
         .deferred_max = (uint32_t)(config->waiters_max + config->queue_max),
         .handler = handler,
         .handler_context = context,
@@ -372,44 +373,31 @@ int main(int argc, char **argv)
     }
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
-        if (argc >= 2)
-            config_print_help(stdout, "serve");
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "rush") == 0)
         return rush_main(argc - 1, argv + 1);
-    if (strcmp(argv[1], "audit") == 0) {
-        struct config config;
-        setenv("CATRACA_DEMO", "on", 0); /* no JWT secret needed to audit */
-        int result = config_parse(&config, argc, argv, 2);
-        if (result != 0)
-            return result > 0 ? 0 : 2;
-        return audit_run(config.data, (uint32_t)config.purchases_max,
-                         (uint32_t)config.customers_max);
-    }
+    if (strcmp(argv[1], "token") == 0)
+        return token_main(argc, argv);
     static const struct {
         const char *name;
+        unsigned bit;
         int (*run)(const struct config *config);
-    } commands[] = {{"gateway", gateway_run}, {"worker", worker_run}, {"migrate", migrate_run}};
+    } commands[] = {{"serve", CMD_SERVE, serve},
+                    {"gateway", CMD_GATEWAY, gateway_run},
+                    {"worker", CMD_WORKER, worker_run},
+                    {"migrate", CMD_MIGRATE, migrate_run},
+                    {"audit", CMD_AUDIT, audit_command}};
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(argv[1], commands[i].name) != 0)
             continue;
         struct config config;
-        if (strcmp(argv[1], "gateway") != 0)
-            setenv("CATRACA_DEMO", "on", 0); /* only gateways check tokens */
-        int result = config_parse(&config, argc, argv, 2);
+        int result = config_parse(&config, argc, argv, 2, commands[i].bit, commands[i].name);
         if (result != 0)
             return result > 0 ? 0 : 2;
         return run_service(&config, commands[i].name, commands[i].run);
     }
-    if (strcmp(argv[1], "serve") != 0) {
-        fprintf(stderr, "catraca: unknown command \"%s\"\n", argv[1]);
-        usage(stderr);
-        return 2;
-    }
-    struct config config;
-    int result = config_parse(&config, argc, argv, 2);
-    if (result != 0)
-        return result > 0 ? 0 : 2;
-    return run_service(&config, "serve", serve);
+    fprintf(stderr, "catraca: unknown command \"%s\"\n", argv[1]);
+    usage(stderr);
+    return 2;
 }

@@ -36,6 +36,7 @@ struct api_config {
     const uint8_t *jwt_secret;
     size_t jwt_secret_length;
     bool is_demo;
+    bool is_demo_public; /* demo on a non-loopback address (--demo-public): said on every page */
     uint32_t waiters_max;
     uint32_t queue_max;
     uint32_t append_batch_max;

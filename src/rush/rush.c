@@ -432,8 +432,8 @@ static void observe(struct rush *r, uint32_t buyer, const struct purchase_view *
 static int mint_token(const struct rush *r, const char *subject, const char *role,
                       char out[TOKEN_MAX])
 {
-    return jwt_sign((const uint8_t *)r->options.jwt_secret, strlen(r->options.jwt_secret), subject,
-                    role, r->token_expires_s, out, TOKEN_MAX) < 0
+    return jwt_sign(r->options.secret, r->options.secret_length, subject, role, r->token_expires_s,
+                    out, TOKEN_MAX) < 0
                ? -1
                : 0;
 }

@@ -272,12 +272,21 @@ class ApiTest(unittest.TestCase):
         assert_error(self, status, answer, 401, "unauthorized")
 
     def test_demo_token(self):
-        status, answer, _ = self.c.request("POST", "/v1/demo/token", {"customer": "c42", "role": "buyer"})
-        self.assertEqual(status, 200)
-        header = json.loads(base64.urlsafe_b64decode(answer["token"].split(".")[0] + "=="))
-        self.assertEqual(header["alg"], "HS256")
-        assert_error(self, *self.c.request("POST", "/v1/demo/token", {"customer": "bad id"})[:2], 400,
-                     "invalid_request")
+        server = Server(demo=True)
+        try:
+            c = Client(server.port)  # one gateway: each demo gateway draws its own secret
+            status, answer, _ = c.request("POST", "/v1/demo/token", {"customer": "c42", "role": "buyer"})
+            self.assertEqual(status, 200)
+            header = json.loads(base64.urlsafe_b64decode(answer["token"].split(".")[0] + "=="))
+            self.assertEqual(header["alg"], "HS256")
+            assert_error(self, *c.request("POST", "/v1/demo/token", {"customer": "bad id"})[:2], 400,
+                         "invalid_request")
+            # The token is signed with the secret the demo drew for itself, and only with it.
+            status, answer, _ = c.request("POST", "/v1/demo/token", {"customer": "c42", "role": "admin"})
+            self.assertEqual(c.request("GET", "/v1/purchases/p-none", tok=answer["token"])[0], 404)
+            self.assertEqual(c.request("GET", "/v1/purchases/p-none", tok=token("c42"))[0], 401)
+        finally:
+            server.close()
 
     def test_unknown_routes(self):
         assert_error(self, *self.c.request("GET", "/nope")[:2], 404, "not_found")

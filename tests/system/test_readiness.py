@@ -11,10 +11,9 @@ import signal
 import time
 import unittest
 
-from catraca import Client, token
+from catraca import SECRET, Client, token
 from cluster import Cluster
 
-SECRET = "q3Jx8Yv2mN7pR4tW9zA1cE6hK0sU5bD8fG3jL2nP7rT4vX9y"  # 48 bytes
 
 
 def readyz(port):
@@ -39,7 +38,7 @@ def wait_for(what, predicate, seconds):
 class TestReadiness(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.cluster = Cluster("--jwt-secret", SECRET, demo=False, gateways=1, workers=1)
+        cls.cluster = Cluster(gateways=1, workers=1)  # gateways check tokens signed with SECRET
         cls.gateway = cls.cluster.gateways[0]
         cls.worker = cls.cluster.workers[0]
         cls.client = Client(cls.gateway.port, 30)

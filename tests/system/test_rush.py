@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from catraca import BIN, SECRET, Server, seed_from_env
 
+WRONG_SECRET = "not-the-secret-of-the-server-but-long-enough-0123"
+
 ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=1")
 
 
@@ -163,7 +165,7 @@ class FailingRunsTest(unittest.TestCase):
 
     def test_wrong_secret_is_refused_and_fails(self):
         """Tokens the server does not accept: set-up cannot even create the event."""
-        code, out, err = rush(self.server.port, "--jwt-secret", "not-the-secret", "--buyers", "5")
+        code, out, err = rush(self.server.port, "--jwt-secret", WRONG_SECRET, "--buyers", "5")
         self.assertEqual(code, 3, out + err)
         self.assertIn("401", err)
 
@@ -172,7 +174,7 @@ class DemoTest(unittest.TestCase):
     """--demo: tokens from POST /v1/demo/token; --rate paces the purchases."""
 
     def test_demo_tokens_and_rate(self):
-        server = Server()  # --demo on
+        server = Server(demo=True)
         try:
             started = time.time()
             code, out, err = rush(server.port, "--demo", "--buyers", "300", "--tickets", "60",
@@ -208,7 +210,7 @@ class FixedRateTest(unittest.TestCase):
 
     def test_fixed_rate_with_payments_and_cancellations(self):
         seed = seed_from_env("rush fixed rate")
-        server = Server("--header-timeout-ms", "1000")  # --demo on
+        server = Server("--header-timeout-ms", "1000", demo=True)
         tmp = tempfile.mkdtemp(prefix="catraca-rush-")
         try:
             report_path = os.path.join(tmp, "report.json")
@@ -349,7 +351,7 @@ class ChecksFailTest(unittest.TestCase):
         liar = LyingServer(mode, buyers=40, capacity=10)
         try:
             report_path = tempfile.mktemp(prefix="catraca-rush-", suffix=".json")
-            code, out, err = rush(liar.port, "--jwt-secret", "x", "--buyers", "40", "--tickets",
+            code, out, err = rush(liar.port, "--jwt-secret", SECRET, "--buyers", "40", "--tickets",
                                   "10", "--categories", "1", "--confirm", "1", "--cancel", "0",
                                   "--pay-delay-ms", "0-5", "--connections", "4", "--max-seconds",
                                   "60", "--json", report_path, timeout=120)
@@ -386,7 +388,7 @@ class CoordinatedOmissionTest(unittest.TestCase):
         liar = LyingServer("honest", buyers=40, capacity=40, purchase_delay_s=0.02)
         try:
             report_path = tempfile.mktemp(prefix="catraca-rush-", suffix=".json")
-            code, out, err = rush(liar.port, "--jwt-secret", "x", "--buyers", "40", "--tickets",
+            code, out, err = rush(liar.port, "--jwt-secret", SECRET, "--buyers", "40", "--tickets",
                                   "40", "--categories", "1", "--confirm", "1", "--cancel", "0",
                                   "--pay-delay-ms", "0-5", "--connections", "1", "--rate",
                                   "1000", "--max-seconds", "60", "--json", report_path,
@@ -422,7 +424,10 @@ class UsageTest(unittest.TestCase):
         for args in (
             [],  # no --url
             ["--url", "http://127.0.0.1:1"],  # neither --demo nor --jwt-secret
-            ["--url", "http://127.0.0.1:1", "--demo", "--jwt-secret", "s"],
+            ["--url", "http://127.0.0.1:1", "--demo", "--jwt-secret", SECRET],
+            ["--url", "http://127.0.0.1:1", "--jwt-secret", "short"],  # under 32 bytes
+            ["--url", "http://127.0.0.1:1", "--jwt-secret", SECRET, "--jwt-secret-file", "/f"],
+            ["--url", "http://127.0.0.1:1", "--jwt-secret-file", "/nonexistent/secret"],
             ["--url", "http://127.0.0.1:1", "--demo", "--confirm", "1.5"],
             ["--url", "http://127.0.0.1:1", "--demo", "--confirm", "0.7", "--cancel", "0.4"],
             ["--url", "http://127.0.0.1:1", "--demo", "--buyers", "0"],
@@ -446,9 +451,27 @@ class UsageTest(unittest.TestCase):
         self.assertIn("--healthz-only", out)
 
     def test_no_server_is_not_run(self):
-        code, out, err = self.run_usage("--url", "http://127.0.0.1:1", "--jwt-secret", "s",
+        code, out, err = self.run_usage("--url", "http://127.0.0.1:1", "--jwt-secret", SECRET,
                                         "--buyers", "3")
         self.assertEqual(code, 3, (out, err))
+
+    def test_secret_from_a_file(self):
+        """--jwt-secret-file: one trailing newline ignored; a weak secret refused unechoed."""
+        with tempfile.NamedTemporaryFile("w", suffix=".secret") as f:
+            f.write("change-me\n")
+            f.flush()
+            code, out, err = self.run_usage("--url", "http://127.0.0.1:1", "--jwt-secret-file",
+                                            f.name)
+            self.assertEqual(code, 2, (out, err))
+            self.assertIn("shorter than 32 bytes", err)
+            self.assertNotIn("change-me", err)
+            f.seek(0)
+            f.truncate()
+            f.write(SECRET + "\n")
+            f.flush()
+            code, out, err = self.run_usage("--url", "http://127.0.0.1:1", "--jwt-secret-file",
+                                            f.name, "--buyers", "3")
+            self.assertEqual(code, 3, (out, err))  # accepted; then no server answers
 
 
 if __name__ == "__main__":

@@ -21,10 +21,9 @@ import threading
 import time
 import unittest
 
-from catraca import BIN, _RUNNING, Client, token
+from catraca import BIN, SECRET, _RUNNING, Client, token
 from cluster import Cluster
 
-SECRET = "q3Jx8Yv2mN7pR4tW9zA1cE6hK0sU5bD8fG3jL2nP7rT4vX9y"  # 48 bytes
 PUBLIC_KEY = "0123456789abcdef0123456789abcdef"
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
@@ -121,8 +120,8 @@ def parse_envelope(test, path, headers, body, project=42):
 class TestSentry(unittest.TestCase):
     def test_errors_are_sent_with_their_request_id_and_a_429_pauses_sending(self):
         receiver = Receiver(statuses=[429])
-        cluster = Cluster("--jwt-secret", SECRET, "--sentry-dsn", receiver.dsn(),
-                          "--sentry-environment", "staging", demo=False, gateways=1, workers=1)
+        cluster = Cluster("--sentry-dsn", receiver.dsn(), "--sentry-environment", "staging",
+                          gateways=1, workers=1)  # gateways check tokens signed with SECRET
         try:
             client = Client(cluster.gateways[0].port, 10)
             body = {"id": "sentry", "name": "Sentry", "hold_seconds": 600,
