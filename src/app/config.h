@@ -115,7 +115,7 @@ enum config_command {
     X(tls_cert, "tls-cert", "CATRACA_TLS_CERT", "", CMD_LISTENERS,                                 \
       "HTTPS: certificate chain, PEM (with --tls-key)")                                            \
     X(tls_key, "tls-key", "CATRACA_TLS_KEY", "", CMD_LISTENERS,                                    \
-      "HTTPS: private key, PEM (with --tls-cert)")                                            \
+      "HTTPS: private key, PEM (with --tls-cert)")                                                 \
     X(log_format, "log-format", "CATRACA_LOG_FORMAT", "logfmt", CMD_LOGGERS,                       \
       "log lines on stderr: logfmt, json")                                                         \
     X(access_log, "access-log", "CATRACA_ACCESS_LOG", "off", CMD_LISTENERS,                        \
