@@ -402,6 +402,17 @@ static int check_cors_origins(const char *list)
     return 0;
 }
 
+/* An http(s) URL with {id} in it, and nothing a page would have to escape: the buyer page puts
+ * it in an address bar, never in markup. */
+static bool is_payment_url(const char *url)
+{
+    bool is_http = strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0;
+    for (const char *at = url; *at != '\0'; at++)
+        if (*at <= ' ' || *at == '"' || *at == '<' || *at == '>' || *at == '\\' || *at == 127)
+            return false;
+    return is_http && strstr(url, "{id}") != NULL;
+}
+
 /* The secret of a command that reads one; 0 or -1 after a message. */
 static int choose_secret(struct config *c, const char *command_name)
 {
@@ -468,6 +479,13 @@ static int check_together(struct config *c, unsigned command, const char *comman
     }
     if (strcmp(c->sync, "full") != 0 && strcmp(c->sync, "normal") != 0) {
         fprintf(stderr, "catraca: --sync must be full or normal\n");
+        return -1;
+    }
+    if (c->payment_url[0] != '\0' && !is_payment_url(c->payment_url)) {
+        fprintf(stderr,
+                "catraca: --payment-url must be an http:// or https:// URL holding {id} "
+                "(got \"%s\")\n",
+                c->payment_url);
         return -1;
     }
     if (check_cors_origins(c->cors_origin) != 0)

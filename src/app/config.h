@@ -116,6 +116,8 @@ enum config_command {
       "HTTPS: certificate chain, PEM (with --tls-key)")                                            \
     X(tls_key, "tls-key", "CATRACA_TLS_KEY", "", CMD_LISTENERS,                                    \
       "HTTPS: private key, PEM (with --tls-cert)")                                                 \
+    X(payment_url, "payment-url", "CATRACA_PAYMENT_URL", "", CMD_API,                              \
+      "buyer page: pay a hold at this http(s) URL; {id} becomes the purchase id")                  \
     X(log_format, "log-format", "CATRACA_LOG_FORMAT", "logfmt", CMD_LOGGERS,                       \
       "log lines on stderr: logfmt, json")                                                         \
     X(access_log, "access-log", "CATRACA_ACCESS_LOG", "off", CMD_LISTENERS,                        \

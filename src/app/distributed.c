@@ -145,6 +145,7 @@ int gateway_run(const struct config *config)
         .open_log = gateway_open_log, .open_store = gateway_open_store, .context = (void *)config};
     struct api_config api_config;
     service_api_config(config, &backend, secret, secret_length, &api_config);
+    api_config.listen_host = host;
     if (api_config.append_threads == 0) /* Redis fsyncs the appends of all clients together */
         api_config.append_threads = 4;
     struct log_redis_options options = redis_options(config, 1, false);

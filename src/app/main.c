@@ -193,6 +193,7 @@ static int serve(const struct config *config)
         .open_log = sqlite_open_log, .open_store = sqlite_open_store, .context = &backend};
     struct api_config api_config;
     service_api_config(config, &api_backend, secret, secret_length, &api_config);
+    api_config.listen_host = host;
     if (api_config.append_threads == 0) /* SQLite has one writer: more would only queue */
         api_config.append_threads = 1;
     /* The worker runs in this process and hands every commit to the API: reads of recently
@@ -259,6 +260,9 @@ void service_api_config(const struct config *config, const struct api_backend *b
         .challenge_max_number = (uint32_t)config->challenge_max_number,
         .challenge_ttl_s = config->challenge_ttl_s,
         .challenge_replay_max = (uint32_t)config->challenge_replay_max,
+        .payment_url = config->payment_url[0] != '\0' ? config->payment_url : NULL,
+        .version = CATRACA_VERSION,
+        .is_tls = config->tls_cert[0] != '\0',
     };
 }
 

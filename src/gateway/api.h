@@ -53,6 +53,13 @@ struct api_config {
     /* Purchases whose last committed state is kept in memory for reads (gateway/recent.h); 0
      * off. Only where every commit reaches api_on_commit (the embedded service). */
     uint32_t recent_purchases_max;
+    /* GET /v1/config: the buyer page's payment hand-off (a URL with {id}; NULL: none) and the
+     * binary's version. Both must outlive the API. */
+    const char *payment_url;
+    const char *version;
+    /* Where this server listens (POST /v1/demo/rehearse runs rush against it; NULL: never). */
+    const char *listen_host;
+    bool is_tls;
 };
 
 struct api;

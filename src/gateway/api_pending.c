@@ -427,11 +427,11 @@ void *api_pending_responder_main(void *argument)
             logline_set_request_id(http_request_id(p->request)); /* on the lines it causes */
             pending_process(api, p);
             logline_set_request_id(NULL);
-            api_pending_release(p); /* the queue's reference */
             if (drain_started_ms != 0 && p->wait_ms > 0 && p->deadline_ms > 1 && !p->is_done) {
                 /* parked while draining: answer it with the rest */
                 api->is_rekeyed = false;
             }
+            api_pending_release(p); /* the queue's reference (last: p may go with it) */
         }
         while (api->heap_count > 0 &&
                (api->heap[0]->deadline_ms <= clock_wall_ms() || is_stopping)) {

@@ -75,6 +75,8 @@ static const struct route routes[] = {
                api_events_set_state,               METRICS_ROUTE_EVENT_STATE},
     {"POST",   "/v1/events/{event}/purchases",     ROLE_ANY,    MODE_ALWAYS,    BODY_JSON,
                api_purchases_create,               METRICS_ROUTE_PURCHASE_CREATE},
+    {"GET",    "/v1/events/{event}/refunds",       ROLE_STAFF,  MODE_ALWAYS,    BODY_NONE,
+               api_purchases_refunds,              METRICS_ROUTE_EVENT},
     {"GET",    "/v1/purchases/{purchase}",         ROLE_ANY,    MODE_ALWAYS,    BODY_NONE,
                api_purchases_get,                  METRICS_ROUTE_PURCHASE},
     {"DELETE", "/v1/purchases/{purchase}",         ROLE_ANY,    MODE_ALWAYS,    BODY_NONE,
@@ -83,6 +85,21 @@ static const struct route routes[] = {
                api_purchases_stream,               METRICS_ROUTE_PURCHASE_EVENTS},
     {"POST",   "/v1/purchases/{purchase}/confirm", ROLE_STAFF,  MODE_ALWAYS,    BODY_JSON,
                api_purchases_confirm,              METRICS_ROUTE_PURCHASE_CONFIRM},
+    /* what the pages read (api_console.c) */
+    {"GET",    "/v1/config",                       ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
+               api_console_config,                 METRICS_ROUTE_CONFIG},
+    {"GET",    "/v1/events/{event}/stream",        ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
+               api_console_event_stream,           METRICS_ROUTE_EVENT_STREAM},
+    {"GET",    "/v1/events/{event}/decisions",     ROLE_ADMIN,  MODE_ALWAYS,    BODY_NONE,
+               api_console_decisions,              METRICS_ROUTE_EVENT_DECISIONS},
+    {"GET",    "/v1/stats",                        ROLE_ADMIN,  MODE_ALWAYS,    BODY_NONE,
+               api_console_stats,                  METRICS_ROUTE_STATS},
+    {"GET",    "/v1/stats/stream",                 ROLE_ADMIN,  MODE_ALWAYS,    BODY_NONE,
+               api_console_stats_stream,           METRICS_ROUTE_STATS},
+    {"POST",   "/v1/demo/rehearse",                ROLE_ADMIN,  MODE_DEMO,      BODY_JSON,
+               api_rehearse_start,                 METRICS_ROUTE_REHEARSE},
+    {"GET",    "/v1/demo/rehearse",                ROLE_ADMIN,  MODE_DEMO,      BODY_NONE,
+               api_rehearse_status,                METRICS_ROUTE_REHEARSE},
 };
 /* clang-format on */
 

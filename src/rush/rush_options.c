@@ -55,6 +55,8 @@ static const struct option_spec specs[] = {
      CATRACA_HOLD_MS_MAX / 1000, "the event's hold_seconds (default 10)"},
     {"--limit", KIND_UINT, FIELD(per_customer_limit), 0, 1, CATRACA_QUANTITY_MAX,
      "the event's per_customer_limit (default 4)"},
+    {"--line-policy", KIND_TEXT, FIELD(line_policy), 16, 0, 0,
+     "the event's line_policy, unbounded or bounded (default: the server's)"},
     {"--max-seconds", KIND_UINT, FIELD(max_seconds), 0, 1, 86400,
      "stop following purchases after this long (default 300)"},
     {"--event", KIND_TEXT, FIELD(event), CATRACA_ID_MAX + 1, 0, 0,
@@ -270,6 +272,9 @@ static int check_together(struct rush_options *o)
         return fail("--tickets", "", "must be at least --categories");
     if ((uint64_t)o->tickets > (uint64_t)o->categories * CATRACA_CAPACITY_MAX)
         return fail("--tickets", "", "is above what the categories can hold");
+    if (o->line_policy[0] != '\0' && strcmp(o->line_policy, "unbounded") != 0 &&
+        strcmp(o->line_policy, "bounded") != 0)
+        return fail("--line-policy", o->line_policy, "must be unbounded or bounded");
     if (o->event[0] == '\0')
         snprintf(o->event, sizeof(o->event), "rush-%llu", (unsigned long long)o->seed);
     if (strspn(o->event, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=

@@ -35,6 +35,7 @@ struct rush_options {
     uint32_t pay_delay_ms_max;
     uint32_t hold_seconds;
     uint32_t per_customer_limit;
+    char line_policy[16]; /* the event's: "unbounded", "bounded", or "" for the server's default */
     uint32_t max_seconds;
     char event[CATRACA_ID_MAX + 1];
     uint64_t seed;

@@ -96,11 +96,15 @@ def _unknown_method(failure, case, response):
 
 
 def _absent_mode_route(failure, case, response):
-    """/v1/challenge exists only with --challenge on, /v1/demo/token only with --demo: without
-    it, 404 whatever the method. No run here is a demo (a demo refuses the SECRET the set-up's
-    tokens are signed with); test_contract.py checks the demo route on a demo server."""
+    """/v1/challenge exists only with --challenge on: without it, 404 whatever the method."""
     return (type(failure).__name__ == "UnsupportedMethodResponse" and response.status_code == 404
-            and case.operation.path in ("/v1/challenge", "/v1/demo/token"))
+            and case.operation.path == "/v1/challenge")
+
+
+def _absent_demo_route(failure, case, response):
+    """/v1/demo/* exists only with --demo (the runs here use a real secret, which a demo
+    refuses): without it, 404 before any token is read."""
+    return response.status_code == 404 and case.operation.path.startswith("/v1/demo/")
 
 
 # Rules no JSON schema can hold, each stated in openapi.yaml's words (or API.md's), and
@@ -115,8 +119,8 @@ INEXPRESSIBLE = {
     # The members a schema leaves open (additionalProperties) are still read strictly.
     "a control character or lone surrogate anywhere in a JSON body (400)": _refused_character_in_body,
     "a method the server does not know (501)": _unknown_method,
-    "/v1/challenge without --challenge on, /v1/demo/token without --demo (404 for every method)":
-        _absent_mode_route,
+    "/v1/challenge without --challenge on (404 for every method)": _absent_mode_route,
+    "/v1/demo/* without --demo (404 before the token is read)": _absent_demo_route,
 }
 
 

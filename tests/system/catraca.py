@@ -213,16 +213,32 @@ def demo_server():
     return _DEMO_SERVER[0]
 
 
+def demo_token(server, customer, role="buyer"):
+    """A token from a demo server's POST /v1/demo/token (signed with its own secret, which it
+    never shows)."""
+    client = server.client()
+    try:
+        status, answer, _ = client.request("POST", "/v1/demo/token", {"customer": customer,
+                                                                      "role": role})
+    finally:
+        client.close()
+    assert status == 200, (status, answer)
+    return answer["token"]
+
+
 ADMIN = lambda: token("ops", "admin")
 PAYMENTS = lambda: token("psp", "payments")
 
 
-def create_event(client, event_id, capacities=(10,), hold_seconds=600, limit=4, state="open"):
+def create_event(client, event_id, capacities=(10,), hold_seconds=600, limit=4, state="open",
+                 line_policy=None, admin_token=None):
     body = {"id": event_id, "name": "Test " + event_id, "hold_seconds": hold_seconds,
             "per_customer_limit": limit, "state": state,
             "categories": [{"id": f"cat{i}", "name": f"Category {i}", "price_cents": 1000 * (i + 1),
                             "capacity": c} for i, c in enumerate(capacities)]}
-    status, answer, _ = client.request("POST", "/v1/events", body, ADMIN())
+    if line_policy is not None:
+        body["line_policy"] = line_policy
+    status, answer, _ = client.request("POST", "/v1/events", body, admin_token or ADMIN())
     assert status in (200, 201), (status, answer)
     return answer
 

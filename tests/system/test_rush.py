@@ -45,12 +45,18 @@ class RehearsalTest(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def test_rehearsal_passes_and_audits_clean(self):
+        self.rehearse("unbounded")
+
+    def test_bounded_line_rehearsal_passes_and_audits_clean(self):
+        self.rehearse("bounded")
+
+    def rehearse(self, line_policy):
         report_path = os.path.join(self.tmp, "report.json")
         code, out, err = rush(self.server.port, "--jwt-secret", SECRET, "--buyers", "3000",
                               "--tickets", "500", "--categories", "2", "--confirm", "0.5",
                               "--cancel", "0.1", "--pay-delay-ms", "10-50", "--hold-seconds", "2",
                               "--connections", "128", "--seed", str(self.seed), "--max-seconds",
-                              "240", "--json", report_path)
+                              "240", "--line-policy", line_policy, "--json", report_path)
         self.assertEqual(code, 0, out + err)
         self.assertIn("result   PASS", out)
         with open(report_path) as f:
@@ -70,8 +76,19 @@ class RehearsalTest(unittest.TestCase):
                              category["capacity"])
         # Rush was the only buyer and everything is final: what it saw confirmed is what sold.
         self.assertEqual(report["final"]["confirmed"], sold)
-        self.assertGreater(report["final"]["rejected"], 0)
-        self.assertEqual(report["rejected"]["sold_out"], report["final"]["rejected"])
+        self.assertEqual(report["line_policy"], line_policy)
+        # Issue 16: never "sold out" while a ticket is left.
+        self.assertEqual(report["unsold_while_sold_out"], 0)
+        if line_policy == "unbounded":
+            # Every request that could still be served waited: the only rejection is the
+            # true sold_out, once every ticket is sold.
+            self.assertEqual(report["rejected"]["sold_out"], report["final"]["rejected"])
+            if report["final"]["rejected"] > 0:
+                self.assertEqual(sold, 500)
+        else:
+            self.assertGreater(report["final"]["rejected"], 0)
+            self.assertEqual(report["rejected"]["sold_out"] + report["rejected"]["line_full"],
+                             report["final"]["rejected"])
         self.assertGreater(report["latency"]["accept"]["count"], 0)
         self.assertEqual(report["latency"]["accept"]["from"], "sent")
         self.assertNotIn("send_lag", report["latency"])
@@ -296,16 +313,20 @@ class LyingServer:
         self.httpd.server_close()
 
     def event(self, event_id):
+        sold = self.capacity // 2 if self.mode == "false_sold_out" else self.capacity
         return {"id": event_id, "name": "liar", "state": "open", "hold_seconds": 60,
                 "per_customer_limit": 4,
                 "categories": [{"id": "c0", "name": "c0", "price_cents": 1, "capacity": self.capacity,
-                                "available": 0, "held": 0, "sold": self.capacity, "waiting": 0}],
+                                "available": self.capacity - sold, "held": 0, "sold": sold,
+                                "waiting": 0}],
                 "queue": {"pending": 0}}
 
     def decide(self, n):
         """The first decision of arrival n (0-based)."""
         if self.mode == "honest":
             return "held" if n < self.capacity else "rejected"
+        if self.mode == "false_sold_out":  # half the tickets never offered: "sold out"
+            return "held" if n < self.capacity // 2 else "rejected"
         if self.mode == "oversell" or n >= self.buyers - self.capacity:
             return "held"
         return "rejected"
@@ -369,6 +390,15 @@ class ChecksFailTest(unittest.TestCase):
         self.assertIn("answered confirmed", report["checks"]["no_oversell"]["detail"])
         self.assertEqual(report["final"]["confirmed"], 40)
         self.assertTrue(report["checks"]["all_final"]["pass"])
+
+    def test_sold_out_with_tickets_left_is_caught(self):
+        code, out, report = self.run_against("false_sold_out")
+        self.assertEqual(code, 1, out)
+        self.assertTrue(report["checks"]["no_oversell"]["pass"], report["checks"])
+        self.assertTrue(report["checks"]["fifo"]["pass"], report["checks"])
+        self.assertFalse(report["checks"]["honest_sold_out"]["pass"], report["checks"])
+        self.assertEqual(report["unsold_while_sold_out"], 5)
+        self.assertIn("5 tickets unsold while buyers were told sold_out", out)
 
     def test_unfair_order_is_caught(self):
         code, out, report = self.run_against("unfair")
