@@ -220,7 +220,7 @@ static int apply_environment(struct config *c, unsigned command)
 static bool is_switch(const char *name)
 {
     return strcmp(name, "demo") == 0 || strcmp(name, "challenge") == 0 ||
-           strcmp(name, "demo-public") == 0;
+           strcmp(name, "demo-public") == 0 || strcmp(name, "access-log") == 0;
 }
 
 /*
@@ -472,8 +472,13 @@ static int check_together(struct config *c, unsigned command, const char *comman
 {
     if (check_switch("demo", c->demo, &c->is_demo) != 0 ||
         check_switch("demo-public", c->demo_public, &c->is_demo_public) != 0 ||
-        check_switch("challenge", c->challenge, &c->is_challenge_on) != 0)
+        check_switch("challenge", c->challenge, &c->is_challenge_on) != 0 ||
+        check_switch("access-log", c->access_log, &c->is_access_log) != 0)
         return -1;
+    if (strcmp(c->log_format, "logfmt") != 0 && strcmp(c->log_format, "json") != 0) {
+        fprintf(stderr, "catraca %s: --log-format must be logfmt or json\n", command_name);
+        return -1;
+    }
     struct client_address_trust trust;
     char why[160];
     if (client_address_trust_parse(c->trusted_proxy, &trust, why) != 0) {
@@ -492,6 +497,12 @@ static int check_together(struct config *c, unsigned command, const char *comman
         return -1;
     }
     if (check_cors_origins(c->cors_origin) != 0)
+        return -1;
+    /* Checked here, with the other mistakes of the command line, so that the commands' own
+     * config_split_listen() calls (after the log lines are set up) cannot fail. */
+    char host[64];
+    uint16_t port = 0;
+    if ((command & CMD_LISTENERS) != 0 && config_split_listen(c->listen, host, &port) != 0)
         return -1;
     if (c->is_demo_public && !c->is_demo) {
         fprintf(stderr, "catraca %s: --demo-public only applies with --demo\n", command_name);

@@ -26,6 +26,7 @@ enum config_command {
 #define CMD_LISTENERS (CMD_SERVE | CMD_GATEWAY | CMD_WORKER) /* serve HTTP */
 #define CMD_DECIDERS (CMD_SERVE | CMD_WORKER)                /* run the engine */
 #define CMD_SECRET_READERS (CMD_SERVE | CMD_GATEWAY | CMD_TOKEN)
+#define CMD_LOGGERS (CMD_SERVE | CMD_GATEWAY | CMD_WORKER | CMD_MIGRATE) /* log lines, Sentry */
 
 /* X(field, option, env, default, min, max, commands, help) for integer options. */
 #define CONFIG_INTEGERS(X)                                                                         \
@@ -118,7 +119,17 @@ enum config_command {
     X(trusted_proxy, "trusted-proxy", "CATRACA_TRUSTED_PROXY", "", CMD_API,                        \
       "proxies (IPs, CIDRs, comma-separated) whose X-Forwarded-For --rate-ip believes")            \
     X(payment_url, "payment-url", "CATRACA_PAYMENT_URL", "", CMD_API,                              \
-      "buyer page: pay a hold at this http(s) URL; {id} becomes the purchase id")
+      "buyer page: pay a hold at this http(s) URL; {id} becomes the purchase id")                  \
+    X(log_format, "log-format", "CATRACA_LOG_FORMAT", "logfmt", CMD_LOGGERS,                       \
+      "log lines on stderr: logfmt, json")                                                         \
+    X(access_log, "access-log", "CATRACA_ACCESS_LOG", "off", CMD_LISTENERS,                        \
+      "one log line per HTTP request: on, off")                                                    \
+    X(sentry_dsn, "sentry-dsn", "CATRACA_SENTRY_DSN", "", CMD_LOGGERS,                             \
+      "send errors and crashes to Sentry: http(s)://key@host[:port]/project")                      \
+    X(sentry_environment, "sentry-environment", "CATRACA_SENTRY_ENVIRONMENT", "production",        \
+      CMD_LOGGERS, "Sentry: the environment events are tagged with")                               \
+    X(sentry_spool, "sentry-spool", "CATRACA_SENTRY_SPOOL", "", CMD_LOGGERS,                       \
+      "Sentry: file a crash report is written to, sent at next start (default: in --data)")
 
 /* Where an option's value came from; a higher source overrides a lower one. */
 enum config_source {
@@ -149,6 +160,7 @@ struct config {
     bool is_demo;
     bool is_demo_public;
     bool is_challenge_on;
+    bool is_access_log;
     /* The HS256 secret the command uses (serve and gateway outside demo mode, token): from
      * --jwt-secret or --jwt-secret-file, whichever has the higher source; checked by
      * jwt_secret_weakness(). Empty otherwise (demo mode draws its own). */

@@ -23,6 +23,7 @@
 
 #include "app/service.h"
 #include "core/error.h"
+#include "core/logline.h"
 #include "gateway/metrics.h"
 #include "log/log_redis.h"
 #include "store/lease.h"
@@ -37,7 +38,9 @@ static int require(const char *value, const char *option, const char *command)
 {
     if (value[0] != '\0')
         return 0;
-    fprintf(stderr, "catraca %s: --%s is required\n", command, option);
+    char flag[64];
+    snprintf(flag, sizeof(flag), "--%s is required", option);
+    logline(LOGLINE_ERROR, command, flag, NULL);
     return -1;
 }
 
@@ -47,14 +50,18 @@ static int check_schema(const struct config *config)
     int database_version = 0, binary_version = 0;
     int error = store_pg_schema_version(config->postgres, &database_version, &binary_version);
     if (error != 0) {
-        fprintf(stderr, "catraca: PostgreSQL is not reachable: %s\n", catraca_strerror(error));
+        logline(LOGLINE_ERROR, "main", "PostgreSQL is not reachable", "error",
+                catraca_strerror(error), NULL);
         return 1;
     }
     if (database_version < binary_version) {
-        fprintf(stderr,
-                "catraca: the database schema is at version %d, this binary needs %d: run "
-                "`catraca migrate --postgres ...` first\n",
-                database_version, binary_version);
+        char database_text[16], binary_text[16];
+        snprintf(database_text, sizeof(database_text), "%d", database_version);
+        snprintf(binary_text, sizeof(binary_text), "%d", binary_version);
+        logline(LOGLINE_ERROR, "main",
+                "the database schema is older than this binary: run `catraca migrate --postgres "
+                "...` first",
+                "schema_version", database_text, "binary_version", binary_text, NULL);
         return 1;
     }
     return 0;
@@ -111,7 +118,7 @@ static void on_commit_message(void *context, const uint8_t *message, size_t leng
 static void *commit_listener_main(void *argument)
 {
     struct commit_listener *listener = argument;
-    while (!listener->is_stopping) {
+    while (!__atomic_load_n(&listener->is_stopping, __ATOMIC_ACQUIRE)) {
         if (log_redis_subscribe(listener->config->redis, COMMITS_CHANNEL, on_commit_message,
                                 listener, &listener->is_stopping, SUBSCRIBE_POLL_MS, NULL) != 0)
             usleep(200 * 1000); /* Redis is down: parked requests fall back on their time-outs */
@@ -148,8 +155,8 @@ int gateway_run(const struct config *config)
     uint64_t instance = 0;
     int error = log_redis_unique_number(&options, &instance);
     if (error != 0) {
-        fprintf(stderr, "catraca: gateway needs Redis at start (for its instance tag): %s\n",
-                catraca_strerror(error));
+        logline(LOGLINE_ERROR, "gateway", "Redis is needed at start (for the instance tag)",
+                "error", catraca_strerror(error), NULL);
         return 1;
     }
     api_config.instance_tag = (uint32_t)(instance % 1024);
@@ -165,18 +172,20 @@ int gateway_run(const struct config *config)
     if (http_start(&http_config, &http) != 0)
         return 1;
     api_set_http(api, http);
-    fprintf(stderr, "catraca: gateway listening on %s://%s%s%s:%u (log %s)\n",
-            config->tls_cert[0] ? "https" : "http", strchr(host, ':') ? "[" : "", host,
-            strchr(host, ':') ? "]" : "", http_port(http), config->redis);
+    char message[160], instance_text[16];
+    service_listening_message(config, host, http_port(http), message, sizeof(message));
+    snprintf(instance_text, sizeof(instance_text), "%u", api_config.instance_tag);
+    logline(LOGLINE_INFO, "gateway", message, "log", config->redis, "instance", instance_text,
+            NULL);
     service_wait_for_stop();
-    fprintf(stderr, "catraca: gateway stopping\n");
+    logline(LOGLINE_INFO, "gateway", "stopping", NULL);
     http_quiesce(http);
     api_drain(api);
     http_stop(http);
-    listener.is_stopping = 1;
+    __atomic_store_n(&listener.is_stopping, 1, __ATOMIC_RELEASE); /* read by its thread */
     pthread_join(listener.thread, NULL);
     api_stop(api);
-    fprintf(stderr, "catraca: gateway stopped\n");
+    logline(LOGLINE_INFO, "gateway", "stopped", NULL);
     return 0;
 }
 
@@ -242,11 +251,11 @@ static void wake_on_append(void *context, const char *event)
 static void *waker_main(void *argument)
 {
     struct worker_process *process = argument;
-    while (!process->is_stopping) {
+    while (!__atomic_load_n(&process->is_stopping, __ATOMIC_ACQUIRE)) {
         int error =
             log_redis_wait_appended(process->config->redis, SUBSCRIBE_POLL_MS, wake_on_append,
                                     process, &process->is_stopping, &process->is_subscribed);
-        if (error != 0 && !process->is_stopping)
+        if (error != 0 && !__atomic_load_n(&process->is_stopping, __ATOMIC_ACQUIRE))
             usleep(200 * 1000);
     }
     return NULL;
@@ -259,11 +268,17 @@ static void metric(FILE *out, const char *name, const char *type, const char *he
 }
 
 /* Ready when PostgreSQL (the lease rounds) and Redis (the subscription to appends) answer. */
+/* Ready: PostgreSQL answers the lease keeper, and Redis both delivers appends (the
+ * subscription) and answers reads (the worker's last discovery round). /readyz and
+ * catraca_ready both ask this. */
 static bool worker_is_ready(struct worker_process *process)
 {
     struct lease_stats l;
+    struct worker_stats w;
     lease_stats(process->lease, &l);
-    return l.is_connected && process->is_subscribed;
+    worker_stats(process->worker, &w);
+    bool is_subscribed = __atomic_load_n(&process->is_subscribed, __ATOMIC_ACQUIRE) != 0;
+    return l.is_connected && is_subscribed && w.is_log_reachable;
 }
 
 static char *worker_metrics(struct worker_process *process, size_t *length)
@@ -392,7 +407,8 @@ int worker_run(const struct config *config)
     struct worker_process process = {.config = config};
     int error = start_worker_parts(&process, worker_id);
     if (error != 0) {
-        fprintf(stderr, "catraca: worker start failed: %s\n", catraca_strerror(error));
+        logline(LOGLINE_ERROR, "worker", "the worker could not start", "error",
+                catraca_strerror(error), NULL);
         return 1;
     }
     struct http_config http_config;
@@ -400,18 +416,21 @@ int worker_run(const struct config *config)
     service_http_config(config, host, port, worker_http, &process, &http_config);
     if (http_start(&http_config, &http) != 0)
         return 1;
-    fprintf(stderr, "catraca: worker %s deciding (metrics on http://%s:%u, lease %lld ms)\n",
-            worker_id, host, http_port(http), (long long)config->lease_ms);
+    char message[160], lease_text[24];
+    snprintf(message, sizeof(message), "deciding; metrics on http://%s%s%s:%u",
+             strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", http_port(http));
+    snprintf(lease_text, sizeof(lease_text), "%lld", (long long)config->lease_ms);
+    logline(LOGLINE_INFO, "worker", message, "worker", worker_id, "lease_ms", lease_text, NULL);
     service_wait_for_stop();
-    fprintf(stderr, "catraca: worker %s stopping\n", worker_id);
+    logline(LOGLINE_INFO, "worker", "stopping", "worker", worker_id, NULL);
     http_stop(http);
-    process.is_stopping = 1;
+    __atomic_store_n(&process.is_stopping, 1, __ATOMIC_RELEASE); /* read by the waker */
     pthread_join(process.waker, NULL);
     worker_stop(process.worker); /* finishes the commit in flight */
     lease_stop(process.lease);   /* then gives the partitions back at once */
     process.publisher.ops->close(process.publisher.context);
     free(process.message);
-    fprintf(stderr, "catraca: worker %s stopped\n", worker_id);
+    logline(LOGLINE_INFO, "worker", "stopped", "worker", worker_id, NULL);
     return 0;
 }
 
@@ -423,7 +442,7 @@ int migrate_run(const struct config *config)
         return 2;
     int error = store_pg_migrate(config->postgres, stdout);
     if (error != 0) {
-        fprintf(stderr, "catraca migrate: failed: %s\n", catraca_strerror(error));
+        logline(LOGLINE_ERROR, "migrate", "failed", "error", catraca_strerror(error), NULL);
         return 1;
     }
     return 0;

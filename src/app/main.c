@@ -15,9 +15,11 @@
 
 #include "app/audit.h"
 #include "app/config.h"
+#include "app/sentry.h"
 #include "app/service.h"
 #include "app/token.h"
 #include "core/error.h"
+#include "core/logline.h"
 #include "gateway/api.h"
 #include "gateway/http.h"
 #include "log/log_sqlite.h"
@@ -85,8 +87,8 @@ static void usage(FILE *out)
                  "bound\n");
 }
 
-/* The JWT secret: the configured one (checked by config_parse), or in demo mode a random one
- * printed once. */
+/* The JWT secret: the configured one (checked by config_parse), or in demo mode a random one,
+ * never shown (secrets are never logged; the demo hands out tokens itself). */
 int service_choose_secret(const struct config *config, uint8_t *secret, size_t *length)
 {
     if (!config->is_demo) {
@@ -104,19 +106,19 @@ int service_choose_secret(const struct config *config, uint8_t *secret, size_t *
         secret[2 * i + 1] = (uint8_t)hex[random[i] & 15];
     }
     *length = 2 * sizeof(random);
-    fprintf(stderr, "catraca: demo mode, random JWT secret for this run: %.*s\n", (int)*length,
-            (const char *)secret);
+    logline(LOGLINE_INFO, "main",
+            "demo mode: tokens are signed with a random secret for this run (POST /v1/demo/token)",
+            NULL);
     return 0;
 }
 
 void service_warn_public_demo(const struct config *config)
 {
     if (config->is_demo_public)
-        fprintf(stderr,
-                "catraca: WARNING: demo mode on %s, a non-loopback address "
-                "(--demo-public): anyone who reaches it can mint admin tokens and "
-                "change every event\n",
-                config->listen);
+        logline(LOGLINE_WARN, "main",
+                "demo mode on a non-loopback address (--demo-public): anyone who reaches it can "
+                "mint admin tokens and change every event",
+                "listen", config->listen, NULL);
 }
 
 void sqlite_paths_of(const char *data, struct sqlite_paths *out)
@@ -180,8 +182,8 @@ static int serve(const struct config *config)
         service_choose_secret(config, secret, &secret_length) != 0)
         return 2;
     if (mkdir(config->data, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "catraca: cannot create data directory %s: %s\n", config->data,
-                strerror(errno));
+        logline(LOGLINE_ERROR, "main", "cannot create the data directory", "path", config->data,
+                "error", strerror(errno), NULL);
         return 1;
     }
     sqlite_paths_of(config->data, &paths);
@@ -205,7 +207,8 @@ static int serve(const struct config *config)
         return 1;
     int error = start_worker(config, &paths, api, &worker);
     if (error != 0) {
-        fprintf(stderr, "catraca: worker start failed: %s\n", catraca_strerror(error));
+        logline(LOGLINE_ERROR, "main", "the worker could not start", "error",
+                catraca_strerror(error), NULL);
         return 1;
     }
     api_set_worker(api, worker);
@@ -214,12 +217,13 @@ static int serve(const struct config *config)
     if (http_start(&http_config, &http) != 0)
         return 1;
     api_set_http(api, http);
-    fprintf(stderr, "catraca: listening on %s://%s%s%s:%u (data %s%s)\n",
-            config->tls_cert[0] ? "https" : "http", strchr(host, ':') ? "[" : "", host,
-            strchr(host, ':') ? "]" : "", http_port(http), paths.log,
-            config->is_demo ? ", demo on" : "");
+    char message[160];
+    service_listening_message(config, host, http_port(http), message, sizeof(message));
+    logline(LOGLINE_INFO, "main", message, "data", paths.log, "demo",
+            config->is_demo ? "on" : "off", "version", CATRACA_VERSION, NULL);
     service_wait_for_stop();
-    fprintf(stderr, "catraca: stopping: no new connections, finishing what is in flight\n");
+    logline(LOGLINE_INFO, "main", "stopping: no new connections, finishing what is in flight",
+            NULL);
     http_quiesce(http); /* no new connections */
     api_drain(api);     /* answer what is queued and parked, refuse the rest */
     http_stop(http);
@@ -228,7 +232,7 @@ static int serve(const struct config *config)
     api_set_worker(api, NULL);
     worker_stop(worker); /* finishes the commit in flight */
     api_stop(api);
-    fprintf(stderr, "catraca: stopped\n");
+    logline(LOGLINE_INFO, "main", "stopped", NULL);
     return 0;
 }
 
@@ -280,6 +284,15 @@ void service_worker_config(const struct config *config,
     };
 }
 
+/* "listening on http://127.0.0.1:8080": tests and people find the port in it. */
+void service_listening_message(const struct config *config, const char *host, uint16_t port,
+                               char *out, size_t size)
+{
+    bool is_ipv6 = strchr(host, ':') != NULL;
+    snprintf(out, size, "listening on %s://%s%s%s:%u", config->tls_cert[0] ? "https" : "http",
+             is_ipv6 ? "[" : "", host, is_ipv6 ? "]" : "", port);
+}
+
 void service_http_config(const struct config *config, const char *host, uint16_t port,
                          http_handler handler, void *context, struct http_config *out)
 {
@@ -299,7 +312,63 @@ void service_http_config(const struct config *config, const char *host, uint16_t
         .deferred_max = (uint32_t)(config->waiters_max + config->queue_max),
         .handler = handler,
         .handler_context = context,
+        .is_access_log = config->is_access_log,
     };
+}
+
+void service_sentry_spool_path(const struct config *config, const char *command, char *out,
+                               size_t size);
+
+/* Log lines in the configured format (and errors to Sentry), then the command itself. */
+static int run_service(const struct config *config, const char *command,
+                       int (*run)(const struct config *config))
+{
+    enum logline_format format = LOGLINE_LOGFMT;
+    logline_format_parse(config->log_format, &format); /* checked by config_parse */
+    logline_configure(format, 2);
+    struct sentry *sentry = NULL;
+    if (config->sentry_dsn[0] != '\0') {
+        char host[128] = "catraca", release[64], spool[512];
+        gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        snprintf(release, sizeof(release), "catraca@%s", CATRACA_VERSION);
+        service_sentry_spool_path(config, command, spool, sizeof(spool));
+        struct sentry_config sentry_config = {.dsn = config->sentry_dsn,
+                                              .environment = config->sentry_environment,
+                                              .release = release,
+                                              .server_name = host,
+                                              .spool_path = spool,
+                                              .is_json_log = format == LOGLINE_JSON};
+        if (sentry_start(&sentry_config, &sentry) != 0)
+            return 2;
+    }
+    int code = run(config);
+    sentry_stop(sentry);
+    return code;
+}
+
+/*
+ * Where a crash report waits for the next start: --sentry-spool, else in the
+ * data directory (serve), else /var/tmp, one file per command and listen
+ * address (so two instances on one machine never share one).
+ */
+void service_sentry_spool_path(const struct config *config, const char *command, char *out,
+                               size_t size)
+{
+    if (config->sentry_spool[0] != '\0') {
+        snprintf(out, size, "%s", config->sentry_spool);
+        return;
+    }
+    if (strcmp(command, "serve") == 0) {
+        snprintf(out, size, "%s/sentry-crash.envelope", config->data);
+        return;
+    }
+    char listen[sizeof(config->listen)];
+    memcpy(listen, config->listen, sizeof(listen));
+    for (char *c = listen; *c != '\0'; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') || *c == '.'))
+            *c = '_';
+    snprintf(out, size, "/var/tmp/catraca-%s-%s.sentry-envelope", command, listen);
 }
 
 int main(int argc, char **argv)
@@ -332,7 +401,7 @@ int main(int argc, char **argv)
         int result = config_parse(&config, argc, argv, 2, commands[i].bit, commands[i].name);
         if (result != 0)
             return result > 0 ? 0 : 2;
-        return commands[i].run(&config);
+        return run_service(&config, commands[i].name, commands[i].run);
     }
     fprintf(stderr, "catraca: unknown command \"%s\"\n", argv[1]);
     usage(stderr);

@@ -15,10 +15,10 @@
 #include "gateway/http.h"
 #include "worker/worker.h"
 
-/* The configured JWT secret, or in demo mode a random one printed once; secret holds
+/* The configured JWT secret, or in demo mode a random one never shown; secret holds
  * JWT_SECRET_MAX bytes. */
 int service_choose_secret(const struct config *config, uint8_t *secret, size_t *length);
-/* With --demo-public: the warning at start, on stderr. */
+/* With --demo-public: the warning at start, a log line. */
 void service_warn_public_demo(const struct config *config);
 void service_api_config(const struct config *config, const struct api_backend *backend,
                         const uint8_t *secret, size_t secret_length, struct api_config *out);
@@ -33,6 +33,9 @@ void service_worker_config(const struct config *config,
  * afterwards, and ignores SIGPIPE: call before starting any thread.
  */
 void service_block_stop_signals(void);
+/* "listening on <scheme>://<host>:<port>", the start line's message. */
+void service_listening_message(const struct config *config, const char *host, uint16_t port,
+                               char *out, size_t size);
 /* Returns once SIGTERM or SIGINT arrived (service_block_stop_signals first). */
 void service_wait_for_stop(void);
 

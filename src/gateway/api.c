@@ -15,9 +15,12 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/logline.h"
 #include "gateway/api_internal.h"
 
 #define DRAIN_APPEND_WAIT_MS 10000
+/* How soon an idle appender notices its log went or came back (/readyz, reconnects). */
+#define APPEND_PROBE_INTERVAL_MS 250
 
 static _Thread_local struct thread_handles *my_handles;
 
@@ -143,7 +146,8 @@ int api_start(const struct api_config *config, struct api **out)
                                        .after_append = wake_worker,
                                        .after_append_context = api,
                                        .before_answers = hold_wakeups,
-                                       .after_answers = flush_wakeups};
+                                       .after_answers = flush_wakeups,
+                                       .probe_interval_ms = APPEND_PROBE_INTERVAL_MS};
     if (appender.threads < 1 || appender.threads > APPENDER_THREADS_MAX)
         return CATRACA_E_INVALID;
     int error = waiters_init(&api->waiters, config->waiters_max);
@@ -175,7 +179,8 @@ int api_start(const struct api_config *config, struct api **out)
     if (error == 0)
         error = api_console_start(api);
     if (error != 0) {
-        fprintf(stderr, "catraca: api start failed: %s\n", catraca_strerror(error));
+        logline(LOGLINE_ERROR, "api", "the API could not start", "error", catraca_strerror(error),
+                NULL);
         return error; /* the process exits; nothing to unwind for a long-lived service */
     }
     *out = api;
@@ -199,10 +204,9 @@ void api_drain(struct api *api)
     /* Checks in flight go on to the appender (or are answered) before it drains. */
     if (api->limits_batch != NULL &&
         limits_batch_drain(api->limits_batch, DRAIN_APPEND_WAIT_MS) != 0)
-        fprintf(stderr, "level=warn component=api msg=\"shared limit checks still pending "
-                        "after 10 s\"\n");
+        logline(LOGLINE_WARN, "api", "shared limit checks still pending after 10 s", NULL);
     if (appender_drain(api->appender, DRAIN_APPEND_WAIT_MS) != 0)
-        fprintf(stderr, "level=warn component=api msg=\"log appends still pending after 10 s\"\n");
+        logline(LOGLINE_WARN, "api", "log appends still pending after 10 s", NULL);
     pthread_mutex_lock(&api->queue_mutex);
     api->drain_started_ms = clock_wall_ms();
     pthread_cond_signal(&api->queue_wake);

@@ -9,6 +9,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/logline.h"
 #include "gateway/api_internal.h"
 
 #define EVENTS_PAGE_MAX 4096
@@ -35,9 +36,8 @@ void api_events_answer(struct api *api, struct pending *p)
     bool is_created =
         p->command_type == ENGINE_COMMAND_CREATE_EVENT && a->result == ENGINE_RESULT_OK;
     if (a->result == ENGINE_RESULT_OK)
-        fprintf(stderr, "level=info component=api event=%s by=%s msg=\"%s\" state=%s\n", p->event,
-                p->customer, is_created ? "event created" : "sale state changed",
-                engine_state_name(event.state));
+        logline(LOGLINE_INFO, "api", is_created ? "event created" : "sale state changed", "event",
+                p->event, "by", p->customer, "state", engine_state_name(event.state), NULL);
     api_pending_finish_cjson(p, is_created ? 201 : 200, api_json_event(&event, 0), NULL);
 }
 

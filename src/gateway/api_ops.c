@@ -47,8 +47,13 @@ void api_ops_demo_token(struct route_context *c)
     api_reply_cjson(c, 200, json, NULL);
 }
 
-/* Ready when the store and the log both answer a read. /readyz and /metrics' catraca_ready
- * both ask this, so an alert on the gauge means what a load balancer's check means. */
+/*
+ * Ready when the store and the log both answer a read on this thread's handles AND every
+ * appender connection reached the log at its last append or probe (a quarter of a second ago at
+ * most): a purchase sent after a 200 finds its append connection alive, not one that died with a
+ * Redis restart. /readyz and /metrics' catraca_ready both ask this, so an alert on the gauge
+ * means what a load balancer's check means.
+ */
 static bool is_ready(struct api *api)
 {
     struct thread_handles *h = api_handles_of(api);
@@ -58,7 +63,7 @@ static bool is_ready(struct api *api)
     struct log_seq seq;
     if (error == CATRACA_E_NOTFOUND)
         error = h->log.ops->last_seq(h->log.context, "-", &seq);
-    return error == 0;
+    return error == 0 && appender_is_healthy(api->appender);
 }
 
 void api_ops_readyz(struct route_context *c)

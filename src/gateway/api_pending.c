@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "core/codec.h"
 #include "core/error.h"
+#include "core/logline.h"
 #include "gateway/api_internal.h"
 
 #define ANSWER_TIMEOUT_MS 30000 /* a decision not committed by then: 503, retry with GET */
@@ -423,7 +424,9 @@ void *api_pending_responder_main(void *argument)
         bool is_stopping = api->is_stopping && p == NULL;
         pthread_mutex_unlock(&api->queue_mutex);
         if (p != NULL) {
+            logline_set_request_id(http_request_id(p->request)); /* on the lines it causes */
             pending_process(api, p);
+            logline_set_request_id(NULL);
             if (drain_started_ms != 0 && p->wait_ms > 0 && p->deadline_ms > 1 && !p->is_done) {
                 /* parked while draining: answer it with the rest */
                 api->is_rekeyed = false;
@@ -434,7 +437,9 @@ void *api_pending_responder_main(void *argument)
                (api->heap[0]->deadline_ms <= clock_wall_ms() || is_stopping)) {
             struct pending *due = api->heap[0];
             atomic_fetch_add(&due->references, 1);
+            logline_set_request_id(http_request_id(due->request));
             pending_expire(api, due);
+            logline_set_request_id(NULL);
             deadline_disarm(api, due); /* no-op when api_pending_finish disarmed it */
             api_pending_release(due);
         }

@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/codec.h"
 #include "core/error.h"
+#include "core/logline.h"
 #include "gateway/api_internal.h"
 
 #define STREAM_TIMEOUT_MS 600000 /* an SSE stream lasts at most this long */
@@ -19,9 +20,34 @@
 /* ---- answers (appender and responder threads) -------------------------------------------- */
 
 /* 202 with the queued purchase, 200 with the first one for a repeated Idempotency-Key, or 422. */
+/*
+ * A purchase the log did not take: buyers are being turned away, an error (and
+ * so a Sentry event). Logged at most once a second, with the number refused
+ * since, so that an outage floods neither the log nor Sentry; the line carries
+ * the request id of the refusal that wrote it.
+ */
+static void log_refused(const struct pending *p)
+{
+    static atomic_int_fast64_t last_logged_ms = -1000000;
+    static atomic_uint_fast64_t refused;
+    atomic_fetch_add(&refused, 1);
+    int64_t now_ms = clock_monotonic_ms(), last_ms = atomic_load(&last_logged_ms);
+    if (now_ms - last_ms < 1000 ||
+        !atomic_compare_exchange_strong(&last_logged_ms, &last_ms, now_ms))
+        return;
+    char count[24], previous[LOGLINE_REQUEST_ID_MAX + 1];
+    snprintf(count, sizeof(count), "%llu", (unsigned long long)atomic_exchange(&refused, 0));
+    snprintf(previous, sizeof(previous), "%s", logline_request_id());
+    logline_set_request_id(http_request_id(p->request));
+    logline(LOGLINE_ERROR, "api", "purchases refused (503): the log did not take them", "event",
+            p->event, "refused", count, "error", catraca_strerror(p->append_error), NULL);
+    logline_set_request_id(previous);
+}
+
 void api_purchases_answer_appended(struct api *api, struct pending *p)
 {
     if (p->append_error != 0) {
+        log_refused(p);
         api_pending_finish_error(p, 503, "unavailable",
                                  "the log is unavailable; nothing was accepted");
         return;

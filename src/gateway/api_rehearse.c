@@ -26,6 +26,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/logline.h"
 #include "gateway/api_internal.h"
 
 #define REHEARSAL_BUYERS_MAX 20000
@@ -67,8 +68,10 @@ static void record_exit_locked(struct rehearsal *r, int wait_status)
     r->exit_code = WIFEXITED(wait_status)     ? WEXITSTATUS(wait_status)
                    : WIFSIGNALED(wait_status) ? 128 + WTERMSIG(wait_status)
                                               : -1;
-    fprintf(stderr, "level=info component=rehearse event=%s msg=\"rehearsal ended\" exit=%d\n",
-            r->event, r->exit_code);
+    char exit_text[16];
+    snprintf(exit_text, sizeof(exit_text), "%d", r->exit_code);
+    logline(LOGLINE_INFO, "rehearse", "rehearsal ended", "event", r->event, "exit", exit_text,
+            NULL);
 }
 
 void api_rehearse_reap(struct api *api, int64_t now_ms)
@@ -295,10 +298,12 @@ void api_rehearse_start(struct route_context *c)
         r->started_ms = clock_wall_ms();
         r->has_exit_code = false;
         snprintf(r->event, sizeof(r->event), "%s", event);
-        fprintf(stderr,
-                "level=info component=rehearse event=%s by=%s msg=\"rehearsal started\" "
-                "buyers=%u rate=%u pid=%d\n",
-                event, c->claims.subject, buyers, rate, (int)pid);
+        char buyers_text[16], rate_text[16], pid_text[16];
+        snprintf(buyers_text, sizeof(buyers_text), "%u", buyers);
+        snprintf(rate_text, sizeof(rate_text), "%u", rate);
+        snprintf(pid_text, sizeof(pid_text), "%d", (int)pid);
+        logline(LOGLINE_INFO, "rehearse", "rehearsal started", "event", event, "by",
+                c->claims.subject, "buyers", buyers_text, "rate", rate_text, "pid", pid_text, NULL);
     }
     pthread_mutex_unlock(&r->mutex);
     if (pid <= 0) {

@@ -2,6 +2,7 @@
 #include "gateway/appender.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,8 @@ struct appender_thread {
     struct catraca_log log;
     pthread_t thread;
     bool is_started;
-    struct slot *taken; /* batch_max */
+    atomic_bool is_healthy; /* the last append or probe reached the log */
+    struct slot *taken;     /* batch_max */
     struct log_append_item *items;
 };
 
@@ -109,12 +111,52 @@ static uint64_t elapsed_us(const struct timespec *start)
                       (end.tv_nsec - start->tv_nsec) / 1000);
 }
 
-/* Takes up to batch_max requests off the ring; returns how many (0 only when stopping). */
-static uint32_t take_batch(struct appender *a, struct slot *out)
+/* An append's or a probe's outcome: only "no answer" makes a thread unhealthy. */
+static void note_health(struct appender_thread *t, int error)
 {
+    atomic_store(&t->is_healthy, error != CATRACA_E_UNAVAILABLE && error != CATRACA_E_IO);
+}
+
+/* An idle thread's question to its log (it also reconnects a connection the server closed). */
+static void probe(struct appender_thread *t)
+{
+    struct log_seq seq;
+    note_health(t, t->log.ops->last_seq(t->log.context, "-", &seq));
+}
+
+static void deadline_after_ms(struct timespec *deadline, uint32_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, deadline);
+    deadline->tv_sec += ms / 1000;
+    deadline->tv_nsec += (long)(ms % 1000) * 1000000;
+    if (deadline->tv_nsec >= 1000000000) {
+        deadline->tv_sec++;
+        deadline->tv_nsec -= 1000000000;
+    }
+}
+
+/*
+ * Takes up to batch_max requests off the ring; returns how many (0 only when
+ * stopping). Idle for probe_interval_ms, the thread probes its log meanwhile.
+ */
+static uint32_t take_batch(struct appender_thread *t, struct slot *out)
+{
+    struct appender *a = t->appender;
     pthread_mutex_lock(&a->mutex);
-    while (a->count == 0 && !a->is_stopping)
-        pthread_cond_wait(&a->not_empty, &a->mutex);
+    while (a->count == 0 && !a->is_stopping) {
+        if (a->config.probe_interval_ms == 0) {
+            pthread_cond_wait(&a->not_empty, &a->mutex);
+            continue;
+        }
+        struct timespec deadline;
+        deadline_after_ms(&deadline, a->config.probe_interval_ms);
+        if (pthread_cond_timedwait(&a->not_empty, &a->mutex, &deadline) == 0 || a->count > 0 ||
+            a->is_stopping)
+            continue;
+        pthread_mutex_unlock(&a->mutex); /* the probe waits for the log: not under the lock */
+        probe(t);
+        pthread_mutex_lock(&a->mutex);
+    }
     uint32_t taken = a->count < a->config.batch_max ? a->count : a->config.batch_max;
     for (uint32_t i = 0; i < taken; i++) {
         const struct slot *slot = &a->ring[(a->head + i) % a->config.queue_max];
@@ -150,6 +192,7 @@ static void append_batch(struct appender_thread *t, uint32_t count)
     clock_gettime(CLOCK_MONOTONIC, &start);
     int error = t->log.ops->append(t->log.context, t->items, count);
     uint64_t latency_us = elapsed_us(&start);
+    note_health(t, error);
     pthread_mutex_lock(&a->mutex);
     a->stats.batches++;
     if (error == 0)
@@ -179,7 +222,7 @@ static void *appender_main(void *argument)
     struct appender_thread *t = argument;
     struct appender *a = t->appender;
     for (;;) {
-        uint32_t count = take_batch(a, t->taken);
+        uint32_t count = take_batch(t, t->taken);
         if (count == 0)
             break;
         append_batch(t, count);
@@ -234,6 +277,7 @@ int appender_start(const struct appender_config *config, struct appender **out)
         struct appender_thread *t = &a->threads[i];
         t->appender = a;
         t->log = config->logs[i];
+        atomic_init(&t->is_healthy, true);
         t->taken = calloc(config->batch_max, sizeof(*t->taken));
         t->items = calloc(config->batch_max, sizeof(*t->items));
         is_ok = is_ok && t->taken != NULL && t->items != NULL;
@@ -260,13 +304,7 @@ void appender_stop(struct appender *a)
 int appender_drain(struct appender *a, uint32_t timeout_ms)
 {
     struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
+    deadline_after_ms(&deadline, timeout_ms);
     pthread_mutex_lock(&a->mutex);
     a->is_refusing = true;
     int error = 0;
@@ -283,4 +321,12 @@ void appender_stats(struct appender *a, struct appender_stats *out)
     *out = a->stats;
     out->pending = a->count;
     pthread_mutex_unlock(&a->mutex);
+}
+
+bool appender_is_healthy(struct appender *a)
+{
+    for (uint32_t i = 0; i < a->config.threads; i++)
+        if (!atomic_load(&a->threads[i].is_healthy))
+            return false;
+    return true;
 }

@@ -16,10 +16,17 @@
  *
  * Bounds: the queue holds queue_max requests; beyond it appender_submit()
  * returns CATRACA_E_FULL at once (the caller answers 503, nothing accepted).
+ *
+ * Health: a thread idle for probe_interval_ms asks its log a cheap question
+ * (last_seq of the event "-", which never exists), so that a log that went
+ * away is noticed without traffic, and a log that came back is reconnected
+ * to before the next request needs it. appender_is_healthy() says whether
+ * every thread's last append or probe succeeded: /readyz reports it.
  */
 #ifndef CATRACA_GATEWAY_APPENDER_H
 #define CATRACA_GATEWAY_APPENDER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,6 +78,7 @@ struct appender_config {
      * NULL: none), e.g. to wake each HTTP loop once per batch instead of once per answer. */
     void (*before_answers)(void *context);
     void (*after_answers)(void *context);
+    uint32_t probe_interval_ms; /* 0: never probe (then health follows the appends only) */
 };
 
 struct appender;
@@ -86,5 +94,7 @@ int appender_drain(struct appender *appender, uint32_t timeout_ms);
 /* Appends what is queued, answers it, stops the thread, closes the log, frees. */
 void appender_stop(struct appender *appender);
 void appender_stats(struct appender *appender, struct appender_stats *out);
+/* True when every thread's last append or probe reached the log. Any thread. */
+bool appender_is_healthy(struct appender *appender);
 
 #endif

@@ -35,11 +35,13 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/logline.h"
 #include "gateway/api_json.h"
 
 #define LOOPS_MAX 64
@@ -54,6 +56,9 @@
 #define EVENTS_PER_WAIT 256
 #define WAIT_MS_MAX 1000
 #define STOP_GRACE_MS 3000
+#define ACCESS_PATH_MAX 256 /* bytes of a path an access log line shows */
+
+static_assert(HTTP_REQUEST_ID_MAX == LOGLINE_REQUEST_ID_MAX, "a request id fits a log line whole");
 
 /* ---- deadlines ----------------------------------------------------------------------------- */
 
@@ -170,7 +175,11 @@ struct http_request {
     void (*abandon_hook)(void *context); /* under loop->mutex */
     void *abandon_context;
     char client_ip[INET6_ADDRSTRLEN];
-    /* under loop->mutex */
+    char request_id[HTTP_REQUEST_ID_MAX + 1]; /* set once the headers are read; then constant */
+    int64_t started_us;                       /* the request's first byte (monotonic) */
+    /* under loop->mutex once parked */
+    int status;              /* of the answer, for the access log; 0: none yet */
+    uint64_t bytes_answered; /* body bytes (or event bytes of a stream) */
     bool is_completed, is_gone, is_queued, is_stream, is_stream_ended, is_stream_end_sent;
     bool is_response_closing; /* the completed response ends the connection */
     char *response;
@@ -227,6 +236,7 @@ static struct http_request *request_new(struct connection *c)
     r->connection = c;
     atomic_init(&r->references, 1);
     r->head_size = head_size;
+    r->started_us = clock_monotonic_us();
     memcpy(r->client_ip, c->client_ip, sizeof(r->client_ip));
     return r;
 }
@@ -250,6 +260,64 @@ void http_retain(struct http_request *r)
 void http_release(struct http_request *r)
 {
     request_release(r);
+}
+
+/* ---- request ids --------------------------------------------------------------------------- */
+
+/*
+ * A request id sent by the client (X-Request-Id) is kept when it is sane:
+ * 1 to HTTP_REQUEST_ID_MAX bytes of [A-Za-z0-9._:-], so that it can be echoed in
+ * a header and written in a log line as it is, and cannot pass for another
+ * field. Otherwise one is made: 32 lowercase hex digits (128 bits, the shape of
+ * a W3C trace id) from a per-thread generator seeded by getrandom(2).
+ */
+bool http_request_id_is_sane(const char *id)
+{
+    size_t length = 0;
+    for (; id[length] != '\0'; length++) {
+        char c = id[length];
+        bool is_safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       c == '.' || c == '_' || c == ':' || c == '-';
+        if (!is_safe || length == HTTP_REQUEST_ID_MAX)
+            return false;
+    }
+    return length > 0;
+}
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void http_request_id_make(char out[HTTP_REQUEST_ID_MAX + 1])
+{
+    static _Thread_local uint64_t state;
+    static _Thread_local bool is_seeded;
+    if (!is_seeded) {
+        if (getrandom(&state, sizeof(state), 0) != sizeof(state))
+            state = (uint64_t)clock_monotonic_us() ^ (uint64_t)(uintptr_t)&state;
+        is_seeded = true;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (int half = 0; half < 2; half++) {
+        uint64_t bits = splitmix64(&state);
+        for (int i = 0; i < 16; i++)
+            out[half * 16 + i] = hex[(bits >> (4 * i)) & 15];
+    }
+    out[32] = '\0';
+}
+
+/* The client's X-Request-Id when sane, else a new one. */
+static void request_id_choose(struct http_request *r)
+{
+    const char *sent = http_header(r, "X-Request-Id");
+    if (sent != NULL && http_request_id_is_sane(sent))
+        snprintf(r->request_id, sizeof(r->request_id), "%s", sent);
+    else
+        http_request_id_make(r->request_id);
 }
 
 /* ---- response text ------------------------------------------------------------------------- */
@@ -380,7 +448,9 @@ static char *response_format(const struct http_request *r, int status, const cha
         extra += strlen(headers[i]) + strlen(headers[i + 1]) + 4;
     if (status == 204) /* RFC 9110 15.3.5: no content, and no Content-Length */
         length = 0;
-    size_t capacity = 256 + extra + (content_type ? strlen(content_type) : 0) + length +
+    /* 16: "X-Request-Id: " and its CRLF. */
+    size_t capacity = 256 + HTTP_REQUEST_ID_MAX + 16 + extra +
+                      (content_type ? strlen(content_type) : 0) + length +
                       (r->is_cors_configured ? sizeof(CORS_HEADERS) : 0) +
                       (r->cors_origin ? strlen(r->cors_origin) : 0);
     char *text = malloc(capacity);
@@ -402,6 +472,11 @@ static char *response_format(const struct http_request *r, int status, const cha
     if (content_type != NULL) {
         put(&at, "Content-Type: ", 14);
         put_text(&at, content_type);
+        put(&at, "\r\n", 2);
+    }
+    if (r->request_id[0] != '\0') {
+        put(&at, "X-Request-Id: ", 14);
+        put_text(&at, r->request_id);
         put(&at, "\r\n", 2);
     }
     for (size_t i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL; i += 2) {
@@ -555,6 +630,31 @@ static void request_unpark(struct http_request *r)
     atomic_fetch_sub(&r->loop->server->deferred, 1);
 }
 
+/*
+ * --access-log: one line per answered request (or one the client left before
+ * its answer: status 499, as nginx writes it). The path is shown without its
+ * query string, which may carry what is nobody's business, and cut at
+ * ACCESS_PATH_MAX bytes; never a header (tokens travel in Authorization).
+ */
+static void access_log(const struct http_request *r, int status, uint64_t bytes)
+{
+    char path[ACCESS_PATH_MAX + 1] = "-", status_text[8], bytes_text[24], duration_text[24];
+    if (r->path != NULL && r->path[0] != '\0')
+        snprintf(path, sizeof(path), "%.*s", (int)strcspn(r->path, "?"), r->path);
+    snprintf(status_text, sizeof(status_text), "%d", status);
+    snprintf(bytes_text, sizeof(bytes_text), "%llu", (unsigned long long)bytes);
+    int64_t duration_us = clock_monotonic_us() - r->started_us;
+    snprintf(duration_text, sizeof(duration_text), "%lld.%03lld", (long long)(duration_us / 1000),
+             (long long)(duration_us % 1000));
+    char previous[LOGLINE_REQUEST_ID_MAX + 1];
+    snprintf(previous, sizeof(previous), "%s", logline_request_id());
+    logline_set_request_id(r->request_id);
+    logline(LOGLINE_INFO, "access", "request", "method", r->method ? r->method : "-", "path", path,
+            "status", status_text, "bytes", bytes_text, "duration_ms", duration_text, "client",
+            r->client_ip, NULL);
+    logline_set_request_id(previous);
+}
+
 /* The connection lets go of its request: later completions of it are no-ops. */
 static void conn_detach_request(struct connection *c, bool is_abandoned)
 {
@@ -564,12 +664,16 @@ static void conn_detach_request(struct connection *c, bool is_abandoned)
     c->request = NULL;
     struct loop *loop = c->loop;
     pthread_mutex_lock(&loop->mutex);
+    int status = r->status != 0 ? r->status : is_abandoned && r->is_answered ? 499 : 0;
+    uint64_t bytes = r->bytes_answered;
     bool was_waiting = r->is_answered && !r->is_completed && !r->is_stream_end_sent;
     void (*hook)(void *) = is_abandoned && was_waiting ? r->abandon_hook : NULL;
     r->abandon_hook = NULL; /* disarmed: its context now belongs to this thread's call */
     r->is_gone = true;
     pthread_mutex_unlock(&loop->mutex);
     r->connection = NULL;
+    if (status != 0 && loop->server->config.is_access_log)
+        access_log(r, status, bytes);
     request_unpark(r);
     if (hook != NULL)
         hook(r->abandon_context);
@@ -617,6 +721,22 @@ static void conn_refuse(struct connection *c, int status, const char *message)
                                        : "invalid_request";
     char *json = api_json_error(code, message);
     struct http_request probe = {.is_keep_alive = false};
+    /* A request that got this far has an id, or gets one now: the client and the log can
+     * name even a refused request. */
+    if (c->request != NULL && c->request->request_id[0] == '\0') {
+        /* Refused before the headers were complete: what arrived of them is terminated in
+         * place (the arena keeps room for one more NUL) and may hold the client's id. */
+        struct http_request *r = c->request;
+        r->head[r->head_used] = '\0';
+        request_id_choose(r);
+    }
+    if (c->request != NULL) {
+        memcpy(probe.request_id, c->request->request_id, sizeof(probe.request_id));
+        c->request->status = status;
+        c->request->bytes_answered = json ? strlen(json) : 0;
+    } else {
+        http_request_id_make(probe.request_id);
+    }
     size_t length = 0;
     char *text = json ? response_format(&probe, status, "application/json", json, strlen(json),
                                         NULL, true, &length)
@@ -808,6 +928,7 @@ static int on_headers_complete(http_parser *p)
     head_end_part(r);
     if (c->part == PART_URL)
         r->path = r->head;
+    request_id_choose(r);
     r->method = http_method_str((enum http_method)p->method);
     r->is_head = p->method == HTTP_HEAD;
     r->is_http10 = p->http_minor == 0;
@@ -904,9 +1025,11 @@ static void conn_dispatch(struct connection *c)
     c->phase = PHASE_HANDLING;
     c->is_response_complete = false;
     r->is_keep_alive = http_should_keep_alive(&c->parser) != 0;
+    logline_set_request_id(r->request_id); /* on every line the handler writes */
     s->config.handler(s->config.handler_context, r);
     if (!r->is_answered)
         http_respond_internal_error(r);
+    logline_set_request_id(NULL);
 }
 
 /* Parses bytes; anything after a complete request waits in c->leftover. */
@@ -1029,6 +1152,10 @@ void http_respond(struct http_request *r, int status, const char *content_type, 
     }
     c->is_closing = c->is_closing || is_closing;
     c->is_response_complete = true;
+    /* No lock: an unparked request is this thread's alone (only a parked one is completed
+     * from other threads, under the loop's mutex). */
+    r->status = status;
+    r->bytes_answered = length;
     out_adopt(c, text, text_length); /* conn_advance sends it once the handler returns */
 }
 
@@ -1159,6 +1286,8 @@ bool http_complete(struct http_request *r, int status, const char *content_type,
     bool must_wake = false;
     if (is_first) {
         r->is_completed = true;
+        r->status = status;
+        r->bytes_answered = length;
         r->is_response_closing = is_closing;
         r->response = text;
         r->response_length = text_length;
@@ -1179,19 +1308,20 @@ int http_stream_start(struct http_request *r)
     struct connection *c = r->connection;
     if (c == NULL || http_defer(r) != 0)
         return -1;
-    char head[256 + sizeof(CORS_HEADERS) + HTTP_ORIGIN_BYTES_MAX];
+    char head[256 + HTTP_REQUEST_ID_MAX + sizeof(CORS_HEADERS) + HTTP_ORIGIN_BYTES_MAX];
     char cors[sizeof(CORS_HEADERS) + HTTP_ORIGIN_BYTES_MAX] = "";
     if (r->cors_origin == NULL || strlen(r->cors_origin) <= HTTP_ORIGIN_BYTES_MAX)
         cors[cors_format(r, cors)] = '\0';
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 200 OK\r\nDate: %s\r\nContent-Type: text/event-stream\r\n"
-                     "Cache-Control: no-cache\r\n%s%s\r\n",
-                     date_now(), cors,
+                     "Cache-Control: no-cache\r\nX-Request-Id: %s\r\n%s%s\r\n",
+                     date_now(), r->request_id, cors,
                      r->is_head     ? "Content-Length: 0\r\n"
                      : r->is_http10 ? "Connection: close\r\n"
                                     : "Transfer-Encoding: chunked\r\n");
     pthread_mutex_lock(&r->loop->mutex);
     r->is_stream = true;
+    r->status = 200;
     if (r->is_head)
         r->is_stream_ended = r->is_stream_end_sent = true;
     pthread_mutex_unlock(&r->loop->mutex);
@@ -1230,6 +1360,7 @@ static bool stream_append_locked(struct http_request *r, const char *prefix, con
         used += 2;
     }
     r->stream_length += used;
+    r->bytes_answered += payload;
     return true;
 }
 
@@ -1370,6 +1501,11 @@ const char *http_body(const struct http_request *r, size_t *length)
 const char *http_client_ip(const struct http_request *r)
 {
     return r->client_ip;
+}
+
+const char *http_request_id(const struct http_request *r)
+{
+    return r->request_id;
 }
 
 void **http_user_data(struct http_request *r)
@@ -1625,7 +1761,8 @@ static int listen_on(const char *host, uint16_t port)
     char service[8];
     snprintf(service, sizeof(service), "%u", port);
     if (getaddrinfo(host, service, &hints, &info) != 0) {
-        fprintf(stderr, "catraca: listen address \"%s\" is not a numeric IP address\n", host);
+        logline(LOGLINE_ERROR, "http", "the listen address is not a numeric IP address", "host",
+                host, NULL);
         return -1;
     }
     int fd = socket(info->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1633,7 +1770,10 @@ static int listen_on(const char *host, uint16_t port)
     if (fd >= 0)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (fd < 0 || bind(fd, info->ai_addr, info->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
-        fprintf(stderr, "catraca: cannot listen on %s:%u: %s\n", host, port, strerror(errno));
+        char port_text[8];
+        snprintf(port_text, sizeof(port_text), "%u", port);
+        logline(LOGLINE_ERROR, "http", "cannot listen", "host", host, "port", port_text, "error",
+                strerror(errno), NULL);
         if (fd >= 0)
             close(fd);
         fd = -1;
@@ -1704,8 +1844,8 @@ static SSL_CTX *tls_context_new(const struct http_config *config)
         unsigned long error = ERR_get_error();
         if (error != 0)
             ERR_error_string_n(error, reason, sizeof(reason));
-        fprintf(stderr, "catraca: TLS certificate %s and key %s: %s\n", config->tls_cert_path,
-                config->tls_key_path, reason);
+        logline(LOGLINE_ERROR, "http", "the TLS certificate and key do not load", "certificate",
+                config->tls_cert_path, "key", config->tls_key_path, "error", reason, NULL);
         SSL_CTX_free(tls);
         return NULL;
     }
@@ -1726,7 +1866,7 @@ int http_start(const struct http_config *config, struct http_server **out)
     bool has_cert = config->tls_cert_path != NULL && config->tls_cert_path[0] != '\0';
     bool has_key = config->tls_key_path != NULL && config->tls_key_path[0] != '\0';
     if (has_cert != has_key) {
-        fprintf(stderr, "catraca: --tls-cert and --tls-key go together\n");
+        logline(LOGLINE_ERROR, "http", "--tls-cert and --tls-key go together", NULL);
         free(s);
         return -1;
     }
@@ -1754,7 +1894,7 @@ int http_start(const struct http_config *config, struct http_server **out)
         if (loop_init(&s->loops[i], s) != 0 ||
             pthread_create(&s->loops[i].thread, NULL, loop_main, &s->loops[i]) != 0) {
             loop_destroy(&s->loops[i]);
-            fprintf(stderr, "catraca: cannot start HTTP event loop %u\n", i);
+            logline(LOGLINE_ERROR, "http", "cannot start an HTTP event loop", NULL);
             atomic_store(&s->is_stopping, true);
             for (uint32_t j = 0; j < i; j++) {
                 loop_wake(&s->loops[j]);

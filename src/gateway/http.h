@@ -51,6 +51,7 @@ struct http_config {
     const char *cors_origins;
     http_handler handler;
     void *handler_context;
+    bool is_access_log; /* one info line per answered request (component "access") */
 };
 
 struct http_stats {
@@ -86,6 +87,21 @@ const char *http_client_ip(const struct http_request *request);
 /* The n-th (from 0) field named name, in arrival order; NULL past the last. For a header that
  * may repeat as a list (X-Forwarded-For). */
 const char *http_header_nth(const struct http_request *request, const char *name, uint32_t n);
+
+/*
+ * Every request has an id, answered in an X-Request-Id header on every
+ * response this layer sends for it (the handler's, and its own refusals), and
+ * set as the logging thread's request id (core/logline.h) while the handler
+ * runs. It is the client's X-Request-Id when sane (http_request_id_is_sane),
+ * else a new one. Valid, and constant, from any thread while the request is
+ * retained.
+ */
+#define HTTP_REQUEST_ID_MAX 64
+const char *http_request_id(const struct http_request *request);
+/* 1..HTTP_REQUEST_ID_MAX bytes of [A-Za-z0-9._:-]. */
+bool http_request_id_is_sane(const char *id);
+/* 32 random lowercase hex digits (a new id). */
+void http_request_id_make(char out[HTTP_REQUEST_ID_MAX + 1]);
 /*
  * Keeps the request's memory alive past its connection (a parked request
  * registered with another thread must be retained, and released once that

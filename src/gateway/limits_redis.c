@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/logline.h"
 
 #define HOST_TEXT_MAX 256
 #define KEY_PART_MAX 256
@@ -164,8 +165,8 @@ static int ensure_connected(struct limits_redis *l)
     redisContext *c = redisConnectWithTimeout(l->host, l->port, timeout);
     if (c == NULL || c->err != 0 || redisSetTimeout(c, timeout) != REDIS_OK) {
         if (!l->is_down)
-            fprintf(stderr, "level=warn component=limits_redis msg=\"Redis unreachable: %s\"\n",
-                    c != NULL ? c->errstr : "out of memory");
+            logline(LOGLINE_WARN, "limits_redis", "Redis unreachable", "error",
+                    c != NULL ? c->errstr : "out of memory", NULL);
         l->is_down = true;
         if (c != NULL)
             redisFree(c);
@@ -283,8 +284,8 @@ int limits_redis_take_many(struct limits_redis *l, const struct limits_redis_che
     int error = 0;
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         if (reply != NULL) /* loading its AOF, out of memory, a key of another type */
-            fprintf(stderr, "level=warn component=limits_redis msg=\"%.*s\"\n",
-                    reply->len < 200 ? (int)reply->len : 200, reply->str ? reply->str : "");
+            logline(LOGLINE_WARN, "limits_redis", "the limits script failed", "error",
+                    reply->str != NULL ? reply->str : "", NULL);
         error = CATRACA_E_UNAVAILABLE;
     } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 * count) {
         error = CATRACA_E_CORRUPT;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/logline.h"
 
 #define APPENDED_CHANNEL "catraca:appended"
 #define PURCHASES_KEY "catraca:purchases"
@@ -106,10 +107,11 @@ struct log_redis {
     struct log_redis_options options; /* url not kept: host and port are */
     char host[HOST_TEXT_MAX];
     int port;
-    redisContext *redis; /* NULL: not connected, the next call connects */
-    char script_sha[41]; /* "": not loaded on this connection yet */
-    bool is_down;        /* the last connection attempt failed (logged once) */
-    uint8_t *records;    /* read(): options.read_max * CATRACA_COMMAND_ENCODED_MAX */
+    char address[HOST_TEXT_MAX + 8]; /* "host:port", for log lines */
+    redisContext *redis;             /* NULL: not connected, the next call connects */
+    char script_sha[41];             /* "": not loaded on this connection yet */
+    bool is_down;                    /* the last connection attempt failed (logged once) */
+    uint8_t *records;                /* read(): options.read_max * CATRACA_COMMAND_ENCODED_MAX */
     /* append() argument vectors, grown to the largest call (<= APPEND_ITEMS_MAX items) */
     const char **argv;
     size_t *argv_lengths;
@@ -135,8 +137,10 @@ static int reply_check(const redisReply *reply, int type)
         return CATRACA_E_UNAVAILABLE;
     if (reply->type == REDIS_REPLY_ERROR) {
         /* Redis refusing (loading its AOF, out of memory, read-only replica) is unavailable. */
-        fprintf(stderr, "level=warn component=log_redis msg=\"%.*s\"\n",
-                reply->len < 200 ? (int)reply->len : 200, reply->str ? reply->str : "");
+        char text[201];
+        snprintf(text, sizeof(text), "%.*s", reply->len < 200 ? (int)reply->len : 200,
+                 reply->str ? reply->str : "");
+        logline(LOGLINE_WARN, "log_redis", "Redis refused a command", "error", text, NULL);
         return CATRACA_E_UNAVAILABLE;
     }
     return reply->type == type ? 0 : CATRACA_E_CORRUPT;
@@ -272,8 +276,27 @@ static int command_timeout_ms(const struct log_redis_options *options)
     return options->timeout_ms + (options->wait_replicas > 0 ? options->wait_timeout_ms : 0);
 }
 
+/*
+ * Whether an idle connection was closed by the server (Redis restarted, or
+ * dropped us). Between commands no reply is ever outstanding, so anything
+ * readable is the end of the stream or a reset. Checked before each command
+ * (one poll(2), no wait): a command written to a dead connection would fail
+ * without Redis ever seeing it, and the request behind it would get a 503
+ * although Redis is back.
+ */
+static bool is_closed_by_server(const redisContext *c)
+{
+    struct pollfd fd = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+    return poll(&fd, 1, 0) > 0;
+}
+
 static int ensure_connected(struct log_redis *log)
 {
+    if (log->redis != NULL && is_closed_by_server(log->redis)) {
+        logline(LOGLINE_INFO, "log_redis", "the connection was closed by Redis; reconnecting",
+                "address", log->address, NULL);
+        disconnect(log);
+    }
     if (log->redis != NULL)
         return 0;
     char why[128];
@@ -281,14 +304,13 @@ static int ensure_connected(struct log_redis *log)
                             command_timeout_ms(&log->options), why);
     if (log->redis == NULL) {
         if (!log->is_down)
-            fprintf(stderr, "level=warn component=log_redis msg=\"%s:%d unavailable: %s\"\n",
-                    log->host, log->port, why);
+            logline(LOGLINE_WARN, "log_redis", "Redis unavailable", "address", log->address,
+                    "error", why, NULL);
         log->is_down = true;
         return CATRACA_E_UNAVAILABLE;
     }
     if (log->is_down)
-        fprintf(stderr, "level=info component=log_redis msg=\"%s:%d reconnected\"\n", log->host,
-                log->port);
+        logline(LOGLINE_INFO, "log_redis", "Redis reconnected", "address", log->address, NULL);
     log->is_down = false;
     return 0;
 }
@@ -301,8 +323,8 @@ static redisReply *command_argv(struct log_redis *log, int argc, const char **ar
         return NULL;
     redisReply *reply = redisCommandArgv(log->redis, argc, argv, lengths);
     if (reply == NULL) {
-        fprintf(stderr, "level=warn component=log_redis msg=\"%s: %s\"\n", argv[0],
-                log->redis->errstr);
+        logline(LOGLINE_WARN, "log_redis", "Redis command failed", "command", argv[0], "error",
+                log->redis->errstr, NULL);
         disconnect(log);
     }
     return reply;
@@ -464,9 +486,11 @@ static int wait_for_replicas(struct log_redis *log)
     redisReply *reply = command(log, 3, argv);
     int error = reply_check(reply, REDIS_REPLY_INTEGER);
     if (error == 0 && reply->integer < log->options.wait_replicas) {
-        fprintf(stderr,
-                "level=warn component=log_redis msg=\"WAIT: %lld of %d replicas acknowledged\"\n",
-                (long long)reply->integer, log->options.wait_replicas);
+        char acknowledged[24], wanted[24];
+        snprintf(acknowledged, sizeof(acknowledged), "%lld", (long long)reply->integer);
+        snprintf(wanted, sizeof(wanted), "%d", log->options.wait_replicas);
+        logline(LOGLINE_WARN, "log_redis", "WAIT: too few replicas acknowledged", "acknowledged",
+                acknowledged, "wanted", wanted, NULL);
         error = CATRACA_E_UNAVAILABLE;
     }
     freeReplyObject(reply);
@@ -758,8 +782,8 @@ static int redis_list_partitions(void *context, char (*events)[CATRACA_ID_MAX + 
             memchr(member->str, '\0', member->len) != NULL) {
             /* Not an event id the script could have written: someone else's, and refusing
              * the whole list would stop workers from finding the real partitions. */
-            fprintf(stderr, "level=warn component=log_redis msg=\"%s: a member is no event id\"\n",
-                    PARTITIONS_KEY);
+            logline(LOGLINE_WARN, "log_redis", "a member is no event id", "key", PARTITIONS_KEY,
+                    NULL);
             continue;
         }
         memcpy(id, member->str, member->len);
@@ -815,6 +839,7 @@ int log_redis_open(const struct log_redis_options *options, struct catraca_log *
         free(log);
         return CATRACA_E_INVALID;
     }
+    snprintf(log->address, sizeof(log->address), "%s:%d", log->host, log->port);
     log->records = malloc(options->read_max * CATRACA_COMMAND_ENCODED_MAX);
     if (log->records == NULL) {
         redis_close(log);
@@ -885,6 +910,12 @@ static bool is_word(const redisReply *reply, const char *word)
     return is_string(reply) && reply->len == length && memcmp(reply->str, word, length) == 0;
 }
 
+/* A flag another thread sets (a stop request): read atomically. */
+static bool is_set(volatile int *flag)
+{
+    return __atomic_load_n(flag, __ATOMIC_ACQUIRE) != 0;
+}
+
 struct subscription {
     const char *channel;
     void (*on_message)(void *context, const uint8_t *message, size_t length);
@@ -913,9 +944,9 @@ static int subscribed_loop(redisContext *c, const struct subscription *s)
     int error =
         is_word(element_of(reply, 0, REDIS_REPLY_STRING), "subscribe") ? 0 : CATRACA_E_UNAVAILABLE;
     freeReplyObject(reply);
-    if (s->is_subscribed != NULL)
-        *s->is_subscribed = error == 0;
-    while (error == 0 && !*s->stop) {
+    if (s->is_subscribed != NULL) /* read by other threads (readiness): an atomic store */
+        __atomic_store_n(s->is_subscribed, error == 0, __ATOMIC_RELEASE);
+    while (error == 0 && !is_set(s->stop)) {
         int got = next_reply(c, s->poll_ms, &reply);
         if (got < 0)
             error = CATRACA_E_UNAVAILABLE;
@@ -924,7 +955,7 @@ static int subscribed_loop(redisContext *c, const struct subscription *s)
         freeReplyObject(reply);
     }
     if (s->is_subscribed != NULL)
-        *s->is_subscribed = 0;
+        __atomic_store_n(s->is_subscribed, 0, __ATOMIC_RELEASE);
     return error;
 }
 
@@ -975,7 +1006,7 @@ static void on_appended(void *context, const uint8_t *message, size_t length)
 /* Sleeps about ms in slices of at most poll_ms, returning early once *stop is set. */
 static void backoff(int ms, int poll_ms, volatile int *stop)
 {
-    for (int slept = 0; slept < ms && !*stop; slept += poll_ms)
+    for (int slept = 0; slept < ms && !is_set(stop); slept += poll_ms)
         poll(NULL, 0, ms - slept < poll_ms ? ms - slept : poll_ms);
 }
 
@@ -994,7 +1025,7 @@ int log_redis_wait_appended(const char *url, int poll_ms,
                              .stop = stop,
                              .poll_ms = poll_ms > 0 ? poll_ms : 1000,
                              .is_subscribed = is_subscribed};
-    while (!*stop)
+    while (!is_set(stop))
         if (subscribe_once(host, port, &s) != 0)
             backoff(RECONNECT_BACKOFF_MS, s.poll_ms, stop);
     return 0;

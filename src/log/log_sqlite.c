@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/logline.h"
 
 enum statement {
     STATEMENT_BEGIN,
@@ -352,8 +353,8 @@ int catraca_sqlite_connect(const char *path, bool is_synchronous_full, int busy_
             db, is_synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
             NULL, NULL);
     if (rc != SQLITE_OK) {
-        fprintf(stderr, "level=error component=sqlite msg=\"open %s: %s\"\n", path,
-                db ? sqlite3_errmsg(db) : "out of memory");
+        logline(LOGLINE_ERROR, "sqlite", "cannot open the database", "path", path, "error",
+                db ? sqlite3_errmsg(db) : "out of memory", NULL);
         sqlite3_close(db);
         return CATRACA_E_IO;
     }
@@ -381,7 +382,8 @@ int log_sqlite_open(const char *path, const struct log_sqlite_options *options,
             error = CATRACA_E_IO;
     if (error != 0) {
         if (log->db != NULL)
-            fprintf(stderr, "level=error component=log msg=\"%s\"\n", sqlite3_errmsg(log->db));
+            logline(LOGLINE_ERROR, "log_sqlite", "cannot prepare the log", "error",
+                    sqlite3_errmsg(log->db), NULL);
         log_sqlite_close(log);
         return error;
     }

@@ -17,6 +17,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/logline.h"
 
 struct held_lease {
     char event[CATRACA_ID_MAX + 1];
@@ -43,10 +44,12 @@ struct lease {
     PGconn *db;
 };
 
-static void log_line(const char *level, const char *event, const char *message, uint64_t epoch)
+static void log_line(enum logline_level level, const char *event, const char *message,
+                     uint64_t epoch)
 {
-    fprintf(stderr, "level=%s component=lease event=%s epoch=%llu msg=\"%s\"\n", level,
-            event ? event : "-", (unsigned long long)epoch, message);
+    char epoch_text[24];
+    snprintf(epoch_text, sizeof(epoch_text), "%llu", (unsigned long long)epoch);
+    logline(level, "lease", message, "event", event ? event : "-", "epoch", epoch_text, NULL);
 }
 
 /* ---- the held table (under mutex) -------------------------------------------------------- */
@@ -74,7 +77,7 @@ static void held_set(struct lease *l, const char *event, uint64_t epoch, int64_t
         h = &l->held[l->held_count++];
         snprintf(h->event, sizeof(h->event), "%s", event);
         l->stats.acquired++;
-        log_line("info", event, "lease acquired", epoch);
+        log_line(LOGLINE_INFO, event, "lease acquired", epoch);
     }
     h->epoch = epoch;
     h->deadline_ms = deadline_ms;
@@ -87,7 +90,10 @@ static PGresult *run(struct lease *l, const char *sql, int count, const char *co
     PGresult *result = PQexecParams(l->db, sql, count, NULL, values, NULL, NULL, 0);
     ExecStatusType status = PQresultStatus(result);
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-        fprintf(stderr, "level=warn component=lease msg=\"%s\"\n", PQerrorMessage(l->db));
+        char message[512];
+        snprintf(message, sizeof(message), "%s", PQerrorMessage(l->db));
+        message[strcspn(message, "\n")] = '\0'; /* libpq's first line says it */
+        logline(LOGLINE_WARN, "lease", "statement failed", "error", message, NULL);
         PQclear(result);
         return NULL;
     }
@@ -162,7 +168,7 @@ static bool renew(struct lease *l, const char *lease_ms, int64_t sent_ms)
         if (is_renewed) {
             l->held[i++].deadline_ms = sent_ms + l->config.lease_ms;
         } else {
-            log_line("warn", l->held[i].event, "lease lost", l->held[i].epoch);
+            log_line(LOGLINE_WARN, l->held[i].event, "lease lost", l->held[i].epoch);
             held_remove(l, &l->held[i]);
         }
     }
@@ -229,7 +235,7 @@ static void give_back_one(struct lease *l)
     struct held_lease *h = &l->held[l->held_count - 1];
     snprintf(event, sizeof(event), "%s", h->event);
     snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)h->epoch);
-    log_line("info", event, "lease given back (more than a fair share)", h->epoch);
+    log_line(LOGLINE_INFO, event, "lease given back (more than a fair share)", h->epoch);
     held_remove(l, h); /* first locally: the worker stops deciding before anyone can take it */
     pthread_mutex_unlock(&l->mutex);
     const char *values[] = {event, l->worker_id, epoch};
@@ -355,7 +361,7 @@ void lease_lost(struct lease *l, const char *event, uint64_t epoch)
     pthread_mutex_lock(&l->mutex);
     struct held_lease *h = held_find(l, event);
     if (h != NULL && h->epoch == epoch) {
-        log_line("warn", event, "lease lost: a commit was fenced", epoch);
+        log_line(LOGLINE_WARN, event, "lease lost: a commit was fenced", epoch);
         held_remove(l, h);
     }
     pthread_mutex_unlock(&l->mutex);

@@ -20,11 +20,13 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/logline.h"
 #include "store/migrations.h"
 #include "store/store_rows.h"
 
@@ -263,15 +265,13 @@ static void array_tickets(struct text *t, const struct store_purchase *p)
 
 /* ---- connection -------------------------------------------------------------------------- */
 
-/* One line on stderr: the first line of libpq's message, its double quotes made single. */
+/* One line: what failed, and the first line of libpq's message (never the conninfo). */
 static void log_error(PGconn *db, const char *what)
 {
     char message[512];
     snprintf(message, sizeof(message), "%s", db ? PQerrorMessage(db) : "no connection");
     message[strcspn(message, "\n")] = '\0';
-    for (char *quote = message; (quote = strchr(quote, '"')) != NULL;)
-        *quote = '\'';
-    fprintf(stderr, "level=warn component=store_pg msg=\"%s: %s\"\n", what, message);
+    logline(LOGLINE_WARN, "store_pg", what, "error", message, NULL);
 }
 
 /* Closes the connection (the next call connects again); returns CATRACA_E_UNAVAILABLE. */
@@ -311,9 +311,27 @@ static int prepare_all(struct store_pg *store)
     return 0;
 }
 
+/*
+ * Whether the server closed an idle connection (a restart, an administrator):
+ * readable bytes while idle are read, and a connection libpq then finds broken
+ * is replaced before a statement is sent on it and fails the request behind it.
+ * A notice read this way leaves the connection as it was.
+ */
+static bool is_closed_by_server(PGconn *db)
+{
+    struct pollfd fd = {.fd = PQsocket(db), .events = POLLIN | POLLRDHUP};
+    if (fd.fd < 0 || poll(&fd, 1, 0) <= 0)
+        return fd.fd < 0;
+    PQconsumeInput(db);
+    return PQstatus(db) != CONNECTION_OK;
+}
+
 /* A usable connection: the current one if it is idle, else a new one, prepared. */
 static int ensure_connected(struct store_pg *store)
 {
+    if (store->db != NULL && PQstatus(store->db) == CONNECTION_OK &&
+        PQtransactionStatus(store->db) == PQTRANS_IDLE && is_closed_by_server(store->db))
+        drop_connection(store, "the server closed the connection");
     if (store->db != NULL && PQstatus(store->db) == CONNECTION_OK &&
         PQtransactionStatus(store->db) == PQTRANS_IDLE &&
         PQpipelineStatus(store->db) == PQ_PIPELINE_OFF)
@@ -925,10 +943,13 @@ static int check_schema(PGconn *db)
     int version = 0;
     int error = database_version(db, &version);
     if (error == 0 && version < binary_version_of()) {
-        fprintf(stderr,
-                "level=error component=store_pg msg=\"the schema is at version %d, this binary "
-                "needs %d: run catraca migrate\"\n",
-                version, binary_version_of());
+        char database_text[16], binary_text[16];
+        snprintf(database_text, sizeof(database_text), "%d", version);
+        snprintf(binary_text, sizeof(binary_text), "%d", binary_version_of());
+        logline(LOGLINE_ERROR, "store_pg",
+                "the database schema is older than this binary: run "
+                "catraca migrate",
+                "schema_version", database_text, "binary_version", binary_text, NULL);
         error = CATRACA_E_VERSION;
     }
     return error;

@@ -10,6 +10,7 @@
 
 #include "core/codec.h"
 #include "core/error.h"
+#include "core/logline.h"
 #include "log/log_sqlite.h"
 
 enum statement {
@@ -823,7 +824,8 @@ int store_sqlite_open(const char *path, bool is_synchronous_full, int busy_timeo
             error = CATRACA_E_IO;
     if (error != 0) {
         if (store->db != NULL)
-            fprintf(stderr, "level=error component=store msg=\"%s\"\n", sqlite3_errmsg(store->db));
+            logline(LOGLINE_ERROR, "store_sqlite", "cannot prepare the store", "error",
+                    sqlite3_errmsg(store->db), NULL);
         store_sqlite_close(store);
         return error;
     }

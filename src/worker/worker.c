@@ -16,6 +16,7 @@
 #include "core/clock.h"
 #include "core/codec.h"
 #include "core/error.h"
+#include "core/logline.h"
 
 #define TICK_SPACING_MS 20   /* at most one TICK per partition per this many ms */
 #define DRAW_SPACING_MS 1000 /* and one DRAW per second until the engine applied one */
@@ -83,10 +84,10 @@ static int64_t worker_now_ms(const struct worker *w)
     return w->config.clock_ms(w->config.clock_context);
 }
 
-static void log_line(const char *level, const char *event, const char *message, int error)
+static void log_line(enum logline_level level, const char *event, const char *message, int error)
 {
-    fprintf(stderr, "level=%s component=worker event=%s msg=\"%s\" error=\"%s\"\n", level,
-            event ? event : "-", message, catraca_strerror(error));
+    logline(level, "worker", message, "event", event ? event : "-", "error",
+            error != 0 ? catraca_strerror(error) : NULL, NULL);
 }
 
 /* ---- batch rows -------------------------------------------------------------------------- */
@@ -329,7 +330,7 @@ static int partition_apply_entries(struct worker *w, struct partition *p, size_t
             pthread_mutex_lock(&w->mutex);
             w->stats.corrupt_records++;
             pthread_mutex_unlock(&w->mutex);
-            log_line("error", p->event, "undecodable log record skipped", CATRACA_E_CORRUPT);
+            log_line(LOGLINE_ERROR, p->event, "undecodable log record skipped", CATRACA_E_CORRUPT);
             continue;
         }
         b->command = &w->command;
@@ -369,7 +370,7 @@ static int partition_commit(struct worker *w, struct partition *p, size_t comman
         pthread_mutex_lock(&w->mutex);
         w->stats.invariant_violations++;
         pthread_mutex_unlock(&w->mutex);
-        log_line("error", p->event, "engine_validate failed: invariant violation",
+        log_line(LOGLINE_ERROR, p->event, "engine_validate failed: invariant violation",
                  CATRACA_E_CORRUPT);
     }
     if (is_snapshot_due && snapshot_take(w, p, &snapshot_length) == 0) {
@@ -496,7 +497,7 @@ static void partition_drop(struct partition *p, const char *why)
 {
     if (p->engine == NULL)
         return;
-    log_line("info", p->event, why, 0);
+    log_line(LOGLINE_INFO, p->event, why, 0);
     engine_free(p->engine);
     p->engine = NULL;
 }
@@ -508,6 +509,9 @@ static int partitions_discover(struct worker *w)
     if (events == NULL)
         return CATRACA_E_NOMEM;
     int error = w->config.log.ops->list_partitions(w->config.log.context, events, max, &count);
+    pthread_mutex_lock(&w->mutex);
+    w->stats.is_log_reachable = error == 0;
+    pthread_mutex_unlock(&w->mutex);
     if (error == 0 && w->config.ownership.offer != NULL)
         w->config.ownership.offer(w->config.ownership.context,
                                   (const char(*)[CATRACA_ID_MAX + 1]) events, count);
@@ -530,7 +534,7 @@ static int partitions_discover(struct worker *w)
         if (error != 0) {
             engine_free(p->engine);
             p->engine = NULL;
-            log_line("error", events[i], "partition recovery failed", error);
+            log_line(LOGLINE_ERROR, events[i], "partition recovery failed", error);
             break;
         }
         pthread_mutex_lock(&w->mutex);
@@ -574,10 +578,10 @@ static int partition_step(struct worker *w, struct partition *p)
     }
     if (error != 0) {
         /* The engine ran ahead of the store: rebuild it from what is committed. */
-        log_line("warn", p->event, "commit failed, recovering partition", error);
+        log_line(LOGLINE_WARN, p->event, "commit failed, recovering partition", error);
         int recover_error = partition_recover(w, p);
         if (recover_error != 0) {
-            log_line("error", p->event, "recovery failed, will retry", recover_error);
+            log_line(LOGLINE_ERROR, p->event, "recovery failed, will retry", recover_error);
             engine_free(p->engine);
             p->engine = NULL;
         }
@@ -629,11 +633,11 @@ static void partition_tick(struct worker *w, struct partition *p, int64_t now_ms
         .event = p->event, .record = record, .record_length = length, .time_ms = now_ms};
     int error = w->config.log.ops->append(w->config.log.context, &item, 1);
     if (error != 0) {
-        log_line("warn", p->event, is_draw ? "DRAW append failed" : "TICK append failed", error);
+        log_line(LOGLINE_WARN, p->event, is_draw ? "DRAW append failed" : "TICK append failed", error);
         return;
     }
     if (is_draw)
-        log_line("info", p->event, "pre-queue draw appended (the seed is revealed)", 0);
+        log_line(LOGLINE_INFO, p->event, "pre-queue draw appended (the seed is revealed)", 0);
     p->last_tick_ms = now_ms;
     if (is_draw)
         p->last_draw_ms = now_ms;

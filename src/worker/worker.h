@@ -54,6 +54,7 @@ struct worker_stats {
     uint64_t confirmed;
     uint64_t cancelled;
     uint64_t rejected_by_reason[WORKER_REASONS_MAX]; /* index: enum engine_reason */
+    bool is_log_reachable;    /* the last discovery round (about a second ago) read the log */
 };
 
 /*

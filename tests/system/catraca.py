@@ -58,8 +58,9 @@ def _kill_leftovers():
 
 class Server:
     """One `catraca serve` process on a free port, with its data directory. Without demo mode
-    it checks tokens signed with SECRET; in demo mode it draws its own secret (it refuses a
-    supplied one), read from its first lines into self.secret: token(..., secret=server.secret)."""
+    it checks tokens signed with SECRET (self.secret); in demo mode it draws its own secret (it
+    refuses a supplied one) and never writes it anywhere (secrets are never logged), so
+    self.secret is None and tokens come from POST /v1/demo/token."""
 
     def __init__(self, *extra, data=None, demo=False):
         self.data = data or tempfile.mkdtemp(prefix="catraca-test-")
@@ -76,7 +77,7 @@ class Server:
         args = [BIN, "serve", "--listen", "127.0.0.1:0", "--data", self.data,
                 "--rate-customer", "0", "--rate-ip", "0"]
         args += ["--demo"] if self.demo else ["--jwt-secret", SECRET]
-        self.secret = SECRET
+        self.secret = None if self.demo else SECRET
         args += self.extra
         # A small ASan quarantine, so resident memory reflects the program, not freed blocks.
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:quarantine_size_mb=8")
@@ -91,11 +92,6 @@ class Server:
                 f.seek(offset)
                 m = re.findall(rb"listening on http://127\.0\.0\.1:(\d+)", f.read())
             if m:
-                with open(self.stderr_path, "rb") as f:
-                    f.seek(offset)
-                    drawn = re.findall(rb"random JWT secret for this run: (\S+)", f.read())
-                if drawn:
-                    self.secret = drawn[-1].decode()
                 self.port = int(m[-1])
                 self.upstream_port = self.port
                 if VIA_PRISM:
@@ -215,6 +211,19 @@ def demo_server():
         _DEMO_SERVER.append(server)
         atexit.register(server.close)
     return _DEMO_SERVER[0]
+
+
+def demo_token(server, customer, role="buyer"):
+    """A token from a demo server's POST /v1/demo/token (signed with its own secret, which it
+    never shows)."""
+    client = server.client()
+    try:
+        status, answer, _ = client.request("POST", "/v1/demo/token", {"customer": customer,
+                                                                      "role": role})
+    finally:
+        client.close()
+    assert status == 200, (status, answer)
+    return answer["token"]
 
 
 ADMIN = lambda: token("ops", "admin")

@@ -187,7 +187,9 @@ class SecretTest(unittest.TestCase):
         server = Started("--demo", "--demo-public", "--listen", "0.0.0.0:0", "--data",
                          os.path.join(self.dir, "data"), address=r"0\.0\.0\.0")
         try:
-            self.assertIn("WARNING: demo mode on 0.0.0.0:0", server.log())
+            self.assertRegex(server.log(), r'level=warn component=main msg="demo mode on a '
+                             r'non-loopback address \(--demo-public\): anyone who reaches it can '
+                             r'mint admin tokens[^"]*" listen=0\.0\.0\.0:0')
             status, page, headers = Client(server.port).request("GET", "/")
             self.assertEqual(status, 200)
             self.assertEqual(headers.get("x-catraca-demo-public"), "true")
@@ -262,7 +264,10 @@ class TokenTest(unittest.TestCase):
 class HelpTest(unittest.TestCase):
     def test_each_command_lists_only_what_it_reads(self):
         options = {command: help_options(command) for command in COMMANDS}
-        self.assertEqual(options["migrate"], {"config", "postgres"})
+        logging = {"log-format", "sentry-dsn", "sentry-environment", "sentry-spool"}
+        self.assertEqual(options["migrate"], {"config", "postgres"} | logging)
+        for command in ("serve", "gateway", "worker"):  # the HTTP listeners log each request too
+            self.assertLessEqual(logging | {"access-log"}, options[command], command)
         self.assertEqual(options["token"], {"config", "jwt-secret", "jwt-secret-file", "subject",
                                             "role", "lifetime"})
         self.assertEqual(options["audit"], {"config", "data", "max-purchases-per-event",
