@@ -132,7 +132,12 @@ int config_parse(struct config *c, int argc, char **argv, int first)
     if (result != 0)
         return result;
     if (check_switch("demo", c->demo, &c->is_demo) != 0 ||
-        check_switch("challenge", c->challenge, &c->is_challenge_on) != 0)
+        check_switch("challenge", c->challenge, &c->is_challenge_on) != 0 ||
+        check_switch("receipts", c->receipts, &c->is_receipts_on) != 0)
+        return -1;
+    if (c->receipt_key[0] == '\0' &&
+        snprintf(c->receipt_key, sizeof(c->receipt_key), "%.200s/receipt-key.pem", c->data) >=
+            (int)sizeof(c->receipt_key))
         return -1;
     if (strcmp(c->sync, "full") != 0 && strcmp(c->sync, "normal") != 0) {
         fprintf(stderr, "catraca: --sync must be full or normal\n");

@@ -77,7 +77,12 @@
     X(postgres, "postgres", "CATRACA_POSTGRES", "", "distributed: the store, libpq conninfo")      \
     X(worker_id, "worker-id", "CATRACA_WORKER_ID", "", "worker: unique name (default host-pid)")    \
     X(tls_cert, "tls-cert", "CATRACA_TLS_CERT", "", "HTTPS: certificate chain, PEM (with --tls-key)") \
-    X(tls_key, "tls-key", "CATRACA_TLS_KEY", "", "HTTPS: private key, PEM (with --tls-cert)")
+    X(tls_key, "tls-key", "CATRACA_TLS_KEY", "", "HTTPS: private key, PEM (with --tls-cert)")   \
+    X(receipts, "receipts", "CATRACA_RECEIPTS", "on",                                              \
+      "signed receipts on every 202 and the log's Merkle tree: on, off")                          \
+    X(receipt_key, "receipt-key", "CATRACA_RECEIPT_KEY", "",                                       \
+      "Ed25519 key (PEM) signing receipts; default DATA/receipt-key.pem, made if absent; "        \
+      "gateways of one system share one file")
 
 struct config {
 #define CONFIG_INTEGER_FIELD(field, option, env, def, min, max, help) int64_t field;
@@ -88,6 +93,7 @@ struct config {
 #undef CONFIG_STRING_FIELD
     bool is_demo;
     bool is_challenge_on;
+    bool is_receipts_on;
 };
 
 /*

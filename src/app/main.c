@@ -162,6 +162,15 @@ static int sqlite_open_log(void *context, bool is_appender, struct catraca_log *
     return log_sqlite_open(backend->paths->log, &options, out);
 }
 
+static int sqlite_open_log_reader(void *context, struct catraca_log *out)
+{
+    const struct sqlite_backend *backend = context;
+    struct log_sqlite_options options = {.is_synchronous_full = backend->is_synchronous_full,
+                                         .busy_timeout_ms = 5000,
+                                         .read_max = API_LOG_TREE_READ_MAX};
+    return log_sqlite_open(backend->paths->log, &options, out);
+}
+
 static int sqlite_open_store(void *context, struct catraca_store *out)
 {
     const struct sqlite_backend *backend = context;
@@ -187,7 +196,8 @@ static int serve(const struct config *config)
     struct sqlite_backend backend = {.paths = &paths,
                                      .is_synchronous_full = strcmp(config->sync, "full") == 0};
     struct api_backend api_backend = {
-        .open_log = sqlite_open_log, .open_store = sqlite_open_store, .context = &backend};
+        .open_log = sqlite_open_log, .open_store = sqlite_open_store,
+        .open_log_reader = sqlite_open_log_reader, .context = &backend};
     struct api_config api_config;
     service_api_config(config, &api_backend, secret, secret_length, &api_config);
     if (api_config.append_threads == 0) /* SQLite has one writer: more would only queue */
@@ -253,6 +263,8 @@ void service_api_config(const struct config *config, const struct api_backend *b
         .challenge_max_number = (uint32_t)config->challenge_max_number,
         .challenge_ttl_s = config->challenge_ttl_s,
         .challenge_replay_max = (uint32_t)config->challenge_replay_max,
+        .receipt_key_path = config->is_receipts_on ? config->receipt_key : NULL,
+        .may_create_receipt_key = true,
     };
 }
 

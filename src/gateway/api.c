@@ -124,6 +124,31 @@ static void wake_worker(void *context)
         worker_wake(worker);
 }
 
+static int open_receipts_log(void *context, struct catraca_log *out)
+{
+    const struct api_backend *backend = context;
+    if (backend->open_log_reader != NULL)
+        return backend->open_log_reader(backend->context, out);
+    return backend->open_log(backend->context, false, out);
+}
+
+static int start_receipts(struct api *api)
+{
+    EVP_PKEY *key =
+        receipt_key_load(api->config.receipt_key_path, api->config.may_create_receipt_key);
+    if (key == NULL)
+        return CATRACA_E_INVALID;
+    struct receipts_config config = {.key = key,
+                                     .events_max = api->config.events_max,
+                                     .leaves_max = API_RECEIPT_TREE_LEAVES_MAX,
+                                     .open_log = open_receipts_log,
+                                     .context = &api->config.backend};
+    int error = receipts_start(&config, &api->receipts);
+    if (error != 0)
+        EVP_PKEY_free(key);
+    return error;
+}
+
 int api_start(const struct api_config *config, struct api **out)
 {
     assert(api_router_validate());
@@ -158,6 +183,8 @@ int api_start(const struct api_config *config, struct api **out)
                                config->challenge_ttl_s, config->challenge_replay_max);
     if (error == 0 && config->is_challenge_on)
         challenge_share_key(&api->challenge, config->jwt_secret, config->jwt_secret_length);
+    if (error == 0 && config->receipt_key_path != NULL)
+        error = start_receipts(api);
     for (uint32_t i = 0; error == 0 && i < appender.threads; i++)
         error = config->backend.open_log(config->backend.context, true, &appender.logs[i]);
     if (error == 0)
@@ -224,6 +251,7 @@ void api_stop(struct api *api)
     ratelimit_destroy(&api->ip_limit);
     waiters_destroy(&api->waiters);
     recent_destroy(&api->recent);
+    receipts_stop(api->receipts);
     free(api->heap);
     free(api);
 }

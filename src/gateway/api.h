@@ -27,8 +27,14 @@
 struct api_backend {
     int (*open_log)(void *context, bool is_appender, struct catraca_log *out);
     int (*open_store)(void *context, struct catraca_store *out);
+    /* The receipts' reader of whole runs of entries (read_max API_LOG_TREE_READ_MAX); NULL:
+     * open_log(context, false, out). */
+    int (*open_log_reader)(void *context, struct catraca_log *out);
     void *context;
 };
+
+/* Entries the receipts' reader asks the log for at once (gateway/receipts.c). */
+#define API_LOG_TREE_READ_MAX 512
 
 struct api_config {
     struct api_backend backend;
@@ -52,6 +58,11 @@ struct api_config {
     /* Purchases whose last committed state is kept in memory for reads (gateway/recent.h); 0
      * off. Only where every commit reaches api_on_commit (the embedded service). */
     uint32_t recent_purchases_max;
+    /* Signed receipts and the log's Merkle tree (gateway/receipts.h): the Ed25519 key in PEM;
+     * NULL: off (202s carry no receipt, the /v1/events/{event}/log routes answer 404). The
+     * file is created when absent if may_create_receipt_key. */
+    const char *receipt_key_path;
+    bool may_create_receipt_key;
 };
 
 struct api;

@@ -26,6 +26,7 @@
 #include "gateway/jwt.h"
 #include "gateway/metrics.h"
 #include "gateway/ratelimit.h"
+#include "gateway/receipts.h"
 #include "gateway/recent.h"
 #include "gateway/token_cache.h"
 #include "gateway/waiters.h"
@@ -35,6 +36,9 @@
 /* Verified tokens remembered per HTTP thread: about 100 bytes each, 6.5 MB a thread. */
 #define API_TOKEN_CACHE_SLOTS 65536
 #define API_SEGMENTS_MAX 6
+/* Entries of one event's log the receipts' tree holds (about 80 bytes each in memory). */
+#define API_RECEIPT_TREE_LEAVES_MAX (UINT64_C(1) << 24)
+#define API_RECEIPT_ROOM (RECEIPT_JSON_MAX + 16)
 
 /* ---- parked requests (api_pending.c) ----------------------------------------------------- */
 
@@ -107,6 +111,7 @@ struct api {
     struct metrics metrics;
     atomic_uint_fast64_t purchase_counter;
     struct recent recent; /* slots == NULL: off */
+    struct receipts *receipts; /* NULL: off */
 
     pthread_mutex_t handles_mutex;
     struct thread_handles *handles[API_HANDLES_MAX];
@@ -215,6 +220,16 @@ void api_purchases_answer_appended(struct api *api, struct pending *p);
 void api_purchases_answer(struct api *api, struct pending *p);
 /* Responder thread: p's long-poll ran out of time; answers the purchase as it is now. */
 void api_purchases_answer_current(struct api *api, struct pending *p);
+
+/* api_log.c: the receipt key and the log's signed heads and proofs (gateway/receipts.h). */
+void api_log_public_key(struct route_context *c);
+void api_log_head(struct route_context *c);
+void api_log_inclusion(struct route_context *c);
+void api_log_consistency(struct route_context *c);
+/* Adds `"receipt":{...}` (null when none could be issued) to the JSON object text json (size
+ * bytes of room, API_RECEIPT_ROOM more than the object needs) for p's appended purchase.
+ * Appender thread, inside the append's callback (p->append's record is still valid). */
+void api_log_add_receipt(struct api *api, const struct pending *p, char *json, size_t size);
 
 void api_ops_home(struct route_context *c);
 void api_ops_healthz(struct route_context *c);
