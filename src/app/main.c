@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "app/audit.h"
+#include "app/audit_tree.h"
+#include "app/verify.h"
 #include "app/config.h"
 #include "app/service.h"
 #include "core/error.h"
@@ -65,8 +67,14 @@ static void usage(FILE *out)
                  "                                 decides the partitions it holds leases for\n"
                  "       catraca migrate --postgres CONNINFO\n"
                  "                                 applies the database schema migrations\n"
-                 "       catraca audit --data DIR  replay every event's log and compare every "
-                 "stored decision\n"
+                 "       catraca audit --data DIR [--receipt FILE]...\n"
+                 "                                 replay every event's log, compare every "
+                 "stored decision,\n"
+                 "                                 rebuild its Merkle tree, check receipts "
+                 "against it\n"
+                 "       catraca verify RECEIPT_FILE --url URL\n"
+                 "                                 check a purchase receipt against the "
+                 "published log\n"
                  "       catraca rush --url URL (--demo | --jwt-secret S) [options]\n"
                  "                                 rehearse an on-sale against a server (--help)\n"
                  "       catraca --version\n"
@@ -319,14 +327,30 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "rush") == 0)
         return rush_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "verify") == 0)
+        return verify_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "audit") == 0) {
         struct config config;
         setenv("CATRACA_DEMO", "on", 0); /* no JWT secret needed to audit */
-        int result = config_parse(&config, argc, argv, 2);
-        if (result != 0)
+        /* `--receipt FILE` (repeatable) is audit's own: taken out before the shared options. */
+        char **receipts = calloc((size_t)argc, sizeof(*receipts));
+        int receipt_count = 0, kept = 2;
+        for (int i = 2; receipts != NULL && i < argc; i++) {
+            if (strcmp(argv[i], "--receipt") == 0 && i + 1 < argc)
+                receipts[receipt_count++] = argv[++i];
+            else
+                argv[kept++] = argv[i];
+        }
+        int result = receipts == NULL ? -1 : config_parse(&config, kept, argv, 2);
+        if (result != 0) {
+            free(receipts);
             return result > 0 ? 0 : 2;
-        return audit_run(config.data, (uint32_t)config.purchases_max,
-                         (uint32_t)config.customers_max);
+        }
+        int replayed = audit_run(config.data, (uint32_t)config.purchases_max,
+                                 (uint32_t)config.customers_max);
+        int tree = audit_tree_run(config.data, config.receipt_key, receipts, receipt_count);
+        free(receipts);
+        return replayed == 2 || tree == 2 ? 2 : replayed > tree ? replayed : tree;
     }
     static const struct {
         const char *name;

@@ -279,6 +279,46 @@ int tree_head_parse_json(const char *text, size_t length, struct tree_head *out,
     return error;
 }
 
+int receipt_proof_parse_json(const char *text, size_t length, struct receipt_proof *out,
+                             char message[160])
+{
+    memset(out, 0, sizeof(*out));
+    if (length > RECEIPT_TEXT_MAX)
+        return refuse(message, "longer than a proof can be");
+    cJSON *json = cJSON_ParseWithLength(text, length);
+    const cJSON *path = cJSON_GetObjectItemCaseSensitive(json, "path");
+    int error = 0;
+    if (!cJSON_IsObject(json) || !cJSON_IsArray(path) ||
+        cJSON_GetArraySize(path) > MERKLE_PROOF_MAX) {
+        error = refuse(message, "path: an array of at most 65 hashes expected");
+    } else {
+        const cJSON *item = NULL;
+        cJSON_ArrayForEach(item, path)
+        {
+            if (!cJSON_IsString(item) || log_tree_hex_parse(item->valuestring,
+                                                            out->path[out->count]) != 0) {
+                error = refuse(message, "path: 64 hex digits per hash expected");
+                break;
+            }
+            out->count++;
+        }
+        static const char *const names[] = {"leaf_index", "tree_size", "first", "second"};
+        uint64_t *fields[] = {&out->leaf_index, &out->tree_size, &out->first, &out->second};
+        for (size_t i = 0; error == 0 && i < 4; i++)
+            if (cJSON_GetObjectItemCaseSensitive(json, names[i]) != NULL &&
+                !integer_field(json, names[i], fields[i]))
+                error = refuse(message, "leaf_index, tree_size, first, second: integers expected");
+        const char *leaf = string_field(json, "leaf");
+        if (error == 0 && leaf != NULL) {
+            if (log_tree_hex_parse(leaf, out->leaf) != 0)
+                error = refuse(message, "leaf: 64 hex digits expected");
+            out->has_leaf = true;
+        }
+    }
+    cJSON_Delete(json);
+    return error;
+}
+
 /* ---- the key ----------------------------------------------------------------------------- */
 
 /* Writes a new key to a private temporary file beside path, then links it into place: a

@@ -72,6 +72,20 @@ int tree_head_format_json(const struct tree_head *head, char *out, size_t size);
 int tree_head_parse_json(const char *text, size_t length, struct tree_head *out,
                          char message[160]);
 
+/* An inclusion or consistency proof as the /v1/events/{event}/log routes answer it. */
+struct receipt_proof {
+    uint64_t leaf_index, tree_size; /* inclusion */
+    uint64_t first, second;         /* consistency */
+    bool has_leaf;
+    merkle_hash leaf;
+    merkle_hash path[MERKLE_PROOF_MAX];
+    size_t count;
+};
+/* Reads either proof: "path" (an array of at most MERKLE_PROOF_MAX hex hashes) is required;
+ * the integers and "leaf" are read when present (absent integers are 0). 0 or CATRACA_E_CORRUPT. */
+int receipt_proof_parse_json(const char *text, size_t length, struct receipt_proof *out,
+                             char message[160]);
+
 /* Base64 (standard alphabet, padded) of up to 64 bytes, and back (0, or -1). */
 void receipt_base64(const uint8_t *bytes, size_t length, char out[RECEIPT_BASE64_MAX]);
 int receipt_base64_parse(const char *text, uint8_t *out, size_t length);

@@ -1,0 +1,17 @@
+/*
+ * audit_tree.h - the Merkle tree part of `catraca audit --data DIR [--receipt FILE]...`:
+ * rebuilds each event's tree from the log (log_tree.h leaves, exactly as the
+ * gateway does), prints every event's size and root (to compare with a head
+ * the server published), and checks each receipt given against it: the
+ * receipt's signature under the data directory's key (DIR/receipt-key.pem, or
+ * --receipt-key), its leaf at its index, and the root of the log up to it. An
+ * entry changed, deleted, inserted or reordered before a receipt's place is
+ * then named, as is a forged receipt.
+ */
+#ifndef CATRACA_APP_AUDIT_TREE_H
+#define CATRACA_APP_AUDIT_TREE_H
+
+/* 0 clean, 1 a receipt does not match the log, 2 cannot read. */
+int audit_tree_run(const char *data, const char *key_path, char **receipt_files, int count);
+
+#endif
