@@ -144,9 +144,21 @@ static int start_receipts(struct api *api)
                                      .open_log = open_receipts_log,
                                      .context = &api->config.backend};
     int error = receipts_start(&config, &api->receipts);
-    if (error != 0)
+    if (error != 0) {
         EVP_PKEY_free(key);
-    return error;
+        return error;
+    }
+    uint32_t threads = api->config.threads < SIGNER_THREADS_MAX ? api->config.threads
+                                                                 : SIGNER_THREADS_MAX;
+    struct signer_config signer = {.key = key,
+                                   .threads = threads > 0 ? threads : 1,
+                                   .queue_max = api->config.queue_max < API_SIGNER_QUEUE_MAX
+                                                    ? api->config.queue_max
+                                                    : API_SIGNER_QUEUE_MAX,
+                                   .done = api_log_on_signed,
+                                   .before_batch = http_defer_wakeups,
+                                   .after_batch = http_flush_wakeups};
+    return signer_start(&signer, &api->signer);
 }
 
 int api_start(const struct api_config *config, struct api **out)
@@ -216,6 +228,8 @@ void api_drain(struct api *api)
     atomic_store(&api->is_draining, true);
     if (appender_drain(api->appender, DRAIN_APPEND_WAIT_MS) != 0)
         fprintf(stderr, "level=warn component=api msg=\"log appends still pending after 10 s\"\n");
+    if (api->signer != NULL && signer_drain(api->signer, DRAIN_APPEND_WAIT_MS) != 0)
+        fprintf(stderr, "level=warn component=api msg=\"receipts still unsigned after 10 s\"\n");
     pthread_mutex_lock(&api->queue_mutex);
     api->drain_started_ms = clock_wall_ms();
     pthread_cond_signal(&api->queue_wake);
@@ -234,6 +248,7 @@ void api_drain(struct api *api)
 void api_stop(struct api *api)
 {
     appender_stop(api->appender);
+    signer_stop(api->signer); /* after the appender: it answers what the last commit handed over */
     pthread_mutex_lock(&api->queue_mutex);
     api->is_stopping = true;
     pthread_cond_signal(&api->queue_wake);

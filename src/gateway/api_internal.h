@@ -27,6 +27,7 @@
 #include "gateway/metrics.h"
 #include "gateway/ratelimit.h"
 #include "gateway/receipts.h"
+#include "gateway/signer.h"
 #include "gateway/recent.h"
 #include "gateway/token_cache.h"
 #include "gateway/waiters.h"
@@ -39,6 +40,8 @@
 /* Entries of one event's log the receipts' tree holds (about 80 bytes each in memory). */
 #define API_RECEIPT_TREE_LEAVES_MAX (UINT64_C(1) << 24)
 #define API_RECEIPT_ROOM (RECEIPT_JSON_MAX + 16)
+/* 202s waiting for their signature (~1 KiB each); beyond, the appender signs inline. */
+#define API_SIGNER_QUEUE_MAX 4096
 
 /* ---- parked requests (api_pending.c) ----------------------------------------------------- */
 
@@ -112,6 +115,7 @@ struct api {
     atomic_uint_fast64_t purchase_counter;
     struct recent recent; /* slots == NULL: off */
     struct receipts *receipts; /* NULL: off */
+    struct signer *signer;     /* with receipts: signs them off the appender thread */
 
     pthread_mutex_t handles_mutex;
     struct thread_handles *handles[API_HANDLES_MAX];
@@ -230,6 +234,12 @@ void api_log_consistency(struct route_context *c);
  * bytes of room, API_RECEIPT_ROOM more than the object needs) for p's appended purchase.
  * Appender thread, inside the append's callback (p->append's record is still valid). */
 void api_log_add_receipt(struct api *api, const struct pending *p, char *json, size_t size);
+/* Hands p's 202 (json: the purchase, location: its Location) to the signer, which answers it
+ * with the signed receipt; false when it could not (then answer with api_log_add_receipt). */
+bool api_log_answer_signed(struct api *api, struct pending *p, const char *json,
+                           const char *location);
+/* The signer's done callback (signer.h). */
+void api_log_on_signed(void *payload, const struct receipt *receipt, int error);
 
 void api_ops_home(struct route_context *c);
 void api_ops_healthz(struct route_context *c);

@@ -4,6 +4,7 @@
  * inclusion and consistency proofs (RFC 9162), all without customers'
  * identities: an entry appears only as its leaf hash.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <openssl/pem.h>
 #include <stdio.h>
@@ -33,6 +34,47 @@ void api_log_add_receipt(struct api *api, const struct pending *p, char *json, s
                 p->event, catraca_strerror(error));
     }
     snprintf(json + length - 1, size - length + 1, ",\"receipt\":%s}", text);
+}
+
+/* What a signer job carries: the 202 being built. */
+struct signed_answer {
+    struct api *api;
+    struct pending *p; /* one reference, released once answered */
+    char location[64];
+    char json[API_PURCHASE_ACCEPTED_MAX];
+};
+static_assert(sizeof(struct signed_answer) <= SIGNER_PAYLOAD_MAX, "a 202 fits a signer job");
+
+bool api_log_answer_signed(struct api *api, struct pending *p, const char *json,
+                           const char *location)
+{
+    struct signed_answer answer = {.api = api, .p = p};
+    struct receipt receipt;
+    if (strlen(json) >= sizeof(answer.json) || strlen(location) >= sizeof(answer.location) ||
+        receipts_place(api->receipts, &p->append, &receipt) != 0)
+        return false;
+    memcpy(answer.json, json, strlen(json) + 1);
+    memcpy(answer.location, location, strlen(location) + 1);
+    atomic_fetch_add(&p->references, 1); /* the signer's */
+    if (signer_submit(api->signer, &receipt, &answer, sizeof(answer)) == 0)
+        return true;
+    api_pending_release(p);
+    return false; /* full or stopping: the caller signs inline */
+}
+
+void api_log_on_signed(void *payload, const struct receipt *receipt, int error)
+{
+    struct signed_answer *answer = payload;
+    char text[API_PURCHASE_ACCEPTED_MAX + API_RECEIPT_ROOM], receipt_json[RECEIPT_JSON_MAX];
+    if (error != 0 || receipt_format_json(receipt, receipt_json, sizeof(receipt_json)) < 0)
+        snprintf(receipt_json, sizeof(receipt_json), "null");
+    size_t length = strlen(answer->json);
+    snprintf(text, sizeof(text), "%.*s,\"receipt\":%s}", (int)(length - 1), answer->json,
+             receipt_json);
+    const char *headers[] = {"Location", answer->location, NULL};
+    metrics_count(&answer->api->metrics, METRICS_PURCHASES_ACCEPTED);
+    api_pending_finish(answer->p, 202, text, headers);
+    api_pending_release(answer->p);
 }
 
 /* False (answered 404) when receipts are off or the event is unknown. */

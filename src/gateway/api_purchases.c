@@ -54,6 +54,8 @@ void api_purchases_answer_appended(struct api *api, struct pending *p)
                                      headers);
         return;
     }
+    if (api->receipts != NULL && api_log_answer_signed(api, p, accepted, location))
+        return; /* a signer thread answers, receipt signed */
     if (api->receipts != NULL)
         api_log_add_receipt(api, p, accepted, sizeof(accepted));
     metrics_count(&api->metrics, METRICS_PURCHASES_ACCEPTED);

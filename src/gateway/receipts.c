@@ -181,7 +181,18 @@ static int64_t index_of_leaf(const struct event_tree *t, const merkle_hash leaf)
 
 /* ---- the contract ------------------------------------------------------------------------ */
 
+EVP_PKEY *receipts_key(const struct receipts *r)
+{
+    return r->config.key;
+}
+
 int receipts_issue(struct receipts *r, const struct log_append_item *item, struct receipt *out)
+{
+    int error = receipts_place(r, item, out);
+    return error == 0 ? receipt_sign(out, r->config.key) : error;
+}
+
+int receipts_place(struct receipts *r, const struct log_append_item *item, struct receipt *out)
 {
     memset(out, 0, sizeof(*out));
     log_tree_leaf_of_entry(item->event, item->seq, item->time_ms, item->record,
@@ -201,8 +212,6 @@ int receipts_issue(struct receipts *r, const struct log_append_item *item, struc
         merkle_tree_root(&t->tree, out->tree_size, out->root);
     }
     pthread_mutex_unlock(&r->mutex);
-    if (error == 0)
-        error = receipt_sign(out, r->config.key);
     return error;
 }
 

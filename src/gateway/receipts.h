@@ -56,6 +56,10 @@ void receipts_public_key(const struct receipts *receipts, uint8_t out[RECEIPT_PU
  */
 int receipts_issue(struct receipts *receipts, const struct log_append_item *item,
                    struct receipt *out);
+/* receipts_issue without the signature (for gateway/signer.h), and the key that signs. */
+int receipts_place(struct receipts *receipts, const struct log_append_item *item,
+                   struct receipt *out);
+EVP_PKEY *receipts_key(const struct receipts *receipts);
 
 /* The event's current head, signed. A log without entries has size 0. */
 int receipts_head(struct receipts *receipts, const char *event, struct tree_head *out);
