@@ -35,6 +35,7 @@ bench: build
 	@echo "== bench/distributed.py"; CATRACA_BIN=build/catraca python3 bench/distributed.py
 	@echo "== bench/rush_vs_wrk.sh"; CATRACA_BIN=build/catraca bash bench/rush_vs_wrk.sh
 	@echo "== bench/idle_connections.py"; CATRACA_BIN=build/catraca python3 bench/idle_connections.py
+	@echo "== bench/receipts.py"; CATRACA_BIN=build/catraca python3 bench/receipts.py
 
 fuzz: deps
 	@CC=clang $(CMAKE) -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DCATRACA_FUZZ=ON >/dev/null
