@@ -16,12 +16,20 @@ static void sha256_fetch(void)
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
+/* One digest context a thread, made on first use and reset for every digest: a tree append
+ * hashes about twice, a root or a proof dozens of times, and a context's allocation cost as
+ * much as hashing 64 bytes. (The context of an exiting thread is not freed: threads here live
+ * as long as the process.) */
+static _Thread_local EVP_MD_CTX *thread_context;
+
 /* SHA-256 of the prefix byte (when prefix >= 0) then the parts. */
 static void digest(int prefix, const void *a, size_t a_length, const void *b, size_t b_length,
                    merkle_hash out)
 {
     pthread_once(&sha256_once, sha256_fetch);
-    EVP_MD_CTX *context = EVP_MD_CTX_new();
+    if (thread_context == NULL)
+        thread_context = EVP_MD_CTX_new();
+    EVP_MD_CTX *context = thread_context;
     unsigned int length = 0;
     uint8_t byte = (uint8_t)prefix;
     int is_ok = context != NULL && sha256_md != NULL &&
@@ -30,7 +38,6 @@ static void digest(int prefix, const void *a, size_t a_length, const void *b, si
                 EVP_DigestUpdate(context, a, a_length) == 1 &&
                 (b_length == 0 || EVP_DigestUpdate(context, b, b_length) == 1) &&
                 EVP_DigestFinal_ex(context, out, &length) == 1;
-    EVP_MD_CTX_free(context);
     /* SHA-256 fails only without memory or a provider: nothing can be promised then. */
     if (!is_ok || length != MERKLE_HASH_BYTES)
         abort();

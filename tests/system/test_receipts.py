@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import tempfile
 import unittest
+import urllib.request
 
 from catraca import BIN, Server, buy, create_event, seed_from_env
 
@@ -103,6 +104,16 @@ class ReceiptChecks:
         other = os.path.join(self.dir, "other-key.pem")
         subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", other], check=True,
                        capture_output=True)
+        # Pinned keys: the server's own verifies, another one refuses the genuine receipt.
+        der = subprocess.run(["openssl", "pkey", "-in", other, "-pubout", "-outform", "DER"],
+                             capture_output=True, check=True).stdout
+        other_public = base64.b64encode(der[-32:]).decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port()}/.well-known/catraca-receipt-key") as f:
+            server_public = json.load(f)["public_key"]
+        self.assertEqual(verify(self.files[3], self.port(), "--public-key", server_public)[0], 0)
+        code, out = verify(self.files[3], self.port(), "--public-key", other_public)
+        self.assertEqual(code, 1, out)
+        self.assertIn("forged or altered", out)
         forged = sign_with(other, dict(r, request_sha256="ab" * 32), self.dir)
         code, out = verify(self.write("other.json", forged), self.port())
         self.assertEqual(code, 1, out)
