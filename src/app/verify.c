@@ -34,7 +34,8 @@ static size_t collect(char *data, size_t size, size_t count, void *context)
     return bytes;
 }
 
-/* GET base + path into a; 0 on a 200, else -1 after a message on stderr. */
+/* GET base + path into a; 0 on a 200, the status of another answer, or -1 when there was none
+ * (a message on stderr for both). */
 static int get(const char *base, const char *path, struct answer *a)
 {
     char url[2048];
@@ -64,7 +65,7 @@ static int get(const char *base, const char *path, struct answer *a)
     }
     if (status != 200) {
         fprintf(stderr, "catraca verify: GET %s: HTTP %ld %.300s\n", url, status, a->text);
-        return -1;
+        return status > 0 && status < 1000 ? (int)status : -1;
     }
     return 0;
 }
@@ -132,9 +133,12 @@ static int check_inclusion(struct verification *v)
     log_seq_format(r->leaf.seq, seq);
     snprintf(path, sizeof(path), "/v1/events/%s/log/inclusion?seq=%s&tree_size=%" PRIu64,
              r->leaf.event, seq, r->tree_size);
-    if (get(v->url, path, &v->answer) != 0)
+    int status = get(v->url, path, &v->answer);
+    if (status == 404 || status == 400) /* no such entry, or a log shorter than the receipt's */
         return fail("the published log has no entry at the receipt's seq (or no tree of its "
                     "size): the purchase was removed, or entries before it were");
+    if (status != 0)
+        return 2;
     if (receipt_proof_parse_json(v->answer.text, v->answer.length, &v->proof, message) != 0) {
         fprintf(stderr, "catraca verify: inclusion proof: %s\n", message);
         return 2;
