@@ -38,7 +38,8 @@ int main(void)
 {
     EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
     struct receipt receipt = {.leaf = {.event = "bench", .type = 2, .purchase_id = 42},
-                              .leaf_index = 1234, .tree_size = 1235};
+                              .leaf_index = 1234,
+                              .tree_size = 1235};
     double sign_us[RUNS], leaf_us[RUNS], append_us[RUNS], root_us[RUNS], inclusion_us[RUNS],
         consistency_us[RUNS];
     uint8_t record[80] = {2, 1, 2, 3};

@@ -42,8 +42,8 @@ static int build(struct catraca_log *log, struct event_tree *t, struct log_entry
                 t->seqs = grown;
             }
             struct log_tree_leaf leaf;
-            log_tree_leaf_of_entry(t->event, entries[i].seq, entries[i].time_ms,
-                                   entries[i].record, entries[i].record_length, &leaf);
+            log_tree_leaf_of_entry(t->event, entries[i].seq, entries[i].time_ms, entries[i].record,
+                                   entries[i].record_length, &leaf);
             merkle_hash hash;
             log_tree_leaf_hash(&leaf, hash);
             if (merkle_tree_append(&t->tree, hash) != 0)
@@ -93,8 +93,7 @@ static int check_receipt(const char *file, const struct event_tree *trees, size_
         problem = "the log before the purchase is not the one the receipt signed (an earlier "
                   "entry was changed or reordered)";
     if (problem != NULL) {
-        printf("receipt %s (event %s, seq %s): DIFFERENCE: %s\n", file, r.leaf.event, seq,
-               problem);
+        printf("receipt %s (event %s, seq %s): DIFFERENCE: %s\n", file, r.leaf.event, seq, problem);
         return 1;
     }
     printf("receipt %s (event %s, seq %s): matches the log\n", file, r.leaf.event, seq);

@@ -77,11 +77,11 @@
     X(postgres, "postgres", "CATRACA_POSTGRES", "", "distributed: the store, libpq conninfo")      \
     X(worker_id, "worker-id", "CATRACA_WORKER_ID", "", "worker: unique name (default host-pid)")    \
     X(tls_cert, "tls-cert", "CATRACA_TLS_CERT", "", "HTTPS: certificate chain, PEM (with --tls-key)") \
-    X(tls_key, "tls-key", "CATRACA_TLS_KEY", "", "HTTPS: private key, PEM (with --tls-cert)")   \
+    X(tls_key, "tls-key", "CATRACA_TLS_KEY", "", "HTTPS: private key, PEM (with --tls-cert)")      \
     X(receipts, "receipts", "CATRACA_RECEIPTS", "on",                                              \
-      "signed receipts on every 202 and the log's Merkle tree: on, off")                          \
+      "signed receipts on every 202 and the log's Merkle tree: on, off")                           \
     X(receipt_key, "receipt-key", "CATRACA_RECEIPT_KEY", "",                                       \
-      "Ed25519 key (PEM) signing receipts; default DATA/receipt-key.pem, made if absent; "        \
+      "Ed25519 key (PEM) signing receipts; default DATA/receipt-key.pem, made if absent; "         \
       "gateways of one system share one file")
 
 struct config {

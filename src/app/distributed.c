@@ -140,9 +140,10 @@ int gateway_run(const struct config *config)
     if (check_schema(config) != 0)
         return 1;
     service_block_stop_signals(); /* before the first thread */
-    struct api_backend backend = {
-        .open_log = gateway_open_log, .open_store = gateway_open_store,
-        .open_log_reader = gateway_open_log_reader, .context = (void *)config};
+    struct api_backend backend = {.open_log = gateway_open_log,
+                                  .open_store = gateway_open_store,
+                                  .open_log_reader = gateway_open_log_reader,
+                                  .context = (void *)config};
     struct api_config api_config;
     service_api_config(config, &backend, secret, secret_length, &api_config);
     if (api_config.append_threads == 0) /* Redis fsyncs the appends of all clients together */

@@ -203,9 +203,10 @@ static int serve(const struct config *config)
     sqlite_paths_of(config->data, &paths);
     struct sqlite_backend backend = {.paths = &paths,
                                      .is_synchronous_full = strcmp(config->sync, "full") == 0};
-    struct api_backend api_backend = {
-        .open_log = sqlite_open_log, .open_store = sqlite_open_store,
-        .open_log_reader = sqlite_open_log_reader, .context = &backend};
+    struct api_backend api_backend = {.open_log = sqlite_open_log,
+                                      .open_store = sqlite_open_store,
+                                      .open_log_reader = sqlite_open_log_reader,
+                                      .context = &backend};
     struct api_config api_config;
     service_api_config(config, &api_backend, secret, secret_length, &api_config);
     if (api_config.append_threads == 0) /* SQLite has one writer: more would only queue */
@@ -346,8 +347,8 @@ int main(int argc, char **argv)
             free(receipts);
             return result > 0 ? 0 : 2;
         }
-        int replayed = audit_run(config.data, (uint32_t)config.purchases_max,
-                                 (uint32_t)config.customers_max);
+        int replayed =
+            audit_run(config.data, (uint32_t)config.purchases_max, (uint32_t)config.customers_max);
         int tree = audit_tree_run(config.data, config.receipt_key, receipts, receipt_count);
         free(receipts);
         return replayed == 2 || tree == 2 ? 2 : replayed > tree ? replayed : tree;

@@ -178,8 +178,8 @@ static int check_consistency(struct verification *v)
     if (v->head.tree_size < r->tree_size)
         return fail("the log is now shorter than when the receipt was issued: entries were "
                     "removed");
-    snprintf(path, sizeof(path), "/v1/events/%s/log/consistency?first=%" PRIu64
-             "&second=%" PRIu64, r->leaf.event, r->tree_size, v->head.tree_size);
+    snprintf(path, sizeof(path), "/v1/events/%s/log/consistency?first=%" PRIu64 "&second=%" PRIu64,
+             r->leaf.event, r->tree_size, v->head.tree_size);
     if (get(v->url, path, &v->answer) != 0)
         return 2;
     if (receipt_proof_parse_json(v->answer.text, v->answer.length, &v->proof, message) != 0) {

@@ -148,8 +148,8 @@ static int start_receipts(struct api *api)
         EVP_PKEY_free(key);
         return error;
     }
-    uint32_t threads = api->config.threads < SIGNER_THREADS_MAX ? api->config.threads
-                                                                 : SIGNER_THREADS_MAX;
+    uint32_t threads =
+        api->config.threads < SIGNER_THREADS_MAX ? api->config.threads : SIGNER_THREADS_MAX;
     struct signer_config signer = {.key = key,
                                    .threads = threads > 0 ? threads : 1,
                                    .queue_max = api->config.queue_max < API_SIGNER_QUEUE_MAX

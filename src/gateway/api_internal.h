@@ -113,7 +113,7 @@ struct api {
     struct challenge challenge;
     struct metrics metrics;
     atomic_uint_fast64_t purchase_counter;
-    struct recent recent; /* slots == NULL: off */
+    struct recent recent;      /* slots == NULL: off */
     struct receipts *receipts; /* NULL: off */
     struct signer *signer;     /* with receipts: signs them off the appender thread */
 

@@ -30,8 +30,8 @@ void api_log_add_receipt(struct api *api, const struct pending *p, char *json, s
     if (error != 0) {
         /* The purchase is in the log already: it is accepted, only its receipt is missing. */
         snprintf(text, sizeof(text), "null");
-        fprintf(stderr, "level=warn component=receipts event=%s msg=\"no receipt: %s\"\n",
-                p->event, catraca_strerror(error));
+        fprintf(stderr, "level=warn component=receipts event=%s msg=\"no receipt: %s\"\n", p->event,
+                catraca_strerror(error));
     }
     snprintf(json + length - 1, size - length + 1, ",\"receipt\":%s}", text);
 }
@@ -89,8 +89,7 @@ static bool log_is_published(struct route_context *c)
 }
 
 /* A query integer in 0..2^53 (absent: `absent`); false once answered 400. */
-static bool query_integer(struct route_context *c, const char *name, uint64_t absent,
-                          uint64_t *out)
+static bool query_integer(struct route_context *c, const char *name, uint64_t absent, uint64_t *out)
 {
     const char *text = http_query(c->request, name);
     *out = absent;
@@ -178,7 +177,8 @@ void api_log_inclusion(struct route_context *c)
 {
     if (!log_is_published(c))
         return;
-    const char *seq_text = http_query(c->request, "seq"), *leaf_text = http_query(c->request, "leaf");
+    const char *seq_text = http_query(c->request, "seq"),
+               *leaf_text = http_query(c->request, "leaf");
     struct log_seq seq = {0, 0};
     merkle_hash leaf = {0};
     if ((seq_text == NULL) == (leaf_text == NULL) ||
@@ -228,11 +228,11 @@ void api_log_consistency(struct route_context *c)
         return;
     merkle_hash path[MERKLE_PROOF_MAX];
     size_t count = 0;
-    int error = receipts_consistency(c->api->receipts, c->segments[2], first, second,
-                                     &second_used, path, &count);
+    int error = receipts_consistency(c->api->receipts, c->segments[2], first, second, &second_used,
+                                     path, &count);
     if (error == CATRACA_E_INVALID) {
-        api_reply_error(c, 400, "invalid_request",
-                        "need 1 <= first <= second <= the log's size", NULL);
+        api_reply_error(c, 400, "invalid_request", "need 1 <= first <= second <= the log's size",
+                        NULL);
         return;
     }
     if (reply_unavailable(c, error))

@@ -21,8 +21,8 @@
 
 int receipt_message(const struct receipt *r, char *out, size_t size)
 {
-    char seq[LOG_SEQ_TEXT_MAX], purchase[API_PURCHASE_ID_TEXT], request[HEX_TEXT],
-        entry[HEX_TEXT], root[HEX_TEXT];
+    char seq[LOG_SEQ_TEXT_MAX], purchase[API_PURCHASE_ID_TEXT], request[HEX_TEXT], entry[HEX_TEXT],
+        root[HEX_TEXT];
     log_seq_format(r->leaf.seq, seq);
     api_json_purchase_id_format(r->leaf.purchase_id, purchase);
     log_tree_hex(r->leaf.request_sha256, request);
@@ -32,8 +32,8 @@ int receipt_message(const struct receipt *r, char *out, size_t size)
                      "catraca-receipt/1\nevent=%s\nseq=%s\npurchase=%s\ntime_ms=%" PRId64
                      "\nrequest_sha256=%s\nentry_sha256=%s\nleaf_index=%" PRIu64
                      "\ntree_size=%" PRIu64 "\nroot=%s\n",
-                     r->leaf.event, seq, purchase, r->leaf.time_ms, request, entry,
-                     r->leaf_index, r->tree_size, root);
+                     r->leaf.event, seq, purchase, r->leaf.time_ms, request, entry, r->leaf_index,
+                     r->tree_size, root);
     return n < 0 || (size_t)n >= size ? -1 : n;
 }
 
@@ -66,8 +66,7 @@ static bool signature_is_valid(const char *message, size_t length, EVP_PKEY *key
                                const uint8_t signature[RECEIPT_SIGNATURE_BYTES])
 {
     EVP_MD_CTX *context = EVP_MD_CTX_new();
-    bool is_valid = context != NULL &&
-                    EVP_DigestVerifyInit(context, NULL, NULL, NULL, key) == 1 &&
+    bool is_valid = context != NULL && EVP_DigestVerifyInit(context, NULL, NULL, NULL, key) == 1 &&
                     EVP_DigestVerify(context, signature, RECEIPT_SIGNATURE_BYTES,
                                      (const uint8_t *)message, length) == 1;
     EVP_MD_CTX_free(context);
@@ -78,8 +77,7 @@ int receipt_sign(struct receipt *receipt, EVP_PKEY *key)
 {
     char message[RECEIPT_MESSAGE_MAX];
     int length = receipt_message(receipt, message, sizeof(message));
-    return length < 0 ? CATRACA_E_INVALID
-                      : sign(message, (size_t)length, key, receipt->signature);
+    return length < 0 ? CATRACA_E_INVALID : sign(message, (size_t)length, key, receipt->signature);
 }
 
 int tree_head_sign(struct tree_head *head, EVP_PKEY *key)
@@ -148,8 +146,8 @@ int receipt_base64_parse(const char *text, uint8_t *out, size_t length)
 
 int receipt_format_json(const struct receipt *r, char *out, size_t size)
 {
-    char seq[LOG_SEQ_TEXT_MAX], purchase[API_PURCHASE_ID_TEXT], request[HEX_TEXT],
-        entry[HEX_TEXT], root[HEX_TEXT], signature[RECEIPT_BASE64_MAX];
+    char seq[LOG_SEQ_TEXT_MAX], purchase[API_PURCHASE_ID_TEXT], request[HEX_TEXT], entry[HEX_TEXT],
+        root[HEX_TEXT], signature[RECEIPT_BASE64_MAX];
     log_seq_format(r->leaf.seq, seq);
     api_json_purchase_id_format(r->leaf.purchase_id, purchase);
     log_tree_hex(r->leaf.request_sha256, request);
@@ -232,8 +230,7 @@ static int parse_receipt_object(const cJSON *o, struct receipt *out, char messag
         log_tree_hex_parse(string_field(o, "root"), out->root) != 0)
         return refuse(message, "request_sha256, entry_sha256, root: 64 hex digits expected");
     if (!integer_field(o, "leaf_index", &out->leaf_index) ||
-        !integer_field(o, "tree_size", &out->tree_size) ||
-        out->tree_size != out->leaf_index + 1)
+        !integer_field(o, "tree_size", &out->tree_size) || out->tree_size != out->leaf_index + 1)
         return refuse(message, "leaf_index, tree_size: integers with tree_size = leaf_index + 1");
     if (signature == NULL ||
         receipt_base64_parse(signature, out->signature, RECEIPT_SIGNATURE_BYTES) != 0)
@@ -255,8 +252,7 @@ int receipt_parse_json(const char *text, size_t length, struct receipt *out, cha
     return error;
 }
 
-int tree_head_parse_json(const char *text, size_t length, struct tree_head *out,
-                         char message[160])
+int tree_head_parse_json(const char *text, size_t length, struct tree_head *out, char message[160])
 {
     memset(out, 0, sizeof(*out));
     if (length > RECEIPT_TEXT_MAX)
@@ -295,8 +291,8 @@ int receipt_proof_parse_json(const char *text, size_t length, struct receipt_pro
         const cJSON *item = NULL;
         cJSON_ArrayForEach(item, path)
         {
-            if (!cJSON_IsString(item) || log_tree_hex_parse(item->valuestring,
-                                                            out->path[out->count]) != 0) {
+            if (!cJSON_IsString(item) ||
+                log_tree_hex_parse(item->valuestring, out->path[out->count]) != 0) {
                 error = refuse(message, "path: 64 hex digits per hash expected");
                 break;
             }
@@ -373,8 +369,10 @@ EVP_PKEY *receipt_key_load(const char *path, bool may_create)
     EVP_PKEY *key = PEM_read_PrivateKey(file, NULL, NULL, NULL);
     fclose(file);
     if (key == NULL || EVP_PKEY_get_base_id(key) != EVP_PKEY_ED25519) {
-        fprintf(stderr, "catraca: %s is not an Ed25519 private key in PEM "
-                        "(openssl genpkey -algorithm ed25519 makes one)\n", path);
+        fprintf(stderr,
+                "catraca: %s is not an Ed25519 private key in PEM "
+                "(openssl genpkey -algorithm ed25519 makes one)\n",
+                path);
         EVP_PKEY_free(key);
         return NULL;
     }
@@ -384,8 +382,7 @@ EVP_PKEY *receipt_key_load(const char *path, bool may_create)
 int receipt_key_public(EVP_PKEY *key, uint8_t out[RECEIPT_PUBLIC_KEY_BYTES])
 {
     size_t length = RECEIPT_PUBLIC_KEY_BYTES;
-    return EVP_PKEY_get_raw_public_key(key, out, &length) == 1 &&
-                   length == RECEIPT_PUBLIC_KEY_BYTES
+    return EVP_PKEY_get_raw_public_key(key, out, &length) == 1 && length == RECEIPT_PUBLIC_KEY_BYTES
                ? 0
                : CATRACA_E_INVALID;
 }

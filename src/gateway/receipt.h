@@ -65,12 +65,10 @@ int receipt_format_json(const struct receipt *receipt, char *out, size_t size);
  * "receipt" (a saved 202 body). 0, or CATRACA_E_CORRUPT with a reason in
  * message. Every field is required and checked for form, never trusted.
  */
-int receipt_parse_json(const char *text, size_t length, struct receipt *out,
-                       char message[160]);
+int receipt_parse_json(const char *text, size_t length, struct receipt *out, char message[160]);
 /* A head's JSON object. */
 int tree_head_format_json(const struct tree_head *head, char *out, size_t size);
-int tree_head_parse_json(const char *text, size_t length, struct tree_head *out,
-                         char message[160]);
+int tree_head_parse_json(const char *text, size_t length, struct tree_head *out, char message[160]);
 
 /* An inclusion or consistency proof as the /v1/events/{event}/log routes answer it. */
 struct receipt_proof {

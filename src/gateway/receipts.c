@@ -128,8 +128,7 @@ static int add_leaf(struct receipts *r, struct event_tree *t, const struct log_e
  * Reads the event's log after the last cached leaf: up to and including `until`
  * (has_until), else to its end. Leaves the cache as far as it got on error.
  */
-static int catch_up(struct receipts *r, struct event_tree *t, bool has_until,
-                    struct log_seq until)
+static int catch_up(struct receipts *r, struct event_tree *t, bool has_until, struct log_seq until)
 {
     if (!r->has_log) {
         if (r->config.open_log(r->config.context, &r->log) != 0)
@@ -140,8 +139,8 @@ static int catch_up(struct receipts *r, struct event_tree *t, bool has_until,
         if (has_until && t->tree.size > 0 && log_seq_compare(last_seq(t), until) >= 0)
             return 0;
         size_t count = 0;
-        int error = r->log.ops->read(r->log.context, t->event, last_seq(t), r->entries,
-                                     READ_CHUNK, &count);
+        int error =
+            r->log.ops->read(r->log.context, t->event, last_seq(t), r->entries, READ_CHUNK, &count);
         if (error != 0)
             return CATRACA_E_UNAVAILABLE;
         for (size_t i = 0; i < count; i++)
@@ -195,8 +194,8 @@ int receipts_issue(struct receipts *r, const struct log_append_item *item, struc
 int receipts_place(struct receipts *r, const struct log_append_item *item, struct receipt *out)
 {
     memset(out, 0, sizeof(*out));
-    log_tree_leaf_of_entry(item->event, item->seq, item->time_ms, item->record,
-                           item->record_length, &out->leaf);
+    log_tree_leaf_of_entry(item->event, item->seq, item->time_ms, item->record, item->record_length,
+                           &out->leaf);
     merkle_hash expected;
     log_tree_leaf_hash(&out->leaf, expected);
     pthread_mutex_lock(&r->mutex);

@@ -83,7 +83,7 @@ int receipts_inclusion(struct receipts *receipts, const char *event, bool has_se
 /* The proof that the first `first` entries are a prefix of the first `second` (0: current
  * size; *second_used says which). 0, or CATRACA_E_INVALID (sizes out of range). */
 int receipts_consistency(struct receipts *receipts, const char *event, uint64_t first,
-                         uint64_t second, uint64_t *second_used,
-                         merkle_hash path[MERKLE_PROOF_MAX], size_t *count);
+                         uint64_t second, uint64_t *second_used, merkle_hash path[MERKLE_PROOF_MAX],
+                         size_t *count);
 
 #endif

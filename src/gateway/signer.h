@@ -24,7 +24,7 @@
 #define SIGNER_THREADS_MAX 8
 
 struct signer_config {
-    EVP_PKEY *key; /* borrowed: outlives the signer */
+    EVP_PKEY *key;      /* borrowed: outlives the signer */
     uint32_t threads;   /* 1..SIGNER_THREADS_MAX */
     uint32_t queue_max; /* >= 1 */
     /* done(payload, receipt, error): error 0 when signed. On a signer thread. */

@@ -22,8 +22,7 @@ void log_tree_request_hash(const char *event, const char *customer, const char *
 }
 
 void log_tree_leaf_of_entry(const char *event, struct log_seq seq, int64_t time_ms,
-                            const uint8_t *record, size_t record_length,
-                            struct log_tree_leaf *out)
+                            const uint8_t *record, size_t record_length, struct log_tree_leaf *out)
 {
     memset(out, 0, sizeof(*out));
     snprintf(out->event, sizeof(out->event), "%s", event);

@@ -51,8 +51,7 @@ void log_tree_request_hash(const char *event, const char *customer, const char *
 /* The leaf fields of an entry read from event's log (a record that does not decode still has
  * a leaf: type 0, which any check against a receipt or an earlier tree then refuses). */
 void log_tree_leaf_of_entry(const char *event, struct log_seq seq, int64_t time_ms,
-                            const uint8_t *record, size_t record_length,
-                            struct log_tree_leaf *out);
+                            const uint8_t *record, size_t record_length, struct log_tree_leaf *out);
 /* merkle_leaf_hash() of the fields' fixed bytes. */
 void log_tree_leaf_hash(const struct log_tree_leaf *leaf, merkle_hash out);
 

@@ -263,8 +263,7 @@ bool merkle_verify_inclusion(const merkle_hash leaf, uint64_t index, uint64_t si
 }
 
 bool merkle_verify_consistency(uint64_t first, uint64_t second, const merkle_hash first_root,
-                               const merkle_hash second_root, const merkle_hash *path,
-                               size_t count)
+                               const merkle_hash second_root, const merkle_hash *path, size_t count)
 {
     if (first == 0 || first > second)
         return false;

@@ -20,9 +20,13 @@ static EVP_PKEY *key;
 
 static struct receipt sample(void)
 {
-    struct receipt r = {.leaf = {.event = "ev1", .seq = {4, 0}, .time_ms = 1796142883419,
-                                 .type = ENGINE_COMMAND_PURCHASE, .purchase_id = 0x1234567890ULL},
-                        .leaf_index = 3, .tree_size = 4};
+    struct receipt r = {.leaf = {.event = "ev1",
+                                 .seq = {4, 0},
+                                 .time_ms = 1796142883419,
+                                 .type = ENGINE_COMMAND_PURCHASE,
+                                 .purchase_id = 0x1234567890ULL},
+                        .leaf_index = 3,
+                        .tree_size = 4};
     memset(r.leaf.request_sha256, 0xab, MERKLE_HASH_BYTES);
     memset(r.leaf.entry_sha256, 0x01, MERKLE_HASH_BYTES);
     memset(r.root, 0xfe, MERKLE_HASH_BYTES);
@@ -81,10 +85,10 @@ static void test_parsers_refuse_the_malformed(void **state)
     char json[RECEIPT_JSON_MAX], message[160], bad[RECEIPT_JSON_MAX + 64];
     receipt_format_json(&r, json, sizeof(json));
     static const char *const swaps[][2] = {
-        {"\"version\":1", "\"version\":2"},    {"\"seq\":\"4-0\"", "\"seq\":\"4\""},
+        {"\"version\":1", "\"version\":2"},         {"\"seq\":\"4-0\"", "\"seq\":\"4\""},
         {"\"leaf_index\":3", "\"leaf_index\":1.5"}, {"\"tree_size\":4", "\"tree_size\":5"},
         {"\"event\":\"ev1\"", "\"event\":\"e v\""}, {"\"purchase\":\"p_", "\"purchase\":\"q_"},
-        {"\"root\":\"fe", "\"root\":\"zz"},     {"\"signature\":\"", "\"signature\":\"!"}};
+        {"\"root\":\"fe", "\"root\":\"zz"},         {"\"signature\":\"", "\"signature\":\"!"}};
     for (size_t i = 0; i < sizeof(swaps) / sizeof(swaps[0]); i++) {
         const char *at = strstr(json, swaps[i][0]);
         assert_non_null(at);

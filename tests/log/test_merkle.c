@@ -89,8 +89,12 @@ static void build(struct merkle_tree *tree, uint64_t size)
 static void test_rfc6962_vectors(void **state)
 {
     (void)state;
-    static const char *const inputs[] = {"",     "00",       "10",
-                                         "2021", "3031",     "40414243",
+    static const char *const inputs[] = {"",
+                                         "00",
+                                         "10",
+                                         "2021",
+                                         "3031",
+                                         "40414243",
                                          "5051525354555657",
                                          "606162636465666768696a6b6c6d6e6f"};
     static const char *const roots[] = {
@@ -145,15 +149,14 @@ static void test_inclusion_matches_reference(void **state)
             assert_true(merkle_verify_inclusion(leaves[index], index, size, path, count, root));
             /* Another place, another leaf, a changed byte: each refused. */
             if (size > 1)
-                assert_false(merkle_verify_inclusion(leaves[index], (index + 1) % size, size,
-                                                     path, count, root));
-            assert_false(
-                merkle_verify_inclusion(leaves[(index + 1) % SIZE_MAX_CHECKED], index, size,
-                                        path, count, root));
+                assert_false(merkle_verify_inclusion(leaves[index], (index + 1) % size, size, path,
+                                                     count, root));
+            assert_false(merkle_verify_inclusion(leaves[(index + 1) % SIZE_MAX_CHECKED], index,
+                                                 size, path, count, root));
             if (count > 0) {
                 path[count - 1][5] ^= 1;
-                assert_false(merkle_verify_inclusion(leaves[index], index, size, path, count,
-                                                     root));
+                assert_false(
+                    merkle_verify_inclusion(leaves[index], index, size, path, count, root));
             }
         }
     }
