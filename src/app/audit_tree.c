@@ -100,8 +100,53 @@ static int check_receipt(const char *file, const struct event_tree *trees, size_
     return 0;
 }
 
-int audit_tree_run(const char *data, const char *key_path, char **receipt_files, int count)
+/* 0 when the signed head is the log's tree at its size, 1 (named) when not. */
+static int check_head(const char *file, const struct event_tree *trees, size_t tree_count,
+                      EVP_PKEY *key)
 {
+    char *text = malloc(RECEIPT_TEXT_MAX + 1), message[160];
+    FILE *f = fopen(file, "rb");
+    size_t length = f != NULL && text != NULL ? fread(text, 1, RECEIPT_TEXT_MAX + 1, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    struct tree_head head;
+    int parsed = text != NULL ? tree_head_parse_json(text, length, &head, message) : -1;
+    free(text);
+    if (parsed != 0) {
+        printf("head %s: DIFFERENCE: not a readable tree head\n", file);
+        return 1;
+    }
+    const struct event_tree *t = NULL;
+    for (size_t i = 0; i < tree_count; i++)
+        if (strcmp(trees[i].event, head.event) == 0)
+            t = &trees[i];
+    uint64_t size = t != NULL ? t->tree.size : 0;
+    merkle_hash root;
+    if (t != NULL && head.tree_size <= size)
+        merkle_tree_root(&t->tree, head.tree_size, root);
+    else
+        merkle_empty_root(root);
+    const char *problem = NULL;
+    if (!tree_head_signature_is_valid(&head, key))
+        problem = "its signature does not match (forged or altered head)";
+    else if (head.tree_size > size)
+        problem = "the log is shorter than the head (entries deleted)";
+    else if (memcmp(root, head.root, MERKLE_HASH_BYTES) != 0)
+        problem = "the log's first entries are not the ones the head signed (changed, deleted, "
+                  "inserted or reordered)";
+    if (problem != NULL) {
+        printf("head %s (event %s, %" PRIu64 " entries): DIFFERENCE: %s\n", file, head.event,
+               head.tree_size, problem);
+        return 1;
+    }
+    printf("head %s (event %s, %" PRIu64 " entries): matches the log\n", file, head.event,
+           head.tree_size);
+    return 0;
+}
+
+int audit_tree_run(const char *data, const char *key_path, const struct audit_tree_files *files)
+{
+    int count = files->receipt_count + files->head_count;
     struct sqlite_paths paths;
     sqlite_paths_of(data, &paths);
     struct log_sqlite_options options = {
@@ -136,10 +181,12 @@ int audit_tree_run(const char *data, const char *key_path, char **receipt_files,
                trees[i].tree.size, hex);
     }
     int differences = 0;
-    for (int i = 0; result == 0 && i < count; i++)
-        differences += check_receipt(receipt_files[i], trees, event_count, key);
+    for (int i = 0; result == 0 && i < files->receipt_count; i++)
+        differences += check_receipt(files->receipts[i], trees, event_count, key);
+    for (int i = 0; result == 0 && i < files->head_count; i++)
+        differences += check_head(files->heads[i], trees, event_count, key);
     if (result == 0 && count > 0)
-        printf("audit: %d receipts checked against the log: %s\n", count,
+        printf("audit: %d receipts and heads checked against the log: %s\n", count,
                differences == 0 ? "CLEAN" : "DIFFERENCES FOUND");
     if (result == 0 && differences > 0)
         result = 1;

@@ -67,7 +67,7 @@ static void usage(FILE *out)
                  "                                 decides the partitions it holds leases for\n"
                  "       catraca migrate --postgres CONNINFO\n"
                  "                                 applies the database schema migrations\n"
-                 "       catraca audit --data DIR [--receipt FILE]...\n"
+                 "       catraca audit --data DIR [--receipt FILE]... [--head FILE]...\n"
                  "                                 replay every event's log, compare every "
                  "stored decision,\n"
                  "                                 rebuild its Merkle tree, check receipts "
@@ -333,24 +333,32 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "audit") == 0) {
         struct config config;
         setenv("CATRACA_DEMO", "on", 0); /* no JWT secret needed to audit */
-        /* `--receipt FILE` (repeatable) is audit's own: taken out before the shared options. */
-        char **receipts = calloc((size_t)argc, sizeof(*receipts));
-        int receipt_count = 0, kept = 2;
-        for (int i = 2; receipts != NULL && i < argc; i++) {
+        /* `--receipt FILE` and `--head FILE` (repeatable) are audit's own: taken out before the
+         * shared options. */
+        struct audit_tree_files files = {.receipts = calloc((size_t)argc, sizeof(char *)),
+                                         .heads = calloc((size_t)argc, sizeof(char *))};
+        int kept = 2;
+        for (int i = 2; files.receipts != NULL && files.heads != NULL && i < argc; i++) {
             if (strcmp(argv[i], "--receipt") == 0 && i + 1 < argc)
-                receipts[receipt_count++] = argv[++i];
+                files.receipts[files.receipt_count++] = argv[++i];
+            else if (strcmp(argv[i], "--head") == 0 && i + 1 < argc)
+                files.heads[files.head_count++] = argv[++i];
             else
                 argv[kept++] = argv[i];
         }
-        int result = receipts == NULL ? -1 : config_parse(&config, kept, argv, 2);
+        int result = files.receipts == NULL || files.heads == NULL
+                         ? -1
+                         : config_parse(&config, kept, argv, 2);
         if (result != 0) {
-            free(receipts);
+            free(files.receipts);
+            free(files.heads);
             return result > 0 ? 0 : 2;
         }
         int replayed =
             audit_run(config.data, (uint32_t)config.purchases_max, (uint32_t)config.customers_max);
-        int tree = audit_tree_run(config.data, config.receipt_key, receipts, receipt_count);
-        free(receipts);
+        int tree = audit_tree_run(config.data, config.receipt_key, &files);
+        free(files.receipts);
+        free(files.heads);
         return replayed == 2 || tree == 2 ? 2 : replayed > tree ? replayed : tree;
     }
     static const struct {

@@ -152,6 +152,14 @@ class EmbeddedReceiptsTest(unittest.TestCase, ReceiptChecks):
                 json.dump({"id": r["purchase"], "receipt": r}, f)  # a saved 202 body
         cls.key_path = os.path.join(cls.server.data, "receipt-key.pem")
         cls.log_db = os.path.join(cls.server.data, "catraca.db")
+        # A signed head as an auditor would save it from GET /v1/events/{event}/log.
+        c = cls.server.client()
+        status, head, _ = c.request("GET", "/v1/events/ev-r/log")
+        c.close()
+        assert status == 200, head
+        cls.head_path = os.path.join(cls.dir, "head.json")
+        with open(cls.head_path, "w") as f:
+            json.dump(head, f)
 
     @classmethod
     def tearDownClass(cls):
@@ -183,8 +191,8 @@ class EmbeddedReceiptsTest(unittest.TestCase, ReceiptChecks):
             self.saved = None
             self.server.restart()
 
-    def audit(self, *indexes):
-        args = ["audit", "--data", self.server.data]
+    def audit(self, *indexes, head=False):
+        args = ["audit", "--data", self.server.data] + (["--head", self.head_path] if head else [])
         for i in indexes:
             args += ["--receipt", self.files[i]]
         return run(*args)
@@ -201,9 +209,10 @@ class EmbeddedReceiptsTest(unittest.TestCase, ReceiptChecks):
     def test_every_receipt_verifies_and_audits(self):
         for i in range(len(self.receipts)):
             self.assert_verifies(i)
-        code, out = self.audit(*range(len(self.receipts)))
+        code, out = self.audit(*range(len(self.receipts)), head=True)
         self.assertEqual(code, 0, out)
-        self.assertIn("receipts checked against the log: CLEAN", out)
+        self.assertIn("checked against the log: CLEAN", out)
+        self.assertIn("head.json (event ev-r", out)
         self.assertRegex(out, r"event ev-r: log tree of \d+ entries, root [0-9a-f]{64}")
 
     def test_published_log_has_no_customer(self):
@@ -236,6 +245,14 @@ class EmbeddedReceiptsTest(unittest.TestCase, ReceiptChecks):
         self.check_forgeries()
         code, out = self.audit(3)
         self.assertEqual(code, 0, out)
+        with open(self.head_path) as f:
+            head = json.load(f)
+        forged_head = os.path.join(self.dir, "forged-head.json")
+        with open(forged_head, "w") as f:
+            json.dump(dict(head, tree_size=head["tree_size"] - 1), f)
+        code, out = run("audit", "--data", self.server.data, "--head", forged_head)
+        self.assertEqual(code, 1, out)
+        self.assertIn("forged or altered head", out)
         code, out = run("audit", "--data", self.server.data,
                         "--receipt", os.path.join(self.dir, "fake.json"))
         self.assertEqual(code, 1, out)
@@ -267,8 +284,9 @@ class EmbeddedReceiptsTest(unittest.TestCase, ReceiptChecks):
         self.assert_fails(victim, "no entry at the receipt's seq")
         self.assert_fails(victim + 1, "no longer at its place")
         last = len(self.receipts) - 1
-        code, out = self.audit(victim - 1, victim, victim + 1, last)
+        code, out = self.audit(victim - 1, victim, victim + 1, last, head=True)
         self.assertEqual(code, 1, out)
+        self.assertRegex(out, r"head .*head.json .*: DIFFERENCE")
         self.assertEqual(self.receipt_verdicts(out), {victim - 1: False, victim: True,
                                                       victim + 1: True, last: True}, out)
 
@@ -286,8 +304,9 @@ class EmbeddedReceiptsTest(unittest.TestCase, ReceiptChecks):
         self.assert_verifies(a - 1)
         for i in (a, a + 1, b, b + 1):
             self.assert_fails(i, "not this purchase|not the one the receipt signed|history was rewritten")
-        code, out = self.audit(a - 1, a, b)
+        code, out = self.audit(a - 1, a, b, head=True)
         self.assertEqual(code, 1, out)
+        self.assertRegex(out, r"head .*head.json .*: DIFFERENCE")
         self.assertEqual(self.receipt_verdicts(out), {a - 1: False, a: True, b: True}, out)
 
 
