@@ -274,6 +274,8 @@ void service_api_config(const struct config *config, const struct api_backend *b
         .challenge_replay_max = (uint32_t)config->challenge_replay_max,
         .receipt_key_path = config->is_receipts_on ? config->receipt_key : NULL,
         .may_create_receipt_key = true,
+        /* Log entries per event: a purchase, its confirm or cancel, and the clock's ticks. */
+        .receipt_leaves_max = 2 * (uint64_t)config->purchases_max,
     };
 }
 

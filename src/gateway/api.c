@@ -140,7 +140,9 @@ static int start_receipts(struct api *api)
         return CATRACA_E_INVALID;
     struct receipts_config config = {.key = key,
                                      .events_max = api->config.events_max,
-                                     .leaves_max = API_RECEIPT_TREE_LEAVES_MAX,
+                                     .leaves_max = api->config.receipt_leaves_max > 0
+                                                       ? api->config.receipt_leaves_max
+                                                       : API_RECEIPT_TREE_LEAVES_MAX,
                                      .open_log = open_receipts_log,
                                      .context = &api->config.backend};
     int error = receipts_start(&config, &api->receipts);

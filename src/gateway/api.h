@@ -63,6 +63,9 @@ struct api_config {
      * file is created when absent if may_create_receipt_key. */
     const char *receipt_key_path;
     bool may_create_receipt_key;
+    /* Entries of one event's log its tree holds (~80 bytes each in memory); 0: 2^24. Past it,
+     * 202s carry "receipt": null. */
+    uint64_t receipt_leaves_max;
 };
 
 struct api;

@@ -6,6 +6,7 @@
  */
 #include <assert.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,18 @@
 
 #define HEX_TEXT (2 * MERKLE_HASH_BYTES + 1)
 #define QUERY_INTEGER_MAX UINT64_C(9007199254740992) /* 2^53: exact in a JSON number */
+
+/* Says so on stderr: the first time, then once every 1000 (past the tree's bound every 202
+ * lacks one, and the log must not grow with the sale). */
+static void log_missing_receipt(const char *event, int error)
+{
+    static atomic_uint_fast64_t missing;
+    uint64_t count = atomic_fetch_add(&missing, 1) + 1;
+    if (count % 1000 == 1)
+        fprintf(stderr,
+                "level=warn component=receipts event=%s msg=\"no receipt: %s\" missing=%llu\n",
+                event, catraca_strerror(error), (unsigned long long)count);
+}
 
 void api_log_add_receipt(struct api *api, const struct pending *p, char *json, size_t size)
 {
@@ -30,8 +43,7 @@ void api_log_add_receipt(struct api *api, const struct pending *p, char *json, s
     if (error != 0) {
         /* The purchase is in the log already: it is accepted, only its receipt is missing. */
         snprintf(text, sizeof(text), "null");
-        fprintf(stderr, "level=warn component=receipts event=%s msg=\"no receipt: %s\"\n", p->event,
-                catraca_strerror(error));
+        log_missing_receipt(p->event, error);
     }
     snprintf(json + length - 1, size - length + 1, ",\"receipt\":%s}", text);
 }

@@ -16,6 +16,10 @@ struct event_tree {
     struct log_seq *seqs; /* seqs[i]: the log position of leaf i, increasing */
     uint64_t seq_capacity;
     uint64_t last_used;
+    /* The last head signed (has_head): a head is signed again only once the log grew, so
+     * polling GET /v1/events/{event}/log costs no signature while nothing changes. */
+    bool has_head;
+    struct tree_head head;
 };
 
 struct receipts {
@@ -223,13 +227,24 @@ int receipts_head(struct receipts *r, const char *event, struct tree_head *out)
     int error = catch_up(r, t, false, (struct log_seq){0, 0});
     if (error == CATRACA_E_TOO_LARGE)
         error = 0; /* the head stops at leaves_max */
-    if (error == 0) {
+    bool is_cached = error == 0 && t->has_head && t->head.tree_size == t->tree.size;
+    if (is_cached) {
+        *out = t->head;
+    } else if (error == 0) {
         out->tree_size = t->tree.size;
         merkle_tree_root(&t->tree, out->tree_size, out->root);
     }
     pthread_mutex_unlock(&r->mutex);
-    if (error == 0)
-        error = tree_head_sign(out, r->config.key);
+    if (error != 0 || is_cached)
+        return error;
+    error = tree_head_sign(out, r->config.key);
+    pthread_mutex_lock(&r->mutex);
+    /* The slot may hold another event by now (evicted meanwhile): only its own head goes in. */
+    if (error == 0 && strcmp(t->event, event) == 0 && out->tree_size <= t->tree.size) {
+        t->head = *out;
+        t->has_head = true;
+    }
+    pthread_mutex_unlock(&r->mutex);
     return error;
 }
 

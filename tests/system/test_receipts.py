@@ -310,6 +310,30 @@ class EmbeddedReceiptsTest(unittest.TestCase, ReceiptChecks):
         self.assertEqual(self.receipt_verdicts(out), {a - 1: False, a: True, b: True}, out)
 
 
+class TreeBoundTest(unittest.TestCase):
+    def test_past_the_tree_bound_purchases_are_accepted_without_a_receipt(self):
+        # --max-purchases-per-event 16: the tree holds 32 log entries (twice that).
+        server = Server("--max-purchases-per-event", "16")
+        try:
+            c = server.client()
+            create_event(c, "ev-b", (100,), limit=1)
+            receipts = []
+            for n in range(40):
+                status, body, _ = buy(c, "ev-b", f"b{n}")
+                self.assertEqual(status, 202, body)
+                receipts.append(body["receipt"])
+            signed = [r for r in receipts if r is not None]
+            self.assertTrue(receipts[0] is not None and receipts[-1] is None, receipts)
+            self.assertEqual(max(r["tree_size"] for r in signed), 32)
+            self.assertTrue(all(r is None for r in receipts[len(signed):]))
+            status, head, _ = c.request("GET", "/v1/events/ev-b/log")
+            self.assertEqual((status, head["tree_size"]), (200, 32))
+            self.assertIn("no receipt", server.log())
+            c.close()
+        finally:
+            self.assertEqual(server.close(), 0)
+
+
 def parse_resp(data, at=0):
     """One RESP reply from data[at:]; returns (value, next offset)."""
     kind, end = data[at:at + 1], data.index(b"\r\n", at)
