@@ -53,7 +53,7 @@ sys.path[:0] = [HERE, os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "
 
 import service  # noqa: E402  bench/service.py: token, http, wrk, write_lua, naive_pgbench
 from servers import Postgres, Redis  # noqa: E402  tests/servers.py
-from cluster import BIN, Proc  # noqa: E402  tests/system/cluster.py: one gateway|worker process
+from cluster import BIN, Proc, options_of  # noqa: E402  tests/system/cluster.py: one gateway|worker process
 
 PGBENCH_CLIENTS = 16
 LEASE_MS = 2000
@@ -114,15 +114,16 @@ class Setup:
             self.close()
             raise
         self.common = ["--redis", self.redis.url, "--postgres", self.postgres.conninfo,
-                       "--listen", "127.0.0.1:0"] + limits
+                       "--listen", "127.0.0.1:0"]
 
     def start(self, gateways, workers):
         for i in range(workers):
-            self.workers.append(Proc("worker", self.common + [
+            # Each command refuses the options it does not read (catraca COMMAND --help).
+            self.workers.append(Proc("worker", self.common + options_of("worker", self.limits) + [
                 "--lease-ms", str(LEASE_MS), "--worker-id", f"bench-w{i}-{os.getpid()}"],
                 self.dir, f"worker{i}", rb"metrics on http://127\.0\.0\.1:(\d+)"))
         for i in range(gateways):
-            self.gateways.append(Proc("gateway", self.common + [
+            self.gateways.append(Proc("gateway", self.common + options_of("gateway", self.limits) + [
                 "--jwt-secret", service.SECRET, "--rate-customer", "0", "--rate-ip", "0"],
                 self.dir, f"gateway{i}", rb"listening on http://127\.0\.0\.1:(\d+)"))
 

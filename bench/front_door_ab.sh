@@ -6,7 +6,7 @@
 cd "$(dirname "$0")/.."
 BASE=${1:?usage: front_door_ab.sh BASE_BINARY NEW_BINARY [OUT_DIR]} NEW=${2:?usage: front_door_ab.sh BASE_BINARY NEW_BINARY [OUT_DIR]}
 OUT=${3:-$(mktemp -d /tmp/catraca-front-door-XXXXXX)}; echo "front_door_ab: results in $OUT" >&2
-SECRET=bench-secret-0123456789abcdefghij
+SECRET=$(openssl rand -base64 48)  # catraca refuses short or documented secrets
 date > $OUT/start
 # 1. service bench, alternating
 for i in 1 2 3; do

@@ -21,7 +21,7 @@ TICKETS=${TICKETS:-100000}
 MAX_SECONDS=${MAX_SECONDS:-600}
 SYNC=${SYNC:-full}
 ROUNDS=${ROUNDS:-3}
-SECRET=bench-secret-$$
+SECRET=$(openssl rand -base64 48)  # catraca refuses short or documented secrets
 WORK=$(mktemp -d /tmp/catraca-rush-bench-XXXXXX)
 SERVER_PID=
 

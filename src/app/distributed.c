@@ -130,11 +130,12 @@ int gateway_run(const struct config *config)
 {
     char host[64];
     uint16_t port = 0;
-    uint8_t secret[256];
+    uint8_t secret[JWT_SECRET_MAX];
     size_t secret_length = 0;
+    service_warn_public_demo(config);
     if (require(config->redis, "redis", "gateway") != 0 ||
         require(config->postgres, "postgres", "gateway") != 0 ||
-        service_split_listen(config->listen, host, &port) != 0 ||
+        config_split_listen(config->listen, host, &port) != 0 ||
         service_choose_secret(config, secret, &secret_length) != 0)
         return 2;
     if (check_schema(config) != 0)
@@ -146,6 +147,7 @@ int gateway_run(const struct config *config)
                                   .context = (void *)config};
     struct api_config api_config;
     service_api_config(config, &backend, secret, secret_length, &api_config);
+    api_config.listen_host = host;
     if (api_config.append_threads == 0) /* Redis fsyncs the appends of all clients together */
         api_config.append_threads = 4;
     struct log_redis_options options = redis_options(config, 1, false);
@@ -375,7 +377,7 @@ int worker_run(const struct config *config)
     uint16_t port = 0;
     if (require(config->redis, "redis", "worker") != 0 ||
         require(config->postgres, "postgres", "worker") != 0 ||
-        service_split_listen(config->listen, host, &port) != 0)
+        config_split_listen(config->listen, host, &port) != 0)
         return 2;
     if (check_schema(config) != 0)
         return 1;

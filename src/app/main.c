@@ -2,6 +2,7 @@
  * main.c - the catraca command: `catraca serve` (embedded mode: HTTP, log,
  * worker and store in one process on one SQLite file), --version, --help.
  */
+#include <assert.h>
 #include <errno.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include "app/verify.h"
 #include "app/config.h"
 #include "app/service.h"
+#include "app/token.h"
 #include "core/error.h"
 #include "gateway/api.h"
 #include "gateway/http.h"
@@ -58,6 +60,64 @@ void service_wait_for_stop(void)
         continue;
 }
 
+static void audit_help(void)
+{
+    printf("usage: catraca audit --data DIR [--receipt FILE]... [--head FILE]... [options]\n\n"
+           "Replays every event's log and compares every stored decision; rebuilds each log's\n"
+           "Merkle tree and checks saved receipts and signed tree heads against it.\n\n"
+           "  --%-26s %s\n  --%-26s %s\n",
+           "receipt FILE", "a receipt, or the 202 body that carried it (repeatable)",
+           "head FILE", "a signed tree head from GET /v1/events/{event}/log (repeatable)");
+    config_print_options(stdout, CMD_AUDIT);
+}
+
+/* `--receipt FILE` and `--head FILE` (repeatable) are audit's own: taken out before the
+ * options of the table. 0 when all agree, 1 on a difference, 2 when it could not check. */
+static int audit_main(int argc, char **argv)
+{
+    struct audit_tree_files files = {.receipts = calloc((size_t)argc, sizeof(char *)),
+                                     .heads = calloc((size_t)argc, sizeof(char *))};
+    char **rest = calloc((size_t)argc, sizeof(char *));
+    int result = 2;
+    if (files.receipts == NULL || files.heads == NULL || rest == NULL)
+        goto done;
+    int rest_count = 0;
+    for (int i = 0; i < argc; i++) {
+        if (i >= 2 && (strcmp(argv[i], "--receipt") == 0 || strcmp(argv[i], "--head") == 0)) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "catraca audit: %s needs a FILE\n", argv[i]);
+                goto done;
+            }
+            if (argv[i][2] == 'r')
+                files.receipts[files.receipt_count++] = argv[++i];
+            else
+                files.heads[files.head_count++] = argv[++i];
+            continue;
+        }
+        if (i >= 2 && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)) {
+            audit_help();
+            result = 0;
+            goto done;
+        }
+        rest[rest_count++] = argv[i];
+    }
+    struct config config;
+    int parsed = config_parse(&config, rest_count, rest, 2, CMD_AUDIT, "audit");
+    if (parsed != 0) {
+        result = parsed > 0 ? 0 : 2;
+        goto done;
+    }
+    int replayed =
+        audit_run(config.data, (uint32_t)config.purchases_max, (uint32_t)config.customers_max);
+    int tree = audit_tree_run(config.data, config.receipt_key, &files);
+    result = replayed == 2 || tree == 2 ? 2 : replayed > tree ? replayed : tree;
+done:
+    free(files.receipts);
+    free(files.heads);
+    free(rest);
+    return result;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: catraca serve [options]   start the embedded service\n"
@@ -75,42 +135,24 @@ static void usage(FILE *out)
                  "       catraca verify RECEIPT_FILE --url URL\n"
                  "                                 check a purchase receipt against the "
                  "published log\n"
-                 "       catraca rush --url URL (--demo | --jwt-secret S) [options]\n"
-                 "                                 rehearse an on-sale against a server (--help)\n"
+                 "       catraca token --subject ID --role ROLE [--lifetime 1h]\n"
+                 "                                 mint a JWT with CATRACA_JWT_SECRET or "
+                 "--jwt-secret-file\n"
+                 "       catraca rush --url URL (--demo | --jwt-secret-file F) [options]\n"
+                 "                                 rehearse an on-sale against a server\n"
                  "       catraca --version\n"
-                 "       catraca serve --help      every option, its variable, default and "
+                 "       catraca COMMAND --help    the options COMMAND reads: variable, default, "
                  "bound\n");
 }
 
-/* "host:port" or "[ipv6]:port" -> parts; 0 or -1 with a message. */
-int service_split_listen(const char *listen, char host[64], uint16_t *port)
-{
-    const char *colon = strrchr(listen, ':');
-    char *end = NULL;
-    long value = colon ? strtol(colon + 1, &end, 10) : -1;
-    if (colon == NULL || (size_t)(colon - listen) >= 64 || end == colon + 1 || *end != '\0' ||
-        value < 0 || value > 65535) {
-        fprintf(stderr, "catraca: --listen must be host:port (got \"%s\")\n", listen);
-        return -1;
-    }
-    const char *start = listen;
-    size_t length = (size_t)(colon - listen);
-    if (length >= 2 && listen[0] == '[' && listen[length - 1] == ']') { /* [IPv6]:port */
-        start++;
-        length -= 2;
-    }
-    memcpy(host, start, length);
-    host[length] = '\0';
-    *port = (uint16_t)value;
-    return 0;
-}
-
-/* The JWT secret: configured, or in demo mode a random one printed once. */
+/* The JWT secret: the configured one (checked by config_parse), or in demo mode a random one
+ * printed once. */
 int service_choose_secret(const struct config *config, uint8_t *secret, size_t *length)
 {
-    if (config->jwt_secret[0] != '\0') {
-        *length = strlen(config->jwt_secret);
-        memcpy(secret, config->jwt_secret, *length);
+    if (!config->is_demo) {
+        assert(config->secret_length >= JWT_SECRET_MIN);
+        *length = config->secret_length;
+        memcpy(secret, config->secret, *length);
         return 0;
     }
     static const char hex[] = "0123456789abcdef";
@@ -125,6 +167,16 @@ int service_choose_secret(const struct config *config, uint8_t *secret, size_t *
     fprintf(stderr, "catraca: demo mode, random JWT secret for this run: %.*s\n", (int)*length,
             (const char *)secret);
     return 0;
+}
+
+void service_warn_public_demo(const struct config *config)
+{
+    if (config->is_demo_public)
+        fprintf(stderr,
+                "catraca: WARNING: demo mode on %s, a non-loopback address "
+                "(--demo-public): anyone who reaches it can mint admin tokens and "
+                "change every event\n",
+                config->listen);
 }
 
 void sqlite_paths_of(const char *data, struct sqlite_paths *out)
@@ -190,9 +242,10 @@ static int serve(const struct config *config)
     char host[64];
     struct sqlite_paths paths;
     uint16_t port = 0;
-    uint8_t secret[256];
+    uint8_t secret[JWT_SECRET_MAX];
     size_t secret_length = 0;
-    if (service_split_listen(config->listen, host, &port) != 0 ||
+    service_warn_public_demo(config);
+    if (config_split_listen(config->listen, host, &port) != 0 ||
         service_choose_secret(config, secret, &secret_length) != 0)
         return 2;
     if (mkdir(config->data, 0755) != 0 && errno != EEXIST) {
@@ -209,6 +262,7 @@ static int serve(const struct config *config)
                                       .context = &backend};
     struct api_config api_config;
     service_api_config(config, &api_backend, secret, secret_length, &api_config);
+    api_config.listen_host = host;
     if (api_config.append_threads == 0) /* SQLite has one writer: more would only queue */
         api_config.append_threads = 1;
     /* The worker runs in this process and hands every commit to the API: reads of recently
@@ -257,6 +311,7 @@ void service_api_config(const struct config *config, const struct api_backend *b
         .jwt_secret = secret,
         .jwt_secret_length = secret_length,
         .is_demo = config->is_demo,
+        .is_demo_public = config->is_demo_public,
         .waiters_max = (uint32_t)config->waiters_max,
         .queue_max = (uint32_t)config->queue_max,
         .append_batch_max = (uint32_t)config->append_batch_max,
@@ -276,6 +331,9 @@ void service_api_config(const struct config *config, const struct api_backend *b
         .may_create_receipt_key = true,
         /* Log entries per event: a purchase, its confirm or cancel, and the clock's ticks. */
         .receipt_leaves_max = 2 * (uint64_t)config->purchases_max,
+        .payment_url = config->payment_url[0] != '\0' ? config->payment_url : NULL,
+        .version = CATRACA_VERSION,
+        .is_tls = config->tls_cert[0] != '\0',
     };
 }
 
@@ -310,6 +368,7 @@ void service_http_config(const struct config *config, const char *host, uint16_t
         .idle_timeout_ms = (uint32_t)config->idle_timeout_ms,
         .tls_cert_path = config->tls_cert,
         .tls_key_path = config->tls_key,
+        .cors_origins = config->cors_origin,
         .deferred_max = (uint32_t)(config->waiters_max + config->queue_max),
         .handler = handler,
         .handler_context = context,
@@ -324,68 +383,34 @@ int main(int argc, char **argv)
     }
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
-        if (argc >= 2)
-            config_print_help(stdout, "serve");
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "rush") == 0)
         return rush_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "token") == 0)
+        return token_main(argc, argv);
     if (strcmp(argv[1], "verify") == 0)
         return verify_main(argc - 1, argv + 1);
-    if (strcmp(argv[1], "audit") == 0) {
-        struct config config;
-        setenv("CATRACA_DEMO", "on", 0); /* no JWT secret needed to audit */
-        /* `--receipt FILE` and `--head FILE` (repeatable) are audit's own: taken out before the
-         * shared options. */
-        struct audit_tree_files files = {.receipts = calloc((size_t)argc, sizeof(char *)),
-                                         .heads = calloc((size_t)argc, sizeof(char *))};
-        int kept = 2;
-        for (int i = 2; files.receipts != NULL && files.heads != NULL && i < argc; i++) {
-            if (strcmp(argv[i], "--receipt") == 0 && i + 1 < argc)
-                files.receipts[files.receipt_count++] = argv[++i];
-            else if (strcmp(argv[i], "--head") == 0 && i + 1 < argc)
-                files.heads[files.head_count++] = argv[++i];
-            else
-                argv[kept++] = argv[i];
-        }
-        int result = files.receipts == NULL || files.heads == NULL
-                         ? -1
-                         : config_parse(&config, kept, argv, 2);
-        if (result != 0) {
-            free(files.receipts);
-            free(files.heads);
-            return result > 0 ? 0 : 2;
-        }
-        int replayed =
-            audit_run(config.data, (uint32_t)config.purchases_max, (uint32_t)config.customers_max);
-        int tree = audit_tree_run(config.data, config.receipt_key, &files);
-        free(files.receipts);
-        free(files.heads);
-        return replayed == 2 || tree == 2 ? 2 : replayed > tree ? replayed : tree;
-    }
+    if (strcmp(argv[1], "audit") == 0)
+        return audit_main(argc, argv);
     static const struct {
         const char *name;
+        unsigned bit;
         int (*run)(const struct config *config);
-    } commands[] = {{"gateway", gateway_run}, {"worker", worker_run}, {"migrate", migrate_run}};
+    } commands[] = {{"serve", CMD_SERVE, serve},
+                    {"gateway", CMD_GATEWAY, gateway_run},
+                    {"worker", CMD_WORKER, worker_run},
+                    {"migrate", CMD_MIGRATE, migrate_run}};
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(argv[1], commands[i].name) != 0)
             continue;
         struct config config;
-        if (strcmp(argv[1], "gateway") != 0)
-            setenv("CATRACA_DEMO", "on", 0); /* only gateways check tokens */
-        int result = config_parse(&config, argc, argv, 2);
+        int result = config_parse(&config, argc, argv, 2, commands[i].bit, commands[i].name);
         if (result != 0)
             return result > 0 ? 0 : 2;
         return commands[i].run(&config);
     }
-    if (strcmp(argv[1], "serve") != 0) {
-        fprintf(stderr, "catraca: unknown command \"%s\"\n", argv[1]);
-        usage(stderr);
-        return 2;
-    }
-    struct config config;
-    int result = config_parse(&config, argc, argv, 2);
-    if (result != 0)
-        return result > 0 ? 0 : 2;
-    return serve(&config);
+    fprintf(stderr, "catraca: unknown command \"%s\"\n", argv[1]);
+    usage(stderr);
+    return 2;
 }

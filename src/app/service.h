@@ -15,10 +15,11 @@
 #include "gateway/http.h"
 #include "worker/worker.h"
 
-/* "host:port" -> parts; 0, or -1 after a message. */
-int service_split_listen(const char *listen, char host[64], uint16_t *port);
-/* The configured JWT secret, or in demo mode a random one printed once. */
+/* The configured JWT secret, or in demo mode a random one printed once; secret holds
+ * JWT_SECRET_MAX bytes. */
 int service_choose_secret(const struct config *config, uint8_t *secret, size_t *length);
+/* With --demo-public: the warning at start, on stderr. */
+void service_warn_public_demo(const struct config *config);
 void service_api_config(const struct config *config, const struct api_backend *backend,
                         const uint8_t *secret, size_t secret_length, struct api_config *out);
 void service_http_config(const struct config *config, const char *host, uint16_t port,

@@ -198,14 +198,14 @@ static int check_consistency(struct verification *v)
     return 0;
 }
 
-static int usage(void)
+static int usage(FILE *out)
 {
-    fprintf(stderr, "usage: catraca verify RECEIPT_FILE --url URL [--public-key BASE64]\n"
-                    "  RECEIPT_FILE  the receipt, or the whole 202 body that carried it\n"
-                    "  --url         the server, e.g. http://127.0.0.1:8080\n"
-                    "  --public-key  the key to trust (saved when buying); default: the "
-                    "server's /.well-known/catraca-receipt-key\n");
-    return 2;
+    fprintf(out, "usage: catraca verify RECEIPT_FILE --url URL [--public-key BASE64]\n"
+                 "  RECEIPT_FILE  the receipt, or the whole 202 body that carried it\n"
+                 "  --url         the server, e.g. http://127.0.0.1:8080\n"
+                 "  --public-key  the key to trust (saved when buying); default: the "
+                 "server's /.well-known/catraca-receipt-key\n");
+    return out == stdout ? 0 : 2;
 }
 
 int verify_main(int argc, char **argv)
@@ -216,13 +216,15 @@ int verify_main(int argc, char **argv)
             url = argv[++i];
         else if (strcmp(argv[i], "--public-key") == 0 && i + 1 < argc)
             pinned = argv[++i];
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return usage(stdout);
         else if (argv[i][0] != '-' && file == NULL)
             file = argv[i];
         else
-            return usage();
+            return usage(stderr);
     }
     if (file == NULL || url == NULL)
-        return usage();
+        return usage(stderr);
     struct verification *v = calloc(1, sizeof(*v));
     char *text = malloc(RECEIPT_TEXT_MAX + 1);
     size_t length = 0;

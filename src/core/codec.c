@@ -16,13 +16,14 @@
 static bool event_spec_is_encodable(const struct engine_event_spec *s)
 {
     return s->category_count >= 1 && s->category_count <= CATRACA_CATEGORIES_MAX &&
-           s->state >= ENGINE_STATE_OPEN && s->state <= ENGINE_STATE_CLOSED;
+           s->state >= ENGINE_STATE_OPEN && s->state <= ENGINE_STATE_CLOSED &&
+           s->line_policy <= ENGINE_LINE_UNBOUNDED;
 }
 
 static bool outcome_is_encodable(const struct engine_outcome *o)
 {
     return o->type >= ENGINE_OUTCOME_PURCHASE && o->type <= ENGINE_OUTCOME_EVENT &&
-           o->status <= ENGINE_STATUS_REJECTED && o->reason <= ENGINE_REASON_INVALID_EVENT &&
+           o->status <= ENGINE_STATUS_REJECTED && o->reason <= ENGINE_REASON_REFUND_DUE &&
            o->result <= ENGINE_RESULT_CONFLICT && o->event_state <= ENGINE_STATE_CLOSED &&
            o->ticket_count <= CATRACA_QUANTITY_MAX;
 }
@@ -30,6 +31,18 @@ static bool outcome_is_encodable(const struct engine_outcome *o)
 /* ---- commands ---------------------------------------------------------------------------- */
 
 /* Only the first category_count categories are written; the rest of the array is not read. */
+/* Version 2 appends the line policy to the spec (version 1 specs are BOUNDED, the zero value). */
+static void codec_line_policy_put(struct wire_writer *w, const struct engine_event_spec *s)
+{
+    wire_put_uint(w, s->line_policy, 1);
+}
+
+static void codec_line_policy_get(struct wire_reader *r, struct engine_event_spec *s)
+{
+    s->line_policy = (uint8_t)wire_get_uint(r, 1);
+    wire_check(r, s->line_policy <= ENGINE_LINE_UNBOUNDED);
+}
+
 void codec_event_spec_put(struct wire_writer *w, const struct engine_event_spec *s)
 {
     if (!event_spec_is_encodable(s)) {
@@ -51,9 +64,16 @@ void codec_event_spec_put(struct wire_writer *w, const struct engine_event_spec 
         wire_put_uint(w, (uint64_t)c->price_cents, 8);
         wire_put_uint(w, c->capacity, 4);
     }
+    codec_line_policy_put(w, s);
 }
 
 void codec_event_spec_get(struct wire_reader *r, struct engine_event_spec *s)
+{
+    codec_event_spec_get_version(r, s, CODEC_VERSION);
+}
+
+void codec_event_spec_get_version(struct wire_reader *r, struct engine_event_spec *s,
+                                  uint8_t version)
 {
     wire_get_string(r, s->id, CATRACA_ID_MAX);
     wire_get_string(r, s->name, CATRACA_NAME_MAX);
@@ -70,6 +90,9 @@ void codec_event_spec_get(struct wire_reader *r, struct engine_event_spec *s)
         c->price_cents = (int64_t)wire_get_uint(r, 8);
         c->capacity = (uint32_t)wire_get_uint(r, 4);
     }
+    s->line_policy = ENGINE_LINE_BOUNDED;
+    if (version >= 2 && r->error == 0)
+        codec_line_policy_get(r, s);
 }
 
 int codec_command_encode(const struct engine_command *c, uint8_t *buffer, size_t capacity,
@@ -112,11 +135,11 @@ int codec_command_encode(const struct engine_command *c, uint8_t *buffer, size_t
     return 0;
 }
 
-static void get_command_body(struct wire_reader *r, struct engine_command *c)
+static void get_command_body(struct wire_reader *r, struct engine_command *c, uint8_t version)
 {
     switch (c->type) {
     case ENGINE_COMMAND_CREATE_EVENT:
-        codec_event_spec_get(r, &c->u.create_event);
+        codec_event_spec_get_version(r, &c->u.create_event, version);
         break;
     case ENGINE_COMMAND_SET_STATE:
         c->u.set_state.state = (uint8_t)wire_get_uint(r, 1);
@@ -152,23 +175,26 @@ static int finish(struct wire_reader *r, void *out, size_t size)
     return r->error;
 }
 
-static bool get_version(struct wire_reader *r)
+/* Reads the version byte: every version from CODEC_VERSION_OLDEST on is read (logs outlive
+ * binaries); 0 when the record is refused. */
+static uint8_t get_version(struct wire_reader *r)
 {
     uint64_t version = wire_get_uint(r, 1);
-    if (r->error == 0 && version != CODEC_VERSION)
+    if (r->error == 0 && (version < CODEC_VERSION_OLDEST || version > CODEC_VERSION))
         r->error = CATRACA_E_VERSION;
-    return r->error == 0;
+    return r->error == 0 ? (uint8_t)version : 0;
 }
 
 int codec_command_decode(const uint8_t *buffer, size_t length, struct engine_command *out)
 {
     struct wire_reader r = {.buffer = buffer, .length = length};
     memset(out, 0, sizeof(*out));
-    if (get_version(&r)) {
+    uint8_t version = get_version(&r);
+    if (version != 0) {
         out->type = (uint8_t)wire_get_uint(&r, 1);
         out->now_ms = (int64_t)wire_get_uint(&r, 8);
         if (r.error == 0)
-            get_command_body(&r, out);
+            get_command_body(&r, out, version);
     }
     return finish(&r, out, sizeof(*out));
 }
@@ -206,7 +232,7 @@ int codec_outcome_decode(const uint8_t *buffer, size_t length, struct engine_out
 {
     struct wire_reader r = {.buffer = buffer, .length = length};
     memset(out, 0, sizeof(*out));
-    if (get_version(&r)) {
+    if (get_version(&r) != 0) {
         out->type = (uint8_t)wire_get_uint(&r, 1);
         out->purchase_id = wire_get_uint(&r, 8);
         out->customer_key = wire_get_uint(&r, 8);

@@ -2,7 +2,9 @@
  * codec.h - the wire format of commands and outcomes, as stored in the log
  * and the store.
  *
- * Format version 1, little-endian, no padding:
+ * Format version 2, little-endian, no padding (version 1 is still read: it is
+ * version 2 without the event spec's last byte, the line policy, which reads
+ * as ENGINE_LINE_BOUNDED):
  *   byte 0      format version (CODEC_VERSION)
  *   byte 1      type (enum engine_command_type / engine_outcome_type)
  *   then the type's fields in declaration order: integers fixed-width LE,
@@ -31,7 +33,8 @@
 #include "core/engine.h"
 #include "core/wire.h"
 
-#define CODEC_VERSION 1
+#define CODEC_VERSION 2
+#define CODEC_VERSION_OLDEST 1
 
 int codec_command_encode(const struct engine_command *command, uint8_t *buffer, size_t capacity,
                          size_t *length);
@@ -44,5 +47,8 @@ int codec_outcome_decode(const uint8_t *buffer, size_t length, struct engine_out
 /* The event spec's part of the format, shared with engine snapshots. */
 void codec_event_spec_put(struct wire_writer *writer, const struct engine_event_spec *spec);
 void codec_event_spec_get(struct wire_reader *reader, struct engine_event_spec *spec);
+/* The spec as format `version` wrote it (engine snapshots of format 1 carry version 1 specs). */
+void codec_event_spec_get_version(struct wire_reader *reader, struct engine_event_spec *spec,
+                                  uint8_t version);
 
 #endif

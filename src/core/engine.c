@@ -47,6 +47,7 @@ struct purchase {
     uint8_t category;
     uint8_t status;
     uint8_t reason;
+    uint8_t is_refund_due; /* EXPIRED, and when.payment_ref_key is the late payment's key */
 };
 
 /* An entry of the customer table (open addressing, stored inline: one cache miss a lookup). */
@@ -64,6 +65,8 @@ struct category {
     uint32_t line_head, line_tail;
     uint32_t waiting_count;
     uint32_t waiting_quantity;
+    uint32_t returned;             /* tickets of expired or cancelled holds */
+    int64_t available_again_at_ms; /* engine.h rule 3; 0 when never */
 };
 
 struct engine {
@@ -364,7 +367,8 @@ static void assert_category(const struct engine *e, uint32_t index)
 {
     const struct category *c = &e->categories[index];
     assert((uint64_t)c->available + c->held + c->sold == c->capacity);
-    assert(c->waiting_quantity <= (uint64_t)c->available + c->held);
+    assert(e->event.line_policy != ENGINE_LINE_BOUNDED ||
+           c->waiting_quantity <= (uint64_t)c->available + c->held);
     assert((c->waiting_count == 0) == (c->line_head == NIL));
     /* Nobody waits for tickets that are there: the head of a line never fits. */
     assert(c->line_head == NIL || e->purchases[c->line_head].quantity > c->available);
@@ -393,8 +397,18 @@ static void hold_release(struct engine *e, uint32_t slot, uint8_t status)
     heap_remove(e, slot);
     c->held -= p->quantity;
     c->available += p->quantity;
+    c->returned += p->quantity;
     p->status = status;
     customer_release(e, p);
+}
+
+/* After returned tickets were offered to the line: any left over with nobody waiting are
+ * "available again" (engine.h rule 3). */
+static void note_available_again(struct engine *e, uint32_t category)
+{
+    struct category *c = &e->categories[category];
+    if (c->line_head == NIL && c->available > 0)
+        c->available_again_at_ms = e->now_ms;
 }
 
 /* Grants holds to the head of a line while its quantity fits in available. */
@@ -431,7 +445,7 @@ static void line_reject(struct engine *e, uint32_t slot, uint8_t reason)
  * that request's quantity (<= CATRACA_QUANTITY_MAX), so at most that many
  * later requests are kept; all the others walked are rejected, each once.
  */
-static void line_sweep(struct engine *e, uint32_t category)
+static void line_sweep_bounded(struct engine *e, uint32_t category)
 {
     struct category *c = &e->categories[category];
     uint64_t budget_total = (uint64_t)c->available + c->held;
@@ -448,12 +462,45 @@ static void line_sweep(struct engine *e, uint32_t category)
     for (uint32_t slot = first; slot != NIL;) {
         uint32_t next = e->purchases[slot].link.line.next;
         if (e->purchases[slot].quantity > budget)
-            line_reject(e, slot, ENGINE_REASON_SOLD_OUT);
+            line_reject(e, slot,
+                        e->purchases[slot].quantity > budget_total ? ENGINE_REASON_SOLD_OUT
+                                                                   : ENGINE_REASON_LINE_FULL);
         else
             budget -= e->purchases[slot].quantity;
         slot = next;
     }
     /* Not assert_category: the new head may fit until the caller serves the line. */
+}
+
+/*
+ * The unbounded line after a confirm: rejects SOLD_OUT every waiting request
+ * wanting more than capacity - sold (= available + held), keeping the others in
+ * place. Only a quantity above that bound can be rejected, and quantities are at
+ * most per_customer_limit: the walk happens only while capacity - sold is below
+ * it, which at most per_customer_limit confirms of a category reach (each lowers
+ * it by at least one).
+ */
+static void line_sweep_unbounded(struct engine *e, uint32_t category)
+{
+    struct category *c = &e->categories[category];
+    uint64_t servable = (uint64_t)c->available + c->held;
+    if (servable >= e->event.per_customer_limit)
+        return;
+    for (uint32_t slot = c->line_head; slot != NIL;) {
+        uint32_t next = e->purchases[slot].link.line.next;
+        if (e->purchases[slot].quantity > servable)
+            line_reject(e, slot, ENGINE_REASON_SOLD_OUT);
+        slot = next;
+    }
+}
+
+/* engine.h rule 3: after a confirm, drops the waiting requests the policy can no longer keep. */
+static void line_sweep(struct engine *e, uint32_t category)
+{
+    if (e->event.line_policy == ENGINE_LINE_UNBOUNDED)
+        line_sweep_unbounded(e, category);
+    else
+        line_sweep_bounded(e, category);
 }
 
 /* Advances the clock and expires every due hold, serving its line each time. */
@@ -467,6 +514,7 @@ static void clock_advance(struct engine *e, int64_t now_ms)
         e->stats.holds_expired++;
         emit(e, slot, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
         line_serve(e, e->purchases[slot].category);
+        note_available_again(e, e->purchases[slot].category);
     }
 }
 
@@ -491,6 +539,8 @@ static bool event_spec_is_valid(const struct engine_event_spec *spec)
         return false;
     if (spec->category_count < 1 || spec->category_count > CATRACA_CATEGORIES_MAX)
         return false;
+    if (spec->line_policy > ENGINE_LINE_UNBOUNDED)
+        return false;
     for (uint32_t i = 0; i < spec->category_count; i++) {
         const struct engine_category_spec *c = &spec->categories[i];
         if (!string_is_valid(c->id, sizeof(c->id), false) ||
@@ -510,7 +560,7 @@ static bool event_spec_equal(const struct engine_event_spec *a, const struct eng
 {
     if (strcmp(a->id, b->id) != 0 || strcmp(a->name, b->name) != 0 || a->hold_ms != b->hold_ms ||
         a->per_customer_limit != b->per_customer_limit || a->state != b->state ||
-        a->category_count != b->category_count)
+        a->category_count != b->category_count || a->line_policy != b->line_policy)
         return false;
     for (uint32_t i = 0; i < a->category_count; i++) {
         const struct engine_category_spec *ca = &a->categories[i], *cb = &b->categories[i];
@@ -598,6 +648,23 @@ static uint8_t purchase_precheck(const struct engine *e, const struct engine_com
     return ENGINE_REASON_NONE;
 }
 
+/*
+ * engine.h rules 2i..2k for a request that cannot be held now: NONE when it may
+ * wait, SOLD_OUT when capacity - sold (available + held) is below its quantity,
+ * LINE_FULL when a bounded line already wants every ticket that could come back.
+ */
+static uint8_t line_admission(const struct engine *e, const struct category *c, uint32_t quantity)
+{
+    uint64_t servable = (uint64_t)c->available + c->held;
+    if (servable < quantity)
+        return ENGINE_REASON_SOLD_OUT;
+    if (e->event.line_policy == ENGINE_LINE_UNBOUNDED)
+        return ENGINE_REASON_NONE;
+    if (servable - c->waiting_quantity >= quantity)
+        return ENGINE_REASON_NONE;
+    return ENGINE_REASON_LINE_FULL;
+}
+
 static uint8_t purchase_decide(struct engine *e, uint32_t slot)
 {
     struct purchase *p = &e->purchases[slot];
@@ -613,11 +680,12 @@ static uint8_t purchase_decide(struct engine *e, uint32_t slot)
         return ENGINE_REASON_LIMIT_EXCEEDED;
     if (c->line_head == NIL && c->available >= p->quantity) {
         hold_grant(e, slot);
-    } else if ((uint64_t)c->available + c->held - c->waiting_quantity >= p->quantity) {
+    } else {
+        uint8_t refusal = line_admission(e, c, p->quantity);
+        if (refusal != ENGINE_REASON_NONE)
+            return refusal;
         p->status = ENGINE_STATUS_WAITING;
         line_append(e, slot);
-    } else {
-        return ENGINE_REASON_SOLD_OUT;
     }
     e->customers[customer].tickets += p->quantity;
     return ENGINE_REASON_NONE;
@@ -690,6 +758,25 @@ static uint8_t refusal_reason(uint8_t status)
     }
 }
 
+/*
+ * A payment for a hold that expired (engine.h, CONFIRM): recorded once, never a
+ * ticket. The tickets went back to stock at expiry and may be someone else's.
+ */
+static void confirm_late(struct engine *e, uint32_t slot, uint64_t ref_key)
+{
+    struct purchase *p = &e->purchases[slot];
+    if (!p->is_refund_due) {
+        p->is_refund_due = 1;
+        p->when.payment_ref_key = ref_key;
+        emit(e, slot, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_OK, ENGINE_REASON_REFUND_DUE);
+    } else if (p->when.payment_ref_key == ref_key) {
+        e->stats.repeated++;
+        emit(e, slot, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_REPEATED, ENGINE_REASON_REFUND_DUE);
+    } else {
+        emit(e, slot, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_CONFLICT, ENGINE_REASON_REFUND_DUE);
+    }
+}
+
 static void command_confirm(struct engine *e, const struct engine_command *command)
 {
     uint32_t slot = purchase_lookup(e, command->u.confirm.purchase_id);
@@ -706,6 +793,10 @@ static void command_confirm(struct engine *e, const struct engine_command *comma
         emit(e, slot, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_REPEATED, ENGINE_REASON_NONE);
         return;
     }
+    if (p->status == ENGINE_STATUS_EXPIRED) {
+        confirm_late(e, slot, ref_key);
+        return;
+    }
     if (p->status != ENGINE_STATUS_HELD) {
         emit(e, slot, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_CONFLICT, refusal_reason(p->status));
         return;
@@ -720,6 +811,20 @@ static void command_confirm(struct engine *e, const struct engine_command *comma
     emit(e, slot, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
     line_sweep(e, p->category);
     /* The sweep may have removed a head that did not fit: the next one may fit now. */
+    line_serve(e, p->category);
+}
+
+/*
+ * A waiting buyer leaves the line (engine.h, CANCEL): the line closes up, and a
+ * head that left may have been all that kept smaller requests behind it waiting.
+ */
+static void line_leave(struct engine *e, uint32_t slot)
+{
+    struct purchase *p = &e->purchases[slot];
+    line_remove(e, slot);
+    p->status = ENGINE_STATUS_CANCELLED;
+    customer_release(e, p);
+    emit(e, slot, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
     line_serve(e, p->category);
 }
 
@@ -743,6 +848,10 @@ static void command_cancel(struct engine *e, const struct engine_command *comman
         emit(e, slot, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_REPEATED, ENGINE_REASON_NONE);
         return;
     }
+    if (p->status == ENGINE_STATUS_WAITING) {
+        line_leave(e, slot);
+        return;
+    }
     if (p->status != ENGINE_STATUS_HELD) {
         emit(e, slot, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_CONFLICT, refusal_reason(p->status));
         return;
@@ -751,6 +860,7 @@ static void command_cancel(struct engine *e, const struct engine_command *comman
     e->stats.holds_cancelled++;
     emit(e, slot, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
     line_serve(e, p->category);
+    note_available_again(e, p->category);
 }
 
 void engine_prefetch(const struct engine *engine, const struct engine_command *command)
@@ -969,14 +1079,15 @@ int engine_category_counts(const struct engine *engine, uint32_t category,
     if (category >= engine->category_count)
         return CATRACA_E_INVALID;
     const struct category *c = &engine->categories[category];
-    *out = (struct engine_category_counts){
-        .capacity = c->capacity,
-        .available = c->available,
-        .held = c->held,
-        .sold = c->sold,
-        .waiting_count = c->waiting_count,
-        .waiting_quantity = c->waiting_quantity,
-    };
+    memset(out, 0, sizeof(*out)); /* padding too: callers compare counts with memcmp */
+    out->capacity = c->capacity;
+    out->available = c->available;
+    out->held = c->held;
+    out->sold = c->sold;
+    out->waiting_count = c->waiting_count;
+    out->waiting_quantity = c->waiting_quantity;
+    out->returned = c->returned;
+    out->available_again_at_ms = c->available_again_at_ms;
     return 0;
 }
 
@@ -1001,7 +1112,24 @@ int engine_purchase(const struct engine *engine, uint64_t purchase_id,
         .category = p->category,
         .status = p->status,
         .reason = p->reason,
+        .is_refund_due = p->is_refund_due != 0,
     };
+    return 0;
+}
+
+int engine_line_ahead(const struct engine *engine, uint64_t purchase_id, uint32_t *ahead)
+{
+    uint32_t slot = purchase_lookup(engine, purchase_id);
+    if (slot == NIL)
+        return CATRACA_E_NOTFOUND;
+    const struct purchase *p = &engine->purchases[slot];
+    if (p->status != ENGINE_STATUS_WAITING)
+        return CATRACA_E_INVALID;
+    uint32_t total = 0;
+    for (uint32_t s = engine->categories[p->category].line_head; s != slot;
+         s = engine->purchases[s].link.line.next)
+        total += engine->purchases[s].quantity;
+    *ahead = total;
     return 0;
 }
 
@@ -1051,7 +1179,10 @@ static int validate_lines(const struct engine *e)
         CHECK(previous == c->line_tail);
         CHECK(c->line_head == NIL || e->purchases[c->line_head].quantity > c->available);
         CHECK(count == c->waiting_count && quantity == c->waiting_quantity);
-        CHECK(quantity <= (uint64_t)c->available + c->held);
+        if (e->event.line_policy == ENGINE_LINE_BOUNDED)
+            CHECK(quantity <= (uint64_t)c->available + c->held);
+        for (uint32_t slot = c->line_head; slot != NIL; slot = e->purchases[slot].link.line.next)
+            CHECK(e->purchases[slot].quantity <= (uint64_t)c->available + c->held);
     }
     return 0;
 }
@@ -1078,6 +1209,7 @@ static int validate_purchases(const struct engine *e)
         CHECK(p->status >= ENGINE_STATUS_WAITING && p->status <= ENGINE_STATUS_REJECTED);
         CHECK(purchase_lookup(e, p->id) == slot);
         CHECK((p->status == ENGINE_STATUS_REJECTED) == (p->reason != ENGINE_REASON_NONE));
+        CHECK(p->is_refund_due <= 1 && (!p->is_refund_due || p->status == ENGINE_STATUS_EXPIRED));
         if (p->status == ENGINE_STATUS_REJECTED)
             continue;
         CHECK(p->category < e->category_count && p->quantity >= 1 &&
@@ -1176,12 +1308,43 @@ const char *engine_status_name(uint8_t status)
 
 const char *engine_reason_name(uint8_t reason)
 {
-    static const char *const names[] = {
-        NULL,           "sold_out",          "limit_exceeded",   "sale_closed",  "unknown_category",
-        "engine_full",  "invalid",           "unknown_purchase", "hold_expired", "hold_cancelled",
-        "not_held",     "already_confirmed", "not_owner",        "no_event",     "event_mismatch",
-        "invalid_event"};
+    static const char *const names[] = {NULL,
+                                        "sold_out",
+                                        "limit_exceeded",
+                                        "sale_closed",
+                                        "unknown_category",
+                                        "engine_full",
+                                        "invalid",
+                                        "unknown_purchase",
+                                        "hold_expired",
+                                        "hold_cancelled",
+                                        "not_held",
+                                        "already_confirmed",
+                                        "not_owner",
+                                        "no_event",
+                                        "event_mismatch",
+                                        "invalid_event",
+                                        "line_full",
+                                        "refund_due"};
     return reason < sizeof(names) / sizeof(names[0]) ? names[reason] : "unknown";
+}
+
+static const char *const line_policy_names[] = {"bounded", "unbounded"};
+
+const char *engine_line_policy_name(uint8_t policy)
+{
+    return policy <= ENGINE_LINE_UNBOUNDED ? line_policy_names[policy] : "unknown";
+}
+
+int engine_line_policy_parse(const char *name, uint8_t *policy)
+{
+    for (uint8_t i = ENGINE_LINE_BOUNDED; i <= ENGINE_LINE_UNBOUNDED; i++) {
+        if (strcmp(name, line_policy_names[i]) == 0) {
+            *policy = i;
+            return 0;
+        }
+    }
+    return CATRACA_E_INVALID;
 }
 
 static const char *const state_names[] = {"none", "open", "paused", "closed"};
@@ -1205,16 +1368,21 @@ int engine_state_parse(const char *name, uint8_t *state)
 /* ---- snapshot ---------------------------------------------------------------------------- */
 
 /*
- * Format 1, little-endian: magic, version, clock, state, the event spec,
- * stats, every customer key in slot order, then every purchase in slot order.
+ * Format 2, little-endian: magic, version, clock, state, the event spec (codec
+ * format 2), per category its returned tickets and available_again_at_ms (which
+ * no purchase records), stats, every customer key in slot order, then every
+ * purchase in slot order, each ending with its is_refund_due byte. Format 1
+ * (codec format 1 spec, no category part, no refund byte) is still read: a
+ * partition restarted by a newer binary keeps its snapshot.
  * Lines, heap, hash tables, category counters and customers' ticket counts
  * are rebuilt on read: they follow from the purchases (a line is its
  * category's waiting purchases in arrival order), so a snapshot cannot carry
  * them inconsistently.
  */
 #define SNAPSHOT_MAGIC 0x53525443u /* "CTRS" */
-#define SNAPSHOT_VERSION 1u
-#define SNAPSHOT_PURCHASE_BYTES 31u
+#define SNAPSHOT_VERSION 2u
+#define SNAPSHOT_VERSION_OLDEST 1u
+#define SNAPSHOT_PURCHASE_BYTES 32u
 #define SNAPSHOT_CUSTOMER_BYTES 8u
 #define SNAPSHOT_FIXED_BYTES 8192u
 static_assert(sizeof(struct engine_stats) % sizeof(uint64_t) == 0, "stats are all uint64_t");
@@ -1233,8 +1401,13 @@ int engine_snapshot_write(const struct engine *engine, uint8_t *buffer, size_t c
     wire_put_uint(&w, SNAPSHOT_VERSION, 4);
     wire_put_uint(&w, (uint64_t)engine->now_ms, 8);
     wire_put_uint(&w, engine->state, 1);
-    if (engine->state != ENGINE_STATE_NONE)
+    if (engine->state != ENGINE_STATE_NONE) {
         codec_event_spec_put(&w, &engine->event);
+        for (uint32_t i = 0; i < engine->category_count; i++) {
+            wire_put_uint(&w, engine->categories[i].returned, 4);
+            wire_put_uint(&w, (uint64_t)engine->categories[i].available_again_at_ms, 8);
+        }
+    }
     const uint64_t *stats = (const uint64_t *)&engine->stats;
     for (size_t i = 0; i < sizeof(engine->stats) / sizeof(uint64_t); i++)
         wire_put_uint(&w, stats[i], 8);
@@ -1252,6 +1425,7 @@ int engine_snapshot_write(const struct engine *engine, uint8_t *buffer, size_t c
         wire_put_uint(&w, p->category, 1);
         wire_put_uint(&w, p->status, 1);
         wire_put_uint(&w, p->reason, 1);
+        wire_put_uint(&w, p->is_refund_due, 1);
     }
     if (w.error != 0)
         return w.error;
@@ -1259,10 +1433,10 @@ int engine_snapshot_write(const struct engine *engine, uint8_t *buffer, size_t c
     return 0;
 }
 
-static int snapshot_read_event(struct engine *e, struct wire_reader *r)
+static int snapshot_read_event(struct engine *e, struct wire_reader *r, uint32_t version)
 {
     struct engine_event_spec *spec = &e->event;
-    codec_event_spec_get(r, spec);
+    codec_event_spec_get_version(r, spec, version >= 2 ? 2 : 1);
     if (r->error != 0)
         return r->error;
     if (!event_spec_is_valid(spec))
@@ -1271,7 +1445,11 @@ static int snapshot_read_event(struct engine *e, struct wire_reader *r)
     for (uint32_t i = 0; i < e->category_count; i++)
         e->categories[i] = (struct category){
             .capacity = spec->categories[i].capacity, .line_head = NIL, .line_tail = NIL};
-    return 0;
+    for (uint32_t i = 0; i < e->category_count && version >= 2; i++) {
+        e->categories[i].returned = (uint32_t)wire_get_uint(r, 4);
+        e->categories[i].available_again_at_ms = (int64_t)wire_get_uint(r, 8);
+    }
+    return r->error;
 }
 
 /* Places one restored purchase in the tables, lines and heap, and counts its tickets. */
@@ -1324,7 +1502,7 @@ static int snapshot_read_customers(struct engine *e, struct wire_reader *r)
     return r->error;
 }
 
-static int snapshot_read_purchases(struct engine *e, struct wire_reader *r)
+static int snapshot_read_purchases(struct engine *e, struct wire_reader *r, uint32_t version)
 {
     uint32_t purchase_count = (uint32_t)wire_get_uint(r, 4);
     if (r->error == 0 && purchase_count > e->config.purchases_max)
@@ -1340,8 +1518,11 @@ static int snapshot_read_purchases(struct engine *e, struct wire_reader *r)
         p->category = (uint8_t)wire_get_uint(r, 1);
         p->status = (uint8_t)wire_get_uint(r, 1);
         p->reason = (uint8_t)wire_get_uint(r, 1);
+        if (version >= 2)
+            p->is_refund_due = (uint8_t)wire_get_uint(r, 1);
         if (r->error != 0)
             break;
+        CHECK(p->is_refund_due <= 1 && (!p->is_refund_due || p->status == ENGINE_STATUS_EXPIRED));
         e->purchase_count = slot + 1;
         int error = snapshot_place_purchase(e, slot);
         if (error != 0)
@@ -1357,7 +1538,7 @@ static int snapshot_read_body(struct engine *e, struct wire_reader *r)
     if (r->error != 0)
         return r->error;
     CHECK(magic == SNAPSHOT_MAGIC);
-    if (version != SNAPSHOT_VERSION)
+    if (version < SNAPSHOT_VERSION_OLDEST || version > SNAPSHOT_VERSION)
         return CATRACA_E_VERSION;
     e->now_ms = (int64_t)wire_get_uint(r, 8);
     e->state = (uint8_t)wire_get_uint(r, 1);
@@ -1365,7 +1546,7 @@ static int snapshot_read_body(struct engine *e, struct wire_reader *r)
         return r->error;
     CHECK(e->state <= ENGINE_STATE_CLOSED);
     if (e->state != ENGINE_STATE_NONE) {
-        int error = snapshot_read_event(e, r);
+        int error = snapshot_read_event(e, r, version);
         if (error != 0)
             return error;
     }
@@ -1374,7 +1555,7 @@ static int snapshot_read_body(struct engine *e, struct wire_reader *r)
         stats[i] = wire_get_uint(r, 8);
     int error = snapshot_read_customers(e, r);
     if (error == 0)
-        error = snapshot_read_purchases(e, r);
+        error = snapshot_read_purchases(e, r, version);
     if (error != 0)
         return error;
     CHECK(r->offset == r->length);

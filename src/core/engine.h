@@ -11,8 +11,9 @@
  * The promises, kept after every command (asserted in the engine, always on):
  *
  *  1. No oversell. Per category: available + held + sold == capacity, every
- *     term >= 0; and the tickets wanted by the wait line (waiting_quantity)
- *     never exceed available + held.
+ *     term >= 0. Under the bounded line policy the tickets wanted by the wait
+ *     line (waiting_quantity) never exceed available + held; under the
+ *     unbounded one, no waiting request wants more than available + held.
  *
  *  2. Arrival order. Per category, a purchase is granted only if no earlier
  *     purchase of that category is waiting. On PURCHASE, in this order:
@@ -29,9 +30,18 @@
  *          > per_customer_limit              -> rejected LIMIT_EXCEEDED;
  *       h. wait line empty and available >= quantity
  *                                            -> HELD until now + hold_ms;
- *       i. available + held - waiting_quantity >= quantity
+ *       i. capacity - sold < quantity        -> rejected SOLD_OUT: final and
+ *          true, sold tickets never come back, so no later command can serve
+ *          this quantity (the only place SOLD_OUT is decided, with rule 3's
+ *          sweep, which applies the same test);
+ *       j. line policy UNBOUNDED             -> WAITING, position = line length
+ *          (the line's bound is the purchase pool: rule b, ENGINE_FULL);
+ *          line policy BOUNDED and
+ *          available + held - waiting_quantity >= quantity
  *                                            -> WAITING, position = line length;
- *       j. otherwise                         -> rejected SOLD_OUT.
+ *       k. otherwise (BOUNDED)               -> rejected LINE_FULL: the line
+ *          already wants every ticket that could come back; tickets may still
+ *          return later (a retry may succeed).
  *
  *  3. Holds expire. Before applying any command, the engine advances its clock
  *     to max(clock, now_ms) and expires, one at a time in (expires_at, arrival)
@@ -40,14 +50,22 @@
  *     the head (each head whose quantity fits in available becomes HELD until
  *     clock + hold_ms) before the next hold expires. A hold is valid while
  *     clock < expires_at; at clock == expires_at it has expired. Expiry costs
- *     O(log n) per hold (a binary heap).
- *     When a CONFIRM lowers available + held, waiting requests that can no
- *     longer be served are rejected SOLD_OUT at once: the line is walked from
- *     the head with a budget of available + held; a request whose quantity
- *     exceeds what is left of the budget is rejected, any other keeps its place
- *     and uses its quantity of the budget. Amortised O(1) per command. The line is
- *     then served from its head, as after an expiry: a rejected head may have been
- *     all that kept the requests behind it waiting.
+ *     O(log n) per hold (a binary heap). When returned tickets are left in
+ *     available with the line empty, the category's available_again_at_ms
+ *     becomes the clock.
+ *     When a CONFIRM lowers available + held (= capacity - sold), waiting
+ *     requests that can no longer be served are rejected at once:
+ *       UNBOUNDED: every waiting request whose quantity exceeds
+ *         capacity - sold is rejected SOLD_OUT (the others keep their place).
+ *         The line is walked only while capacity - sold < per_customer_limit,
+ *         which at most per_customer_limit confirms of a category reach.
+ *       BOUNDED: the line is walked from the head with a budget of
+ *         available + held; a request whose quantity exceeds what is left of
+ *         the budget is rejected (SOLD_OUT when its quantity exceeds
+ *         capacity - sold, else LINE_FULL), any other keeps its place and uses
+ *         its quantity of the budget. Amortised O(1) per command.
+ *     The line is then served from its head, as after an expiry: a rejected
+ *     head may have been all that kept the requests behind it waiting.
  *
  *  4. Per-customer limit: held, confirmed and waiting tickets count; expired,
  *     cancelled and rejected ones do not.
@@ -57,12 +75,21 @@
  *       HELD                              -> CONFIRMED with ticket codes, OK;
  *       CONFIRMED with the same payment_ref -> REPEATED (same tickets);
  *       CONFIRMED with another payment_ref  -> CONFLICT, ALREADY_CONFIRMED;
- *       EXPIRED / CANCELLED               -> CONFLICT, HOLD_EXPIRED / HOLD_CANCELLED;
+ *       EXPIRED, no late payment recorded -> OK, reason REFUND_DUE: a late
+ *                                            payment; the purchase stays EXPIRED
+ *                                            (never a ticket), records the
+ *                                            payment_ref and is_refund_due;
+ *       EXPIRED, refund due, same payment_ref  -> REPEATED, REFUND_DUE;
+ *       EXPIRED, refund due, other payment_ref -> CONFLICT, REFUND_DUE (only the
+ *                                            first late payment is recorded);
+ *       CANCELLED                         -> CONFLICT, HOLD_CANCELLED;
  *       WAITING / REJECTED                -> CONFLICT, NOT_HELD.
  *  CANCEL {purchase_id, customer}:
  *       unknown purchase                  -> CONFLICT, UNKNOWN_PURCHASE;
  *       customer is not the buyer         -> CONFLICT, NOT_OWNER;
  *       HELD                              -> CANCELLED (tickets return, line served), OK;
+ *       WAITING                           -> CANCELLED (leaves the line, which closes
+ *                                            up and is served from its head), OK;
  *       CANCELLED                         -> REPEATED;
  *       anything else                     -> CONFLICT, NOT_HELD.
  *  CREATE_EVENT: the first one creates the event (OK, or CONFLICT/INVALID_EVENT
@@ -82,8 +109,9 @@
  *  5. Outcomes. Every command emits, through the sink, first the outcomes of
  *     expiry (EXPIRED, then HELD for each request served), then its own answer
  *     (exactly one ENGINE_OUTCOME_PURCHASE / _CONFIRM / _CANCEL / _EVENT,
- *     none for TICK), then its consequences (SOLD_OUT / SALE_CLOSED rejections of
- *     waiting requests, then HELD for requests served after a cancel or a confirm).
+ *     none for TICK), then its consequences (SOLD_OUT / LINE_FULL / SALE_CLOSED
+ *     rejections of waiting requests, then HELD for requests served after a cancel, a
+ *     buyer leaving the line, or a confirm).
  *     engine_outcome_bound() gives how many outcomes the next command can emit.
  *
  * Ticket codes are SipHash-2-4 of (purchase_id, index) keyed by the event's
@@ -148,6 +176,20 @@ enum engine_reason {
     ENGINE_REASON_NO_EVENT = 13,
     ENGINE_REASON_EVENT_MISMATCH = 14,
     ENGINE_REASON_INVALID_EVENT = 15,
+    /* Rejected only because the bounded line wants every ticket that could come back. */
+    ENGINE_REASON_LINE_FULL = 16,
+    /* A CONFIRM after the hold expired: payment recorded, to be refunded, never a ticket. */
+    ENGINE_REASON_REFUND_DUE = 17,
+};
+
+/* How long a category's wait line may grow (engine.h rule 2j), chosen per event. */
+enum engine_line_policy {
+    /* The line holds at most the tickets that could come back (available + held);
+     * beyond, LINE_FULL. The zero value: specs written before the policy existed. */
+    ENGINE_LINE_BOUNDED = 0,
+    /* The line keeps every request that could still be served (quantity <=
+     * capacity - sold), up to the purchase pool. */
+    ENGINE_LINE_UNBOUNDED = 1,
 };
 
 enum engine_result {
@@ -177,6 +219,7 @@ struct engine_event_spec {
     uint32_t per_customer_limit; /* 1..CATRACA_QUANTITY_MAX */
     uint8_t state;               /* enum engine_sale_state, OPEN..CLOSED */
     uint8_t category_count;      /* 1..CATRACA_CATEGORIES_MAX, ids distinct */
+    uint8_t line_policy;         /* enum engine_line_policy */
     uint8_t secret[CATRACA_SECRET_BYTES];
     struct engine_category_spec categories[CATRACA_CATEGORIES_MAX];
 };
@@ -248,6 +291,10 @@ struct engine_category_counts {
     uint32_t sold;
     uint32_t waiting_count;    /* requests in the wait line */
     uint32_t waiting_quantity; /* tickets they ask for */
+    uint32_t returned;         /* tickets of holds that expired or were cancelled, ever */
+    /* The last time returned tickets were left in available with the line empty
+     * ("tickets are available again"); 0 when never. */
+    int64_t available_again_at_ms;
 };
 
 struct engine_stats {
@@ -270,6 +317,7 @@ struct engine_purchase_view {
     uint8_t category;
     uint8_t status;
     uint8_t reason;
+    bool is_refund_due; /* EXPIRED and a late CONFIRM was recorded */
 };
 
 struct engine; /* opaque; see engine.c */
@@ -319,6 +367,15 @@ int engine_purchase(const struct engine *engine, uint64_t purchase_id,
  */
 int engine_purchase_at(const struct engine *engine, uint32_t slot,
                        struct engine_purchase_view *out);
+/*
+ * Tickets wanted ahead of a WAITING purchase in its category's line (the sum of
+ * the quantities of the earlier waiting requests). O(place in line). 0, or
+ * CATRACA_E_NOTFOUND (unknown purchase) or CATRACA_E_INVALID (not waiting).
+ */
+int engine_line_ahead(const struct engine *engine, uint64_t purchase_id, uint32_t *ahead);
+/* "bounded" / "unbounded", and back: 0 or CATRACA_E_INVALID. */
+const char *engine_line_policy_name(uint8_t policy);
+int engine_line_policy_parse(const char *name, uint8_t *policy);
 /* Bytes the engine allocated (pools and tables). */
 size_t engine_memory_bytes(const struct engine *engine);
 /* Purchases currently in a pool slot (every purchase ever applied). */

@@ -101,6 +101,7 @@ void api_on_commit(void *context, const struct worker_commit *commit)
     if (api->recent.slots != NULL)
         recent_update(&api->recent, commit); /* before the waiters: they may read it */
     waiters_notify(&api->waiters, commit);
+    api_console_on_commit(api, commit);
 }
 
 /* A batch's answers wake each HTTP loop once (http_defer_wakeups). */
@@ -207,6 +208,8 @@ int api_start(const struct api_config *config, struct api **out)
         error = config->backend.open_store(config->backend.context, &api->responder_store);
     if (error == 0 && pthread_create(&api->responder, NULL, api_pending_responder_main, api) != 0)
         error = CATRACA_E_NOMEM;
+    if (error == 0)
+        error = api_console_start(api);
     if (error != 0) {
         fprintf(stderr, "catraca: api start failed: %s\n", catraca_strerror(error));
         return error; /* the process exits; nothing to unwind for a long-lived service */
@@ -228,6 +231,7 @@ void api_set_http(struct api *api, struct http_server *server)
 void api_drain(struct api *api)
 {
     atomic_store(&api->is_draining, true);
+    api_console_drain(api); /* its streams end now, like the responder's */
     if (appender_drain(api->appender, DRAIN_APPEND_WAIT_MS) != 0)
         fprintf(stderr, "level=warn component=api msg=\"log appends still pending after 10 s\"\n");
     if (api->signer != NULL && signer_drain(api->signer, DRAIN_APPEND_WAIT_MS) != 0)
@@ -256,6 +260,7 @@ void api_stop(struct api *api)
     pthread_cond_signal(&api->queue_wake);
     pthread_mutex_unlock(&api->queue_mutex);
     pthread_join(api->responder, NULL);
+    api_console_stop(api);
     api->responder_store.ops->close(api->responder_store.context);
     for (uint32_t i = 0; i < api->handle_count; i++) {
         api->handles[i]->store.ops->close(api->handles[i]->store.context);

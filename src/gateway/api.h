@@ -42,6 +42,7 @@ struct api_config {
     const uint8_t *jwt_secret;
     size_t jwt_secret_length;
     bool is_demo;
+    bool is_demo_public; /* demo on a non-loopback address (--demo-public): said on every page */
     uint32_t waiters_max;
     uint32_t queue_max;
     uint32_t append_batch_max;
@@ -66,6 +67,13 @@ struct api_config {
     /* Entries of one event's log its tree holds (~80 bytes each in memory); 0: 2^24. Past it,
      * 202s carry "receipt": null. */
     uint64_t receipt_leaves_max;
+    /* GET /v1/config: the buyer page's payment hand-off (a URL with {id}; NULL: none) and the
+     * binary's version. Both must outlive the API. */
+    const char *payment_url;
+    const char *version;
+    /* Where this server listens (POST /v1/demo/rehearse runs rush against it; NULL: never). */
+    const char *listen_host;
+    bool is_tls;
 };
 
 struct api;

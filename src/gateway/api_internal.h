@@ -10,6 +10,7 @@
  *   api_events.c     /v1/events routes and the answers to event commands
  *   api_purchases.c  /v1/purchases routes and the answers to purchase commands
  *   api_ops.c        health, readiness, metrics, home page, demo token, challenge
+ *   api_console.c    what the pages read: config, event and stats streams, decisions
  */
 #ifndef CATRACA_GATEWAY_API_INTERNAL_H
 #define CATRACA_GATEWAY_API_INTERNAL_H
@@ -113,9 +114,11 @@ struct api {
     struct challenge challenge;
     struct metrics metrics;
     atomic_uint_fast64_t purchase_counter;
-    struct recent recent;      /* slots == NULL: off */
-    struct receipts *receipts; /* NULL: off */
-    struct signer *signer;     /* with receipts: signs them off the appender thread */
+    struct recent recent;        /* slots == NULL: off */
+    struct receipts *receipts;   /* NULL: off */
+    struct signer *signer;       /* with receipts: signs them off the appender thread */
+    struct console *console;     /* api_console.c's: streams, stats, decisions */
+    struct rehearsal *rehearsal; /* api_rehearse.c's: the demo's rush child */
 
     pthread_mutex_t handles_mutex;
     struct thread_handles *handles[API_HANDLES_MAX];
@@ -216,6 +219,9 @@ void api_purchases_get(struct route_context *c);
 void api_purchases_stream(struct route_context *c);
 void api_purchases_cancel(struct route_context *c);
 void api_purchases_confirm(struct route_context *c);
+/* The oldest API_REFUNDS_MAX refunds due of an event, and "more" when there are others. */
+#define API_REFUNDS_MAX 1000
+void api_purchases_refunds(struct route_context *c);
 /* A purchase as API.md shows it, queued (not decided yet) or decided. */
 cJSON *api_purchases_json(const struct store_purchase *row);
 /* p's purchase reached the log (appender or responder thread): 202, 200 or 422. */
@@ -247,5 +253,37 @@ void api_ops_readyz(struct route_context *c);
 void api_ops_metrics(struct route_context *c);
 void api_ops_demo_token(struct route_context *c);
 void api_ops_challenge(struct route_context *c);
+
+/* ---- what the pages read (api_console.c) -------------------------------------------------- */
+
+struct console;
+/* Sets api->console and starts its thread (own store and log handles). 0 or an error. */
+int api_console_start(struct api *api);
+/* Ends every stream and stops the thread (api_drain). */
+void api_console_drain(struct api *api);
+/* After the HTTP server stopped: frees what is left. */
+void api_console_stop(struct api *api);
+/* api_on_commit: counts, recent decisions, and which event streams must be re-read. */
+void api_console_on_commit(struct api *api, const struct worker_commit *commit);
+/* A purchase answered 202, latency_us after its request arrived. */
+void api_console_count_accepted(struct api *api, int64_t latency_us);
+void api_console_config(struct route_context *c);
+void api_console_event_stream(struct route_context *c);
+void api_console_stats(struct route_context *c);
+void api_console_stats_stream(struct route_context *c);
+void api_console_decisions(struct route_context *c);
+
+/* ---- the demo's rehearsal (api_rehearse.c) ----------------------------------------------- */
+
+struct rehearsal;
+/* Sets api->rehearsal; 0 or CATRACA_E_NOMEM. */
+int api_rehearse_init(struct api *api);
+/* The console thread, each tick: reaps the child, kills one that overstayed. */
+void api_rehearse_reap(struct api *api, int64_t now_ms);
+/* Kills a running child and waits for it (bounded). */
+void api_rehearse_stop(struct api *api);
+void api_rehearse_free(struct api *api);
+void api_rehearse_start(struct route_context *c);
+void api_rehearse_status(struct route_context *c);
 
 #endif

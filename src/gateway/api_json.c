@@ -2,6 +2,7 @@
 #include "gateway/api_json.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -269,6 +270,19 @@ static bool get_state(const cJSON *object, bool is_required, uint8_t *state)
     return cJSON_IsString(item) && engine_state_parse(item->valuestring, state) == 0;
 }
 
+/* An optional "line_policy": unbounded (the default: every request that could still be served
+ * waits) or bounded (engine.h rule 2j). */
+static bool get_line_policy(const cJSON *object, uint8_t *policy)
+{
+    const cJSON *item = NULL;
+    *policy = ENGINE_LINE_UNBOUNDED;
+    if (!api_json_member(object, "line_policy", &item))
+        return false;
+    if (item == NULL)
+        return true;
+    return cJSON_IsString(item) && engine_line_policy_parse(item->valuestring, policy) == 0;
+}
+
 #define STRINGIFY(x) #x
 #define TEXT(x) STRINGIFY(x)
 
@@ -327,6 +341,8 @@ int api_json_parse_event(const char *body, size_t length, struct engine_event_sp
         error = fail(message, "per_customer_limit must be an integer from 1 to 10");
     else if (!get_state(root, false, &out->state))
         error = fail(message, "state must be open, paused or closed");
+    else if (!get_line_policy(root, &out->line_policy))
+        error = fail(message, "line_policy must be unbounded or bounded");
     else
         error = parse_categories(root, out, message);
     out->hold_ms = hold_seconds * 1000;
@@ -384,6 +400,7 @@ cJSON *api_json_event(const struct store_event *event, uint64_t pending)
     cJSON_AddStringToObject(root, "state", engine_state_name(event->state));
     cJSON_AddNumberToObject(root, "hold_seconds", (double)(event->spec.hold_ms / 1000));
     cJSON_AddNumberToObject(root, "per_customer_limit", event->spec.per_customer_limit);
+    cJSON_AddStringToObject(root, "line_policy", engine_line_policy_name(event->spec.line_policy));
     cJSON *categories = cJSON_AddArrayToObject(root, "categories");
     for (uint32_t i = 0; i < event->spec.category_count; i++) {
         const struct engine_category_spec *spec = &event->spec.categories[i];
@@ -397,6 +414,12 @@ cJSON *api_json_event(const struct store_event *event, uint64_t pending)
         cJSON_AddNumberToObject(c, "held", counts->held);
         cJSON_AddNumberToObject(c, "sold", counts->sold);
         cJSON_AddNumberToObject(c, "waiting", counts->waiting_count);
+        /* Absent until it happens: version 1's category object is unchanged until then. */
+        if (counts->available_again_at_ms > 0) {
+            char when[32];
+            api_json_time_format(counts->available_again_at_ms, when);
+            cJSON_AddStringToObject(c, "available_again_at", when);
+        }
         cJSON_AddItemToArray(categories, c);
     }
     cJSON *queue = cJSON_AddObjectToObject(root, "queue");
@@ -434,13 +457,57 @@ int api_json_purchase_accepted(char *out, size_t size, uint64_t purchase_id, con
     return n < 0 || (size_t)n >= size ? -1 : n;
 }
 
+/*
+ * API.md's estimate for a waiting purchase, from its line facts (store.h): with A available,
+ * H held, S sold and R returned tickets in its category, T tickets wanted ahead of it and Q its
+ * own quantity:
+ *   r      = (R + 1) / (R + S + 2)   the share of held tickets seen coming back (Laplace's rule:
+ *                                     one half before anything was decided);
+ *   E      = A + H * r / (1 - r)      the tickets expected to reach the line (a held ticket comes
+ *                                     back with chance r, then again with chance r ...);
+ *   chance = min(1, E / (T + Q)), rounded to hundredths; 0 when Q > A + H (never servable);
+ *   wait   = ceil(hold_seconds * (T + Q - A) / (H * r)) seconds: held tickets come back at
+ *            about H * r a hold period; null when nothing is held (none can come back) or
+ *            the chance is 0.
+ * A rough guide computed from counters, not a promise: buyers ahead may leave, pay or not.
+ */
+void api_json_estimate(const struct store_purchase *p, struct api_estimate *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (p->status != ENGINE_STATUS_WAITING || !p->line.is_known)
+        return;
+    out->is_known = true;
+    const struct store_line_facts *l = &p->line;
+    double need = (double)p->ahead + p->quantity;
+    double servable = (double)l->available + l->held;
+    double r = ((double)l->returned + 1) / ((double)l->returned + l->sold + 2);
+    double expected = l->available + l->held * r / (1 - r);
+    double chance = p->quantity > servable ? 0 : expected / need;
+    out->chance = round((chance > 1 ? 1 : chance) * 100) / 100;
+    double rate = l->held * r; /* tickets back per hold period */
+    if (out->chance <= 0 || rate <= 0)
+        return;
+    double missing = need - l->available;
+    out->has_wait = true;
+    out->wait_seconds =
+        missing <= 0 ? 0 : (int64_t)ceil((double)(l->hold_ms / 1000) * missing / rate);
+}
+
+/* API.md's retry hint of a purchase turned away line_full: a hold period, by which every hold
+ * standing now has been paid or has come back. -1 for any other purchase. */
+static int64_t retry_after_seconds(const struct store_purchase *p)
+{
+    if (p->status != ENGINE_STATUS_REJECTED || p->reason != ENGINE_REASON_LINE_FULL)
+        return -1;
+    return p->line.is_known && p->line.hold_ms >= 1000 ? p->line.hold_ms / 1000 : 60;
+}
+
 int api_json_purchase_text(const struct store_purchase *p, char *out, size_t size)
 {
     if (!api_json_is_id(p->event) || !api_json_is_id(p->category) || !api_json_is_id(p->customer))
         return -1;
-    char id[API_PURCHASE_ID_TEXT], seq_text[LOG_SEQ_TEXT_MAX], reason[40] = "null",
-                                                               expires[40] = "null",
-                                                               position[16] = "null";
+    char id[API_PURCHASE_ID_TEXT], seq_text[LOG_SEQ_TEXT_MAX],
+        reason[40] = "null", expires[40] = "null", position[16] = "null";
     api_json_purchase_id_format(p->purchase_id, id);
     log_seq_format(p->seq, seq_text);
     const char *reason_name =
@@ -452,17 +519,39 @@ int api_json_purchase_text(const struct store_purchase *p, char *out, size_t siz
         api_json_time_format(p->hold_expires_at_ms, when);
         snprintf(expires, sizeof(expires), "\"%s\"", when);
     }
-    if (p->status == ENGINE_STATUS_WAITING)
+    char ahead[16] = "null", estimate[96] = "null", retry[24] = "null", payment_ref[80] = "null";
+    if (p->status == ENGINE_STATUS_WAITING) {
         snprintf(position, sizeof(position), "%u", p->position);
+        snprintf(ahead, sizeof(ahead), "%u", p->ahead);
+    }
+    struct api_estimate e;
+    api_json_estimate(p, &e);
+    if (e.is_known) {
+        char wait[24] = "null";
+        if (e.has_wait)
+            snprintf(wait, sizeof(wait), "%lld", (long long)e.wait_seconds);
+        snprintf(estimate, sizeof(estimate), "{\"chance\":%1.15g,\"wait_seconds\":%s}", e.chance,
+                 wait);
+    }
+    int64_t retry_s = retry_after_seconds(p);
+    if (retry_s >= 0)
+        snprintf(retry, sizeof(retry), "%lld", (long long)retry_s);
+    if (p->is_refund_due) {
+        if (!api_json_is_id(p->payment_ref))
+            return -1;
+        snprintf(payment_ref, sizeof(payment_ref), "\"%s\"", p->payment_ref);
+    }
     int n = snprintf(out, size,
                      "{\"id\":\"%s\",\"event\":\"%s\",\"category\":\"%s\",\"quantity\":%u,"
                      "\"customer\":\"%s\",\"seq\":\"%s\",\"status\":\"%s\",\"reason\":%s,"
-                     "\"hold_expires_at\":%s,\"position\":%s,\"tickets\":[",
+                     "\"hold_expires_at\":%s,\"position\":%s,\"ahead\":%s,\"estimate\":%s,"
+                     "\"retry_after_seconds\":%s,\"refund_due\":%s,\"payment_ref\":%s,"
+                     "\"tickets\":[",
                      id, p->event, p->category, p->quantity, p->customer, seq_text,
-                     engine_status_name(p->status), reason, expires, position);
-    for (uint32_t i = 0; n > 0 && (size_t)n < size && i < p->ticket_count &&
-                         i < CATRACA_QUANTITY_MAX;
-         i++) {
+                     engine_status_name(p->status), reason, expires, position, ahead, estimate,
+                     retry, p->is_refund_due ? "true" : "false", payment_ref);
+    for (uint32_t i = 0;
+         n > 0 && (size_t)n < size && i < p->ticket_count && i < CATRACA_QUANTITY_MAX; i++) {
         char code[14];
         engine_ticket_code_format(p->ticket_codes[i], code);
         n += snprintf(out + n, size - (size_t)n, "%s{\"code\":\"%s\"}", i > 0 ? "," : "", code);
@@ -480,6 +569,11 @@ cJSON *api_json_purchase_queued(uint64_t purchase_id, const char *event, const c
     cJSON_AddNullToObject(root, "reason");
     cJSON_AddNullToObject(root, "hold_expires_at");
     cJSON_AddNullToObject(root, "position");
+    cJSON_AddNullToObject(root, "ahead");
+    cJSON_AddNullToObject(root, "estimate");
+    cJSON_AddNullToObject(root, "retry_after_seconds");
+    cJSON_AddFalseToObject(root, "refund_due");
+    cJSON_AddNullToObject(root, "payment_ref");
     cJSON_AddArrayToObject(root, "tickets");
     return root;
 }
@@ -501,10 +595,35 @@ cJSON *api_json_purchase(const struct store_purchase *p)
     } else {
         cJSON_AddNullToObject(root, "hold_expires_at");
     }
-    if (p->status == ENGINE_STATUS_WAITING)
+    if (p->status == ENGINE_STATUS_WAITING) {
         cJSON_AddNumberToObject(root, "position", p->position);
-    else
+        cJSON_AddNumberToObject(root, "ahead", p->ahead);
+    } else {
         cJSON_AddNullToObject(root, "position");
+        cJSON_AddNullToObject(root, "ahead");
+    }
+    struct api_estimate e;
+    api_json_estimate(p, &e);
+    if (e.is_known) {
+        cJSON *estimate = cJSON_AddObjectToObject(root, "estimate");
+        cJSON_AddNumberToObject(estimate, "chance", e.chance);
+        if (e.has_wait)
+            cJSON_AddNumberToObject(estimate, "wait_seconds", (double)e.wait_seconds);
+        else
+            cJSON_AddNullToObject(estimate, "wait_seconds");
+    } else {
+        cJSON_AddNullToObject(root, "estimate");
+    }
+    int64_t retry_s = retry_after_seconds(p);
+    if (retry_s >= 0)
+        cJSON_AddNumberToObject(root, "retry_after_seconds", (double)retry_s);
+    else
+        cJSON_AddNullToObject(root, "retry_after_seconds");
+    cJSON_AddBoolToObject(root, "refund_due", p->is_refund_due);
+    if (p->is_refund_due)
+        cJSON_AddStringToObject(root, "payment_ref", p->payment_ref);
+    else
+        cJSON_AddNullToObject(root, "payment_ref");
     cJSON *tickets = cJSON_AddArrayToObject(root, "tickets");
     for (uint32_t i = 0; i < p->ticket_count && i < CATRACA_QUANTITY_MAX; i++) {
         char code[14];

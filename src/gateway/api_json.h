@@ -98,6 +98,15 @@ cJSON *api_json_purchase_queued(uint64_t purchase_id, const char *event, const c
 int api_json_purchase_text(const struct store_purchase *purchase, char *out, size_t size);
 int api_json_purchase_accepted(char *out, size_t size, uint64_t purchase_id, const char *event,
                                const char *category, uint32_t quantity, struct log_seq seq);
+/* A waiting purchase's estimate (API.md; the formula is at api_json_estimate in api_json.c). */
+struct api_estimate {
+    bool is_known; /* a waiting purchase whose line facts are known */
+    double chance; /* 0..1, hundredths */
+    bool has_wait;
+    int64_t wait_seconds;
+};
+void api_json_estimate(const struct store_purchase *purchase, struct api_estimate *out);
+
 /* {"error":{"code":..., "message":...}} as a malloc'ed string. */
 char *api_json_error(const char *code, const char *message);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "gateway/api_internal.h"
 
@@ -85,6 +86,7 @@ void api_log_on_signed(void *payload, const struct receipt *receipt, int error)
              receipt_json);
     const char *headers[] = {"Location", answer->location, NULL};
     metrics_count(&answer->api->metrics, METRICS_PURCHASES_ACCEPTED);
+    api_console_count_accepted(answer->api, clock_monotonic_us() - answer->p->started_us);
     api_pending_finish(answer->p, 202, text, headers);
     api_pending_release(answer->p);
 }

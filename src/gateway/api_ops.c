@@ -115,9 +115,29 @@ static const char home_page[] =
     "<p>Then <code>GET /v1/purchases/{id}?wait=30</code>, <code>GET /v1/events/demo</code>, "
     "<code>/metrics</code>. The contract is API.md; openapi.yaml in the repository.</p>";
 
+/* Shown first on the page of a demo listening on a public address (--demo-public). */
+static const char public_demo_warning[] =
+    "<p id=public-demo-warning style=\"background:#fee;border:2px solid #c00;padding:1em\">"
+    "<strong>Public demo.</strong> This server runs in demo mode on a public address: anyone "
+    "can mint admin tokens here and change every event. Never use it for a real sale.</p>";
+
+/*
+ * The home page. A demo on a public address says so in the page and in the header
+ * X-Catraca-Demo-Public: true (pages of their own read it with a HEAD / or GET /).
+ */
 void api_ops_home(struct route_context *c)
 {
-    api_reply(c, 200, "text/html; charset=utf-8", home_page, sizeof(home_page) - 1, NULL);
+    if (!c->api->config.is_demo_public) {
+        api_reply(c, 200, "text/html; charset=utf-8", home_page, sizeof(home_page) - 1, NULL);
+        return;
+    }
+    static const char *const headers[] = {"X-Catraca-Demo-Public", "true", NULL};
+    char page[sizeof(home_page) + sizeof(public_demo_warning)];
+    static const char heading[] = "<h1>Catraca</h1>";
+    const char *split = strstr(home_page, heading) + sizeof(heading) - 1;
+    int n = snprintf(page, sizeof(page), "%.*s%s%s", (int)(split - home_page), home_page,
+                     public_demo_warning, split);
+    api_reply(c, 200, "text/html; charset=utf-8", page, (size_t)n, headers);
 }
 
 void api_ops_healthz(struct route_context *c)

@@ -424,11 +424,11 @@ void *api_pending_responder_main(void *argument)
         pthread_mutex_unlock(&api->queue_mutex);
         if (p != NULL) {
             pending_process(api, p);
-            api_pending_release(p); /* the queue's reference */
             if (drain_started_ms != 0 && p->wait_ms > 0 && p->deadline_ms > 1 && !p->is_done) {
                 /* parked while draining: answer it with the rest */
                 api->is_rekeyed = false;
             }
+            api_pending_release(p); /* the queue's reference (last: p may go with it) */
         }
         while (api->heap_count > 0 &&
                (api->heap[0]->deadline_ms <= clock_wall_ms() || is_stopping)) {

@@ -59,6 +59,7 @@ void api_purchases_answer_appended(struct api *api, struct pending *p)
     if (api->receipts != NULL)
         api_log_add_receipt(api, p, accepted, sizeof(accepted));
     metrics_count(&api->metrics, METRICS_PURCHASES_ACCEPTED);
+    api_console_count_accepted(api, clock_monotonic_us() - p->started_us);
     api_pending_finish(p, 202, accepted, headers);
 }
 
@@ -73,6 +74,26 @@ void api_purchases_answer(struct api *api, struct pending *p)
         return;
     }
     const struct store_answer *a = &p->answer;
+    if (a->type == ENGINE_OUTCOME_CONFIRM && a->reason == ENGINE_REASON_REFUND_DUE) {
+        /*
+         * A late payment: recorded (or recorded before), never a ticket. The code stays API.md's
+         * "conflict" (version 1 answers an expired hold so); "reason" and the purchase's
+         * refund_due and payment_ref name the refund.
+         */
+        cJSON *json = cJSON_CreateObject();
+        cJSON *error = cJSON_AddObjectToObject(json, "error");
+        cJSON_AddStringToObject(error, "code", "conflict");
+        cJSON_AddStringToObject(error, "reason", "refund_due");
+        cJSON_AddStringToObject(
+            error, "message",
+            a->result == ENGINE_RESULT_CONFLICT
+                ? "the hold expired before this payment; another payment is already recorded "
+                  "for refund, this one was not"
+                : "the hold expired before this payment: no ticket; refund payment_ref");
+        cJSON_AddItemToObject(json, "purchase", api_json_purchase(&row));
+        api_pending_finish_cjson(p, 409, json, NULL);
+        return;
+    }
     if (a->result != ENGINE_RESULT_CONFLICT) {
         api_pending_finish_cjson(p, 200, api_json_purchase(&row), NULL);
         return;
@@ -413,6 +434,31 @@ static void purchase_command(struct route_context *c, uint8_t type)
     snprintf(p->event, sizeof(p->event), "%s", row.event);
     snprintf(p->customer, sizeof(p->customer), "%s", c->claims.subject);
     api_pending_submit(c, p, &command, NULL, 0);
+}
+
+/* GET /v1/events/{event}/refunds: purchases whose payment came after the hold expired. */
+void api_purchases_refunds(struct route_context *c)
+{
+    struct store_event event;
+    if (!api_events_read(c, c->segments[2], &event))
+        return;
+    struct thread_handles *h = api_handles_of(c->api);
+    struct store_purchase *rows = calloc(API_REFUNDS_MAX + 1, sizeof(*rows));
+    size_t count = 0;
+    if (h == NULL || rows == NULL || h->store.ops->list_refunds == NULL ||
+        h->store.ops->list_refunds(h->store.context, event.spec.id, 0, rows, API_REFUNDS_MAX + 1,
+                                   &count) != 0) {
+        free(rows);
+        api_reply_error(c, 503, "unavailable", "the store is unavailable", NULL);
+        return;
+    }
+    cJSON *json = cJSON_CreateObject();
+    cJSON *list = cJSON_AddArrayToObject(json, "purchases");
+    for (size_t i = 0; i < count && i < API_REFUNDS_MAX; i++)
+        cJSON_AddItemToArray(list, api_json_purchase(&rows[i]));
+    cJSON_AddBoolToObject(json, "more", count > API_REFUNDS_MAX);
+    free(rows);
+    api_reply_cjson(c, 200, json, NULL);
 }
 
 void api_purchases_cancel(struct route_context *c)

@@ -83,6 +83,8 @@ static const struct route routes[] = {
                api_log_inclusion,                  METRICS_ROUTE_OTHER},
     {"GET",    "/v1/events/{event}/log/consistency", ROLE_PUBLIC, MODE_ALWAYS,  BODY_NONE,
                api_log_consistency,                METRICS_ROUTE_OTHER},
+    {"GET",    "/v1/events/{event}/refunds",       ROLE_STAFF,  MODE_ALWAYS,    BODY_NONE,
+               api_purchases_refunds,              METRICS_ROUTE_EVENT},
     {"GET",    "/v1/purchases/{purchase}",         ROLE_ANY,    MODE_ALWAYS,    BODY_NONE,
                api_purchases_get,                  METRICS_ROUTE_PURCHASE},
     {"DELETE", "/v1/purchases/{purchase}",         ROLE_ANY,    MODE_ALWAYS,    BODY_NONE,
@@ -91,6 +93,21 @@ static const struct route routes[] = {
                api_purchases_stream,               METRICS_ROUTE_PURCHASE_EVENTS},
     {"POST",   "/v1/purchases/{purchase}/confirm", ROLE_STAFF,  MODE_ALWAYS,    BODY_JSON,
                api_purchases_confirm,              METRICS_ROUTE_PURCHASE_CONFIRM},
+    /* what the pages read (api_console.c) */
+    {"GET",    "/v1/config",                       ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
+               api_console_config,                 METRICS_ROUTE_CONFIG},
+    {"GET",    "/v1/events/{event}/stream",        ROLE_PUBLIC, MODE_ALWAYS,    BODY_NONE,
+               api_console_event_stream,           METRICS_ROUTE_EVENT_STREAM},
+    {"GET",    "/v1/events/{event}/decisions",     ROLE_ADMIN,  MODE_ALWAYS,    BODY_NONE,
+               api_console_decisions,              METRICS_ROUTE_EVENT_DECISIONS},
+    {"GET",    "/v1/stats",                        ROLE_ADMIN,  MODE_ALWAYS,    BODY_NONE,
+               api_console_stats,                  METRICS_ROUTE_STATS},
+    {"GET",    "/v1/stats/stream",                 ROLE_ADMIN,  MODE_ALWAYS,    BODY_NONE,
+               api_console_stats_stream,           METRICS_ROUTE_STATS},
+    {"POST",   "/v1/demo/rehearse",                ROLE_ADMIN,  MODE_DEMO,      BODY_JSON,
+               api_rehearse_start,                 METRICS_ROUTE_REHEARSE},
+    {"GET",    "/v1/demo/rehearse",                ROLE_ADMIN,  MODE_DEMO,      BODY_NONE,
+               api_rehearse_status,                METRICS_ROUTE_REHEARSE},
 };
 /* clang-format on */
 
@@ -227,6 +244,30 @@ static bool is_json_media_type(const char *value)
     return *rest == '\0' || *rest == ';';
 }
 
+/*
+ * A CORS preflight from a listed origin (--cors-origin; the HTTP layer adds the origin and
+ * Vary). The methods are the path's own, from the table; the headers are every request header
+ * the API reads. No token is asked: browsers send none on a preflight. Other OPTIONS requests
+ * get the table's 405 with Allow, as before CORS existed.
+ */
+static void answer_preflight(struct route_context *c, const char *allow)
+{
+    static const char request_headers[] =
+        "Authorization, Content-Type, Idempotency-Key, X-Challenge, X-Request-Id";
+    char methods[ALLOW_BYTES_MAX + 16];
+    snprintf(methods, sizeof(methods), "%s, OPTIONS", allow);
+    const char *headers[] = {"Allow",
+                             methods,
+                             "Access-Control-Allow-Methods",
+                             methods,
+                             "Access-Control-Allow-Headers",
+                             request_headers,
+                             "Access-Control-Max-Age",
+                             "600",
+                             NULL};
+    api_reply(c, 204, NULL, "", 0, headers);
+}
+
 /* ---- the entry point --------------------------------------------------------------------- */
 
 void api_handle(void *context, struct http_request *request)
@@ -249,6 +290,11 @@ void api_handle(void *context, struct http_request *request)
     }
     char allow[ALLOW_BYTES_MAX];
     const struct route *route = find_route(&c, http_method(request), allow);
+    if (route == NULL && allow[0] != '\0' && strcmp(http_method(request), "OPTIONS") == 0 &&
+        http_cors_origin(request) != NULL) {
+        answer_preflight(&c, allow);
+        return;
+    }
     if (route == NULL && allow[0] == '\0') {
         api_reply_error(&c, 404, "not_found", "no such path", NULL);
         return;

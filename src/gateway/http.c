@@ -152,7 +152,11 @@ struct http_request {
     const char *method;
     bool is_head, is_http10, is_keep_alive;
     bool is_answered; /* loop thread: responded, parked or streaming */
-    bool is_parked;   /* loop thread: counted in server->deferred */
+    /* CORS (http_config.cors_origins): whether any origin is allowed (then every response
+     * varies by Origin), and the request's Origin when it is one of them (NULL otherwise). */
+    bool is_cors_configured;
+    const char *cors_origin;
+    bool is_parked; /* loop thread: counted in server->deferred */
     char *path, *query;
     struct {
         const char *name, *value;
@@ -326,6 +330,43 @@ static void put_decimal(char **at, uint64_t value)
 }
 
 /*
+ * CORS: the allowed origin is echoed, never "*" (and no credentials are allowed: the API takes
+ * bearer tokens, which the page sends itself); the headers a page may read are exposed. Every
+ * response varies by Origin once origins are configured, so a cache never hands one origin's
+ * answer to another.
+ */
+#define CORS_HEADERS                                                                               \
+    "Access-Control-Allow-Origin: \r\nAccess-Control-Expose-Headers: Retry-After, X-Request-Id, "  \
+    "Location\r\nVary: Origin\r\n"
+
+/* Writes r's CORS header lines at `at` (room for CORS_HEADERS and the origin); their length. */
+static size_t cors_format(const struct http_request *r, char *at)
+{
+    char *start = at;
+    if (r->cors_origin != NULL) {
+        put_text(&at, "Access-Control-Allow-Origin: ");
+        put_text(&at, r->cors_origin);
+        put_text(&at, "\r\nAccess-Control-Expose-Headers: Retry-After, X-Request-Id, Location\r\n");
+    }
+    if (r->is_cors_configured)
+        put_text(&at, "Vary: Origin\r\n");
+    return (size_t)(at - start);
+}
+
+/* The request's Origin when it is in the comma-separated list `origins`, else NULL. */
+static const char *cors_match(const char *origins, const char *origin)
+{
+    size_t origin_length = origin ? strlen(origin) : 0;
+    for (const char *at = origins; origin_length > 0 && *at != '\0';) {
+        size_t length = strcspn(at, ",");
+        if (length == origin_length && memcmp(at, origin, length) == 0)
+            return origin;
+        at += length + (at[length] == ',');
+    }
+    return NULL;
+}
+
+/*
  * The whole response in one buffer (malloc'd; NULL when out of memory). A
  * HEAD request gets the headers only; is_closing adds Connection: close.
  */
@@ -336,7 +377,11 @@ static char *response_format(const struct http_request *r, int status, const cha
     size_t extra = 0;
     for (size_t i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL; i += 2)
         extra += strlen(headers[i]) + strlen(headers[i + 1]) + 4;
-    size_t capacity = 256 + extra + (content_type ? strlen(content_type) : 0) + length;
+    if (status == 204) /* RFC 9110 15.3.5: no content, and no Content-Length */
+        length = 0;
+    size_t capacity = 256 + extra + (content_type ? strlen(content_type) : 0) + length +
+                      (r->is_cors_configured ? sizeof(CORS_HEADERS) : 0) +
+                      (r->cors_origin ? strlen(r->cors_origin) : 0);
     char *text = malloc(capacity);
     if (text == NULL)
         return NULL;
@@ -347,9 +392,12 @@ static char *response_format(const struct http_request *r, int status, const cha
     put_text(&at, reason_phrase(status));
     put(&at, "\r\nDate: ", 8);
     put_text(&at, date_now());
-    put(&at, "\r\nContent-Length: ", 18);
-    put_decimal(&at, length);
+    if (status != 204) {
+        put(&at, "\r\nContent-Length: ", 18);
+        put_decimal(&at, length);
+    }
     put(&at, "\r\n", 2);
+    at += cors_format(r, at);
     if (content_type != NULL) {
         put(&at, "Content-Type: ", 14);
         put_text(&at, content_type);
@@ -783,6 +831,10 @@ static int on_headers_complete(http_parser *p)
         else if (strcasecmp(r->headers[i].name, "Expect") == 0)
             expect = r->headers[i].value;
     }
+    if (config->cors_origins != NULL && config->cors_origins[0] != '\0') {
+        r->is_cors_configured = true;
+        r->cors_origin = cors_match(config->cors_origins, http_header(r, "Origin"));
+    }
     if (!r->is_http10 && hosts != 1)
         return refuse_in_callback(c, 400, "an HTTP/1.1 request needs exactly one Host header");
     if (hosts > 1)
@@ -1126,11 +1178,14 @@ int http_stream_start(struct http_request *r)
     struct connection *c = r->connection;
     if (c == NULL || http_defer(r) != 0)
         return -1;
-    char head[256];
+    char head[256 + sizeof(CORS_HEADERS) + HTTP_ORIGIN_BYTES_MAX];
+    char cors[sizeof(CORS_HEADERS) + HTTP_ORIGIN_BYTES_MAX] = "";
+    if (r->cors_origin == NULL || strlen(r->cors_origin) <= HTTP_ORIGIN_BYTES_MAX)
+        cors[cors_format(r, cors)] = '\0';
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 200 OK\r\nDate: %s\r\nContent-Type: text/event-stream\r\n"
-                     "Cache-Control: no-cache\r\n%s\r\n",
-                     date_now(),
+                     "Cache-Control: no-cache\r\n%s%s\r\n",
+                     date_now(), cors,
                      r->is_head     ? "Content-Length: 0\r\n"
                      : r->is_http10 ? "Connection: close\r\n"
                                     : "Transfer-Encoding: chunked\r\n");
@@ -1290,6 +1345,11 @@ const char *http_header(const struct http_request *r, const char *name)
         if (strcasecmp(r->headers[i].name, name) == 0)
             return r->headers[i].value;
     return NULL;
+}
+
+const char *http_cors_origin(const struct http_request *r)
+{
+    return r->cors_origin;
 }
 
 const char *http_body(const struct http_request *r, size_t *length)

@@ -25,6 +25,8 @@
 
 struct http_request; /* one request; owned by the server */
 
+#define HTTP_ORIGIN_BYTES_MAX 253 /* the longest origin --cors-origin accepts */
+
 typedef void (*http_handler)(void *context, struct http_request *request);
 
 struct http_config {
@@ -42,6 +44,11 @@ struct http_config {
     /* TLS (OpenSSL, TLS 1.2 and 1.3, ALPN "http/1.1") when both are set: PEM files. */
     const char *tls_cert_path;
     const char *tls_key_path;
+    /* CORS: the exact origins (comma-separated, no spaces) whose pages may call; NULL or "": none.
+     * A request whose Origin is listed gets Access-Control-Allow-Origin with that origin (never
+     * "*") on its response; once any is listed every response says Vary: Origin. Preflights are
+     * the handler's (it sees the match through http_cors_origin). */
+    const char *cors_origins;
     http_handler handler;
     void *handler_context;
 };
@@ -73,6 +80,8 @@ const char *http_path(const struct http_request *request);
 const char *http_query(const struct http_request *request, const char *name);
 const char *http_header(const struct http_request *request, const char *name);
 const char *http_body(const struct http_request *request, size_t *length);
+/* The request's Origin when http_config.cors_origins lists it, else NULL. */
+const char *http_cors_origin(const struct http_request *request);
 const char *http_client_ip(const struct http_request *request);
 /*
  * Keeps the request's memory alive past its connection (a parked request

@@ -29,6 +29,11 @@
     X(PURCHASE_CANCEL, "purchase_cancel")                                                          \
     X(PURCHASE_CONFIRM, "purchase_confirm")                                                        \
     X(DEMO, "demo_token")                                                                          \
+    X(CONFIG, "config")                                                                            \
+    X(EVENT_STREAM, "event_stream")                                                                \
+    X(EVENT_DECISIONS, "event_decisions")                                                          \
+    X(STATS, "stats")                                                                              \
+    X(REHEARSE, "rehearse")                                                                        \
     X(OTHER, "other")
 
 enum metrics_route {

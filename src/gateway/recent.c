@@ -59,6 +59,10 @@ static void record(struct recent *recent, const char *event, const struct store_
         slot->reason = row->reason;
         slot->hold_expires_at_ms = row->hold_expires_at_ms;
         slot->position = row->position;
+        slot->is_refund_due = row->is_refund_due;
+        slot->line = row->line;
+        slot->ahead = row->ahead;
+        memcpy(slot->payment_ref, row->payment_ref, sizeof(slot->payment_ref));
         slot->ticket_count = row->ticket_count;
         memcpy(slot->ticket_codes, row->ticket_codes, sizeof(slot->ticket_codes));
         slot->updated_ms = row->updated_ms;

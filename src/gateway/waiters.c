@@ -97,6 +97,23 @@ uint32_t waiters_count(struct waiters *w)
     return count;
 }
 
+int waiters_reserve(struct waiters *w)
+{
+    pthread_mutex_lock(&w->mutex);
+    int error = w->count == w->count_max ? CATRACA_E_FULL : 0;
+    if (error == 0)
+        w->count++;
+    pthread_mutex_unlock(&w->mutex);
+    return error;
+}
+
+void waiters_unreserve(struct waiters *w)
+{
+    pthread_mutex_lock(&w->mutex);
+    w->count--;
+    pthread_mutex_unlock(&w->mutex);
+}
+
 static void notify_purchase(struct waiters *w, const struct store_purchase *p)
 {
     uint32_t bucket = (uint32_t)(mix(p->purchase_id) % w->bucket_count);

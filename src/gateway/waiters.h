@@ -49,6 +49,10 @@ int waiters_add(struct waiters *waiters, struct waiter *waiter);
 /* True when this call removed it; false when a notification already had. */
 bool waiters_remove(struct waiters *waiters, struct waiter *waiter);
 uint32_t waiters_count(struct waiters *waiters);
+/* A slot counted against count_max without a waiter (a stream its own module wakes): 0, or
+ * CATRACA_E_FULL. Each reservation is given back once with waiters_unreserve. */
+int waiters_reserve(struct waiters *waiters);
+void waiters_unreserve(struct waiters *waiters);
 /* Wakes every waiter concerned by a committed batch (worker's on_commit). */
 void waiters_notify(struct waiters *waiters, const struct worker_commit *commit);
 

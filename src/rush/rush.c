@@ -15,6 +15,13 @@
  * the server, so at most 3/4 of the connections carry them, and follow-ups at
  * most half of those: new purchases and payments always find a connection, and
  * an opening bell of new purchases never starves the follow-ups.
+ *
+ * A waiting purchase is followed by plain reads, not long-polls: an unbounded line
+ * holds most buyers for a long time, and a long-poll each would take every follow-up
+ * connection for minutes while granted buyers go unseen and their holds expire
+ * unpaid. A buyer at place p in line reads again after WAITING_RECHECK_MS_PER_PLACE
+ * * p (at least WAITING_RECHECK_MS_MIN, at most half a hold): the head is watched
+ * closely, the tail rarely, and a grant is seen well before its hold runs out.
  */
 #include "rush/rush.h"
 
@@ -39,6 +46,8 @@
 
 #define NO_BUYER UINT32_MAX
 #define LONG_POLL_WAIT_S 30
+#define WAITING_RECHECK_MS_MIN 100
+#define WAITING_RECHECK_MS_PER_PLACE 2
 #define SETUP_TIMEOUT_MS 30000
 #define SETUP_RETRY_MS 3000 /* set-up requests retry on failed connections this long */
 #define RETRY_BASE_US 25000
@@ -163,7 +172,7 @@ static const char *const status_names[RUSH_STATUS_COUNT] = {"unsent",    "queued
                                                             "cancelled", "rejected",  "refused"};
 static const char *const reason_names[RUSH_REASON_COUNT] = {
     "none",        "sold_out", "limit_exceeded", "sale_closed", "unknown_category",
-    "engine_full", "invalid",  "other"};
+    "engine_full", "invalid",  "line_full",      "other"};
 
 const char *rush_status_name(uint8_t status)
 {
@@ -266,7 +275,8 @@ static void fire_timers(struct rush *r, int64_t now_us)
 {
     while (r->timer_count > 0 && r->timers[0].due_us <= now_us) {
         uint32_t buyer = timer_pop(r);
-        if (r->run.buyers[buyer].step == STEP_POLL)
+        bool is_short = (r->run.buyers[buyer].flags & RUSH_BUYER_SHORT_POLL) != 0;
+        if (r->run.buyers[buyer].step == STEP_POLL && !is_short)
             queue_poll(r, buyer);
         else
             queue_push(r, &r->ready, buyer);
@@ -329,6 +339,7 @@ struct purchase_view {
     uint8_t status;
     uint8_t reason;
     int64_t hold_expires_ms; /* RUSH_TIME_UNKNOWN when absent */
+    uint32_t position;       /* waiting: place in line; 0 when absent */
 };
 
 static int64_t time_parse_ms(const char *text)
@@ -359,6 +370,11 @@ static bool purchase_parse(const cJSON *json, struct purchase_view *out)
     out->reason = cJSON_IsString(reason) ? reason_parse(reason->valuestring) : RUSH_REASON_NONE;
     out->hold_expires_ms =
         cJSON_IsString(expires) ? time_parse_ms(expires->valuestring) : RUSH_TIME_UNKNOWN;
+    const cJSON *position = cJSON_GetObjectItemCaseSensitive(json, "position");
+    out->position =
+        cJSON_IsNumber(position) && position->valuedouble >= 0 && position->valuedouble < 4e9
+            ? (uint32_t)position->valuedouble
+            : 0;
     return out->status != RUSH_STATUS_UNSENT &&
            strlen(out->id) < sizeof(((struct rush_buyer *)0)->purchase_id);
 }
@@ -372,8 +388,10 @@ static void note_first_decision(struct rush *r, struct rush_buyer *b, const stru
     r->run.last_decided_us = now_us;
     histogram_record(&r->run.decision_latency_us, (uint64_t)(now_us - b->accepted_us));
     struct rush_category *category = &r->run.categories[b->category];
-    bool is_out_of_stock = p->status == RUSH_STATUS_WAITING ||
-                           (p->status == RUSH_STATUS_REJECTED && p->reason == RUSH_REASON_SOLD_OUT);
+    bool is_out_of_stock =
+        p->status == RUSH_STATUS_WAITING ||
+        (p->status == RUSH_STATUS_REJECTED &&
+         (p->reason == RUSH_REASON_SOLD_OUT || p->reason == RUSH_REASON_LINE_FULL));
     if (is_out_of_stock && category->stock_out_us == 0)
         category->stock_out_us = now_us;
 }
@@ -399,12 +417,26 @@ static void plan_hold(struct rush *r, uint32_t buyer, int64_t now_us)
     schedule(r, buyer, STEP_POLL, now_us + remaining_ms * 1000);
 }
 
+/* A waiting buyer reads its purchase again later, the later the farther back it is (above). */
+static void recheck_waiting(struct rush *r, uint32_t buyer, uint32_t position, int64_t now_us)
+{
+    int64_t delay_ms = (int64_t)position * WAITING_RECHECK_MS_PER_PLACE;
+    if (delay_ms < WAITING_RECHECK_MS_MIN)
+        delay_ms = WAITING_RECHECK_MS_MIN;
+    if (delay_ms > r->run.hold_ms / 2)
+        delay_ms = r->run.hold_ms / 2 > WAITING_RECHECK_MS_MIN ? r->run.hold_ms / 2
+                                                               : WAITING_RECHECK_MS_MIN;
+    r->run.buyers[buyer].flags |= RUSH_BUYER_SHORT_POLL;
+    schedule(r, buyer, STEP_POLL, now_us + delay_ms * 1000);
+}
+
 /* What the server said about a buyer's purchase: record it and choose the next step. */
 static void observe(struct rush *r, uint32_t buyer, const struct purchase_view *p)
 {
     struct rush_buyer *b = &r->run.buyers[buyer];
     int64_t now_us = clock_monotonic_us();
     b->attempts = 0;
+    b->flags &= (uint8_t)~RUSH_BUYER_SHORT_POLL;
     if (p->status != RUSH_STATUS_QUEUED && (b->flags & RUSH_BUYER_DECIDED) == 0)
         note_first_decision(r, b, p, now_us);
     if (p->status >= RUSH_STATUS_HELD && p->status <= RUSH_STATUS_CANCELLED)
@@ -423,6 +455,8 @@ static void observe(struct rush *r, uint32_t buyer, const struct purchase_view *
         r->run.last_final_us = now_us;
     } else if (p->status == RUSH_STATUS_HELD)
         plan_hold(r, buyer, now_us);
+    else if (p->status == RUSH_STATUS_WAITING)
+        recheck_waiting(r, buyer, p->position, now_us);
     else
         queue_poll(r, buyer);
 }
@@ -432,8 +466,8 @@ static void observe(struct rush *r, uint32_t buyer, const struct purchase_view *
 static int mint_token(const struct rush *r, const char *subject, const char *role,
                       char out[TOKEN_MAX])
 {
-    return jwt_sign((const uint8_t *)r->options.jwt_secret, strlen(r->options.jwt_secret), subject,
-                    role, r->token_expires_s, out, TOKEN_MAX) < 0
+    return jwt_sign(r->options.secret, r->options.secret_length, subject, role, r->token_expires_s,
+                    out, TOKEN_MAX) < 0
                ? -1
                : 0;
 }
@@ -498,7 +532,8 @@ static int format_step(struct rush *r, struct rush_connection *c, uint32_t buyer
     default:
         *kind = REQUEST_POLL;
         snprintf(path, sizeof(path), "/v1/purchases/%s?wait=%d&status=%s", b->purchase_id,
-                 LONG_POLL_WAIT_S, rush_status_name(b->status));
+                 (b->flags & RUSH_BUYER_SHORT_POLL) ? 0 : LONG_POLL_WAIT_S,
+                 rush_status_name(b->status));
         return rush_connection_format(c, &r->server, "GET", path, r->payments_token, NULL, NULL,
                                       NULL);
     }
@@ -586,7 +621,8 @@ static void send_request(struct rush *r, struct rush_connection *c, uint32_t buy
     c->kind = kind;
     c->buyer = buyer;
     c->sent_us = now_us;
-    c->is_long_poll = c->kind == REQUEST_POLL;
+    c->is_long_poll =
+        c->kind == REQUEST_POLL && (r->run.buyers[buyer].flags & RUSH_BUYER_SHORT_POLL) == 0;
     r->in_flight++;
     r->run.requests_sent++;
     if (c->is_long_poll) {
@@ -983,8 +1019,10 @@ static void event_body(const struct rush *r, char *out, size_t size)
     const struct rush_options *o = &r->options;
     int n = snprintf(out, size,
                      "{\"id\":\"%s\",\"name\":\"catraca rush, seed %llu\",\"hold_seconds\":%u,"
-                     "\"per_customer_limit\":%u,\"state\":\"open\",\"categories\":[",
-                     o->event, (unsigned long long)o->seed, o->hold_seconds, o->per_customer_limit);
+                     "\"per_customer_limit\":%u,\"state\":\"open\",%s%s%s\"categories\":[",
+                     o->event, (unsigned long long)o->seed, o->hold_seconds, o->per_customer_limit,
+                     o->line_policy[0] ? "\"line_policy\":\"" : "", o->line_policy,
+                     o->line_policy[0] ? "\"," : "");
     for (uint32_t i = 0; i < r->run.category_count && n > 0 && (size_t)n < size; i++)
         n += snprintf(out + n, size - (size_t)n,
                       "%s{\"id\":\"%s\",\"name\":\"Category %u\",\"price_cents\":%u,"

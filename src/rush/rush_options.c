@@ -5,6 +5,8 @@
  */
 #include "rush/rush_options.h"
 
+#include "gateway/jwt_secret.h"
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -30,7 +32,9 @@ static const struct option_spec specs[] = {
     {"--demo", KIND_FLAG, FIELD(is_demo), 0, 0, 0,
      "take tokens from POST /v1/demo/token (one extra request a buyer)"},
     {"--jwt-secret", KIND_TEXT, FIELD(jwt_secret), RUSH_SECRET_MAX + 1, 0, 0,
-     "mint HS256 tokens locally with the server's secret (the fast path)"},
+     "mint HS256 tokens locally with the server's secret (the fast path; visible in ps)"},
+    {"--jwt-secret-file", KIND_TEXT, FIELD(jwt_secret_file), 512, 0, 0,
+     "the same, the secret read from FILE (one trailing newline ignored)"},
     {"--buyers", KIND_UINT, FIELD(buyers), 0, 1, RUSH_BUYERS_MAX,
      "buyers, customers b0..b<N-1>, each buying 1 ticket (default 1000)"},
     {"--tickets", KIND_UINT, FIELD(tickets), 0, 1, CATRACA_CAPACITY_MAX,
@@ -51,6 +55,8 @@ static const struct option_spec specs[] = {
      CATRACA_HOLD_MS_MAX / 1000, "the event's hold_seconds (default 10)"},
     {"--limit", KIND_UINT, FIELD(per_customer_limit), 0, 1, CATRACA_QUANTITY_MAX,
      "the event's per_customer_limit (default 4)"},
+    {"--line-policy", KIND_TEXT, FIELD(line_policy), 16, 0, 0,
+     "the event's line_policy, unbounded or bounded (default: the server's)"},
     {"--max-seconds", KIND_UINT, FIELD(max_seconds), 0, 1, 86400,
      "stop following purchases after this long (default 300)"},
     {"--event", KIND_TEXT, FIELD(event), CATRACA_ID_MAX + 1, 0, 0,
@@ -86,7 +92,8 @@ static void set_defaults(struct rush_options *o)
 
 void rush_options_print_help(FILE *out)
 {
-    fprintf(out, "usage: catraca rush --url http://HOST:PORT (--demo | --jwt-secret S) [options]\n"
+    fprintf(out, "usage: catraca rush --url http://HOST:PORT (--demo | --jwt-secret-file F) "
+                 "[options]\n"
                  "       catraca rush --url http://HOST:PORT --healthz-only [--seconds N]\n\n"
                  "Rehearses an on-sale: creates an event, sends every buyer's purchase, follows\n"
                  "each to its final status (paying, cancelling or letting holds expire), then\n"
@@ -222,6 +229,30 @@ static const struct option_spec *find_spec(const char *name, size_t length)
     return NULL;
 }
 
+/* The secret from --jwt-secret or --jwt-secret-file (not both), refused when the servers would
+ * refuse it: a token minted with it could never be accepted. */
+static int load_secret(struct rush_options *o)
+{
+    bool has_text = o->jwt_secret[0] != '\0', has_file = o->jwt_secret_file[0] != '\0';
+    if (has_text && has_file)
+        return fail("--jwt-secret/--jwt-secret-file", "", "give one of the two");
+    if (has_file) {
+        char why[600];
+        if (jwt_secret_read_file(o->jwt_secret_file, o->secret, &o->secret_length, why,
+                                 sizeof(why)) != 0)
+            return fail("--jwt-secret-file", "", why);
+    } else if (has_text) {
+        o->secret_length = strlen(o->jwt_secret);
+        memcpy(o->secret, o->jwt_secret, o->secret_length);
+    } else {
+        return 0;
+    }
+    const char *weakness = jwt_secret_weakness(o->secret, o->secret_length);
+    if (weakness != NULL)
+        return fail("--jwt-secret", "", weakness); /* never echo the secret */
+    return 0;
+}
+
 /* The rules between options, once every option is read. */
 static int check_together(struct rush_options *o)
 {
@@ -231,14 +262,19 @@ static int check_together(struct rush_options *o)
         return -1;
     if (o->is_healthz_only)
         return 0;
-    if (o->is_demo == (o->jwt_secret[0] != '\0'))
-        return fail("--demo/--jwt-secret", "", "give exactly one of the two");
+    if (load_secret(o) != 0)
+        return -1;
+    if (o->is_demo == (o->secret_length != 0))
+        return fail("--demo/--jwt-secret[-file]", "", "give exactly one of them");
     if (o->confirm_fraction + o->cancel_fraction > 1.0 + 1e-9)
         return fail("--confirm + --cancel", "", "must not exceed 1");
     if (o->tickets < o->categories)
         return fail("--tickets", "", "must be at least --categories");
     if ((uint64_t)o->tickets > (uint64_t)o->categories * CATRACA_CAPACITY_MAX)
         return fail("--tickets", "", "is above what the categories can hold");
+    if (o->line_policy[0] != '\0' && strcmp(o->line_policy, "unbounded") != 0 &&
+        strcmp(o->line_policy, "bounded") != 0)
+        return fail("--line-policy", o->line_policy, "must be unbounded or bounded");
     if (o->event[0] == '\0')
         snprintf(o->event, sizeof(o->event), "rush-%llu", (unsigned long long)o->seed);
     if (strspn(o->event, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=

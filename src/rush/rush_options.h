@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "core/limits.h"
+#include "gateway/jwt_secret.h"
 
 #define RUSH_BUYERS_MAX (1u << 24)
 #define RUSH_CONNECTIONS_MAX 20000u
@@ -20,6 +21,9 @@ struct rush_options {
     char port[8];   /* from the URL, "80" when absent */
     bool is_demo;
     char jwt_secret[RUSH_SECRET_MAX + 1];
+    char jwt_secret_file[512];
+    uint8_t secret[JWT_SECRET_MAX]; /* from one of the two, checked; secret_length 0: --demo */
+    size_t secret_length;
     uint32_t buyers;
     uint32_t tickets;
     uint32_t categories;
@@ -31,6 +35,7 @@ struct rush_options {
     uint32_t pay_delay_ms_max;
     uint32_t hold_seconds;
     uint32_t per_customer_limit;
+    char line_policy[16]; /* the event's: "unbounded", "bounded", or "" for the server's default */
     uint32_t max_seconds;
     char event[CATRACA_ID_MAX + 1];
     uint64_t seed;

@@ -148,11 +148,18 @@ static bool fifo_step(const struct rush_buyer *buyers, uint32_t i, struct fifo_s
         (scan->required_ms == NEVER ||
          (b->grant_ms != RUSH_TIME_UNKNOWN && b->grant_ms < scan->required_ms))) {
         describe(check->detail, sizeof(check->detail), buyers,
-                 "was granted, with no ticket returned by then, after sold_out for the earlier", i,
-                 scan->required_by);
+                 "was granted, with no ticket returned by then, after sold_out or line_full for "
+                 "the earlier",
+                 i, scan->required_by);
         return false;
     }
-    if (b->status == RUSH_STATUS_REJECTED && b->reason == RUSH_REASON_SOLD_OUT &&
+    if (b->status == RUSH_STATUS_REJECTED && b->reason == RUSH_REASON_SOLD_OUT) {
+        /* Every ticket sold: no later purchase of the category can ever be granted. */
+        scan->has_required = true;
+        scan->required_ms = NEVER;
+        scan->required_by = i;
+    }
+    if (b->status == RUSH_STATUS_REJECTED && b->reason == RUSH_REASON_LINE_FULL &&
         (!scan->has_required || scan->first_release_ms > scan->required_ms)) {
         scan->has_required = true;
         scan->required_ms = scan->first_release_ms;
@@ -179,8 +186,9 @@ static bool fifo_step(const struct rush_buyer *buyers, uint32_t i, struct fifo_s
  *      (else X would still be waiting ahead of Y). So among granted purchases,
  *      grant times never decrease with seq.
  *
- *  (b) No sold_out before a grant, unless a ticket came back. When X is rejected
- *      sold_out, available + held equals the waiters ahead of X (all of them
+ *  (b) No grant after a sold_out (capacity - sold < 1: every ticket is sold, for good);
+ *      no grant after a line_full, unless a ticket came back. When X is rejected
+ *      line_full, available + held equals the waiters ahead of X (all of them
  *      earlier than X; a tail trim drops everyone behind X too), so every ticket
  *      still in play is spoken for by an earlier purchase. A confirmation removes
  *      a ticket and a waiter; a release hands the ticket to the next earlier
@@ -191,7 +199,7 @@ static bool fifo_step(const struct rush_buyer *buyers, uint32_t i, struct fifo_s
  *      release time (hold_expires_at for an expiry, the grant for a cancellation,
  *      minus infinity when it never saw the hold), and requires it to be <= g.
  *      Without expiries or cancellations this is the plain rule "the granted
- *      purchases form a prefix of the seq order, sold_out ones come after".
+ *      purchases form a prefix of the seq order, line_full ones come after".
  *
  * Rejections for other reasons (limit_exceeded, ...) take no ticket and are
  * skipped, as are grants whose time rush never saw (only (b) applies to them).
@@ -221,8 +229,8 @@ static int check_fifo(const struct rush_run *run, struct rush_check *check)
     free(order);
     if (check->is_passed)
         snprintf(check->detail, sizeof(check->detail),
-                 "%llu grants in arrival order; %llu sold_out rejections each followed only by "
-                 "grants of returned tickets",
+                 "%llu grants in arrival order; %llu sold_out rejections followed by no grant, "
+                 "line_full ones only by grants of returned tickets",
                  (unsigned long long)grants, (unsigned long long)sold_out);
     return 0;
 }
@@ -260,6 +268,44 @@ static void check_all_accepted(const struct rush_run *run, const struct rush_rep
              (unsigned long long)n[RUSH_STATUS_UNSENT]);
 }
 
+/* ---- check 5: sold_out is true ------------------------------------------------------------ */
+
+/*
+ * engine.h rule 2i: sold_out means capacity - sold < quantity, and sold never goes down. With
+ * quantity 1, a category whose buyer was told sold_out must end with every ticket sold. Rush
+ * counts the tickets left (capacity - sold at the end) in such categories: buyers were told
+ * "sold out" while those tickets were there, or came back to nobody.
+ */
+static void check_honest_sold_out(const struct rush_run *run, struct rush_report *report,
+                                  struct rush_check *check)
+{
+    uint64_t sold_out[CATRACA_CATEGORIES_MAX] = {0}, line_full[CATRACA_CATEGORIES_MAX] = {0};
+    for (uint32_t i = 0; i < run->options->buyers; i++) {
+        const struct rush_buyer *b = &run->buyers[i];
+        if (b->status != RUSH_STATUS_REJECTED || b->category >= CATRACA_CATEGORIES_MAX)
+            continue;
+        sold_out[b->category] += b->reason == RUSH_REASON_SOLD_OUT;
+        line_full[b->category] += b->reason == RUSH_REASON_LINE_FULL;
+    }
+    check->name = "honest_sold_out";
+    check->is_passed = run->has_event_readback;
+    for (uint32_t i = 0; i < run->category_count; i++) {
+        const struct rush_category *c = &run->categories[i];
+        uint64_t unsold = c->has_readback && c->capacity >= c->sold ? c->capacity - c->sold : 0;
+        if (sold_out[i] > 0)
+            report->unsold_while_sold_out += unsold;
+        if (line_full[i] > 0)
+            report->unsold_while_line_full += unsold;
+    }
+    check->is_passed = check->is_passed && report->unsold_while_sold_out == 0;
+    snprintf(check->detail, sizeof(check->detail),
+             "%llu tickets unsold while buyers were told sold_out%s; %llu unsold while buyers "
+             "were told line_full",
+             (unsigned long long)report->unsold_while_sold_out,
+             run->has_event_readback ? "" : " (the event was not read back)",
+             (unsigned long long)report->unsold_while_line_full);
+}
+
 int rush_report_check(const struct rush_run *run, struct rush_report *report)
 {
     memset(report, 0, sizeof(*report));
@@ -269,6 +315,7 @@ int rush_report_check(const struct rush_run *run, struct rush_report *report)
         return -1;
     check_all_final(run, report, &report->checks[RUSH_CHECK_ALL_FINAL]);
     check_all_accepted(run, report, &report->checks[RUSH_CHECK_ALL_ACCEPTED]);
+    check_honest_sold_out(run, report, &report->checks[RUSH_CHECK_HONEST_SOLD_OUT]);
     report->is_passed = true;
     for (int i = 0; i < RUSH_CHECK_COUNT; i++)
         report->is_passed = report->is_passed && report->checks[i].is_passed;
@@ -335,10 +382,11 @@ void rush_report_print(const struct rush_run *run, const struct rush_report *rep
             "catraca rush: event %s at %s, %u buyers, %u tickets in %u categories, seed %llu\n",
             o->event, o->url, o->buyers, o->tickets, o->categories, (unsigned long long)o->seed);
     fprintf(out,
-            "  %u connections, %s, confirm %.2f cancel %.2f, pay delay %u-%u ms, hold %lld s\n",
+            "  %u connections, %s, confirm %.2f cancel %.2f, pay delay %u-%u ms, hold %lld s, "
+            "line %s\n",
             o->connections, o->rate_per_s > 0 ? "paced by --rate" : "opening bell",
             o->confirm_fraction, o->cancel_fraction, o->pay_delay_ms_min, o->pay_delay_ms_max,
-            (long long)(run->hold_ms / 1000));
+            (long long)(run->hold_ms / 1000), o->line_policy[0] ? o->line_policy : "default");
     fprintf(out, "time   ");
     print_seconds(out, "sell-out", report->sell_out_s);
     print_seconds(out, "all decided", report->all_decided_s);
@@ -398,6 +446,7 @@ static void add_options(cJSON *json, const struct rush_run *run)
     cJSON_AddNumberToObject(json, "pay_delay_ms_min", o->pay_delay_ms_min);
     cJSON_AddNumberToObject(json, "pay_delay_ms_max", o->pay_delay_ms_max);
     cJSON_AddNumberToObject(json, "hold_seconds", (double)(run->hold_ms / 1000));
+    cJSON_AddStringToObject(json, "line_policy", o->line_policy[0] ? o->line_policy : "default");
 }
 
 static void add_counts(cJSON *json, const struct rush_run *run, const struct rush_report *report)
@@ -411,6 +460,8 @@ static void add_counts(cJSON *json, const struct rush_run *run, const struct rus
     cJSON *reasons = cJSON_AddObjectToObject(json, "rejected");
     for (uint8_t r = RUSH_REASON_SOLD_OUT; r < RUSH_REASON_COUNT; r++)
         cJSON_AddNumberToObject(reasons, rush_reason_name(r), (double)report->reasons[r]);
+    cJSON_AddNumberToObject(json, "unsold_while_sold_out", (double)report->unsold_while_sold_out);
+    cJSON_AddNumberToObject(json, "unsold_while_line_full", (double)report->unsold_while_line_full);
     cJSON_AddNumberToObject(json, "refused", (double)run->status_counts[RUSH_STATUS_REFUSED]);
     cJSON_AddNumberToObject(json, "unsent", (double)run->status_counts[RUSH_STATUS_UNSENT]);
     cJSON *http = cJSON_AddObjectToObject(json, "http");

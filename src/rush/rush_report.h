@@ -15,6 +15,7 @@ enum rush_check_id {
     RUSH_CHECK_FIFO,
     RUSH_CHECK_ALL_FINAL,
     RUSH_CHECK_ALL_ACCEPTED,
+    RUSH_CHECK_HONEST_SOLD_OUT,
     RUSH_CHECK_COUNT,
 };
 
@@ -37,6 +38,13 @@ struct rush_report {
      */
     double elapsed_s, sell_out_s, all_decided_s, all_final_s;
     double accepted_per_s, requests_per_s;
+    /*
+     * Tickets left unsold at the end (capacity - sold, read back) in categories where a buyer
+     * was told sold_out: each a buyer was told "sold out" about while it was still there
+     * (honest_sold_out fails on any). The same for line_full: reported, not a failure (a
+     * bounded line turns buyers away while tickets may still come back; it says so).
+     */
+    uint64_t unsold_while_sold_out, unsold_while_line_full;
 };
 
 /*

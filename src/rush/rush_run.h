@@ -37,6 +37,7 @@ enum rush_reason {
     RUSH_REASON_UNKNOWN_CATEGORY,
     RUSH_REASON_ENGINE_FULL,
     RUSH_REASON_INVALID,
+    RUSH_REASON_LINE_FULL,
     RUSH_REASON_OTHER,
     RUSH_REASON_COUNT,
 };
@@ -46,6 +47,7 @@ enum rush_buyer_flag {
     RUSH_BUYER_GRANTED = 2, /* held at some point (held, confirmed, expired or cancelled seen) */
     RUSH_BUYER_ACTED = 4,   /* its confirm or cancel was sent */
     RUSH_BUYER_LOST = 8,    /* rush gave up following it (errors); not final */
+    RUSH_BUYER_SHORT_POLL = 16, /* its next poll is a plain read (waiting: see rush.c) */
 };
 
 #define RUSH_TIME_UNKNOWN INT64_MIN

@@ -23,6 +23,17 @@
 #include "core/engine.h"
 #include "log/log.h"
 
+/*
+ * Its category's stock when a purchase row was read or decided: what the purchase's estimate
+ * and retry hint are computed from (API.md). Filled for WAITING rows and rows REJECTED
+ * line_full (is_known), never stored: the store fills it on read, the worker at the decision.
+ */
+struct store_line_facts {
+    bool is_known;
+    uint32_t available, held, sold, returned; /* engine_category_counts */
+    int64_t hold_ms;                          /* the event's */
+};
+
 /* A purchase as stored and served by GET /v1/purchases/{id}. */
 struct store_purchase {
     uint64_t purchase_id;
@@ -40,6 +51,13 @@ struct store_purchase {
     uint8_t reason; /* enum engine_reason; NONE unless rejected */
     int64_t hold_expires_at_ms;
     uint32_t position;
+    /* WAITING: tickets wanted ahead in its category's line, computed on read like position. */
+    uint32_t ahead;
+    /* A late payment (engine.h, CONFIRM after expiry): EXPIRED, is_refund_due, and the
+     * payment reference to refund. payment_ref is "" otherwise. */
+    bool is_refund_due;
+    char payment_ref[CATRACA_ID_MAX + 1];
+    struct store_line_facts line;
     uint8_t ticket_count;
     uint64_t ticket_codes[CATRACA_QUANTITY_MAX];
     int64_t updated_ms;
@@ -101,6 +119,10 @@ struct store_ops {
     int (*for_each_purchase)(void *context, const char *event,
                              int (*visit)(void *visit_context, const struct store_purchase *row),
                              void *visit_context);
+    /* An event's purchases with a refund due, in id order, at most max of them (after the
+     * first `skip`); *count says how many were written. Served by an index of its own. */
+    int (*list_refunds)(void *context, const char *event, size_t skip, struct store_purchase *out,
+                        size_t max, size_t *count);
     void (*close)(void *context);
 };
 

@@ -35,13 +35,13 @@
 /* One column's array literal in a batch; PostgreSQL takes up to 1 GB per parameter. */
 #define ARRAY_BYTES_MAX ((size_t)64 << 20)
 
-enum { ARRIVAL_COLUMNS = 14, UPDATE_COLUMNS = 7, ANSWER_COLUMNS = 8 };
+enum { ARRIVAL_COLUMNS = 15, UPDATE_COLUMNS = 8, ANSWER_COLUMNS = 8 };
 
 static_assert(ENGINE_STATUS_WAITING == 1, "STATEMENT_LINE_AHEAD counts status = 1");
 
 #define PURCHASE_COLUMNS                                                                           \
     "id, event, customer, category, quantity, seq_major, seq_minor, created_ms, status, reason, "  \
-    "hold_expires_at_ms, position, tickets, updated_ms"
+    "hold_expires_at_ms, position, tickets, updated_ms, payment_ref"
 #define EVENT_COLUMNS "spec, state, counts, offset_major, offset_minor, updated_ms, id"
 
 static const char fence_sql[] = "SELECT catraca_fence($1, $2::bigint)";
@@ -50,22 +50,26 @@ static const char fence_sql[] = "SELECT catraca_fence($1, $2::bigint)";
 static const char insert_purchases_sql[] =
     "INSERT INTO purchases (" PURCHASE_COLUMNS ") "
     "SELECT id, event, customer, category, quantity, seq_major, seq_minor, created_ms, status, "
-    "reason, hold, position, decode(tickets, 'hex'), updated FROM unnest($1::bigint[], "
+    "reason, hold, position, decode(tickets, 'hex'), updated, nullif(payment_ref, '') FROM "
+    "unnest($1::bigint[], "
     "$2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[], $8::bigint[], "
-    "$9::smallint[], $10::smallint[], $11::bigint[], $12::int[], $13::text[], $14::bigint[]) "
+    "$9::smallint[], $10::smallint[], $11::bigint[], $12::int[], $13::text[], $14::bigint[], "
+    "$15::text[]) "
     "AS u(id, event, customer, category, quantity, seq_major, seq_minor, created_ms, status, "
-    "reason, hold, position, tickets, updated) "
+    "reason, hold, position, tickets, updated, payment_ref) "
     "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason, "
     "hold_expires_at_ms = EXCLUDED.hold_expires_at_ms, position = EXCLUDED.position, "
-    "tickets = EXCLUDED.tickets, updated_ms = EXCLUDED.updated_ms";
+    "tickets = EXCLUDED.tickets, updated_ms = EXCLUDED.updated_ms, "
+    "payment_ref = EXCLUDED.payment_ref";
 
 /* Rows that already exist: only the decision columns change. */
 static const char update_purchases_sql[] =
     "UPDATE purchases p SET status = u.status, reason = u.reason, hold_expires_at_ms = u.hold, "
-    "position = u.position, tickets = decode(u.tickets, 'hex'), updated_ms = u.updated "
+    "position = u.position, tickets = decode(u.tickets, 'hex'), updated_ms = u.updated, "
+    "payment_ref = nullif(u.payment_ref, '') "
     "FROM unnest($1::bigint[], $2::smallint[], $3::smallint[], $4::bigint[], $5::int[], "
-    "$6::text[], $7::bigint[]) AS u(id, status, reason, hold, position, tickets, updated) "
-    "WHERE p.id = u.id";
+    "$6::text[], $7::bigint[], $8::text[]) AS u(id, status, reason, hold, position, tickets, "
+    "updated, payment_ref) WHERE p.id = u.id";
 
 static const char upsert_answers_sql[] =
     "INSERT INTO answers (event, seq_major, seq_minor, purchase_id, type, result, reason, status) "
@@ -97,6 +101,7 @@ enum statement {
     STATEMENT_EVENT_LIST,
     STATEMENT_PURCHASES_FIRST,
     STATEMENT_PURCHASES_AFTER,
+    STATEMENT_REFUNDS,
     STATEMENT_COUNT
 };
 
@@ -105,7 +110,8 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
     [STATEMENT_LOAD] = "SELECT offset_major, offset_minor, snapshot, snapshot_major, "
                        "snapshot_minor FROM partitions WHERE event = $1",
     [STATEMENT_PURCHASE_GET] = "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE id = $1",
-    [STATEMENT_LINE_AHEAD] = "SELECT count(*) FROM purchases WHERE event = $1 AND category = $2 "
+    [STATEMENT_LINE_AHEAD] = "SELECT count(*), coalesce(sum(quantity), 0) FROM purchases "
+                             "WHERE event = $1 AND category = $2 "
                              "AND status = 1 AND (seq_major, seq_minor) < ($3, $4)",
     [STATEMENT_ANSWER_GET] = "SELECT purchase_id, type, result, reason, status FROM answers "
                              "WHERE event = $1 AND seq_major = $2 AND seq_minor = $3",
@@ -118,6 +124,8 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
                                   "ORDER BY id LIMIT " STRINGIFY(PAGE_ROWS),
     [STATEMENT_PURCHASES_AFTER] = "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE event = $1 "
                                   "AND id > $2 ORDER BY id LIMIT " STRINGIFY(PAGE_ROWS),
+    [STATEMENT_REFUNDS] = "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE event = $1 AND "
+                          "payment_ref IS NOT NULL ORDER BY id LIMIT $2 OFFSET $3",
 };
 
 /* A growable text buffer for an array literal, at most ARRAY_BYTES_MAX. */
@@ -375,6 +383,7 @@ static void add_arrival(struct text *c, const struct store_purchase *p)
     array_int(&c[11], p->position);
     array_tickets(&c[12], p);
     array_int(&c[13], p->updated_ms);
+    array_string(&c[14], p->is_refund_due ? p->payment_ref : ""); /* "" is NULL */
 }
 
 static void add_update(struct text *c, const struct store_purchase *p)
@@ -386,6 +395,7 @@ static void add_update(struct text *c, const struct store_purchase *p)
     array_int(&c[4], p->position);
     array_tickets(&c[5], p);
     array_int(&c[6], p->updated_ms);
+    array_string(&c[7], p->is_refund_due ? p->payment_ref : ""); /* "" is NULL */
 }
 
 static void add_answer(struct text *c, const struct store_answer *a)
@@ -656,6 +666,9 @@ static int purchase_from_row(const PGresult *result, int row, struct store_purch
         PQfreemem(tickets);
     }
     out->updated_ms = column_int(result, row, 13);
+    out->is_refund_due = !PQgetisnull(result, row, 14);
+    if (out->is_refund_due)
+        copy_text(out->payment_ref, sizeof(out->payment_ref), PQgetvalue(result, row, 14));
     return 0;
 }
 
@@ -674,8 +687,21 @@ static int line_position(struct store_pg *store, struct store_purchase *p)
     if (result == NULL)
         return error;
     p->position = (uint32_t)column_int(result, 0, 0) + 1;
+    p->ahead = (uint32_t)column_int(result, 0, 1);
     PQclear(result);
     return 0;
+}
+
+static int store_pg_get_event(void *context, const char *event, struct store_event *out);
+
+/* The category's stock now, for the purchase's estimate or retry hint (store.h). */
+static int line_facts(struct store_pg *store, struct store_purchase *p)
+{
+    struct store_event event;
+    int error = store_pg_get_event(store, p->event, &event);
+    if (error == 0)
+        store_line_facts_fill(&event, p);
+    return error == CATRACA_E_NOTFOUND ? 0 : error;
 }
 
 static int store_pg_get_purchase(void *context, uint64_t purchase_id, struct store_purchase *out)
@@ -691,6 +717,8 @@ static int store_pg_get_purchase(void *context, uint64_t purchase_id, struct sto
     PQclear(result);
     if (error == 0 && out->status == ENGINE_STATUS_WAITING)
         error = line_position(store, out);
+    if (error == 0 && store_row_needs_line_facts(out))
+        error = line_facts(store, out);
     return error;
 }
 
@@ -804,6 +832,23 @@ static int store_pg_for_each_purchase(void *context, const char *event,
     }
 }
 
+static int store_pg_list_refunds(void *context, const char *event, size_t skip,
+                                 struct store_purchase *out, size_t max, size_t *count)
+{
+    struct store_pg *store = context;
+    struct number limit = number_of((int64_t)max), offset = number_of((int64_t)skip);
+    const char *values[] = {event, limit.text, offset.text};
+    int error = 0;
+    *count = 0;
+    PGresult *result = run_prepared(store, STATEMENT_REFUNDS, 3, values, &error);
+    if (result == NULL)
+        return error;
+    for (int row = 0; error == 0 && row < PQntuples(result) && (size_t)row < max; row++)
+        error = purchase_from_row(result, row, &out[(*count)++]);
+    PQclear(result);
+    return error;
+}
+
 static void store_pg_close(void *context)
 {
     struct store_pg *store = context;
@@ -826,6 +871,7 @@ static const struct store_ops store_pg_ops = {
     .get_event = store_pg_get_event,
     .list_events = store_pg_list_events,
     .for_each_purchase = store_pg_for_each_purchase,
+    .list_refunds = store_pg_list_refunds,
     .close = store_pg_close,
 };
 

@@ -2,6 +2,8 @@
 #include "store/store_rows.h"
 
 #include "core/codec.h"
+#include <string.h>
+
 #include "core/error.h"
 
 int store_spec_encode(const struct engine_event_spec *spec, uint8_t *out, size_t *length)
@@ -21,31 +23,79 @@ int store_spec_decode(const uint8_t *in, size_t length, struct engine_event_spec
     return 0;
 }
 
+static void put_le(uint8_t *out, size_t *n, uint64_t value, int bytes)
+{
+    for (int b = 0; b < bytes; b++)
+        out[(*n)++] = (uint8_t)(value >> (8 * b));
+}
+
+static uint64_t get_le(const uint8_t *in, int bytes)
+{
+    uint64_t value = 0;
+    for (int b = bytes - 1; b >= 0; b--)
+        value = value << 8 | in[b];
+    return value;
+}
+
 void store_counts_encode(const struct store_event *event, uint8_t *out, size_t *length)
 {
     size_t n = 0;
     for (uint32_t i = 0; i < event->spec.category_count && i < CATRACA_CATEGORIES_MAX; i++) {
         const struct engine_category_counts *c = &event->counts[i];
-        uint32_t values[6] = {c->capacity, c->available,     c->held,
-                              c->sold,     c->waiting_count, c->waiting_quantity};
-        for (int v = 0; v < 6; v++)
-            for (int b = 0; b < 4; b++)
-                out[n++] = (uint8_t)(values[v] >> (8 * b));
+        uint32_t values[7] = {c->capacity,      c->available,        c->held,    c->sold,
+                              c->waiting_count, c->waiting_quantity, c->returned};
+        for (int v = 0; v < 7; v++)
+            put_le(out, &n, values[v], 4);
+        put_le(out, &n, (uint64_t)c->available_again_at_ms, 8);
     }
     *length = n;
 }
 
 void store_counts_decode(const uint8_t *in, size_t length, struct store_event *event)
 {
-    for (uint32_t i = 0; i < event->spec.category_count && (i + 1) * 24 <= length; i++) {
-        uint32_t values[6];
-        for (int v = 0; v < 6; v++) {
-            const uint8_t *p = in + i * 24 + (size_t)v * 4;
-            values[v] =
-                (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    /* Rows written before the line policy hold 24 bytes a category (no returned tickets,
+     * no available_again_at). */
+    size_t record = event->spec.category_count > 0 &&
+                            length == (size_t)event->spec.category_count * STORE_COUNTS_RECORD_BYTES
+                        ? STORE_COUNTS_RECORD_BYTES
+                        : STORE_COUNTS_RECORD_BYTES_V1;
+    for (uint32_t i = 0; i < event->spec.category_count && (i + 1) * record <= length; i++) {
+        const uint8_t *p = in + i * record;
+        struct engine_category_counts *c = &event->counts[i];
+        *c = (struct engine_category_counts){
+            .capacity = (uint32_t)get_le(p, 4),
+            .available = (uint32_t)get_le(p + 4, 4),
+            .held = (uint32_t)get_le(p + 8, 4),
+            .sold = (uint32_t)get_le(p + 12, 4),
+            .waiting_count = (uint32_t)get_le(p + 16, 4),
+            .waiting_quantity = (uint32_t)get_le(p + 20, 4),
+        };
+        if (record == STORE_COUNTS_RECORD_BYTES) {
+            c->returned = (uint32_t)get_le(p + 24, 4);
+            c->available_again_at_ms = (int64_t)get_le(p + 28, 8);
         }
-        event->counts[i] = (struct engine_category_counts){values[0], values[1], values[2],
-                                                           values[3], values[4], values[5]};
+    }
+}
+
+bool store_row_needs_line_facts(const struct store_purchase *p)
+{
+    return p->status == ENGINE_STATUS_WAITING ||
+           (p->status == ENGINE_STATUS_REJECTED && p->reason == ENGINE_REASON_LINE_FULL);
+}
+
+void store_line_facts_fill(const struct store_event *event, struct store_purchase *p)
+{
+    for (uint32_t i = 0; i < event->spec.category_count && i < CATRACA_CATEGORIES_MAX; i++) {
+        if (strcmp(event->spec.categories[i].id, p->category) != 0)
+            continue;
+        const struct engine_category_counts *c = &event->counts[i];
+        p->line = (struct store_line_facts){.is_known = true,
+                                            .available = c->available,
+                                            .held = c->held,
+                                            .sold = c->sold,
+                                            .returned = c->returned,
+                                            .hold_ms = event->spec.hold_ms};
+        return;
     }
 }
 

@@ -33,12 +33,13 @@ enum statement {
     STATEMENT_LINE,
     STATEMENT_BEGIN_READ,
     STATEMENT_OFFSET_GET,
+    STATEMENT_REFUNDS,
     STATEMENT_COUNT_OF_STATEMENTS,
 };
 
 #define PURCHASE_COLUMNS                                                                           \
     "id, event, customer, category, quantity, seq_major, seq_minor, created_ms, status, reason, "  \
-    "hold_expires_at_ms, position, tickets, updated_ms"
+    "hold_expires_at_ms, position, tickets, updated_ms, payment_ref"
 #define EVENT_COLUMNS "spec, state, counts, offset_major, offset_minor, updated_ms"
 
 static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
@@ -52,11 +53,12 @@ static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
         "offset_minor = ?6, updated_ms = ?7",
     [STATEMENT_PURCHASE_INSERT] =
         "INSERT INTO purchases(" PURCHASE_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-        "?10, ?11, ?12, ?13, ?14) ON CONFLICT(id) DO UPDATE SET status = ?9, reason = ?10, "
-        "hold_expires_at_ms = ?11, position = ?12, tickets = ?13, updated_ms = ?14",
+        "?10, ?11, ?12, ?13, ?14, ?15) ON CONFLICT(id) DO UPDATE SET status = ?9, reason = ?10, "
+        "hold_expires_at_ms = ?11, position = ?12, tickets = ?13, updated_ms = ?14, "
+        "payment_ref = ?15",
     [STATEMENT_PURCHASE_UPDATE] =
         "UPDATE purchases SET status = ?9, reason = ?10, hold_expires_at_ms = ?11, "
-        "position = ?12, tickets = ?13, updated_ms = ?14 WHERE id = ?1",
+        "position = ?12, tickets = ?13, updated_ms = ?14, payment_ref = ?15 WHERE id = ?1",
     [STATEMENT_ANSWER_UPSERT] = "INSERT OR REPLACE INTO answers(event, seq_major, seq_minor, "
                                 "purchase_id, type, result, reason, status) VALUES (?1, ?2, ?3, "
                                 "?4, ?5, ?6, ?7, ?8)",
@@ -77,12 +79,14 @@ static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
         "SELECT " EVENT_COLUMNS " FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
     [STATEMENT_PURCHASES_OF_EVENT] =
         "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE event = ?1 ORDER BY id",
-    [STATEMENT_LINE_AHEAD] = "SELECT count(*) FROM purchases WHERE event = ?1 AND category = ?2 "
-                             "AND status = 1 AND seq_major < ?3",
-    [STATEMENT_LINE] = "SELECT seq_major FROM purchases WHERE event = ?1 AND category = ?2 "
-                       "AND status = 1 ORDER BY seq_major",
+    [STATEMENT_LINE_AHEAD] = "SELECT count(*), coalesce(sum(quantity), 0) FROM purchases "
+                             "WHERE event = ?1 AND category = ?2 AND status = 1 AND seq_major < ?3",
+    [STATEMENT_LINE] = "SELECT seq_major, quantity FROM purchases WHERE event = ?1 AND "
+                       "category = ?2 AND status = 1 ORDER BY seq_major",
     [STATEMENT_BEGIN_READ] = "BEGIN",
     [STATEMENT_OFFSET_GET] = "SELECT offset_major, offset_minor FROM partitions WHERE event = ?1",
+    [STATEMENT_REFUNDS] = "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE event = ?1 AND "
+                          "payment_ref IS NOT NULL ORDER BY id LIMIT ?2 OFFSET ?3",
 };
 
 static const char schema[] =
@@ -93,7 +97,7 @@ static const char schema[] =
     " customer TEXT NOT NULL, category TEXT NOT NULL, quantity INTEGER NOT NULL,"
     " seq_major INTEGER NOT NULL, seq_minor INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
     " status INTEGER NOT NULL, reason INTEGER NOT NULL, hold_expires_at_ms INTEGER NOT NULL,"
-    " position INTEGER NOT NULL, tickets BLOB, updated_ms INTEGER NOT NULL);"
+    " position INTEGER NOT NULL, tickets BLOB, updated_ms INTEGER NOT NULL, payment_ref TEXT);"
     /* No index on (event, status): purchases_in_line starts with event, which is all that
      * listing an event's purchases (audit) needs, and every status change would have updated
      * both (files made before carry it: dropped). */
@@ -109,6 +113,16 @@ static const char schema[] =
      * every batch while a snapshot (tens of MB) changes every snapshot_every commands. */
     "CREATE TABLE IF NOT EXISTS snapshots(event TEXT PRIMARY KEY, snapshot BLOB NOT NULL,"
     " offset_major INTEGER NOT NULL, offset_minor INTEGER NOT NULL);";
+
+/*
+ * Data directories from before late payments lack purchases.payment_ref (NULL unless a
+ * refund is due): added once. The refunds index needs the column, so it is made here.
+ */
+static const char payment_ref_check[] =
+    "SELECT count(*) FROM pragma_table_info('purchases') WHERE name = 'payment_ref'";
+static const char payment_ref_upgrade[] = "ALTER TABLE purchases ADD COLUMN payment_ref TEXT;";
+static const char refunds_index[] = "CREATE INDEX IF NOT EXISTS purchases_refund_due ON "
+                                    "purchases(event, id) WHERE payment_ref IS NOT NULL;";
 
 /*
  * Data directories from before the snapshots table kept the snapshot in the
@@ -143,6 +157,8 @@ struct line {
     bool is_counted; /* read once at this offset (counted, not kept) */
     bool is_kept;    /* seqs holds the line at this offset */
     uint64_t *seqs;
+    uint64_t *ahead;           /* ahead[i]: tickets wanted by the entries before seqs[i] */
+    uint64_t quantity_of_last; /* while reading: the quantity of seqs[count - 1] */
     size_t count, capacity;
 };
 
@@ -221,6 +237,10 @@ static int commit_purchase(struct store_sqlite *store, const struct store_purcha
     sqlite3_bind_int64(s, 12, p->position);
     sqlite3_bind_blob(s, 13, tickets, (int)tickets_length, SQLITE_STATIC);
     sqlite3_bind_int64(s, 14, p->updated_ms);
+    if (p->is_refund_due)
+        sqlite3_bind_text(s, 15, p->payment_ref, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 15);
     return step_done(s);
 }
 
@@ -280,10 +300,40 @@ static int has_old_partitions(sqlite3 *db, bool *out)
     return rc == SQLITE_ROW ? 0 : error_of(rc);
 }
 
+/* Adds purchases.payment_ref when missing (under the write lock: one connection does it). */
+static int upgrade_payment_ref(sqlite3 *db)
+{
+    int count = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        sqlite3_stmt *s = NULL;
+        int rc = sqlite3_prepare_v2(db, payment_ref_check, -1, &s, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(s);
+        count = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+        sqlite3_finalize(s);
+        if (count != 0)
+            break;
+        if (attempt == 0 && sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+            return CATRACA_E_IO;
+    }
+    int error = count < 0 ? CATRACA_E_IO : 0;
+    if (error == 0 && count == 0 &&
+        sqlite3_exec(db, payment_ref_upgrade, NULL, NULL, NULL) != SQLITE_OK)
+        error = CATRACA_E_IO;
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, error == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+    if (error == 0 && sqlite3_exec(db, refunds_index, NULL, NULL, NULL) != SQLITE_OK)
+        error = CATRACA_E_IO;
+    return error;
+}
+
 static int upgrade_schema(sqlite3 *db)
 {
     bool is_old = false;
-    int error = has_old_partitions(db, &is_old);
+    int error = upgrade_payment_ref(db);
+    if (error != 0)
+        return error;
+    error = has_old_partitions(db, &is_old);
     if (error != 0 || !is_old)
         return error;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
@@ -359,6 +409,21 @@ static void copy_text(char *out, size_t size, const unsigned char *text)
 
 static void purchase_from_row(sqlite3_stmt *s, struct store_purchase *out);
 static int line_position(struct store_sqlite *store, struct store_purchase *p);
+static int event_from_row(sqlite3_stmt *s, struct store_event *out);
+
+/* The category's stock now, for the purchase's estimate or retry hint (store.h). */
+static int line_facts(struct store_sqlite *store, struct store_purchase *p)
+{
+    sqlite3_stmt *s = prepared(store, STATEMENT_EVENT_GET);
+    sqlite3_bind_text(s, 1, p->event, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    struct store_event event;
+    int error = rc == SQLITE_ROW ? event_from_row(s, &event) : rc == SQLITE_DONE ? 0 : error_of(rc);
+    if (rc == SQLITE_ROW && error == 0)
+        store_line_facts_fill(&event, p);
+    sqlite3_reset(s);
+    return error;
+}
 
 static int store_sqlite_get_purchase(void *context, uint64_t purchase_id,
                                      struct store_purchase *out)
@@ -373,20 +438,24 @@ static int store_sqlite_get_purchase(void *context, uint64_t purchase_id,
     sqlite3_reset(s);
     if (error == 0 && out->status == ENGINE_STATUS_WAITING)
         error = line_position(store, out);
+    if (error == 0 && store_row_needs_line_facts(out))
+        error = line_facts(store, out);
     return error;
 }
 
 /* The waiting purchases of the category that arrived before seq_major. */
 static int line_count_ahead(struct store_sqlite *store, const struct store_purchase *p,
-                            uint64_t *out)
+                            uint64_t *out, uint64_t *tickets)
 {
     sqlite3_stmt *s = prepared(store, STATEMENT_LINE_AHEAD);
     sqlite3_bind_text(s, 1, p->event, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, p->category, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, (sqlite3_int64)p->seq.major);
     int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
+    if (rc == SQLITE_ROW) {
         *out = (uint64_t)sqlite3_column_int64(s, 0);
+        *tickets = (uint64_t)sqlite3_column_int64(s, 1);
+    }
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? 0 : error_of(rc);
 }
@@ -416,11 +485,17 @@ static int line_keep(struct store_sqlite *store, struct line *l)
         if (l->count == l->capacity) {
             size_t capacity = l->capacity ? 2 * l->capacity : 1024;
             uint64_t *seqs = realloc(l->seqs, capacity * sizeof(*seqs));
-            if (seqs == NULL)
+            if (seqs != NULL)
+                l->seqs = seqs;
+            uint64_t *ahead = realloc(l->ahead, capacity * sizeof(*ahead));
+            if (ahead != NULL)
+                l->ahead = ahead;
+            if (seqs == NULL || ahead == NULL)
                 break;
-            l->seqs = seqs;
             l->capacity = capacity;
         }
+        l->ahead[l->count] = l->count == 0 ? 0 : l->ahead[l->count - 1] + l->quantity_of_last;
+        l->quantity_of_last = (uint64_t)sqlite3_column_int64(s, 1);
         l->seqs[l->count++] = (uint64_t)sqlite3_column_int64(s, 0);
     }
     sqlite3_reset(s);
@@ -472,7 +547,7 @@ static int line_position(struct store_sqlite *store, struct store_purchase *p)
     error = line_offset(store, p->event, &offset);
     struct line *l = line_slot(store, p);
     bool is_same = l->offset.major == offset.major && l->offset.minor == offset.minor;
-    uint64_t ahead = 0;
+    uint64_t ahead = 0, tickets = 0;
     if (error == 0 && is_same && l->is_kept) {
         ahead = line_rank(l, p->seq.major);
     } else if (error == 0 && is_same && l->is_counted) { /* the second read: keep the line */
@@ -480,16 +555,22 @@ static int line_position(struct store_sqlite *store, struct store_purchase *p)
         if (error == 0 && l->is_kept)
             ahead = line_rank(l, p->seq.major);
         else if (error == 0)
-            error = line_count_ahead(store, p, &ahead);
+            error = line_count_ahead(store, p, &ahead, &tickets);
     } else if (error == 0) {
         l->offset = offset;
         l->is_kept = false;
         l->is_counted = true;
-        error = line_count_ahead(store, p, &ahead);
+        error = line_count_ahead(store, p, &ahead, &tickets);
     }
+    if (error == 0 && l->is_kept && is_same)
+        tickets = ahead < l->count ? l->ahead[ahead]
+                  : l->count > 0   ? l->ahead[l->count - 1] + l->quantity_of_last
+                                   : 0;
     step_done(prepared(store, STATEMENT_COMMIT));
-    if (error == 0)
+    if (error == 0) {
         p->position = (uint32_t)(ahead + 1);
+        p->ahead = (uint32_t)tickets;
+    }
     return error;
 }
 
@@ -512,6 +593,9 @@ static void purchase_from_row(sqlite3_stmt *s, struct store_purchase *out)
     out->position = (uint32_t)sqlite3_column_int64(s, 11);
     store_tickets_decode(sqlite3_column_blob(s, 12), (size_t)sqlite3_column_bytes(s, 12), out);
     out->updated_ms = sqlite3_column_int64(s, 13);
+    const unsigned char *payment_ref = sqlite3_column_text(s, 14);
+    out->is_refund_due = payment_ref != NULL;
+    copy_text(out->payment_ref, sizeof(out->payment_ref), payment_ref);
 }
 
 static int store_sqlite_for_each_purchase(void *context, const char *event,
@@ -602,13 +686,32 @@ static int store_sqlite_list_events(void *context, const char *after_id, struct 
     return error;
 }
 
+static int store_sqlite_list_refunds(void *context, const char *event, size_t skip,
+                                     struct store_purchase *out, size_t max, size_t *count)
+{
+    struct store_sqlite *store = context;
+    sqlite3_stmt *s = prepared(store, STATEMENT_REFUNDS);
+    sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)skip);
+    *count = 0;
+    int rc = SQLITE_DONE;
+    while (*count < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        purchase_from_row(s, &out[(*count)++]);
+    int error = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : error_of(rc);
+    sqlite3_reset(s);
+    return error;
+}
+
 static void store_sqlite_close(void *context)
 {
     struct store_sqlite *store = context;
     for (int i = 0; i < STATEMENT_COUNT_OF_STATEMENTS; i++)
         sqlite3_finalize(store->statements[i]);
-    for (unsigned i = 0; i < LINE_SLOTS; i++)
+    for (unsigned i = 0; i < LINE_SLOTS; i++) {
         free(store->lines[i].seqs);
+        free(store->lines[i].ahead);
+    }
     sqlite3_close(store->db);
     free(store);
 }
@@ -621,6 +724,7 @@ static const struct store_ops store_sqlite_ops = {
     .get_event = store_sqlite_get_event,
     .list_events = store_sqlite_list_events,
     .for_each_purchase = store_sqlite_for_each_purchase,
+    .list_refunds = store_sqlite_list_refunds,
     .close = store_sqlite_close,
 };
 

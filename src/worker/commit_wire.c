@@ -8,7 +8,7 @@
 #include "core/wire.h"
 
 /* The smallest encodings, which bound the row counts a message of a given length may claim. */
-#define PURCHASE_MIN (8 + 1 + 1 + 1 + 1 + 4 + 16 + 8 + 1 + 1 + 8 + 4 + 1 + 8)
+#define PURCHASE_MIN (8 + 1 + 1 + 1 + 1 + 4 + 16 + 8 + 1 + 1 + 8 + 4 + 1 + 1 + 29 + 1 + 8)
 #define ANSWER_MIN (1 + 16 + 8 + 4)
 
 size_t commit_wire_size_max(const struct worker_commit *commit)
@@ -45,6 +45,15 @@ static void put_purchase(struct wire_writer *w, const struct store_purchase *p)
     wire_put_uint(w, p->reason, 1);
     wire_put_uint(w, (uint64_t)p->hold_expires_at_ms, 8);
     wire_put_uint(w, p->position, 4);
+    wire_put_uint(w, p->is_refund_due, 1);
+    wire_put_string(w, p->payment_ref, sizeof(p->payment_ref), CATRACA_ID_MAX);
+    wire_put_uint(w, p->ahead, 4);
+    wire_put_uint(w, p->line.is_known, 1);
+    wire_put_uint(w, p->line.available, 4);
+    wire_put_uint(w, p->line.held, 4);
+    wire_put_uint(w, p->line.sold, 4);
+    wire_put_uint(w, p->line.returned, 4);
+    wire_put_uint(w, (uint64_t)p->line.hold_ms, 8);
     if (p->ticket_count > CATRACA_QUANTITY_MAX && w->error == 0)
         w->error = CATRACA_E_INVALID;
     wire_put_uint(w, p->ticket_count, 1);
@@ -70,6 +79,19 @@ static void get_purchase(struct wire_reader *r, struct store_purchase *p)
     p->reason = (uint8_t)wire_get_uint(r, 1);
     p->hold_expires_at_ms = (int64_t)wire_get_uint(r, 8);
     p->position = (uint32_t)wire_get_uint(r, 4);
+    uint64_t is_refund_due = wire_get_uint(r, 1);
+    wire_check(r, is_refund_due <= 1);
+    p->is_refund_due = is_refund_due == 1;
+    wire_get_string(r, p->payment_ref, CATRACA_ID_MAX);
+    p->ahead = (uint32_t)wire_get_uint(r, 4);
+    uint64_t is_known = wire_get_uint(r, 1);
+    wire_check(r, is_known <= 1);
+    p->line.is_known = is_known == 1;
+    p->line.available = (uint32_t)wire_get_uint(r, 4);
+    p->line.held = (uint32_t)wire_get_uint(r, 4);
+    p->line.sold = (uint32_t)wire_get_uint(r, 4);
+    p->line.returned = (uint32_t)wire_get_uint(r, 4);
+    p->line.hold_ms = (int64_t)wire_get_uint(r, 8);
     p->ticket_count = (uint8_t)wire_get_uint(r, 1);
     wire_check(r, p->ticket_count <= CATRACA_QUANTITY_MAX);
     for (uint32_t i = 0; r->error == 0 && i < p->ticket_count; i++)

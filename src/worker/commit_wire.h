@@ -4,7 +4,7 @@
  * published on Redis), so they complete long-polls, SSE streams and parked
  * confirms without reading the store.
  *
- * Format v1, little-endian (wire.h): version byte, event, purchase count
+ * Format v2, little-endian (wire.h): version byte, event, purchase count
  * (u32), purchase rows, answer count (u32), answers. The event row is not
  * carried: gateways read events from the store. A message is advisory
  * (pub/sub may drop it); parked requests fall back to the store on time-out.
@@ -17,11 +17,12 @@
 
 #include "worker/worker.h"
 
-#define COMMIT_WIRE_VERSION 1
+/* 2: purchase rows carry is_refund_due, payment_ref, ahead and the line facts (store.h) */
+#define COMMIT_WIRE_VERSION 2
 /* Largest encoding of one purchase row and one answer (ids at their longest). */
 #define COMMIT_WIRE_PURCHASE_MAX                                                                   \
-    (8 + 1 + 3 * (1 + CATRACA_ID_MAX) + 4 + 16 + 8 + 1 + 1 + 8 + 4 + 1 +                           \
-     8 * CATRACA_QUANTITY_MAX + 8)
+    (8 + 1 + 3 * (1 + CATRACA_ID_MAX) + 4 + 16 + 8 + 1 + 1 + 8 + 4 + 1 + 1 + CATRACA_ID_MAX + 29 + \
+     1 + 8 * CATRACA_QUANTITY_MAX + 8)
 #define COMMIT_WIRE_ANSWER_MAX (1 + CATRACA_ID_MAX + 16 + 8 + 4)
 
 /* Bytes enough for commit's encoding. */

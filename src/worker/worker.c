@@ -44,6 +44,7 @@ struct batch {
     const struct engine_command *command;
     struct log_seq seq;
     const char *event;
+    const struct engine *engine; /* the partition's, for the line facts of waiting rows */
     int out_of_memory;
 };
 
@@ -187,6 +188,33 @@ static void fill_arrival(struct store_purchase *row, const struct engine_command
     row->created_ms = c->now_ms;
 }
 
+/*
+ * Line facts (store.h) at the decision, for a row that waits or was turned away line_full. A
+ * purchase becomes WAITING only on arrival, at the tail: the tickets wanted ahead of it are
+ * the line's less its own.
+ */
+static void fill_line_facts(const struct batch *b, const struct engine_outcome *o,
+                            struct store_purchase *row)
+{
+    row->line.is_known = false;
+    row->ahead = 0;
+    struct engine_category_counts counts;
+    bool is_line_row =
+        row->status == ENGINE_STATUS_WAITING ||
+        (row->status == ENGINE_STATUS_REJECTED && row->reason == ENGINE_REASON_LINE_FULL);
+    if (!is_line_row || b->engine == NULL ||
+        engine_category_counts(b->engine, o->category, &counts) != 0)
+        return;
+    row->line = (struct store_line_facts){.is_known = true,
+                                          .available = counts.available,
+                                          .held = counts.held,
+                                          .sold = counts.sold,
+                                          .returned = counts.returned,
+                                          .hold_ms = engine_event(b->engine)->hold_ms};
+    if (row->status == ENGINE_STATUS_WAITING)
+        row->ahead = counts.waiting_quantity - o->quantity;
+}
+
 /* The engine's sink: folds outcomes into one row per purchase plus the answers. */
 static void collect_outcome(void *context, const struct engine_outcome *o)
 {
@@ -213,6 +241,13 @@ static void collect_outcome(void *context, const struct engine_outcome *o)
     row->reason = o->status == ENGINE_STATUS_REJECTED ? o->reason : ENGINE_REASON_NONE;
     row->hold_expires_at_ms = o->hold_expires_at_ms;
     row->position = o->position;
+    if (o->type == ENGINE_OUTCOME_CONFIRM && o->reason == ENGINE_REASON_REFUND_DUE &&
+        c->type == ENGINE_COMMAND_CONFIRM) {
+        row->is_refund_due = true; /* the first late payment: recorded with its reference */
+        snprintf(row->payment_ref, sizeof(row->payment_ref), "%.*s", CATRACA_ID_MAX,
+                 c->u.confirm.payment_ref);
+    }
+    fill_line_facts(b, o, row);
     row->ticket_count = o->ticket_count;
     memcpy(row->ticket_codes, o->ticket_codes, sizeof(row->ticket_codes));
     row->updated_ms = c->now_ms;
@@ -277,6 +312,7 @@ static int partition_apply_entries(struct worker *w, struct partition *p, size_t
         b->command = &w->command;
         b->seq = entry->seq;
         b->event = p->event;
+        b->engine = p->engine;
         engine_apply(p->engine, &w->command, &sink);
         p->commands_since_snapshot++;
     }

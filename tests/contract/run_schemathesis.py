@@ -131,6 +131,13 @@ def run(identity, authorization, seed, seconds, work, *server_options):
                 "--request-timeout", "10", "--generation-database", "none", "--no-color",
                 # A stream lasts until a final status, up to 600 s: test_contract.py reads it.
                 "--exclude-operation-id", "streamPurchase",
+                # The event and stats streams last until the client leaves: test_console.py
+                # reads them.
+                "--exclude-operation-id", "streamEvent",
+                "--exclude-operation-id", "streamStats",
+                # A rehearsal is a child process sending up to 20 000 purchases: the run's load
+                # would be its own. test_console.py starts them.
+                "--exclude-operation-id", "startRehearsal",
                 # DELETE releases a hold; the purchase stays readable (cancelled), as API.md says.
                 "--exclude-checks", "use_after_free"]
         if authorization:

@@ -31,6 +31,25 @@ void model_counts(const struct model *m, uint32_t c, struct engine_category_coun
     for (size_t i = 0; i < m->count; i++)
         if (m->purchases[i].category == (int)c && m->purchases[i].status == ENGINE_STATUS_WAITING)
             out->waiting_count++;
+    out->returned = m->returned[c];
+    out->available_again_at_ms = m->available_again_at_ms[c];
+}
+
+static bool line_is_empty(const struct model *m, int c)
+{
+    for (size_t i = 0; i < m->count; i++)
+        if (m->purchases[i].category == c && m->purchases[i].status == ENGINE_STATUS_WAITING)
+            return false;
+    return true;
+}
+
+/* Tickets returned and offered to the line: any left with nobody waiting are available again. */
+static void note_available_again(struct model *m, int c)
+{
+    struct engine_category_counts counts;
+    model_counts(m, (uint32_t)c, &counts);
+    if (line_is_empty(m, c) && counts.available > 0)
+        m->available_again_at_ms[c] = m->now_ms;
 }
 
 static uint32_t customer_tickets(const struct model *m, const char *customer)
@@ -129,8 +148,10 @@ static void advance(struct model *m, int64_t now_ms)
         if (due == m->count)
             return;
         m->purchases[due].status = ENGINE_STATUS_EXPIRED;
+        m->returned[m->purchases[due].category] += m->purchases[due].quantity;
         emit(m, due, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, 0);
         serve(m, m->purchases[due].category);
+        note_available_again(m, m->purchases[due].category);
     }
 }
 
@@ -139,7 +160,7 @@ static bool spec_valid(const struct engine_event_spec *s)
     if (s->id[0] == 0 || s->hold_ms < CATRACA_HOLD_MS_MIN || s->hold_ms > CATRACA_HOLD_MS_MAX ||
         s->per_customer_limit < 1 || s->per_customer_limit > CATRACA_QUANTITY_MAX ||
         s->state < ENGINE_STATE_OPEN || s->state > ENGINE_STATE_CLOSED || s->category_count < 1 ||
-        s->category_count > CATRACA_CATEGORIES_MAX)
+        s->category_count > CATRACA_CATEGORIES_MAX || s->line_policy > ENGINE_LINE_UNBOUNDED)
         return false;
     for (int i = 0; i < s->category_count; i++) {
         if (s->categories[i].id[0] == 0 || s->categories[i].capacity < 1 ||
@@ -156,7 +177,7 @@ static bool spec_same(const struct engine_event_spec *a, const struct engine_eve
 {
     if (strcmp(a->id, b->id) || strcmp(a->name, b->name) || a->hold_ms != b->hold_ms ||
         a->per_customer_limit != b->per_customer_limit || a->state != b->state ||
-        a->category_count != b->category_count)
+        a->category_count != b->category_count || a->line_policy != b->line_policy)
         return false;
     for (int i = 0; i < a->category_count; i++)
         if (strcmp(a->categories[i].id, b->categories[i].id) ||
@@ -237,10 +258,13 @@ static uint8_t decide(struct model *m, struct model_purchase *p)
     if (c.waiting_count == 0 && c.available >= p->quantity) {
         p->status = ENGINE_STATUS_HELD;
         p->expires_at_ms = m->now_ms + m->event.hold_ms;
-    } else if ((int64_t)c.available + c.held - c.waiting_quantity >= p->quantity) {
+    } else if ((int64_t)c.available + c.held < p->quantity) {
+        return ENGINE_REASON_SOLD_OUT; /* capacity - sold: no later command can serve it */
+    } else if (m->event.line_policy == ENGINE_LINE_UNBOUNDED ||
+               (int64_t)c.available + c.held - c.waiting_quantity >= p->quantity) {
         p->status = ENGINE_STATUS_WAITING;
     } else {
-        return ENGINE_REASON_SOLD_OUT;
+        return ENGINE_REASON_LINE_FULL;
     }
     return 0;
 }
@@ -275,19 +299,24 @@ static void purchase(struct model *m, const struct engine_command *c)
     emit(m, m->count - 1, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, 0);
 }
 
-/* After a confirm: walk the line from the head with budget available + held. */
+/*
+ * After a confirm: walk the line from the head. Unbounded: reject what exceeds
+ * capacity - sold. Bounded: with budget available + held, reject what exceeds
+ * what is left of it (SOLD_OUT when it exceeds capacity - sold, else LINE_FULL).
+ */
 static void sweep(struct model *m, int c)
 {
     struct engine_category_counts counts;
     model_counts(m, (uint32_t)c, &counts);
-    uint32_t budget = counts.available + counts.held;
+    uint32_t servable = counts.available + counts.held;
+    uint32_t budget = m->event.line_policy == ENGINE_LINE_UNBOUNDED ? UINT32_MAX : servable;
     for (size_t i = 0; i < m->count; i++) {
         struct model_purchase *p = &m->purchases[i];
         if (p->category != c || p->status != ENGINE_STATUS_WAITING)
             continue;
-        if (p->quantity > budget) {
+        if (p->quantity > servable || p->quantity > budget) {
             p->status = ENGINE_STATUS_REJECTED;
-            p->reason = ENGINE_REASON_SOLD_OUT;
+            p->reason = p->quantity > servable ? ENGINE_REASON_SOLD_OUT : ENGINE_REASON_LINE_FULL;
             emit(m, i, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, 0);
         } else {
             budget -= p->quantity;
@@ -315,6 +344,14 @@ static void confirm(struct model *m, const struct engine_command *c)
     if (p->status == ENGINE_STATUS_CONFIRMED &&
         strcmp(p->payment_ref, c->u.confirm.payment_ref) == 0) {
         emit(m, (size_t)i, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_REPEATED, 0);
+    } else if (p->status == ENGINE_STATUS_EXPIRED && !p->is_refund_due) {
+        p->is_refund_due = true; /* a late payment: recorded, never a ticket */
+        strcpy(p->payment_ref, c->u.confirm.payment_ref);
+        emit(m, (size_t)i, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_OK, ENGINE_REASON_REFUND_DUE);
+    } else if (p->status == ENGINE_STATUS_EXPIRED) {
+        bool is_same = strcmp(p->payment_ref, c->u.confirm.payment_ref) == 0;
+        emit(m, (size_t)i, ENGINE_OUTCOME_CONFIRM,
+             is_same ? ENGINE_RESULT_REPEATED : ENGINE_RESULT_CONFLICT, ENGINE_REASON_REFUND_DUE);
     } else if (p->status != ENGINE_STATUS_HELD) {
         emit(m, (size_t)i, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_CONFLICT, refusal(p->status));
     } else {
@@ -339,12 +376,18 @@ static void cancel(struct model *m, const struct engine_command *c)
         emit(m, (size_t)i, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_CONFLICT, ENGINE_REASON_NOT_OWNER);
     } else if (p->status == ENGINE_STATUS_CANCELLED) {
         emit(m, (size_t)i, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_REPEATED, 0);
+    } else if (p->status == ENGINE_STATUS_WAITING) {
+        p->status = ENGINE_STATUS_CANCELLED; /* leaves the line; those behind move up */
+        emit(m, (size_t)i, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_OK, 0);
+        serve(m, p->category);
     } else if (p->status != ENGINE_STATUS_HELD) {
         emit(m, (size_t)i, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_CONFLICT, refusal(p->status));
     } else {
         p->status = ENGINE_STATUS_CANCELLED;
+        m->returned[p->category] += p->quantity;
         emit(m, (size_t)i, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_OK, 0);
         serve(m, p->category);
+        note_available_again(m, p->category);
     }
 }
 

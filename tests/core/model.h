@@ -6,6 +6,7 @@
 #ifndef CATRACA_TESTS_MODEL_H
 #define CATRACA_TESTS_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,7 +22,8 @@ struct model_purchase {
     uint32_t quantity;
     uint8_t status, reason;
     int64_t expires_at_ms;
-    char payment_ref[CATRACA_ID_MAX + 1];
+    char payment_ref[CATRACA_ID_MAX + 1]; /* CONFIRMED, or EXPIRED with a refund due */
+    bool is_refund_due;
 };
 
 struct model {
@@ -29,6 +31,8 @@ struct model {
     uint8_t state;
     struct engine_event_spec event;
     uint32_t sold[CATRACA_CATEGORIES_MAX];
+    uint32_t returned[CATRACA_CATEGORIES_MAX];
+    int64_t available_again_at_ms[CATRACA_CATEGORIES_MAX];
     struct model_purchase purchases[MODEL_PURCHASES_MAX]; /* arrival order */
     size_t count;
     struct engine_outcome out[MODEL_OUTCOMES_MAX];

@@ -67,6 +67,7 @@ static inline void random_stream_init(struct random_stream *r, uint64_t seed)
         s->categories[i].capacity = 1 + random_below(r, 40);
         s->categories[i].price_cents = 100 * i;
     }
+    s->line_policy = (uint8_t)random_below(r, 2); /* both engine.h rule 2j policies */
 }
 
 /* The first command of every stream creates the event. */

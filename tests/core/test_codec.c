@@ -218,6 +218,7 @@ static void largest_create_event(struct engine_command *c)
     s->per_customer_limit = CATRACA_QUANTITY_MAX;
     s->state = ENGINE_STATE_CLOSED;
     s->category_count = CATRACA_CATEGORIES_MAX;
+    s->line_policy = ENGINE_LINE_UNBOUNDED;
     memset(s->secret, 0xab, sizeof(s->secret));
     for (int i = 0; i < CATRACA_CATEGORIES_MAX; i++) {
         fill(s->categories[i].id, (char)('a' + i), CATRACA_ID_MAX);
@@ -288,7 +289,8 @@ static void test_every_command_type(void **state)
     largest_create_event(&c);
     check_command(&c, true);
     assert_int_equal(encode_command(&c, (uint8_t[CATRACA_COMMAND_ENCODED_MAX]){0}),
-                     10 + 1 + 64 + 1 + 128 + 8 + 4 + 1 + 1 + 16 + 16 * (1 + 64 + 1 + 128 + 8 + 4));
+                     10 + 1 + 64 + 1 + 128 + 8 + 4 + 1 + 1 + 16 + 16 * (1 + 64 + 1 + 128 + 8 + 4) +
+                         1);
     max_purchase(&c);
     check_command(&c, true);
     c.u.purchase.customer[0] = c.u.purchase.category[0] = '\0'; /* empty strings travel too */
@@ -335,7 +337,7 @@ static void test_only_counted_categories_travel(void **state)
     check_command(&c, true);
 }
 
-/* Format v1 pinned byte for byte: little-endian, declaration order, length-prefixed strings. */
+/* Format v2 pinned byte for byte: little-endian, declaration order, length-prefixed strings. */
 static void test_exact_bytes(void **state)
 {
     (void)state;
@@ -346,7 +348,7 @@ static void test_exact_bytes(void **state)
     c.u.purchase.quantity = 0x0a0b0c0d;
     /* clang-format off */
     static const uint8_t purchase[] = {
-        1, 3,                                           /* version, type */
+        2, 3,                                           /* version, type */
         8, 7, 6, 5, 4, 3, 2, 1,                         /* now_ms */
         0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* purchase_id */
         2, 'c', '1',                                    /* customer */
@@ -373,7 +375,7 @@ static void test_exact_bytes(void **state)
                                .ticket_codes = {0xff}};
     /* clang-format off */
     static const uint8_t outcome[] = {
-        1, 1,                   /* version, type */
+        2, 1,                   /* version, type */
         1, 0, 0, 0, 0, 0, 0, 0, /* purchase_id */
         2, 0, 0, 0, 0, 0, 0, 0, /* customer_key */
         3, 0, 0, 0, 0, 0, 0, 0, /* hold_expires_at_ms */
@@ -434,7 +436,7 @@ static void test_bad_version_and_type(void **state)
     max_purchase(&c);
     uint8_t record[CATRACA_COMMAND_ENCODED_MAX];
     size_t length = encode_command(&c, record);
-    static const uint8_t versions[] = {0, 2, 255}, types[] = {0, 7, 255};
+    static const uint8_t versions[] = {0, CODEC_VERSION + 1, 255}, types[] = {0, 7, 255};
     for (size_t i = 0; i < sizeof(versions); i++) {
         expect_patched(record, length, 0, versions[i], CATRACA_E_VERSION, false);
         expect_patched(record, 1, 0, versions[i], CATRACA_E_VERSION, false);
@@ -447,6 +449,31 @@ static void test_bad_version_and_type(void **state)
         expect_patched(record, length, 0, versions[i], CATRACA_E_VERSION, true);
     expect_patched(record, length, 1, 0, CATRACA_E_CORRUPT, true);
     expect_patched(record, length, 1, ENGINE_OUTCOME_EVENT + 1, CATRACA_E_CORRUPT, true);
+}
+
+/* Format 1 records (logs written before the line policy) still decode: their specs are BOUNDED. */
+static void test_version_1_still_reads(void **state)
+{
+    (void)state;
+    struct engine_command c;
+    small_create_event(&c);
+    c.u.create_event.line_policy = ENGINE_LINE_UNBOUNDED;
+    uint8_t record[CATRACA_COMMAND_ENCODED_MAX];
+    size_t length = encode_command(&c, record);
+    assert_int_equal(record[0], 2);
+    assert_int_equal(record[length - 1], ENGINE_LINE_UNBOUNDED); /* the spec's last byte */
+    expect_patched(record, length, length - 1, ENGINE_LINE_UNBOUNDED + 1, CATRACA_E_CORRUPT, false);
+    record[0] = 1;
+    struct engine_command back;
+    assert_int_equal(decode_command_exact(record, length - 1, &back), 0);
+    assert_int_equal(back.u.create_event.line_policy, ENGINE_LINE_BOUNDED);
+    assert_string_equal(back.u.create_event.id, c.u.create_event.id);
+    expect_command(record, length, CATRACA_E_CORRUPT); /* v1 has no policy byte: one over */
+    max_purchase(&c);
+    length = encode_command(&c, record);
+    record[0] = 1;
+    assert_int_equal(decode_command_exact(record, length, &back), 0);
+    assert_int_equal(back.u.purchase.quantity, c.u.purchase.quantity);
 }
 
 static void test_bad_strings(void **state)
@@ -469,7 +496,7 @@ static void test_bad_strings(void **state)
     size_t name_at = 2 + 8 + 1 + CATRACA_ID_MAX;
     expect_longer_string(record, length, name_at, CATRACA_E_CORRUPT);
     expect_patched(record, length, name_at + CATRACA_NAME_MAX, 0, CATRACA_E_CORRUPT, false);
-    size_t last_name_at = length - 12 - 1 - CATRACA_NAME_MAX;
+    size_t last_name_at = length - 1 - 12 - 1 - CATRACA_NAME_MAX; /* before: policy, 12 bytes */
     expect_longer_string(record, length, last_name_at, CATRACA_E_CORRUPT);
     expect_patched(record, length, last_name_at + 5, 0, CATRACA_E_CORRUPT, false);
     /* A length byte one short shifts every later field and leaves a byte over. */
@@ -511,8 +538,8 @@ static void test_bad_outcome_fields(void **state)
     size_t length = encode_outcome(&o, record);
     size_t status_at = 2 + 8 + 8 + 8 + 4 + 4 + 1;
     expect_patched(record, length, status_at, ENGINE_STATUS_REJECTED + 1, CATRACA_E_CORRUPT, true);
-    expect_patched(record, length, status_at + 1, ENGINE_REASON_INVALID_EVENT + 1,
-                   CATRACA_E_CORRUPT, true);
+    expect_patched(record, length, status_at + 1, ENGINE_REASON_REFUND_DUE + 1, CATRACA_E_CORRUPT,
+                   true);
     expect_patched(record, length, status_at + 2, ENGINE_RESULT_CONFLICT + 1, CATRACA_E_CORRUPT,
                    true);
     expect_patched(record, length, status_at + 3, ENGINE_STATE_CLOSED + 1, CATRACA_E_CORRUPT, true);
@@ -558,9 +585,9 @@ static void test_encode_refuses_what_decode_would(void **state)
 
     struct engine_outcome o;
     uint8_t *fields[] = {&o.type, &o.status, &o.reason, &o.result, &o.event_state, &o.ticket_count};
-    static const uint8_t bad[] = {ENGINE_OUTCOME_EVENT + 1,        ENGINE_STATUS_REJECTED + 1,
-                                  ENGINE_REASON_INVALID_EVENT + 1, ENGINE_RESULT_CONFLICT + 1,
-                                  ENGINE_STATE_CLOSED + 1,         CATRACA_QUANTITY_MAX + 1};
+    static const uint8_t bad[] = {ENGINE_OUTCOME_EVENT + 1,     ENGINE_STATUS_REJECTED + 1,
+                                  ENGINE_REASON_REFUND_DUE + 1, ENGINE_RESULT_CONFLICT + 1,
+                                  ENGINE_STATE_CLOSED + 1,      CATRACA_QUANTITY_MAX + 1};
     for (size_t i = 0; i < sizeof(bad); i++) {
         max_outcome(&o);
         *fields[i] = bad[i];
@@ -714,7 +741,9 @@ static void test_random_engine_stream_round_trip(void **state)
     }
 }
 
-/* A mutated record either fails with *out zeroed, or decodes to what re-encodes to it. */
+/* A mutated record either fails with *out zeroed, or decodes to what re-encodes to it (a
+ * format 1 record re-encodes as format 2: only its version byte differs, and a spec gains
+ * its policy byte at the end). */
 static void check_mutant(uint8_t *record, size_t length)
 {
     static struct engine_command command;
@@ -723,8 +752,10 @@ static void check_mutant(uint8_t *record, size_t length)
     int error = decode_command_exact(record, length, &command);
     if (error == 0) {
         assert_int_equal(codec_command_encode(&command, again, sizeof(again), &again_length), 0);
-        assert_int_equal(again_length, length);
-        assert_memory_equal(again, record, length);
+        bool is_v1 = record[0] == 1;
+        assert_int_equal(again_length,
+                         length + (is_v1 && command.type == ENGINE_COMMAND_CREATE_EVENT));
+        assert_memory_equal(again + 1, record + 1, length - 1);
     } else {
         assert_true(error == CATRACA_E_TRUNCATED || error == CATRACA_E_VERSION ||
                     error == CATRACA_E_CORRUPT);
@@ -734,7 +765,7 @@ static void check_mutant(uint8_t *record, size_t length)
     if (error == 0) {
         assert_int_equal(codec_outcome_encode(&outcome, again, sizeof(again), &again_length), 0);
         assert_int_equal(again_length, length);
-        assert_memory_equal(again, record, length);
+        assert_memory_equal(again + 1, record + 1, length - 1);
     }
 }
 
@@ -769,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_every_outcome_type),
         cmocka_unit_test(test_only_counted_categories_travel),
         cmocka_unit_test(test_exact_bytes),
+        cmocka_unit_test(test_version_1_still_reads),
         cmocka_unit_test(test_bad_version_and_type),
         cmocka_unit_test(test_bad_strings),
         cmocka_unit_test(test_bad_event_spec),

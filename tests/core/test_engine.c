@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "core/codec.h"
 #include "core/engine.h"
 #include "core/error.h"
 #include "core/siphash.h"
@@ -52,9 +53,10 @@ static void run(struct fixture *f, struct engine_command *command)
     assert_int_equal(engine_validate(f->engine), 0);
 }
 
-/* Creates "ev" with categories "a" (capacity_a) and "b" (capacity_b, 0 = absent). */
-static void create_event(struct fixture *f, uint32_t capacity_a, uint32_t capacity_b,
-                         uint32_t limit, int64_t hold_ms)
+/* Creates "ev" with categories "a" (capacity_a) and "b" (capacity_b, 0 = absent), under the
+ * given line policy. */
+static void create_event_with_policy(struct fixture *f, uint32_t capacity_a, uint32_t capacity_b,
+                                     uint32_t limit, int64_t hold_ms, uint8_t line_policy)
 {
     struct engine_command c = {.type = ENGINE_COMMAND_CREATE_EVENT};
     struct engine_event_spec *s = &c.u.create_event;
@@ -70,10 +72,18 @@ static void create_event(struct fixture *f, uint32_t capacity_a, uint32_t capaci
     s->categories[0].price_cents = 100;
     strcpy(s->categories[1].id, "b");
     s->categories[1].capacity = capacity_b;
+    s->line_policy = line_policy;
     run(f, &c);
     assert_int_equal(f->out.count, 1);
     assert_int_equal(f->out.items[0].type, ENGINE_OUTCOME_EVENT);
     assert_int_equal(f->out.items[0].result, ENGINE_RESULT_OK);
+}
+
+/* The bounded line (engine.h rule 2j), the policy of specs from before line policies. */
+static void create_event(struct fixture *f, uint32_t capacity_a, uint32_t capacity_b,
+                         uint32_t limit, int64_t hold_ms)
+{
+    create_event_with_policy(f, capacity_a, capacity_b, limit, hold_ms, ENGINE_LINE_BOUNDED);
 }
 
 static const struct engine_outcome *purchase(struct fixture *f, uint64_t id, const char *customer,
@@ -151,7 +161,7 @@ static void teardown_engine(struct fixture *f)
     engine_free(f->engine);
 }
 
-static void test_hold_then_sold_out(void **state)
+static void test_hold_then_line_full_then_sold_out(void **state)
 {
     (void)state;
     struct fixture *f = fixture_new(64, 64);
@@ -166,13 +176,17 @@ static void test_hold_then_sold_out(void **state)
     assert_int_equal(o->status, ENGINE_STATUS_WAITING);
     assert_int_equal(o->position, 1);
     o = purchase(f, 4, "c4", "a", 3);
-    /* 3 held - 1 waiting = 2 could return, 3 wanted: never. */
+    /* 3 held - 1 waiting = 2 for the bounded line, 3 wanted: the line is full, but all 3
+     * could still come back: not sold out. */
     assert_int_equal(o->status, ENGINE_STATUS_REJECTED);
-    assert_int_equal(o->reason, ENGINE_REASON_SOLD_OUT);
+    assert_int_equal(o->reason, ENGINE_REASON_LINE_FULL);
     struct engine_category_counts c = counts(f, 0);
     assert_int_equal(c.available, 0);
     assert_int_equal(c.held, 3);
     assert_int_equal(c.waiting_count, 1);
+    confirm(f, 1, "pay1"); /* 2 sold: capacity - sold = 1 */
+    o = purchase(f, 5, "c5", "a", 2);
+    assert_int_equal(o->reason, ENGINE_REASON_SOLD_OUT); /* never again 2 */
     teardown_engine(f);
 }
 
@@ -218,8 +232,11 @@ static void test_confirm_racing_expiry_same_millisecond(void **state)
     f->now_ms = 1000 + 5000;
     o = confirm(f, 2, "pay2");
     assert_int_equal(f->out.items[0].status, ENGINE_STATUS_EXPIRED);
-    assert_int_equal(o->result, ENGINE_RESULT_CONFLICT);
-    assert_int_equal(o->reason, ENGINE_REASON_HOLD_EXPIRED);
+    /* A late payment: recorded as a refund due, never a ticket. */
+    assert_int_equal(o->result, ENGINE_RESULT_OK);
+    assert_int_equal(o->status, ENGINE_STATUS_EXPIRED);
+    assert_int_equal(o->reason, ENGINE_REASON_REFUND_DUE);
+    assert_int_equal(o->ticket_count, 0);
     struct engine_category_counts c = counts(f, 0);
     assert_int_equal(c.sold, 1);
     assert_int_equal(c.available, 1);
@@ -285,7 +302,8 @@ static void test_confirm_rejects_impossible_waiters(void **state)
     assert_int_equal(f->out.count, 2);
     assert_int_equal(f->out.items[1].purchase_id, 4);
     assert_int_equal(f->out.items[1].status, ENGINE_STATUS_REJECTED);
-    assert_int_equal(f->out.items[1].reason, ENGINE_REASON_SOLD_OUT);
+    /* capacity - sold = 4: four could still come back, the bounded line has no room. */
+    assert_int_equal(f->out.items[1].reason, ENGINE_REASON_LINE_FULL);
     assert_int_equal(status_of(f, 3), ENGINE_STATUS_WAITING);
     teardown_engine(f);
 }
@@ -392,11 +410,14 @@ static void test_cancel_answers(void **state)
 {
     (void)state;
     struct fixture *f = fixture_new(64, 64);
-    create_event(f, 1, 0, 4, 5000);
+    create_event_with_policy(f, 1, 0, 4, 5000, ENGINE_LINE_UNBOUNDED);
     purchase(f, 1, "c1", "a", 1);
     purchase(f, 2, "c2", "a", 1); /* waiting */
+    purchase(f, 3, "c3", "a", 1); /* waiting */
     assert_int_equal(cancel(f, 1, "intruder")->reason, ENGINE_REASON_NOT_OWNER);
-    assert_int_equal(cancel(f, 2, "c2")->reason, ENGINE_REASON_NOT_HELD);
+    assert_int_equal(cancel(f, 3, "c3")->result, ENGINE_RESULT_OK); /* leaves the line */
+    assert_int_equal(cancel(f, 3, "c3")->result, ENGINE_RESULT_REPEATED);
+    assert_int_equal(counts(f, 0).waiting_count, 1);
     const struct engine_outcome *o = cancel(f, 1, "c1");
     assert_int_equal(o->result, ENGINE_RESULT_OK);
     assert_int_equal(o->status, ENGINE_STATUS_CANCELLED);
@@ -522,6 +543,53 @@ static void test_expiry_order_and_outcome_order(void **state)
     teardown_engine(f);
 }
 
+/*
+ * A format 1 snapshot (before line policies and refunds) still restores: made here from a
+ * format 2 one by dropping the spec's policy byte, the categories' part and every purchase's
+ * refund byte (engine.c's snapshot comment has the layout).
+ */
+static void test_snapshot_format_1_still_reads(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 3, 2, 4, 5000);
+    purchase(f, 1, "c1", "a", 2);
+    purchase(f, 2, "c2", "a", 1);
+    purchase(f, 3, "c3", "a", 1);
+    confirm(f, 1, "pay");
+    static uint8_t v2[65536], v1[65536];
+    size_t length = 0;
+    assert_int_equal(engine_snapshot_write(f->engine, v2, sizeof(v2), &length), 0);
+    struct engine_command spec = {.type = ENGINE_COMMAND_CREATE_EVENT};
+    spec.u.create_event = *engine_event(f->engine);
+    uint8_t record[CATRACA_COMMAND_ENCODED_MAX];
+    size_t record_length = 0;
+    assert_int_equal(codec_command_encode(&spec, record, sizeof(record), &record_length), 0);
+    size_t spec_at = 4 + 4 + 8 + 1, spec_v2 = record_length - 10;
+    size_t n = 0, at = 0;
+    memcpy(v1, v2, spec_at + spec_v2 - 1); /* the spec without its policy byte */
+    n = at = spec_at + spec_v2 - 1;
+    at += 1 + 2 * 12; /* policy byte, two categories' returned and available_again_at */
+    size_t stats_and_customers = sizeof(struct engine_stats) + 4 + 3 * 8;
+    memcpy(v1 + n, v2 + at, stats_and_customers + 4);
+    n += stats_and_customers + 4;
+    at += stats_and_customers + 4;
+    for (uint32_t i = 0; i < 3; i++, at += 32, n += 31)
+        memcpy(v1 + n, v2 + at, 31);
+    assert_int_equal(at, length);
+    v1[4] = 1;
+    struct engine *copy;
+    struct engine_config config = {.purchases_max = 64, .customers_max = 64};
+    assert_int_equal(engine_new(&config, &copy), 0);
+    assert_int_equal(engine_snapshot_read(copy, v1, n), 0);
+    assert_int_equal(engine_validate(copy), 0);
+    assert_int_equal(engine_event(copy)->line_policy, ENGINE_LINE_BOUNDED);
+    assert_int_equal(engine_purchase_count(copy), 3);
+    assert_int_equal(engine_snapshot_read(copy, v1, n - 1), CATRACA_E_TRUNCATED);
+    engine_free(copy);
+    teardown_engine(f);
+}
+
 static void test_snapshot_round_trip_and_rejects_garbage(void **state)
 {
     (void)state;
@@ -552,7 +620,7 @@ static void test_snapshot_round_trip_and_rejects_garbage(void **state)
     struct engine_config small = {.purchases_max = 2, .customers_max = 64};
     struct engine *tiny;
     assert_int_equal(engine_new(&small, &tiny), 0);
-    buffer[4] = 1;
+    buffer[4] = 2;
     assert_int_equal(engine_snapshot_read(tiny, buffer, length), CATRACA_E_TOO_LARGE);
     engine_free(tiny);
     engine_free(copy);
@@ -599,10 +667,205 @@ static void test_bad_arguments(void **state)
     teardown_engine(f);
 }
 
+/* A later, smaller request that would fit never passes a waiting one (both policies). */
+static void test_mixed_quantities_smaller_request_waits_its_turn(void **state)
+{
+    (void)state;
+    for (uint8_t policy = ENGINE_LINE_BOUNDED; policy <= ENGINE_LINE_UNBOUNDED; policy++) {
+        struct fixture *f = fixture_new(64, 64);
+        create_event_with_policy(f, 5, 0, 4, 5000, policy);
+        assert_int_equal(purchase(f, 1, "c1", "a", 4)->status, ENGINE_STATUS_HELD);
+        assert_int_equal(purchase(f, 2, "c2", "a", 3)->status, ENGINE_STATUS_WAITING);
+        /* One ticket is available and c3 wants one: c2 is ahead, so c3 waits. */
+        assert_int_equal(counts(f, 0).available, 1);
+        const struct engine_outcome *o = purchase(f, 3, "c3", "a", 1);
+        assert_int_equal(o->status, ENGINE_STATUS_WAITING);
+        assert_int_equal(o->position, 2);
+        uint32_t ahead = 99;
+        assert_int_equal(engine_line_ahead(f->engine, 3, &ahead), 0);
+        assert_int_equal(ahead, 3);
+        assert_int_equal(engine_line_ahead(f->engine, 1, &ahead), CATRACA_E_INVALID);
+        assert_int_equal(engine_line_ahead(f->engine, 77, &ahead), CATRACA_E_NOTFOUND);
+        tick(f, 1000 + 5000); /* c1's four return: c2 then c3, in order */
+        assert_int_equal(f->out.count, 3);
+        assert_int_equal(f->out.items[1].purchase_id, 2);
+        assert_int_equal(f->out.items[1].status, ENGINE_STATUS_HELD);
+        assert_int_equal(f->out.items[2].purchase_id, 3);
+        assert_int_equal(f->out.items[2].status, ENGINE_STATUS_HELD);
+        teardown_engine(f);
+    }
+}
+
+/* Unbounded: every request that could still be served waits; bounded: LINE_FULL past the
+ * tickets that could return. SOLD_OUT only when capacity - sold is below the quantity. */
+static void test_line_policies(void **state)
+{
+    (void)state;
+    for (uint8_t policy = ENGINE_LINE_BOUNDED; policy <= ENGINE_LINE_UNBOUNDED; policy++) {
+        struct fixture *f = fixture_new(64, 64);
+        create_event_with_policy(f, 2, 0, 1, 5000, policy);
+        purchase(f, 1, "c1", "a", 1);
+        purchase(f, 2, "c2", "a", 1);
+        char customer[8];
+        for (uint64_t id = 3; id <= 12; id++) {
+            snprintf(customer, sizeof(customer), "c%llu", (unsigned long long)id);
+            const struct engine_outcome *o = purchase(f, id, customer, "a", 1);
+            bool is_kept = policy == ENGINE_LINE_UNBOUNDED || id <= 4;
+            assert_int_equal(o->status, is_kept ? ENGINE_STATUS_WAITING : ENGINE_STATUS_REJECTED);
+            if (!is_kept)
+                assert_int_equal(o->reason, ENGINE_REASON_LINE_FULL);
+        }
+        /* Every hold expires unpaid, twice over: the tickets go down the line. */
+        tick(f, 1000 + 5000);
+        assert_int_equal(status_of(f, 3), ENGINE_STATUS_HELD);
+        assert_int_equal(status_of(f, 4), ENGINE_STATUS_HELD);
+        tick(f, 1000 + 10000);
+        if (policy == ENGINE_LINE_UNBOUNDED) {
+            assert_int_equal(status_of(f, 5), ENGINE_STATUS_HELD);
+            assert_int_equal(status_of(f, 6), ENGINE_STATUS_HELD);
+            confirm(f, 5, "p5");
+            confirm(f, 6, "p6");
+            /* Sold out for real: the rest of the line is told so, and newcomers too. */
+            assert_int_equal(counts(f, 0).sold, 2);
+            assert_int_equal(status_of(f, 12), ENGINE_STATUS_REJECTED);
+            assert_int_equal(purchase(f, 13, "c13", "a", 1)->reason, ENGINE_REASON_SOLD_OUT);
+        } else {
+            assert_int_equal(counts(f, 0).available, 2); /* nobody left to serve */
+            assert_int_equal(counts(f, 0).available_again_at_ms, 1000 + 10000);
+        }
+        teardown_engine(f);
+    }
+}
+
+/* The unbounded line after a confirm: only what can never be served is SOLD_OUT. */
+static void test_unbounded_sweep_rejects_only_the_impossible(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event_with_policy(f, 3, 0, 3, 5000, ENGINE_LINE_UNBOUNDED);
+    purchase(f, 1, "c1", "a", 2);
+    assert_int_equal(purchase(f, 2, "c2", "a", 3)->status, ENGINE_STATUS_WAITING);
+    assert_int_equal(purchase(f, 3, "c3", "a", 1)->status, ENGINE_STATUS_WAITING);
+    assert_int_equal(purchase(f, 4, "c4", "a", 2)->status, ENGINE_STATUS_WAITING);
+    confirm(f, 1, "pay"); /* capacity - sold = 1 */
+    assert_int_equal(f->out.count, 4);
+    assert_int_equal(f->out.items[1].purchase_id, 2);
+    assert_int_equal(f->out.items[1].reason, ENGINE_REASON_SOLD_OUT);
+    assert_int_equal(f->out.items[2].purchase_id, 4);
+    assert_int_equal(f->out.items[2].reason, ENGINE_REASON_SOLD_OUT);
+    assert_int_equal(f->out.items[3].purchase_id, 3); /* now the head, and it fits */
+    assert_int_equal(f->out.items[3].status, ENGINE_STATUS_HELD);
+    teardown_engine(f);
+}
+
+/* A waiting buyer leaves: the line closes up and a smaller request behind may be served. */
+static void test_leaving_the_line(void **state)
+{
+    (void)state;
+    for (uint8_t policy = ENGINE_LINE_BOUNDED; policy <= ENGINE_LINE_UNBOUNDED; policy++) {
+        struct fixture *f = fixture_new(64, 64);
+        create_event_with_policy(f, 4, 0, 4, 5000, policy);
+        purchase(f, 1, "c1", "a", 3);
+        assert_int_equal(purchase(f, 2, "c2", "a", 2)->status, ENGINE_STATUS_WAITING);
+        assert_int_equal(purchase(f, 3, "c3", "a", 1)->status, ENGINE_STATUS_WAITING);
+        assert_int_equal(cancel(f, 3, "c2")->reason, ENGINE_REASON_NOT_OWNER);
+        const struct engine_outcome *o = cancel(f, 2, "c2");
+        assert_int_equal(o->result, ENGINE_RESULT_OK);
+        assert_int_equal(o->status, ENGINE_STATUS_CANCELLED);
+        assert_int_equal(f->out.count, 2);
+        assert_int_equal(f->out.items[1].purchase_id, 3);
+        assert_int_equal(f->out.items[1].status, ENGINE_STATUS_HELD);
+        struct engine_category_counts c = counts(f, 0);
+        assert_int_equal(c.waiting_count, 0);
+        assert_int_equal(c.returned, 0); /* nobody held c2's tickets: none returned */
+        /* c2 may buy again: its waiting tickets no longer count against the limit. */
+        assert_int_equal(purchase(f, 4, "c2", "a", 4)->status, ENGINE_STATUS_WAITING);
+        assert_int_equal(cancel(f, 2, "c2")->result, ENGINE_RESULT_REPEATED);
+        teardown_engine(f);
+    }
+}
+
+/* A payment after the hold expired: refund due, recorded once, never a ticket. */
+static void test_late_payment_is_refund_due(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 1, 0, 4, 5000);
+    purchase(f, 1, "c1", "a", 1);
+    tick(f, 1000 + 5000);
+    assert_int_equal(counts(f, 0).available_again_at_ms, 1000 + 5000);
+    assert_int_equal(counts(f, 0).returned, 1);
+    purchase(f, 2, "c2", "a", 1); /* the returned ticket is someone else's now */
+    const struct engine_outcome *o = confirm(f, 1, "late");
+    assert_int_equal(o->result, ENGINE_RESULT_OK);
+    assert_int_equal(o->status, ENGINE_STATUS_EXPIRED);
+    assert_int_equal(o->reason, ENGINE_REASON_REFUND_DUE);
+    assert_int_equal(o->ticket_count, 0);
+    assert_int_equal(f->out.count, 1);
+    struct engine_purchase_view view;
+    assert_int_equal(engine_purchase(f->engine, 1, &view), 0);
+    assert_true(view.is_refund_due);
+    assert_int_equal(view.status, ENGINE_STATUS_EXPIRED);
+    o = confirm(f, 1, "late");
+    assert_int_equal(o->result, ENGINE_RESULT_REPEATED);
+    assert_int_equal(o->reason, ENGINE_REASON_REFUND_DUE);
+    o = confirm(f, 1, "other");
+    assert_int_equal(o->result, ENGINE_RESULT_CONFLICT);
+    assert_int_equal(o->reason, ENGINE_REASON_REFUND_DUE);
+    struct engine_category_counts c = counts(f, 0);
+    assert_int_equal(c.sold, 0);
+    assert_int_equal(c.held, 1);
+    /* The refund survives a snapshot. */
+    static uint8_t buffer[16384];
+    size_t length = 0;
+    assert_int_equal(engine_snapshot_write(f->engine, buffer, sizeof(buffer), &length), 0);
+    struct engine *copy;
+    struct engine_config config = {.purchases_max = 64, .customers_max = 64};
+    assert_int_equal(engine_new(&config, &copy), 0);
+    assert_int_equal(engine_snapshot_read(copy, buffer, length), 0);
+    assert_int_equal(engine_purchase(copy, 1, &view), 0);
+    assert_true(view.is_refund_due);
+    struct engine_category_counts restored;
+    engine_category_counts(copy, 0, &restored);
+    assert_memory_equal(&restored, &c, sizeof(c));
+    engine_free(copy);
+    teardown_engine(f);
+}
+
+/* "Available again" is stamped only when returned tickets are left with nobody waiting. */
+static void test_available_again_at(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event_with_policy(f, 2, 0, 4, 5000, ENGINE_LINE_UNBOUNDED);
+    purchase(f, 1, "c1", "a", 2);
+    purchase(f, 2, "c2", "a", 1); /* waits */
+    tick(f, 1000 + 5000);         /* c2 takes one, one left with an empty line */
+    assert_int_equal(status_of(f, 2), ENGINE_STATUS_HELD);
+    assert_int_equal(counts(f, 0).available_again_at_ms, 1000 + 5000);
+    purchase(f, 3, "c3", "a", 1); /* takes the last available */
+    purchase(f, 4, "c4", "a", 1); /* waits */
+    f->now_ms = 7000;
+    cancel(f, 3, "c3"); /* goes to c4: nothing available again */
+    assert_int_equal(status_of(f, 4), ENGINE_STATUS_HELD);
+    assert_int_equal(counts(f, 0).available_again_at_ms, 1000 + 5000);
+    f->now_ms = 8000;
+    cancel(f, 4, "c4");
+    assert_int_equal(counts(f, 0).available_again_at_ms, 8000);
+    assert_int_equal(counts(f, 0).returned, 4);
+    teardown_engine(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hold_then_sold_out),
+        cmocka_unit_test(test_hold_then_line_full_then_sold_out),
+        cmocka_unit_test(test_mixed_quantities_smaller_request_waits_its_turn),
+        cmocka_unit_test(test_line_policies),
+        cmocka_unit_test(test_unbounded_sweep_rejects_only_the_impossible),
+        cmocka_unit_test(test_leaving_the_line),
+        cmocka_unit_test(test_late_payment_is_refund_due),
+        cmocka_unit_test(test_available_again_at),
         cmocka_unit_test(test_quantity_larger_than_capacity),
         cmocka_unit_test(test_expiry_at_exactly_expires_at),
         cmocka_unit_test(test_confirm_racing_expiry_same_millisecond),
@@ -622,6 +885,7 @@ int main(void)
         cmocka_unit_test(test_time_never_goes_backwards),
         cmocka_unit_test(test_expiry_order_and_outcome_order),
         cmocka_unit_test(test_snapshot_round_trip_and_rejects_garbage),
+        cmocka_unit_test(test_snapshot_format_1_still_reads),
         cmocka_unit_test(test_ticket_code_format),
         cmocka_unit_test(test_siphash_reference_vector),
         cmocka_unit_test(test_bad_arguments),

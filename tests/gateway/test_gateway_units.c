@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <openssl/evp.h>
@@ -14,6 +15,7 @@
 #include "gateway/api_json.h"
 #include "gateway/challenge.h"
 #include "gateway/jwt.h"
+#include "gateway/jwt_secret.h"
 #include "gateway/ratelimit.h"
 #include "gateway/waiters.h"
 
@@ -46,6 +48,48 @@ static void test_jwt(void **state)
     assert_int_equal(jwt_verify(secret, SECRET_LENGTH, huge, 1, &claims), JWT_E_MALFORMED);
     free(huge);
     assert_true(jwt_sign(secret, SECRET_LENGTH, "c42", "buyer", 2000, token, 10) < 0);
+}
+
+/* A secret is refused when short, documented, or made of few distinct bytes; read from a file
+ * without its one trailing newline. */
+static void test_jwt_secret(void **state)
+{
+    (void)state;
+    static const char good[] = "Zm9vYmFyYmF6cXV4MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3A";
+    assert_null(jwt_secret_weakness((const uint8_t *)good, sizeof(good) - 1));
+    assert_non_null(jwt_secret_weakness((const uint8_t *)good, 31));
+    assert_null(jwt_secret_weakness((const uint8_t *)good, 32));
+    assert_non_null(jwt_secret_weakness((const uint8_t *)"", 0));
+    static const char documented[] = "replace-with-the-output-of-openssl-rand-base64-48";
+    assert_non_null(jwt_secret_weakness((const uint8_t *)documented, sizeof(documented) - 1));
+    static const char repeated[] = "abcdabcdabcdabcdabcdabcdabcdabcdabcd";
+    assert_non_null(jwt_secret_weakness((const uint8_t *)repeated, sizeof(repeated) - 1));
+    uint8_t long_secret[JWT_SECRET_MAX + 1];
+    for (size_t i = 0; i < sizeof(long_secret); i++)
+        long_secret[i] = (uint8_t)i;
+    assert_null(jwt_secret_weakness(long_secret, JWT_SECRET_MAX));
+    assert_non_null(jwt_secret_weakness(long_secret, JWT_SECRET_MAX + 1));
+
+    char path[] = "/tmp/catraca-secret-XXXXXX", why[256];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *file = fdopen(fd, "w");
+    fprintf(file, "%s\r\n", good);
+    fclose(file);
+    uint8_t read[JWT_SECRET_MAX];
+    size_t length = 0;
+    assert_int_equal(jwt_secret_read_file(path, read, &length, why, sizeof(why)), 0);
+    assert_int_equal(length, sizeof(good) - 1);
+    assert_memory_equal(read, good, length);
+    file = fopen(path, "w");
+    for (int i = 0; i < JWT_SECRET_MAX + 1; i++)
+        fputc('k', file);
+    fclose(file);
+    assert_int_equal(jwt_secret_read_file(path, read, &length, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "longer than 256 bytes"));
+    unlink(path);
+    assert_int_equal(jwt_secret_read_file(path, read, &length, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "cannot read"));
 }
 
 static void test_ratelimit(void **state)
@@ -550,6 +594,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jwt),
+        cmocka_unit_test(test_jwt_secret),
         cmocka_unit_test(test_ratelimit),
         cmocka_unit_test(test_challenge),
         cmocka_unit_test(test_waiters),

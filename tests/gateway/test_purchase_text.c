@@ -15,8 +15,8 @@
 static void test_same_as_the_tree(void **state)
 {
     (void)state;
-    unsigned seed = (unsigned)strtoul(getenv("CATRACA_SEED") ? getenv("CATRACA_SEED") : "42",
-                                      NULL, 10);
+    unsigned seed =
+        (unsigned)strtoul(getenv("CATRACA_SEED") ? getenv("CATRACA_SEED") : "42", NULL, 10);
     printf("test_purchase_text: seed %u (CATRACA_SEED=%u reproduces)\n", seed, seed);
     srand(seed);
     for (int round = 0; round < 2000; round++) {
@@ -31,6 +31,20 @@ static void test_same_as_the_tree(void **state)
                                    .ticket_count = (uint8_t)(rand() % (CATRACA_QUANTITY_MAX + 1))};
         for (int i = 0; i < CATRACA_QUANTITY_MAX; i++)
             p.ticket_codes[i] = ((uint64_t)rand() << 32) ^ (uint64_t)rand();
+        if (p.reason == 3)
+            p.reason = ENGINE_REASON_LINE_FULL; /* the rejection with a retry hint */
+        p.ahead = (uint32_t)rand() % 100000;
+        if (rand() % 4 != 0) /* the line facts behind the estimate, sometimes unknown */
+            p.line = (struct store_line_facts){.is_known = true,
+                                               .available = (uint32_t)rand() % 5,
+                                               .held = (uint32_t)rand() % 3000,
+                                               .sold = (uint32_t)rand() % 3000,
+                                               .returned = (uint32_t)rand() % 3000,
+                                               .hold_ms = 1000 * (1 + rand() % 900)};
+        if (p.status == ENGINE_STATUS_EXPIRED && rand() % 2 == 0) {
+            p.is_refund_due = true;
+            snprintf(p.payment_ref, sizeof(p.payment_ref), "psp_%d", rand());
+        }
         snprintf(p.event, sizeof(p.event), "ev-%d.x_%d", rand() % 100, round);
         snprintf(p.customer, sizeof(p.customer), "c%d", rand());
         snprintf(p.category, sizeof(p.category), "cat%d", rand() % 16);

@@ -158,8 +158,8 @@ static struct store_event event_row(const char *id, struct log_seq offset)
     snprintf(e.spec.categories[1].id, sizeof(e.spec.categories[1].id), "b");
     e.spec.categories[1].capacity = 7;
     e.state = ENGINE_STATE_PAUSED;
-    e.counts[0] = (struct engine_category_counts){100, 90, 6, 4, 3, 5};
-    e.counts[1] = (struct engine_category_counts){7, 0, 7, 0, 4294967295u, 1};
+    e.counts[0] = (struct engine_category_counts){100, 90, 6, 4, 3, 5, 2, 1700000000123};
+    e.counts[1] = (struct engine_category_counts){7, 0, 7, 0, 4294967295u, 1, 0, 0};
     e.offset = offset;
     e.updated_ms = 1712345678901;
     return e;
@@ -207,6 +207,8 @@ static void assert_purchase_equal(const struct store_purchase *want,
     for (int i = 0; i < want->ticket_count; i++)
         assert_true(got->ticket_codes[i] == want->ticket_codes[i]);
     assert_int_equal(got->updated_ms, want->updated_ms);
+    assert_int_equal(got->is_refund_due, want->is_refund_due);
+    assert_string_equal(got->payment_ref, want->payment_ref);
 }
 
 static void assert_event_equal(const struct store_event *want, const struct store_event *got)
@@ -355,6 +357,9 @@ static void test_round_trip_of_every_field(void **state)
     };
     rows[0].hold_expires_at_ms = INT64_MAX;
     rows[0].quantity = 10;
+    rows[0].status = ENGINE_STATUS_EXPIRED; /* a late payment, to refund */
+    rows[0].is_refund_due = true;
+    snprintf(rows[0].payment_ref, sizeof(rows[0].payment_ref), "psp_'\"{late},");
     rows[1].reason = 3;
     rows[1].position = 2000000000u; /* positions are bounded by purchases_max, far below */
     rows[1].created_ms = INT64_MIN;
@@ -394,6 +399,14 @@ static void test_round_trip_of_every_field(void **state)
              "-9223372036854775807",
              hex, sizeof(hex));
     assert_string_equal(hex, "");
+
+    struct store_purchase refunds[3];
+    size_t count = 0;
+    assert_int_equal(store.ops->list_refunds(store.context, "ev", 0, refunds, 3, &count), 0);
+    assert_int_equal(count, 1);
+    assert_purchase_equal(&rows[0], &refunds[0]);
+    assert_int_equal(store.ops->list_refunds(store.context, "other", 0, refunds, 3, &count), 0);
+    assert_int_equal(count, 0);
 
     struct store_answer a;
     assert_int_equal(store.ops->get_answer(store.context, "ev", answer.seq, &a), 0);
@@ -727,6 +740,8 @@ static void test_position_of_waiting_purchases(void **state)
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
         rows[i].position = 99; /* as decided back then: the line has moved since */
     rows[1].position = 7;
+    rows[0].quantity = 3;
+    rows[2].quantity = 1;
     struct store_batch batch = batch_of("ev", 0, (struct log_seq){4, 0});
     batch.purchases = rows;
     batch.purchase_count = sizeof(rows) / sizeof(rows[0]);
@@ -734,6 +749,9 @@ static void test_position_of_waiting_purchases(void **state)
     uint32_t want[] = {1, 7, 2, 3, 4, 1, 1};
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
         assert_int_equal(position_of(&store, i + 1), want[i]);
+    struct store_purchase p;
+    assert_int_equal(store.ops->get_purchase(store.context, 5, &p), 0);
+    assert_int_equal(p.ahead, 3 + 1 + 2); /* tickets wanted by 1, 3 and 4 (2 is held) */
     struct store_purchase granted = rows[0];
     granted.has_arrival = false;
     granted.status = ENGINE_STATUS_HELD;

@@ -155,7 +155,7 @@ static void test_store_commit_load_fence(void **state)
     event.spec.category_count = 1;
     strcpy(event.spec.categories[0].id, "a");
     event.spec.categories[0].capacity = 9;
-    event.counts[0] = (struct engine_category_counts){9, 7, 2, 0, 1, 1};
+    event.counts[0] = (struct engine_category_counts){9, 7, 2, 0, 1, 1, 3, 1234567};
     struct store_purchase row = {.purchase_id = 77,
                                  .has_arrival = true,
                                  .quantity = 2,
@@ -281,7 +281,7 @@ static void test_store_line_positions(void **state)
     for (int i = 0; i < 6; i++) {
         rows[i] = (struct store_purchase){.purchase_id = 100 + (uint64_t)i,
                                           .has_arrival = true,
-                                          .quantity = 1,
+                                          .quantity = 1 + (uint32_t)i % 3,
                                           .seq = {10 + (uint64_t)i, 0},
                                           .status = ENGINE_STATUS_WAITING};
         strcpy(rows[i].event, "ev");
@@ -292,11 +292,13 @@ static void test_store_line_positions(void **state)
         .event = "ev", .epoch = 0, .offset = {20, 0}, .purchases = rows, .purchase_count = 6};
     assert_int_equal(store.ops->commit(store.context, &batch), 0);
     static const uint32_t expected[6] = {1, 2, 3, 1, 4, 5};
+    static const uint32_t ahead[6] = {0, 1, 3, 0, 6, 8}; /* tickets wanted ahead */
     for (int round = 0; round < 3; round++) /* a count, then the kept line, then a search */
         for (int i = 0; i < 6; i++) {
             struct store_purchase got;
             assert_int_equal(store.ops->get_purchase(store.context, 100 + (uint64_t)i, &got), 0);
             assert_int_equal(got.position, expected[i]);
+            assert_int_equal(got.ahead, ahead[i]);
         }
     /* The head is served and the third leaves: everyone behind moves up. */
     struct store_purchase updates[2] = {
@@ -306,16 +308,108 @@ static void test_store_line_positions(void **state)
         .event = "ev", .epoch = 0, .offset = {21, 0}, .purchases = updates, .purchase_count = 2};
     assert_int_equal(store.ops->commit(store.context, &batch), 0);
     static const uint32_t moved[6] = {0, 1, 0, 1, 2, 3};
+    static const uint32_t moved_ahead[6] = {0, 0, 0, 0, 2, 4};
     for (int round = 0; round < 3; round++)
         for (int i = 0; i < 6; i++) {
             struct store_purchase got;
             assert_int_equal(store.ops->get_purchase(store.context, 100 + (uint64_t)i, &got), 0);
-            if (moved[i] != 0)
+            if (moved[i] != 0) {
                 assert_int_equal(got.position, moved[i]);
-            else
+                assert_int_equal(got.ahead, moved_ahead[i]);
+            } else
                 assert_int_not_equal(got.status, ENGINE_STATUS_WAITING);
         }
     store.ops->close(store.context);
+}
+
+/* Late payments: the reference is kept, listed as a refund; waiting rows read their line facts. */
+static void test_store_refunds_and_line_facts(void **state)
+{
+    (void)state;
+    struct catraca_store store;
+    assert_int_equal(store_sqlite_open(path, true, 2000, &store), 0);
+    struct store_event event = {.state = ENGINE_STATE_OPEN, .offset = {5, 0}};
+    strcpy(event.spec.id, "ev");
+    event.spec.hold_ms = 30000;
+    event.spec.per_customer_limit = 2;
+    event.spec.state = ENGINE_STATE_OPEN;
+    event.spec.category_count = 1;
+    event.spec.line_policy = ENGINE_LINE_UNBOUNDED;
+    strcpy(event.spec.categories[0].id, "a");
+    event.spec.categories[0].capacity = 9;
+    event.counts[0] = (struct engine_category_counts){9, 0, 4, 5, 1, 1, 7, 1234567};
+    struct store_purchase rows[3];
+    for (int i = 0; i < 3; i++) {
+        rows[i] = (struct store_purchase){.purchase_id = 200 + (uint64_t)i,
+                                          .has_arrival = true,
+                                          .quantity = 1,
+                                          .seq = {1 + (uint64_t)i, 0},
+                                          .status = ENGINE_STATUS_EXPIRED};
+        strcpy(rows[i].event, "ev");
+        snprintf(rows[i].customer, sizeof(rows[i].customer), "c%d", i);
+        strcpy(rows[i].category, "a");
+    }
+    rows[1].is_refund_due = true;
+    strcpy(rows[1].payment_ref, "psp_late");
+    rows[2].status = ENGINE_STATUS_WAITING;
+    struct store_batch batch = {.event = "ev",
+                                .offset = {5, 0},
+                                .event_row = &event,
+                                .purchases = rows,
+                                .purchase_count = 3};
+    assert_int_equal(store.ops->commit(store.context, &batch), 0);
+    struct store_purchase got[4];
+    size_t count = 0;
+    assert_int_equal(store.ops->list_refunds(store.context, "ev", 0, got, 4, &count), 0);
+    assert_int_equal(count, 1);
+    assert_int_equal(got[0].purchase_id, 201);
+    assert_true(got[0].is_refund_due);
+    assert_string_equal(got[0].payment_ref, "psp_late");
+    assert_int_equal(store.ops->list_refunds(store.context, "ev", 1, got, 4, &count), 0);
+    assert_int_equal(count, 0);
+    assert_int_equal(store.ops->get_purchase(store.context, 200, &got[0]), 0);
+    assert_false(got[0].is_refund_due);
+    assert_string_equal(got[0].payment_ref, "");
+    assert_false(got[0].line.is_known); /* expired: no line facts */
+    assert_int_equal(store.ops->get_purchase(store.context, 202, &got[0]), 0);
+    assert_true(got[0].line.is_known);
+    assert_true(got[0].line.held == 4 && got[0].line.sold == 5 && got[0].line.returned == 7);
+    assert_int_equal(got[0].line.hold_ms, 30000);
+    struct store_event e;
+    assert_int_equal(store.ops->get_event(store.context, "ev", &e), 0);
+    assert_int_equal(e.spec.line_policy, ENGINE_LINE_UNBOUNDED);
+    assert_int_equal(e.counts[0].available_again_at_ms, 1234567);
+    store.ops->close(store.context);
+}
+
+/* A data directory from before late payments: purchases gains payment_ref, rows keep theirs. */
+static void test_store_adds_payment_ref(void **state)
+{
+    (void)state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE purchases(id INTEGER PRIMARY KEY, event TEXT NOT NULL,"
+                     " customer TEXT NOT NULL, category TEXT NOT NULL, quantity INTEGER NOT NULL,"
+                     " seq_major INTEGER NOT NULL, seq_minor INTEGER NOT NULL, created_ms INTEGER"
+                     " NOT NULL, status INTEGER NOT NULL, reason INTEGER NOT NULL,"
+                     " hold_expires_at_ms INTEGER NOT NULL, position INTEGER NOT NULL, tickets"
+                     " BLOB, updated_ms INTEGER NOT NULL);"
+                     "INSERT INTO purchases VALUES (5, 'ev', 'c', 'a', 1, 1, 0, 0, 4, 0, 0, 0,"
+                     " NULL, 0);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    struct catraca_store store, second;
+    assert_int_equal(store_sqlite_open(path, true, 2000, &store), 0);
+    assert_int_equal(store_sqlite_open(path, true, 2000, &second), 0); /* upgrades once only */
+    struct store_purchase got;
+    assert_int_equal(store.ops->get_purchase(store.context, 5, &got), 0);
+    assert_int_equal(got.status, ENGINE_STATUS_EXPIRED);
+    assert_false(got.is_refund_due);
+    store.ops->close(store.context);
+    second.ops->close(second.context);
 }
 
 int main(void)
@@ -327,6 +421,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_commit_load_fence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_upgrades_old_partitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_line_positions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_refunds_and_line_facts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_adds_payment_ref, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

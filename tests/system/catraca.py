@@ -19,7 +19,9 @@ import tempfile
 import threading
 import time
 
-SECRET = "test-secret-0123456789"
+# Tests only: at least 32 bytes (catraca refuses shorter secrets and the examples printed in its
+# documentation), and never printed in README.md, docs/, deploy/ or scripts/.
+SECRET = "catraca-system-tests-only-3f9a1c7e5b2d4f6a8c0e"
 BIN = os.environ.get("CATRACA_BIN", os.path.join(os.path.dirname(__file__), "../../build/asan/catraca"))
 
 
@@ -55,9 +57,11 @@ def _kill_leftovers():
 
 
 class Server:
-    """One `catraca serve` process on a free port, with its data directory."""
+    """One `catraca serve` process on a free port, with its data directory. Without demo mode
+    it checks tokens signed with SECRET; in demo mode it draws its own secret (it refuses a
+    supplied one), read from its first lines into self.secret: token(..., secret=server.secret)."""
 
-    def __init__(self, *extra, data=None, demo=True):
+    def __init__(self, *extra, data=None, demo=False):
         self.data = data or tempfile.mkdtemp(prefix="catraca-test-")
         self.owns_data = data is None
         self.extra = list(extra)
@@ -70,9 +74,9 @@ class Server:
         if not os.path.exists(BIN):
             raise RuntimeError(f"catraca binary not found at {BIN} (set CATRACA_BIN)")
         args = [BIN, "serve", "--listen", "127.0.0.1:0", "--data", self.data,
-                "--jwt-secret", SECRET, "--rate-customer", "0", "--rate-ip", "0"]
-        if self.demo:
-            args.append("--demo")
+                "--rate-customer", "0", "--rate-ip", "0"]
+        args += ["--demo"] if self.demo else ["--jwt-secret", SECRET]
+        self.secret = SECRET
         args += self.extra
         # A small ASan quarantine, so resident memory reflects the program, not freed blocks.
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:quarantine_size_mb=8")
@@ -87,6 +91,11 @@ class Server:
                 f.seek(offset)
                 m = re.findall(rb"listening on http://127\.0\.0\.1:(\d+)", f.read())
             if m:
+                with open(self.stderr_path, "rb") as f:
+                    f.seek(offset)
+                    drawn = re.findall(rb"random JWT secret for this run: (\S+)", f.read())
+                if drawn:
+                    self.secret = drawn[-1].decode()
                 self.port = int(m[-1])
                 self.upstream_port = self.port
                 if VIA_PRISM:
@@ -195,16 +204,32 @@ class Client:
             self.conn = None
 
 
+_DEMO_SERVER = []
+
+
+def demo_server():
+    """One `catraca serve --demo` shared by the tests of the demo-only routes, started on first
+    use and stopped at exit (the other tests' servers check tokens signed with SECRET)."""
+    if not _DEMO_SERVER:
+        server = Server(demo=True)
+        _DEMO_SERVER.append(server)
+        atexit.register(server.close)
+    return _DEMO_SERVER[0]
+
+
 ADMIN = lambda: token("ops", "admin")
 PAYMENTS = lambda: token("psp", "payments")
 
 
-def create_event(client, event_id, capacities=(10,), hold_seconds=600, limit=4, state="open"):
+def create_event(client, event_id, capacities=(10,), hold_seconds=600, limit=4, state="open",
+                 line_policy=None, admin_token=None):
     body = {"id": event_id, "name": "Test " + event_id, "hold_seconds": hold_seconds,
             "per_customer_limit": limit, "state": state,
             "categories": [{"id": f"cat{i}", "name": f"Category {i}", "price_cents": 1000 * (i + 1),
                             "capacity": c} for i, c in enumerate(capacities)]}
-    status, answer, _ = client.request("POST", "/v1/events", body, ADMIN())
+    if line_policy is not None:
+        body["line_policy"] = line_policy
+    status, answer, _ = client.request("POST", "/v1/events", body, admin_token or ADMIN())
     assert status in (200, 201), (status, answer)
     return answer
 

@@ -95,8 +95,23 @@ class SpreadClient:
             c.close()
 
 
+def options_of(command, args):
+    """The "--name [value]" items of args that `catraca COMMAND` reads (its --help lists them):
+    each command refuses the options of the others."""
+    run = subprocess.run([BIN, command, "--help"], capture_output=True, text=True, timeout=30)
+    known = set(re.findall(r"^\s+(--[a-z0-9-]+)", run.stdout, re.M))
+    kept, i = [], 0
+    while i < len(args):
+        has_value = i + 1 < len(args) and not args[i + 1].startswith("--")
+        item = args[i:i + 2] if has_value else args[i:i + 1]
+        if item[0].split("=")[0] in known:
+            kept += item
+        i += len(item)
+    return kept
+
+
 class Cluster:
-    def __init__(self, *extra, demo=True, gateways=2, workers=2, lease_ms=1500):
+    def __init__(self, *extra, demo=False, gateways=2, workers=2, lease_ms=1500):
         self.dir = tempfile.mkdtemp(prefix="catraca-cluster-")
         self.extra = list(extra)
         self.redis = Redis()
@@ -104,10 +119,12 @@ class Cluster:
         subprocess.run([BIN, "migrate", "--postgres", self.postgres.conninfo], check=True,
                        stdout=subprocess.DEVNULL, timeout=60)
         common = ["--redis", self.redis.url, "--postgres", self.postgres.conninfo,
-                  "--listen", "127.0.0.1:0", "--jwt-secret", SECRET]
-        self.worker_args = common + ["--lease-ms", str(lease_ms)] + self.extra
+                  "--listen", "127.0.0.1:0"]
+        # Workers check no token: they take no secret. Demo gateways draw their own each.
+        self.worker_args = common + ["--lease-ms", str(lease_ms)] + \
+            options_of("worker", self.extra)
         self.gateway_args = common + ["--rate-customer", "0", "--rate-ip", "0"] + \
-            (["--demo"] if demo else []) + self.extra
+            (["--demo"] if demo else ["--jwt-secret", SECRET]) + self.extra
         if "--receipt-key" not in self.extra:  # every gateway of a system signs with one key
             self.gateway_args += ["--receipt-key", os.path.join(self.dir, "receipt-key.pem")]
         self.workers = [self.start_worker(i) for i in range(workers)]

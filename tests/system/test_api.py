@@ -197,6 +197,84 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(status, 409, late)
         self.assertEqual(late["error"]["code"], "conflict")
         self.assertEqual(late["purchase"]["status"], "expired")
+        # A late payment is recorded for refund, never a ticket (issue 16).
+        self.assertEqual(late["error"]["reason"], "refund_due")
+        self.assertEqual((late["purchase"]["refund_due"], late["purchase"]["payment_ref"]),
+                         (True, "late"))
+        self.assertEqual(late["purchase"]["tickets"], [])
+        status, again, _ = self.c.request("POST", f"/v1/purchases/{first['id']}/confirm",
+                                          {"payment_ref": "late"}, PAYMENTS())
+        self.assertEqual((status, again["error"]["reason"]), (409, "refund_due"))
+        status, other, _ = self.c.request("POST", f"/v1/purchases/{first['id']}/confirm",
+                                          {"payment_ref": "other"}, PAYMENTS())
+        self.assertEqual((status, other["purchase"]["payment_ref"]), (409, "late"))
+        status, refunds, _ = self.c.request("GET", "/v1/events/ev-expiry/refunds", tok=PAYMENTS())
+        self.assertEqual(status, 200, refunds)
+        self.assertEqual([(p["id"], p["payment_ref"]) for p in refunds["purchases"]],
+                         [(first["id"], "late")])
+        self.assertFalse(refunds["more"])
+        assert_error(self, *self.c.request("GET", "/v1/events/ev-expiry/refunds",
+                                           tok=token("e1"))[:2], 403, "forbidden")
+        event = self.c.request("GET", "/v1/events/ev-expiry")[1]
+        self.assertEqual(event["categories"][0]["sold"], 0)
+
+    def test_line_policies_with_mixed_quantities(self):
+        """Issue 16: a later, smaller request that would fit never passes the line; a bounded
+        line turns away with line_full (and a retry hint), an unbounded one keeps waiting."""
+        for policy in ("unbounded", "bounded"):
+            ev = f"ev-mixed-{policy}"
+            created = create_event(self.c, ev, (5,), hold_seconds=2, limit=4, line_policy=policy)
+            self.assertEqual(created["line_policy"], policy)
+            _, a, _ = buy(self.c, ev, f"{policy}-a", quantity=4)
+            _, b, _ = buy(self.c, ev, f"{policy}-b", quantity=3)
+            _, c, _ = buy(self.c, ev, f"{policy}-c", quantity=1)
+            _, d, _ = buy(self.c, ev, f"{policy}-d", quantity=2)
+            held = wait_status(self.c, a["id"], f"{policy}-a", lambda s: s != "queued")
+            self.assertEqual(held["status"], "held")
+            small = wait_status(self.c, c["id"], f"{policy}-c", lambda s: s != "queued")
+            # One ticket is available and c wants one, but b is ahead: c waits its turn.
+            self.assertEqual((small["status"], small["position"], small["ahead"]),
+                             ("waiting", 2, 3), small)
+            self.assertTrue(0 <= small["estimate"]["chance"] <= 1, small)
+            self.assertIn("wait_seconds", small["estimate"])
+            last = wait_status(self.c, d["id"], f"{policy}-d", lambda s: s != "queued")
+            if policy == "unbounded":
+                self.assertEqual((last["status"], last["ahead"]), ("waiting", 4), last)
+            else:
+                self.assertEqual((last["status"], last["reason"], last["retry_after_seconds"]),
+                                 ("rejected", "line_full", 2), last)
+            self.assertEqual(self.c.request("GET", f"/v1/events/{ev}")[1]["line_policy"], policy)
+            # a's hold runs out: b, then c, in arrival order.
+            self.assertEqual(wait_status(self.c, b["id"], f"{policy}-b",
+                                         lambda s: s != "waiting")["status"], "held")
+            self.assertEqual(wait_status(self.c, c["id"], f"{policy}-c",
+                                         lambda s: s != "waiting")["status"], "held")
+
+    def test_sold_out_only_when_it_is_true(self):
+        create_event(self.c, "ev-true", (3,), limit=2)
+        _, x, _ = buy(self.c, "ev-true", "t-x", quantity=2)
+        wait_status(self.c, x["id"], "t-x", lambda s: s == "held")
+        status, _, _ = self.c.request("POST", f"/v1/purchases/{x['id']}/confirm",
+                                      {"payment_ref": "px"}, PAYMENTS())
+        self.assertEqual(status, 200)
+        _, y, _ = buy(self.c, "ev-true", "t-y", quantity=2)
+        rejected = wait_status(self.c, y["id"], "t-y", lambda s: s != "queued")
+        self.assertEqual((rejected["status"], rejected["reason"]), ("rejected", "sold_out"))
+        self.assertIsNone(rejected["retry_after_seconds"])
+        _, z, _ = buy(self.c, "ev-true", "t-z", quantity=1)  # the last ticket is still there
+        self.assertEqual(wait_status(self.c, z["id"], "t-z", lambda s: s != "queued")["status"],
+                         "held")
+
+    def test_available_again_at(self):
+        create_event(self.c, "ev-again", (1,), hold_seconds=1)
+        category = self.c.request("GET", "/v1/events/ev-again")[1]["categories"][0]
+        self.assertNotIn("available_again_at", category)
+        _, p, _ = buy(self.c, "ev-again", "ag")
+        self.assertEqual(wait_status(self.c, p["id"], "ag", lambda s: s in FINAL)["status"],
+                         "expired")
+        category = self.c.request("GET", "/v1/events/ev-again")[1]["categories"][0]
+        self.assertRegex(category["available_again_at"], r"^\d{4}-\d\d-\d\dT.*Z$")
+        self.assertEqual(category["available"], 1)
 
     def test_position_moves_with_the_line(self):
         create_event(self.c, "ev-line", (3,), limit=2)
@@ -227,15 +305,24 @@ class ApiTest(unittest.TestCase):
         create_event(self.c, "ev-cancel", (1,))
         _, p, _ = buy(self.c, "ev-cancel", "ca")
         _, q, _ = buy(self.c, "ev-cancel", "cb")
+        _, r, _ = buy(self.c, "ev-cancel", "cc")
         wait_status(self.c, p["id"], "ca", lambda s: s == "held")
+        wait_status(self.c, r["id"], "cc", lambda s: s == "waiting")
         assert_error(self, *self.c.request("DELETE", f"/v1/purchases/{p['id']}", tok=token("cb"))[:2],
                      403, "forbidden")
-        status, answer, _ = self.c.request("DELETE", f"/v1/purchases/{q['id']}", tok=token("cb"))
-        self.assertEqual(status, 409, answer)  # waiting, not held
+        # A waiting buyer leaves the line; the one behind moves up.
+        status, left, _ = self.c.request("DELETE", f"/v1/purchases/{q['id']}", tok=token("cb"))
+        self.assertEqual((status, left["status"]), (200, "cancelled"), left)
+        status, again, _ = self.c.request("DELETE", f"/v1/purchases/{q['id']}", tok=token("cb"))
+        self.assertEqual((status, again["status"]), (200, "cancelled"), again)
+        moved = self.c.request("GET", f"/v1/purchases/{r['id']}", tok=token("cc"))[1]
+        self.assertEqual((moved["position"], moved["ahead"]), (1, 0))
         status, cancelled, _ = self.c.request("DELETE", f"/v1/purchases/{p['id']}", tok=token("ca"))
         self.assertEqual((status, cancelled["status"]), (200, "cancelled"))
-        # the tickets went to the one waiting
-        self.assertEqual(wait_status(self.c, q["id"], "cb", lambda s: s == "held")["status"], "held")
+        # the tickets went to the one still waiting
+        self.assertEqual(wait_status(self.c, r["id"], "cc", lambda s: s == "held")["status"], "held")
+        status, answer, _ = self.c.request("DELETE", f"/v1/purchases/{r['id']}", tok=token("cb"))
+        self.assertEqual(status, 403, answer)
 
     def test_server_sent_events(self):
         create_event(self.c, "ev-sse", (1,), hold_seconds=1)
@@ -272,12 +359,21 @@ class ApiTest(unittest.TestCase):
         assert_error(self, status, answer, 401, "unauthorized")
 
     def test_demo_token(self):
-        status, answer, _ = self.c.request("POST", "/v1/demo/token", {"customer": "c42", "role": "buyer"})
-        self.assertEqual(status, 200)
-        header = json.loads(base64.urlsafe_b64decode(answer["token"].split(".")[0] + "=="))
-        self.assertEqual(header["alg"], "HS256")
-        assert_error(self, *self.c.request("POST", "/v1/demo/token", {"customer": "bad id"})[:2], 400,
-                     "invalid_request")
+        server = Server(demo=True)
+        try:
+            c = Client(server.port)  # one gateway: each demo gateway draws its own secret
+            status, answer, _ = c.request("POST", "/v1/demo/token", {"customer": "c42", "role": "buyer"})
+            self.assertEqual(status, 200)
+            header = json.loads(base64.urlsafe_b64decode(answer["token"].split(".")[0] + "=="))
+            self.assertEqual(header["alg"], "HS256")
+            assert_error(self, *c.request("POST", "/v1/demo/token", {"customer": "bad id"})[:2], 400,
+                         "invalid_request")
+            # The token is signed with the secret the demo drew for itself, and only with it.
+            status, answer, _ = c.request("POST", "/v1/demo/token", {"customer": "c42", "role": "admin"})
+            self.assertEqual(c.request("GET", "/v1/purchases/p-none", tok=answer["token"])[0], 404)
+            self.assertEqual(c.request("GET", "/v1/purchases/p-none", tok=token("c42"))[0], 401)
+        finally:
+            server.close()
 
     def test_unknown_routes(self):
         assert_error(self, *self.c.request("GET", "/nope")[:2], 404, "not_found")

@@ -18,7 +18,10 @@ class ConcurrencyTest(unittest.TestCase):
             client = server.client()
             # hold_seconds: long enough for every status read and confirm below on a busy machine
             # (make test runs suites side by side), short enough for the expiries to come soon.
-            create_event(client, "ev-rush", (CAPACITY,), hold_seconds=8, limit=1)
+            # The bounded line (issue 16): as many wait as tickets could come back, the rest are
+            # told line_full; sold_out would be a lie while tickets are held.
+            create_event(client, "ev-rush", (CAPACITY,), hold_seconds=8, limit=1,
+                         line_policy="bounded")
             accepted, lock = {}, threading.Lock()
 
             def rush(index):
@@ -47,6 +50,7 @@ class ConcurrencyTest(unittest.TestCase):
             self.assertTrue(all(s == "waiting" for s in rest[:first_rejected]))
             self.assertTrue(all(s == "rejected" for s in rest[first_rejected:]))
             self.assertEqual(first_rejected, CAPACITY)  # as many may wait as could ever be served
+            self.assertTrue(all(p["reason"] == "line_full" for p in ordered[2 * CAPACITY:]))
             # pay for a random third; the rest expire and the line takes their place, in order
             holders = [p for p in ordered[:CAPACITY]]
             paid = set(p["id"] for p in rng.sample(holders, CAPACITY // 3))
@@ -60,7 +64,9 @@ class ConcurrencyTest(unittest.TestCase):
             expected_served = CAPACITY - len(paid)
             self.assertEqual([p["status"] for p in served[:expected_served]],
                              ["held"] * expected_served)
-            self.assertTrue(all(p["status"] == "rejected" and p["reason"] == "sold_out"
+            # Paid tickets left the line's budget: those no longer kept are told line_full (not
+            # sold_out: tickets are still held, and may come back).
+            self.assertTrue(all(p["status"] == "rejected" and p["reason"] == "line_full"
                                 for p in served[expected_served:]))
             status, event, _ = client.request("GET", "/v1/events/ev-rush")
             cat = event["categories"][0]

@@ -53,15 +53,22 @@ def read(path):
         return f.read()
 
 
+COMMANDS = ("serve", "gateway", "worker", "migrate", "audit", "token")
+
+
+def all_help():
+    """The --help of every command: each lists only the options it reads."""
+    return "".join(subprocess.run([BIN, command, "--help"], capture_output=True, text=True,
+                                  timeout=30).stdout for command in COMMANDS)
+
+
 def known_variables():
-    run = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=30)
-    return set(re.findall(r"\bCATRACA_[A-Z0-9_]+\b", run.stdout + run.stderr))
+    return set(re.findall(r"\bCATRACA_[A-Z0-9_]+\b", all_help()))
 
 
 def option_default(variable):
-    """The default `catraca serve --help` prints for an option, as an integer."""
-    run = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=30)
-    line = next(line for line in run.stdout.splitlines() if variable in line)
+    """The default `catraca COMMAND --help` prints for an option, as an integer."""
+    line = next(line for line in all_help().splitlines() if variable in line)
     return int(re.search(r"\(default (\d+)", line).group(1))
 
 

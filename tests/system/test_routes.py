@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from catraca import ADMIN, Server, buy, create_event, token
+from catraca import ADMIN, Server, buy, create_event, demo_server, token
 
 
 def raw_request(port, data, timeout=10):
@@ -68,7 +68,7 @@ class RouteTableTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.server = Server()  # --demo on, --challenge off
+        cls.server = Server()  # --demo off (demo routes: demo_server()), --challenge off
         cls.c = cls.server.client()
         create_event(cls.c, "ev-routes", (5,))
         _, cls.purchase, _ = buy(cls.c, "ev-routes", "r1")
@@ -95,7 +95,9 @@ class RouteTableTest(unittest.TestCase):
                  ("GET", "/v1/demo/token", "POST"), ("OPTIONS", "/v1/events", "GET, HEAD, POST")]
         for method, path, allow in cases:
             with self.subTest(method=method, path=path):
-                status, headers, body = self.send(method, path)
+                port = demo_server().port if "/demo/" in path else self.server.port
+                status, headers, body = raw_request(port, request_bytes(method, path.encode(), (),
+                                                                        b""))
                 assert_error(self, status, json.loads(body), 405, "invalid_request")
                 self.assertEqual(headers.get("allow"), allow)
 
@@ -205,7 +207,8 @@ class MediaTypeTest(unittest.TestCase):
         headers = [("Authorization", b"Bearer " + tok.encode())] if tok else []
         if content_type is not None:
             headers.append(("Content-Type", content_type))
-        status, _, answer = raw_request(self.server.port,
+        port = demo_server().port if path.startswith("/v1/demo/") else self.server.port
+        status, _, answer = raw_request(port,
                                         request_bytes("POST", path.encode(), headers, body))
         return status, json.loads(answer) if answer else None
 
@@ -266,7 +269,7 @@ class WalkthroughTest(unittest.TestCase):
 
     @unittest.skipUnless(shutil.which("curl"), "curl is not installed")
     def test_home_page_walkthrough(self):
-        server = Server()
+        server = Server(demo=True)
         try:
             client = server.client()
             status, page, _ = client.request("GET", "/")
@@ -282,7 +285,7 @@ class WalkthroughTest(unittest.TestCase):
             text = re.search(r"<<'TEXT'\n(.*)\nTEXT\n", f.read(), re.S)[1]
         commands = "\n".join(line.strip() for line in text.splitlines()
                               if line.strip().startswith(("T=", "curl")))
-        server = Server()
+        server = Server(demo=True)
         try:
             self.run_walkthrough(server, commands)
         finally:

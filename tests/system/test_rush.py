@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from catraca import BIN, SECRET, Server, seed_from_env
 
+WRONG_SECRET = "not-the-secret-of-the-server-but-long-enough-0123"
+
 ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=1")
 
 
@@ -43,12 +45,18 @@ class RehearsalTest(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def test_rehearsal_passes_and_audits_clean(self):
+        self.rehearse("unbounded")
+
+    def test_bounded_line_rehearsal_passes_and_audits_clean(self):
+        self.rehearse("bounded")
+
+    def rehearse(self, line_policy):
         report_path = os.path.join(self.tmp, "report.json")
         code, out, err = rush(self.server.port, "--jwt-secret", SECRET, "--buyers", "3000",
                               "--tickets", "500", "--categories", "2", "--confirm", "0.5",
                               "--cancel", "0.1", "--pay-delay-ms", "10-50", "--hold-seconds", "2",
                               "--connections", "128", "--seed", str(self.seed), "--max-seconds",
-                              "240", "--json", report_path)
+                              "240", "--line-policy", line_policy, "--json", report_path)
         self.assertEqual(code, 0, out + err)
         self.assertIn("result   PASS", out)
         with open(report_path) as f:
@@ -68,8 +76,19 @@ class RehearsalTest(unittest.TestCase):
                              category["capacity"])
         # Rush was the only buyer and everything is final: what it saw confirmed is what sold.
         self.assertEqual(report["final"]["confirmed"], sold)
-        self.assertGreater(report["final"]["rejected"], 0)
-        self.assertEqual(report["rejected"]["sold_out"], report["final"]["rejected"])
+        self.assertEqual(report["line_policy"], line_policy)
+        # Issue 16: never "sold out" while a ticket is left.
+        self.assertEqual(report["unsold_while_sold_out"], 0)
+        if line_policy == "unbounded":
+            # Every request that could still be served waited: the only rejection is the
+            # true sold_out, once every ticket is sold.
+            self.assertEqual(report["rejected"]["sold_out"], report["final"]["rejected"])
+            if report["final"]["rejected"] > 0:
+                self.assertEqual(sold, 500)
+        else:
+            self.assertGreater(report["final"]["rejected"], 0)
+            self.assertEqual(report["rejected"]["sold_out"] + report["rejected"]["line_full"],
+                             report["final"]["rejected"])
         self.assertGreater(report["latency"]["accept"]["count"], 0)
         self.assertEqual(report["latency"]["accept"]["from"], "sent")
         self.assertNotIn("send_lag", report["latency"])
@@ -163,7 +182,7 @@ class FailingRunsTest(unittest.TestCase):
 
     def test_wrong_secret_is_refused_and_fails(self):
         """Tokens the server does not accept: set-up cannot even create the event."""
-        code, out, err = rush(self.server.port, "--jwt-secret", "not-the-secret", "--buyers", "5")
+        code, out, err = rush(self.server.port, "--jwt-secret", WRONG_SECRET, "--buyers", "5")
         self.assertEqual(code, 3, out + err)
         self.assertIn("401", err)
 
@@ -172,7 +191,7 @@ class DemoTest(unittest.TestCase):
     """--demo: tokens from POST /v1/demo/token; --rate paces the purchases."""
 
     def test_demo_tokens_and_rate(self):
-        server = Server()  # --demo on
+        server = Server(demo=True)
         try:
             started = time.time()
             code, out, err = rush(server.port, "--demo", "--buyers", "300", "--tickets", "60",
@@ -208,7 +227,7 @@ class FixedRateTest(unittest.TestCase):
 
     def test_fixed_rate_with_payments_and_cancellations(self):
         seed = seed_from_env("rush fixed rate")
-        server = Server("--header-timeout-ms", "1000")  # --demo on
+        server = Server("--header-timeout-ms", "1000", demo=True)
         tmp = tempfile.mkdtemp(prefix="catraca-rush-")
         try:
             report_path = os.path.join(tmp, "report.json")
@@ -294,16 +313,20 @@ class LyingServer:
         self.httpd.server_close()
 
     def event(self, event_id):
+        sold = self.capacity // 2 if self.mode == "false_sold_out" else self.capacity
         return {"id": event_id, "name": "liar", "state": "open", "hold_seconds": 60,
                 "per_customer_limit": 4,
                 "categories": [{"id": "c0", "name": "c0", "price_cents": 1, "capacity": self.capacity,
-                                "available": 0, "held": 0, "sold": self.capacity, "waiting": 0}],
+                                "available": self.capacity - sold, "held": 0, "sold": sold,
+                                "waiting": 0}],
                 "queue": {"pending": 0}}
 
     def decide(self, n):
         """The first decision of arrival n (0-based)."""
         if self.mode == "honest":
             return "held" if n < self.capacity else "rejected"
+        if self.mode == "false_sold_out":  # half the tickets never offered: "sold out"
+            return "held" if n < self.capacity // 2 else "rejected"
         if self.mode == "oversell" or n >= self.buyers - self.capacity:
             return "held"
         return "rejected"
@@ -349,7 +372,7 @@ class ChecksFailTest(unittest.TestCase):
         liar = LyingServer(mode, buyers=40, capacity=10)
         try:
             report_path = tempfile.mktemp(prefix="catraca-rush-", suffix=".json")
-            code, out, err = rush(liar.port, "--jwt-secret", "x", "--buyers", "40", "--tickets",
+            code, out, err = rush(liar.port, "--jwt-secret", SECRET, "--buyers", "40", "--tickets",
                                   "10", "--categories", "1", "--confirm", "1", "--cancel", "0",
                                   "--pay-delay-ms", "0-5", "--connections", "4", "--max-seconds",
                                   "60", "--json", report_path, timeout=120)
@@ -367,6 +390,15 @@ class ChecksFailTest(unittest.TestCase):
         self.assertIn("answered confirmed", report["checks"]["no_oversell"]["detail"])
         self.assertEqual(report["final"]["confirmed"], 40)
         self.assertTrue(report["checks"]["all_final"]["pass"])
+
+    def test_sold_out_with_tickets_left_is_caught(self):
+        code, out, report = self.run_against("false_sold_out")
+        self.assertEqual(code, 1, out)
+        self.assertTrue(report["checks"]["no_oversell"]["pass"], report["checks"])
+        self.assertTrue(report["checks"]["fifo"]["pass"], report["checks"])
+        self.assertFalse(report["checks"]["honest_sold_out"]["pass"], report["checks"])
+        self.assertEqual(report["unsold_while_sold_out"], 5)
+        self.assertIn("5 tickets unsold while buyers were told sold_out", out)
 
     def test_unfair_order_is_caught(self):
         code, out, report = self.run_against("unfair")
@@ -386,7 +418,7 @@ class CoordinatedOmissionTest(unittest.TestCase):
         liar = LyingServer("honest", buyers=40, capacity=40, purchase_delay_s=0.02)
         try:
             report_path = tempfile.mktemp(prefix="catraca-rush-", suffix=".json")
-            code, out, err = rush(liar.port, "--jwt-secret", "x", "--buyers", "40", "--tickets",
+            code, out, err = rush(liar.port, "--jwt-secret", SECRET, "--buyers", "40", "--tickets",
                                   "40", "--categories", "1", "--confirm", "1", "--cancel", "0",
                                   "--pay-delay-ms", "0-5", "--connections", "1", "--rate",
                                   "1000", "--max-seconds", "60", "--json", report_path,
@@ -422,7 +454,10 @@ class UsageTest(unittest.TestCase):
         for args in (
             [],  # no --url
             ["--url", "http://127.0.0.1:1"],  # neither --demo nor --jwt-secret
-            ["--url", "http://127.0.0.1:1", "--demo", "--jwt-secret", "s"],
+            ["--url", "http://127.0.0.1:1", "--demo", "--jwt-secret", SECRET],
+            ["--url", "http://127.0.0.1:1", "--jwt-secret", "short"],  # under 32 bytes
+            ["--url", "http://127.0.0.1:1", "--jwt-secret", SECRET, "--jwt-secret-file", "/f"],
+            ["--url", "http://127.0.0.1:1", "--jwt-secret-file", "/nonexistent/secret"],
             ["--url", "http://127.0.0.1:1", "--demo", "--confirm", "1.5"],
             ["--url", "http://127.0.0.1:1", "--demo", "--confirm", "0.7", "--cancel", "0.4"],
             ["--url", "http://127.0.0.1:1", "--demo", "--buyers", "0"],
@@ -446,9 +481,27 @@ class UsageTest(unittest.TestCase):
         self.assertIn("--healthz-only", out)
 
     def test_no_server_is_not_run(self):
-        code, out, err = self.run_usage("--url", "http://127.0.0.1:1", "--jwt-secret", "s",
+        code, out, err = self.run_usage("--url", "http://127.0.0.1:1", "--jwt-secret", SECRET,
                                         "--buyers", "3")
         self.assertEqual(code, 3, (out, err))
+
+    def test_secret_from_a_file(self):
+        """--jwt-secret-file: one trailing newline ignored; a weak secret refused unechoed."""
+        with tempfile.NamedTemporaryFile("w", suffix=".secret") as f:
+            f.write("change-me\n")
+            f.flush()
+            code, out, err = self.run_usage("--url", "http://127.0.0.1:1", "--jwt-secret-file",
+                                            f.name)
+            self.assertEqual(code, 2, (out, err))
+            self.assertIn("shorter than 32 bytes", err)
+            self.assertNotIn("change-me", err)
+            f.seek(0)
+            f.truncate()
+            f.write(SECRET + "\n")
+            f.flush()
+            code, out, err = self.run_usage("--url", "http://127.0.0.1:1", "--jwt-secret-file",
+                                            f.name, "--buyers", "3")
+            self.assertEqual(code, 3, (out, err))  # accepted; then no server answers
 
 
 if __name__ == "__main__":

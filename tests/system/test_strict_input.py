@@ -7,7 +7,8 @@ import json
 import time
 import unittest
 
-from catraca import ADMIN, SECRET, Server, b64url, buy, create_event, token, wait_status
+from catraca import (ADMIN, SECRET, Server, b64url, buy, create_event, demo_server, token,
+                     wait_status)
 
 
 def assert_error(test, status, answer, want_status, want_code):
@@ -163,11 +164,12 @@ class StrictInputTest(unittest.TestCase):
         assert_error(self, status, answer, 400, "invalid_request")
 
     def test_demo_token_body_is_read_strictly(self):
+        c = demo_server().client()
         for raw in (b'{"customer":"c1\\u0000x"}', b'{"customer":"a","customer":"b"}',
                     b'{"customer":"c1"} x', b'{"customer":"c1","role":"admin\\n"}'):
-            status, answer, _ = self.c.request("POST", "/v1/demo/token", raw=raw)
+            status, answer, _ = c.request("POST", "/v1/demo/token", raw=raw)
             assert_error(self, status, answer, 400, "invalid_request")
-        status, answer, _ = self.c.request("POST", "/v1/demo/token", {"customer": "c1"})
+        status, answer, _ = c.request("POST", "/v1/demo/token", {"customer": "c1"})
         self.assertEqual(status, 200, answer)
 
 

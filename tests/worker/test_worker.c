@@ -23,6 +23,7 @@
 
 #include "core/codec.h"
 #include "core/error.h"
+#include "worker/commit_wire.h"
 #include "worker/worker.h"
 
 #define ENTRIES_MAX 4096
@@ -76,8 +77,7 @@ static int mlog_read(void *context, const char *event, struct log_seq after,
     return 0;
 }
 
-static int mlog_count_after(void *context, const char *event, struct log_seq after,
-                            uint64_t *count)
+static int mlog_count_after(void *context, const char *event, struct log_seq after, uint64_t *count)
 {
     struct memory_log *log = context;
     (void)event;
@@ -103,12 +103,11 @@ static void noop_close(void *context)
     (void)context;
 }
 
-static const struct log_ops memory_log_ops = {
-    .append = mlog_append,
-    .read = mlog_read,
-    .count_after = mlog_count_after,
-    .list_partitions = mlog_list,
-    .close = noop_close};
+static const struct log_ops memory_log_ops = {.append = mlog_append,
+                                              .read = mlog_read,
+                                              .count_after = mlog_count_after,
+                                              .list_partitions = mlog_list,
+                                              .close = noop_close};
 
 /* ---- in-memory store ---------------------------------------------------------------------- */
 
@@ -534,10 +533,57 @@ static void test_reports_the_log_lag_of_partitions_decided_here(void **state)
     worker_stop(worker);
 }
 
+/* A commit message carries the late payment and the line facts of each row (format 2). */
+static struct store_purchase decoded_row;
+static size_t decoded_rows;
+
+static void keep_first_row(void *context, const struct worker_commit *commit)
+{
+    (void)context;
+    decoded_rows = commit->purchase_count;
+    if (commit->purchase_count > 0)
+        decoded_row = commit->purchases[0];
+}
+
+static void test_commit_wire_carries_refunds_and_line_facts(void **state)
+{
+    (void)state;
+    struct store_purchase row = {.purchase_id = 42,
+                                 .quantity = 3,
+                                 .status = ENGINE_STATUS_EXPIRED,
+                                 .is_refund_due = true,
+                                 .ahead = 17,
+                                 .line = {.is_known = true,
+                                          .available = 1,
+                                          .held = 2,
+                                          .sold = 3,
+                                          .returned = 4,
+                                          .hold_ms = 600000}};
+    strcpy(row.event, "ev");
+    strcpy(row.payment_ref, "psp_late");
+    struct worker_commit commit = {.event = "ev", .purchases = &row, .purchase_count = 1};
+    static uint8_t buffer[4096];
+    size_t length = 0;
+    assert_true(commit_wire_size_max(&commit) <= sizeof(buffer));
+    assert_int_equal(commit_wire_encode(&commit, buffer, sizeof(buffer), &length), 0);
+    assert_int_equal(commit_wire_decode(buffer, length, keep_first_row, NULL), 0);
+    assert_int_equal(decoded_rows, 1);
+    assert_true(decoded_row.is_refund_due);
+    assert_string_equal(decoded_row.payment_ref, "psp_late");
+    assert_int_equal(decoded_row.ahead, 17);
+    assert_true(decoded_row.line.is_known && decoded_row.line.returned == 4);
+    assert_int_equal(decoded_row.line.hold_ms, 600000);
+    for (size_t cut = 0; cut < length; cut++)
+        assert_int_not_equal(commit_wire_decode(buffer, cut, keep_first_row, NULL), 0);
+    buffer[0] = 1; /* the format before refunds */
+    assert_int_equal(commit_wire_decode(buffer, length, keep_first_row, NULL), CATRACA_E_VERSION);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_decides_in_order_exactly_once, setup),
+        cmocka_unit_test(test_commit_wire_carries_refunds_and_line_facts),
         cmocka_unit_test_setup(test_commit_failure_and_restart_apply_each_entry_once, setup),
         cmocka_unit_test_setup(test_holds_expire_without_traffic, setup),
         cmocka_unit_test_setup(test_reports_the_log_lag_of_partitions_decided_here, setup),
