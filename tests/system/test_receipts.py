@@ -18,7 +18,8 @@ import tempfile
 import unittest
 import urllib.request
 
-from catraca import BIN, Server, buy, create_event, seed_from_env
+from catraca import (BIN, FINAL, PAYMENTS, Server, buy, create_event, seed_from_env, token,
+                     wait_status)
 
 PURCHASES = 12
 
@@ -308,6 +309,60 @@ class EmbeddedReceiptsTest(unittest.TestCase, ReceiptChecks):
         self.assertEqual(code, 1, out)
         self.assertRegex(out, r"head .*head.json .*: DIFFERENCE")
         self.assertEqual(self.receipt_verdicts(out), {a - 1: False, a: True, b: True}, out)
+
+
+class HonestLineEntriesTest(unittest.TestCase):
+    def test_leaving_the_line_and_paying_late_are_leaves_like_any_entry(self):
+        """The honest line's log entries (an unbounded event, a waiting buyer's cancel, a
+        confirm after expiry) are in the tree: receipts on both sides of them verify and audit
+        CLEAN, and the head counts every entry."""
+        server = Server()
+        directory = tempfile.mkdtemp(prefix="catraca-receipts-line-")
+        try:
+            c = server.client()
+            create_event(c, "ev-line", (1,), hold_seconds=1, limit=4, line_policy="unbounded")
+            answers = {}
+            for customer in ("l1", "l2", "l3"):
+                status, body, _ = buy(c, "ev-line", customer)
+                self.assertEqual(status, 202, body)
+                answers[customer] = body
+            third = answers["l3"]["id"]
+            wait_status(c, third, "l3", lambda s: s == "waiting")
+            status, left, _ = c.request("DELETE", f"/v1/purchases/{third}", tok=token("l3"))
+            self.assertEqual((status, left["status"]), (200, "cancelled"), left)
+            first = answers["l1"]["id"]
+            self.assertEqual(wait_status(c, first, "l1", lambda s: s in FINAL)["status"],
+                             "expired")
+            status, late, _ = c.request("POST", f"/v1/purchases/{first}/confirm",
+                                        {"payment_ref": "late"}, PAYMENTS())
+            self.assertEqual((status, late["error"]["reason"]), (409, "refund_due"), late)
+            status, body, _ = buy(c, "ev-line", "l4")
+            self.assertEqual(status, 202, body)
+            answers["l4"] = body
+            receipts = [answers[k]["receipt"] for k in ("l1", "l2", "l3", "l4")]
+            # create, three purchases, the cancel, the late confirm, the fourth purchase
+            self.assertGreaterEqual(receipts[-1]["leaf_index"], 6, receipts[-1])
+            status, head, _ = c.request("GET", "/v1/events/ev-line/log")
+            self.assertEqual(status, 200, head)
+            self.assertGreaterEqual(head["tree_size"], receipts[-1]["tree_size"])
+            c.close()
+            files = []
+            for n, r in enumerate(receipts):
+                files.append(os.path.join(directory, f"receipt-{n}.json"))
+                with open(files[-1], "w") as f:
+                    json.dump(r, f)
+                code, out = verify(files[-1], server.port)
+                self.assertEqual(code, 0, out)
+                self.assertIn("VERIFIED", out)
+            args = ["audit", "--data", server.data]
+            for path in files:
+                args += ["--receipt", path]
+            code, out = run(*args)
+            self.assertEqual(code, 0, out)
+            self.assertIn("checked against the log: CLEAN", out)
+        finally:
+            server.close()
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 class TreeBoundTest(unittest.TestCase):
