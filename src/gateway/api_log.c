@@ -203,8 +203,16 @@ void api_log_inclusion(struct route_context *c)
         return;
     }
     uint64_t tree_size = 0;
-    if (!query_integer(c, "tree_size", 0, &tree_size))
+    if (!query_integer(c, "tree_size", UINT64_MAX, &tree_size))
         return;
+    /* receipts_inclusion() reads tree_size 0 as "the current size": a given 0 is out of range. */
+    if (tree_size == 0) {
+        api_reply_error(c, 400, "invalid_request",
+                        "tree_size must cover the entry and be at most the log's size", NULL);
+        return;
+    }
+    if (tree_size == UINT64_MAX)
+        tree_size = 0;
     struct receipts_inclusion *proof = malloc(sizeof(*proof));
     if (proof == NULL) {
         api_reply_error(c, 503, "unavailable", "out of memory", NULL);
@@ -238,8 +246,16 @@ void api_log_consistency(struct route_context *c)
     if (!log_is_published(c))
         return;
     uint64_t first = 0, second = 0, second_used = 0;
-    if (!query_integer(c, "first", 0, &first) || !query_integer(c, "second", 0, &second))
+    if (!query_integer(c, "first", 0, &first) || !query_integer(c, "second", UINT64_MAX, &second))
         return;
+    /* receipts_consistency() reads second 0 as "the current size": a given 0 is out of range. */
+    if (second == 0) {
+        api_reply_error(c, 400, "invalid_request", "need 1 <= first <= second <= the log's size",
+                        NULL);
+        return;
+    }
+    if (second == UINT64_MAX)
+        second = 0;
     merkle_hash path[MERKLE_PROOF_MAX];
     size_t count = 0;
     int error = receipts_consistency(c->api->receipts, c->segments[2], first, second, &second_used,

@@ -235,6 +235,8 @@ class EmbeddedReceiptsTest(unittest.TestCase, ReceiptChecks):
         for bad in ("/v1/events/ev-r/log/inclusion?seq=nope", "/v1/events/ev-r/log/inclusion",
                     f"/v1/events/ev-r/log/inclusion?seq={r['seq']}&tree_size={r['leaf_index']}",
                     "/v1/events/ev-r/log/consistency?first=0",
+                    "/v1/events/ev-r/log/consistency?first=1&second=0",
+                    f"/v1/events/ev-r/log/inclusion?seq={r['seq']}&tree_size=0",
                     "/v1/events/ev-r/log/consistency?first=3&second=999999"):
             status, answer, _ = c.request("GET", bad)
             self.assertEqual(status, 400, (bad, answer))
