@@ -473,7 +473,13 @@ static int check_together(struct config *c, unsigned command, const char *comman
     if (check_switch("demo", c->demo, &c->is_demo) != 0 ||
         check_switch("demo-public", c->demo_public, &c->is_demo_public) != 0 ||
         check_switch("challenge", c->challenge, &c->is_challenge_on) != 0 ||
-        check_switch("access-log", c->access_log, &c->is_access_log) != 0)
+        check_switch("access-log", c->access_log, &c->is_access_log) != 0 ||
+        check_switch("receipts", c->receipts, &c->is_receipts_on) != 0)
+        return -1;
+    /* The gateway reads no --data: its default key is under the default data directory. */
+    if (c->receipt_key[0] == '\0' &&
+        snprintf(c->receipt_key, sizeof(c->receipt_key), "%.200s/receipt-key.pem", c->data) >=
+            (int)sizeof(c->receipt_key))
         return -1;
     if (strcmp(c->log_format, "logfmt") != 0 && strcmp(c->log_format, "json") != 0) {
         fprintf(stderr, "catraca %s: --log-format must be logfmt or json\n", command_name);

@@ -129,7 +129,12 @@ enum config_command {
     X(sentry_environment, "sentry-environment", "CATRACA_SENTRY_ENVIRONMENT", "production",        \
       CMD_LOGGERS, "Sentry: the environment events are tagged with")                               \
     X(sentry_spool, "sentry-spool", "CATRACA_SENTRY_SPOOL", "", CMD_LOGGERS,                       \
-      "Sentry: file a crash report is written to, sent at next start (default: in --data)")
+      "Sentry: file a crash report is written to, sent at next start (default: in --data)")         \
+    X(receipts, "receipts", "CATRACA_RECEIPTS", "on", CMD_API,                                     \
+      "signed receipts on every 202 and the log's Merkle tree: on, off")                           \
+    X(receipt_key, "receipt-key", "CATRACA_RECEIPT_KEY", "", CMD_API | CMD_AUDIT,                  \
+      "Ed25519 key (PEM) signing receipts (audit: checking them); default DATA/receipt-key.pem, "  \
+      "made if absent; gateways of one system share one file")
 
 /* Where an option's value came from; a higher source overrides a lower one. */
 enum config_source {
@@ -161,6 +166,7 @@ struct config {
     bool is_demo_public;
     bool is_challenge_on;
     bool is_access_log;
+    bool is_receipts_on;
     /* The HS256 secret the command uses (serve and gateway outside demo mode, token): from
      * --jwt-secret or --jwt-secret-file, whichever has the higher source; checked by
      * jwt_secret_weakness(). Empty otherwise (demo mode draws its own). */

@@ -88,6 +88,13 @@ static int gateway_open_log(void *context, bool is_appender, struct catraca_log 
     return log_redis_open(&options, out);
 }
 
+static int gateway_open_log_reader(void *context, struct catraca_log *out)
+{
+    const struct config *config = context;
+    struct log_redis_options options = redis_options(config, API_LOG_TREE_READ_MAX, false);
+    return log_redis_open(&options, out);
+}
+
 static int gateway_open_store(void *context, struct catraca_store *out)
 {
     const struct config *config = context;
@@ -141,8 +148,10 @@ int gateway_run(const struct config *config)
     if (check_schema(config) != 0)
         return 1;
     service_block_stop_signals(); /* before the first thread */
-    struct api_backend backend = {
-        .open_log = gateway_open_log, .open_store = gateway_open_store, .context = (void *)config};
+    struct api_backend backend = {.open_log = gateway_open_log,
+                                  .open_store = gateway_open_store,
+                                  .open_log_reader = gateway_open_log_reader,
+                                  .context = (void *)config};
     struct api_config api_config;
     service_api_config(config, &backend, secret, secret_length, &api_config);
     api_config.listen_host = host;

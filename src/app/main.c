@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "app/audit.h"
+#include "app/audit_tree.h"
+#include "app/verify.h"
 #include "app/config.h"
 #include "app/sentry.h"
 #include "app/service.h"
@@ -60,10 +62,62 @@ void service_wait_for_stop(void)
         continue;
 }
 
-static int audit_command(const struct config *config)
+static void audit_help(void)
 {
-    return audit_run(config->data, (uint32_t)config->purchases_max,
-                     (uint32_t)config->customers_max);
+    printf("usage: catraca audit --data DIR [--receipt FILE]... [--head FILE]... [options]\n\n"
+           "Replays every event's log and compares every stored decision; rebuilds each log's\n"
+           "Merkle tree and checks saved receipts and signed tree heads against it.\n\n"
+           "  --%-26s %s\n  --%-26s %s\n",
+           "receipt FILE", "a receipt, or the 202 body that carried it (repeatable)",
+           "head FILE", "a signed tree head from GET /v1/events/{event}/log (repeatable)");
+    config_print_options(stdout, CMD_AUDIT);
+}
+
+/* `--receipt FILE` and `--head FILE` (repeatable) are audit's own: taken out before the
+ * options of the table. 0 when all agree, 1 on a difference, 2 when it could not check. */
+static int audit_main(int argc, char **argv)
+{
+    struct audit_tree_files files = {.receipts = calloc((size_t)argc, sizeof(char *)),
+                                     .heads = calloc((size_t)argc, sizeof(char *))};
+    char **rest = calloc((size_t)argc, sizeof(char *));
+    int result = 2;
+    if (files.receipts == NULL || files.heads == NULL || rest == NULL)
+        goto done;
+    int rest_count = 0;
+    for (int i = 0; i < argc; i++) {
+        if (i >= 2 && (strcmp(argv[i], "--receipt") == 0 || strcmp(argv[i], "--head") == 0)) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "catraca audit: %s needs a FILE\n", argv[i]);
+                goto done;
+            }
+            if (argv[i][2] == 'r')
+                files.receipts[files.receipt_count++] = argv[++i];
+            else
+                files.heads[files.head_count++] = argv[++i];
+            continue;
+        }
+        if (i >= 2 && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)) {
+            audit_help();
+            result = 0;
+            goto done;
+        }
+        rest[rest_count++] = argv[i];
+    }
+    struct config config;
+    int parsed = config_parse(&config, rest_count, rest, 2, CMD_AUDIT, "audit");
+    if (parsed != 0) {
+        result = parsed > 0 ? 0 : 2;
+        goto done;
+    }
+    int replayed =
+        audit_run(config.data, (uint32_t)config.purchases_max, (uint32_t)config.customers_max);
+    int tree = audit_tree_run(config.data, config.receipt_key, &files);
+    result = replayed == 2 || tree == 2 ? 2 : replayed > tree ? replayed : tree;
+done:
+    free(files.receipts);
+    free(files.heads);
+    free(rest);
+    return result;
 }
 
 static void usage(FILE *out)
@@ -75,8 +129,14 @@ static void usage(FILE *out)
                  "                                 decides the partitions it holds leases for\n"
                  "       catraca migrate --postgres CONNINFO\n"
                  "                                 applies the database schema migrations\n"
-                 "       catraca audit --data DIR  replay every event's log and compare every "
-                 "stored decision\n"
+                 "       catraca audit --data DIR [--receipt FILE]... [--head FILE]...\n"
+                 "                                 replay every event's log, compare every "
+                 "stored decision,\n"
+                 "                                 rebuild its Merkle tree, check receipts "
+                 "against it\n"
+                 "       catraca verify RECEIPT_FILE --url URL\n"
+                 "                                 check a purchase receipt against the "
+                 "published log\n"
                  "       catraca token --subject ID --role ROLE [--lifetime 1h]\n"
                  "                                 mint a JWT with CATRACA_JWT_SECRET or "
                  "--jwt-secret-file\n"
@@ -164,6 +224,15 @@ static int sqlite_open_log(void *context, bool is_appender, struct catraca_log *
     return log_sqlite_open(backend->paths->log, &options, out);
 }
 
+static int sqlite_open_log_reader(void *context, struct catraca_log *out)
+{
+    const struct sqlite_backend *backend = context;
+    struct log_sqlite_options options = {.is_synchronous_full = backend->is_synchronous_full,
+                                         .busy_timeout_ms = 5000,
+                                         .read_max = API_LOG_TREE_READ_MAX};
+    return log_sqlite_open(backend->paths->log, &options, out);
+}
+
 static int sqlite_open_store(void *context, struct catraca_store *out)
 {
     const struct sqlite_backend *backend = context;
@@ -189,8 +258,10 @@ static int serve(const struct config *config)
     sqlite_paths_of(config->data, &paths);
     struct sqlite_backend backend = {.paths = &paths,
                                      .is_synchronous_full = strcmp(config->sync, "full") == 0};
-    struct api_backend api_backend = {
-        .open_log = sqlite_open_log, .open_store = sqlite_open_store, .context = &backend};
+    struct api_backend api_backend = {.open_log = sqlite_open_log,
+                                      .open_store = sqlite_open_store,
+                                      .open_log_reader = sqlite_open_log_reader,
+                                      .context = &backend};
     struct api_config api_config;
     service_api_config(config, &api_backend, secret, secret_length, &api_config);
     api_config.listen_host = host;
@@ -260,6 +331,10 @@ void service_api_config(const struct config *config, const struct api_backend *b
         .challenge_max_number = (uint32_t)config->challenge_max_number,
         .challenge_ttl_s = config->challenge_ttl_s,
         .challenge_replay_max = (uint32_t)config->challenge_replay_max,
+        .receipt_key_path = config->is_receipts_on ? config->receipt_key : NULL,
+        .may_create_receipt_key = true,
+        /* Log entries per event: a purchase, its confirm or cancel, and the clock's ticks. */
+        .receipt_leaves_max = 2 * (uint64_t)config->purchases_max,
         .payment_url = config->payment_url[0] != '\0' ? config->payment_url : NULL,
         .version = CATRACA_VERSION,
         .is_tls = config->tls_cert[0] != '\0',
@@ -385,6 +460,10 @@ int main(int argc, char **argv)
         return rush_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "token") == 0)
         return token_main(argc, argv);
+    if (strcmp(argv[1], "verify") == 0)
+        return verify_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "audit") == 0)
+        return audit_main(argc, argv);
     static const struct {
         const char *name;
         unsigned bit;
@@ -392,8 +471,7 @@ int main(int argc, char **argv)
     } commands[] = {{"serve", CMD_SERVE, serve},
                     {"gateway", CMD_GATEWAY, gateway_run},
                     {"worker", CMD_WORKER, worker_run},
-                    {"migrate", CMD_MIGRATE, migrate_run},
-                    {"audit", CMD_AUDIT, audit_command}};
+                    {"migrate", CMD_MIGRATE, migrate_run}};
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(argv[1], commands[i].name) != 0)
             continue;

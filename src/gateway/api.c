@@ -129,6 +129,45 @@ static void wake_worker(void *context)
         worker_wake(worker);
 }
 
+static int open_receipts_log(void *context, struct catraca_log *out)
+{
+    const struct api_backend *backend = context;
+    if (backend->open_log_reader != NULL)
+        return backend->open_log_reader(backend->context, out);
+    return backend->open_log(backend->context, false, out);
+}
+
+static int start_receipts(struct api *api)
+{
+    EVP_PKEY *key =
+        receipt_key_load(api->config.receipt_key_path, api->config.may_create_receipt_key);
+    if (key == NULL)
+        return CATRACA_E_INVALID;
+    struct receipts_config config = {.key = key,
+                                     .events_max = api->config.events_max,
+                                     .leaves_max = api->config.receipt_leaves_max > 0
+                                                       ? api->config.receipt_leaves_max
+                                                       : API_RECEIPT_TREE_LEAVES_MAX,
+                                     .open_log = open_receipts_log,
+                                     .context = &api->config.backend};
+    int error = receipts_start(&config, &api->receipts);
+    if (error != 0) {
+        EVP_PKEY_free(key);
+        return error;
+    }
+    uint32_t threads =
+        api->config.threads < SIGNER_THREADS_MAX ? api->config.threads : SIGNER_THREADS_MAX;
+    struct signer_config signer = {.key = key,
+                                   .threads = threads > 0 ? threads : 1,
+                                   .queue_max = api->config.queue_max < API_SIGNER_QUEUE_MAX
+                                                    ? api->config.queue_max
+                                                    : API_SIGNER_QUEUE_MAX,
+                                   .done = api_log_on_signed,
+                                   .before_batch = http_defer_wakeups,
+                                   .after_batch = http_flush_wakeups};
+    return signer_start(&signer, &api->signer);
+}
+
 int api_start(const struct api_config *config, struct api **out)
 {
     assert(api_router_validate());
@@ -168,6 +207,8 @@ int api_start(const struct api_config *config, struct api **out)
         error =
             limits_batch_start(config->shared_limits_redis_url, config->shared_limits_timeout_ms,
                                config->queue_max, api_pending_on_limits, &api->limits_batch);
+    if (error == 0 && config->receipt_key_path != NULL)
+        error = start_receipts(api);
     for (uint32_t i = 0; error == 0 && i < appender.threads; i++)
         error = config->backend.open_log(config->backend.context, true, &appender.logs[i]);
     if (error == 0)
@@ -207,6 +248,8 @@ void api_drain(struct api *api)
         logline(LOGLINE_WARN, "api", "shared limit checks still pending after 10 s", NULL);
     if (appender_drain(api->appender, DRAIN_APPEND_WAIT_MS) != 0)
         logline(LOGLINE_WARN, "api", "log appends still pending after 10 s", NULL);
+    if (api->signer != NULL && signer_drain(api->signer, DRAIN_APPEND_WAIT_MS) != 0)
+        logline(LOGLINE_WARN, "api", "receipts still unsigned after 10 s", NULL);
     pthread_mutex_lock(&api->queue_mutex);
     api->drain_started_ms = clock_wall_ms();
     pthread_cond_signal(&api->queue_wake);
@@ -226,6 +269,7 @@ void api_stop(struct api *api)
 {
     limits_batch_stop(api->limits_batch); /* before the appender it submits to */
     appender_stop(api->appender);
+    signer_stop(api->signer); /* after the appender: it answers what the last commit handed over */
     pthread_mutex_lock(&api->queue_mutex);
     api->is_stopping = true;
     pthread_cond_signal(&api->queue_wake);
@@ -244,6 +288,7 @@ void api_stop(struct api *api)
     ratelimit_destroy(&api->ip_limit);
     waiters_destroy(&api->waiters);
     recent_destroy(&api->recent);
+    receipts_stop(api->receipts);
     free(api->heap);
     free(api);
 }

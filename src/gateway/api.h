@@ -28,8 +28,14 @@
 struct api_backend {
     int (*open_log)(void *context, bool is_appender, struct catraca_log *out);
     int (*open_store)(void *context, struct catraca_store *out);
+    /* The receipts' reader of whole runs of entries (read_max API_LOG_TREE_READ_MAX); NULL:
+     * open_log(context, false, out). */
+    int (*open_log_reader)(void *context, struct catraca_log *out);
     void *context;
 };
+
+/* Entries the receipts' reader asks the log for at once (gateway/receipts.c). */
+#define API_LOG_TREE_READ_MAX 512
 
 struct api_config {
     struct api_backend backend;
@@ -66,6 +72,14 @@ struct api_config {
      * (gateway/client_address.h); empty: none, the TCP peer is the client.
      */
     struct client_address_trust trusted_proxies;
+    /* Signed receipts and the log's Merkle tree (gateway/receipts.h): the Ed25519 key in PEM;
+     * NULL: off (202s carry no receipt, the /v1/events/{event}/log routes answer 404). The
+     * file is created when absent if may_create_receipt_key. */
+    const char *receipt_key_path;
+    bool may_create_receipt_key;
+    /* Entries of one event's log its tree holds (~80 bytes each in memory); 0: 2^24. Past it,
+     * 202s carry "receipt": null. */
+    uint64_t receipt_leaves_max;
     /* GET /v1/config: the buyer page's payment hand-off (a URL with {id}; NULL: none) and the
      * binary's version. Both must outlive the API. */
     const char *payment_url;

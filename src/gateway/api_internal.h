@@ -29,6 +29,8 @@
 #include "gateway/limits_batch.h"
 #include "gateway/metrics.h"
 #include "gateway/ratelimit.h"
+#include "gateway/receipts.h"
+#include "gateway/signer.h"
 #include "gateway/recent.h"
 #include "gateway/token_cache.h"
 #include "gateway/waiters.h"
@@ -38,6 +40,11 @@
 /* Verified tokens remembered per HTTP thread: about 100 bytes each, 6.5 MB a thread. */
 #define API_TOKEN_CACHE_SLOTS 65536
 #define API_SEGMENTS_MAX 6
+/* Entries of one event's log the receipts' tree holds (about 80 bytes each in memory). */
+#define API_RECEIPT_TREE_LEAVES_MAX (UINT64_C(1) << 24)
+#define API_RECEIPT_ROOM (RECEIPT_JSON_MAX + 16)
+/* 202s waiting for their signature (~1 KiB each); beyond, the appender signs inline. */
+#define API_SIGNER_QUEUE_MAX 4096
 
 /* ---- parked requests (api_pending.c) ----------------------------------------------------- */
 
@@ -110,7 +117,9 @@ struct api {
     struct challenge challenge;
     struct metrics metrics;
     atomic_uint_fast64_t purchase_counter;
-    struct recent recent;    /* slots == NULL: off */
+    struct recent recent;        /* slots == NULL: off */
+    struct receipts *receipts;   /* NULL: off */
+    struct signer *signer;       /* with receipts: signs them off the appender thread */
     struct console *console;     /* api_console.c's: streams, stats, decisions */
     struct rehearsal *rehearsal; /* api_rehearse.c's: the demo's rush child */
 
@@ -249,6 +258,22 @@ void api_pages_buyer(struct route_context *c);
 void api_pages_admin(struct route_context *c);
 void api_pages_asset(struct route_context *c);
 void api_pages_favicon(struct route_context *c);
+/* api_log.c: the receipt key and the log's signed heads and proofs (gateway/receipts.h). */
+void api_log_public_key(struct route_context *c);
+void api_log_head(struct route_context *c);
+void api_log_inclusion(struct route_context *c);
+void api_log_consistency(struct route_context *c);
+/* Adds `"receipt":{...}` (null when none could be issued) to the JSON object text json (size
+ * bytes of room, API_RECEIPT_ROOM more than the object needs) for p's appended purchase.
+ * Appender thread, inside the append's callback (p->append's record is still valid). */
+void api_log_add_receipt(struct api *api, const struct pending *p, char *json, size_t size);
+/* Hands p's 202 (json: the purchase, location: its Location) to the signer, which answers it
+ * with the signed receipt; false when it could not (then answer with api_log_add_receipt). */
+bool api_log_answer_signed(struct api *api, struct pending *p, const char *json,
+                           const char *location);
+/* The signer's done callback (signer.h). */
+void api_log_on_signed(void *payload, const struct receipt *receipt, int error);
+
 void api_ops_healthz(struct route_context *c);
 void api_ops_readyz(struct route_context *c);
 void api_ops_metrics(struct route_context *c);

@@ -63,7 +63,7 @@ void api_purchases_answer_appended(struct api *api, struct pending *p)
     api_json_purchase_id_format(id, id_text);
     snprintf(location, sizeof(location), "/v1/purchases/%s", id_text);
     const char *headers[] = {"Location", location, NULL};
-    char accepted[API_PURCHASE_ACCEPTED_MAX];
+    char accepted[API_PURCHASE_ACCEPTED_MAX + API_RECEIPT_ROOM];
     int length = api_json_purchase_accepted(accepted, sizeof(accepted), id, p->event, p->category,
                                             p->quantity, p->append.seq);
     assert(length > 0);
@@ -80,6 +80,10 @@ void api_purchases_answer_appended(struct api *api, struct pending *p)
                                      headers);
         return;
     }
+    if (api->receipts != NULL && api_log_answer_signed(api, p, accepted, location))
+        return; /* a signer thread answers, receipt signed */
+    if (api->receipts != NULL)
+        api_log_add_receipt(api, p, accepted, sizeof(accepted));
     metrics_count(&api->metrics, METRICS_PURCHASES_ACCEPTED);
     api_console_count_accepted(api, clock_monotonic_us() - p->started_us);
     api_pending_finish(p, 202, accepted, headers);

@@ -73,6 +73,16 @@ def _rejected(label, status, message):
     return matches
 
 
+def _rejected_query(path, messages):
+    """Like _rejected, for a GET and its HEAD (which answers the same status without a body)."""
+    def matches(failure, case, response):
+        return (type(failure).__name__ == "RejectedPositiveData"
+                and case.operation.path == path and response.status_code == 400
+                and (case.method.upper() == "HEAD"
+                     or any(m in _body_text(response) for m in messages)))
+    return matches
+
+
 def _has_refused_character(value):
     """A C0 control, DEL or a lone UTF-16 surrogate in any string or key of a JSON value."""
     if isinstance(value, str):
@@ -123,6 +133,10 @@ INEXPRESSIBLE = {
     # The members a schema leaves open (additionalProperties) are still read strictly.
     "a control character or lone surrogate anywhere in a JSON body (400)": _refused_character_in_body,
     "a method the server does not know (501)": _unknown_method,
+    "log inclusion: exactly one of seq and leaf, a tree_size covering the entry (400)":
+        _rejected_query("/v1/events/{event}/log/inclusion", ["give either seq", "tree_size must"]),
+    "log consistency: 1 <= first <= second <= the log's size (400)":
+        _rejected_query("/v1/events/{event}/log/consistency", ["need 1 <= first"]),
     "/v1/challenge without --challenge on (404 for every method)": _absent_mode_route,
     "/v1/demo/* without --demo (404 before the token is read)": _absent_demo_route,
 }

@@ -125,6 +125,8 @@ class Cluster:
             options_of("worker", self.extra)
         self.gateway_args = common + ["--rate-customer", "0", "--rate-ip", "0"] + \
             (["--demo"] if demo else ["--jwt-secret", SECRET]) + self.extra
+        if "--receipt-key" not in self.extra:  # every gateway of a system signs with one key
+            self.gateway_args += ["--receipt-key", os.path.join(self.dir, "receipt-key.pem")]
         self.workers = [self.start_worker(i) for i in range(workers)]
         self.gateways = [Proc("gateway", self.gateway_args, self.dir, f"gateway{i}",
                               rb"listening on http://127\.0\.0\.1:(\d+)") for i in range(gateways)]
