@@ -209,6 +209,7 @@ const journeys = {
     await page.waitForSelector('table.feed tbody tr:nth-child(8)', { timeout: 10000 });
     await page.waitForTimeout(1500); // a chart point or two
     assert(await page.locator('.chart canvas').count() === 4, 'four charts');
+    assert((await text(page, '#refunds-title ~ .refunds-empty')).startsWith('No refund due'), 'the refunds panel is not empty in plain words');
     await checkpoint(page, '3-counters-moving');
     await page.click('button[aria-pressed=false]:has-text("Pause")');
     await page.waitForSelector('button[aria-pressed=true]:has-text("Pause")');
@@ -217,6 +218,27 @@ const journeys = {
     await page.setViewportSize(PHONE);
     await checkpoint(page, '5-phone');
     await page.setViewportSize(DESKTOP);
+    // Issue 16: a hold runs out, the payment comes after it; the console lists the refund due.
+    await event(api, 'j6-late', { hold: 1 });
+    await page.reload(); // the list of events is read on sign-in and on creation
+    await page.waitForSelector('#event-select option[value="j6-late"]', { state: 'attached' });
+    await page.selectOption('#event-select', 'j6-late');
+    await page.waitForSelector('.refunds-empty');
+    const late = await api.buy('j6-late', 'late-payer', 'pista');
+    await api.waitStatus(late.id, 'late-payer', 'held');
+    await api.waitStatus(late.id, 'late-payer', 'expired', 10);
+    const paid = await api.call('POST', `/v1/purchases/${late.id}/confirm`, { as: ['psp', 'payments'], body: { payment_ref: 'psp_late_1' } });
+    assert(paid.status === 409 && paid.body.error?.reason === 'refund_due', `late confirm: ${paid.status} ${JSON.stringify(paid.body)}`);
+    await page.waitForSelector('table.refunds tbody tr', { timeout: 10000 }); // polled every 3 s
+    const cells = await page.locator('table.refunds tbody tr td').allTextContents();
+    assert(JSON.stringify(cells.map((c) => c.trim())) === JSON.stringify([late.id, 'late-payer', 'pista', '1', 'psp_late_1']), `refund row ${cells}`);
+    await checkpoint(page, '5-refund-due');
+    await page.click('button.lang[lang]'); // the language switch (Sign out shares the class)
+    await page.waitForFunction(() => document.getElementById('refunds-title')?.textContent === 'Reembolsos devidos');
+    assert(await page.locator('table.refunds tbody tr').count() === 1, 'the refund is not listed after the switch to Portuguese');
+    await checkpoint(page, '5-refund-due-pt');
+    await page.click('button.lang[lang]');
+    await page.waitForFunction(() => document.documentElement.lang === 'en');
     // Demo: a rehearsal (catraca rush on a new event) that the console then watches.
     await page.click('button.rehearse');
     await page.waitForFunction(() => /rehearsal-/.test(document.querySelector('#event-select')?.value || ''), null, { timeout: 20000 });

@@ -1,6 +1,7 @@
 // admin.js - the organizer's console (`/admin`): sign in with an admin token (demo: one click),
 // create an event, open/pause/close it, watch its categories, the service's charts (uPlot) and
-// the feed of decisions live; in demo, rehearse a rush against the event.
+// the feed of decisions and the refunds due (late payments) live; in demo, rehearse a rush
+// against the event.
 import { h, replace } from '../common/dom.js';
 import { api, follow, loadConfig } from '../common/api.js';
 import {
@@ -27,6 +28,8 @@ const state = {
   stopEvent: null,
   stopStats: null,
   decisionsTimer: null,
+  refunds: null, // {eventId, purchases, more} or {eventId, status} when refused; null: not loaded yet
+  refundsTimer: null,
   rehearseTimer: null,
   samples: [],
   statsNote: null,
@@ -65,12 +68,14 @@ function renderAll() {
   regions.event = h('section', { class: 'card', 'aria-labelledby': 'event-title' });
   regions.charts = h('section', { class: 'card', 'aria-labelledby': 'charts-title' });
   regions.decisions = h('section', { class: 'card', 'aria-labelledby': 'decisions-title' });
-  main.append(h('h1', {}, t('heading')), regions.message, regions.events, regions.event, regions.charts, regions.decisions, regions.create);
+  regions.refunds = h('section', { class: 'card', 'aria-labelledby': 'refunds-title' });
+  main.append(h('h1', {}, t('heading')), regions.message, regions.events, regions.event, regions.charts, regions.decisions, regions.refunds, regions.create);
   renderEvents();
   renderCreate();
   renderEvent();
   renderCharts();
   renderDecisions([]);
+  renderRefunds();
 }
 
 function say(text) {
@@ -129,6 +134,7 @@ function stopAll() {
   state.stopEvent?.();
   state.stopStats?.();
   clearInterval(state.decisionsTimer);
+  clearInterval(state.refundsTimer);
   clearInterval(state.rehearseTimer);
 }
 
@@ -169,6 +175,11 @@ function selectEvent(id) {
   clearInterval(state.decisionsTimer);
   loadDecisions();
   state.decisionsTimer = setInterval(loadDecisions, 1000);
+  clearInterval(state.refundsTimer);
+  state.refunds = null;
+  renderRefunds();
+  loadRefunds();
+  state.refundsTimer = setInterval(loadRefunds, REFUNDS_POLL_MS);
   renderEvent();
   renderEvents();
 }
@@ -423,6 +434,58 @@ function renderDecisions(decisions) {
         h('td', {}, d.category),
         h('td', {}, String(d.quantity)),
         h('td', {}, t(`status_${d.status}`), d.reason ? ` (${d.reason})` : '')))))));
+}
+
+// ---- refunds due -----------------------------------------------------------------------------
+
+// Late payments (issue 16): a confirm after the hold ran out is recorded, never a ticket; the
+// organizer refunds them. They change only when a payment arrives late, so every few seconds
+// is enough (the decisions feed, which moves with every purchase, is polled every second).
+const REFUNDS_POLL_MS = 3000;
+
+async function loadRefunds() {
+  const eventId = state.eventId;
+  if (!eventId) return;
+  let answer;
+  try {
+    answer = await api(`/v1/events/${encodeURIComponent(eventId)}/refunds`, { token: state.token });
+  } catch { return; } // the network: the next poll tries again, the last list stays on screen
+  if (eventId !== state.eventId) return; // another event was selected meanwhile
+  const next = answer.status === 200
+    ? { eventId, purchases: answer.body?.purchases || [], more: Boolean(answer.body?.more) }
+    : { eventId, status: answer.status };
+  if (answer.status === 404 && !state.event) clearInterval(state.refundsTimer);
+  // Rendered only when it changed: the table is not rebuilt under a reader's cursor every poll.
+  if (JSON.stringify(next) === JSON.stringify(state.refunds)) return;
+  state.refunds = next;
+  renderRefunds();
+}
+
+function refundsBody() {
+  const { t, lang } = state;
+  const r = state.refunds;
+  if (!state.eventId) return h('p', { class: 'muted' }, t('noEventSelected'));
+  if (!r || r.eventId !== state.eventId) return h('p', { class: 'muted' }, t('loading'));
+  if (r.status) return h('p', { class: 'muted' }, t('refundsUnavailable', { status: r.status }));
+  if (r.purchases.length === 0) return h('p', { class: 'muted refunds-empty' }, t('noRefunds'));
+  return [
+    h('p', { class: 'muted small' }, t(r.more ? 'refundsMore' : 'refundsCount', { n: formatNumber(r.purchases.length, lang) })),
+    h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': t('refunds') }, h('table', { class: 'feed refunds' },
+      h('caption', { class: 'sr-only' }, t('refundsCaption')),
+      h('thead', {}, h('tr', {}, [t('purchase'), t('customer'), t('category'), t('qty'), t('paymentRef')].map((x) => h('th', { scope: 'col' }, x)))),
+      h('tbody', {}, r.purchases.map((p) => h('tr', {},
+        h('td', {}, h('code', {}, p.id)),
+        h('td', {}, p.customer),
+        h('td', {}, p.category),
+        h('td', {}, formatNumber(p.quantity, lang)),
+        h('td', {}, h('code', {}, p.payment_ref ?? '–'))))))),
+  ];
+}
+
+function renderRefunds() {
+  if (!regions.refunds) return;
+  replace(regions.refunds, h('h2', { id: 'refunds-title' }, state.t('refunds')),
+    h('p', { class: 'muted small' }, state.t('refundsNote')), refundsBody());
 }
 
 // ---- start ---------------------------------------------------------------------------------

@@ -84,6 +84,14 @@ const en = {
   status_expired: 'expired',
   status_cancelled: 'cancelled',
   status_rejected: 'rejected',
+  refunds: 'Refunds due',
+  refundsNote: 'Payments that arrived after the hold ran out: no ticket was issued, the money goes back to the customer.',
+  refundsCaption: 'Late payments to refund, oldest first',
+  noRefunds: 'No refund due: no payment has arrived late for this event.',
+  refundsUnavailable: ({ status }) => `The refunds due cannot be shown (${status}).`,
+  refundsCount: ({ n }) => `${n} to refund, oldest first.`,
+  refundsMore: ({ n }) => `The oldest ${n} to refund; there are more.`,
+  paymentRef: 'Payment reference',
 };
 
 const ptBR = {
@@ -171,6 +179,14 @@ const ptBR = {
   status_expired: 'expirado',
   status_cancelled: 'cancelado',
   status_rejected: 'recusado',
+  refunds: 'Reembolsos devidos',
+  refundsNote: 'Pagamentos que chegaram depois que a reserva expirou: nenhum ingresso foi emitido, o dinheiro volta para o cliente.',
+  refundsCaption: 'Pagamentos atrasados a reembolsar, os mais antigos primeiro',
+  noRefunds: 'Nenhum reembolso devido: nenhum pagamento chegou atrasado para este evento.',
+  refundsUnavailable: ({ status }) => `Os reembolsos devidos não podem ser mostrados (${status}).`,
+  refundsCount: ({ n }) => `${n} a reembolsar, os mais antigos primeiro.`,
+  refundsMore: ({ n }) => `Os ${n} mais antigos a reembolsar; há outros.`,
+  paymentRef: 'Referência do pagamento',
 };
 
 export const DICTIONARIES = { en, 'pt-BR': ptBR };
