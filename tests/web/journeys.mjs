@@ -307,8 +307,10 @@ async function main() {
   const run = async (name, fn) => {
     if (only.length > 0 && !only.includes(name)) return;
     const t0 = Date.now();
+    let timer;
     try {
-      await Promise.race([fn(), new Promise((_, reject) => setTimeout(() => reject(new Error('timed out after 90 s')), 90000))]);
+      // Each journey is bounded; the timer is cleared after, or node would idle until it fires.
+      await Promise.race([fn(), new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('timed out after 90 s')), 90000); })]);
       console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
     } catch (error) {
       failures.push(name);
@@ -321,6 +323,7 @@ async function main() {
         }
       }
     } finally {
+      clearTimeout(timer);
       for (const context of browser.contexts()) await context.close().catch(() => {});
     }
   };
