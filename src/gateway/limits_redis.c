@@ -12,8 +12,9 @@
 
 #include "core/error.h"
 #include "core/logline.h"
+#include "log/log_redis.h"
 
-#define HOST_TEXT_MAX 256
+#define HOST_TEXT_MAX LOG_REDIS_HOST_MAX
 #define KEY_PART_MAX 256
 #define KEY_TEXT_MAX (KEY_PART_MAX + 32)
 #define NUMBER_TEXT_MAX 32
@@ -89,41 +90,6 @@ struct limits_redis {
     char count_text[NUMBER_TEXT_MAX];
 };
 
-/* redis://host[:port][/0] or host[:port], as log_redis.c reads --redis. */
-static int parse_url(const char *url, char host[HOST_TEXT_MAX], int *port)
-{
-    if (url == NULL)
-        return CATRACA_E_INVALID;
-    if (strncmp(url, "redis://", 8) == 0)
-        url += 8;
-    size_t authority = strcspn(url, "/");
-    const char *path = url + authority;
-    if (path[0] != '\0' && strcmp(path, "/") != 0 && strcmp(path, "/0") != 0)
-        return CATRACA_E_INVALID;
-    const char *colon = memchr(url, ':', authority);
-    size_t host_length = colon ? (size_t)(colon - url) : authority;
-    if (host_length == 0 || host_length >= HOST_TEXT_MAX || memchr(url, '@', authority))
-        return CATRACA_E_INVALID;
-    memcpy(host, url, host_length);
-    host[host_length] = '\0';
-    *port = 6379;
-    if (colon == NULL)
-        return 0;
-    long value = 0;
-    size_t digits = authority - host_length - 1;
-    if (digits == 0 || digits > 5)
-        return CATRACA_E_INVALID;
-    for (size_t i = 0; i < digits; i++) {
-        if (colon[1 + i] < '0' || colon[1 + i] > '9')
-            return CATRACA_E_INVALID;
-        value = value * 10 + (colon[1 + i] - '0');
-    }
-    if (value < 1 || value > 65535)
-        return CATRACA_E_INVALID;
-    *port = (int)value;
-    return 0;
-}
-
 int limits_redis_open(const char *url, int timeout_ms, struct limits_redis **out)
 {
     if (timeout_ms < 1)
@@ -131,7 +97,7 @@ int limits_redis_open(const char *url, int timeout_ms, struct limits_redis **out
     struct limits_redis *l = calloc(1, sizeof(*l));
     if (l == NULL)
         return CATRACA_E_NOMEM;
-    if (parse_url(url, l->host, &l->port) != 0) {
+    if (log_redis_parse_url(url, l->host, &l->port) != 0) {
         free(l);
         return CATRACA_E_INVALID;
     }

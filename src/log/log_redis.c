@@ -27,7 +27,7 @@
 #define PARTITIONS_KEY "catraca:partitions"
 #define INSTANCES_KEY "catraca:instances"
 #define KEY_TEXT_MAX (CATRACA_ID_MAX + 32) /* "catraca:{<event>}:count" */
-#define HOST_TEXT_MAX 256
+#define HOST_TEXT_MAX LOG_REDIS_HOST_MAX
 #define NUMBER_TEXT_MAX 24 /* a 64-bit integer in decimal, sign, NUL */
 #define ITEM_ARGS 7        /* words per item in the script's ARGV */
 #define APPEND_HEAD_ARGS 4 /* EVALSHA sha numkeys count */
@@ -207,11 +207,7 @@ static int parse_seq(const redisReply *reply, struct log_seq *out)
 
 /* ---- connection -------------------------------------------------------------------------- */
 
-/*
- * "redis://host:port", "redis://host", "host:port", "host", each optionally
- * followed by "/" or "/0": database 0 is the only one (SELECT is not sent).
- */
-static int parse_url(const char *url, char host[HOST_TEXT_MAX], int *port)
+int log_redis_parse_url(const char *url, char host[LOG_REDIS_HOST_MAX], int *port)
 {
     if (url == NULL)
         return CATRACA_E_INVALID;
@@ -835,7 +831,7 @@ int log_redis_open(const struct log_redis_options *options, struct catraca_log *
         return CATRACA_E_NOMEM;
     log->options = *options;
     log->options.url = NULL;
-    if (parse_url(options->url, log->host, &log->port) != 0) {
+    if (log_redis_parse_url(options->url, log->host, &log->port) != 0) {
         free(log);
         return CATRACA_E_INVALID;
     }
@@ -976,7 +972,8 @@ int log_redis_subscribe(const char *url, const char *channel,
 {
     char host[HOST_TEXT_MAX];
     int port = 0;
-    if (channel == NULL || on_message == NULL || stop == NULL || parse_url(url, host, &port) != 0)
+    if (channel == NULL || on_message == NULL || stop == NULL ||
+        log_redis_parse_url(url, host, &port) != 0)
         return CATRACA_E_INVALID;
     struct subscription s = {.channel = channel,
                              .on_message = on_message,
@@ -1016,7 +1013,7 @@ int log_redis_wait_appended(const char *url, int poll_ms,
 {
     char host[HOST_TEXT_MAX];
     int port = 0;
-    if (on_event == NULL || stop == NULL || parse_url(url, host, &port) != 0)
+    if (on_event == NULL || stop == NULL || log_redis_parse_url(url, host, &port) != 0)
         return CATRACA_E_INVALID;
     struct appended_listener listener = {.on_event = on_event, .context = context};
     struct subscription s = {.channel = APPENDED_CHANNEL,

@@ -64,6 +64,14 @@ struct log_redis_options {
 int log_redis_open(const struct log_redis_options *options, struct catraca_log *out);
 
 /*
+ * The Redis address of --redis: "redis://host:port", "redis://host", "host:port" or "host",
+ * each optionally followed by "/" or "/0" (database 0 is the only one: SELECT is never sent).
+ * Port 6379 when none. 0, or CATRACA_E_INVALID. Shared by every Catraca Redis connection.
+ */
+#define LOG_REDIS_HOST_MAX 256
+int log_redis_parse_url(const char *url, char host[LOG_REDIS_HOST_MAX], int *port);
+
+/*
  * A number no other caller got (INCR of "catraca:instances"): gateways take
  * one at start so the purchase ids they mint never collide. Needs Redis up:
  * else CATRACA_E_UNAVAILABLE.
