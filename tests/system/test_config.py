@@ -197,7 +197,8 @@ class SecretTest(unittest.TestCase):
             self.assertIn("anyone can mint admin tokens", page)
         finally:
             self.assertEqual(server.close(), 0)
-        server = Started("--demo", "--data", os.path.join(self.dir, "data2"))
+        server = Started("--demo", "--listen", "127.0.0.1:0", "--data",
+                         os.path.join(self.dir, "data2"))  # never the shared default port
         try:
             status, page, headers = Client(server.port).request("GET", "/")
             self.assertNotIn("x-catraca-demo-public", headers)
