@@ -54,15 +54,34 @@ static int build(struct catraca_log *log, struct event_tree *t, struct log_entry
     }
 }
 
+/* The text of a receipt or head file (at most RECEIPT_TEXT_MAX + 1 bytes, so one too long
+ * fails to parse); NULL when it cannot be read or allocated. Free it. */
+static char *read_small_file(const char *file, size_t *length)
+{
+    char *text = malloc(RECEIPT_TEXT_MAX + 1);
+    FILE *f = fopen(file, "rb");
+    *length = f != NULL && text != NULL ? fread(text, 1, RECEIPT_TEXT_MAX + 1, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    return text;
+}
+
+static const struct event_tree *tree_of(const struct event_tree *trees, size_t tree_count,
+                                        const char *event)
+{
+    for (size_t i = 0; i < tree_count; i++)
+        if (strcmp(trees[i].event, event) == 0)
+            return &trees[i];
+    return NULL;
+}
+
 /* 0 when the receipt matches the log, 1 (named) when it does not. */
 static int check_receipt(const char *file, const struct event_tree *trees, size_t tree_count,
                          EVP_PKEY *key)
 {
-    char *text = malloc(RECEIPT_TEXT_MAX + 1), message[160];
-    FILE *f = fopen(file, "rb");
-    size_t length = f != NULL && text != NULL ? fread(text, 1, RECEIPT_TEXT_MAX + 1, f) : 0;
-    if (f != NULL)
-        fclose(f);
+    char message[160];
+    size_t length;
+    char *text = read_small_file(file, &length);
     struct receipt r;
     int parsed = text != NULL ? receipt_parse_json(text, length, &r, message) : -1;
     free(text);
@@ -73,10 +92,7 @@ static int check_receipt(const char *file, const struct event_tree *trees, size_
     char seq[LOG_SEQ_TEXT_MAX];
     log_seq_format(r.leaf.seq, seq);
     const char *problem = NULL;
-    const struct event_tree *t = NULL;
-    for (size_t i = 0; i < tree_count; i++)
-        if (strcmp(trees[i].event, r.leaf.event) == 0)
-            t = &trees[i];
+    const struct event_tree *t = tree_of(trees, tree_count, r.leaf.event);
     merkle_hash leaf, root;
     log_tree_leaf_hash(&r.leaf, leaf);
     if (!receipt_signature_is_valid(&r, key))
@@ -104,11 +120,9 @@ static int check_receipt(const char *file, const struct event_tree *trees, size_
 static int check_head(const char *file, const struct event_tree *trees, size_t tree_count,
                       EVP_PKEY *key)
 {
-    char *text = malloc(RECEIPT_TEXT_MAX + 1), message[160];
-    FILE *f = fopen(file, "rb");
-    size_t length = f != NULL && text != NULL ? fread(text, 1, RECEIPT_TEXT_MAX + 1, f) : 0;
-    if (f != NULL)
-        fclose(f);
+    char message[160];
+    size_t length;
+    char *text = read_small_file(file, &length);
     struct tree_head head;
     int parsed = text != NULL ? tree_head_parse_json(text, length, &head, message) : -1;
     free(text);
@@ -116,10 +130,7 @@ static int check_head(const char *file, const struct event_tree *trees, size_t t
         printf("head %s: DIFFERENCE: not a readable tree head\n", file);
         return 1;
     }
-    const struct event_tree *t = NULL;
-    for (size_t i = 0; i < tree_count; i++)
-        if (strcmp(trees[i].event, head.event) == 0)
-            t = &trees[i];
+    const struct event_tree *t = tree_of(trees, tree_count, head.event);
     uint64_t size = t != NULL ? t->tree.size : 0;
     merkle_hash root;
     if (t != NULL && head.tree_size <= size)
