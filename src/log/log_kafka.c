@@ -144,7 +144,9 @@ static void on_librdkafka_log(const rd_kafka_t *client, int level, const char *f
                               const char *text)
 {
     (void)client;
-    enum logline_level at = level <= 3 ? LOGLINE_ERROR : level <= 4 ? LOGLINE_WARN : LOGLINE_INFO;
+    /* its errors are mostly "broker down" that it retries by itself: Catraca's own lines say
+     * what failed for the caller */
+    enum logline_level at = level <= 4 ? LOGLINE_WARN : LOGLINE_INFO;
     logline(at, "librdkafka", text, "facility", facility, NULL);
 }
 
@@ -161,7 +163,11 @@ rd_kafka_t *log_kafka_client_new(const struct backend_options *options, bool is_
     bool is_set =
         conf_set(conf, "bootstrap.servers", options->kafka_bootstrap) &&
         conf_set(conf, "client.id", "catraca") &&
-        conf_set_int(conf, "socket.timeout.ms", timeout_ms < 10 ? 10 : timeout_ms) &&
+        /* a consumer's socket time-out must exceed its fetch long poll by a second */
+        conf_set_int(conf, "socket.timeout.ms",
+                     !is_producer && timeout_ms < FETCH_WAIT_MS + 1000 ? FETCH_WAIT_MS + 1000
+                     : timeout_ms < 10                                 ? 10
+                                                                       : timeout_ms) &&
         conf_set_int(conf, "socket.connection.setup.timeout.ms",
                      timeout_ms < 1000 ? 1000 : timeout_ms) &&
         conf_set_int(conf, "metadata.max.age.ms", 60000) &&
@@ -180,7 +186,11 @@ rd_kafka_t *log_kafka_client_new(const struct backend_options *options, bool is_
                               LOG_KAFKA_QUEUE_MESSAGES_MAX) &&
                  conf_set_int(conf, "queue.buffering.max.kbytes", LOG_KAFKA_QUEUE_KBYTES_MAX);
     else
-        is_set = is_set && conf_set(conf, "enable.auto.commit", "false") &&
+        /* librdkafka 2.0.2 refuses assign() without a group.id ("Requires a consumer with
+         * group.id configured"). The group is never joined (no subscribe) and nothing is
+         * committed to it: positions are PostgreSQL's. */
+        is_set = is_set && conf_set(conf, "group.id", "catraca.unjoined") &&
+                 conf_set(conf, "enable.auto.commit", "false") &&
                  conf_set(conf, "enable.auto.offset.store", "false") &&
                  conf_set(conf, "auto.offset.reset", "error") &&
                  conf_set(conf, "enable.partition.eof", "false") &&
@@ -512,8 +522,9 @@ static int items_check(const struct log_append_item *items, size_t count)
     if (count > LOG_KAFKA_APPEND_ITEMS_MAX || (count > 0 && items == NULL))
         return CATRACA_E_INVALID;
     for (size_t i = 0; i < count; i++)
-        if (!is_event_valid(items[i].event) || items[i].record == NULL ||
-            items[i].record_length == 0 || items[i].record_length > CATRACA_COMMAND_ENCODED_MAX ||
+        if (!is_event_valid(items[i].event) ||
+            (items[i].record == NULL && items[i].record_length > 0) ||
+            items[i].record_length > CATRACA_COMMAND_ENCODED_MAX ||
             (items[i].idempotency_key != NULL &&
              strnlen(items[i].idempotency_key, CATRACA_ID_MAX + 1) > CATRACA_ID_MAX))
             return CATRACA_E_INVALID;
@@ -952,11 +963,12 @@ static int take(struct log_kafka *log, struct assigned *a, struct log_entry *ent
         } else if (error == 0 && message->offset >= a->next_offset) {
             bool has_time = false;
             int64_t time_ms = (int64_t)header_u64(message, "t", &has_time);
-            if (message->len == 0 || message->len > CATRACA_COMMAND_ENCODED_MAX || !has_time) {
+            if (message->len > CATRACA_COMMAND_ENCODED_MAX || !has_time) {
                 error = CATRACA_E_CORRUPT;
             } else {
                 uint8_t *record = log->records + *count * CATRACA_COMMAND_ENCODED_MAX;
-                memcpy(record, message->payload, message->len);
+                if (message->len > 0)
+                    memcpy(record, message->payload, message->len);
                 entries[*count] = (struct log_entry){{(uint64_t)message->offset + 1, 0}, time_ms,
                                                      record, message->len};
                 (*count)++;
