@@ -14,6 +14,7 @@ packages=(
     jq iproute2 util-linux  # docs_runnable: README/DEPLOY blocks use jq; ip + unshare isolate them
     python3-venv nodejs  # contract tests: Schemathesis's venv, Prism (scripts/contract-tools.sh)
     chromium             # the browser tests (tests/web) drive Debian's Chromium, headless
+    openjdk-17-jre-headless maven  # real Kafka brokers in tests: scripts/kafka-fetch.sh, tests/servers.py
 )
 # npm builds the web pages (scripts/web-build.sh). Debian ships it as its own package; a Node
 # from elsewhere (nodesource) brings its own npm and conflicts with Debian's, so npm is asked
