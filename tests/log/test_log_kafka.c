@@ -9,7 +9,7 @@
  * Run under `python3 tests/servers.py --kafka`, which starts a broker and sets
  * CATRACA_TEST_KAFKA (bootstrap). Each run uses a topic prefix of its own,
  * "t<seed>.<case>.", so runs and cases never see each other's topics; the seed
- * is printed and CATRACA_TEST_SEED replays one.
+ * is printed and CATRACA_SEED replays one (as the conformance suite's).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +30,7 @@
 
 #include "core/error.h"
 #include "log/bus_kafka.h"
+#include "log/conformance_log.h"
 #include "log/log_kafka.h"
 
 #define READ_MAX 64
@@ -58,9 +59,9 @@ static int group_setup(void **state)
                         "--kafka (a broker must run; nothing is skipped)\n");
         return -1;
     }
-    const char *given = getenv("CATRACA_TEST_SEED");
+    const char *given = getenv("CATRACA_SEED");
     seed = given != NULL ? strtoul(given, NULL, 10) : (unsigned long)time(NULL) ^ (unsigned long)getpid();
-    fprintf(stderr, "test_log_kafka: seed %lu (CATRACA_TEST_SEED=%lu replays it), broker %s\n",
+    fprintf(stderr, "test_log_kafka: seed %lu (CATRACA_SEED=%lu replays it), broker %s\n",
             seed, seed, bootstrap);
     srand((unsigned)seed);
     return 0;
@@ -594,8 +595,60 @@ static void test_bus(void **state)
     bus.ops->close(bus.context);
 }
 
+/* ---- the conformance suite's Kafka target -------------------------------------------------- */
+
+#define CONFORMANCE_TIMEOUT_MS 1500
+
+static char conformance_prefix[64];
+static pid_t stopped_broker;
+
+static int kafka_open(void *context, size_t read_max, struct catraca_log *out)
+{
+    (void)context;
+    struct backend_options options = options_with(CONFORMANCE_TIMEOUT_MS);
+    options.kafka_topic_prefix = conformance_prefix;
+    return log_kafka_open(&options, read_max, true, out);
+}
+
+/*
+ * Only a stall can be made here: a proxy in front of the bootstrap address
+ * would be bypassed (a Kafka client connects to the address each broker
+ * advertises, not to the bootstrap one), so the broker itself is stopped.
+ */
+static int cut_connections(void *context, enum conformance_cut how)
+{
+    (void)context;
+    if (how != CONFORMANCE_CUT_STALL)
+        return -1;
+    stopped_broker = broker_pid();
+    return kill(stopped_broker, SIGSTOP) == 0 ? 0 : -1;
+}
+
+static void restore_connections(void *context)
+{
+    (void)context;
+    if (stopped_broker > 0)
+        kill(stopped_broker, SIGCONT);
+    stopped_broker = 0;
+}
+
 int main(void)
 {
+    if (group_setup(NULL) != 0)
+        return 1;
+    snprintf(conformance_prefix, sizeof(conformance_prefix), "t%lu.conformance.", seed);
+    struct conformance_target target = {
+        .name = "kafka",
+        .open = kafka_open,
+        /* a delivery report that timed out may be for a write the broker made; items of
+         * other events (other topics) acknowledged before a failure stay: log_kafka.h */
+        .capabilities = CONFORMANCE_ERROR_MAY_HAVE_APPENDED | CONFORMANCE_ERROR_MAY_APPEND_PART,
+        /* message.timeout.ms, the report's margin, and draining after a purge */
+        .append_timeout_ms = CONFORMANCE_TIMEOUT_MS + 2000,
+        .cut_connections = cut_connections,
+        .restore_connections = restore_connections,
+    };
+    int failed = conformance_log_run(&target);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_topic_names),
         cmocka_unit_test_setup(test_options, fresh_prefix),
@@ -608,5 +661,5 @@ int main(void)
         cmocka_unit_test_setup(test_unreachable_brokers, fresh_prefix),
         cmocka_unit_test_setup(test_broker_stopped_mid_append, fresh_prefix),
     };
-    return cmocka_run_group_tests(tests, group_setup, NULL);
+    return failed + cmocka_run_group_tests_name("kafka_own", tests, NULL, NULL);
 }
