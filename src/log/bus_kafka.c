@@ -163,19 +163,15 @@ static int subscribe_once(const struct subscription *s)
                                                        s->bus->options.timeout_ms) !=
                           RD_KAFKA_RESP_ERR_NO_ERROR)
         error = CATRACA_E_UNAVAILABLE;
-    rd_kafka_topic_partition_list_t *list = NULL;
-    if (error == 0) {
-        list = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(list, s->topic, 0)->offset = high; /* from the end */
-        rd_kafka_resp_err_t assigned = rd_kafka_assign(consumer, list);
-        rd_kafka_topic_partition_list_destroy(list);
-        if (assigned != RD_KAFKA_RESP_ERR_NO_ERROR)
-            error = CATRACA_E_UNAVAILABLE;
-    }
+    /* From the end, with the simple consumer: no group, nothing committed (log_kafka.c). */
+    rd_kafka_topic_t *handle = error == 0 ? rd_kafka_topic_new(consumer, s->topic, NULL) : NULL;
+    if (error == 0 && (handle == NULL || rd_kafka_consume_start(handle, 0, high) != 0))
+        error = CATRACA_E_UNAVAILABLE;
+    bool is_started = error == 0;
     set_subscribed(s, error == 0);
     int64_t checked_at = monotonic_ms();
     while (error == 0 && !is_stopped(s)) {
-        rd_kafka_message_t *message = rd_kafka_consumer_poll(consumer, BUS_POLL_MS);
+        rd_kafka_message_t *message = rd_kafka_consume(handle, 0, BUS_POLL_MS);
         if (message != NULL) {
             if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR)
                 deliver(s, message);
@@ -193,8 +189,12 @@ static int subscribe_once(const struct subscription *s)
             checked_at = monotonic_ms();
         }
     }
+    if (is_started)
+        rd_kafka_consume_stop(handle, 0);
+    if (handle != NULL)
+        rd_kafka_topic_destroy(handle);
     set_subscribed(s, 0);
-    rd_kafka_destroy_flags(consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    rd_kafka_destroy(consumer);
     return is_stopped(s) ? 0 : error;
 }
 

@@ -27,6 +27,7 @@
 #define FETCH_WAIT_MS 100                  /* fetch.wait.max.ms: a broker's long poll */
 #define DRAIN_AFTER_PURGE_MS 1000          /* serving purged messages' reports */
 #define POLL_SLICE_MS 20                   /* one rd_kafka_poll while waiting for reports */
+#define CREATE_RETRY_PAUSE_MS 100           /* between CreateTopics attempts */
 #define WAYS 4                             /* of the process-wide set-associative tables */
 #define INDEX_BITS 17                      /* a delivery's item index (<= 65536 items) */
 
@@ -186,11 +187,12 @@ rd_kafka_t *log_kafka_client_new(const struct backend_options *options, bool is_
                               LOG_KAFKA_QUEUE_MESSAGES_MAX) &&
                  conf_set_int(conf, "queue.buffering.max.kbytes", LOG_KAFKA_QUEUE_KBYTES_MAX);
     else
-        /* librdkafka 2.0.2 refuses assign() without a group.id ("Requires a consumer with
-         * group.id configured"). The group is never joined (no subscribe) and nothing is
-         * committed to it: positions are PostgreSQL's. */
-        is_set = is_set && conf_set(conf, "group.id", "catraca.unjoined") &&
-                 conf_set(conf, "enable.auto.commit", "false") &&
+        /* No group.id: partitions are started at an exact offset with librdkafka's simple
+         * consumer (consume_start). Its assign() would need a group.id and then waits for
+         * the group's coordinator before fetching (making __consumer_offsets on first use):
+         * reads would depend on a broker that has nothing to do with the event. */
+        is_set = is_set && conf_set(conf, "enable.auto.commit", "false") &&
+                 conf_set(conf, "auto.commit.enable", "false") &&
                  conf_set(conf, "enable.auto.offset.store", "false") &&
                  conf_set(conf, "auto.offset.reset", "error") &&
                  conf_set(conf, "enable.partition.eof", "false") &&
@@ -229,6 +231,7 @@ rd_kafka_t *log_kafka_client_new(const struct backend_options *options, bool is_
 struct known_topic {
     char name[LOG_KAFKA_TOPIC_MAX]; /* "": free */
     int64_t appended_high;          /* this process's last delivered offset + 1, 0: none */
+    bool has_entries;               /* seen with a high watermark > 0 (it never goes back) */
 };
 
 /* Idempotency keys this process appended: fingerprint of (scope, key) -> the entry. */
@@ -248,7 +251,23 @@ struct known_purchase {
     char event[CATRACA_ID_MAX + 1];
 };
 
+/*
+ * Items of a failed append that the brokers may still have written (a stalled
+ * broker writes a request it had read before it stopped; the report had timed
+ * out): a retry of one is looked up in its topic from floor on (header "p" or
+ * "k") before being appended again. A ring of LOG_KAFKA_DOUBTFUL_MAX.
+ */
+struct doubtful {
+    uint64_t purchase_id;    /* 0: none */
+    uint64_t fingerprint[2]; /* {0,0}: no key */
+    uint64_t request_hash;
+    int64_t floor;
+    char event[CATRACA_ID_MAX + 1]; /* "": free */
+};
+
 static pthread_mutex_t tables_mutex = PTHREAD_MUTEX_INITIALIZER;
+static struct doubtful doubtfuls[LOG_KAFKA_DOUBTFUL_MAX];
+static size_t doubtful_next;
 static struct known_topic *topics;
 static size_t topic_count;
 static struct known_key *keys;
@@ -319,6 +338,12 @@ static void topic_remember(const char *name)
     pthread_mutex_unlock(&tables_mutex);
 }
 
+/* With tables_mutex held. */
+static int64_t log_kafka_appended_high_locked(const char *topic)
+{
+    return tables_ready() ? topic_slot(topic)->appended_high : 0;
+}
+
 int64_t log_kafka_appended_high(const char *topic)
 {
     pthread_mutex_lock(&tables_mutex);
@@ -384,6 +409,54 @@ static bool is_topic_created(rd_kafka_resp_err_t error)
     return error == RD_KAFKA_RESP_ERR_NO_ERROR || error == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS;
 }
 
+/* One CreateTopics request (the topics made or already there are remembered). */
+static int create_topics_once(rd_kafka_t *client, rd_kafka_NewTopic_t **wanted, size_t wanted_count,
+                              int timeout_ms)
+{
+    char error_text[256];
+    rd_kafka_AdminOptions_t *admin = rd_kafka_AdminOptions_new(client, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_queue_t *queue = rd_kafka_queue_new(client);
+    int result = CATRACA_E_UNAVAILABLE;
+    if (admin != NULL && queue != NULL &&
+        rd_kafka_AdminOptions_set_request_timeout(admin, timeout_ms, error_text,
+                                                  sizeof(error_text)) == 0 &&
+        rd_kafka_AdminOptions_set_operation_timeout(admin, timeout_ms, error_text,
+                                                    sizeof(error_text)) == 0) {
+        rd_kafka_CreateTopics(client, wanted, wanted_count, admin, queue);
+        /* the request's time-out, then a margin for the result to come back */
+        rd_kafka_event_t *event = rd_kafka_queue_poll(queue, timeout_ms + 500);
+        const rd_kafka_CreateTopics_result_t *created =
+            event != NULL ? rd_kafka_event_CreateTopics_result(event) : NULL;
+        if (created != NULL && rd_kafka_event_error(event) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            size_t n = 0;
+            const rd_kafka_topic_result_t **each = rd_kafka_CreateTopics_result_topics(created, &n);
+            result = 0;
+            for (size_t i = 0; i < n; i++) {
+                rd_kafka_resp_err_t error = rd_kafka_topic_result_error(each[i]);
+                if (is_topic_created(error)) {
+                    topic_remember(rd_kafka_topic_result_name(each[i]));
+                    continue;
+                }
+                const char *why = rd_kafka_topic_result_error_string(each[i]);
+                logline(LOGLINE_WARN, "log_kafka", "could not create a topic", "topic",
+                        rd_kafka_topic_result_name(each[i]), "error",
+                        why ? why : rd_kafka_err2str(error), NULL);
+                result = CATRACA_E_UNAVAILABLE;
+            }
+        } else {
+            logline(LOGLINE_WARN, "log_kafka", "topic creation failed", "error",
+                    event != NULL ? rd_kafka_event_error_string(event) : "timed out", NULL);
+        }
+        if (event != NULL)
+            rd_kafka_event_destroy(event);
+    }
+    if (queue != NULL)
+        rd_kafka_queue_destroy(queue);
+    if (admin != NULL)
+        rd_kafka_AdminOptions_destroy(admin);
+    return result;
+}
+
 int log_kafka_ensure_topics(rd_kafka_t *client, const struct backend_options *options,
                             const char *const *names, size_t count)
 {
@@ -409,48 +482,16 @@ int log_kafka_ensure_topics(rd_kafka_t *client, const struct backend_options *op
             rd_kafka_NewTopic_set_config(topic, "max.message.bytes", message_bytes) != 0)
             break;
     }
+    /* Retried within timeout_ms: right after a broker comes back, the first request on a
+     * reconnecting client can fail at once ("timed out in queue"). */
+    int64_t deadline = monotonic_ms() + options->timeout_ms;
     int result = 0;
-    if (wanted_count > 0) {
-        rd_kafka_AdminOptions_t *admin = rd_kafka_AdminOptions_new(client, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-        rd_kafka_queue_t *queue = rd_kafka_queue_new(client);
-        result = CATRACA_E_UNAVAILABLE;
-        if (admin != NULL && queue != NULL &&
-            rd_kafka_AdminOptions_set_request_timeout(admin, options->timeout_ms, error_text,
-                                                      sizeof(error_text)) == 0 &&
-            rd_kafka_AdminOptions_set_operation_timeout(admin, options->timeout_ms, error_text,
-                                                        sizeof(error_text)) == 0) {
-            rd_kafka_CreateTopics(client, wanted, wanted_count, admin, queue);
-            /* request + operation time-outs, then a margin for the result to come back */
-            rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 2 * options->timeout_ms + 1000);
-            const rd_kafka_CreateTopics_result_t *created =
-                event != NULL ? rd_kafka_event_CreateTopics_result(event) : NULL;
-            if (created != NULL && rd_kafka_event_error(event) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                size_t n = 0;
-                const rd_kafka_topic_result_t **each = rd_kafka_CreateTopics_result_topics(created, &n);
-                result = 0;
-                for (size_t i = 0; i < n; i++) {
-                    rd_kafka_resp_err_t error = rd_kafka_topic_result_error(each[i]);
-                    if (is_topic_created(error)) {
-                        topic_remember(rd_kafka_topic_result_name(each[i]));
-                        continue;
-                    }
-                    const char *why = rd_kafka_topic_result_error_string(each[i]);
-                    logline(LOGLINE_WARN, "log_kafka", "could not create a topic", "topic",
-                            rd_kafka_topic_result_name(each[i]), "error",
-                            why ? why : rd_kafka_err2str(error), NULL);
-                    result = CATRACA_E_UNAVAILABLE;
-                }
-            } else {
-                logline(LOGLINE_WARN, "log_kafka", "topic creation failed", "error",
-                        event != NULL ? rd_kafka_event_error_string(event) : "timed out", NULL);
-            }
-            if (event != NULL)
-                rd_kafka_event_destroy(event);
-        }
-        if (queue != NULL)
-            rd_kafka_queue_destroy(queue);
-        if (admin != NULL)
-            rd_kafka_AdminOptions_destroy(admin);
+    while (wanted_count > 0) {
+        result = create_topics_once(client, wanted, wanted_count, remaining_ms(deadline) + 1);
+        if (result == 0 || remaining_ms(deadline) < CREATE_RETRY_PAUSE_MS)
+            break;
+        struct timespec pause = {0, CREATE_RETRY_PAUSE_MS * 1000000L};
+        nanosleep(&pause, NULL);
     }
     rd_kafka_NewTopic_destroy_array(wanted, wanted_count);
     free(wanted);
@@ -463,12 +504,14 @@ struct delivery {
     int64_t offset;
     rd_kafka_resp_err_t error;
     bool is_done;
+    int64_t floor; /* the topic's appended_high before the call: the item's offset is >= it */
 };
 
 struct assigned {
     char event[CATRACA_ID_MAX + 1];
     char topic[LOG_KAFKA_TOPIC_MAX];
-    rd_kafka_queue_t *queue; /* the partition's own queue (not forwarded to the consumer's) */
+    rd_kafka_topic_t *handle;
+    rd_kafka_queue_t *queue; /* the partition's own queue, fetched into from next_offset */
     int64_t next_offset;     /* the offset the queue delivers next */
     uint64_t last_used;
 };
@@ -492,6 +535,10 @@ struct log_kafka {
     uint64_t read_clock;
     uint8_t *records; /* read_max * CATRACA_COMMAND_ENCODED_MAX */
     rd_kafka_message_t **messages;
+    /* of the last read's entries: headers "p" and "k" (0 when absent), for doubtful_scan */
+    uint64_t *entry_purchases;
+    uint64_t (*entry_keys)[2];
+    struct log_entry *scan_entries;
 };
 
 /* A delivery report (on the appending thread, inside rd_kafka_poll). */
@@ -507,28 +554,17 @@ static void on_delivery(rd_kafka_t *client, const rd_kafka_message_t *message, v
     if (generation != (log->generation & (UINTPTR_MAX >> INDEX_BITS)) ||
         index >= log->deliveries_capacity || log->deliveries[index].is_done)
         return;
-    log->deliveries[index] = (struct delivery){message->offset, message->err, true};
+    log->deliveries[index] =
+        (struct delivery){message->offset, message->err, true, log->deliveries[index].floor};
     log->pending--;
 }
 
-static bool is_event_valid(const char *event)
-{
-    size_t length = event != NULL ? strnlen(event, CATRACA_ID_MAX + 1) : 0;
-    return length > 0 && length <= CATRACA_ID_MAX;
-}
 
 static int items_check(const struct log_append_item *items, size_t count)
 {
-    if (count > LOG_KAFKA_APPEND_ITEMS_MAX || (count > 0 && items == NULL))
+    if (count > LOG_KAFKA_APPEND_ITEMS_MAX)
         return CATRACA_E_INVALID;
-    for (size_t i = 0; i < count; i++)
-        if (!is_event_valid(items[i].event) ||
-            (items[i].record == NULL && items[i].record_length > 0) ||
-            items[i].record_length > CATRACA_COMMAND_ENCODED_MAX ||
-            (items[i].idempotency_key != NULL &&
-             strnlen(items[i].idempotency_key, CATRACA_ID_MAX + 1) > CATRACA_ID_MAX))
-            return CATRACA_E_INVALID;
-    return 0;
+    return log_items_check(items, count); /* log.h: what every adapter refuses */
 }
 
 static int grow_append(struct log_kafka *log, size_t count)
@@ -573,7 +609,8 @@ static void answer_known(struct log_kafka *log, struct log_append_item *items, s
     bool is_ready = tables_ready();
     for (size_t i = 0; i < count; i++) {
         struct log_append_item *item = &items[i];
-        log->deliveries[i] = (struct delivery){-1, RD_KAFKA_RESP_ERR_NO_ERROR, false};
+        log->deliveries[i] = (struct delivery){-1, RD_KAFKA_RESP_ERR_NO_ERROR, false,
+                                               log_kafka_appended_high_locked(log->item_topics[i])};
         item->result = LOG_APPENDED;
         item->existing_purchase_id = item->purchase_id;
         if (!is_ready)
@@ -618,14 +655,36 @@ static void answer_known(struct log_kafka *log, struct log_append_item *items, s
                                ? LOG_DUPLICATE_MISMATCH
                                : LOG_DUPLICATE;
             item->existing_purchase_id = earlier->purchase_id;
-            log->deliveries[i] = (struct delivery){-2 - (int64_t)j, 0, true};
+            log->deliveries[i] = (struct delivery){-2 - (int64_t)j, 0, true, 0};
             break;
         }
     }
     pthread_mutex_unlock(&tables_mutex);
 }
 
-/* After every item was delivered: seqs, the in-call duplicates, and the tables. */
+static bool is_delivered(const struct delivery *d)
+{
+    return d->is_done && d->error == RD_KAFKA_RESP_ERR_NO_ERROR && d->offset >= 0;
+}
+
+/* With tables_mutex held: the item of a failed call may be in the log after all. */
+static void doubtful_add(const struct log_append_item *item, int64_t floor)
+{
+    if (item->purchase_id == 0 && item->idempotency_key == NULL)
+        return; /* nothing a retry could be recognised by */
+    struct doubtful *d = &doubtfuls[doubtful_next++ % LOG_KAFKA_DOUBTFUL_MAX];
+    *d = (struct doubtful){.purchase_id = item->purchase_id,
+                           .request_hash = item->request_hash,
+                           .floor = floor};
+    if (item->idempotency_key != NULL)
+        key_fingerprint(item->idempotency_scope, item->idempotency_key, d->fingerprint);
+    snprintf(d->event, sizeof(d->event), "%s", item->event);
+}
+
+/*
+ * After the reports: seqs, the in-call duplicates, and the tables, for the
+ * delivered items; the others (of a failed call) become doubtful.
+ */
 static void record_delivered(struct log_kafka *log, struct log_append_item *items, size_t count)
 {
     pthread_mutex_lock(&tables_mutex);
@@ -636,6 +695,10 @@ static void record_delivered(struct log_kafka *log, struct log_append_item *item
         if (item->result != LOG_APPENDED) {
             if (d->offset <= -2)
                 item->seq = items[(size_t)(-2 - d->offset)].seq;
+            continue;
+        }
+        if (!is_delivered(d)) {
+            doubtful_add(item, d->floor);
             continue;
         }
         item->seq = (struct log_seq){(uint64_t)d->offset + 1, 0};
@@ -660,6 +723,107 @@ static void record_delivered(struct log_kafka *log, struct log_append_item *item
     pthread_mutex_unlock(&tables_mutex);
 }
 
+static int kafka_read(void *context, const char *event, struct log_seq after,
+                      struct log_entry *entries, size_t max, size_t *count);
+
+/* With tables_mutex held: the doubtful entry item is a retry of, or NULL. */
+static struct doubtful *doubtful_find(const struct log_append_item *item)
+{
+    uint64_t fingerprint[2] = {0, 0};
+    if (item->idempotency_key != NULL)
+        key_fingerprint(item->idempotency_scope, item->idempotency_key, fingerprint);
+    for (size_t i = 0; i < LOG_KAFKA_DOUBTFUL_MAX; i++) {
+        struct doubtful *d = &doubtfuls[i];
+        if (d->event[0] == '\0')
+            continue;
+        if ((fingerprint[1] != 0 && d->fingerprint[0] == fingerprint[0] &&
+             d->fingerprint[1] == fingerprint[1]) ||
+            (item->purchase_id != 0 && d->purchase_id == item->purchase_id))
+            return d;
+    }
+    return NULL;
+}
+
+/*
+ * Looks for a doubtful item in its topic, from its floor to the end: 0 with
+ * *seq its place ({0,0}: not there), or an error (the brokers are down).
+ */
+static int doubtful_scan(struct log_kafka *log, const struct doubtful *d, struct log_seq *seq)
+{
+    struct log_entry *entries = log->scan_entries;
+    struct log_seq after = {(uint64_t)d->floor, 0};
+    *seq = (struct log_seq){0, 0};
+    for (size_t scanned = 0; scanned < LOG_KAFKA_SCAN_MAX;) {
+        size_t count = 0;
+        int error = kafka_read(log, d->event, after, entries, log->read_max, &count);
+        if (error != 0 || count == 0)
+            return error;
+        for (size_t i = 0; i < count; i++) {
+            bool is_same_key = d->fingerprint[1] != 0 &&
+                               log->entry_keys[i][0] == d->fingerprint[0] &&
+                               log->entry_keys[i][1] == d->fingerprint[1];
+            if (is_same_key || (d->purchase_id != 0 && log->entry_purchases[i] == d->purchase_id)) {
+                *seq = entries[i].seq;
+                return 0;
+            }
+        }
+        after = entries[count - 1].seq;
+        scanned += count;
+    }
+    return 0;
+}
+
+/*
+ * Items that retry a doubtful one: found in the log, they are duplicates of
+ * it (and the tables learn it); not found, they are appended (the doubt is
+ * dropped: a new failure makes a new one). 0, or UNAVAILABLE.
+ */
+static int resolve_doubtful(struct log_kafka *log, struct log_append_item *items, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        struct log_append_item *item = &items[i];
+        if (item->result != LOG_APPENDED)
+            continue;
+        pthread_mutex_lock(&tables_mutex);
+        struct doubtful *found = doubtful_find(item);
+        struct doubtful doubt = found != NULL ? *found : (struct doubtful){0};
+        pthread_mutex_unlock(&tables_mutex);
+        if (found == NULL)
+            continue;
+        struct log_seq seq;
+        int error = doubtful_scan(log, &doubt, &seq);
+        if (error != 0)
+            return error;
+        pthread_mutex_lock(&tables_mutex);
+        if (memcmp(found, &doubt, sizeof(doubt)) == 0)
+            found->event[0] = '\0';
+        if (seq.major != 0 && tables_ready()) {
+            if (doubt.fingerprint[1] != 0) {
+                struct known_key *slot = key_slot(doubt.fingerprint);
+                *slot = (struct known_key){{doubt.fingerprint[0], doubt.fingerprint[1]},
+                                           doubt.request_hash, doubt.purchase_id, seq.major,
+                                           ++tables_clock};
+            }
+            if (doubt.purchase_id != 0) {
+                struct known_purchase *slot = purchase_slot(doubt.purchase_id);
+                *slot = (struct known_purchase){doubt.purchase_id, seq.major, ++tables_clock, ""};
+                snprintf(slot->event, sizeof(slot->event), "%s", doubt.event);
+            }
+        }
+        pthread_mutex_unlock(&tables_mutex);
+        if (seq.major == 0)
+            continue;
+        bool is_same_key = doubt.fingerprint[1] != 0 && item->idempotency_key != NULL;
+        item->result = is_same_key && doubt.request_hash != item->request_hash
+                           ? LOG_DUPLICATE_MISMATCH
+                           : LOG_DUPLICATE;
+        item->seq = seq;
+        item->existing_purchase_id = doubt.purchase_id;
+        log->deliveries[i].is_done = true;
+    }
+    return 0;
+}
+
 static void producer_drop(struct log_kafka *log)
 {
     if (log->producer == NULL)
@@ -681,9 +845,17 @@ static int producer_ready(struct log_kafka *log)
 static int produce_item(struct log_kafka *log, const struct log_append_item *item, size_t index,
                         int64_t deadline)
 {
-    uint8_t time_bytes[8], purchase_bytes[8];
+    uint8_t time_bytes[8], purchase_bytes[8], key_bytes[16];
     be64((uint64_t)item->time_ms, time_bytes);
     be64(item->purchase_id, purchase_bytes);
+    ssize_t purchase_size = item->purchase_id != 0 ? 8 : 0, key_size = 0; /* 0: header empty */
+    if (item->idempotency_key != NULL) {
+        uint64_t fingerprint[2];
+        key_fingerprint(item->idempotency_scope, item->idempotency_key, fingerprint);
+        key_size = 16;
+        be64(fingerprint[0], key_bytes);
+        be64(fingerprint[1], key_bytes + 8);
+    }
     uintptr_t tag = ((uintptr_t)(log->generation & (UINTPTR_MAX >> INDEX_BITS)) << INDEX_BITS) |
                     (uintptr_t)(index + 1);
     for (;;) {
@@ -692,7 +864,8 @@ static int produce_item(struct log_kafka *log, const struct log_append_item *ite
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_VALUE((void *)item->record, item->record_length),
             RD_KAFKA_V_HEADER("t", time_bytes, 8),
-            RD_KAFKA_V_HEADER("p", purchase_bytes, item->purchase_id != 0 ? 8 : 0),
+            RD_KAFKA_V_HEADER("p", purchase_bytes, purchase_size),
+            RD_KAFKA_V_HEADER("k", key_bytes, key_size),
             RD_KAFKA_V_OPAQUE((void *)tag), RD_KAFKA_V_END);
         if (error == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
@@ -744,6 +917,9 @@ static int kafka_append(void *context, struct log_append_item *items, size_t cou
     log->generation++;
     log->pending = 0;
     answer_known(log, items, count);
+    error = resolve_doubtful(log, items, count);
+    if (error != 0)
+        return error;
 
     const char *names[65];
     size_t name_count = 0;
@@ -778,7 +954,8 @@ static int kafka_append(void *context, struct log_append_item *items, size_t cou
         rd_kafka_poll(log->producer, remaining_ms(deadline) < POLL_SLICE_MS ? remaining_ms(deadline)
                                                                              : POLL_SLICE_MS);
     if (log->pending > 0) {
-        /* Not reported in time: purge them, so nothing of this failed call is sent later. */
+        /* Not reported in time: purge them, so this client sends nothing of the failed call
+         * later (a broker may still write a request it had read: they become doubtful). */
         rd_kafka_purge(log->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         int64_t drain = monotonic_ms() + DRAIN_AFTER_PURGE_MS;
         while (log->pending > 0 && remaining_ms(drain) > 0)
@@ -803,11 +980,11 @@ static int kafka_append(void *context, struct log_append_item *items, size_t cou
         producer_drop(log);
         return CATRACA_E_UNAVAILABLE;
     }
+    record_delivered(log, items, count); /* on failure too: what was delivered is in the log */
     if (error != 0) {
         log->generation++; /* reports still to come belong to no call */
         return error;
     }
-    record_delivered(log, items, count);
     announce_appended(log, items, count);
     return 0;
 }
@@ -840,25 +1017,32 @@ static int query_watermarks(struct log_kafka *log, const char *topic, int64_t *l
     return CATRACA_E_UNAVAILABLE;
 }
 
-static rd_kafka_topic_partition_list_t *one_partition(const char *topic, int64_t offset)
+/* Fetching of a's partition from offset on, onto a new queue (the old one, with whatever it
+ * held from before, goes). */
+static int start_fetching(struct log_kafka *log, struct assigned *a, int64_t offset)
 {
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
-    if (list != NULL)
-        rd_kafka_topic_partition_list_add(list, topic, 0)->offset = offset;
-    return list;
+    if (a->queue != NULL) {
+        rd_kafka_consume_stop(a->handle, 0);
+        rd_kafka_queue_destroy(a->queue);
+    }
+    a->queue = rd_kafka_queue_new(log->consumer);
+    if (a->queue == NULL || rd_kafka_consume_start_queue(a->handle, 0, offset, a->queue) != 0) {
+        logline(LOGLINE_WARN, "log_kafka", "could not start fetching a partition", "topic",
+                a->topic, "error", rd_kafka_err2str(rd_kafka_last_error()), NULL);
+        return CATRACA_E_UNAVAILABLE;
+    }
+    a->next_offset = offset;
+    return 0;
 }
 
 static void unassign(struct log_kafka *log, struct assigned *a)
 {
-    rd_kafka_topic_partition_list_t *list = one_partition(a->topic, RD_KAFKA_OFFSET_INVALID);
-    if (list != NULL) {
-        rd_kafka_error_t *error = rd_kafka_incremental_unassign(log->consumer, list);
-        if (error != NULL)
-            rd_kafka_error_destroy(error);
-        rd_kafka_topic_partition_list_destroy(list);
-    }
-    if (a->queue != NULL)
+    if (a->queue != NULL) {
+        rd_kafka_consume_stop(a->handle, 0);
         rd_kafka_queue_destroy(a->queue);
+    }
+    if (a->handle != NULL)
+        rd_kafka_topic_destroy(a->handle);
     *a = log->assigned[--log->assigned_count];
 }
 
@@ -870,7 +1054,7 @@ static struct assigned *assigned_find(struct log_kafka *log, const char *event)
     return NULL;
 }
 
-/* Assigns the partition at offset on a queue of its own (the least recently read goes first). */
+/* Starts the partition at offset (the least recently read one goes first when full). */
 static int assign(struct log_kafka *log, const char *event, const char *topic, int64_t offset,
                   struct assigned **out)
 {
@@ -881,44 +1065,20 @@ static int assign(struct log_kafka *log, const char *event, const char *topic, i
                 oldest = &log->assigned[i];
         unassign(log, oldest);
     }
-    rd_kafka_topic_partition_list_t *list = one_partition(topic, offset);
-    if (list == NULL)
-        return CATRACA_E_NOMEM;
-    rd_kafka_error_t *error = rd_kafka_incremental_assign(log->consumer, list);
-    rd_kafka_topic_partition_list_destroy(list);
-    if (error != NULL) {
-        logline(LOGLINE_WARN, "log_kafka", "could not assign a partition", "topic", topic,
-                "error", rd_kafka_error_string(error), NULL);
-        rd_kafka_error_destroy(error);
-        return CATRACA_E_UNAVAILABLE;
-    }
     struct assigned *a = &log->assigned[log->assigned_count];
-    *a = (struct assigned){.next_offset = offset};
+    *a = (struct assigned){0};
     snprintf(a->event, sizeof(a->event), "%s", event);
     snprintf(a->topic, sizeof(a->topic), "%s", topic);
-    a->queue = rd_kafka_queue_get_partition(log->consumer, topic, 0);
-    if (a->queue == NULL)
+    a->handle = rd_kafka_topic_new(log->consumer, topic, NULL);
+    if (a->handle == NULL)
         return CATRACA_E_UNAVAILABLE;
-    rd_kafka_queue_forward(a->queue, NULL); /* this partition's messages stay on its queue */
     log->assigned_count++;
-    *out = a;
-    return 0;
-}
-
-static int seek(struct log_kafka *log, struct assigned *a, int64_t offset)
-{
-    rd_kafka_topic_partition_list_t *list = one_partition(a->topic, offset);
-    if (list == NULL)
-        return CATRACA_E_NOMEM;
-    rd_kafka_error_t *error = rd_kafka_seek_partitions(log->consumer, list, log->options.timeout_ms);
-    rd_kafka_resp_err_t partition_error = list->elems[0].err;
-    rd_kafka_topic_partition_list_destroy(list);
-    if (error != NULL || partition_error != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        if (error != NULL)
-            rd_kafka_error_destroy(error);
-        return CATRACA_E_UNAVAILABLE;
+    int error = start_fetching(log, a, offset);
+    if (error != 0) {
+        unassign(log, a);
+        return error;
     }
-    a->next_offset = offset;
+    *out = a;
     return 0;
 }
 
@@ -932,6 +1092,20 @@ static uint64_t header_u64(const rd_kafka_message_t *message, const char *name, 
                     RD_KAFKA_RESP_ERR_NO_ERROR &&
                 size == 8;
     return *is_there ? from_be64(value) : 0;
+}
+
+static void header_key(const rd_kafka_message_t *message, uint64_t out[2])
+{
+    rd_kafka_headers_t *headers = NULL;
+    const void *value = NULL;
+    size_t size = 0;
+    out[0] = out[1] = 0;
+    if (rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(headers, "k", &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        size == 16) {
+        out[0] = from_be64(value);
+        out[1] = from_be64((const uint8_t *)value + 8);
+    }
 }
 
 /*
@@ -971,6 +1145,9 @@ static int take(struct log_kafka *log, struct assigned *a, struct log_entry *ent
                     memcpy(record, message->payload, message->len);
                 entries[*count] = (struct log_entry){{(uint64_t)message->offset + 1, 0}, time_ms,
                                                      record, message->len};
+                bool has_purchase = false;
+                log->entry_purchases[*count] = header_u64(message, "p", &has_purchase);
+                header_key(message, log->entry_keys[*count]);
                 (*count)++;
                 a->next_offset = message->offset + 1;
             }
@@ -1010,7 +1187,7 @@ static int kafka_read(void *context, const char *event, struct log_seq after,
         if (error != 0)
             return error;
     } else if (a->next_offset != start) {
-        error = seek(log, a, start);
+        error = start_fetching(log, a, start);
         if (error != 0)
             return error;
     }
@@ -1116,14 +1293,38 @@ static int kafka_list_partitions(void *context, char (*events)[CATRACA_ID_MAX + 
         RD_KAFKA_RESP_ERR_NO_ERROR)
         return CATRACA_E_UNAVAILABLE;
     char event[CATRACA_ID_MAX + 1];
-    for (int i = 0; i < metadata->topic_cnt; i++) {
+    for (int i = 0; i < metadata->topic_cnt && error == 0; i++) {
         const struct rd_kafka_metadata_topic *topic = &metadata->topics[i];
-        if (topic->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-            log_kafka_topic_event(log->prefix, topic->topic, event) == 0)
+        if (topic->err != RD_KAFKA_RESP_ERR_NO_ERROR ||
+            log_kafka_topic_event(log->prefix, topic->topic, event) != 0)
+            continue;
+        /* Only events with entries: a topic made by an append that then failed has none.
+         * Asked of the leader once per topic, until it has some. */
+        pthread_mutex_lock(&tables_mutex);
+        struct known_topic *known = topic_remember_locked(topic->topic);
+        bool has_entries = known != NULL && (known->has_entries || known->appended_high > 0);
+        pthread_mutex_unlock(&tables_mutex);
+        if (!has_entries) {
+            int64_t low = 0, high = 0;
+            error = query_watermarks(log, topic->topic, &low, &high);
+            if (error == CATRACA_E_NOTFOUND)
+                error = 0;
+            has_entries = error == 0 && high > 0;
+            if (has_entries) {
+                pthread_mutex_lock(&tables_mutex);
+                known = topic_remember_locked(topic->topic);
+                if (known != NULL)
+                    known->has_entries = true;
+                pthread_mutex_unlock(&tables_mutex);
+            }
+        }
+        if (has_entries)
             keep_smallest(events, max, count, event);
     }
     rd_kafka_metadata_destroy(metadata);
-    return 0;
+    if (error != 0)
+        *count = 0;
+    return error;
 }
 
 static void kafka_close(void *context)
@@ -1133,15 +1334,18 @@ static void kafka_close(void *context)
         return;
     producer_drop(log);
     if (log->consumer != NULL) {
-        for (size_t i = 0; i < log->assigned_count; i++)
-            rd_kafka_queue_destroy(log->assigned[i].queue);
-        rd_kafka_destroy_flags(log->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        while (log->assigned_count > 0)
+            unassign(log, &log->assigned[0]);
+        rd_kafka_destroy(log->consumer);
     }
     free(log->deliveries);
     free(log->item_topics);
     free(log->assigned);
     free(log->records);
     free(log->messages);
+    free(log->entry_purchases);
+    free(log->entry_keys);
+    free(log->scan_entries);
     free(log);
 }
 
@@ -1175,7 +1379,11 @@ int log_kafka_open(const struct backend_options *options, size_t read_max, bool 
     log->records = malloc(read_max * CATRACA_COMMAND_ENCODED_MAX);
     log->messages = calloc(read_max, sizeof(*log->messages));
     log->assigned = calloc(LOG_KAFKA_READ_PARTITIONS_MAX, sizeof(*log->assigned));
-    if (log->records == NULL || log->messages == NULL || log->assigned == NULL) {
+    log->entry_purchases = calloc(read_max, sizeof(*log->entry_purchases));
+    log->entry_keys = calloc(read_max, sizeof(*log->entry_keys));
+    log->scan_entries = calloc(read_max, sizeof(*log->scan_entries));
+    if (log->records == NULL || log->messages == NULL || log->assigned == NULL ||
+        log->entry_purchases == NULL || log->entry_keys == NULL || log->scan_entries == NULL) {
         kafka_close(log);
         return CATRACA_E_NOMEM;
     }

@@ -94,6 +94,8 @@
 #define LOG_KAFKA_PREFETCH_KBYTES 1024      /* queued.max.messages.kbytes, per partition */
 #define LOG_KAFKA_KEYS_MAX (1u << 18)       /* idempotency keys remembered per process */
 #define LOG_KAFKA_PURCHASES_MAX (1u << 18)  /* purchase places remembered per process */
+#define LOG_KAFKA_DOUBTFUL_MAX 1024        /* items of failed appends looked up on retry */
+#define LOG_KAFKA_SCAN_MAX 100000          /* entries such a look-up reads at most */
 #define LOG_KAFKA_TOPICS_MAX 4096           /* topics known to exist, per process (then forgotten) */
 #define LOG_KAFKA_PREFIX_MAX 100            /* a topic prefix; names stay < Kafka's 249 */
 #define LOG_KAFKA_BOOTSTRAP_MAX 1024
