@@ -84,7 +84,21 @@ struct log_entry {
 bool log_event_is_valid(const char *event);
 int log_items_check(const struct log_append_item *items, size_t count);
 
+/*
+ * log_ops.flags. LOG_FLAG_KEYS_IN_PURCHASE_IDS: the log cannot check an
+ * idempotency key atomically with an append across processes (Kafka,
+ * log_kafka.h: it answers LOG_DUPLICATE only for keys this process appended)
+ * and find_purchase knows only this process's purchases. A gateway over such
+ * a log derives a keyed purchase's id from (customer, key, request hash), so
+ * a retry on any gateway carries the same id and the engine answers it
+ * REPEATED (engine.h 2a), and a GET of a purchase the log does not know waits
+ * (bounded) for the store before a 404 (gateway/api_purchases.c). 0 for
+ * SQLite and Redis, which check keys in the append itself.
+ */
+#define LOG_FLAG_KEYS_IN_PURCHASE_IDS 1u
+
 struct log_ops {
+    unsigned flags; /* LOG_FLAG_* */
     /*
      * Appends items in order, atomically and durably: on 0 every item is
      * durable (or a duplicate); on error none was appended. Errors:

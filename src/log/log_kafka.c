@@ -1350,6 +1350,7 @@ static void kafka_close(void *context)
 }
 
 static const struct log_ops kafka_ops = {
+    .flags = LOG_FLAG_KEYS_IN_PURCHASE_IDS, /* log.h: keys are checked in this process only */
     .append = kafka_append,
     .read = kafka_read,
     .find_purchase = kafka_find_purchase,
