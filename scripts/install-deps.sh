@@ -7,6 +7,7 @@ packages=(
     build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
     libcmocka-dev libcjson-dev libsqlite3-dev sqlite3 libssl-dev
     libhiredis-dev libpq-dev libhttp-parser-dev
+    librdkafka-dev        # the Kafka log and bus (src/log/log_kafka.c, bus_kafka.c)
     libcurl4-openssl-dev  # catraca verify: HTTP(S) client
     redis-server postgresql-15 postgresql-contrib
     wrk prometheus haproxy systemd python3 curl openssl valgrind

@@ -13,6 +13,7 @@
 #ifndef CATRACA_LOG_LOG_H
 #define CATRACA_LOG_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,6 +71,18 @@ struct log_entry {
     const uint8_t *record;
     size_t record_length;
 };
+
+/*
+ * What every adapter refuses with CATRACA_E_INVALID before touching its
+ * backend (tests/log/conformance_log.c checks it of each): an event id that
+ * is not 1..CATRACA_ID_MAX bytes (it becomes part of a key or a topic name,
+ * where a longer one would be cut into another event's), a record longer
+ * than CATRACA_COMMAND_ENCODED_MAX or a length without a record, an
+ * idempotency key that is empty or has no scope. items may be NULL when
+ * count is 0.
+ */
+bool log_event_is_valid(const char *event);
+int log_items_check(const struct log_append_item *items, size_t count);
 
 struct log_ops {
     /*
