@@ -109,34 +109,40 @@ def wait_until(what, condition, timeout=60):
         time.sleep(0.1)
 
 
-def check_exactly_once(test, cluster, event, decided):
-    """Straight from PostgreSQL: every accepted purchase has exactly one row, in one state."""
-    ids = {p["id"] for p in decided.values()}
-    rows = cluster.sql(f"SELECT id, count(*) FROM purchases WHERE event = '{event}' GROUP BY id")
-    stored = {}
-    for line in rows.splitlines():
-        pid, count = line.rsplit("|", 1)
-        stored[pid] = int(count)
-    missing = ids - set(stored)
-    test.assertFalse(missing, f"{len(missing)} purchases answered 202 are not in the store")
-    twice = {pid: n for pid, n in stored.items() if n != 1}
-    test.assertFalse(twice, f"purchases stored more than once: {twice}")
+def check_exactly_once(test, cluster, event, accepted, decided):
+    """Straight from PostgreSQL: every purchase answered 202 is stored exactly once, at the
+    place in the log its 202 named (its seq), and one purchase id never named two buyers."""
+    moved = {b: (accepted[b]["seq"], p["seq"]) for b, p in decided.items()
+             if p["seq"] != accepted[b]["seq"] or p["id"] != accepted[b]["id"]}
+    test.assertFalse(moved, "a purchase is not where its 202 said")
+    ids = [p["id"] for p in decided.values()]
+    test.assertEqual(len(ids), len(set(ids)), "one purchase id answered to two buyers")
+    rows = cluster.sql(f"SELECT seq_major || '-' || seq_minor, count(*) FROM purchases "
+                       f"WHERE event = '{event}' GROUP BY 1")
+    stored = dict(line.rsplit("|", 1) for line in rows.splitlines())
+    missing = [p["seq"] for p in decided.values() if p["seq"] not in stored]
+    test.assertFalse(missing, f"{len(missing)} purchases answered 202 are not in the store, "
+                              f"e.g. seq {missing[:5]}")
+    twice = {seq: n for seq, n in stored.items() if n != "1"}
+    test.assertFalse(twice, f"one place in the log stored as several purchases: {twice}")
+
+
+AUDIT_NOT_BUILT = "auditing a distributed sale is not in it yet"
 
 
 def audit_distributed(test, cluster):
     """`catraca audit` of the sale: its Kafka log against its PostgreSQL store."""
-    help_text = subprocess.run([BIN, "audit", "--help"], capture_output=True, text=True,
-                               timeout=30).stdout
-    if "--postgres" not in help_text:
-        # TODO(audit-distributed): `catraca audit --kafka ... --postgres ...` comes with the
-        # audit branch; until it is merged the store is checked above, straight in SQL.
-        print("TODO(audit-distributed): this catraca has no `audit --postgres`: AUDIT NOT RUN")
-        return
     run = subprocess.run([BIN, "audit"] + cluster.log_args() +
                          ["--postgres", cluster.postgres.conninfo],
                          capture_output=True, text=True, timeout=300,
                          env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1"))
     out = run.stdout + run.stderr
+    if run.returncode == 2 and AUDIT_NOT_BUILT in out:
+        # TODO(audit-distributed): `catraca audit --kafka ... --postgres ...` comes with the
+        # audit branch (issue 17, part 5); until it is merged, check_exactly_once above checks
+        # the store straight in SQL. Said out loud, never skipped in silence.
+        print("TODO(audit-distributed): AUDIT NOT RUN: " + out.strip(), flush=True)
+        return
     print(out.strip().splitlines()[-1] if out.strip() else "(audit printed nothing)")
     test.assertEqual(run.returncode, 0, out)
 
@@ -182,13 +188,11 @@ class BrokerKillTest(unittest.TestCase):
 
             accepted = rush.accepted()
             self.assertGreater(len(accepted), 300)
-            self.assertEqual(len({a["id"] for a in accepted.values()}), len(accepted),
-                             "one purchase id answered to two buyers")
             decided = settle(cluster, accepted, timeout=120)
             # A 503 may still have reached the log (the acknowledgement was lost, not the
             # append): the store may hold purchases the rush saw refused.
             check_promises(self, cluster, "ev-kafka", self.CAPACITY, decided, all_known=False)
-            check_exactly_once(self, cluster, "ev-kafka", decided)
+            check_exactly_once(self, cluster, "ev-kafka", accepted, decided)
             self.assertEqual(cluster.stop_processes(), 0, "a gateway or worker did not stop cleanly")
             audit_distributed(self, cluster)
         except BaseException:
@@ -237,7 +241,7 @@ class ProcessCrashTest(unittest.TestCase):
             self.assertGreater(len(accepted), 300)
             decided = settle(cluster, accepted, timeout=120)
             check_promises(self, cluster, "ev-kcrash", self.CAPACITY, decided, all_known=False)
-            check_exactly_once(self, cluster, "ev-kcrash", decided)
+            check_exactly_once(self, cluster, "ev-kcrash", accepted, decided)
             new_owner, new_epoch = cluster.owner_of("ev-kcrash")
             self.assertNotEqual(new_owner, owner)
             self.assertGreater(new_epoch, epoch)
