@@ -228,9 +228,9 @@ def kafka_classpath():
     """The broker's jars, fetched (once, then cached under build/) by scripts/kafka-fetch.sh.
     Raises RuntimeError saying why when they cannot be had: Kafka tests fail, never skip."""
     try:
-        run = subprocess.run(["bash", KAFKA_FETCH], capture_output=True, text=True, timeout=900)
+        run = subprocess.run(["bash", KAFKA_FETCH], capture_output=True, text=True, timeout=1300)
     except subprocess.TimeoutExpired:
-        raise RuntimeError("scripts/kafka-fetch.sh did not finish within 900 s") from None
+        raise RuntimeError("scripts/kafka-fetch.sh did not finish within 1300 s") from None
     if run.returncode != 0:
         raise RuntimeError("cannot run a Kafka broker: scripts/kafka-fetch.sh failed:\n" + run.stderr)
     lib = run.stdout.strip().splitlines()[-1]
