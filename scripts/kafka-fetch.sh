@@ -87,8 +87,9 @@ rm -rf "$lib.tmp"
 log="$dest/fetch.log"
 echo "kafka-fetch: fetching Apache Kafka $version and its dependencies into $lib (log: $log)" >&2
 started=$(date +%s)
+# Bounded: a read stalls 2 min at most (Maven's default is 30), the whole fetch 10 min.
 run_mvn() {
-    mvn -B -f "$dest/pom.xml" -Dmaven.repo.local="$repo" "$@" \
+    timeout 600 mvn -B -f "$dest/pom.xml" -Dmaven.repo.local="$repo" -Dmaven.wagon.rto=120000 "$@" \
         dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib.tmp" >"$log" 2>&1
 }
 # Offline first: a repository filled by an earlier fetch (or another version's) needs no network.
@@ -96,6 +97,7 @@ if ! run_mvn -o; then
     rm -rf "$lib.tmp"
     if ! run_mvn; then
         reason=$(grep -E '\[ERROR\]' "$log" | head -3 | sed 's/^/    /')
+        [ -n "$reason" ] || reason="    mvn stopped without an [ERROR] line (10 min time-out?): $(tail -1 "$log")"
         if grep -qiE 'UnknownHost|Connect(ion)? (timed out|refused)|Could not transfer|Network is unreachable|No route to host' "$log"; then
             fail "Maven Central could not be reached:"$'\n'"$reason"$'\n'"    (full log: $log)"
         fi

@@ -228,9 +228,9 @@ def kafka_classpath():
     """The broker's jars, fetched (once, then cached under build/) by scripts/kafka-fetch.sh.
     Raises RuntimeError saying why when they cannot be had: Kafka tests fail, never skip."""
     try:
-        run = subprocess.run(["bash", KAFKA_FETCH], capture_output=True, text=True, timeout=900)
+        run = subprocess.run(["bash", KAFKA_FETCH], capture_output=True, text=True, timeout=1300)
     except subprocess.TimeoutExpired:
-        raise RuntimeError("scripts/kafka-fetch.sh did not finish within 900 s") from None
+        raise RuntimeError("scripts/kafka-fetch.sh did not finish within 1300 s") from None
     if run.returncode != 0:
         raise RuntimeError("cannot run a Kafka broker: scripts/kafka-fetch.sh failed:\n" + run.stderr)
     lib = run.stdout.strip().splitlines()[-1]
@@ -374,68 +374,85 @@ class Kafka:
         if not 1 <= brokers <= 9:
             raise ValueError("Kafka(brokers=1..9)")
         self.classpath = kafka_classpath()
-        self.dir = tempfile.mkdtemp(prefix="catraca-kafka-")
         self.count = brokers
+        self.overrides = overrides
+        self.procs = [None] * brokers
+        self.dir = None
+        _RUNNING.append(self)
+        # free_port() only finds ports free NOW: another process may take one before the JVM
+        # binds it. Then the whole cluster starts again on other ports (a few times at most).
+        for attempt in range(3):
+            try:
+                self._start_new_cluster()
+                return
+            except RuntimeError as e:
+                self._kill_all()
+                if attempt == 2 or "Address already in use" not in str(e):
+                    self.stop()
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+
+    def _start_new_cluster(self):
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = tempfile.mkdtemp(prefix="catraca-kafka-")
+        brokers = self.count
         self.ports = [free_port() for _ in range(brokers)]
         self.controller_ports = [free_port() for _ in range(brokers)]
-        self.procs = [None] * brokers
         self.cluster_id = _kafka_uuid()
         voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in enumerate(self.controller_ports))
         replication = min(3, brokers)
         with open(os.path.join(self.dir, "log4j2.properties"), "w") as f:
             f.write(_KAFKA_LOG4J2)
-        _RUNNING.append(self)
-        try:
-            for i in range(brokers):
-                node_dir = self.node_dir(i)
-                os.makedirs(node_dir)
-                settings = {
-                    "process.roles": "broker,controller",
-                    "node.id": i,
-                    "controller.quorum.voters": voters,
-                    "listeners": f"PLAINTEXT://127.0.0.1:{self.ports[i]},"
-                                 f"CONTROLLER://127.0.0.1:{self.controller_ports[i]}",
-                    "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.ports[i]}",
-                    "controller.listener.names": "CONTROLLER",
-                    "inter.broker.listener.name": "PLAINTEXT",
-                    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    "log.dirs": os.path.join(node_dir, "data"),
-                    "auto.create.topics.enable": "false",
-                    "num.partitions": 1,
-                    "default.replication.factor": replication,
-                    "min.insync.replicas": 1,
-                    "offsets.topic.replication.factor": replication,
-                    "offsets.topic.num.partitions": 1,
-                    "transaction.state.log.replication.factor": replication,
-                    "transaction.state.log.min.isr": 1,
-                    "transaction.state.log.num.partitions": 1,
-                    "share.coordinator.state.topic.replication.factor": replication,
-                    "share.coordinator.state.topic.min.isr": 1,
-                    "share.coordinator.state.topic.num.partitions": 1,
-                    "group.initial.rebalance.delay.ms": 0,
-                    # A killed broker is fenced (and leaves every ISR) after 3 s, not 9 s.
-                    "broker.heartbeat.interval.ms": 500,
-                    "broker.session.timeout.ms": 3000,
-                    "replica.lag.time.max.ms": 5000,
-                    # Two cores shared with the tests: few threads, small sparse index files.
-                    "num.network.threads": 2,
-                    "num.io.threads": 2,
-                    "num.replica.fetchers": 1,
-                    "background.threads": 2,
-                    "log.cleaner.threads": 1,
-                    "log.index.size.max.bytes": 1 << 20,
-                }
-                settings.update(overrides)
-                with open(self.config(i), "w") as f:
-                    for key, value in settings.items():
-                        f.write(f"{key}={value}\n")
-            self._format()
-            for i in range(brokers):
-                self._launch(i)
-            self._wait_ready(range(brokers), self.START_TIMEOUT_S)
-        except BaseException:
-            self.stop()
-            raise
+        for i in range(brokers):
+            node_dir = self.node_dir(i)
+            os.makedirs(node_dir)
+            settings = {
+                "process.roles": "broker,controller",
+                "node.id": i,
+                "controller.quorum.voters": voters,
+                "listeners": f"PLAINTEXT://127.0.0.1:{self.ports[i]},"
+                             f"CONTROLLER://127.0.0.1:{self.controller_ports[i]}",
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.ports[i]}",
+                "controller.listener.names": "CONTROLLER",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "log.dirs": os.path.join(node_dir, "data"),
+                "auto.create.topics.enable": "false",
+                "num.partitions": 1,
+                "default.replication.factor": replication,
+                "min.insync.replicas": 1,
+                "offsets.topic.replication.factor": replication,
+                "offsets.topic.num.partitions": 1,
+                "transaction.state.log.replication.factor": replication,
+                "transaction.state.log.min.isr": 1,
+                "transaction.state.log.num.partitions": 1,
+                "share.coordinator.state.topic.replication.factor": replication,
+                "share.coordinator.state.topic.min.isr": 1,
+                "share.coordinator.state.topic.num.partitions": 1,
+                "group.initial.rebalance.delay.ms": 0,
+                # A killed broker is fenced (and leaves every ISR) after 3 s, not 9 s.
+                "broker.heartbeat.interval.ms": 500,
+                "broker.session.timeout.ms": 3000,
+                "replica.lag.time.max.ms": 5000,
+                # Two cores shared with the tests: few threads, small sparse index files.
+                "num.network.threads": 2,
+                "num.io.threads": 2,
+                "num.replica.fetchers": 1,
+                "background.threads": 2,
+                "log.cleaner.threads": 1,
+                "log.index.size.max.bytes": 1 << 20,
+            }
+            settings.update(self.overrides)
+            with open(self.config(i), "w") as f:
+                for key, value in settings.items():
+                    f.write(f"{key}={value}\n")
+        self._format()
+        for i in range(brokers):
+            self._launch(i)
+        self._wait_ready(range(brokers), self.START_TIMEOUT_S)
 
     # -- layout -------------------------------------------------------------------------------
     def node_dir(self, i):
@@ -605,13 +622,17 @@ class Kafka:
                 raise RuntimeError(f"topic {topic}: ISR not {size} within {timeout} s ({last})")
             time.sleep(0.1)
 
-    def stop(self):
-        """Kills every node and removes the directory."""
+    def _kill_all(self):
         for i in range(self.count):
             self.kill9(i)
+
+    def stop(self):
+        """Kills every node and removes the directory."""
+        self._kill_all()
         if self in _RUNNING:
             _RUNNING.remove(self)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     close = stop
 
