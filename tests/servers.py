@@ -368,7 +368,7 @@ class Kafka:
     Every wait is bounded; brokers die with the tests (stop() kills them: their data is
     thrown away, so a graceful shutdown would only cost time)."""
 
-    START_TIMEOUT_S = 60
+    START_TIMEOUT_S = 120  # 3 JVMs starting at once on 2 busy cores took 31 s here
 
     def __init__(self, brokers=1, **overrides):
         if not 1 <= brokers <= 9:
