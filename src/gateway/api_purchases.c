@@ -319,7 +319,8 @@ bool api_purchases_admit(struct api *api, struct pending *p, int error,
                          int challenge_error)
 {
     if (error != 0) {
-        /* Fail closed: the log is on the same Redis, so nothing could be accepted anyway. */
+        /* Fail closed: a purchase let through unchecked could exceed a limit N gateways share
+         * (and when the limits share the log's Redis, nothing could be appended anyway). */
         metrics_count(&api->metrics, METRICS_LIMITS_UNAVAILABLE);
         api_pending_finish_error(p, 503, "unavailable",
                                  "the shared rate limits are unavailable; retry shortly");

@@ -3,7 +3,8 @@
  *
  * An adapter is a struct of function pointers plus a context (SQLite's
  * sqlite3_vfs style); shared code never names a backend. Adapters: SQLite
- * (log_sqlite.h, embedded mode); Redis Streams (distributed mode, later).
+ * (log_sqlite.h, embedded mode); Redis Streams (log_redis.h) or Kafka, distributed mode,
+ * chosen in backend.h.
  *
  * A handle is used by one thread at a time; each thread opens its own (the
  * SQLite adapter opens a connection per handle; several handles on one file
