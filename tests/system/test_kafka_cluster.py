@@ -5,7 +5,8 @@ arrival order is kept, and `catraca audit` of the log and the store is clean.
 - BrokerKillTest: a 3-broker cluster (replication factor 3, min.insync.replicas 2); mid-rush
   one broker (a follower of the sale's event topic) is killed with kill -9, then, once it is
   back in sync, the partition's leader. acks=all with 2 in-sync replicas means no
-  acknowledged append lives on the dead leader alone.
+  acknowledged append lives on the dead leader alone. Last, two brokers of three at once:
+  nothing sent then is answered 202, and the sale resumes when they are back.
 - ProcessCrashTest: 1 broker; a gateway and the worker owning the sale are killed with kill -9
   mid-rush.
 Randomized buyers: the seed is printed, CATRACA_SEED reproduces it.
@@ -182,9 +183,32 @@ class BrokerKillTest(unittest.TestCase):
             new_leader = kafka.leader_of(topic)
             self.assertNotEqual(new_leader, leader)
             rush.wait_for(100)  # the sale goes on behind the new leader
+            kafka.start_broker(leader)
+            kafka.wait_isr(topic, 3)
+
+            # Two of three brokers down: one replica cannot make min.insync.replicas 2, so no
+            # purchase sent now may be answered 202 (a 202 is a promise that 2 brokers hold it).
+            survivor = kafka.leader_of(topic)
+            others = [i for i in range(3) if i != survivor]
+            for i in others:
+                kafka.kill9(i)
+            down_from = time.monotonic()
+            print(f"killed node{others[0]} and node{others[1]}; node{survivor} alone", flush=True)
+            time.sleep(4.0)
+            down_until = time.monotonic()
+            for i in others:
+                kafka.start_broker(i)
+            with rush.lock:
+                during = [a for a in rush.answers.values()
+                          if down_from < a[2] < down_until and a[3] < down_until + 2.0]
+            self.assertTrue(during, "no purchase was answered while two brokers were down")
+            self.assertEqual([a for a in during if a[0] in (200, 202)], [],
+                             "a 202 with one in-sync replica: min.insync.replicas not kept")
+            print(f"while one broker of three was up: {len(during)} answers, "
+                  f"{sorted({a[0] for a in during})}", flush=True)
+            rush.wait_for(100)  # and the sale recovers when they are back
             rush.stop()
             print(f"rush answers: {rush.statuses()}", flush=True)
-            kafka.start_broker(leader)
 
             accepted = rush.accepted()
             self.assertGreater(len(accepted), 300)
