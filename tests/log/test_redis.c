@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "log/backend.h"
 #include "log/bus_redis.h"
 #include "log/log_redis.h"
 
@@ -415,6 +416,54 @@ static void test_wait_appended(void **state)
     log.ops->close(log.context);
 }
 
+/* ---- backend.h: the options pick Redis, and refuse what they cannot run ------------------ */
+
+static void test_backend(void **state)
+{
+    (void)state;
+    struct backend_options options = {.redis_url = url, .timeout_ms = 2000};
+    char why[256] = "";
+    assert_int_equal(backend_check(&options, why, sizeof(why)), 0);
+    assert_string_equal(backend_name(&options), "redis");
+    struct catraca_log log;
+    struct catraca_bus bus;
+    assert_int_equal(backend_open_log(&options, READ_MAX, true, &log), 0);
+    assert_int_equal(backend_open_bus(&options, &bus), 0);
+    uint8_t record[] = {7};
+    struct log_append_item one = item("ev", 1, NULL, 0, record, 1);
+    assert_int_equal(log.ops->append(log.context, &one, 1), 0);
+    uint64_t number = 0;
+    assert_int_equal(bus.ops->unique_number(bus.context, &number), 0);
+    assert_true(number > 0);
+    bus.ops->close(bus.context);
+    log.ops->close(log.context);
+    struct {
+        struct backend_options options;
+        const char *why;
+    } refused[] = {
+        {{.timeout_ms = 2000}, "--redis is required"},
+        {{.redis_url = "", .kafka_bootstrap = "", .timeout_ms = 2000}, "--redis is required"},
+        {{.redis_url = url, .kafka_bootstrap = "127.0.0.1:9092", .timeout_ms = 2000}, "not both"},
+        {{.redis_url = "redis://h:1/2", .timeout_ms = 2000}, "--redis must be"},
+        {{.redis_url = url, .timeout_ms = 0}, "--log-timeout-ms"},
+#ifndef CATRACA_HAVE_KAFKA
+        {{.kafka_bootstrap = "127.0.0.1:9092",
+          .kafka_topic_prefix = "catraca.",
+          .kafka_replication_factor = 1,
+          .kafka_min_insync_replicas = 1,
+          .timeout_ms = 2000},
+         "this binary was built without Kafka"},
+#endif
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        why[0] = '\0';
+        assert_int_equal(backend_check(&refused[i].options, why, sizeof(why)), CATRACA_E_INVALID);
+        assert_non_null(strstr(why, refused[i].why));
+        assert_int_equal(backend_open_log(&refused[i].options, 1, false, &log), CATRACA_E_INVALID);
+        assert_int_equal(backend_open_bus(&refused[i].options, &bus), CATRACA_E_INVALID);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -425,6 +474,7 @@ int main(void)
         cmocka_unit_test_setup(test_options, flush),
         cmocka_unit_test_setup(test_corrupt_data, flush),
         cmocka_unit_test_setup(test_wait_appended, flush),
+        cmocka_unit_test_setup(test_backend, flush),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
