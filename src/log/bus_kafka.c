@@ -72,9 +72,11 @@ static int kafka_unique_number(void *context, uint64_t *out)
     if (error != 0)
         return error;
     /* message.timeout.ms is timeout_ms: each report (success or failure) comes by then.
-     * A failure reported early (a cluster just started: no partition leader yet, the
-     * producer id still loading) is tried again while the time-out lasts. */
-    int64_t deadline = monotonic_ms() + bus->options.timeout_ms + 1000;
+     * A failure (a cluster just started: no partition leader yet, the producer id still
+     * loading) is tried again for up to BUS_KAFKA_UNIQUE_MS: a gateway asks once, at start. */
+    int budget_ms = bus->options.timeout_ms > BUS_KAFKA_UNIQUE_MS ? bus->options.timeout_ms
+                                                                 : BUS_KAFKA_UNIQUE_MS;
+    int64_t deadline = monotonic_ms() + budget_ms + 1000;
     for (;;) {
         bus->is_reported = false;
         if (rd_kafka_producev(bus->producer, RD_KAFKA_V_TOPIC(topic),
