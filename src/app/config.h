@@ -81,7 +81,7 @@ enum config_command {
     X(lease_ms, "lease-ms", "CATRACA_LEASE_MS", 5000, 300, 600000, CMD_WORKER,                     \
       "worker: a partition lease lasts this long unrenewed (failover time)")                       \
     X(redis_timeout_ms, "redis-timeout-ms", "CATRACA_REDIS_TIMEOUT_MS", 2000, 10, 60000,           \
-      CMD_GATEWAY | CMD_WORKER, "distributed: Redis connect and command time-out")                 \
+      CMD_GATEWAY | CMD_WORKER | CMD_AUDIT, "distributed: Redis connect and command time-out")     \
     X(wait_replicas, "wait-replicas", "CATRACA_WAIT_REPLICAS", 0, 0, 16, CMD_GATEWAY,              \
       "distributed: replicas that must have each append before 202 (Redis WAIT); 0 off")
 
@@ -106,9 +106,10 @@ enum config_command {
       "let --demo listen on a non-loopback address (anyone there can mint admin tokens): on, off") \
     X(cors_origin, "cors-origin", "CATRACA_CORS_ORIGIN", "", CMD_API,                              \
       "browser origins allowed to call the API, exact, comma-separated: https://shop.example")     \
-    X(redis, "redis", "CATRACA_REDIS", "", CMD_GATEWAY | CMD_WORKER,                               \
+    X(redis, "redis", "CATRACA_REDIS", "", CMD_GATEWAY | CMD_WORKER | CMD_AUDIT,                   \
       "distributed: the log, redis://host:port")                                                   \
-    X(postgres, "postgres", "CATRACA_POSTGRES", "", CMD_GATEWAY | CMD_WORKER | CMD_MIGRATE,        \
+    X(postgres, "postgres", "CATRACA_POSTGRES", "",                                                \
+      CMD_GATEWAY | CMD_WORKER | CMD_MIGRATE | CMD_AUDIT,                                          \
       "distributed: the store, libpq conninfo")                                                    \
     X(worker_id, "worker-id", "CATRACA_WORKER_ID", "", CMD_WORKER,                                 \
       "worker: unique name (default host-pid)")                                                    \
@@ -129,7 +130,7 @@ enum config_command {
     X(sentry_environment, "sentry-environment", "CATRACA_SENTRY_ENVIRONMENT", "production",        \
       CMD_LOGGERS, "Sentry: the environment events are tagged with")                               \
     X(sentry_spool, "sentry-spool", "CATRACA_SENTRY_SPOOL", "", CMD_LOGGERS,                       \
-      "Sentry: file a crash report is written to, sent at next start (default: in --data)")         \
+      "Sentry: file a crash report is written to, sent at next start (default: in --data)")        \
     X(receipts, "receipts", "CATRACA_RECEIPTS", "on", CMD_API,                                     \
       "signed receipts on every 202 and the log's Merkle tree: on, off")                           \
     X(receipt_key, "receipt-key", "CATRACA_RECEIPT_KEY", "", CMD_API | CMD_AUDIT,                  \

@@ -64,7 +64,8 @@ void service_wait_for_stop(void)
 
 static void audit_help(void)
 {
-    printf("usage: catraca audit --data DIR [--receipt FILE]... [--head FILE]... [options]\n\n"
+    printf("usage: catraca audit --data DIR [--receipt FILE]... [--head FILE]... [options]\n"
+           "       catraca audit --redis URL --postgres CONNINFO [options]\n\n"
            "Replays every event's log and compares every stored decision; rebuilds each log's\n"
            "Merkle tree and checks saved receipts and signed tree heads against it.\n\n"
            "  --%-26s %s\n  --%-26s %s\n",
@@ -109,6 +110,25 @@ static int audit_main(int argc, char **argv)
         result = parsed > 0 ? 0 : 2;
         goto done;
     }
+    if (config.redis[0] != '\0' || config.postgres[0] != '\0') {
+        /* Distributed: the log and the store the workers wrote. */
+        if (config.redis[0] == '\0' || config.postgres[0] == '\0') {
+            fprintf(stderr, "catraca audit: the distributed mode needs both --redis (the log) and "
+                            "--postgres (the store)\n");
+            goto done;
+        }
+        if (files.receipt_count > 0 || files.head_count > 0) {
+            fprintf(stderr, "catraca audit: --receipt and --head are checked against --data "
+                            "(the embedded mode) only\n");
+            goto done;
+        }
+        struct audit_distributed where = {.redis_url = config.redis,
+                                          .postgres = config.postgres,
+                                          .timeout_ms = (int)config.redis_timeout_ms};
+        result = audit_distributed_run(&where, (uint32_t)config.purchases_max,
+                                       (uint32_t)config.customers_max);
+        goto done;
+    }
     int replayed =
         audit_run(config.data, (uint32_t)config.purchases_max, (uint32_t)config.customers_max);
     int tree = audit_tree_run(config.data, config.receipt_key, &files);
@@ -130,6 +150,7 @@ static void usage(FILE *out)
                  "       catraca migrate --postgres CONNINFO\n"
                  "                                 applies the database schema migrations\n"
                  "       catraca audit --data DIR [--receipt FILE]... [--head FILE]...\n"
+                 "       catraca audit --redis URL --postgres CONNINFO\n"
                  "                                 replay every event's log, compare every "
                  "stored decision,\n"
                  "                                 rebuild its Merkle tree, check receipts "
