@@ -12,7 +12,8 @@
  *
  * The log and the store come in as handles (log.h, store.h): this file names
  * no backend. audit_run opens the embedded mode's SQLite files,
- * audit_distributed_run the distributed mode's log and PostgreSQL.
+ * audit_distributed_run the distributed mode's log (backend_open_log: Redis
+ * or Kafka, whichever the options name) and PostgreSQL.
  *
  * Memory, bounded by --max-purchases-per-event and --max-customers-per-event
  * and independent of the log's length: one event at a time, so at most one
@@ -45,7 +46,6 @@
 #include "core/codec.h"
 #include "core/error.h"
 #include "gateway/api_json.h"
-#include "log/log_redis.h"
 #include "log/log_sqlite.h"
 #include "store/store_pg.h"
 #include "store/store_sqlite.h"
@@ -475,27 +475,18 @@ int audit_run(const char *data, uint32_t purchases_max, uint32_t customers_max)
     return result;
 }
 
-/*
- * The distributed mode's log, for reading. The one place audit picks a backend: it becomes
- * backend_open_log (log/backend.h) once that exists.
- */
-static int open_distributed_log(const struct audit_distributed *where, struct catraca_log *out)
-{
-    struct log_redis_options options = {
-        .url = where->redis_url, .timeout_ms = where->timeout_ms, .read_max = AUDIT_READ_BATCH};
-    return log_redis_open(&options, out);
-}
-
-int audit_distributed_run(const struct audit_distributed *where, uint32_t purchases_max,
-                          uint32_t customers_max)
+int audit_distributed_run(const struct backend_options *backend, const char *postgres,
+                          uint32_t purchases_max, uint32_t customers_max)
 {
     struct catraca_log log;
     struct catraca_store store;
-    if (open_distributed_log(where, &log) != 0) {
-        fprintf(stderr, "catraca audit: cannot use the log %s\n", where->redis_url);
+    int error = backend_open_log(backend, AUDIT_READ_BATCH, false, &log);
+    if (error != 0) {
+        fprintf(stderr, "catraca audit: cannot use the %s log: %s\n", backend_name(backend),
+                catraca_strerror(error));
         return 2;
     }
-    int error = store_pg_open(where->postgres, &store);
+    error = store_pg_open(postgres, &store);
     if (error != 0) {
         fprintf(stderr, "catraca audit: cannot open the store (--postgres): %s\n",
                 catraca_strerror(error));

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "core/engine.h"
+#include "log/backend.h"
 #include "log/log.h"
 #include "store/store.h"
 
@@ -23,13 +24,9 @@ int audit_log_and_store(const struct catraca_log *log, const struct catraca_stor
 /* Embedded mode: the database in data/. */
 int audit_run(const char *data, uint32_t purchases_max, uint32_t customers_max);
 
-/* Distributed mode: the log (Redis Streams) and the store (PostgreSQL) the workers wrote. */
-struct audit_distributed {
-    const char *redis_url; /* --redis */
-    const char *postgres;  /* --postgres, a libpq conninfo */
-    int timeout_ms;        /* the log's connect and command time-out */
-};
-int audit_distributed_run(const struct audit_distributed *where, uint32_t purchases_max,
-                          uint32_t customers_max);
+/* Distributed mode: the log backend's options (backend.h) name the log the gateways appended
+ * to, postgres (a libpq conninfo) the store the workers wrote. */
+int audit_distributed_run(const struct backend_options *backend, const char *postgres,
+                          uint32_t purchases_max, uint32_t customers_max);
 
 #endif

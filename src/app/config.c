@@ -79,11 +79,27 @@ static int set_value(struct config *c, enum config_option id, const char *text,
     return 0;
 }
 
+/*
+ * Old names still read as flags, variables and --config keys, each for the option that replaced
+ * it: deployments and scripts written for them keep working. The new name wins over the old one
+ * from the same source.
+ */
+static const struct option_alias {
+    const char *option, *env;
+    enum config_option id;
+} aliases[] = {
+    {"redis-timeout-ms", "CATRACA_REDIS_TIMEOUT_MS", CONFIG_OPTION_log_timeout_ms},
+};
+#define ALIAS_COUNT (sizeof(aliases) / sizeof(aliases[0]))
+
 static int find_by_option(const char *option)
 {
     for (int i = 0; i < CONFIG_OPTION_COUNT; i++)
         if (strcmp(rows[i].option, option) == 0)
             return i;
+    for (size_t i = 0; i < ALIAS_COUNT; i++)
+        if (strcmp(aliases[i].option, option) == 0)
+            return (int)aliases[i].id;
     return -1;
 }
 
@@ -92,6 +108,9 @@ static int find_by_env(const char *env)
     for (int i = 0; i < CONFIG_OPTION_COUNT; i++)
         if (strcmp(rows[i].env, env) == 0)
             return i;
+    for (size_t i = 0; i < ALIAS_COUNT; i++)
+        if (strcmp(aliases[i].env, env) == 0)
+            return (int)aliases[i].id;
     return -1;
 }
 
@@ -145,14 +164,15 @@ static int apply_file_line(struct config *c, char *line, const char *path, int n
         return -1;
     }
     if (seen[id]) {
-        fprintf(stderr, "catraca: %s:%d: %s is given twice\n", path, number, rows[id].env);
+        fprintf(stderr, "catraca: %s:%d: %s is given twice%s\n", path, number, rows[id].env,
+                strcmp(start, rows[id].env) != 0 ? " (once under its old name)" : "");
         return -1;
     }
     seen[id] = true;
     if ((rows[id].commands & command) == 0)
         return 0; /* another command's setting: one file may serve them all */
     char where[CONFIG_LINE_BYTES_MAX + 64];
-    snprintf(where, sizeof(where), "%s:%d: %s", path, number, rows[id].env);
+    snprintf(where, sizeof(where), "%s:%d: %s", path, number, start);
     return set_value(c, (enum config_option)id, unquote(equals + 1), CONFIG_FROM_FILE, where);
 }
 
@@ -207,6 +227,12 @@ static int apply_file(struct config *c, const char *path, unsigned command)
 
 static int apply_environment(struct config *c, unsigned command)
 {
+    for (size_t i = 0; i < ALIAS_COUNT; i++) { /* first: the new names override them */
+        const char *value = getenv(aliases[i].env);
+        if ((rows[aliases[i].id].commands & command) != 0 && value != NULL &&
+            set_value(c, aliases[i].id, value, CONFIG_FROM_ENVIRONMENT, aliases[i].env) != 0)
+            return -1;
+    }
     for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
         const char *value = getenv(rows[i].env);
         if ((rows[i].commands & command) != 0 && value != NULL &&
@@ -558,16 +584,16 @@ void config_print_options(FILE *out, unsigned command)
     fprintf(out,
             "Each option is also read from its environment variable, and from a --config FILE\n"
             "of VARIABLE=VALUE lines; a flag overrides the variable, which overrides the file.\n\n"
-            "  --%-26s %-34s %s\n",
+            "  --%-28s %-34s %s\n",
             "config FILE", "", "KEY=VALUE lines, KEY a variable below; # comments");
 #define CONFIG_HELP_STRING(field, option, env, def, commands, help)                                \
     if ((commands)&command)                                                                        \
-        fprintf(out, "  --%-26s %-34s %s (default \"%s\")\n", option " S", env, help, def);
+        fprintf(out, "  --%-28s %-34s %s (default \"%s\")\n", option " S", env, help, def);
     CONFIG_STRINGS(CONFIG_HELP_STRING)
 #undef CONFIG_HELP_STRING
 #define CONFIG_HELP_INTEGER(field, option, env, def, min, max, commands, help)                     \
     if ((commands)&command)                                                                        \
-        fprintf(out, "  --%-26s %-34s %s (default %lld, %lld..%lld)\n", option " N", env, help,    \
+        fprintf(out, "  --%-28s %-34s %s (default %lld, %lld..%lld)\n", option " N", env, help,    \
                 (long long)(def), (long long)(min), (long long)(max));
     CONFIG_INTEGERS(CONFIG_HELP_INTEGER)
 #undef CONFIG_HELP_INTEGER

@@ -27,6 +27,7 @@ enum config_command {
 #define CMD_DECIDERS (CMD_SERVE | CMD_WORKER)                /* run the engine */
 #define CMD_SECRET_READERS (CMD_SERVE | CMD_GATEWAY | CMD_TOKEN)
 #define CMD_LOGGERS (CMD_SERVE | CMD_GATEWAY | CMD_WORKER | CMD_MIGRATE) /* log lines, Sentry */
+#define CMD_DISTRIBUTED (CMD_GATEWAY | CMD_WORKER | CMD_AUDIT) /* read a distributed log */
 
 /* X(field, option, env, default, min, max, commands, help) for integer options. */
 #define CONFIG_INTEGERS(X)                                                                         \
@@ -80,10 +81,18 @@ enum config_command {
       10000000, CMD_API, "solved challenges remembered against reuse")                             \
     X(lease_ms, "lease-ms", "CATRACA_LEASE_MS", 5000, 300, 600000, CMD_WORKER,                     \
       "worker: a partition lease lasts this long unrenewed (failover time)")                       \
-    X(redis_timeout_ms, "redis-timeout-ms", "CATRACA_REDIS_TIMEOUT_MS", 2000, 10, 60000,           \
-      CMD_GATEWAY | CMD_WORKER | CMD_AUDIT, "distributed: Redis connect and command time-out")     \
+    X(log_timeout_ms, "log-timeout-ms", "CATRACA_LOG_TIMEOUT_MS", 2000, 10, 60000,                 \
+      CMD_GATEWAY | CMD_WORKER | CMD_AUDIT,                                                        \
+      "distributed: the log's and the bus's connect, command and acknowledgement time-out (old "   \
+      "name, still read: --redis-timeout-ms, CATRACA_REDIS_TIMEOUT_MS)")                           \
     X(wait_replicas, "wait-replicas", "CATRACA_WAIT_REPLICAS", 0, 0, 16, CMD_GATEWAY,              \
-      "distributed: replicas that must have each append before 202 (Redis WAIT); 0 off")
+      "distributed, Redis only: replicas that must have each append before 202 (WAIT); 0 off")     \
+    X(kafka_replication_factor, "kafka-replication-factor", "CATRACA_KAFKA_REPLICATION_FACTOR", 3, \
+      1, 16, CMD_GATEWAY | CMD_WORKER, "Kafka: replicas of each topic this process creates")       \
+    X(kafka_min_insync_replicas, "kafka-min-insync-replicas", "CATRACA_KAFKA_MIN_INSYNC_REPLICAS", \
+      2, 1, 16, CMD_GATEWAY | CMD_WORKER,                                                          \
+      "Kafka: min.insync.replicas of the topics it creates: replicas that must have each append "  \
+      "before 202 (<= --kafka-replication-factor)")
 
 /* X(field, option, env, default, commands, help) for string options. */
 #define CONFIG_STRINGS(X)                                                                          \
@@ -106,10 +115,16 @@ enum config_command {
       "let --demo listen on a non-loopback address (anyone there can mint admin tokens): on, off") \
     X(cors_origin, "cors-origin", "CATRACA_CORS_ORIGIN", "", CMD_API,                              \
       "browser origins allowed to call the API, exact, comma-separated: https://shop.example")     \
-    X(redis, "redis", "CATRACA_REDIS", "", CMD_GATEWAY | CMD_WORKER | CMD_AUDIT,                   \
-      "distributed: the log, redis://host:port")                                                   \
-    X(postgres, "postgres", "CATRACA_POSTGRES", "",                                                \
-      CMD_GATEWAY | CMD_WORKER | CMD_MIGRATE | CMD_AUDIT,                                          \
+    X(redis, "redis", "CATRACA_REDIS", "", CMD_DISTRIBUTED,                                        \
+      "distributed: the log (and bus) on Redis, redis://host:port; or --kafka")                    \
+    X(kafka, "kafka", "CATRACA_KAFKA", "", CMD_DISTRIBUTED,                                        \
+      "distributed: the log (and bus) on Kafka, host:port[,host:port...]; or --redis")             \
+    X(kafka_topic_prefix, "kafka-topic-prefix", "CATRACA_KAFKA_TOPIC_PREFIX", "catraca.",          \
+      CMD_DISTRIBUTED, "Kafka: the start of every topic's name")                                   \
+    X(limits_redis, "limits-redis", "CATRACA_LIMITS_REDIS", "", CMD_GATEWAY,                       \
+      "distributed: the Redis holding the rate limits and spent challenges all gateways share; "   \
+      "default --redis; with --kafka and none, each gateway keeps its own")                        \
+    X(postgres, "postgres", "CATRACA_POSTGRES", "", CMD_DISTRIBUTED | CMD_MIGRATE,                 \
       "distributed: the store, libpq conninfo")                                                    \
     X(worker_id, "worker-id", "CATRACA_WORKER_ID", "", CMD_WORKER,                                 \
       "worker: unique name (default host-pid)")                                                    \

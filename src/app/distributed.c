@@ -1,13 +1,16 @@
 /*
  * distributed.c - the distributed mode's commands:
  *
- *   catraca gateway  the HTTP API of `serve`, stateless: appends to Redis
- *                    Streams, reads from PostgreSQL, and completes parked
- *                    requests from the commits workers publish on Redis.
+ *   catraca gateway  the HTTP API of `serve`, stateless: appends to the log,
+ *                    reads from PostgreSQL, and completes parked requests
+ *                    from the commits workers publish on the bus.
  *   catraca worker   decides the partitions whose leases it holds: reads
- *                    Redis, commits to PostgreSQL (fenced by epoch), then
+ *                    the log, commits to PostgreSQL (fenced by epoch), then
  *                    publishes each commit; /healthz, /readyz, /metrics.
  *   catraca migrate  applies the embedded sql/NNN_*.sql migrations.
+ *
+ * The log and the bus are whatever the options name (--redis or --kafka):
+ * this file opens them through log/backend.h and names no backend.
  *
  * GET reads go to PostgreSQL, the system of record, never through a worker:
  * a worker may be busy, failing over or paused, and any number of gateways
@@ -25,14 +28,11 @@
 #include "core/error.h"
 #include "core/logline.h"
 #include "gateway/metrics.h"
-#include "log/log_redis.h"
+#include "log/backend.h"
 #include "store/lease.h"
 #include "store/store_pg.h"
 #include "worker/commit_wire.h"
 #include "worker/worker.h"
-
-#define COMMITS_CHANNEL "catraca:commits"
-#define SUBSCRIBE_POLL_MS 500
 
 static int require(const char *value, const char *option, const char *command)
 {
@@ -67,45 +67,65 @@ static int check_schema(const struct config *config)
     return 0;
 }
 
-static struct log_redis_options redis_options(const struct config *config, size_t read_max,
-                                              bool is_appender)
+struct backend_options distributed_backend_options(const struct config *config)
 {
-    return (struct log_redis_options){
-        .url = config->redis,
-        .timeout_ms = (int)config->redis_timeout_ms,
-        .read_max = read_max,
-        .wait_replicas = is_appender ? (int)config->wait_replicas : 0,
-        .wait_timeout_ms = (int)config->redis_timeout_ms,
+    return (struct backend_options){
+        .redis_url = config->redis,
+        .kafka_bootstrap = config->kafka,
+        .kafka_topic_prefix = config->kafka_topic_prefix,
+        .kafka_replication_factor = (int)config->kafka_replication_factor,
+        .kafka_min_insync_replicas = (int)config->kafka_min_insync_replicas,
+        .timeout_ms = (int)config->log_timeout_ms,
+        .wait_replicas = (int)config->wait_replicas,
     };
+}
+
+int distributed_check_backend(const struct config *config, const char *command)
+{
+    struct backend_options options = distributed_backend_options(config);
+    char why[256];
+    if (backend_check(&options, why, sizeof(why)) == 0)
+        return 0;
+    logline(LOGLINE_ERROR, command, why, NULL);
+    return -1;
+}
+
+/* The address the log line at start names: the Redis URL or the Kafka bootstrap list. */
+static const char *log_address(const struct config *config)
+{
+    return config->redis[0] != '\0' ? config->redis : config->kafka;
 }
 
 /* ---- gateway ----------------------------------------------------------------------------- */
 
+struct gateway_backend {
+    struct backend_options log; /* points into the config */
+    const char *postgres;
+};
+
 static int gateway_open_log(void *context, bool is_appender, struct catraca_log *out)
 {
-    const struct config *config = context;
-    struct log_redis_options options = redis_options(config, 1, is_appender);
-    return log_redis_open(&options, out);
+    const struct gateway_backend *backend = context;
+    return backend_open_log(&backend->log, 1, is_appender, out);
 }
 
 static int gateway_open_log_reader(void *context, struct catraca_log *out)
 {
-    const struct config *config = context;
-    struct log_redis_options options = redis_options(config, API_LOG_TREE_READ_MAX, false);
-    return log_redis_open(&options, out);
+    const struct gateway_backend *backend = context;
+    return backend_open_log(&backend->log, API_LOG_TREE_READ_MAX, false, out);
 }
 
 static int gateway_open_store(void *context, struct catraca_store *out)
 {
-    const struct config *config = context;
-    return store_pg_open(config->postgres, out);
+    const struct gateway_backend *backend = context;
+    return store_pg_open(backend->postgres, out);
 }
 
 struct commit_listener {
-    const struct config *config;
+    struct catraca_bus bus; /* the listener thread's */
     struct api *api;
     pthread_t thread;
-    volatile int is_stopping;
+    atomic_int is_stopping;
     atomic_uint_fast64_t received, corrupt;
 };
 
@@ -122,15 +142,53 @@ static void on_commit_message(void *context, const uint8_t *message, size_t leng
         atomic_fetch_add(&listener->corrupt, 1);
 }
 
+/* Until the stop: while the bus is down, parked requests fall back on their time-outs. */
 static void *commit_listener_main(void *argument)
 {
     struct commit_listener *listener = argument;
-    while (!__atomic_load_n(&listener->is_stopping, __ATOMIC_ACQUIRE)) {
-        if (log_redis_subscribe(listener->config->redis, COMMITS_CHANNEL, on_commit_message,
-                                listener, &listener->is_stopping, SUBSCRIBE_POLL_MS, NULL) != 0)
-            usleep(200 * 1000); /* Redis is down: parked requests fall back on their time-outs */
-    }
+    int error = listener->bus.ops->subscribe_commits(listener->bus.context, on_commit_message,
+                                                     listener, &listener->is_stopping, NULL);
+    if (error != 0)
+        logline(LOGLINE_ERROR, "gateway", "the subscription to commits could not start", "error",
+                catraca_strerror(error), NULL);
     return NULL;
+}
+
+/*
+ * The Redis of the limits every gateway shares: --limits-redis, else the log's own Redis. A
+ * Kafka log without --limits-redis leaves them to each gateway: said once at start, since N
+ * gateways then let a customer through at N times the rate.
+ */
+static const char *shared_limits_url(const struct config *config)
+{
+    if (config->limits_redis[0] != '\0')
+        return config->limits_redis;
+    if (config->redis[0] != '\0')
+        return config->redis;
+    logline(LOGLINE_WARN, "gateway",
+            "no --limits-redis: the rate limits and spent challenges are this gateway's own, so "
+            "N gateways allow each rate N times; give --limits-redis URL to share them",
+            NULL);
+    return NULL;
+}
+
+/* A number no other gateway got, for the purchase ids this one mints; 0 or -1 after a message. */
+static int take_instance_tag(const struct backend_options *options, uint32_t *tag)
+{
+    struct catraca_bus bus;
+    uint64_t instance = 0;
+    int error = backend_open_bus(options, &bus);
+    if (error == 0) {
+        error = bus.ops->unique_number(bus.context, &instance);
+        bus.ops->close(bus.context);
+    }
+    if (error != 0) {
+        logline(LOGLINE_ERROR, "gateway", "the bus is needed at start (for the instance tag)",
+                "bus", backend_name(options), "error", catraca_strerror(error), NULL);
+        return -1;
+    }
+    *tag = (uint32_t)(instance % 1024);
+    return 0;
 }
 
 int gateway_run(const struct config *config)
@@ -140,7 +198,7 @@ int gateway_run(const struct config *config)
     uint8_t secret[JWT_SECRET_MAX];
     size_t secret_length = 0;
     service_warn_public_demo(config);
-    if (require(config->redis, "redis", "gateway") != 0 ||
+    if (distributed_check_backend(config, "gateway") != 0 ||
         require(config->postgres, "postgres", "gateway") != 0 ||
         config_split_listen(config->listen, host, &port) != 0 ||
         service_choose_secret(config, secret, &secret_length) != 0)
@@ -148,32 +206,28 @@ int gateway_run(const struct config *config)
     if (check_schema(config) != 0)
         return 1;
     service_block_stop_signals(); /* before the first thread */
+    struct gateway_backend gateway = {.log = distributed_backend_options(config),
+                                      .postgres = config->postgres};
     struct api_backend backend = {.open_log = gateway_open_log,
                                   .open_store = gateway_open_store,
                                   .open_log_reader = gateway_open_log_reader,
-                                  .context = (void *)config};
+                                  .context = &gateway};
     struct api_config api_config;
     service_api_config(config, &backend, secret, secret_length, &api_config);
     api_config.listen_host = host;
-    if (api_config.append_threads == 0) /* Redis fsyncs the appends of all clients together */
-        api_config.append_threads = 4;
+    if (api_config.append_threads == 0) /* a network log takes the appends of all clients */
+        api_config.append_threads = 4;  /* together: several group commits in flight */
     /* N gateways allow each rate once, and spend each challenge once, between them. */
-    api_config.shared_limits_redis_url = config->redis;
-    api_config.shared_limits_timeout_ms = (int)config->redis_timeout_ms;
-    struct log_redis_options options = redis_options(config, 1, false);
-    uint64_t instance = 0;
-    int error = log_redis_unique_number(&options, &instance);
-    if (error != 0) {
-        logline(LOGLINE_ERROR, "gateway", "Redis is needed at start (for the instance tag)",
-                "error", catraca_strerror(error), NULL);
+    api_config.shared_limits_redis_url = shared_limits_url(config);
+    api_config.shared_limits_timeout_ms = (int)config->log_timeout_ms;
+    if (take_instance_tag(&gateway.log, &api_config.instance_tag) != 0)
         return 1;
-    }
-    api_config.instance_tag = (uint32_t)(instance % 1024);
     struct api *api = NULL;
     if (api_start(&api_config, &api) != 0)
         return 1;
-    struct commit_listener listener = {.config = config, .api = api};
-    if (pthread_create(&listener.thread, NULL, commit_listener_main, &listener) != 0)
+    struct commit_listener listener = {.api = api};
+    if (backend_open_bus(&gateway.log, &listener.bus) != 0 ||
+        pthread_create(&listener.thread, NULL, commit_listener_main, &listener) != 0)
         return 1;
     struct http_config http_config;
     struct http_server *http = NULL;
@@ -184,15 +238,16 @@ int gateway_run(const struct config *config)
     char message[160], instance_text[16];
     service_listening_message(config, host, http_port(http), message, sizeof(message));
     snprintf(instance_text, sizeof(instance_text), "%u", api_config.instance_tag);
-    logline(LOGLINE_INFO, "gateway", message, "log", config->redis, "instance", instance_text,
-            NULL);
+    logline(LOGLINE_INFO, "gateway", message, "log", backend_name(&gateway.log), "log_address",
+            log_address(config), "instance", instance_text, NULL);
     service_wait_for_stop();
     logline(LOGLINE_INFO, "gateway", "stopping", NULL);
     http_quiesce(http);
     api_drain(api);
     http_stop(http);
-    __atomic_store_n(&listener.is_stopping, 1, __ATOMIC_RELEASE); /* read by its thread */
+    atomic_store_explicit(&listener.is_stopping, 1, memory_order_release); /* read by its thread */
     pthread_join(listener.thread, NULL);
+    listener.bus.ops->close(listener.bus.context);
     api_stop(api);
     logline(LOGLINE_INFO, "gateway", "stopped", NULL);
     return 0;
@@ -202,15 +257,17 @@ int gateway_run(const struct config *config)
 
 struct worker_process {
     const struct config *config;
+    struct backend_options backend; /* points into the config */
     struct worker *worker;
     struct lease *lease;
-    struct catraca_log publisher; /* the worker thread's, for publishing commits */
+    struct catraca_bus publisher; /* the worker thread's, for publishing commits */
+    struct catraca_bus waker_bus; /* the waker thread's */
     uint8_t *message;
     size_t message_capacity;
     pthread_t waker;
-    volatile int is_stopping;
+    atomic_int is_stopping;
     atomic_uint_fast64_t publish_failures;
-    volatile int is_subscribed; /* to appends: Redis is reachable */
+    atomic_int is_subscribed; /* to appends: the bus is reachable */
 };
 
 static void ownership_offer(void *context, const char (*events)[CATRACA_ID_MAX + 1], size_t count)
@@ -243,8 +300,8 @@ static void publish_commit(void *context, const struct worker_commit *commit)
         process->message_capacity = needed;
     }
     if (commit_wire_encode(commit, process->message, process->message_capacity, &length) != 0 ||
-        log_redis_publish(process->publisher.context, COMMITS_CHANNEL, process->message, length) !=
-            0)
+        process->publisher.ops->publish_commit(process->publisher.context, process->message,
+                                               length) != 0)
         atomic_fetch_add(&process->publish_failures, 1);
 }
 
@@ -256,17 +313,16 @@ static void wake_on_append(void *context, const char *event)
         worker_wake(process->worker);
 }
 
-/* Wakes the worker when a gateway appended, instead of polling Redis. */
+/* Wakes the worker when a gateway appended, instead of polling the log; until the stop. */
 static void *waker_main(void *argument)
 {
     struct worker_process *process = argument;
-    while (!__atomic_load_n(&process->is_stopping, __ATOMIC_ACQUIRE)) {
-        int error =
-            log_redis_wait_appended(process->config->redis, SUBSCRIBE_POLL_MS, wake_on_append,
-                                    process, &process->is_stopping, &process->is_subscribed);
-        if (error != 0 && !__atomic_load_n(&process->is_stopping, __ATOMIC_ACQUIRE))
-            usleep(200 * 1000);
-    }
+    int error =
+        process->waker_bus.ops->wait_appended(process->waker_bus.context, wake_on_append, process,
+                                              &process->is_stopping, &process->is_subscribed);
+    if (error != 0)
+        logline(LOGLINE_ERROR, "worker", "the wake-up on appends could not start", "error",
+                catraca_strerror(error), NULL);
     return NULL;
 }
 
@@ -276,18 +332,25 @@ static void metric(FILE *out, const char *name, const char *type, const char *he
             (unsigned long long)value);
 }
 
-/* Ready when PostgreSQL (the lease rounds) and Redis (the subscription to appends) answer. */
-/* Ready: PostgreSQL answers the lease keeper, and Redis both delivers appends (the
- * subscription) and answers reads (the worker's last discovery round). /readyz and
- * catraca_ready both ask this. */
-static bool worker_is_ready(struct worker_process *process)
+/*
+ * Ready: PostgreSQL answers the lease keeper, the bus delivers appends (the subscription) and
+ * the log answers reads (the worker's last discovery round). /readyz and catraca_ready both
+ * ask this; *why (may be NULL) says what is missing.
+ */
+static bool worker_is_ready(struct worker_process *process, const char **why)
 {
     struct lease_stats l;
     struct worker_stats w;
     lease_stats(process->lease, &l);
     worker_stats(process->worker, &w);
-    bool is_subscribed = __atomic_load_n(&process->is_subscribed, __ATOMIC_ACQUIRE) != 0;
-    return l.is_connected && is_subscribed && w.is_log_reachable;
+    bool is_subscribed = atomic_load_explicit(&process->is_subscribed, memory_order_acquire) != 0;
+    const char *missing = !l.is_connected       ? "PostgreSQL is not reachable"
+                          : !w.is_log_reachable ? "the log is not reachable"
+                          : !is_subscribed      ? "the bus is not reachable"
+                                                : NULL;
+    if (why != NULL)
+        *why = missing;
+    return missing == NULL;
 }
 
 static char *worker_metrics(struct worker_process *process, size_t *length)
@@ -318,7 +381,7 @@ static char *worker_metrics(struct worker_process *process, size_t *length)
     metric(out, "catraca_commit_publish_failures_total", "counter",
            "Commits not published to gateways.", atomic_load(&process->publish_failures));
     metric(out, "catraca_ready", "gauge", "1 while /readyz answers 200.",
-           worker_is_ready(process) ? 1 : 0);
+           worker_is_ready(process, NULL) ? 1 : 0);
     if (fclose(out) != 0) {
         free(text);
         return NULL;
@@ -335,14 +398,11 @@ static void worker_http(void *context, struct http_request *request)
     } else if (strcmp(path, "/healthz") == 0) {
         http_respond_json(request, 200, "{\"status\":\"ok\"}", NULL);
     } else if (strcmp(path, "/readyz") == 0) {
-        struct lease_stats l;
-        lease_stats(process->lease, &l);
-        if (worker_is_ready(process))
+        const char *why = NULL;
+        if (worker_is_ready(process, &why))
             http_respond_json(request, 200, "{\"status\":\"ready\"}", NULL);
         else
-            http_respond_error(
-                request, 503, "unavailable",
-                l.is_connected ? "Redis is not reachable" : "PostgreSQL is not reachable", NULL);
+            http_respond_error(request, 503, "unavailable", why, NULL);
     } else if (strcmp(path, "/metrics") == 0) {
         size_t length = 0;
         char *text = worker_metrics(process, &length);
@@ -378,13 +438,13 @@ static int start_worker_parts(struct worker_process *process, const char *worker
                                  .partitions_max = (uint32_t)config->events_max};
     struct worker_config worker;
     service_worker_config(config, publish_commit, process, &worker);
-    struct log_redis_options worker_log = redis_options(config, worker.batch_max, false);
-    struct log_redis_options publisher = redis_options(config, 1, false);
     int error = lease_start(&lease, &process->lease);
     if (error == 0)
-        error = log_redis_open(&worker_log, &worker.log);
+        error = backend_open_log(&process->backend, worker.batch_max, false, &worker.log);
     if (error == 0)
-        error = log_redis_open(&publisher, &process->publisher);
+        error = backend_open_bus(&process->backend, &process->publisher);
+    if (error == 0)
+        error = backend_open_bus(&process->backend, &process->waker_bus);
     if (error == 0)
         error = store_pg_open(config->postgres, &worker.store);
     worker.ownership = (struct worker_ownership){.offer = ownership_offer,
@@ -402,7 +462,7 @@ int worker_run(const struct config *config)
 {
     char host[64], worker_id[CATRACA_ID_MAX + 1];
     uint16_t port = 0;
-    if (require(config->redis, "redis", "worker") != 0 ||
+    if (distributed_check_backend(config, "worker") != 0 ||
         require(config->postgres, "postgres", "worker") != 0 ||
         config_split_listen(config->listen, host, &port) != 0)
         return 2;
@@ -413,7 +473,8 @@ int worker_run(const struct config *config)
         snprintf(worker_id, sizeof(worker_id), "%.*s", CATRACA_ID_MAX, config->worker_id);
     else
         default_worker_id(worker_id, sizeof(worker_id));
-    struct worker_process process = {.config = config};
+    struct worker_process process = {.config = config,
+                                     .backend = distributed_backend_options(config)};
     int error = start_worker_parts(&process, worker_id);
     if (error != 0) {
         logline(LOGLINE_ERROR, "worker", "the worker could not start", "error",
@@ -429,12 +490,14 @@ int worker_run(const struct config *config)
     snprintf(message, sizeof(message), "deciding; metrics on http://%s%s%s:%u",
              strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", http_port(http));
     snprintf(lease_text, sizeof(lease_text), "%lld", (long long)config->lease_ms);
-    logline(LOGLINE_INFO, "worker", message, "worker", worker_id, "lease_ms", lease_text, NULL);
+    logline(LOGLINE_INFO, "worker", message, "worker", worker_id, "lease_ms", lease_text, "log",
+            backend_name(&process.backend), "log_address", log_address(config), NULL);
     service_wait_for_stop();
     logline(LOGLINE_INFO, "worker", "stopping", "worker", worker_id, NULL);
     http_stop(http);
-    __atomic_store_n(&process.is_stopping, 1, __ATOMIC_RELEASE); /* read by the waker */
+    atomic_store_explicit(&process.is_stopping, 1, memory_order_release); /* read by the waker */
     pthread_join(process.waker, NULL);
+    process.waker_bus.ops->close(process.waker_bus.context);
     worker_stop(process.worker); /* finishes the commit in flight */
     lease_stop(process.lease);   /* then gives the partitions back at once */
     process.publisher.ops->close(process.publisher.context);

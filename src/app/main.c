@@ -65,12 +65,13 @@ void service_wait_for_stop(void)
 static void audit_help(void)
 {
     printf("usage: catraca audit --data DIR [--receipt FILE]... [--head FILE]... [options]\n"
-           "       catraca audit --redis URL --postgres CONNINFO [options]\n\n"
+           "       catraca audit (--redis URL | --kafka BOOTSTRAP) --postgres CONNINFO "
+           "[options]\n\n"
            "Replays every event's log and compares every stored decision; rebuilds each log's\n"
            "Merkle tree and checks saved receipts and signed tree heads against it.\n\n"
-           "  --%-26s %s\n  --%-26s %s\n",
-           "receipt FILE", "a receipt, or the 202 body that carried it (repeatable)",
-           "head FILE", "a signed tree head from GET /v1/events/{event}/log (repeatable)");
+           "  --%-28s %s\n  --%-28s %s\n",
+           "receipt FILE", "a receipt, or the 202 body that carried it (repeatable)", "head FILE",
+           "a signed tree head from GET /v1/events/{event}/log (repeatable)");
     config_print_options(stdout, CMD_AUDIT);
 }
 
@@ -110,11 +111,12 @@ static int audit_main(int argc, char **argv)
         result = parsed > 0 ? 0 : 2;
         goto done;
     }
-    if (config.redis[0] != '\0' || config.postgres[0] != '\0') {
-        /* Distributed: the log and the store the workers wrote. */
-        if (config.redis[0] == '\0' || config.postgres[0] == '\0') {
-            fprintf(stderr, "catraca audit: the distributed mode needs both --redis (the log) and "
-                            "--postgres (the store)\n");
+    if (config.redis[0] != '\0' || config.kafka[0] != '\0' || config.postgres[0] != '\0') {
+        /* A distributed sale: exactly one log (--redis or --kafka) and its store. */
+        if (distributed_check_backend(&config, "audit") != 0)
+            goto done;
+        if (config.postgres[0] == '\0') {
+            fprintf(stderr, "catraca audit: --postgres is required with --redis or --kafka\n");
             goto done;
         }
         if (files.receipt_count > 0 || files.head_count > 0) {
@@ -122,10 +124,8 @@ static int audit_main(int argc, char **argv)
                             "(the embedded mode) only\n");
             goto done;
         }
-        struct audit_distributed where = {.redis_url = config.redis,
-                                          .postgres = config.postgres,
-                                          .timeout_ms = (int)config.redis_timeout_ms};
-        result = audit_distributed_run(&where, (uint32_t)config.purchases_max,
+        struct backend_options backend = distributed_backend_options(&config);
+        result = audit_distributed_run(&backend, config.postgres, (uint32_t)config.purchases_max,
                                        (uint32_t)config.customers_max);
         goto done;
     }
@@ -143,14 +143,16 @@ done:
 static void usage(FILE *out)
 {
     fprintf(out, "usage: catraca serve [options]   start the embedded service\n"
-                 "       catraca gateway --redis URL --postgres CONNINFO [options]\n"
+                 "       catraca gateway (--redis URL | --kafka BOOTSTRAP) --postgres CONNINFO "
+                 "[options]\n"
                  "                                 the HTTP API of the distributed mode\n"
-                 "       catraca worker --redis URL --postgres CONNINFO [options]\n"
+                 "       catraca worker (--redis URL | --kafka BOOTSTRAP) --postgres CONNINFO "
+                 "[options]\n"
                  "                                 decides the partitions it holds leases for\n"
                  "       catraca migrate --postgres CONNINFO\n"
                  "                                 applies the database schema migrations\n"
                  "       catraca audit --data DIR [--receipt FILE]... [--head FILE]...\n"
-                 "       catraca audit --redis URL --postgres CONNINFO\n"
+                 "       catraca audit (--redis URL | --kafka BOOTSTRAP) --postgres CONNINFO\n"
                  "                                 replay every event's log, compare every "
                  "stored decision,\n"
                  "                                 rebuild its Merkle tree, check receipts "

@@ -13,6 +13,7 @@
 #include "app/config.h"
 #include "gateway/api.h"
 #include "gateway/http.h"
+#include "log/backend.h"
 #include "worker/worker.h"
 
 /* The configured JWT secret, or in demo mode a random one never shown; secret holds
@@ -52,6 +53,11 @@ struct sqlite_paths {
 void sqlite_paths_of(const char *data, struct sqlite_paths *out);
 
 /* The distributed mode's commands (distributed.c). */
+/* The log's and bus's options (--redis or --kafka and their settings); they point into config. */
+struct backend_options distributed_backend_options(const struct config *config);
+/* Exactly one log named, and its settings valid: 0, or -1 after a log line saying why (the
+ * command exits 2). command names the command in that line. */
+int distributed_check_backend(const struct config *config, const char *command);
 int gateway_run(const struct config *config);
 int worker_run(const struct config *config);
 int migrate_run(const struct config *config);

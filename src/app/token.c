@@ -40,7 +40,7 @@ static void token_help(void)
            "Prints an HS256 JWT that catraca serve and catraca gateway accept: \"sub\" the\n"
            "subject (the customer id, 1-64 of [A-Za-z0-9._-]), \"role\", \"exp\" now + lifetime.\n"
            "The secret is the servers': CATRACA_JWT_SECRET, --jwt-secret-file or --config.\n\n"
-           "  --%-26s %s\n  --%-26s %s\n  --%-26s %s",
+           "  --%-28s %s\n  --%-28s %s\n  --%-28s %s",
            "subject ID", "the token's subject (required)", "role R",
            "buyer (default), payments or admin", "lifetime T",
            "seconds, or with a unit: 90s, 15m, 12h, 30d (default 1h, at most 366d)\n");

@@ -11,7 +11,6 @@
  */
 #include "log/log_redis.h"
 
-#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -22,18 +21,15 @@
 #include "core/error.h"
 #include "core/logline.h"
 
-#define APPENDED_CHANNEL "catraca:appended"
 #define PURCHASES_KEY "catraca:purchases"
 #define PARTITIONS_KEY "catraca:partitions"
-#define INSTANCES_KEY "catraca:instances"
 #define KEY_TEXT_MAX (CATRACA_ID_MAX + 32) /* "catraca:{<event>}:count" */
 #define HOST_TEXT_MAX LOG_REDIS_HOST_MAX
 #define NUMBER_TEXT_MAX 24 /* a 64-bit integer in decimal, sign, NUL */
 #define ITEM_ARGS 7        /* words per item in the script's ARGV */
 #define APPEND_HEAD_ARGS 4 /* EVALSHA sha numkeys count */
 #define APPEND_ITEMS_MAX 65536
-#define COMMAND_ARGS_MAX 8       /* of the fixed-shape commands (command()) */
-#define RECONNECT_BACKOFF_MS 200 /* log_redis_wait_appended, between attempts */
+#define COMMAND_ARGS_MAX 8 /* of the fixed-shape commands (command()) */
 
 /*
  * The append script. ARGV: count, then per item ITEM_ARGS words: event,
@@ -100,7 +96,9 @@ static const char append_script[] =
     "  end\n"
     "  out[k + 1] = row\n"
     "end\n"
-    "for event in pairs(events) do redis.call('PUBLISH', 'catraca:appended', event) end\n"
+    "for event in pairs(events) do\n"
+    "  redis.call('PUBLISH', '" LOG_REDIS_APPENDED_CHANNEL "', event)\n"
+    "end\n"
     "return out\n";
 
 struct log_redis {
@@ -843,187 +841,5 @@ int log_redis_open(const struct log_redis_options *options, struct catraca_log *
     }
     ensure_connected(log); /* a Redis that is down now is retried on each call */
     *out = (struct catraca_log){.ops = &redis_ops, .context = log};
-    return 0;
-}
-
-int log_redis_unique_number(const struct log_redis_options *options, uint64_t *out)
-{
-    struct catraca_log handle;
-    int error = log_redis_open(options, &handle);
-    if (error != 0)
-        return error;
-    const char *argv[] = {"INCR", INSTANCES_KEY};
-    redisReply *reply = command(handle.context, 2, argv);
-    error = reply_check(reply, REDIS_REPLY_INTEGER);
-    if (error == 0)
-        *out = (uint64_t)reply->integer;
-    freeReplyObject(reply);
-    redis_close(handle.context);
-    return error;
-}
-
-int log_redis_publish(void *log_context, const char *channel, const uint8_t *message, size_t length)
-{
-    struct log_redis *log = log_context;
-    if (log == NULL || channel == NULL || (message == NULL && length != 0))
-        return CATRACA_E_INVALID;
-    const char *argv[] = {"PUBLISH", channel, length ? (const char *)message : ""};
-    size_t lengths[] = {7, strlen(channel), length};
-    redisReply *reply = command_argv(log, 3, argv, lengths);
-    int error = reply_check(reply, REDIS_REPLY_INTEGER);
-    freeReplyObject(reply);
-    return error;
-}
-
-/* ---- subscriptions ----------------------------------------------------------------------- */
-
-/*
- * Waits for the next reply for at most poll_ms. A hiredis read time-out would
- * leave the context unusable, so readiness is polled first: 1 with a reply,
- * 0 on time-out, -1 on a broken connection.
- */
-static int next_reply(redisContext *c, int poll_ms, redisReply **reply)
-{
-    *reply = NULL;
-    if (redisGetReplyFromReader(c, (void **)reply) != REDIS_OK)
-        return -1;
-    if (*reply != NULL)
-        return 1;
-    struct pollfd fd = {.fd = c->fd, .events = POLLIN};
-    int ready = poll(&fd, 1, poll_ms);
-    if (ready < 0)
-        return errno == EINTR ? 0 : -1;
-    if (ready == 0)
-        return 0;
-    if (redisBufferRead(c) != REDIS_OK || redisGetReplyFromReader(c, (void **)reply) != REDIS_OK)
-        return -1;
-    return *reply != NULL ? 1 : 0;
-}
-
-static bool is_word(const redisReply *reply, const char *word)
-{
-    size_t length = strlen(word);
-    return is_string(reply) && reply->len == length && memcmp(reply->str, word, length) == 0;
-}
-
-/* A flag another thread sets (a stop request): read atomically. */
-static bool is_set(volatile int *flag)
-{
-    return __atomic_load_n(flag, __ATOMIC_ACQUIRE) != 0;
-}
-
-struct subscription {
-    const char *channel;
-    void (*on_message)(void *context, const uint8_t *message, size_t length);
-    void *context;
-    volatile int *stop;
-    int poll_ms;
-    volatile int *is_subscribed;
-};
-
-/* ["message", channel, payload] to on_message; anything else (confirmations) is skipped. */
-static void deliver(const struct subscription *s, const redisReply *reply)
-{
-    const redisReply *payload = element_of(reply, 2, REDIS_REPLY_STRING);
-    if (payload != NULL && reply->elements == 3 && is_string(payload) &&
-        is_word(element_of(reply, 0, REDIS_REPLY_STRING), "message"))
-        s->on_message(s->context, (const uint8_t *)(payload->len ? payload->str : ""),
-                      payload->len);
-}
-
-/* SUBSCRIBE on c, then deliver until *stop: 0, or CATRACA_E_UNAVAILABLE when it broke. */
-static int subscribed_loop(redisContext *c, const struct subscription *s)
-{
-    const char *argv[] = {"SUBSCRIBE", s->channel};
-    size_t lengths[] = {9, strlen(s->channel)};
-    redisReply *reply = redisCommandArgv(c, 2, argv, lengths);
-    int error =
-        is_word(element_of(reply, 0, REDIS_REPLY_STRING), "subscribe") ? 0 : CATRACA_E_UNAVAILABLE;
-    freeReplyObject(reply);
-    if (s->is_subscribed != NULL) /* read by other threads (readiness): an atomic store */
-        __atomic_store_n(s->is_subscribed, error == 0, __ATOMIC_RELEASE);
-    while (error == 0 && !is_set(s->stop)) {
-        int got = next_reply(c, s->poll_ms, &reply);
-        if (got < 0)
-            error = CATRACA_E_UNAVAILABLE;
-        else if (got > 0)
-            deliver(s, reply);
-        freeReplyObject(reply);
-    }
-    if (s->is_subscribed != NULL)
-        __atomic_store_n(s->is_subscribed, 0, __ATOMIC_RELEASE);
-    return error;
-}
-
-static int subscribe_once(const char *host, int port, const struct subscription *s)
-{
-    char why[128];
-    redisContext *c = connect_to(host, port, s->poll_ms, s->poll_ms, why);
-    if (c == NULL)
-        return CATRACA_E_UNAVAILABLE;
-    int error = subscribed_loop(c, s);
-    redisFree(c);
-    return error;
-}
-
-int log_redis_subscribe(const char *url, const char *channel,
-                        void (*on_message)(void *context, const uint8_t *message, size_t length),
-                        void *context, volatile int *stop, int poll_ms, volatile int *is_subscribed)
-{
-    char host[HOST_TEXT_MAX];
-    int port = 0;
-    if (channel == NULL || on_message == NULL || stop == NULL ||
-        log_redis_parse_url(url, host, &port) != 0)
-        return CATRACA_E_INVALID;
-    struct subscription s = {.channel = channel,
-                             .on_message = on_message,
-                             .context = context,
-                             .stop = stop,
-                             .poll_ms = poll_ms > 0 ? poll_ms : 1000,
-                             .is_subscribed = is_subscribed};
-    return subscribe_once(host, port, &s);
-}
-
-struct appended_listener {
-    void (*on_event)(void *context, const char *event);
-    void *context;
-};
-
-static void on_appended(void *context, const uint8_t *message, size_t length)
-{
-    const struct appended_listener *listener = context;
-    char event[CATRACA_ID_MAX + 1];
-    if (length == 0 || length > CATRACA_ID_MAX || memchr(message, '\0', length) != NULL)
-        return; /* not an event id the script could have published */
-    memcpy(event, message, length);
-    event[length] = '\0';
-    listener->on_event(listener->context, event);
-}
-
-/* Sleeps about ms in slices of at most poll_ms, returning early once *stop is set. */
-static void backoff(int ms, int poll_ms, volatile int *stop)
-{
-    for (int slept = 0; slept < ms && !is_set(stop); slept += poll_ms)
-        poll(NULL, 0, ms - slept < poll_ms ? ms - slept : poll_ms);
-}
-
-int log_redis_wait_appended(const char *url, int poll_ms,
-                            void (*on_event)(void *context, const char *event), void *context,
-                            volatile int *stop, volatile int *is_subscribed)
-{
-    char host[HOST_TEXT_MAX];
-    int port = 0;
-    if (on_event == NULL || stop == NULL || log_redis_parse_url(url, host, &port) != 0)
-        return CATRACA_E_INVALID;
-    struct appended_listener listener = {.on_event = on_event, .context = context};
-    struct subscription s = {.channel = APPENDED_CHANNEL,
-                             .on_message = on_appended,
-                             .context = &listener,
-                             .stop = stop,
-                             .poll_ms = poll_ms > 0 ? poll_ms : 1000,
-                             .is_subscribed = is_subscribed};
-    while (!is_set(stop))
-        if (subscribe_once(host, port, &s) != 0)
-            backoff(RECONNECT_BACKOFF_MS, s.poll_ms, stop);
     return 0;
 }

@@ -12,9 +12,10 @@
  * append() is ONE Lua script call for all its items (EVALSHA, reloaded after
  * NOSCRIPT): it checks each idempotency key and purchase id, XADDs, records
  * the key and the purchase's place, and publishes each event it appended to
- * on "catraca:appended" (workers wake on it). Results match log_sqlite.c's:
- * an appended item's existing_purchase_id is its own purchase id; a
- * duplicate's seq and existing_purchase_id are the earlier entry's.
+ * on LOG_REDIS_APPENDED_CHANNEL (workers wake on it: bus_redis.h). Results
+ * match log_sqlite.c's: an appended item's existing_purchase_id is its own
+ * purchase id; a duplicate's seq and existing_purchase_id are the earlier
+ * entry's.
  *
  * Durability is the server's: a script is atomic, and with `appendonly yes` +
  * `appendfsync always` its effects are fsync'd to the AOF before the reply
@@ -44,8 +45,6 @@
 #define CATRACA_LOG_LOG_REDIS_H
 
 #include <stddef.h>
-#include <stdint.h>
-
 #include "log/log.h"
 
 struct log_redis_options {
@@ -72,45 +71,10 @@ int log_redis_open(const struct log_redis_options *options, struct catraca_log *
 int log_redis_parse_url(const char *url, char host[LOG_REDIS_HOST_MAX], int *port);
 
 /*
- * A number no other caller got (INCR of "catraca:instances"): gateways take
- * one at start so the purchase ids they mint never collide. Needs Redis up:
- * else CATRACA_E_UNAVAILABLE.
+ * The pub/sub channel the append script publishes each appended-to event id
+ * on (in the script, so atomically with its XADDs); bus_redis.c's
+ * wait_appended subscribes to it.
  */
-int log_redis_unique_number(const struct log_redis_options *options, uint64_t *out);
-
-/*
- * PUBLISH on a handle's connection (log_context is a catraca_log's context
- * from log_redis_open, used by the thread that owns it); binary safe. 0,
- * CATRACA_E_INVALID, or CATRACA_E_UNAVAILABLE (the handle reconnects next
- * time). Pub/sub is at most once: a subscriber that is down misses messages.
- */
-int log_redis_publish(void *log_context, const char *channel, const uint8_t *message,
-                      size_t length);
-
-/*
- * Subscribes to channel on a connection of its own and calls on_message (on
- * the calling thread; message valid during the call only, binary safe) for
- * each message until *stop is non-zero, checked at least every poll_ms.
- * Returns 0 after a stop, CATRACA_E_INVALID for a bad URL, or
- * CATRACA_E_UNAVAILABLE when the connection could not be made or broke
- * (callers retry after a pause). *is_subscribed (may be NULL) is 1 while the
- * subscription is up.
- */
-int log_redis_subscribe(const char *url, const char *channel,
-                        void (*on_message)(void *context, const uint8_t *message, size_t length),
-                        void *context, volatile int *stop, int poll_ms,
-                        volatile int *is_subscribed);
-
-/*
- * Subscribes to "catraca:appended" and calls on_event with each event id
- * appended to (NUL-terminated, valid during the call), until *stop is
- * non-zero (checked at least every poll_ms). Reconnects by itself after
- * errors, with a short back-off; *is_subscribed (may be NULL) is 1 while the
- * subscription is up, 0 while Redis is unreachable. Returns 0 after a stop,
- * or CATRACA_E_INVALID at once for a bad URL.
- */
-int log_redis_wait_appended(const char *url, int poll_ms,
-                            void (*on_event)(void *context, const char *event), void *context,
-                            volatile int *stop, volatile int *is_subscribed);
+#define LOG_REDIS_APPENDED_CHANNEL "catraca:appended"
 
 #endif

@@ -2,7 +2,8 @@
  * The Redis Streams log adapter against a real redis-server: the behaviours
  * tests/store/test_sqlite.c checks of the SQLite log (the reference), plus
  * what only a network log has (NOSCRIPT, a server that is down, a dropped
- * connection, WAIT, pub/sub) and replies of the wrong shape. Run under
+ * connection, WAIT) and replies of the wrong shape; and the Redis bus
+ * (bus_redis.h: pub/sub, the append script's wake-up messages). Run under
  * tests/servers.py, which starts Redis and sets CATRACA_TEST_REDIS; every
  * case starts from FLUSHALL.
  */
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "log/bus_redis.h"
 #include "log/log_redis.h"
 
 #define READ_MAX 64
@@ -101,6 +103,14 @@ static struct catraca_log open_with(const char *at, size_t read_max, int wait_re
 static struct catraca_log open_log(void)
 {
     return open_with(url, READ_MAX, 0);
+}
+
+static struct catraca_bus open_bus_at(const char *at)
+{
+    struct bus_redis_options options = {.url = at, .timeout_ms = 500};
+    struct catraca_bus bus;
+    assert_int_equal(bus_redis_open(&options, &bus), 0);
+    return bus;
 }
 
 static struct log_append_item item(const char *event, uint64_t purchase_id, const char *key,
@@ -454,6 +464,20 @@ static void never_called(void *context, const uint8_t *message, size_t length)
     fail();
 }
 
+struct down_subscriber {
+    struct catraca_bus bus;
+    atomic_int stop, is_subscribed;
+    int result;
+};
+
+static void *down_subscriber_main(void *argument)
+{
+    struct down_subscriber *d = argument;
+    d->result = d->bus.ops->subscribe_commits(d->bus.context, never_called, NULL, &d->stop,
+                                              &d->is_subscribed);
+    return NULL;
+}
+
 static void test_unavailable_server(void **state)
 {
     (void)state;
@@ -479,14 +503,27 @@ static void test_unavailable_server(void **state)
         assert_int_equal(log.ops->last_seq(log.context, "ev", &seq), CATRACA_E_UNAVAILABLE);
         assert_int_equal(log.ops->list_partitions(log.context, events, 2, &count),
                          CATRACA_E_UNAVAILABLE);
-        assert_int_equal(log_redis_publish(log.context, "c", record, 1), CATRACA_E_UNAVAILABLE);
     }
     log.ops->close(log.context);
-    struct log_redis_options options = {.url = closed, .timeout_ms = 500, .read_max = 1};
-    assert_int_equal(log_redis_unique_number(&options, &number), CATRACA_E_UNAVAILABLE);
-    volatile int stop = 0;
-    assert_int_equal(log_redis_subscribe(closed, "c", never_called, NULL, &stop, 100, NULL),
-                     CATRACA_E_UNAVAILABLE);
+    struct catraca_bus bus = open_bus_at(closed); /* opening needs no server either */
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(bus.ops->unique_number(bus.context, &number), CATRACA_E_UNAVAILABLE);
+        assert_int_equal(bus.ops->publish_commit(bus.context, record, 1), CATRACA_E_UNAVAILABLE);
+    }
+    /* A subscription keeps trying, never subscribed, and still returns 0 soon after a stop. */
+    static struct down_subscriber d;
+    d.bus = bus;
+    atomic_store(&d.stop, 0);
+    atomic_store(&d.is_subscribed, 1);
+    d.result = 1;
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, down_subscriber_main, &d), 0);
+    poll(NULL, 0, 700);
+    assert_int_equal(atomic_load(&d.is_subscribed), 0);
+    atomic_store(&d.stop, 1);
+    pthread_join(thread, NULL);
+    assert_int_equal(d.result, 0);
+    bus.ops->close(bus.context);
 }
 
 /*
@@ -617,7 +654,8 @@ static void test_corrupt_data(void **state)
 /* ---- pub/sub ----------------------------------------------------------------------------- */
 
 struct listener {
-    volatile int stop, is_subscribed;
+    struct catraca_bus bus;
+    atomic_int stop, is_subscribed;
     int result;
     atomic_int received;
     uint8_t message[16];
@@ -631,14 +669,14 @@ static void on_message(void *context, const uint8_t *message, size_t length)
     l->length = length < sizeof(l->message) ? length : sizeof(l->message);
     memcpy(l->message, message, l->length);
     atomic_fetch_add(&l->received, 1);
-    l->stop = 1;
+    atomic_store(&l->stop, 1);
 }
 
 static void *subscriber_main(void *argument)
 {
     struct listener *l = argument;
     l->result =
-        log_redis_subscribe(url, "catraca:test", on_message, l, &l->stop, 50, &l->is_subscribed);
+        l->bus.ops->subscribe_commits(l->bus.context, on_message, l, &l->stop, &l->is_subscribed);
     return NULL;
 }
 
@@ -649,42 +687,60 @@ static void on_event(void *context, const char *event)
     if (at < 4)
         snprintf(l->events[at], sizeof(l->events[at]), "%s", event);
     if (atomic_fetch_add(&l->received, 1) + 1 == 2)
-        l->stop = 1;
+        atomic_store(&l->stop, 1);
 }
 
 static void *waiter_main(void *argument)
 {
     struct listener *l = argument;
-    l->result = log_redis_wait_appended(url, 50, on_event, l, &l->stop, &l->is_subscribed);
+    l->result = l->bus.ops->wait_appended(l->bus.context, on_event, l, &l->stop, &l->is_subscribed);
     return NULL;
+}
+
+/* A listener with a bus handle of its own (a handle belongs to one thread). */
+static void listener_reset(struct listener *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->bus = open_bus_at(url);
+    l->result = 1;
 }
 
 static void wait_subscribed(struct listener *l)
 {
-    for (int i = 0; i < 500 && !l->is_subscribed; i++)
+    for (int i = 0; i < 500 && !atomic_load(&l->is_subscribed); i++)
         poll(NULL, 0, 10);
-    assert_true(l->is_subscribed);
+    assert_true(atomic_load(&l->is_subscribed));
 }
 
 static void test_publish_subscribe(void **state)
 {
     (void)state;
     static struct listener l;
-    memset(&l, 0, sizeof(l));
-    l.result = 1;
+    listener_reset(&l);
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, subscriber_main, &l), 0);
     wait_subscribed(&l);
-    struct catraca_log log = open_log();
+    struct catraca_bus bus = open_bus_at(url);
     const uint8_t message[5] = {0, 1, 0, 255, 0};
-    assert_int_equal(log_redis_publish(log.context, "catraca:test", message, 5), 0);
+    assert_int_equal(bus.ops->publish_commit(bus.context, message, 5), 0);
     pthread_join(thread, NULL);
     assert_int_equal(l.result, 0);
     assert_int_equal(atomic_load(&l.received), 1);
     assert_int_equal(l.length, 5);
     assert_memory_equal(l.message, message, 5);
-    assert_false(l.is_subscribed);
-    log.ops->close(log.context);
+    assert_false(atomic_load(&l.is_subscribed));
+    l.bus.ops->close(l.bus.context);
+    /* Bounds: a message over BUS_MESSAGE_MAX is refused, and nothing needs a subscriber. */
+    static uint8_t big[BUS_MESSAGE_MAX + 1];
+    assert_int_equal(bus.ops->publish_commit(bus.context, big, sizeof(big)), CATRACA_E_INVALID);
+    assert_int_equal(bus.ops->publish_commit(bus.context, NULL, 1), CATRACA_E_INVALID);
+    assert_int_equal(bus.ops->publish_commit(bus.context, big, BUS_MESSAGE_MAX), 0);
+    /* Instance numbers: each call a new one. */
+    uint64_t first = 0, second = 0;
+    assert_int_equal(bus.ops->unique_number(bus.context, &first), 0);
+    assert_int_equal(bus.ops->unique_number(bus.context, &second), 0);
+    assert_true(second > first && first > 0);
+    bus.ops->close(bus.context);
 }
 
 /* One message per event a call appended to, however many items it had there. */
@@ -692,8 +748,7 @@ static void test_wait_appended(void **state)
 {
     (void)state;
     static struct listener l;
-    memset(&l, 0, sizeof(l));
-    l.result = 1;
+    listener_reset(&l);
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, waiter_main, &l), 0);
     wait_subscribed(&l);
@@ -709,14 +764,16 @@ static void test_wait_appended(void **state)
     assert_int_equal(atomic_load(&l.received), 2);
     assert_true((strcmp(l.events[0], "ev1") == 0 && strcmp(l.events[1], "ev2") == 0) ||
                 (strcmp(l.events[0], "ev2") == 0 && strcmp(l.events[1], "ev1") == 0));
+    l.bus.ops->close(l.bus.context);
     /* A stop without messages returns within the poll interval. */
-    memset(&l, 0, sizeof(l));
+    listener_reset(&l);
     assert_int_equal(pthread_create(&thread, NULL, waiter_main, &l), 0);
     wait_subscribed(&l);
-    l.stop = 1;
+    atomic_store(&l.stop, 1);
     pthread_join(thread, NULL);
     assert_int_equal(l.result, 0);
     assert_int_equal(atomic_load(&l.received), 0);
+    l.bus.ops->close(l.bus.context);
     log.ops->close(log.context);
 }
 
@@ -725,7 +782,7 @@ static void test_wait_appended_resubscribes(void **state)
 {
     (void)state;
     static struct listener l;
-    memset(&l, 0, sizeof(l));
+    listener_reset(&l);
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, waiter_main, &l), 0);
     wait_subscribed(&l);
@@ -740,9 +797,10 @@ static void test_wait_appended_resubscribes(void **state)
     }
     assert_true(atomic_load(&l.received) > 0);
     assert_string_equal(l.events[0], "ev");
-    l.stop = 1;
+    atomic_store(&l.stop, 1);
     pthread_join(thread, NULL);
     assert_int_equal(l.result, 0);
+    l.bus.ops->close(l.bus.context);
     log.ops->close(log.context);
 }
 

@@ -271,9 +271,16 @@ class HelpTest(unittest.TestCase):
             self.assertLessEqual(logging | {"access-log"}, options[command], command)
         self.assertEqual(options["token"], {"config", "jwt-secret", "jwt-secret-file", "subject",
                                             "role", "lifetime"})
+        distributed_log = {"redis", "kafka", "kafka-topic-prefix", "log-timeout-ms"}
         self.assertEqual(options["audit"], {"config", "data", "max-purchases-per-event",
                                             "max-customers-per-event", "receipt-key",
-                                            "receipt", "head"})
+                                            "receipt", "head", "postgres"} | distributed_log)
+        for command in ("gateway", "worker"):
+            self.assertLessEqual(distributed_log | {"kafka-replication-factor",
+                                                    "kafka-min-insync-replicas"},
+                                 options[command], command)
+        self.assertIn("limits-redis", options["gateway"])
+        self.assertNotIn("limits-redis", options["worker"])
         for absent in ("data", "sync", "worker-id", "lease-ms", "snapshot-every"):
             self.assertNotIn(absent, options["gateway"])
         for absent in ("jwt-secret", "jwt-secret-file", "challenge", "demo", "data",
@@ -304,6 +311,80 @@ class HelpTest(unittest.TestCase):
         code, out, _ = run("--help")
         self.assertEqual(code, 0)
         self.assertIn("catraca token", out)
+
+
+class LogChoiceTest(unittest.TestCase):
+    """Issue 17: the distributed commands take exactly one log, --redis URL or --kafka
+    BOOTSTRAP; --redis-timeout-ms and CATRACA_REDIS_TIMEOUT_MS still set --log-timeout-ms."""
+
+    ENV = {"CATRACA_JWT_SECRET": SECRET}
+    POSTGRES = ("--postgres", "host=127.0.0.1 port=1")
+
+    def assert_refused(self, result, *wanted):
+        code, out, err = result
+        self.assertEqual(code, 2, (out, err))
+        for text in wanted:
+            self.assertIn(text, err)
+
+    def test_both_logs_are_refused(self):
+        for command in ("gateway", "worker", "audit"):
+            with self.subTest(command=command):
+                self.assert_refused(run(command, "--redis", "redis://127.0.0.1:1", "--kafka",
+                                        "127.0.0.1:2", *self.POSTGRES, env=self.ENV),
+                                    "--redis URL or --kafka BOOTSTRAP, not both")
+        self.assert_refused(run("gateway", *self.POSTGRES,
+                                env=dict(self.ENV, CATRACA_REDIS="redis://127.0.0.1:1",
+                                         CATRACA_KAFKA="127.0.0.1:2")), "not both")
+
+    def test_no_log_is_refused(self):
+        for command in ("gateway", "worker"):
+            with self.subTest(command=command):
+                self.assert_refused(run(command, *self.POSTGRES, env=self.ENV),
+                                    "--redis is required", "--kafka BOOTSTRAP")
+        # audit without a log is the embedded audit of --data; with only --postgres, a mistake
+        self.assert_refused(run("audit", *self.POSTGRES), "--redis is required")
+
+    def test_bad_log_addresses_are_refused(self):
+        self.assert_refused(run("gateway", "--redis", "redis://u:p@h:1", *self.POSTGRES,
+                                env=self.ENV), "--redis must be")
+        # Kafka's own settings: a Kafka build checks them, a build without Kafka refuses --kafka.
+        code, out, err = run("worker", "--kafka", "127.0.0.1:9092", "--kafka-replication-factor",
+                             "1", "--kafka-min-insync-replicas", "2", *self.POSTGRES)
+        self.assertEqual(code, 2, (out, err))
+        self.assertTrue("--kafka-min-insync-replicas must be" in err or
+                        "this binary was built without Kafka" in err, err)
+
+    def test_the_old_time_out_name_is_still_read(self):
+        """The old flag and variable reach --log-timeout-ms: its bounds, its place in a file."""
+        for args, env, where in ((["--redis-timeout-ms", "5"], {}, "--redis-timeout-ms"),
+                                 ([], {"CATRACA_REDIS_TIMEOUT_MS": "5"},
+                                  "CATRACA_REDIS_TIMEOUT_MS"),
+                                 (["--log-timeout-ms", "5"], {}, "--log-timeout-ms")):
+            for command in ("gateway", "worker"):
+                with self.subTest(command=command, where=where):
+                    self.assert_refused(run(command, "--redis", "redis://127.0.0.1:1", *args,
+                                            *self.POSTGRES, env=dict(self.ENV, **env)),
+                                        f"{where} must be an integer from 10 to 60000")
+        # Accepted where valid: the run goes on to the next check (two logs here).
+        self.assert_refused(run("worker", "--redis-timeout-ms", "500", "--redis", "r:1",
+                                "--kafka", "k:2", env={"CATRACA_REDIS_TIMEOUT_MS": "700"}),
+                            "not both")
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "c.env")
+            with open(path, "w") as f:
+                f.write("CATRACA_REDIS_TIMEOUT_MS=500\nCATRACA_LOG_TIMEOUT_MS=600\n")
+            self.assert_refused(run("worker", "--config", path, "--redis", "r:1"),
+                                "CATRACA_LOG_TIMEOUT_MS is given twice")
+
+    def test_a_flag_of_another_command_is_refused(self):
+        for command, flag in (("serve", "--kafka"), ("serve", "--redis"), ("serve", "--limits-redis"),
+                              ("migrate", "--kafka"), ("worker", "--limits-redis"),
+                              ("worker", "--wait-replicas"), ("audit", "--limits-redis"),
+                              ("audit", "--kafka-replication-factor"), ("token", "--kafka"),
+                              ("serve", "--log-timeout-ms"), ("serve", "--redis-timeout-ms")):
+            with self.subTest(command=command, flag=flag):
+                self.assert_refused(run(command, flag, "1", env=self.ENV),
+                                    f"{flag} is not an option of this command")
 
 
 class ConfigFileTest(unittest.TestCase):

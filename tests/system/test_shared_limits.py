@@ -13,6 +13,7 @@ import unittest
 
 from catraca import Client, create_event, token
 from cluster import Cluster, Proc
+from servers import Redis
 
 PURCHASE = {"category": "cat0", "quantity": 1}
 
@@ -123,6 +124,29 @@ class SharedLimitsTest(unittest.TestCase):
                                           {"X-Challenge": solve(challenge)})
             self.assertEqual(status, 202, answer)
         finally:
+            code = cluster.close()
+        self.assertEqual(code, 0, "a process exited non-zero (a sanitizer's report?)")
+
+    def test_limits_live_where_limits_redis_says(self):
+        """--limits-redis URL: the buckets live in that Redis, still shared by the gateways, and
+        none in the log's; with that Redis down purchases are refused 503 though the log is up."""
+        cluster = Cluster(gateways=0)
+        limits = Redis()
+        try:
+            a, b = start_gateways(cluster, "--limits-redis", limits.url, "--rate-customer", "1",
+                                  "--rate-customer-burst", "2")
+            create_event(a, "ev-elsewhere", (100,), limit=1)
+            path = "/v1/events/ev-elsewhere/purchases"
+            codes = [(a if i % 2 == 0 else b).request("POST", path, PURCHASE, token("moved"))[0]
+                     for i in range(6)]
+            self.assertIn(codes.count(202), (2, 3), codes)  # shared: per gateway would allow 4
+            self.assertIn(b"catraca:rate:customer:moved", limits.command("KEYS", "catraca:rate:*"))
+            self.assertNotIn(b"catraca:rate:", cluster.redis.command("KEYS", "catraca:rate:*"))
+            limits.stop()
+            status, answer, _ = a.request("POST", path, PURCHASE, token("limits-down"))
+            self.assertEqual((status, answer["error"]["code"]), (503, "unavailable"), answer)
+        finally:
+            limits.close()
             code = cluster.close()
         self.assertEqual(code, 0, "a process exited non-zero (a sanitizer's report?)")
 
