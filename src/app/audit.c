@@ -38,6 +38,7 @@
 #include "app/service.h"
 
 #include <inttypes.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,8 +426,9 @@ int audit_log_and_store(const struct catraca_log *log, const struct catraca_stor
         free(events);
         return 2;
     }
-    struct timespec start, end;
+    struct timespec start, end, cpu_start, cpu_end;
     clock_gettime(CLOCK_MONOTONIC, &start);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu_start);
     size_t count = 0;
     int error = list_events(log, store, events, &count);
     uint64_t total = 0;
@@ -435,13 +437,19 @@ int audit_log_and_store(const struct catraca_log *log, const struct catraca_stor
         total += a.commands;
     }
     clock_gettime(CLOCK_MONOTONIC, &end);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu_end);
     double seconds =
         (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9;
+    double cpu_seconds = (double)(cpu_end.tv_sec - cpu_start.tv_sec) +
+                         (double)(cpu_end.tv_nsec - cpu_start.tv_nsec) / 1e9;
     if (error != 0)
         printf("audit failed: %s\n", catraca_strerror(error));
-    printf("audit: %zu events, %" PRIu64 " commands in %.3f s (%.0f commands/s): %s\n", count,
-           total, seconds, seconds > 0 ? (double)total / seconds : 0.0,
-           error == 0 && a.differences == 0 ? "CLEAN" : "DIFFERENCES FOUND");
+    /* The CPU time beside the wall time: on a shared machine the first measures the audit,
+     * the second also its neighbours. */
+    printf("audit: %zu events, %" PRIu64 " commands in %.3f s (%.0f commands/s): %s (%.3f s of "
+           "CPU)\n",
+           count, total, seconds, seconds > 0 ? (double)total / seconds : 0.0,
+           error == 0 && a.differences == 0 ? "CLEAN" : "DIFFERENCES FOUND", cpu_seconds);
     free(events);
     free(a.entries);
     free(a.arrival_seqs);
@@ -453,6 +461,11 @@ int audit_log_and_store(const struct catraca_log *log, const struct catraca_stor
 
 int audit_run(const char *data, uint32_t purchases_max, uint32_t customers_max)
 {
+    /* The audit reads each file once from end to end: through SQLite's bounded page cache, not
+     * a memory map (the handles' default, for servers that reread the hot end), whose pages
+     * would stay in this process's memory to the size of the files. Before any connection. */
+    if (sqlite3_shutdown() == SQLITE_OK)
+        sqlite3_config(SQLITE_CONFIG_MMAP_SIZE, (sqlite3_int64)0, (sqlite3_int64)0);
     struct sqlite_paths paths;
     sqlite_paths_of(data, &paths);
     struct catraca_log log;
