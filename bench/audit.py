@@ -9,8 +9,9 @@ categories, opening bell, 60 % of holds paid and 10 % cancelled, the rest expire
                tests/servers.py (only with --distributed).
 Then `catraca audit` (--data DIR, or --redis URL --postgres CONNINFO) RUNS times (default 5):
 each run's commands/s is the audit's own last line (commands replayed / wall time, from the
-first read to the verdict), its peak memory the child's ru_maxrss (os.wait4; the SQLite files'
-mmap'ed pages count). With --before BIN, that binary audits the same data too, alternating
+first read to the verdict; it also gives the CPU time of that part, the steadier figure on a
+shared machine), its peak memory the child's ru_maxrss (os.wait4: the whole `catraca audit`,
+the Merkle tree check after the replay included; pages of a memory-mapped file count). With --before BIN, that binary audits the same data too, alternating
 run by run, so both see the same machine load. Medians reported; an audit that is not CLEAN
 fails the bench (exit 1).
 
@@ -41,7 +42,8 @@ BIN = os.environ["CATRACA_BIN"]
 BUYERS = int(os.environ.get("BUYERS", "1000000"))
 TICKETS = int(os.environ.get("TICKETS", "100000"))
 SECRET = "audit-bench-" + "s" * 40
-AUDIT_LINE = re.compile(r"audit: (\d+) events, (\d+) commands in ([0-9.]+) s \(\d+ commands/s\): (\S+)")
+AUDIT_LINE = re.compile(r"audit: (\d+) events, (\d+) commands in ([0-9.]+) s \(\d+ commands/s\): "
+                        r"(CLEAN|DIFFERENCES FOUND)(?: \(([0-9.]+) s of CPU\))?")
 
 
 def wait_port(stderr_path, pattern, proc, what):
@@ -119,7 +121,8 @@ def make_distributed(work, servers):
 
 
 def audit_once(binary, where):
-    """(commands, seconds, commands/s, peak RSS MiB) of one audit; exits the bench unless CLEAN."""
+    """(commands, seconds, commands/s, CPU seconds or None, peak RSS MiB) of one audit; exits
+    the bench unless CLEAN. An older binary does not print its CPU time: None."""
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen([binary, "audit"] + where, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
@@ -130,27 +133,34 @@ def audit_once(binary, where):
     if proc.returncode != 0 or m is None or m.group(4) != "CLEAN":
         sys.exit(f"bench/audit.py: {binary} audit exited {proc.returncode}:\n{text[-3000:]}")
     commands, seconds = int(m.group(2)), float(m.group(3))
-    return commands, seconds, commands / seconds, usage.ru_maxrss / 1024.0
+    cpu = float(m.group(5)) if m.group(5) else None
+    return commands, seconds, commands / seconds, cpu, usage.ru_maxrss / 1024.0
 
 
 def measure(label, where, binaries, runs):
     rows = {name: [] for name, _ in binaries}
     for run in range(1, runs + 1):
         for name, binary in binaries:
-            commands, seconds, rate, rss = audit_once(binary, where)
-            rows[name].append((seconds, rate, rss))
-            print(f"{label} run {run} {name:>6}: {commands} commands in {seconds:.3f} s, "
+            commands, seconds, rate, cpu, rss = audit_once(binary, where)
+            rows[name].append((seconds, rate, cpu, rss))
+            cpu_text = f", {cpu:.3f} s of CPU" if cpu is not None else ""
+            print(f"{label} run {run} {name:>6}: {commands} commands in {seconds:.3f} s{cpu_text}, "
                   f"{rate / 1e6:.2f} M commands/s, peak {rss:.0f} MiB", flush=True)
     result = {"commands": commands}
     for name, _ in binaries:
         seconds = statistics.median(r[0] for r in rows[name])
         rate = statistics.median(r[1] for r in rows[name])
-        rss = statistics.median(r[2] for r in rows[name])
-        print(f"{label} median {name:>6}: {seconds:.3f} s, {rate / 1e6:.2f} M commands/s, "
+        cpus = [r[2] for r in rows[name] if r[2] is not None]
+        cpu = statistics.median(cpus) if cpus else None
+        rss = statistics.median(r[3] for r in rows[name])
+        cpu_text = f", {cpu:.3f} s of CPU ({commands / cpu / 1e6:.2f} M commands per CPU-second)" \
+            if cpu else ""
+        print(f"{label} median {name:>6}: {seconds:.3f} s, {rate / 1e6:.2f} M commands/s{cpu_text}, "
               f"peak {rss:.0f} MiB", flush=True)
         result[name] = {"seconds": round(seconds, 3), "commands_per_s": round(rate),
-                        "peak_mib": round(rss), "runs": [[round(s, 3), round(r), round(m)]
-                                                         for s, r, m in rows[name]]}
+                        "cpu_seconds": cpu and round(cpu, 3), "peak_mib": round(rss),
+                        "runs": [[round(r[0], 3), r[2] and round(r[2], 3), round(r[3])]
+                                 for r in rows[name]]}
     return result
 
 
