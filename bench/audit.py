@@ -16,7 +16,9 @@ run by run, so both see the same machine load. Medians reported; an audit that i
 fails the bench (exit 1).
 
 Usage: audit.py [--runs N] [--before BIN] [--data DIR] [--distributed] [--keep]
+       audit.py [--runs N] [--before BIN] --redis URL --postgres CONNINFO
   --data DIR   audit an existing embedded data directory instead of making one.
+  --redis, --postgres  audit an existing distributed sale (and nothing else).
   --keep       keep the data made (path printed) for a later --data.
 Environment: CATRACA_BIN (default build/catraca, the release build), BUYERS, TICKETS.
 Ends with one JSON line {"bench": "audit", ...}. Standard library only.
@@ -170,6 +172,8 @@ def main():
     parser.add_argument("--before", help="another catraca binary to audit the same data")
     parser.add_argument("--data", help="an existing embedded data directory")
     parser.add_argument("--distributed", action="store_true")
+    parser.add_argument("--redis", help="with --postgres: audit an existing distributed sale")
+    parser.add_argument("--postgres")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     binaries = ([("before", args.before)] if args.before else []) + [("after", BIN)]
@@ -177,6 +181,10 @@ def main():
     servers = []
     report = {"bench": "audit", "buyers": BUYERS, "tickets": TICKETS, "runs": args.runs}
     try:
+        if args.redis:
+            where = ["--redis", args.redis, "--postgres", args.postgres]
+            report["distributed"] = measure("distributed", where, binaries, args.runs)
+            return print(json.dumps(report))
         where = ["--data", args.data] if args.data else make_embedded(os.path.join(work, "e"))
         report["embedded"] = measure("embedded", where, binaries, args.runs)
         if args.distributed:

@@ -466,7 +466,15 @@ static void find_missing(struct audit *a)
     }
 }
 
-static void print_summary(struct audit *a, const struct store_event *stored)
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static void print_summary(struct audit *a, const struct store_event *stored, double replay_s,
+                          double compare_s)
 {
     printf("event %s: %" PRIu64 " commands replayed, %" PRIu64 " purchases checked", a->event,
            a->commands, a->purchases_checked);
@@ -475,7 +483,7 @@ static void print_summary(struct audit *a, const struct store_event *stored)
         engine_category_counts(a->engine, i, &c);
         printf(", %s sold %u/%u", stored->spec.categories[i].id, c.sold, c.capacity);
     }
-    printf("\n");
+    printf(" (replay %.3f s, store compared in %.3f s)\n", replay_s, compare_s);
 }
 
 static int audit_event(struct audit *a, const char *event, const struct engine_config *config)
@@ -497,8 +505,11 @@ static int audit_event(struct audit *a, const char *event, const struct engine_c
         error = a->store->ops->get_event(a->store->context, event, &stored);
     if (error == 0)
         error = engine_new(config, &a->engine);
+    struct timespec started, replayed;
+    clock_gettime(CLOCK_MONOTONIC, &started);
     if (error == 0)
         error = replay(a, committed);
+    clock_gettime(CLOCK_MONOTONIC, &replayed);
     /* The rows first: a difference there names the purchase; the counters after. */
     if (error == 0) {
         uint32_t count = engine_purchase_count(a->engine);
@@ -512,7 +523,8 @@ static int audit_event(struct audit *a, const char *event, const struct engine_c
     if (error == 0 && a->differences == 0)
         compare_counts(a, &stored);
     if (error == 0)
-        print_summary(a, &stored);
+        print_summary(a, &stored, seconds_since(&started) - seconds_since(&replayed),
+                      seconds_since(&replayed));
     engine_free(a->engine);
     a->engine = NULL;
     return error;
