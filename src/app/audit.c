@@ -18,12 +18,18 @@
  * Memory, bounded by --max-purchases-per-event and --max-customers-per-event
  * and independent of the log's length: one event at a time, so at most one
  * engine (engine_memory_bytes: about 90 B per purchase and the customer
- * table), plus per purchase the arrival position the engine does not keep
- * (16 B, struct log_seq) and one bit "the store has it"; per event nothing
- * else (the list of event ids, 65 B each up to AUDIT_EVENTS_MAX, and one read
- * buffer of AUDIT_READ_BATCH entries). The store is read row by row
- * (for_each_purchase), never held. Pages of the per-purchase arrays that no
- * purchase reaches are never touched (calloc), so a small event costs little.
+ * table), plus
+ *   per purchase: its arrival position, which the engine does not keep (16 B,
+ *     struct log_seq, by slot) and one bit "the store has it";
+ *   per event: nothing more (the engine is freed before the next one);
+ *   in all: the event ids (65 B each, up to AUDIT_EVENTS_MAX), the log
+ *     handle's read buffer and two read-ahead batches of AUDIT_READ_BATCH
+ *     entries each (records packed, at most CATRACA_COMMAND_ENCODED_MAX each),
+ *     and one store row (for_each_purchase reads row by row; PostgreSQL a page
+ *     of rows at a time).
+ * Pages of the per-purchase arrays that no purchase reaches are never touched
+ * (calloc), so a small event costs little. A DRAW holds the ids of the slots
+ * for its duration (8 B per purchase, once per event).
  *
  * What it cannot see: a log and a store rewritten consistently (the receipts
  * and the Merkle tree, audit_tree.c, catch a rewritten log); log entries after
