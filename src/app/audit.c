@@ -183,9 +183,10 @@ static void *read_ahead_run(void *context)
             const struct log_entry *e = &r->handle_entries[i];
             size_t length = e->record_length <= CATRACA_COMMAND_ENCODED_MAX ? e->record_length : 0;
             memcpy(b->records + used, e->record, length);
-            b->entries[i] = (struct log_entry){
-                .seq = e->seq, .time_ms = e->time_ms, .record = b->records + used,
-                .record_length = length};
+            b->entries[i] = (struct log_entry){.seq = e->seq,
+                                               .time_ms = e->time_ms,
+                                               .record = b->records + used,
+                                               .record_length = length};
             used += length;
         }
         if (b->count > 0)
@@ -202,10 +203,8 @@ static void *read_ahead_run(void *context)
 
 static int read_ahead_start(struct read_ahead *r, struct audit *a, struct log_seq committed)
 {
-    *r = (struct read_ahead){.log = a->log,
-                             .handle_entries = a->entries,
-                             .event = a->event,
-                             .committed = committed};
+    *r = (struct read_ahead){
+        .log = a->log, .handle_entries = a->entries, .event = a->event, .committed = committed};
     for (int i = 0; i < 2; i++) {
         r->batches[i].records = malloc((size_t)AUDIT_READ_BATCH * CATRACA_COMMAND_ENCODED_MAX);
         if (r->batches[i].records == NULL) {
@@ -320,8 +319,8 @@ static void customer_at(struct audit *a, struct log_seq seq, char out[CATRACA_ID
     size_t count = 0;
     struct engine_command command;
     snprintf(out, CATRACA_ID_MAX + 1, "?");
-    if (a->log->ops->read(a->log->context, a->event, log_seq_before(seq), a->entries, 1,
-                          &count) == 0 &&
+    if (a->log->ops->read(a->log->context, a->event, log_seq_before(seq), a->entries, 1, &count) ==
+            0 &&
         count == 1 && log_seq_compare(a->entries[0].seq, seq) == 0 &&
         codec_command_decode(a->entries[0].record, a->entries[0].record_length, &command) == 0 &&
         command.type == ENGINE_COMMAND_PURCHASE)
@@ -350,8 +349,7 @@ static void print_row(const char *who, const struct store_purchase *p)
 static const char *category_of(const struct audit *a, const struct engine_purchase_view *view)
 {
     const struct engine_event_spec *spec = engine_event(a->engine);
-    return spec && view->category < spec->category_count ? spec->categories[view->category].id
-                                                         : "";
+    return spec && view->category < spec->category_count ? spec->categories[view->category].id : "";
 }
 
 /* The replay's version of a purchase, in the store's shape (for printing a difference). */

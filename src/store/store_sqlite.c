@@ -705,8 +705,8 @@ static int store_sqlite_for_each_purchase(void *context, const char *event,
     int rc = sqlite3_step(s);
     bool has_others = rc != SQLITE_ROW || sqlite3_column_int(s, 0) != 0;
     sqlite3_reset(s);
-    s = prepared(store, has_others ? STATEMENT_PURCHASES_OF_EVENT
-                                   : STATEMENT_PURCHASES_OF_ONLY_EVENT);
+    s = prepared(store,
+                 has_others ? STATEMENT_PURCHASES_OF_EVENT : STATEMENT_PURCHASES_OF_ONLY_EVENT);
     sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
     int result = 0;
     struct store_purchase row;
