@@ -7,12 +7,14 @@ packages=(
     build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
     libcmocka-dev libcjson-dev libsqlite3-dev sqlite3 libssl-dev
     libhiredis-dev libpq-dev libhttp-parser-dev
+    librdkafka-dev        # the Kafka log and bus (src/log/log_kafka.c, bus_kafka.c)
     libcurl4-openssl-dev  # catraca verify: HTTP(S) client
     redis-server postgresql-15 postgresql-contrib
     wrk prometheus haproxy systemd python3 curl openssl valgrind
     jq iproute2 util-linux  # docs_runnable: README/DEPLOY blocks use jq; ip + unshare isolate them
     python3-venv nodejs  # contract tests: Schemathesis's venv, Prism (scripts/contract-tools.sh)
     chromium             # the browser tests (tests/web) drive Debian's Chromium, headless
+    openjdk-17-jre-headless maven  # real Kafka brokers in tests: scripts/kafka-fetch.sh, tests/servers.py
 )
 # npm builds the web pages (scripts/web-build.sh). Debian ships it as its own package; a Node
 # from elsewhere (nodesource) brings its own npm and conflicts with Debian's, so npm is asked

@@ -175,6 +175,7 @@ int api_start(const struct api_config *config, struct api **out)
     if (api == NULL)
         return CATRACA_E_NOMEM;
     api->config = *config;
+    api_purchases_init(api);
     pthread_mutex_init(&api->handles_mutex, NULL);
     pthread_mutex_init(&api->queue_mutex, NULL);
     pthread_cond_init(&api->queue_wake, NULL);

@@ -23,7 +23,7 @@
  * Where the log and the store are. Each call opens a handle for one thread's
  * exclusive use (HTTP threads, the appender, the responder); the API closes
  * them at api_stop(). Embedded mode: SQLite handles on one file; distributed
- * mode: Redis and PostgreSQL connections.
+ * mode: connections to its log (log/backend.h: Redis or Kafka) and PostgreSQL.
  */
 struct api_backend {
     int (*open_log)(void *context, bool is_appender, struct catraca_log *out);
@@ -61,9 +61,10 @@ struct api_config {
      * off. Only where every commit reaches api_on_commit (the embedded service). */
     uint32_t recent_purchases_max;
     /*
-     * Distributed mode: the rate limits and the spent challenges live in this Redis, shared
-     * by every gateway (gateway/limits_redis.h); NULL keeps them in this process. While that
-     * Redis does not answer, purchases are refused 503 (fail closed).
+     * Distributed mode: the rate limits and the spent challenges live in this Redis
+     * (--limits-redis, by default the log's own Redis), shared by every gateway
+     * (gateway/limits_redis.h); NULL keeps them in this process. While that Redis does not
+     * answer, purchases are refused 503 (fail closed).
      */
     const char *shared_limits_redis_url;
     int shared_limits_timeout_ms;

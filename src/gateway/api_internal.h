@@ -117,6 +117,7 @@ struct api {
     struct challenge challenge;
     struct metrics metrics;
     atomic_uint_fast64_t purchase_counter;
+    uint8_t purchase_id_key[16]; /* SipHash key of derived purchase ids (api_purchases.c) */
     struct recent recent;        /* slots == NULL: off */
     struct receipts *receipts;   /* NULL: off */
     struct signer *signer;       /* with receipts: signs them off the appender thread */
@@ -232,6 +233,8 @@ void api_events_set_state(struct route_context *c);
 void api_events_answer(struct api *api, struct pending *p);
 
 void api_purchases_create(struct route_context *c);
+/* Keys derived purchase ids from the JWT secret (every gateway of a sale shares it). */
+void api_purchases_init(struct api *api);
 void api_purchases_get(struct route_context *c);
 void api_purchases_stream(struct route_context *c);
 void api_purchases_cancel(struct route_context *c);

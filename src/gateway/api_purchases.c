@@ -7,11 +7,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "core/clock.h"
 #include "core/codec.h"
 #include "core/error.h"
 #include "core/logline.h"
+#include "core/siphash.h"
 #include "gateway/api_internal.h"
 
 #define STREAM_TIMEOUT_MS 600000 /* an SSE stream lasts at most this long */
@@ -185,6 +190,77 @@ static uint64_t next_purchase_id(struct api *api)
            (counter & 4095);
 }
 
+void api_purchases_init(struct api *api)
+{
+    static const char purpose[] = "catraca derived purchase ids v1";
+    uint8_t digest[32];
+    unsigned length = 0;
+    memset(api->purchase_id_key, 0, sizeof(api->purchase_id_key));
+    if (api->config.jwt_secret != NULL && api->config.jwt_secret_length > 0 &&
+        HMAC(EVP_sha256(), api->config.jwt_secret, (int)api->config.jwt_secret_length,
+             (const unsigned char *)purpose, sizeof(purpose) - 1, digest, &length) != NULL)
+        memcpy(api->purchase_id_key, digest, sizeof(api->purchase_id_key));
+}
+
+/*
+ * The id of a keyed purchase over a log that cannot check keys atomically
+ * (log.h, LOG_FLAG_KEYS_IN_PURCHASE_IDS): SipHash of (customer, key, request
+ * hash) under a key derived from the JWT secret all gateways share, so a
+ * retry on any gateway carries the same id (the engine answers it REPEATED)
+ * and nobody without the secret can aim at another customer's id. Bit 63 is
+ * set: minted ids (ms << 22 | tag << 12 | counter) keep it clear until 2039,
+ * so the two kinds never meet before then; after, a meeting is a 2^-63 chance.
+ */
+static uint64_t derived_purchase_id(const struct api *api, const char *customer, const char *key,
+                                    uint64_t request_hash)
+{
+    uint8_t text[2 * (CATRACA_ID_MAX + 1) + 8];
+    size_t customer_length = strnlen(customer, CATRACA_ID_MAX),
+           key_length = strnlen(key, CATRACA_ID_MAX), n = 0;
+    memcpy(text + n, customer, customer_length);
+    n += customer_length;
+    text[n++] = '\0';
+    memcpy(text + n, key, key_length);
+    n += key_length;
+    text[n++] = '\0';
+    for (int i = 0; i < 8; i++)
+        text[n++] = (uint8_t)(request_hash >> (8 * i));
+    return siphash24(api->purchase_id_key, text, n) | (1ULL << 63);
+}
+
+/* Whether this thread's log wants keyed purchase ids derived (log.h). */
+static bool is_keys_in_ids(struct api *api)
+{
+    struct thread_handles *h = api_handles_of(api);
+    return h != NULL && h->log.ops != NULL &&
+           (h->log.ops->flags & LOG_FLAG_KEYS_IN_PURCHASE_IDS) != 0;
+}
+
+/*
+ * A keyed purchase with a derived id that a worker already committed (in the
+ * recent table, or the store): a repeat, answered 200 with the purchase as it
+ * is now (API.md) instead of appending it again. True once answered. A repeat
+ * not committed yet is appended again under the same id (the engine answers
+ * it REPEATED) and answered 202 with the same id: docs/DEPLOY.md, "Kafka".
+ */
+static bool answers_committed_repeat(struct route_context *c, uint64_t id)
+{
+    struct store_purchase row;
+    struct thread_handles *h = api_handles_of(c->api);
+    bool is_known = (c->api->recent.slots != NULL && recent_find(&c->api->recent, id, &row)) ||
+                    (h != NULL && h->store.ops->get_purchase(h->store.context, id, &row) == 0);
+    if (!is_known)
+        return false;
+    char id_text[API_PURCHASE_ID_TEXT], location[64], text[API_PURCHASE_TEXT_MAX];
+    api_json_purchase_id_format(id, id_text);
+    snprintf(location, sizeof(location), "/v1/purchases/%s", id_text);
+    const char *headers[] = {"Location", location, NULL};
+    if (api_json_purchase_text(&row, text, sizeof(text)) <= 0)
+        return false;
+    api_reply_json(c, 200, text, headers);
+    return true;
+}
+
 static uint64_t hash_request(const char *event, const char *category, int64_t quantity)
 {
     uint64_t h = 1469598103934665603ULL;
@@ -319,7 +395,8 @@ bool api_purchases_admit(struct api *api, struct pending *p, int error,
                          int challenge_error)
 {
     if (error != 0) {
-        /* Fail closed: the log is on the same Redis, so nothing could be accepted anyway. */
+        /* Fail closed: a purchase let through unchecked could exceed a limit N gateways share
+         * (and when the limits share the log's Redis, nothing could be appended anyway). */
         metrics_count(&api->metrics, METRICS_LIMITS_UNAVAILABLE);
         api_pending_finish_error(p, 503, "unavailable",
                                  "the shared rate limits are unavailable; retry shortly");
@@ -389,12 +466,18 @@ void api_purchases_create(struct route_context *c)
                         "quantity is above the event's per_customer_limit", NULL);
         return;
     }
+    uint64_t hash = hash_request(c->segments[2], command.u.purchase.category, quantity);
+    uint64_t derived_id = key != NULL && is_keys_in_ids(api)
+                              ? derived_purchase_id(api, c->claims.subject, key, hash)
+                              : 0;
+    if (derived_id != 0 && answers_committed_repeat(c, derived_id))
+        return;
     struct pending *p = api_pending_new(c, PENDING_PURCHASE);
     if (p == NULL) {
         api_reply_error(c, 503, "unavailable", "out of memory", NULL);
         return;
     }
-    command.u.purchase.purchase_id = next_purchase_id(api);
+    command.u.purchase.purchase_id = derived_id != 0 ? derived_id : next_purchase_id(api);
     command.u.purchase.quantity = (uint32_t)quantity;
     snprintf(command.u.purchase.customer, sizeof(command.u.purchase.customer), "%s",
              c->claims.subject);
@@ -403,7 +486,6 @@ void api_purchases_create(struct route_context *c)
     snprintf(p->event, sizeof(p->event), "%s", c->segments[2]);
     snprintf(p->customer, sizeof(p->customer), "%s", c->claims.subject);
     snprintf(p->category, sizeof(p->category), "%s", command.u.purchase.category);
-    uint64_t hash = hash_request(p->event, p->category, quantity);
     struct limits_redis_check check = {0};
     char challenge_hex[65];
     int challenge_error = is_shared ? shared_check_of(c, address, &check, challenge_hex) : 0;
@@ -413,6 +495,38 @@ void api_purchases_create(struct route_context *c)
         api_pending_submit_limited(c, p, &command, key, hash, &check, challenge_error);
     else
         api_pending_submit(c, p, &command, key, hash);
+}
+
+/*
+ * Over a log whose find_purchase knows only this process's purchases (log.h),
+ * a GET of an unknown id waits up to API_PURCHASE_STORE_WAIT_MS for the
+ * store (a worker commits a purchase within its batch interval) before the
+ * 404. Only ids that can be queued wait: derived ones (bit 63), and minted
+ * ones of the last API_PURCHASE_QUEUED_MAX_MS (the id carries its
+ * milliseconds); an older or made-up minted id is a 404 at once.
+ */
+#define API_PURCHASE_STORE_WAIT_MS 1000
+#define API_PURCHASE_STORE_POLL_MS 50
+#define API_PURCHASE_QUEUED_MAX_MS 60000
+
+static bool is_possibly_queued(uint64_t id)
+{
+    if (id >> 63)
+        return true;
+    int64_t minted_ms = (int64_t)(id >> 22), now_ms = clock_wall_ms();
+    return minted_ms <= now_ms + 1000 && now_ms - minted_ms <= API_PURCHASE_QUEUED_MAX_MS;
+}
+
+static int wait_for_store(struct thread_handles *h, uint64_t id, struct store_purchase *out)
+{
+    int64_t deadline = clock_monotonic_ms() + API_PURCHASE_STORE_WAIT_MS;
+    int error = CATRACA_E_NOTFOUND;
+    while (error == CATRACA_E_NOTFOUND && clock_monotonic_ms() < deadline) {
+        struct timespec pause = {0, API_PURCHASE_STORE_POLL_MS * 1000000L};
+        nanosleep(&pause, NULL);
+        error = h->store.ops->get_purchase(h->store.context, id, out);
+    }
+    return error;
 }
 
 /* Finds a purchase in the store, or as still queued in the log. 0, or an answered error. */
@@ -432,6 +546,13 @@ static int find_purchase(struct route_context *c, uint64_t id, struct store_purc
     struct log_seq seq;
     if (error == CATRACA_E_NOTFOUND)
         error = h->log.ops->find_purchase(h->log.context, id, event, &seq);
+    if (error == CATRACA_E_NOTFOUND && (h->log.ops->flags & LOG_FLAG_KEYS_IN_PURCHASE_IDS) &&
+        is_possibly_queued(id)) {
+        /* Accepted by another gateway: this log knows only its own process's purchases. */
+        error = wait_for_store(h, id, out);
+        if (error == 0)
+            return 0;
+    }
     struct log_entry entry;
     size_t count = 0;
     struct engine_command command;

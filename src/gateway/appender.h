@@ -8,8 +8,8 @@
  * error 0: nothing is acknowledged before it is durable.
  *
  * With threads > 1, that many batches are in flight at once, each thread on a
- * log handle of its own: for a network log (Redis), whose server fsyncs the
- * appends of all its clients together, so waiting for one round trip no
+ * log handle of its own: for a network log (Redis, Kafka), whose servers
+ * persist the appends of all their clients together, so waiting for one round trip no
  * longer caps the rate. Requests of two batches in flight at once were all
  * unanswered when their batches were taken, so the log order between them is
  * their arrival order; within a batch, queue order is kept.

@@ -7,9 +7,10 @@
  * function of its log's entries in log order, so this module keeps a cache of
  * it in memory and brings it up to date by reading the log (its own read
  * handle) whenever it needs a later entry. In the embedded mode that is the
- * SQLite log; in the distributed mode the Redis stream, which every gateway
- * reads alike: two gateways appending to one event agree on the tree because
- * both follow the stream's order, which Redis fixes at XADD. An entry's place
+ * SQLite log; in the distributed mode the event's partition of the network
+ * log (a Redis stream, a Kafka topic), which every gateway reads alike: two
+ * gateways appending to one event agree on the tree because both follow the
+ * partition's order, which the log fixes at append (Redis at XADD). An entry's place
  * is known only after its append, so a receipt's head is the tree of the log up
  * to and including its own entry (tree_size = leaf_index + 1): entries that a
  * concurrent append put later are not in it, and nothing before it can change

@@ -2,6 +2,7 @@
 #include "log/log.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "core/error.h"
 
@@ -56,5 +57,26 @@ int log_seq_parse(const char *text, struct log_seq *out)
     if (p == NULL || *p != '\0')
         return CATRACA_E_INVALID;
     *out = seq;
+    return 0;
+}
+
+bool log_event_is_valid(const char *event)
+{
+    return event != NULL && event[0] != '\0' && strnlen(event, CATRACA_ID_MAX + 1) <= CATRACA_ID_MAX;
+}
+
+int log_items_check(const struct log_append_item *items, size_t count)
+{
+    if (items == NULL && count != 0)
+        return CATRACA_E_INVALID;
+    for (size_t i = 0; i < count; i++) {
+        const struct log_append_item *item = &items[i];
+        if (!log_event_is_valid(item->event) || item->record_length > CATRACA_COMMAND_ENCODED_MAX ||
+            (item->record == NULL && item->record_length != 0))
+            return CATRACA_E_INVALID;
+        if (item->idempotency_key != NULL &&
+            (item->idempotency_scope == NULL || item->idempotency_key[0] == '\0'))
+            return CATRACA_E_INVALID;
+    }
     return 0;
 }

@@ -3,7 +3,8 @@
  *
  * An adapter is a struct of function pointers plus a context (SQLite's
  * sqlite3_vfs style); shared code never names a backend. Adapters: SQLite
- * (log_sqlite.h, embedded mode); Redis Streams (distributed mode, later).
+ * (log_sqlite.h, embedded mode); Redis Streams (log_redis.h) or Kafka, distributed mode,
+ * chosen in backend.h.
  *
  * A handle is used by one thread at a time; each thread opens its own (the
  * SQLite adapter opens a connection per handle; several handles on one file
@@ -13,6 +14,7 @@
 #ifndef CATRACA_LOG_LOG_H
 #define CATRACA_LOG_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,7 +73,33 @@ struct log_entry {
     size_t record_length;
 };
 
+/*
+ * What every adapter refuses with CATRACA_E_INVALID before touching its
+ * backend (tests/log/conformance_log.c checks it of each): an event id that
+ * is not 1..CATRACA_ID_MAX bytes (it becomes part of a key or a topic name,
+ * where a longer one would be cut into another event's), a record longer
+ * than CATRACA_COMMAND_ENCODED_MAX or a length without a record, an
+ * idempotency key that is empty or has no scope. items may be NULL when
+ * count is 0.
+ */
+bool log_event_is_valid(const char *event);
+int log_items_check(const struct log_append_item *items, size_t count);
+
+/*
+ * log_ops.flags. LOG_FLAG_KEYS_IN_PURCHASE_IDS: the log cannot check an
+ * idempotency key atomically with an append across processes (Kafka,
+ * log_kafka.h: it answers LOG_DUPLICATE only for keys this process appended)
+ * and find_purchase knows only this process's purchases. A gateway over such
+ * a log derives a keyed purchase's id from (customer, key, request hash), so
+ * a retry on any gateway carries the same id and the engine answers it
+ * REPEATED (engine.h 2a), and a GET of a purchase the log does not know waits
+ * (bounded) for the store before a 404 (gateway/api_purchases.c). 0 for
+ * SQLite and Redis, which check keys in the append itself.
+ */
+#define LOG_FLAG_KEYS_IN_PURCHASE_IDS 1u
+
 struct log_ops {
+    unsigned flags; /* LOG_FLAG_* */
     /*
      * Appends items in order, atomically and durably: on 0 every item is
      * durable (or a duplicate); on error none was appended. Errors:

@@ -158,7 +158,10 @@ static int append_one(struct log_sqlite *log, struct log_append_item *item,
     sqlite3_bind_int64(s, 2, item->time_ms);
     if (item->purchase_id != 0)
         sqlite3_bind_int64(s, 3, (sqlite3_int64)item->purchase_id);
-    sqlite3_bind_blob(s, 4, item->record, (int)item->record_length, SQLITE_STATIC);
+    if (item->record_length == 0) /* a NULL blob would be SQL NULL, refused by NOT NULL */
+        sqlite3_bind_zeroblob(s, 4, 0);
+    else
+        sqlite3_bind_blob(s, 4, item->record, (int)item->record_length, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc == SQLITE_CONSTRAINT && item->purchase_id != 0) {
@@ -200,17 +203,15 @@ static int append_one(struct log_sqlite *log, struct log_append_item *item,
 static int log_sqlite_append(void *context, struct log_append_item *items, size_t count)
 {
     struct log_sqlite *log = context;
-    int error = run(log, STATEMENT_BEGIN);
+    int error = log_items_check(items, count); /* before BEGIN: an invalid batch touches nothing */
+    if (error != 0 || count == 0)
+        return error;
+    error = run(log, STATEMENT_BEGIN);
     if (error != 0)
         return error;
     const char *registered = NULL;
-    for (size_t i = 0; i < count && error == 0; i++) {
-        if (items[i].record_length > CATRACA_COMMAND_ENCODED_MAX ||
-            (items[i].idempotency_key != NULL && items[i].idempotency_scope == NULL))
-            error = CATRACA_E_INVALID;
-        else
-            error = append_one(log, &items[i], &registered);
-    }
+    for (size_t i = 0; i < count && error == 0; i++)
+        error = append_one(log, &items[i], &registered);
     if (error == 0)
         error = run(log, STATEMENT_COMMIT);
     if (error != 0)
@@ -224,13 +225,15 @@ static int log_sqlite_read(void *context, const char *event, struct log_seq afte
                            struct log_entry *entries, size_t max, size_t *count)
 {
     struct log_sqlite *log = context;
+    *count = 0;
+    if (!log_event_is_valid(event))
+        return CATRACA_E_INVALID;
     if (max > log->read_max)
         max = log->read_max;
     sqlite3_stmt *s = prepared(log, STATEMENT_READ);
     sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, (sqlite3_int64)after.major);
     sqlite3_bind_int64(s, 3, (sqlite3_int64)max);
-    *count = 0;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         int length = sqlite3_column_bytes(s, 2);
@@ -270,6 +273,8 @@ static int log_sqlite_find_purchase(void *context, uint64_t purchase_id,
 static int single_integer(struct log_sqlite *log, enum statement which, const char *event,
                           const struct log_seq *after, int64_t *out)
 {
+    if (!log_event_is_valid(event))
+        return CATRACA_E_INVALID;
     sqlite3_stmt *s = prepared(log, which);
     sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
     if (after != NULL)

@@ -1,13 +1,13 @@
 /*
  * commit_wire.h - a committed batch's changes as one binary message: how a
  * worker tells gateways in other processes what changed (distributed mode,
- * published on Redis), so they complete long-polls, SSE streams and parked
- * confirms without reading the store.
+ * published on the bus, log/bus.h), so they complete long-polls, SSE
+ * streams and parked confirms without reading the store.
  *
  * Format v2, little-endian (wire.h): version byte, event, purchase count
  * (u32), purchase rows, answer count (u32), answers. The event row is not
  * carried: gateways read events from the store. A message is advisory
- * (pub/sub may drop it); parked requests fall back to the store on time-out.
+ * (the bus may drop it); parked requests fall back to the store on time-out.
  */
 #ifndef CATRACA_WORKER_COMMIT_WIRE_H
 #define CATRACA_WORKER_COMMIT_WIRE_H

@@ -1,4 +1,5 @@
-"""The distributed mode for black-box tests: Redis + PostgreSQL + N gateways + M workers.
+"""The distributed mode for black-box tests: a log (Redis, or Apache Kafka with log="kafka")
++ PostgreSQL + N gateways + M workers.
 
 `Cluster` offers what tests use of `catraca.Server` (port, client(), close()), so the API
 contract suite runs unchanged against it (CATRACA_MODE=distributed); its client spreads
@@ -15,7 +16,7 @@ import time
 import shutil
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from servers import Postgres, Redis  # noqa: E402
+from servers import Kafka, Postgres, Redis  # noqa: E402
 from catraca import BIN, SECRET, _RUNNING, Client  # noqa: E402
 
 
@@ -110,16 +111,58 @@ def options_of(command, args):
     return kept
 
 
+_SHARED_KAFKA = None
+_CLUSTERS_STARTED = 0
+
+
+def shared_kafka():
+    """One single-broker Kafka for every Cluster(log="kafka") of this process that brings none
+    of its own: each cluster gets topics of its own (a prefix per cluster), so they share
+    nothing but the broker, as sales share a deployment's Kafka, and a test file starts the
+    JVM once instead of once per cluster. Stopped when the process exits."""
+    global _SHARED_KAFKA
+    if _SHARED_KAFKA is None or not _SHARED_KAFKA.running(0):
+        if _SHARED_KAFKA is not None:
+            _SHARED_KAFKA.stop()
+        _SHARED_KAFKA = Kafka(brokers=1)
+    return _SHARED_KAFKA
+
+
 class Cluster:
-    def __init__(self, *extra, demo=False, gateways=2, workers=2, lease_ms=1500):
+    """log: "redis" (default) or "kafka". With "kafka", `kafka` may be a
+    servers.Kafka the test controls (kill9, start_broker); without one the cluster runs on
+    the process's shared 1-broker Kafka. replication/min_insync: the --kafka-replication-factor
+    and --kafka-min-insync-replicas passed to every process (default: min(3, brokers) and
+    min(2, brokers))."""
+
+    def __init__(self, *extra, demo=False, gateways=2, workers=2, lease_ms=1500, log=None,
+                 kafka=None, replication=None, min_insync=None):
+        global _CLUSTERS_STARTED
+        _CLUSTERS_STARTED += 1
+        self.log = log or "redis"
+        if self.log not in ("redis", "kafka"):
+            raise ValueError(f"Cluster(log={self.log!r}): redis or kafka")
         self.dir = tempfile.mkdtemp(prefix="catraca-cluster-")
         self.extra = list(extra)
-        self.redis = Redis()
+        self.redis = self.kafka = None
+        if self.log == "redis":
+            self.redis = Redis()
+            log_args = ["--redis", self.redis.url]
+        else:
+            self.kafka = kafka or shared_kafka()
+            brokers = self.kafka.count
+            self.replication = replication or min(3, brokers)
+            self.min_insync = min_insync or min(2, self.replication)
+            # Topics of this cluster only: <prefix>event.*, <prefix>sys.*
+            self.topic_prefix = f"catraca.t{os.getpid()}-{_CLUSTERS_STARTED}."
+            log_args = ["--kafka", self.kafka.bootstrap,
+                        "--kafka-topic-prefix", self.topic_prefix,
+                        "--kafka-replication-factor", str(self.replication),
+                        "--kafka-min-insync-replicas", str(self.min_insync)]
         self.postgres = Postgres()
         subprocess.run([BIN, "migrate", "--postgres", self.postgres.conninfo], check=True,
                        stdout=subprocess.DEVNULL, timeout=60)
-        common = ["--redis", self.redis.url, "--postgres", self.postgres.conninfo,
-                  "--listen", "127.0.0.1:0"]
+        common = log_args + ["--postgres", self.postgres.conninfo, "--listen", "127.0.0.1:0"]
         # Workers check no token: they take no secret. Demo gateways draw their own each.
         self.worker_args = common + ["--lease-ms", str(lease_ms)] + \
             options_of("worker", self.extra)
@@ -128,8 +171,23 @@ class Cluster:
         if "--receipt-key" not in self.extra:  # every gateway of a system signs with one key
             self.gateway_args += ["--receipt-key", os.path.join(self.dir, "receipt-key.pem")]
         self.workers = [self.start_worker(i) for i in range(workers)]
-        self.gateways = [Proc("gateway", self.gateway_args, self.dir, f"gateway{i}",
-                              rb"listening on http://127\.0\.0\.1:(\d+)") for i in range(gateways)]
+        self.gateways = [self.start_gateway(i) for i in range(gateways)]
+
+    def log_args(self):
+        """The options that name this cluster's log (for catraca audit and the like)."""
+        if self.redis:
+            return ["--redis", self.redis.url]
+        return ["--kafka", self.kafka.bootstrap, "--kafka-topic-prefix", self.topic_prefix]
+
+    def event_topic(self, event):
+        """The Kafka topic of an event's log (CONTRACT17: <prefix>event.<enc(event)>)."""
+        enc = "".join(c if c.isalnum() and c.isascii() else
+                      {".": "-d", "_": "-u", "-": "--"}[c] for c in event)
+        return f"{self.topic_prefix}event.{enc}"
+
+    def start_gateway(self, i):
+        return Proc("gateway", self.gateway_args, self.dir, f"gateway{i}",
+                    rb"listening on http://127\.0\.0\.1:(\d+)")
 
     def start_worker(self, i):
         return Proc("worker", self.worker_args + ["--worker-id", f"w{i}-{time.monotonic_ns()}"],
@@ -174,9 +232,16 @@ class Cluster:
     def logs(self):
         return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in self.gateways + self.workers)
 
-    def close(self):
+    def stop_processes(self):
+        """Stops every gateway and worker (the log and the store stay up, e.g. for an audit);
+        returns the worst exit code."""
         codes = [g.stop() for g in self.gateways] + [w.stop() for w in self.workers]
-        self.redis.close()
+        return max(codes) if codes else 0
+
+    def close(self):
+        codes = [self.stop_processes()]
+        if self.redis:
+            self.redis.close()
         self.postgres.close()
         shutil.rmtree(self.dir, ignore_errors=True)
         return max(codes) if codes else 0

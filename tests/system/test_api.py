@@ -1,5 +1,6 @@
 """Contract tests of API.md against a real `catraca serve` (embedded mode), or with
-CATRACA_MODE=distributed against `catraca gateway` x2 + `catraca worker` x2."""
+CATRACA_MODE=distributed against `catraca gateway` x2 + `catraca worker` x2 (on Redis, or on
+Apache Kafka with CATRACA_LOG=kafka as well)."""
 import base64
 import os
 import hashlib
@@ -15,8 +16,11 @@ from catraca import (ADMIN, PAYMENTS, FINAL, Client, Server, buy, create_event, 
                      wait_status)
 
 if os.environ.get("CATRACA_MODE") == "distributed":
-    # The same contract against 2 gateways + 2 workers on Redis and PostgreSQL.
-    from cluster import Cluster as Server  # noqa: F811
+    # The same contract against 2 gateways + 2 workers on PostgreSQL and a log: Redis, or
+    # Apache Kafka with CATRACA_LOG=kafka (one broker, replication factor 1).
+    import functools
+    from cluster import Cluster
+    Server = functools.partial(Cluster, log=os.environ.get("CATRACA_LOG", "redis"))  # noqa: F811
 
 
 def assert_error(test, status, answer, want_status, want_code):

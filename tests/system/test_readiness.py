@@ -86,6 +86,13 @@ class TestReadiness(unittest.TestCase):
         self.cluster.redis.stop()
         wait_for("gateway /readyz 503 without Redis", lambda: readyz(self.gateway.port) == 503, 5)
         wait_for("worker /readyz 503 without Redis", lambda: readyz(self.worker.port) == 503, 5)
+        # The worker says which part is missing, in words of any backend: the log or the bus.
+        probe = Client(self.worker.port, 5)
+        status, answer, _ = probe.request("GET", "/readyz")
+        probe.close()
+        self.assertEqual(status, 503, answer)
+        self.assertIn(answer["error"]["message"],
+                      ("the log is not reachable", "the bus is not reachable"))
         self.cluster.redis.start()  # the same port and AOF; returns once it answers PING
         wait_for("gateway /readyz 200 after Redis returned",
                  lambda: readyz(self.gateway.port) == 200, 10)

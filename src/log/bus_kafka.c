@@ -1,0 +1,286 @@
+/*
+ * bus_kafka.c - the bus on Apache Kafka. Contract in bus_kafka.h and bus.h.
+ */
+#include "log/bus_kafka.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "core/logline.h"
+#include "log/log_kafka.h"
+
+struct bus_kafka {
+    struct backend_options options; /* strings point at the copies below */
+    char bootstrap[LOG_KAFKA_BOOTSTRAP_MAX];
+    char prefix[LOG_KAFKA_PREFIX_MAX + 1];
+    rd_kafka_t *producer; /* NULL: made on the next call that produces */
+    /* unique_number's record: its report */
+    bool is_reported;
+    int64_t reported_offset;
+    rd_kafka_resp_err_t reported_error;
+    unsigned failed_publishes; /* publish_commit reports that failed since the last call */
+};
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void sys_topic(const struct bus_kafka *bus, const char *name, char out[LOG_KAFKA_TOPIC_MAX])
+{
+    snprintf(out, LOG_KAFKA_TOPIC_MAX, "%ssys.%s", bus->prefix, name);
+}
+
+#define TAG_INSTANCE ((void *)1)
+#define TAG_COMMIT ((void *)2)
+
+static void on_delivery(rd_kafka_t *client, const rd_kafka_message_t *message, void *opaque)
+{
+    (void)client;
+    struct bus_kafka *bus = opaque;
+    if (message->_private == TAG_INSTANCE) {
+        bus->is_reported = true;
+        bus->reported_offset = message->offset;
+        bus->reported_error = message->err;
+    } else if (message->_private == TAG_COMMIT && message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        bus->failed_publishes++;
+    }
+}
+
+static int producer_ready(struct bus_kafka *bus, const char *topic)
+{
+    if (bus->producer == NULL)
+        bus->producer = log_kafka_client_new(&bus->options, true, on_delivery, bus);
+    if (bus->producer == NULL)
+        return CATRACA_E_UNAVAILABLE;
+    const char *names[] = {topic};
+    return log_kafka_ensure_topics(bus->producer, &bus->options, names, 1);
+}
+
+static int kafka_unique_number(void *context, uint64_t *out)
+{
+    struct bus_kafka *bus = context;
+    char topic[LOG_KAFKA_TOPIC_MAX];
+    sys_topic(bus, "instances", topic);
+    int error = producer_ready(bus, topic);
+    if (error != 0)
+        return error;
+    bus->is_reported = false;
+    if (rd_kafka_producev(bus->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                          RD_KAFKA_V_VALUE((void *)"i", 1), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_OPAQUE(TAG_INSTANCE),
+                          RD_KAFKA_V_END) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return CATRACA_E_UNAVAILABLE;
+    /* message.timeout.ms is timeout_ms: the report (success or failure) comes by then */
+    int64_t deadline = monotonic_ms() + bus->options.timeout_ms + 1000;
+    while (!bus->is_reported && monotonic_ms() < deadline)
+        rd_kafka_poll(bus->producer, 20);
+    if (!bus->is_reported) {
+        rd_kafka_purge(bus->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(bus->producer, 1000);
+        return CATRACA_E_UNAVAILABLE;
+    }
+    if (bus->reported_error != RD_KAFKA_RESP_ERR_NO_ERROR || bus->reported_offset < 0)
+        return CATRACA_E_UNAVAILABLE;
+    *out = (uint64_t)bus->reported_offset;
+    return 0;
+}
+
+static int kafka_publish_commit(void *context, const uint8_t *message, size_t length)
+{
+    struct bus_kafka *bus = context;
+    if (length > BUS_MESSAGE_MAX || (message == NULL && length > 0))
+        return CATRACA_E_INVALID;
+    char topic[LOG_KAFKA_TOPIC_MAX];
+    sys_topic(bus, "commits", topic);
+    int error = producer_ready(bus, topic);
+    if (error != 0)
+        return error;
+    rd_kafka_poll(bus->producer, 0); /* reports of earlier publishes */
+    unsigned failed = bus->failed_publishes;
+    bus->failed_publishes = 0;
+    if (rd_kafka_producev(bus->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                          RD_KAFKA_V_VALUE((void *)message, length),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(TAG_COMMIT),
+                          RD_KAFKA_V_END) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return CATRACA_E_UNAVAILABLE;
+    return failed > 0 ? CATRACA_E_UNAVAILABLE : 0;
+}
+
+/* ---- subscriptions ------------------------------------------------------------------------- */
+
+struct subscription {
+    struct bus_kafka *bus;
+    const char *topic;
+    bus_message_fn on_message; /* sys.commits */
+    bus_event_fn on_event;     /* sys.appended */
+    void *callback_context;
+    const atomic_int *stop;
+    atomic_int *is_subscribed;
+};
+
+static void set_subscribed(const struct subscription *s, int value)
+{
+    if (s->is_subscribed != NULL)
+        atomic_store(s->is_subscribed, value);
+}
+
+static void deliver(const struct subscription *s, const rd_kafka_message_t *message)
+{
+    if (s->on_message != NULL) {
+        s->on_message(s->callback_context, message->payload, message->len);
+        return;
+    }
+    char event[CATRACA_ID_MAX + 1];
+    if (message->len == 0 || message->len > CATRACA_ID_MAX)
+        return; /* not an event id: ignored */
+    memcpy(event, message->payload, message->len);
+    event[message->len] = '\0';
+    if (strlen(event) == message->len)
+        s->on_event(s->callback_context, event);
+}
+
+static bool is_stopped(const struct subscription *s)
+{
+    return atomic_load(s->stop) != 0;
+}
+
+/* One connection's life: returns when stopped (0) or when it should be made again. */
+static int subscribe_once(const struct subscription *s)
+{
+    rd_kafka_t *consumer = log_kafka_client_new(&s->bus->options, false, NULL, NULL);
+    if (consumer == NULL)
+        return CATRACA_E_UNAVAILABLE;
+    const char *names[] = {s->topic};
+    int error = log_kafka_ensure_topics(consumer, &s->bus->options, names, 1);
+    int64_t low = 0, high = 0;
+    if (error == 0 && rd_kafka_query_watermark_offsets(consumer, s->topic, 0, &low, &high,
+                                                       s->bus->options.timeout_ms) !=
+                          RD_KAFKA_RESP_ERR_NO_ERROR)
+        error = CATRACA_E_UNAVAILABLE;
+    /* From the end, with the simple consumer: no group, nothing committed (log_kafka.c). */
+    rd_kafka_topic_t *handle = error == 0 ? rd_kafka_topic_new(consumer, s->topic, NULL) : NULL;
+    if (error == 0 && (handle == NULL || rd_kafka_consume_start(handle, 0, high) != 0))
+        error = CATRACA_E_UNAVAILABLE;
+    bool is_started = error == 0;
+    set_subscribed(s, error == 0);
+    int64_t checked_at = monotonic_ms();
+    while (error == 0 && !is_stopped(s)) {
+        rd_kafka_message_t *message = rd_kafka_consume(handle, 0, BUS_POLL_MS);
+        if (message != NULL) {
+            if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                deliver(s, message);
+            else if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET)
+                error = CATRACA_E_UNAVAILABLE; /* the topic was truncated: start again at its end */
+            rd_kafka_message_destroy(message);
+        }
+        if (monotonic_ms() - checked_at >= BUS_KAFKA_CHECK_MS) {
+            /* Readiness: can the partition's leader be reached now? */
+            int timeout = s->bus->options.timeout_ms < BUS_POLL_MS ? s->bus->options.timeout_ms
+                                                                   : BUS_POLL_MS;
+            set_subscribed(s, rd_kafka_query_watermark_offsets(consumer, s->topic, 0, &low, &high,
+                                                               timeout) ==
+                                  RD_KAFKA_RESP_ERR_NO_ERROR);
+            checked_at = monotonic_ms();
+        }
+    }
+    if (is_started)
+        rd_kafka_consume_stop(handle, 0);
+    if (handle != NULL)
+        rd_kafka_topic_destroy(handle);
+    set_subscribed(s, 0);
+    rd_kafka_destroy(consumer);
+    return is_stopped(s) ? 0 : error;
+}
+
+static void backoff(const struct subscription *s)
+{
+    int64_t until = monotonic_ms() + BUS_KAFKA_BACKOFF_MS;
+    while (!is_stopped(s) && monotonic_ms() < until) {
+        struct timespec pause = {0, 20 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+}
+
+static int subscribe_loop(const struct subscription *s)
+{
+    if (s->stop == NULL)
+        return CATRACA_E_INVALID;
+    while (!is_stopped(s)) {
+        if (subscribe_once(s) != 0 && !is_stopped(s)) {
+            logline(LOGLINE_WARN, "bus_kafka", "subscription down, reconnecting", "topic",
+                    s->topic, NULL);
+            backoff(s);
+        }
+    }
+    set_subscribed(s, 0);
+    return 0;
+}
+
+static int kafka_subscribe_commits(void *context, bus_message_fn on_message, void *callback_context,
+                                   const atomic_int *stop, atomic_int *is_subscribed)
+{
+    struct bus_kafka *bus = context;
+    char topic[LOG_KAFKA_TOPIC_MAX];
+    sys_topic(bus, "commits", topic);
+    if (on_message == NULL)
+        return CATRACA_E_INVALID;
+    struct subscription s = {bus, topic, on_message, NULL, callback_context, stop, is_subscribed};
+    return subscribe_loop(&s);
+}
+
+static int kafka_wait_appended(void *context, bus_event_fn on_event, void *callback_context,
+                               const atomic_int *stop, atomic_int *is_subscribed)
+{
+    struct bus_kafka *bus = context;
+    char topic[LOG_KAFKA_TOPIC_MAX];
+    sys_topic(bus, "appended", topic);
+    if (on_event == NULL)
+        return CATRACA_E_INVALID;
+    struct subscription s = {bus, topic, NULL, on_event, callback_context, stop, is_subscribed};
+    return subscribe_loop(&s);
+}
+
+static void kafka_close(void *context)
+{
+    struct bus_kafka *bus = context;
+    if (bus == NULL)
+        return;
+    if (bus->producer != NULL) {
+        rd_kafka_flush(bus->producer, bus->options.timeout_ms); /* commits still queued */
+        rd_kafka_purge(bus->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(bus->producer, 1000);
+        rd_kafka_destroy(bus->producer);
+    }
+    free(bus);
+}
+
+static const struct bus_ops kafka_bus_ops = {
+    .unique_number = kafka_unique_number,
+    .publish_commit = kafka_publish_commit,
+    .subscribe_commits = kafka_subscribe_commits,
+    .wait_appended = kafka_wait_appended,
+    .close = kafka_close,
+};
+
+int bus_kafka_open(const struct backend_options *options, struct catraca_bus *out)
+{
+    if (out == NULL || log_kafka_options_check(options) != 0)
+        return CATRACA_E_INVALID;
+    struct bus_kafka *bus = calloc(1, sizeof(*bus));
+    if (bus == NULL)
+        return CATRACA_E_NOMEM;
+    bus->options = *options;
+    snprintf(bus->bootstrap, sizeof(bus->bootstrap), "%s", options->kafka_bootstrap);
+    snprintf(bus->prefix, sizeof(bus->prefix), "%s", options->kafka_topic_prefix);
+    bus->options.kafka_bootstrap = bus->bootstrap;
+    bus->options.kafka_topic_prefix = bus->prefix;
+    bus->options.redis_url = NULL;
+    *out = (struct catraca_bus){&kafka_bus_ops, bus};
+    return 0;
+}

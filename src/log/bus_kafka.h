@@ -1,0 +1,41 @@
+/*
+ * bus_kafka.h - the bus (bus.h) on Apache Kafka, with librdkafka.
+ *
+ * Three topics of the prefix, one partition each, made with the Admin API on
+ * first use (the options' replication factor and min.insync.replicas, as
+ * log_kafka.c makes event topics):
+ *   - "<prefix>sys.instances": unique_number produces a record there (acks=all,
+ *     idempotent) and answers its offset: offsets of one partition are never
+ *     handed out twice, across processes and restarts (as long as the topic is
+ *     not deleted - its retention is the broker's default; a record's removal
+ *     does not reuse its offset).
+ *   - "<prefix>sys.commits": publish_commit produces there (not awaited: a
+ *     failed delivery is reported by the next call as CATRACA_E_UNAVAILABLE);
+ *     subscribe_commits consumes from the end.
+ *   - "<prefix>sys.appended": log_kafka.c's append produces each event id it
+ *     appended to there after a successful call (fire-and-forget);
+ *     wait_appended consumes from the end.
+ * Consumers have no group and commit nothing (manual assign at the end):
+ * a subscriber that is down misses what was published meanwhile, the
+ * at-most-once of bus.h.
+ *
+ * Bounds: a commit message up to BUS_MESSAGE_MAX (and Kafka's message.max.bytes,
+ * 1 MiB, on the same 1 MiB), unique_number waits at most timeout_ms, blocked
+ * calls look at *stop every BUS_POLL_MS, reconnect after errors with a
+ * back-off of BUS_KAFKA_BACKOFF_MS, and check the brokers at least every
+ * BUS_KAFKA_CHECK_MS (*is_subscribed).
+ */
+#ifndef CATRACA_LOG_BUS_KAFKA_H
+#define CATRACA_LOG_BUS_KAFKA_H
+
+#include "log/backend.h"
+#include "log/bus.h"
+
+#define BUS_KAFKA_BACKOFF_MS 200
+#define BUS_KAFKA_CHECK_MS 2000
+
+/* A handle in *out (close with out->ops->close): 0, CATRACA_E_INVALID or CATRACA_E_NOMEM;
+ * never fails because the brokers are down. */
+int bus_kafka_open(const struct backend_options *options, struct catraca_bus *out);
+
+#endif

@@ -1,0 +1,1393 @@
+/*
+ * log_kafka.c - the log on Apache Kafka. Contract and mapping in
+ * log_kafka.h and log.h; log_sqlite.c is the reference for results
+ * (duplicates, the earlier entry's seq, exclusive reads, sorted partitions).
+ *
+ * librdkafka speaks the protocol and retries by itself; this file bounds
+ * every wait by the options' timeout_ms and turns what librdkafka reports
+ * (delivery reports, consumer errors, Admin results) into Catraca's errors.
+ */
+#include "log/log_kafka.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "core/logline.h"
+#include "core/siphash.h"
+
+#define EVENT_TOPIC_INFIX "event."
+/* message.max.bytes, and each topic's max.message.bytes: a bus message (<= BUS_MESSAGE_MAX)
+ * and its framing; a record is <= 4 KiB */
+#define MESSAGE_BYTES_MAX ((1 << 20) + 65536)
+#define FETCH_BYTES_MAX (4 << 20)          /* fetch.max.bytes of one fetch response */
+#define FETCH_WAIT_MS 100                  /* fetch.wait.max.ms: a broker's long poll */
+#define DRAIN_AFTER_PURGE_MS 1000          /* serving purged messages' reports */
+#define POLL_SLICE_MS 20                   /* one rd_kafka_poll while waiting for reports */
+#define CREATE_RETRY_PAUSE_MS 100           /* between CreateTopics attempts */
+#define WAYS 4                             /* of the process-wide set-associative tables */
+#define INDEX_BITS 17                      /* a delivery's item index (<= 65536 items) */
+
+/* ---- time -------------------------------------------------------------------------------- */
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static int remaining_ms(int64_t deadline)
+{
+    int64_t left = deadline - monotonic_ms();
+    return left < 0 ? 0 : left > 1000000 ? 1000000 : (int)left;
+}
+
+/* ---- topic names --------------------------------------------------------------------------- */
+
+static bool is_plain(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+int log_kafka_event_topic(const char *prefix, const char *event, char out[LOG_KAFKA_TOPIC_MAX])
+{
+    size_t event_length = event != NULL ? strnlen(event, CATRACA_ID_MAX + 1) : 0;
+    if (prefix == NULL || strlen(prefix) > LOG_KAFKA_PREFIX_MAX || event_length == 0 ||
+        event_length > CATRACA_ID_MAX)
+        return CATRACA_E_INVALID;
+    size_t n = (size_t)snprintf(out, LOG_KAFKA_TOPIC_MAX, "%s" EVENT_TOPIC_INFIX, prefix);
+    for (size_t i = 0; i < event_length; i++) {
+        char c = event[i];
+        if (is_plain(c)) {
+            out[n++] = c;
+            continue;
+        }
+        char escape = c == '.' ? 'd' : c == '_' ? 'u' : c == '-' ? '-' : '\0';
+        if (escape == '\0') /* Kafka topics allow [A-Za-z0-9._-] only */
+            return CATRACA_E_INVALID;
+        out[n++] = '-';
+        out[n++] = escape;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+int log_kafka_topic_event(const char *prefix, const char *topic, char event[CATRACA_ID_MAX + 1])
+{
+    size_t prefix_length = strlen(prefix), infix_length = strlen(EVENT_TOPIC_INFIX);
+    if (strncmp(topic, prefix, prefix_length) != 0 ||
+        strncmp(topic + prefix_length, EVENT_TOPIC_INFIX, infix_length) != 0)
+        return CATRACA_E_INVALID;
+    const char *p = topic + prefix_length + infix_length;
+    size_t n = 0;
+    for (; *p != '\0'; p++) {
+        if (n == CATRACA_ID_MAX)
+            return CATRACA_E_INVALID;
+        if (is_plain(*p)) {
+            event[n++] = *p;
+            continue;
+        }
+        if (*p != '-')
+            return CATRACA_E_INVALID;
+        p++;
+        char c = *p == 'd' ? '.' : *p == 'u' ? '_' : *p == '-' ? '-' : '\0';
+        if (c == '\0')
+            return CATRACA_E_INVALID;
+        event[n++] = c;
+    }
+    event[n] = '\0';
+    return n > 0 ? 0 : CATRACA_E_INVALID;
+}
+
+/* ---- options and clients ------------------------------------------------------------------- */
+
+int log_kafka_options_check(const struct backend_options *options)
+{
+    if (options == NULL || options->kafka_bootstrap == NULL ||
+        options->kafka_bootstrap[0] == '\0' ||
+        strlen(options->kafka_bootstrap) >= LOG_KAFKA_BOOTSTRAP_MAX ||
+        options->kafka_topic_prefix == NULL ||
+        strlen(options->kafka_topic_prefix) > LOG_KAFKA_PREFIX_MAX ||
+        options->kafka_replication_factor < 1 || options->kafka_replication_factor > 16 ||
+        options->kafka_min_insync_replicas < 1 ||
+        options->kafka_min_insync_replicas > options->kafka_replication_factor ||
+        options->timeout_ms < 1)
+        return CATRACA_E_INVALID;
+    for (const char *p = options->kafka_topic_prefix; *p != '\0'; p++)
+        if (!is_plain(*p) && *p != '.' && *p != '_' && *p != '-')
+            return CATRACA_E_INVALID;
+    return 0;
+}
+
+static bool conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+    char error[256];
+    if (rd_kafka_conf_set(conf, name, value, error, sizeof(error)) == RD_KAFKA_CONF_OK)
+        return true;
+    logline(LOGLINE_ERROR, "log_kafka", "librdkafka refused a setting", "name", name, "error",
+            error, NULL);
+    return false;
+}
+
+static bool conf_set_int(rd_kafka_conf_t *conf, const char *name, long long value)
+{
+    char text[24];
+    snprintf(text, sizeof(text), "%lld", value);
+    return conf_set(conf, name, text);
+}
+
+/* librdkafka's own log lines go through logline (one line each, bounded). */
+static void on_librdkafka_log(const rd_kafka_t *client, int level, const char *facility,
+                              const char *text)
+{
+    (void)client;
+    /* its errors are mostly "broker down" that it retries by itself: Catraca's own lines say
+     * what failed for the caller */
+    enum logline_level at = level <= 4 ? LOGLINE_WARN : LOGLINE_INFO;
+    logline(at, "librdkafka", text, "facility", facility, NULL);
+}
+
+rd_kafka_t *log_kafka_client_new(const struct backend_options *options, bool is_producer,
+                                 void (*on_delivery)(rd_kafka_t *client,
+                                                     const rd_kafka_message_t *message,
+                                                     void *opaque),
+                                 void *opaque)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf == NULL)
+        return NULL;
+    int timeout_ms = options->timeout_ms;
+    bool is_set =
+        conf_set(conf, "bootstrap.servers", options->kafka_bootstrap) &&
+        conf_set(conf, "client.id", "catraca") &&
+        /* a consumer's socket time-out must exceed its fetch long poll by a second */
+        conf_set_int(conf, "socket.timeout.ms",
+                     !is_producer && timeout_ms < FETCH_WAIT_MS + 1000 ? FETCH_WAIT_MS + 1000
+                     : timeout_ms < 10                                 ? 10
+                                                                       : timeout_ms) &&
+        conf_set_int(conf, "socket.connection.setup.timeout.ms",
+                     timeout_ms < 1000 ? 1000 : timeout_ms) &&
+        conf_set_int(conf, "metadata.max.age.ms", 60000) &&
+        conf_set_int(conf, "reconnect.backoff.ms", 50) &&
+        conf_set_int(conf, "reconnect.backoff.max.ms", 1000) &&
+        conf_set_int(conf, "message.max.bytes", MESSAGE_BYTES_MAX) &&
+        conf_set_int(conf, "receive.message.max.bytes", FETCH_BYTES_MAX + 65536) &&
+        conf_set(conf, "log.connection.close", "false");
+    if (is_producer)
+        is_set = is_set && conf_set(conf, "enable.idempotence", "true") &&
+                 conf_set(conf, "acks", "all") &&
+                 conf_set_int(conf, "message.timeout.ms", timeout_ms) &&
+                 conf_set_int(conf, "request.timeout.ms", timeout_ms) &&
+                 conf_set_int(conf, "linger.ms", 1) &&
+                 conf_set_int(conf, "queue.buffering.max.messages",
+                              LOG_KAFKA_QUEUE_MESSAGES_MAX) &&
+                 conf_set_int(conf, "queue.buffering.max.kbytes", LOG_KAFKA_QUEUE_KBYTES_MAX);
+    else
+        /* No group.id: partitions are started at an exact offset with librdkafka's simple
+         * consumer (consume_start). Its assign() would need a group.id and then waits for
+         * the group's coordinator before fetching (making __consumer_offsets on first use):
+         * reads would depend on a broker that has nothing to do with the event. */
+        is_set = is_set && conf_set(conf, "enable.auto.commit", "false") &&
+                 conf_set(conf, "auto.commit.enable", "false") &&
+                 conf_set(conf, "enable.auto.offset.store", "false") &&
+                 conf_set(conf, "auto.offset.reset", "error") &&
+                 conf_set(conf, "enable.partition.eof", "false") &&
+                 conf_set(conf, "allow.auto.create.topics", "false") &&
+                 conf_set_int(conf, "fetch.wait.max.ms", FETCH_WAIT_MS) &&
+                 conf_set_int(conf, "fetch.max.bytes", FETCH_BYTES_MAX) &&
+                 conf_set_int(conf, "max.partition.fetch.bytes", MESSAGE_BYTES_MAX) &&
+                 conf_set_int(conf, "queued.min.messages", 1000) &&
+                 conf_set_int(conf, "queued.max.messages.kbytes", LOG_KAFKA_PREFETCH_KBYTES);
+    if (!is_set) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_log_cb(conf, on_librdkafka_log);
+    if (on_delivery != NULL)
+        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, opaque);
+    char error[512];
+    rd_kafka_t *client =
+        rd_kafka_new(is_producer ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER, conf, error, sizeof(error));
+    if (client == NULL) {
+        rd_kafka_conf_destroy(conf);
+        logline(LOGLINE_ERROR, "log_kafka", "could not make a Kafka client", "error", error, NULL);
+    }
+    return client;
+}
+
+/* ---- process-wide tables ------------------------------------------------------------------- */
+
+/*
+ * Topics known to exist (and the offset this process last delivered to), so
+ * an append asks the Admin API once per topic. Open addressing over twice
+ * LOG_KAFKA_TOPICS_MAX slots; when full it is emptied (topics are asked for
+ * again: correct, only slower).
+ */
+struct known_topic {
+    char name[LOG_KAFKA_TOPIC_MAX]; /* "": free */
+    int64_t appended_high;          /* this process's last delivered offset + 1, 0: none */
+    bool has_entries;               /* seen with a high watermark > 0 (it never goes back) */
+};
+
+/* Idempotency keys this process appended: fingerprint of (scope, key) -> the entry. */
+struct known_key {
+    uint64_t fingerprint[2]; /* {0,0}: free */
+    uint64_t request_hash;
+    uint64_t purchase_id;
+    uint64_t seq_major;
+    uint64_t age;
+};
+
+/* Purchases this process appended: id -> where. */
+struct known_purchase {
+    uint64_t purchase_id; /* 0: free */
+    uint64_t seq_major;
+    uint64_t age;
+    char event[CATRACA_ID_MAX + 1];
+};
+
+/*
+ * Items of a failed append that the brokers may still have written (a stalled
+ * broker writes a request it had read before it stopped; the report had timed
+ * out): a retry of one is looked up in its topic from floor on (header "p" or
+ * "k") before being appended again. A ring of LOG_KAFKA_DOUBTFUL_MAX.
+ */
+struct doubtful {
+    uint64_t purchase_id;    /* 0: none */
+    uint64_t fingerprint[2]; /* {0,0}: no key */
+    uint64_t request_hash;
+    int64_t floor;
+    char event[CATRACA_ID_MAX + 1]; /* "": free */
+};
+
+static pthread_mutex_t tables_mutex = PTHREAD_MUTEX_INITIALIZER;
+static struct doubtful doubtfuls[LOG_KAFKA_DOUBTFUL_MAX];
+static size_t doubtful_next;
+static struct known_topic *topics;
+static size_t topic_count;
+static struct known_key *keys;
+static struct known_purchase *purchases;
+static uint64_t tables_clock;
+
+#define TOPIC_SLOTS (2 * LOG_KAFKA_TOPICS_MAX)
+#define KEY_SETS (LOG_KAFKA_KEYS_MAX / WAYS)
+#define PURCHASE_SETS (LOG_KAFKA_PURCHASES_MAX / WAYS)
+
+/* Called with tables_mutex held: allocates the tables on first use. */
+static bool tables_ready(void)
+{
+    if (topics == NULL)
+        topics = calloc(TOPIC_SLOTS, sizeof(*topics));
+    if (keys == NULL)
+        keys = calloc(LOG_KAFKA_KEYS_MAX, sizeof(*keys));
+    if (purchases == NULL)
+        purchases = calloc(LOG_KAFKA_PURCHASES_MAX, sizeof(*purchases));
+    return topics != NULL && keys != NULL && purchases != NULL;
+}
+
+static uint64_t text_hash(const char *text)
+{
+    static const uint8_t key[16] = "catraca-topics-0";
+    return siphash24(key, text, strlen(text));
+}
+
+/* With tables_mutex held: the topic's slot, or the free slot where it would go. */
+static struct known_topic *topic_slot(const char *name)
+{
+    size_t i = (size_t)(text_hash(name) % TOPIC_SLOTS);
+    while (topics[i].name[0] != '\0' && strcmp(topics[i].name, name) != 0)
+        i = (i + 1) % TOPIC_SLOTS;
+    return &topics[i];
+}
+
+static bool topic_is_known(const char *name)
+{
+    pthread_mutex_lock(&tables_mutex);
+    bool is_known = tables_ready() && topic_slot(name)->name[0] != '\0';
+    pthread_mutex_unlock(&tables_mutex);
+    return is_known;
+}
+
+/* With tables_mutex held. */
+static struct known_topic *topic_remember_locked(const char *name)
+{
+    if (!tables_ready())
+        return NULL;
+    struct known_topic *slot = topic_slot(name);
+    if (slot->name[0] != '\0')
+        return slot;
+    if (topic_count >= LOG_KAFKA_TOPICS_MAX) {
+        memset(topics, 0, TOPIC_SLOTS * sizeof(*topics));
+        topic_count = 0;
+        slot = topic_slot(name);
+    }
+    snprintf(slot->name, sizeof(slot->name), "%s", name);
+    topic_count++;
+    return slot;
+}
+
+static void topic_remember(const char *name)
+{
+    pthread_mutex_lock(&tables_mutex);
+    topic_remember_locked(name);
+    pthread_mutex_unlock(&tables_mutex);
+}
+
+/* With tables_mutex held. */
+static int64_t log_kafka_appended_high_locked(const char *topic)
+{
+    return tables_ready() ? topic_slot(topic)->appended_high : 0;
+}
+
+int64_t log_kafka_appended_high(const char *topic)
+{
+    pthread_mutex_lock(&tables_mutex);
+    int64_t high = tables_ready() ? topic_slot(topic)->appended_high : 0;
+    pthread_mutex_unlock(&tables_mutex);
+    return high;
+}
+
+/* 128 bits of (scope, key): two SipHash-2-4 under different fixed keys (not secrets). */
+static void key_fingerprint(const char *scope, const char *key, uint64_t out[2])
+{
+    static const uint8_t first[16] = "catraca-idem-k-1", second[16] = "catraca-idem-k-2";
+    char text[2 * (CATRACA_ID_MAX + 1) + 1];
+    int length = snprintf(text, sizeof(text), "%.*s%c%.*s", CATRACA_ID_MAX, scope ? scope : "",
+                          '\0', CATRACA_ID_MAX, key);
+    out[0] = siphash24(first, text, (size_t)length);
+    out[1] = siphash24(second, text, (size_t)length) | 1; /* never {0,0} */
+}
+
+/* With tables_mutex held. */
+static struct known_key *key_find(const uint64_t fingerprint[2])
+{
+    struct known_key *set = &keys[(fingerprint[0] % KEY_SETS) * WAYS];
+    for (int w = 0; w < WAYS; w++)
+        if (set[w].fingerprint[0] == fingerprint[0] && set[w].fingerprint[1] == fingerprint[1])
+            return &set[w];
+    return NULL;
+}
+
+/* With tables_mutex held: a slot for a new entry (the set's oldest goes). */
+static struct known_key *key_slot(const uint64_t fingerprint[2])
+{
+    struct known_key *set = &keys[(fingerprint[0] % KEY_SETS) * WAYS], *oldest = &set[0];
+    for (int w = 1; w < WAYS; w++)
+        if (set[w].age < oldest->age)
+            oldest = &set[w];
+    return oldest;
+}
+
+static struct known_purchase *purchase_find(uint64_t purchase_id)
+{
+    struct known_purchase *set = &purchases[(purchase_id % PURCHASE_SETS) * WAYS];
+    for (int w = 0; w < WAYS; w++)
+        if (set[w].purchase_id == purchase_id)
+            return &set[w];
+    return NULL;
+}
+
+static struct known_purchase *purchase_slot(uint64_t purchase_id)
+{
+    struct known_purchase *set = &purchases[(purchase_id % PURCHASE_SETS) * WAYS],
+                          *oldest = &set[0];
+    for (int w = 1; w < WAYS; w++)
+        if (set[w].age < oldest->age)
+            oldest = &set[w];
+    return oldest;
+}
+
+/* ---- topic creation ------------------------------------------------------------------------ */
+
+static bool is_topic_created(rd_kafka_resp_err_t error)
+{
+    return error == RD_KAFKA_RESP_ERR_NO_ERROR || error == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS;
+}
+
+/* One CreateTopics request (the topics made or already there are remembered). */
+static int create_topics_once(rd_kafka_t *client, rd_kafka_NewTopic_t **wanted, size_t wanted_count,
+                              int timeout_ms)
+{
+    char error_text[256];
+    rd_kafka_AdminOptions_t *admin = rd_kafka_AdminOptions_new(client, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_queue_t *queue = rd_kafka_queue_new(client);
+    int result = CATRACA_E_UNAVAILABLE;
+    if (admin != NULL && queue != NULL &&
+        rd_kafka_AdminOptions_set_request_timeout(admin, timeout_ms, error_text,
+                                                  sizeof(error_text)) == 0 &&
+        rd_kafka_AdminOptions_set_operation_timeout(admin, timeout_ms, error_text,
+                                                    sizeof(error_text)) == 0) {
+        rd_kafka_CreateTopics(client, wanted, wanted_count, admin, queue);
+        /* the request's time-out, then a margin for the result to come back */
+        rd_kafka_event_t *event = rd_kafka_queue_poll(queue, timeout_ms + 500);
+        const rd_kafka_CreateTopics_result_t *created =
+            event != NULL ? rd_kafka_event_CreateTopics_result(event) : NULL;
+        if (created != NULL && rd_kafka_event_error(event) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            size_t n = 0;
+            const rd_kafka_topic_result_t **each = rd_kafka_CreateTopics_result_topics(created, &n);
+            result = 0;
+            for (size_t i = 0; i < n; i++) {
+                rd_kafka_resp_err_t error = rd_kafka_topic_result_error(each[i]);
+                if (is_topic_created(error)) {
+                    topic_remember(rd_kafka_topic_result_name(each[i]));
+                    continue;
+                }
+                const char *why = rd_kafka_topic_result_error_string(each[i]);
+                logline(LOGLINE_WARN, "log_kafka", "could not create a topic", "topic",
+                        rd_kafka_topic_result_name(each[i]), "error",
+                        why ? why : rd_kafka_err2str(error), NULL);
+                result = CATRACA_E_UNAVAILABLE;
+            }
+        } else {
+            logline(LOGLINE_WARN, "log_kafka", "topic creation failed", "error",
+                    event != NULL ? rd_kafka_event_error_string(event) : "timed out", NULL);
+        }
+        if (event != NULL)
+            rd_kafka_event_destroy(event);
+    }
+    if (queue != NULL)
+        rd_kafka_queue_destroy(queue);
+    if (admin != NULL)
+        rd_kafka_AdminOptions_destroy(admin);
+    return result;
+}
+
+int log_kafka_ensure_topics(rd_kafka_t *client, const struct backend_options *options,
+                            const char *const *names, size_t count)
+{
+    rd_kafka_NewTopic_t **wanted = calloc(count > 0 ? count : 1, sizeof(*wanted));
+    if (wanted == NULL)
+        return CATRACA_E_NOMEM;
+    size_t wanted_count = 0;
+    char error_text[256], replicas[8], message_bytes[16];
+    snprintf(replicas, sizeof(replicas), "%d", options->kafka_min_insync_replicas);
+    snprintf(message_bytes, sizeof(message_bytes), "%d", MESSAGE_BYTES_MAX);
+    for (size_t i = 0; i < count; i++) {
+        bool is_repeat = false;
+        for (size_t j = 0; j < i && !is_repeat; j++)
+            is_repeat = strcmp(names[i], names[j]) == 0;
+        if (is_repeat || topic_is_known(names[i]))
+            continue;
+        rd_kafka_NewTopic_t *topic = rd_kafka_NewTopic_new(
+            names[i], 1, options->kafka_replication_factor, error_text, sizeof(error_text));
+        if (topic == NULL)
+            break;
+        wanted[wanted_count++] = topic;
+        if (rd_kafka_NewTopic_set_config(topic, "min.insync.replicas", replicas) != 0 ||
+            rd_kafka_NewTopic_set_config(topic, "max.message.bytes", message_bytes) != 0)
+            break;
+    }
+    /* Retried within timeout_ms: right after a broker comes back, the first request on a
+     * reconnecting client can fail at once ("timed out in queue"). */
+    int64_t deadline = monotonic_ms() + options->timeout_ms;
+    int result = 0;
+    while (wanted_count > 0) {
+        result = create_topics_once(client, wanted, wanted_count, remaining_ms(deadline) + 1);
+        if (result == 0 || remaining_ms(deadline) < CREATE_RETRY_PAUSE_MS)
+            break;
+        struct timespec pause = {0, CREATE_RETRY_PAUSE_MS * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    rd_kafka_NewTopic_destroy_array(wanted, wanted_count);
+    free(wanted);
+    return result;
+}
+
+/* ---- the handle ---------------------------------------------------------------------------- */
+
+struct delivery {
+    int64_t offset;
+    rd_kafka_resp_err_t error;
+    bool is_done;
+    int64_t floor; /* the topic's appended_high before the call: the item's offset is >= it */
+};
+
+struct assigned {
+    char event[CATRACA_ID_MAX + 1];
+    char topic[LOG_KAFKA_TOPIC_MAX];
+    rd_kafka_topic_t *handle;
+    rd_kafka_queue_t *queue; /* the partition's own queue, fetched into from next_offset */
+    int64_t next_offset;     /* the offset the queue delivers next */
+    uint64_t last_used;
+};
+
+struct log_kafka {
+    struct backend_options options; /* strings point at the copies below */
+    char bootstrap[LOG_KAFKA_BOOTSTRAP_MAX];
+    char prefix[LOG_KAFKA_PREFIX_MAX + 1];
+    size_t read_max;
+    rd_kafka_t *producer; /* NULL: made on the next append */
+    rd_kafka_t *consumer; /* NULL: made on the next read */
+    /* append(): one delivery per item, grown to the largest call */
+    struct delivery *deliveries;
+    size_t deliveries_capacity;
+    uint64_t generation; /* of the current append: late reports of older calls are ignored */
+    size_t pending;      /* deliveries of this call not reported yet */
+    char (*item_topics)[LOG_KAFKA_TOPIC_MAX];
+    /* read() */
+    struct assigned *assigned;
+    size_t assigned_count;
+    uint64_t read_clock;
+    uint8_t *records; /* read_max * CATRACA_COMMAND_ENCODED_MAX */
+    rd_kafka_message_t **messages;
+    /* of the last read's entries: headers "p" and "k" (0 when absent), for doubtful_scan */
+    uint64_t *entry_purchases;
+    uint64_t (*entry_keys)[2];
+    struct log_entry *scan_entries;
+};
+
+/* A delivery report (on the appending thread, inside rd_kafka_poll). */
+static void on_delivery(rd_kafka_t *client, const rd_kafka_message_t *message, void *opaque)
+{
+    (void)client;
+    struct log_kafka *log = opaque;
+    uintptr_t tag = (uintptr_t)message->_private;
+    if (log == NULL || tag == 0)
+        return; /* fire-and-forget (sys.appended) */
+    uint64_t generation = (uint64_t)tag >> INDEX_BITS;
+    size_t index = (size_t)(tag & ((1u << INDEX_BITS) - 1)) - 1;
+    if (generation != (log->generation & (UINTPTR_MAX >> INDEX_BITS)) ||
+        index >= log->deliveries_capacity || log->deliveries[index].is_done)
+        return;
+    log->deliveries[index] =
+        (struct delivery){message->offset, message->err, true, log->deliveries[index].floor};
+    log->pending--;
+}
+
+
+static int items_check(const struct log_append_item *items, size_t count)
+{
+    if (count > LOG_KAFKA_APPEND_ITEMS_MAX)
+        return CATRACA_E_INVALID;
+    return log_items_check(items, count); /* log.h: what every adapter refuses */
+}
+
+static int grow_append(struct log_kafka *log, size_t count)
+{
+    if (count <= log->deliveries_capacity)
+        return 0;
+    struct delivery *deliveries = realloc(log->deliveries, count * sizeof(*deliveries));
+    if (deliveries == NULL)
+        return CATRACA_E_NOMEM;
+    log->deliveries = deliveries;
+    char(*item_topics)[LOG_KAFKA_TOPIC_MAX] = realloc(log->item_topics, count * sizeof(*item_topics));
+    if (item_topics == NULL)
+        return CATRACA_E_NOMEM;
+    log->item_topics = item_topics;
+    log->deliveries_capacity = count;
+    return 0;
+}
+
+static void be64(uint64_t value, uint8_t out[8])
+{
+    for (int i = 7; i >= 0; i--, value >>= 8)
+        out[i] = (uint8_t)value;
+}
+
+static uint64_t from_be64(const uint8_t in[8])
+{
+    uint64_t value = 0;
+    for (int i = 0; i < 8; i++)
+        value = value << 8 | in[i];
+    return value;
+}
+
+/*
+ * Before producing: items whose key or purchase id this process already
+ * appended are answered from the tables; a key or purchase id repeated
+ * within the call makes the later item a duplicate of the earlier one
+ * (resolved after delivery: deliveries[i].offset = -2 - earlier index).
+ */
+static void answer_known(struct log_kafka *log, struct log_append_item *items, size_t count)
+{
+    pthread_mutex_lock(&tables_mutex);
+    bool is_ready = tables_ready();
+    for (size_t i = 0; i < count; i++) {
+        struct log_append_item *item = &items[i];
+        log->deliveries[i] = (struct delivery){-1, RD_KAFKA_RESP_ERR_NO_ERROR, false,
+                                               log_kafka_appended_high_locked(log->item_topics[i])};
+        item->result = LOG_APPENDED;
+        item->existing_purchase_id = item->purchase_id;
+        if (!is_ready)
+            continue;
+        if (item->idempotency_key != NULL) {
+            uint64_t fingerprint[2];
+            key_fingerprint(item->idempotency_scope, item->idempotency_key, fingerprint);
+            struct known_key *known = key_find(fingerprint);
+            if (known != NULL) {
+                item->result = known->request_hash == item->request_hash
+                                   ? LOG_DUPLICATE
+                                   : LOG_DUPLICATE_MISMATCH;
+                item->seq = (struct log_seq){known->seq_major, 0};
+                item->existing_purchase_id = known->purchase_id;
+                log->deliveries[i].is_done = true;
+                continue;
+            }
+        }
+        if (item->purchase_id != 0) {
+            struct known_purchase *known = purchase_find(item->purchase_id);
+            if (known != NULL) {
+                item->result = LOG_DUPLICATE;
+                item->seq = (struct log_seq){known->seq_major, 0};
+                log->deliveries[i].is_done = true;
+                continue;
+            }
+        }
+        for (size_t j = 0; j < i; j++) { /* the same key or purchase earlier in this call */
+            const struct log_append_item *earlier = &items[j];
+            if (earlier->result != LOG_APPENDED)
+                continue;
+            bool is_same_key = item->idempotency_key != NULL && earlier->idempotency_key != NULL &&
+                               strcmp(item->idempotency_key, earlier->idempotency_key) == 0 &&
+                               strcmp(item->idempotency_scope ? item->idempotency_scope : "",
+                                      earlier->idempotency_scope ? earlier->idempotency_scope
+                                                                 : "") == 0;
+            bool is_same_purchase = item->purchase_id != 0 &&
+                                    earlier->purchase_id == item->purchase_id;
+            if (!is_same_key && !is_same_purchase)
+                continue;
+            item->result = is_same_key && earlier->request_hash != item->request_hash
+                               ? LOG_DUPLICATE_MISMATCH
+                               : LOG_DUPLICATE;
+            item->existing_purchase_id = earlier->purchase_id;
+            log->deliveries[i] = (struct delivery){-2 - (int64_t)j, 0, true, 0};
+            break;
+        }
+    }
+    pthread_mutex_unlock(&tables_mutex);
+}
+
+static bool is_delivered(const struct delivery *d)
+{
+    return d->is_done && d->error == RD_KAFKA_RESP_ERR_NO_ERROR && d->offset >= 0;
+}
+
+/* With tables_mutex held: the item of a failed call may be in the log after all. */
+static void doubtful_add(const struct log_append_item *item, int64_t floor)
+{
+    if (item->purchase_id == 0 && item->idempotency_key == NULL)
+        return; /* nothing a retry could be recognised by */
+    struct doubtful *d = &doubtfuls[doubtful_next++ % LOG_KAFKA_DOUBTFUL_MAX];
+    *d = (struct doubtful){.purchase_id = item->purchase_id,
+                           .request_hash = item->request_hash,
+                           .floor = floor};
+    if (item->idempotency_key != NULL)
+        key_fingerprint(item->idempotency_scope, item->idempotency_key, d->fingerprint);
+    snprintf(d->event, sizeof(d->event), "%s", item->event);
+}
+
+/*
+ * After the reports: seqs, the in-call duplicates, and the tables, for the
+ * delivered items; the others (of a failed call) become doubtful.
+ */
+static void record_delivered(struct log_kafka *log, struct log_append_item *items, size_t count)
+{
+    pthread_mutex_lock(&tables_mutex);
+    bool is_ready = tables_ready();
+    for (size_t i = 0; i < count; i++) {
+        struct log_append_item *item = &items[i];
+        const struct delivery *d = &log->deliveries[i];
+        if (item->result != LOG_APPENDED) {
+            if (d->offset <= -2)
+                item->seq = items[(size_t)(-2 - d->offset)].seq;
+            continue;
+        }
+        if (!is_delivered(d)) {
+            doubtful_add(item, d->floor);
+            continue;
+        }
+        item->seq = (struct log_seq){(uint64_t)d->offset + 1, 0};
+        if (!is_ready)
+            continue;
+        struct known_topic *topic = topic_remember_locked(log->item_topics[i]);
+        if (topic != NULL && d->offset + 1 > topic->appended_high)
+            topic->appended_high = d->offset + 1;
+        if (item->idempotency_key != NULL) {
+            uint64_t fingerprint[2];
+            key_fingerprint(item->idempotency_scope, item->idempotency_key, fingerprint);
+            struct known_key *slot = key_slot(fingerprint);
+            *slot = (struct known_key){{fingerprint[0], fingerprint[1]}, item->request_hash,
+                                       item->purchase_id, item->seq.major, ++tables_clock};
+        }
+        if (item->purchase_id != 0) {
+            struct known_purchase *slot = purchase_slot(item->purchase_id);
+            *slot = (struct known_purchase){item->purchase_id, item->seq.major, ++tables_clock, ""};
+            snprintf(slot->event, sizeof(slot->event), "%s", item->event);
+        }
+    }
+    pthread_mutex_unlock(&tables_mutex);
+}
+
+static int kafka_read(void *context, const char *event, struct log_seq after,
+                      struct log_entry *entries, size_t max, size_t *count);
+
+/* With tables_mutex held: the doubtful entry item is a retry of, or NULL. */
+static struct doubtful *doubtful_find(const struct log_append_item *item)
+{
+    uint64_t fingerprint[2] = {0, 0};
+    if (item->idempotency_key != NULL)
+        key_fingerprint(item->idempotency_scope, item->idempotency_key, fingerprint);
+    for (size_t i = 0; i < LOG_KAFKA_DOUBTFUL_MAX; i++) {
+        struct doubtful *d = &doubtfuls[i];
+        if (d->event[0] == '\0')
+            continue;
+        if ((fingerprint[1] != 0 && d->fingerprint[0] == fingerprint[0] &&
+             d->fingerprint[1] == fingerprint[1]) ||
+            (item->purchase_id != 0 && d->purchase_id == item->purchase_id))
+            return d;
+    }
+    return NULL;
+}
+
+/*
+ * Looks for a doubtful item in its topic, from its floor to the end: 0 with
+ * *seq its place ({0,0}: not there), or an error (the brokers are down).
+ */
+static int doubtful_scan(struct log_kafka *log, const struct doubtful *d, struct log_seq *seq)
+{
+    struct log_entry *entries = log->scan_entries;
+    struct log_seq after = {(uint64_t)d->floor, 0};
+    *seq = (struct log_seq){0, 0};
+    for (size_t scanned = 0; scanned < LOG_KAFKA_SCAN_MAX;) {
+        size_t count = 0;
+        int error = kafka_read(log, d->event, after, entries, log->read_max, &count);
+        if (error != 0 || count == 0)
+            return error;
+        for (size_t i = 0; i < count; i++) {
+            bool is_same_key = d->fingerprint[1] != 0 &&
+                               log->entry_keys[i][0] == d->fingerprint[0] &&
+                               log->entry_keys[i][1] == d->fingerprint[1];
+            if (is_same_key || (d->purchase_id != 0 && log->entry_purchases[i] == d->purchase_id)) {
+                *seq = entries[i].seq;
+                return 0;
+            }
+        }
+        after = entries[count - 1].seq;
+        scanned += count;
+    }
+    return 0;
+}
+
+/*
+ * Items that retry a doubtful one: found in the log, they are duplicates of
+ * it (and the tables learn it); not found, they are appended (the doubt is
+ * dropped: a new failure makes a new one). 0, or UNAVAILABLE.
+ */
+static int resolve_doubtful(struct log_kafka *log, struct log_append_item *items, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        struct log_append_item *item = &items[i];
+        if (item->result != LOG_APPENDED)
+            continue;
+        pthread_mutex_lock(&tables_mutex);
+        struct doubtful *found = doubtful_find(item);
+        struct doubtful doubt = found != NULL ? *found : (struct doubtful){0};
+        pthread_mutex_unlock(&tables_mutex);
+        if (found == NULL)
+            continue;
+        struct log_seq seq;
+        int error = doubtful_scan(log, &doubt, &seq);
+        if (error != 0)
+            return error;
+        pthread_mutex_lock(&tables_mutex);
+        if (memcmp(found, &doubt, sizeof(doubt)) == 0)
+            found->event[0] = '\0';
+        if (seq.major != 0 && tables_ready()) {
+            if (doubt.fingerprint[1] != 0) {
+                struct known_key *slot = key_slot(doubt.fingerprint);
+                *slot = (struct known_key){{doubt.fingerprint[0], doubt.fingerprint[1]},
+                                           doubt.request_hash, doubt.purchase_id, seq.major,
+                                           ++tables_clock};
+            }
+            if (doubt.purchase_id != 0) {
+                struct known_purchase *slot = purchase_slot(doubt.purchase_id);
+                *slot = (struct known_purchase){doubt.purchase_id, seq.major, ++tables_clock, ""};
+                snprintf(slot->event, sizeof(slot->event), "%s", doubt.event);
+            }
+        }
+        pthread_mutex_unlock(&tables_mutex);
+        if (seq.major == 0)
+            continue;
+        bool is_same_key = doubt.fingerprint[1] != 0 && item->idempotency_key != NULL;
+        item->result = is_same_key && doubt.request_hash != item->request_hash
+                           ? LOG_DUPLICATE_MISMATCH
+                           : LOG_DUPLICATE;
+        item->seq = seq;
+        item->existing_purchase_id = doubt.purchase_id;
+        log->deliveries[i].is_done = true;
+    }
+    return 0;
+}
+
+static void producer_drop(struct log_kafka *log)
+{
+    if (log->producer == NULL)
+        return;
+    rd_kafka_purge(log->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_flush(log->producer, DRAIN_AFTER_PURGE_MS);
+    rd_kafka_destroy(log->producer);
+    log->producer = NULL;
+}
+
+static int producer_ready(struct log_kafka *log)
+{
+    if (log->producer == NULL)
+        log->producer = log_kafka_client_new(&log->options, true, on_delivery, log);
+    return log->producer != NULL ? 0 : CATRACA_E_UNAVAILABLE;
+}
+
+/* Produces one item; waits (bounded) while the producer's queue is full. */
+static int produce_item(struct log_kafka *log, const struct log_append_item *item, size_t index,
+                        int64_t deadline)
+{
+    uint8_t time_bytes[8], purchase_bytes[8], key_bytes[16];
+    be64((uint64_t)item->time_ms, time_bytes);
+    be64(item->purchase_id, purchase_bytes);
+    ssize_t purchase_size = item->purchase_id != 0 ? 8 : 0, key_size = 0; /* 0: header empty */
+    if (item->idempotency_key != NULL) {
+        uint64_t fingerprint[2];
+        key_fingerprint(item->idempotency_scope, item->idempotency_key, fingerprint);
+        key_size = 16;
+        be64(fingerprint[0], key_bytes);
+        be64(fingerprint[1], key_bytes + 8);
+    }
+    uintptr_t tag = ((uintptr_t)(log->generation & (UINTPTR_MAX >> INDEX_BITS)) << INDEX_BITS) |
+                    (uintptr_t)(index + 1);
+    for (;;) {
+        rd_kafka_resp_err_t error = rd_kafka_producev(
+            log->producer, RD_KAFKA_V_TOPIC(log->item_topics[index]), RD_KAFKA_V_PARTITION(0),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_VALUE((void *)item->record, item->record_length),
+            RD_KAFKA_V_HEADER("t", time_bytes, 8),
+            RD_KAFKA_V_HEADER("p", purchase_bytes, purchase_size),
+            RD_KAFKA_V_HEADER("k", key_bytes, key_size),
+            RD_KAFKA_V_OPAQUE((void *)tag), RD_KAFKA_V_END);
+        if (error == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return 0;
+        if (error != RD_KAFKA_RESP_ERR__QUEUE_FULL || remaining_ms(deadline) == 0) {
+            logline(LOGLINE_WARN, "log_kafka", "could not produce", "error",
+                    rd_kafka_err2str(error), NULL);
+            return CATRACA_E_UNAVAILABLE;
+        }
+        rd_kafka_poll(log->producer, POLL_SLICE_MS);
+    }
+}
+
+/* Tells workers which events got entries (bus.h's wait_appended): at most once, not awaited. */
+static void announce_appended(struct log_kafka *log, const struct log_append_item *items,
+                              size_t count)
+{
+    char topic[LOG_KAFKA_TOPIC_MAX];
+    snprintf(topic, sizeof(topic), "%ssys.appended", log->prefix);
+    for (size_t i = 0; i < count; i++) {
+        if (items[i].result != LOG_APPENDED)
+            continue;
+        bool is_repeat = false;
+        for (size_t j = 0; j < i && !is_repeat && j < 64; j++)
+            is_repeat = items[j].result == LOG_APPENDED && strcmp(items[j].event, items[i].event) == 0;
+        if (is_repeat)
+            continue;
+        rd_kafka_producev(log->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_VALUE((void *)items[i].event, strlen(items[i].event)),
+                          RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+    }
+    rd_kafka_poll(log->producer, 0);
+}
+
+static int kafka_append(void *context, struct log_append_item *items, size_t count)
+{
+    struct log_kafka *log = context;
+    int error = items_check(items, count);
+    if (error == 0)
+        error = grow_append(log, count);
+    if (error != 0 || count == 0)
+        return error;
+    for (size_t i = 0; i < count; i++)
+        if (log_kafka_event_topic(log->prefix, items[i].event, log->item_topics[i]) != 0)
+            return CATRACA_E_INVALID;
+    error = producer_ready(log);
+    if (error != 0)
+        return error;
+    log->generation++;
+    log->pending = 0;
+    answer_known(log, items, count);
+    error = resolve_doubtful(log, items, count);
+    if (error != 0)
+        return error;
+
+    const char *names[65];
+    size_t name_count = 0;
+    char appended_topic[LOG_KAFKA_TOPIC_MAX];
+    snprintf(appended_topic, sizeof(appended_topic), "%ssys.appended", log->prefix);
+    names[name_count++] = appended_topic;
+    for (size_t i = 0; i < count && error == 0; i++) {
+        if (items[i].result != LOG_APPENDED || topic_is_known(log->item_topics[i]))
+            continue;
+        names[name_count++] = log->item_topics[i];
+        if (name_count == 65) {
+            error = log_kafka_ensure_topics(log->producer, &log->options, names, name_count);
+            name_count = 0;
+        }
+    }
+    if (error == 0 && name_count > 0)
+        error = log_kafka_ensure_topics(log->producer, &log->options, names, name_count);
+    if (error != 0)
+        return error;
+
+    /* message.timeout.ms fails an undelivered message at timeout_ms; the margin lets that
+     * report arrive before this call gives up on it */
+    int64_t deadline = monotonic_ms() + log->options.timeout_ms + 1000;
+    for (size_t i = 0; i < count && error == 0; i++) {
+        if (items[i].result != LOG_APPENDED)
+            continue;
+        error = produce_item(log, &items[i], i, deadline);
+        if (error == 0)
+            log->pending++;
+    }
+    while (log->pending > 0 && remaining_ms(deadline) > 0)
+        rd_kafka_poll(log->producer, remaining_ms(deadline) < POLL_SLICE_MS ? remaining_ms(deadline)
+                                                                             : POLL_SLICE_MS);
+    if (log->pending > 0) {
+        /* Not reported in time: purge them, so this client sends nothing of the failed call
+         * later (a broker may still write a request it had read: they become doubtful). */
+        rd_kafka_purge(log->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        int64_t drain = monotonic_ms() + DRAIN_AFTER_PURGE_MS;
+        while (log->pending > 0 && remaining_ms(drain) > 0)
+            rd_kafka_poll(log->producer, POLL_SLICE_MS);
+        error = CATRACA_E_UNAVAILABLE;
+    }
+    for (size_t i = 0; i < count && error == 0; i++) {
+        const struct delivery *d = &log->deliveries[i];
+        if (items[i].result != LOG_APPENDED)
+            continue;
+        if (!d->is_done || d->error != RD_KAFKA_RESP_ERR_NO_ERROR || d->offset < 0) {
+            logline(LOGLINE_WARN, "log_kafka", "an append was not acknowledged", "topic",
+                    log->item_topics[i], "error",
+                    d->is_done ? rd_kafka_err2str(d->error) : "no delivery report", NULL);
+            error = CATRACA_E_UNAVAILABLE;
+        }
+    }
+    char fatal[256];
+    if (rd_kafka_fatal_error(log->producer, fatal, sizeof(fatal)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        logline(LOGLINE_ERROR, "log_kafka", "the producer failed for good; making a new one",
+                "error", fatal, NULL);
+        producer_drop(log);
+        return CATRACA_E_UNAVAILABLE;
+    }
+    record_delivered(log, items, count); /* on failure too: what was delivered is in the log */
+    if (error != 0) {
+        log->generation++; /* reports still to come belong to no call */
+        return error;
+    }
+    announce_appended(log, items, count);
+    return 0;
+}
+
+/* ---- reads --------------------------------------------------------------------------------- */
+
+static int consumer_ready(struct log_kafka *log)
+{
+    if (log->consumer == NULL)
+        log->consumer = log_kafka_client_new(&log->options, false, NULL, log);
+    return log->consumer != NULL ? 0 : CATRACA_E_UNAVAILABLE;
+}
+
+/*
+ * The partition's watermarks from its leader (one round trip, bounded):
+ * 0; CATRACA_E_NOTFOUND for a topic that does not exist; else UNAVAILABLE.
+ */
+static int query_watermarks(struct log_kafka *log, const char *topic, int64_t *low, int64_t *high)
+{
+    int error = consumer_ready(log);
+    if (error != 0)
+        return error;
+    rd_kafka_resp_err_t result = rd_kafka_query_watermark_offsets(log->consumer, topic, 0, low,
+                                                                  high, log->options.timeout_ms);
+    if (result == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    if (result == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+        result == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || result == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+        return CATRACA_E_NOTFOUND;
+    return CATRACA_E_UNAVAILABLE;
+}
+
+/* Fetching of a's partition from offset on, onto a new queue (the old one, with whatever it
+ * held from before, goes). */
+static int start_fetching(struct log_kafka *log, struct assigned *a, int64_t offset)
+{
+    if (a->queue != NULL) {
+        rd_kafka_consume_stop(a->handle, 0);
+        rd_kafka_queue_destroy(a->queue);
+    }
+    a->queue = rd_kafka_queue_new(log->consumer);
+    if (a->queue == NULL || rd_kafka_consume_start_queue(a->handle, 0, offset, a->queue) != 0) {
+        logline(LOGLINE_WARN, "log_kafka", "could not start fetching a partition", "topic",
+                a->topic, "error", rd_kafka_err2str(rd_kafka_last_error()), NULL);
+        return CATRACA_E_UNAVAILABLE;
+    }
+    a->next_offset = offset;
+    return 0;
+}
+
+static void unassign(struct log_kafka *log, struct assigned *a)
+{
+    if (a->queue != NULL) {
+        rd_kafka_consume_stop(a->handle, 0);
+        rd_kafka_queue_destroy(a->queue);
+    }
+    if (a->handle != NULL)
+        rd_kafka_topic_destroy(a->handle);
+    *a = log->assigned[--log->assigned_count];
+}
+
+static struct assigned *assigned_find(struct log_kafka *log, const char *event)
+{
+    for (size_t i = 0; i < log->assigned_count; i++)
+        if (strcmp(log->assigned[i].event, event) == 0)
+            return &log->assigned[i];
+    return NULL;
+}
+
+/* Starts the partition at offset (the least recently read one goes first when full). */
+static int assign(struct log_kafka *log, const char *event, const char *topic, int64_t offset,
+                  struct assigned **out)
+{
+    if (log->assigned_count == LOG_KAFKA_READ_PARTITIONS_MAX) {
+        struct assigned *oldest = &log->assigned[0];
+        for (size_t i = 1; i < log->assigned_count; i++)
+            if (log->assigned[i].last_used < oldest->last_used)
+                oldest = &log->assigned[i];
+        unassign(log, oldest);
+    }
+    struct assigned *a = &log->assigned[log->assigned_count];
+    *a = (struct assigned){0};
+    snprintf(a->event, sizeof(a->event), "%s", event);
+    snprintf(a->topic, sizeof(a->topic), "%s", topic);
+    a->handle = rd_kafka_topic_new(log->consumer, topic, NULL);
+    if (a->handle == NULL)
+        return CATRACA_E_UNAVAILABLE;
+    log->assigned_count++;
+    int error = start_fetching(log, a, offset);
+    if (error != 0) {
+        unassign(log, a);
+        return error;
+    }
+    *out = a;
+    return 0;
+}
+
+static uint64_t header_u64(const rd_kafka_message_t *message, const char *name, bool *is_there)
+{
+    rd_kafka_headers_t *headers = NULL;
+    const void *value = NULL;
+    size_t size = 0;
+    *is_there = rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                rd_kafka_header_get_last(headers, name, &value, &size) ==
+                    RD_KAFKA_RESP_ERR_NO_ERROR &&
+                size == 8;
+    return *is_there ? from_be64(value) : 0;
+}
+
+static void header_key(const rd_kafka_message_t *message, uint64_t out[2])
+{
+    rd_kafka_headers_t *headers = NULL;
+    const void *value = NULL;
+    size_t size = 0;
+    out[0] = out[1] = 0;
+    if (rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(headers, "k", &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        size == 16) {
+        out[0] = from_be64(value);
+        out[1] = from_be64((const uint8_t *)value + 8);
+    }
+}
+
+/*
+ * Takes up to max messages off the queue (waiting up to wait_ms for the
+ * first) into entries. Stale messages (before next_offset, left from before a
+ * seek) are skipped.
+ */
+static int take(struct log_kafka *log, struct assigned *a, struct log_entry *entries, size_t max,
+                int wait_ms, size_t *count)
+{
+    ssize_t n = rd_kafka_consume_batch_queue(a->queue, 0, log->messages, max);
+    if (n == 0 && wait_ms > 0) {
+        rd_kafka_message_t *first = rd_kafka_consume_queue(a->queue, wait_ms);
+        if (first != NULL) {
+            log->messages[0] = first;
+            n = 1 + rd_kafka_consume_batch_queue(a->queue, 0, log->messages + 1, max - 1);
+        }
+    }
+    int error = 0;
+    for (ssize_t i = 0; i < n; i++) {
+        rd_kafka_message_t *message = log->messages[i];
+        if (error == 0 && message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+                message->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+                logline(LOGLINE_ERROR, "log_kafka", "entries to read are gone (retention?)",
+                        "topic", a->topic, "error", rd_kafka_message_errstr(message), NULL);
+                error = CATRACA_E_CORRUPT;
+            }
+        } else if (error == 0 && message->offset >= a->next_offset) {
+            bool has_time = false;
+            int64_t time_ms = (int64_t)header_u64(message, "t", &has_time);
+            if (message->len > CATRACA_COMMAND_ENCODED_MAX || !has_time) {
+                error = CATRACA_E_CORRUPT;
+            } else {
+                uint8_t *record = log->records + *count * CATRACA_COMMAND_ENCODED_MAX;
+                if (message->len > 0)
+                    memcpy(record, message->payload, message->len);
+                entries[*count] = (struct log_entry){{(uint64_t)message->offset + 1, 0}, time_ms,
+                                                     record, message->len};
+                bool has_purchase = false;
+                log->entry_purchases[*count] = header_u64(message, "p", &has_purchase);
+                header_key(message, log->entry_keys[*count]);
+                (*count)++;
+                a->next_offset = message->offset + 1;
+            }
+        }
+        rd_kafka_message_destroy(message);
+    }
+    return error;
+}
+
+static int kafka_read(void *context, const char *event, struct log_seq after,
+                      struct log_entry *entries, size_t max, size_t *count)
+{
+    struct log_kafka *log = context;
+    char topic[LOG_KAFKA_TOPIC_MAX];
+    *count = 0;
+    if (log_kafka_event_topic(log->prefix, event, topic) != 0 || after.major > INT64_MAX)
+        return CATRACA_E_INVALID;
+    if (max > log->read_max)
+        max = log->read_max;
+    if (max == 0)
+        return 0;
+    int64_t start = (int64_t)after.major; /* seq {o + 1, 0} > after exactly when o >= after.major */
+    int error = consumer_ready(log);
+    if (error != 0)
+        return error;
+    struct assigned *a = assigned_find(log, event);
+    int64_t low = RD_KAFKA_OFFSET_INVALID, high = RD_KAFKA_OFFSET_INVALID;
+    if (a == NULL) {
+        error = query_watermarks(log, topic, &low, &high);
+        if (error == CATRACA_E_NOTFOUND)
+            return 0; /* no topic yet: an empty event */
+        if (error != 0)
+            return error;
+        if (start < low)
+            return CATRACA_E_CORRUPT; /* retention deleted entries not yet read */
+        error = assign(log, event, topic, start, &a);
+        if (error != 0)
+            return error;
+    } else if (a->next_offset != start) {
+        error = start_fetching(log, a, start);
+        if (error != 0)
+            return error;
+    }
+    a->last_used = ++log->read_clock;
+    error = take(log, a, entries, max, 0, count);
+    if (error != 0 || *count > 0)
+        return error;
+    /* Nothing queued. Caught up (by what the fetches and this process's appends say)? */
+    int64_t cached_low = 0, cached_high = RD_KAFKA_OFFSET_INVALID;
+    rd_kafka_get_watermark_offsets(log->consumer, topic, 0, &cached_low, &cached_high);
+    int64_t appended_high = log_kafka_appended_high(topic);
+    if (cached_high < high)
+        cached_high = high;
+    if (cached_high < appended_high)
+        cached_high = appended_high;
+    if (cached_high <= start)
+        return 0;
+    /* Entries are there: wait (bounded) for the fetch to bring them. */
+    error = take(log, a, entries, max, log->options.timeout_ms, count);
+    if (error == 0 && *count == 0)
+        error = CATRACA_E_UNAVAILABLE;
+    return error;
+}
+
+static int kafka_find_purchase(void *context, uint64_t purchase_id,
+                               char event[CATRACA_ID_MAX + 1], struct log_seq *seq)
+{
+    (void)context;
+    int error = CATRACA_E_NOTFOUND;
+    pthread_mutex_lock(&tables_mutex);
+    struct known_purchase *known =
+        purchase_id != 0 && tables_ready() ? purchase_find(purchase_id) : NULL;
+    if (known != NULL) {
+        snprintf(event, CATRACA_ID_MAX + 1, "%s", known->event);
+        *seq = (struct log_seq){known->seq_major, 0};
+        error = 0;
+    }
+    pthread_mutex_unlock(&tables_mutex);
+    return error;
+}
+
+/* The end of the event's log: 0 when it has no topic. */
+static int high_watermark(struct log_kafka *log, const char *event, int64_t *high)
+{
+    char topic[LOG_KAFKA_TOPIC_MAX];
+    int64_t low = 0;
+    *high = 0;
+    if (log_kafka_event_topic(log->prefix, event, topic) != 0)
+        return CATRACA_E_INVALID;
+    int error = query_watermarks(log, topic, &low, high);
+    if (error == CATRACA_E_NOTFOUND) {
+        *high = 0;
+        return 0;
+    }
+    return error;
+}
+
+static int kafka_count_after(void *context, const char *event, struct log_seq after,
+                             uint64_t *count)
+{
+    int64_t high = 0;
+    int error = high_watermark(context, event, &high);
+    if (error == 0)
+        *count = (uint64_t)high > after.major ? (uint64_t)high - after.major : 0;
+    return error;
+}
+
+static int kafka_last_seq(void *context, const char *event, struct log_seq *seq)
+{
+    int64_t high = 0;
+    int error = high_watermark(context, event, &high);
+    if (error == 0)
+        *seq = (struct log_seq){(uint64_t)high, 0}; /* offset high - 1 is seq high; {0,0} empty */
+    return error;
+}
+
+/* Keeps the max smallest ids, sorted (log_sqlite.c lists partitions in id order). */
+static void keep_smallest(char (*events)[CATRACA_ID_MAX + 1], size_t max, size_t *count,
+                          const char *event)
+{
+    size_t at = *count;
+    while (at > 0 && strcmp(events[at - 1], event) > 0)
+        at--;
+    if (at >= max)
+        return;
+    size_t moved = *count < max ? *count - at : max - 1 - at;
+    memmove(events[at + 1], events[at], moved * sizeof(events[0]));
+    snprintf(events[at], CATRACA_ID_MAX + 1, "%s", event);
+    if (*count < max)
+        (*count)++;
+}
+
+static int kafka_list_partitions(void *context, char (*events)[CATRACA_ID_MAX + 1], size_t max,
+                                 size_t *count)
+{
+    struct log_kafka *log = context;
+    *count = 0;
+    int error = consumer_ready(log);
+    if (error != 0)
+        return error;
+    const struct rd_kafka_metadata *metadata = NULL;
+    if (rd_kafka_metadata(log->consumer, 1, NULL, &metadata, log->options.timeout_ms) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        return CATRACA_E_UNAVAILABLE;
+    char event[CATRACA_ID_MAX + 1];
+    for (int i = 0; i < metadata->topic_cnt && error == 0; i++) {
+        const struct rd_kafka_metadata_topic *topic = &metadata->topics[i];
+        if (topic->err != RD_KAFKA_RESP_ERR_NO_ERROR ||
+            log_kafka_topic_event(log->prefix, topic->topic, event) != 0)
+            continue;
+        /* Only events with entries: a topic made by an append that then failed has none.
+         * Asked of the leader once per topic, until it has some. */
+        pthread_mutex_lock(&tables_mutex);
+        struct known_topic *known = topic_remember_locked(topic->topic);
+        bool has_entries = known != NULL && (known->has_entries || known->appended_high > 0);
+        pthread_mutex_unlock(&tables_mutex);
+        if (!has_entries) {
+            int64_t low = 0, high = 0;
+            error = query_watermarks(log, topic->topic, &low, &high);
+            if (error == CATRACA_E_NOTFOUND)
+                error = 0;
+            has_entries = error == 0 && high > 0;
+            if (has_entries) {
+                pthread_mutex_lock(&tables_mutex);
+                known = topic_remember_locked(topic->topic);
+                if (known != NULL)
+                    known->has_entries = true;
+                pthread_mutex_unlock(&tables_mutex);
+            }
+        }
+        if (has_entries)
+            keep_smallest(events, max, count, event);
+    }
+    rd_kafka_metadata_destroy(metadata);
+    if (error != 0)
+        *count = 0;
+    return error;
+}
+
+static void kafka_close(void *context)
+{
+    struct log_kafka *log = context;
+    if (log == NULL)
+        return;
+    producer_drop(log);
+    if (log->consumer != NULL) {
+        while (log->assigned_count > 0)
+            unassign(log, &log->assigned[0]);
+        rd_kafka_destroy(log->consumer);
+    }
+    free(log->deliveries);
+    free(log->item_topics);
+    free(log->assigned);
+    free(log->records);
+    free(log->messages);
+    free(log->entry_purchases);
+    free(log->entry_keys);
+    free(log->scan_entries);
+    free(log);
+}
+
+static const struct log_ops kafka_ops = {
+    .flags = LOG_FLAG_KEYS_IN_PURCHASE_IDS, /* log.h: keys are checked in this process only */
+    .append = kafka_append,
+    .read = kafka_read,
+    .find_purchase = kafka_find_purchase,
+    .count_after = kafka_count_after,
+    .last_seq = kafka_last_seq,
+    .list_partitions = kafka_list_partitions,
+    .close = kafka_close,
+};
+
+int log_kafka_open(const struct backend_options *options, size_t read_max, bool is_appender,
+                   struct catraca_log *out)
+{
+    (void)is_appender;
+    if (out == NULL || read_max == 0 || read_max > LOG_KAFKA_APPEND_ITEMS_MAX ||
+        log_kafka_options_check(options) != 0)
+        return CATRACA_E_INVALID;
+    struct log_kafka *log = calloc(1, sizeof(*log));
+    if (log == NULL)
+        return CATRACA_E_NOMEM;
+    log->options = *options;
+    snprintf(log->bootstrap, sizeof(log->bootstrap), "%s", options->kafka_bootstrap);
+    snprintf(log->prefix, sizeof(log->prefix), "%s", options->kafka_topic_prefix);
+    log->options.kafka_bootstrap = log->bootstrap;
+    log->options.kafka_topic_prefix = log->prefix;
+    log->options.redis_url = NULL;
+    log->read_max = read_max;
+    log->records = malloc(read_max * CATRACA_COMMAND_ENCODED_MAX);
+    log->messages = calloc(read_max, sizeof(*log->messages));
+    log->assigned = calloc(LOG_KAFKA_READ_PARTITIONS_MAX, sizeof(*log->assigned));
+    log->entry_purchases = calloc(read_max, sizeof(*log->entry_purchases));
+    log->entry_keys = calloc(read_max, sizeof(*log->entry_keys));
+    log->scan_entries = calloc(read_max, sizeof(*log->scan_entries));
+    if (log->records == NULL || log->messages == NULL || log->assigned == NULL ||
+        log->entry_purchases == NULL || log->entry_keys == NULL || log->scan_entries == NULL) {
+        kafka_close(log);
+        return CATRACA_E_NOMEM;
+    }
+    *out = (struct catraca_log){&kafka_ops, log};
+    return 0;
+}

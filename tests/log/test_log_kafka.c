@@ -1,0 +1,688 @@
+/*
+ * The Kafka log and bus adapters against a real broker: what only Kafka has
+ * (topic names, seq = offset + 1, reads that must not wait on a caught-up
+ * partition, a broker that stops mid-append, the process-wide tables), plus
+ * the log.h behaviours a gateway and a worker rely on. The generic contract
+ * is tests/log/conformance_log.c's (its Kafka target lives here once that
+ * suite lands).
+ *
+ * Run under `python3 tests/servers.py --kafka`, which starts a broker and sets
+ * CATRACA_TEST_KAFKA (bootstrap). Each run uses a topic prefix of its own,
+ * "t<seed>.<case>.", so runs and cases never see each other's topics; the seed
+ * is printed and CATRACA_SEED replays one (as the conformance suite's).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "log/bus_kafka.h"
+#include "log/conformance_bus.h"
+#include "log/conformance_log.h"
+#include "log/log_kafka.h"
+
+#define READ_MAX 64
+#define TIMEOUT_MS 3000
+#define SEQ_ZERO ((struct log_seq){0, 0})
+
+static const char *bootstrap;
+static unsigned long seed;
+static char prefix[64];
+static int case_number;
+
+static int64_t now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    bootstrap = getenv("CATRACA_TEST_KAFKA");
+    if (bootstrap == NULL || bootstrap[0] == '\0') {
+        fprintf(stderr, "CATRACA_TEST_KAFKA is not set: run under python3 tests/servers.py "
+                        "--kafka (a broker must run; nothing is skipped)\n");
+        return -1;
+    }
+    const char *given = getenv("CATRACA_SEED");
+    seed = given != NULL ? strtoul(given, NULL, 10) : (unsigned long)time(NULL) ^ (unsigned long)getpid();
+    fprintf(stderr, "test_log_kafka: seed %lu (CATRACA_SEED=%lu replays it), broker %s\n",
+            seed, seed, bootstrap);
+    srand((unsigned)seed);
+    return 0;
+}
+
+/* Every case gets topics of its own. */
+static int fresh_prefix(void **state)
+{
+    (void)state;
+    snprintf(prefix, sizeof(prefix), "t%lu.c%d.", seed, ++case_number);
+    return 0;
+}
+
+static struct backend_options options_with(int timeout_ms)
+{
+    return (struct backend_options){.kafka_bootstrap = bootstrap,
+                                    .kafka_topic_prefix = prefix,
+                                    .kafka_replication_factor = 1,
+                                    .kafka_min_insync_replicas = 1,
+                                    .timeout_ms = timeout_ms};
+}
+
+static struct catraca_log open_log(int timeout_ms)
+{
+    struct backend_options options = options_with(timeout_ms);
+    struct catraca_log log;
+    assert_int_equal(log_kafka_open(&options, READ_MAX, true, &log), 0);
+    return log;
+}
+
+static struct log_append_item item(const char *event, uint64_t purchase_id, const char *key,
+                                   uint64_t hash, const uint8_t *record, size_t length)
+{
+    return (struct log_append_item){.event = event,
+                                    .record = record,
+                                    .record_length = length,
+                                    .time_ms = 1,
+                                    .purchase_id = purchase_id,
+                                    .idempotency_scope = "c1",
+                                    .idempotency_key = key,
+                                    .request_hash = hash};
+}
+
+static void assert_seq_equal(struct log_seq a, struct log_seq b)
+{
+    if (log_seq_compare(a, b) != 0)
+        fail_msg("seq %llu-%llu, expected %llu-%llu", (unsigned long long)a.major,
+                 (unsigned long long)a.minor, (unsigned long long)b.major,
+                 (unsigned long long)b.minor);
+}
+
+/* ---- names ------------------------------------------------------------------------------- */
+
+static void test_topic_names(void **state)
+{
+    (void)state;
+    char a[LOG_KAFKA_TOPIC_MAX], b[LOG_KAFKA_TOPIC_MAX], event[CATRACA_ID_MAX + 1];
+    assert_int_equal(log_kafka_event_topic("catraca.", "a.b", a), 0);
+    assert_int_equal(log_kafka_event_topic("catraca.", "a_b", b), 0);
+    assert_string_equal(a, "catraca.event.a-db");
+    assert_string_equal(b, "catraca.event.a-ub");
+    /* Kafka refuses names that differ only by '.' vs '_': the encoded parts have neither */
+    assert_null(strpbrk(a + strlen("catraca.event."), "._"));
+    assert_null(strpbrk(b + strlen("catraca.event."), "._"));
+    assert_int_equal(log_kafka_event_topic("catraca.", "a-b", a), 0);
+    assert_string_equal(a, "catraca.event.a--b");
+    assert_int_equal(log_kafka_topic_event("catraca.", "catraca.event.a--b", event), 0);
+    assert_string_equal(event, "a-b");
+    /* not event topics, or not ids */
+    assert_int_equal(log_kafka_topic_event("catraca.", "catraca.sys.commits", event),
+                     CATRACA_E_INVALID);
+    assert_int_equal(log_kafka_topic_event("catraca.", "catraca.event.a-x", event),
+                     CATRACA_E_INVALID);
+    assert_int_equal(log_kafka_topic_event("catraca.", "catraca.event.a-", event),
+                     CATRACA_E_INVALID);
+    assert_int_equal(log_kafka_topic_event("catraca.", "other.event.ab", event), CATRACA_E_INVALID);
+    assert_int_equal(log_kafka_event_topic("catraca.", "a b", a), CATRACA_E_INVALID);
+    assert_int_equal(log_kafka_event_topic("catraca.", "", a), CATRACA_E_INVALID);
+    char longest[CATRACA_ID_MAX + 2];
+    memset(longest, '.', sizeof(longest));
+    longest[CATRACA_ID_MAX] = '\0';
+    assert_int_equal(log_kafka_event_topic("catraca.", longest, a), 0);
+    assert_true(strlen(a) < 249); /* Kafka's longest topic name */
+    longest[CATRACA_ID_MAX] = '.';
+    longest[CATRACA_ID_MAX + 1] = '\0';
+    assert_int_equal(log_kafka_event_topic("catraca.", longest, a), CATRACA_E_INVALID);
+    /* Random ids over the allowed alphabet round-trip, and distinct ids give distinct names. */
+    static const char alphabet[] = "ab.-_Z9";
+    for (int round = 0; round < 2000; round++) {
+        char id[2][9];
+        for (int k = 0; k < 2; k++) {
+            size_t length = 1 + (size_t)rand() % 8;
+            for (size_t i = 0; i < length; i++)
+                id[k][i] = alphabet[rand() % (int)(sizeof(alphabet) - 1)];
+            id[k][length] = '\0';
+        }
+        assert_int_equal(log_kafka_event_topic("p.", id[0], a), 0);
+        assert_int_equal(log_kafka_event_topic("p.", id[1], b), 0);
+        assert_int_equal(log_kafka_topic_event("p.", a, event), 0);
+        assert_string_equal(event, id[0]);
+        assert_int_equal(strcmp(a, b) == 0, strcmp(id[0], id[1]) == 0);
+    }
+}
+
+static void test_options(void **state)
+{
+    (void)state;
+    struct catraca_log log;
+    struct catraca_bus bus;
+    struct backend_options options = options_with(TIMEOUT_MS);
+    options.kafka_min_insync_replicas = 2; /* above the replication factor */
+    assert_int_equal(log_kafka_open(&options, READ_MAX, true, &log), CATRACA_E_INVALID);
+    assert_int_equal(bus_kafka_open(&options, &bus), CATRACA_E_INVALID);
+    options = options_with(TIMEOUT_MS);
+    options.kafka_topic_prefix = "bad prefix";
+    assert_int_equal(log_kafka_open(&options, READ_MAX, true, &log), CATRACA_E_INVALID);
+    options = options_with(0);
+    assert_int_equal(log_kafka_open(&options, READ_MAX, true, &log), CATRACA_E_INVALID);
+    options = options_with(TIMEOUT_MS);
+    options.kafka_bootstrap = "";
+    assert_int_equal(log_kafka_open(&options, READ_MAX, true, &log), CATRACA_E_INVALID);
+    options = options_with(TIMEOUT_MS);
+    assert_int_equal(log_kafka_open(&options, 0, true, &log), CATRACA_E_INVALID);
+}
+
+/* ---- seq = offset + 1 ---------------------------------------------------------------------- */
+
+static void test_seq_is_offset_plus_one(void **state)
+{
+    (void)state;
+    struct catraca_log log = open_log(TIMEOUT_MS);
+    uint8_t bytes[5] = {1, 2, 3, 4, 5};
+    struct log_append_item items[3] = {item("a.b", 0, NULL, 0, bytes, 1),
+                                       item("a.b", 0, NULL, 0, bytes + 1, 1),
+                                       item("a_b", 0, NULL, 0, bytes + 2, 1)};
+    items[1].time_ms = -7;
+    assert_int_equal(log.ops->append(log.context, items, 3), 0);
+    assert_seq_equal(items[0].seq, (struct log_seq){1, 0});
+    assert_seq_equal(items[1].seq, (struct log_seq){2, 0});
+    assert_seq_equal(items[2].seq, (struct log_seq){1, 0}); /* "a_b" is a topic of its own */
+    struct log_append_item more = item("a.b", 0, NULL, 0, bytes + 3, 1);
+    assert_int_equal(log.ops->append(log.context, &more, 1), 0);
+    assert_seq_equal(more.seq, (struct log_seq){3, 0});
+
+    struct log_entry entries[8];
+    size_t count = 0;
+    assert_int_equal(log.ops->read(log.context, "a.b", SEQ_ZERO, entries, 8, &count), 0);
+    assert_int_equal(count, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_seq_equal(entries[i].seq, (struct log_seq){i + 1, 0});
+        assert_int_equal(entries[i].record[0], i < 2 ? bytes[i] : bytes[3]);
+    }
+    assert_true(entries[1].time_ms == -7);
+    /* exclusive after; log_seq_before(s) starts at s itself (a seek backwards) */
+    assert_int_equal(log.ops->read(log.context, "a.b", (struct log_seq){1, 0}, entries, 8, &count), 0);
+    assert_int_equal(count, 2);
+    assert_seq_equal(entries[0].seq, (struct log_seq){2, 0});
+    assert_int_equal(log.ops->read(log.context, "a.b", log_seq_before((struct log_seq){3, 0}),
+                                   entries, 8, &count),
+                     0);
+    assert_int_equal(count, 1);
+    assert_seq_equal(entries[0].seq, (struct log_seq){3, 0});
+    assert_int_equal(log.ops->read(log.context, "a.b", SEQ_ZERO, entries, 2, &count), 0);
+    assert_int_equal(count, 2); /* max */
+
+    struct log_seq last;
+    uint64_t after = 0;
+    assert_int_equal(log.ops->last_seq(log.context, "a.b", &last), 0);
+    assert_seq_equal(last, (struct log_seq){3, 0});
+    assert_int_equal(log.ops->count_after(log.context, "a.b", (struct log_seq){1, 0}, &after), 0);
+    assert_int_equal(after, 2);
+    assert_int_equal(log.ops->last_seq(log.context, "never", &last), 0);
+    assert_seq_equal(last, SEQ_ZERO);
+    assert_int_equal(log.ops->count_after(log.context, "never", SEQ_ZERO, &after), 0);
+    assert_int_equal(after, 0);
+
+    char events[4][CATRACA_ID_MAX + 1];
+    assert_int_equal(log.ops->list_partitions(log.context, events, 4, &count), 0);
+    assert_int_equal(count, 2);
+    assert_string_equal(events[0], "a.b");
+    assert_string_equal(events[1], "a_b");
+    assert_int_equal(log.ops->list_partitions(log.context, events, 1, &count), 0);
+    assert_int_equal(count, 1);
+    assert_string_equal(events[0], "a.b");
+    log.ops->close(log.context);
+}
+
+/* ---- reads that are caught up return at once --------------------------------------------- */
+
+static void test_read_caught_up_returns_at_once(void **state)
+{
+    (void)state;
+    struct catraca_log writer = open_log(TIMEOUT_MS), reader = open_log(TIMEOUT_MS);
+    uint8_t byte = 9;
+    struct log_append_item one = item("ev", 0, NULL, 0, &byte, 1);
+    assert_int_equal(writer.ops->append(writer.context, &one, 1), 0);
+    struct log_entry entries[4];
+    size_t count = 0;
+    assert_int_equal(reader.ops->read(reader.context, "ev", SEQ_ZERO, entries, 4, &count), 0);
+    assert_int_equal(count, 1);
+    /* caught up: many reads, none waits for the time-out (a worker polls many partitions) */
+    int64_t started = now_ms();
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(reader.ops->read(reader.context, "ev", one.seq, entries, 4, &count), 0);
+        assert_int_equal(count, 0);
+    }
+    int64_t took = now_ms() - started;
+    fprintf(stderr, "20 caught-up reads: %lld ms\n", (long long)took);
+    assert_true(took < 500);
+    /* an event with no topic at all reads empty, quickly too */
+    started = now_ms();
+    assert_int_equal(reader.ops->read(reader.context, "nothing-here", SEQ_ZERO, entries, 4, &count), 0);
+    assert_int_equal(count, 0);
+    assert_true(now_ms() - started < TIMEOUT_MS);
+    /* a new entry (by another handle) reaches the reader, through its prefetch */
+    struct log_append_item two = item("ev", 0, NULL, 0, &byte, 1);
+    assert_int_equal(writer.ops->append(writer.context, &two, 1), 0);
+    int64_t deadline = now_ms() + TIMEOUT_MS;
+    do
+        assert_int_equal(reader.ops->read(reader.context, "ev", one.seq, entries, 4, &count), 0);
+    while (count == 0 && now_ms() < deadline);
+    assert_int_equal(count, 1);
+    assert_seq_equal(entries[0].seq, two.seq);
+    writer.ops->close(writer.context);
+    reader.ops->close(reader.context);
+}
+
+/* A partition read again from an earlier position (a worker recovering) seeks back. */
+static void test_read_seeks_back(void **state)
+{
+    (void)state;
+    struct catraca_log log = open_log(TIMEOUT_MS);
+    uint8_t bytes[10];
+    struct log_append_item items[10];
+    for (uint8_t i = 0; i < 10; i++) {
+        bytes[i] = i;
+        items[i] = item("ev", 0, NULL, 0, &bytes[i], 1);
+    }
+    assert_int_equal(log.ops->append(log.context, items, 10), 0);
+    struct log_entry entries[16];
+    size_t count = 0;
+    for (int round = 0; round < 20; round++) {
+        uint64_t from = (uint64_t)(rand() % 10);
+        assert_int_equal(log.ops->read(log.context, "ev", (struct log_seq){from, 0}, entries, 3,
+                                       &count),
+                         0);
+        assert_int_equal(count, from + 3 <= 10 ? 3 : 10 - from);
+        for (size_t i = 0; i < count; i++)
+            assert_int_equal(entries[i].record[0], from + i);
+    }
+    log.ops->close(log.context);
+}
+
+/* ---- the process-wide tables --------------------------------------------------------------- */
+
+static void test_keys_and_purchases_of_this_process(void **state)
+{
+    (void)state;
+    struct catraca_log log = open_log(TIMEOUT_MS), other = open_log(TIMEOUT_MS);
+    uint8_t byte = 1;
+    struct log_append_item first[2] = {item("ev", 77, "k1", 5, &byte, 1),
+                                       item("ev", 78, "k1", 5, &byte, 1)};
+    assert_int_equal(log.ops->append(log.context, first, 2), 0);
+    assert_int_equal(first[0].result, LOG_APPENDED);
+    assert_int_equal(first[1].result, LOG_DUPLICATE); /* same key, same call */
+    assert_seq_equal(first[1].seq, first[0].seq);
+    assert_int_equal(first[1].existing_purchase_id, 77);
+    /* another handle of this process knows the key: a retry and a conflicting reuse */
+    struct log_append_item retry = item("ev", 79, "k1", 5, &byte, 1),
+                           reuse = item("ev", 80, "k1", 6, &byte, 1),
+                           again = item("ev", 77, NULL, 0, &byte, 1);
+    assert_int_equal(other.ops->append(other.context, &retry, 1), 0);
+    assert_int_equal(retry.result, LOG_DUPLICATE);
+    assert_int_equal(retry.existing_purchase_id, 77);
+    assert_seq_equal(retry.seq, first[0].seq);
+    assert_int_equal(other.ops->append(other.context, &reuse, 1), 0);
+    assert_int_equal(reuse.result, LOG_DUPLICATE_MISMATCH);
+    assert_int_equal(other.ops->append(other.context, &again, 1), 0);
+    assert_int_equal(again.result, LOG_DUPLICATE); /* purchase id 77 is in the log */
+    char event[CATRACA_ID_MAX + 1];
+    struct log_seq seq;
+    assert_int_equal(other.ops->find_purchase(other.context, 77, event, &seq), 0);
+    assert_string_equal(event, "ev");
+    assert_seq_equal(seq, first[0].seq);
+    assert_int_equal(other.ops->find_purchase(other.context, 12345, event, &seq),
+                     CATRACA_E_NOTFOUND);
+    uint64_t count = 0;
+    assert_int_equal(log.ops->count_after(log.context, "ev", SEQ_ZERO, &count), 0);
+    assert_int_equal(count, 1); /* only the first was appended */
+    log.ops->close(log.context);
+    other.ops->close(other.context);
+}
+
+static void test_invalid_batch_appends_nothing(void **state)
+{
+    (void)state;
+    struct catraca_log log = open_log(TIMEOUT_MS);
+    uint8_t byte = 1;
+    static uint8_t big[CATRACA_COMMAND_ENCODED_MAX + 1];
+    struct log_append_item items[2] = {item("ev", 0, NULL, 0, &byte, 1),
+                                       item("ev", 0, NULL, 0, big, sizeof(big))};
+    assert_int_equal(log.ops->append(log.context, items, 2), CATRACA_E_INVALID);
+    items[1] = item("bad id", 0, NULL, 0, &byte, 1);
+    assert_int_equal(log.ops->append(log.context, items, 2), CATRACA_E_INVALID);
+    uint64_t count = 1;
+    assert_int_equal(log.ops->count_after(log.context, "ev", SEQ_ZERO, &count), 0);
+    assert_int_equal(count, 0);
+    log.ops->close(log.context);
+}
+
+/* ---- faults -------------------------------------------------------------------------------- */
+
+/* The pid of the process listening on the bootstrap's first port (the broker). */
+static pid_t broker_pid(void)
+{
+    int port = 0;
+    const char *colon = strrchr(bootstrap, ':');
+    assert_non_null(colon);
+    port = atoi(colon + 1);
+    char line[512];
+    unsigned long inode = 0;
+    /* a JVM listens on an IPv6 socket even for 127.0.0.1: both tables */
+    for (int table = 0; table < 2 && inode == 0; table++) {
+        FILE *tcp = fopen(table == 0 ? "/proc/net/tcp" : "/proc/net/tcp6", "r");
+        while (tcp != NULL && inode == 0 && fgets(line, sizeof(line), tcp) != NULL) {
+            unsigned local_port = 0, state = 0;
+            unsigned long node = 0;
+            if (sscanf(line, " %*d: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x %*s %*s %*s %*s %*s %lu",
+                       &local_port, &state, &node) == 3 &&
+                (int)local_port == port && state == 0x0A)
+                inode = node;
+        }
+        if (tcp != NULL)
+            fclose(tcp);
+    }
+    assert_true(inode != 0);
+    char wanted[64];
+    snprintf(wanted, sizeof(wanted), "socket:[%lu]", inode);
+    DIR *proc = opendir("/proc");
+    struct dirent *entry;
+    pid_t found = 0;
+    while (found == 0 && (entry = readdir(proc)) != NULL) {
+        pid_t pid = (pid_t)atoi(entry->d_name);
+        if (pid <= 0)
+            continue;
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+        DIR *fds = opendir(path);
+        struct dirent *fd;
+        while (fds != NULL && found == 0 && (fd = readdir(fds)) != NULL) {
+            char link[600], target[64];
+            snprintf(link, sizeof(link), "%s/%s", path, fd->d_name);
+            ssize_t n = readlink(link, target, sizeof(target) - 1);
+            if (n > 0) {
+                target[n] = '\0';
+                if (strcmp(target, wanted) == 0)
+                    found = pid;
+            }
+        }
+        if (fds != NULL)
+            closedir(fds);
+    }
+    closedir(proc);
+    assert_true(found > 0);
+    return found;
+}
+
+/*
+ * A broker that stops answering mid-append (SIGSTOP) must surface as an error
+ * within the time-out, never as 0; after it resumes, appends work again on the
+ * same handle. (What a stopped broker does with a request it had already
+ * read, after it resumes, is Kafka's: docs/DEPLOY.md "Kafka" - the retry
+ * carries the same purchase id.)
+ */
+static void test_broker_stopped_mid_append(void **state)
+{
+    (void)state;
+    struct catraca_log log = open_log(1500);
+    uint8_t byte = 1;
+    struct log_append_item warm = item("ev", 0, NULL, 0, &byte, 1);
+    assert_int_equal(log.ops->append(log.context, &warm, 1), 0); /* topic made, connected */
+    pid_t pid = broker_pid();
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    struct log_append_item items[4];
+    for (int i = 0; i < 4; i++)
+        items[i] = item("ev", 0, NULL, 0, &byte, 1);
+    int64_t started = now_ms();
+    int error = log.ops->append(log.context, items, 4);
+    int64_t took = now_ms() - started;
+    kill(pid, SIGCONT);
+    fprintf(stderr, "append to a stopped broker: %d after %lld ms\n", error, (long long)took);
+    assert_int_equal(error, CATRACA_E_UNAVAILABLE);
+    assert_true(took < 1500 + 2000 + 500);
+    /* the handle works again once the broker does */
+    int64_t deadline = now_ms() + 20000;
+    struct log_append_item after = item("ev", 0, NULL, 0, &byte, 1);
+    while ((error = log.ops->append(log.context, &after, 1)) != 0 && now_ms() < deadline)
+        ;
+    assert_int_equal(error, 0);
+    assert_int_equal(after.result, LOG_APPENDED);
+    assert_true(log_seq_compare(after.seq, warm.seq) > 0);
+    /* Reported, not asserted: whether the broker wrote the timed-out batch after it resumed
+     * (it had read the request before the stop) - the caveat log_kafka.h documents. */
+    fprintf(stderr, "entries of the failed append the broker wrote after resuming: %llu of 4\n",
+            (unsigned long long)(after.seq.major - warm.seq.major - 1));
+    log.ops->close(log.context);
+}
+
+static void test_unreachable_brokers(void **state)
+{
+    (void)state;
+    struct backend_options options = options_with(500);
+    options.kafka_bootstrap = "127.0.0.1:1"; /* nothing listens there */
+    struct catraca_log log;
+    assert_int_equal(log_kafka_open(&options, READ_MAX, true, &log), 0); /* opening never fails */
+    uint8_t byte = 1;
+    struct log_append_item one = item("ev", 0, NULL, 0, &byte, 1);
+    int64_t started = now_ms();
+    assert_int_equal(log.ops->append(log.context, &one, 1), CATRACA_E_UNAVAILABLE);
+    struct log_entry entries[2];
+    size_t count = 0;
+    assert_int_equal(log.ops->read(log.context, "ev", SEQ_ZERO, entries, 2, &count),
+                     CATRACA_E_UNAVAILABLE);
+    uint64_t lag = 0;
+    assert_int_equal(log.ops->count_after(log.context, "ev", SEQ_ZERO, &lag), CATRACA_E_UNAVAILABLE);
+    assert_true(now_ms() - started < 10000);
+    log.ops->close(log.context);
+    struct catraca_bus bus;
+    assert_int_equal(bus_kafka_open(&options, &bus), 0);
+    uint64_t number = 0;
+    assert_int_equal(bus.ops->unique_number(bus.context, &number), CATRACA_E_UNAVAILABLE);
+    bus.ops->close(bus.context);
+}
+
+/* ---- the bus ------------------------------------------------------------------------------- */
+
+struct listener {
+    struct catraca_bus bus;
+    atomic_int stop;
+    atomic_int is_subscribed;
+    atomic_int received;
+    char last[CATRACA_ID_MAX + 1];
+    size_t last_length;
+};
+
+static void on_commit(void *context, const uint8_t *message, size_t length)
+{
+    struct listener *l = context;
+    l->last_length = length;
+    memcpy(l->last, message, length < sizeof(l->last) ? length : sizeof(l->last));
+    atomic_fetch_add(&l->received, 1);
+}
+
+static void on_event(void *context, const char *event)
+{
+    struct listener *l = context;
+    snprintf(l->last, sizeof(l->last), "%s", event);
+    atomic_fetch_add(&l->received, 1);
+}
+
+static void *commits_main(void *argument)
+{
+    struct listener *l = argument;
+    l->bus.ops->subscribe_commits(l->bus.context, on_commit, l, &l->stop, &l->is_subscribed);
+    return NULL;
+}
+
+static void *appended_main(void *argument)
+{
+    struct listener *l = argument;
+    l->bus.ops->wait_appended(l->bus.context, on_event, l, &l->stop, &l->is_subscribed);
+    return NULL;
+}
+
+static void wait_for(atomic_int *flag, int value)
+{
+    int64_t deadline = now_ms() + 15000;
+    while (atomic_load(flag) < value && now_ms() < deadline) {
+        struct timespec pause = {0, 10 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    assert_true(atomic_load(flag) >= value);
+}
+
+static void test_bus(void **state)
+{
+    (void)state;
+    struct backend_options options = options_with(TIMEOUT_MS);
+    struct catraca_bus bus;
+    assert_int_equal(bus_kafka_open(&options, &bus), 0);
+    uint64_t a = 0, b = 0;
+    assert_int_equal(bus.ops->unique_number(bus.context, &a), 0);
+    assert_int_equal(bus.ops->unique_number(bus.context, &b), 0);
+    assert_true(b > a);
+
+    struct listener commits = {0}, appended = {0};
+    assert_int_equal(bus_kafka_open(&options, &commits.bus), 0);
+    assert_int_equal(bus_kafka_open(&options, &appended.bus), 0);
+    pthread_t commits_thread, appended_thread;
+    assert_int_equal(pthread_create(&commits_thread, NULL, commits_main, &commits), 0);
+    assert_int_equal(pthread_create(&appended_thread, NULL, appended_main, &appended), 0);
+    wait_for(&commits.is_subscribed, 1);
+    wait_for(&appended.is_subscribed, 1);
+
+    const uint8_t message[4] = {0, 'x', 0xff, 0};
+    assert_int_equal(bus.ops->publish_commit(bus.context, message, sizeof(message)), 0);
+    wait_for(&commits.received, 1);
+    assert_int_equal(commits.last_length, sizeof(message));
+    assert_memory_equal(commits.last, message, sizeof(message));
+
+    struct catraca_log log = open_log(TIMEOUT_MS);
+    uint8_t byte = 1;
+    struct log_append_item one = item("some.event", 0, NULL, 0, &byte, 1);
+    assert_int_equal(log.ops->append(log.context, &one, 1), 0);
+    wait_for(&appended.received, 1);
+    assert_string_equal(appended.last, "some.event");
+    log.ops->close(log.context);
+
+    static uint8_t too_long[BUS_MESSAGE_MAX + 1];
+    assert_int_equal(bus.ops->publish_commit(bus.context, too_long, sizeof(too_long)),
+                     CATRACA_E_INVALID);
+    atomic_store(&commits.stop, 1);
+    atomic_store(&appended.stop, 1);
+    int64_t started = now_ms();
+    pthread_join(commits_thread, NULL);
+    pthread_join(appended_thread, NULL);
+    assert_true(now_ms() - started < 2 * BUS_POLL_MS + 1000);
+    assert_int_equal(atomic_load(&commits.is_subscribed), 0);
+    commits.bus.ops->close(commits.bus.context);
+    appended.bus.ops->close(appended.bus.context);
+    bus.ops->close(bus.context);
+}
+
+/* ---- the conformance suite's Kafka target -------------------------------------------------- */
+
+#define CONFORMANCE_TIMEOUT_MS 1500
+
+static char conformance_prefix[64];
+static pid_t stopped_broker;
+
+static int kafka_open(void *context, size_t read_max, struct catraca_log *out)
+{
+    (void)context;
+    struct backend_options options = options_with(CONFORMANCE_TIMEOUT_MS);
+    options.kafka_topic_prefix = conformance_prefix;
+    return log_kafka_open(&options, read_max, true, out);
+}
+
+/*
+ * Only a stall can be made here: a proxy in front of the bootstrap address
+ * would be bypassed (a Kafka client connects to the address each broker
+ * advertises, not to the bootstrap one), so the broker itself is stopped.
+ */
+static int cut_connections(void *context, enum conformance_cut how)
+{
+    (void)context;
+    if (how != CONFORMANCE_CUT_STALL)
+        return -1;
+    stopped_broker = broker_pid();
+    return kill(stopped_broker, SIGSTOP) == 0 ? 0 : -1;
+}
+
+static void restore_connections(void *context)
+{
+    (void)context;
+    if (stopped_broker > 0)
+        kill(stopped_broker, SIGCONT);
+    stopped_broker = 0;
+}
+
+static int kafka_bus_open(void *context, struct catraca_bus *out)
+{
+    (void)context;
+    struct backend_options options = options_with(CONFORMANCE_TIMEOUT_MS);
+    options.kafka_topic_prefix = conformance_prefix;
+    return bus_kafka_open(&options, out);
+}
+
+static int kafka_bus_open_log(void *context, struct catraca_log *out)
+{
+    return kafka_open(context, READ_MAX, out);
+}
+
+int main(void)
+{
+    if (group_setup(NULL) != 0)
+        return 1;
+    snprintf(conformance_prefix, sizeof(conformance_prefix), "t%lu.conformance.", seed);
+    struct conformance_target target = {
+        .name = "kafka",
+        .open = kafka_open,
+        /* a delivery report that timed out may be for a write the broker made; items of
+         * other events (other topics) acknowledged before a failure stay: log_kafka.h */
+        .capabilities = CONFORMANCE_ERROR_MAY_HAVE_APPENDED | CONFORMANCE_ERROR_MAY_APPEND_PART,
+        /* message.timeout.ms, the report's margin, and draining after a purge */
+        .append_timeout_ms = CONFORMANCE_TIMEOUT_MS + 2000,
+        .cut_connections = cut_connections,
+        .restore_connections = restore_connections,
+    };
+    int failed = conformance_log_run(&target);
+    struct conformance_bus_target bus_target = {
+        .name = "kafka",
+        .open = kafka_bus_open,
+        .open_log = kafka_bus_open_log,
+        .reconnect_ms = CONFORMANCE_TIMEOUT_MS + BUS_KAFKA_BACKOFF_MS + BUS_KAFKA_CHECK_MS,
+        /* no cut: the bus and the log share the brokers, and a proxy would be bypassed (a
+         * client connects to the addresses brokers advertise); stalls are test_log_kafka's */
+    };
+    failed += conformance_bus_run(&bus_target);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_topic_names),
+        cmocka_unit_test_setup(test_options, fresh_prefix),
+        cmocka_unit_test_setup(test_seq_is_offset_plus_one, fresh_prefix),
+        cmocka_unit_test_setup(test_read_caught_up_returns_at_once, fresh_prefix),
+        cmocka_unit_test_setup(test_read_seeks_back, fresh_prefix),
+        cmocka_unit_test_setup(test_keys_and_purchases_of_this_process, fresh_prefix),
+        cmocka_unit_test_setup(test_invalid_batch_appends_nothing, fresh_prefix),
+        cmocka_unit_test_setup(test_bus, fresh_prefix),
+        cmocka_unit_test_setup(test_unreachable_brokers, fresh_prefix),
+        cmocka_unit_test_setup(test_broker_stopped_mid_append, fresh_prefix),
+    };
+    return failed + cmocka_run_group_tests_name("kafka_own", tests, NULL, NULL);
+}

@@ -1,0 +1,133 @@
+/*
+ * The Redis Streams log (src/log/log_redis.c) and the Redis bus
+ * (src/log/bus_redis.c) against the conformance suites,
+ * on the real redis-server tests/servers.py starts (CATRACA_TEST_REDIS). The
+ * suite's handles reach Redis through tests/log/fault_proxy.h, which cuts or
+ * stalls their connections on demand; Redis itself keeps running.
+ *
+ * Capability: CONFORMANCE_ERROR_MAY_HAVE_APPENDED, log_redis.h's dropped
+ * reply: when the connection breaks after the script ran, the append
+ * happened and the caller sees CATRACA_E_UNAVAILABLE; a retry with the same
+ * key or purchase id is a duplicate. A script is atomic, so a failed batch is
+ * still all or nothing (no CONFORMANCE_ERROR_MAY_APPEND_PART).
+ *
+ * What only Redis has (NOSCRIPT, WAIT, replies of the wrong shape, pub/sub) is
+ * in tests/log/test_redis.c.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "log/bus_redis.h"
+#include "log/conformance_bus.h"
+#include "log/conformance_log.h"
+#include "log/fault_proxy.h"
+#include "log/log_redis.h"
+
+#define TIMEOUT_MS 500
+
+static struct fault_proxy *proxy;
+static char proxy_url[64];
+static const char *direct_url;
+
+static int redis_open(void *context, size_t read_max, struct catraca_log *out)
+{
+    (void)context;
+    struct log_redis_options options = {
+        .url = proxy_url, .timeout_ms = TIMEOUT_MS, .read_max = read_max};
+    return log_redis_open(&options, out);
+}
+
+static int cut_connections(void *context, enum conformance_cut how)
+{
+    (void)context;
+    static const enum fault_proxy_mode modes[] = {
+        [CONFORMANCE_CUT_REQUEST] = FAULT_PROXY_CUT_REQUEST,
+        [CONFORMANCE_CUT_REPLY] = FAULT_PROXY_CUT_REPLY,
+        [CONFORMANCE_CUT_STALL] = FAULT_PROXY_STALL,
+        [CONFORMANCE_CUT_DOWN] = FAULT_PROXY_DOWN,
+    };
+    fault_proxy_set_mode(proxy, modes[how]);
+    return 0;
+}
+
+static void restore_connections(void *context)
+{
+    (void)context;
+    fault_proxy_set_mode(proxy, FAULT_PROXY_RELAY);
+}
+
+static int bus_open(void *context, struct catraca_bus *out)
+{
+    (void)context;
+    struct bus_redis_options options = {.url = proxy_url, .timeout_ms = TIMEOUT_MS};
+    return bus_redis_open(&options, out);
+}
+
+/* The bus suite's log: straight to Redis, so cutting the bus leaves the log up. */
+static int bus_open_log(void *context, struct catraca_log *out)
+{
+    (void)context;
+    struct log_redis_options options = {.url = direct_url, .timeout_ms = 2000, .read_max = 16};
+    return log_redis_open(&options, out);
+}
+
+static void bus_cut(void *context)
+{
+    (void)context;
+    fault_proxy_set_mode(proxy, FAULT_PROXY_DOWN);
+}
+
+/* Each of the suite's cut rounds did cut (the proxy was in the way, not bypassed). */
+static void test_cuts_happened(void **state)
+{
+    (void)state;
+    assert_true(fault_proxy_cuts(proxy) >= 4);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* as the processes do: a dropped connection is an error */
+    const char *url = getenv("CATRACA_TEST_REDIS");
+    char host[128];
+    int port = 0;
+    if (url == NULL || sscanf(url, "redis://%127[^:]:%d", host, &port) != 2) {
+        fprintf(stderr, "CATRACA_TEST_REDIS is not set: run under python3 tests/servers.py\n");
+        return 1;
+    }
+    if (fault_proxy_start(host, port, 0, &proxy) != 0) {
+        perror("fault_proxy_start");
+        return 1;
+    }
+    snprintf(proxy_url, sizeof(proxy_url), "redis://127.0.0.1:%d", fault_proxy_port(proxy));
+    struct conformance_target target = {
+        .name = "redis",
+        .open = redis_open,
+        .capabilities = CONFORMANCE_ERROR_MAY_HAVE_APPENDED,
+        .append_timeout_ms = TIMEOUT_MS,
+        .cut_connections = cut_connections,
+        .restore_connections = restore_connections,
+    };
+    int failed = conformance_log_run(&target);
+    direct_url = url;
+    struct conformance_bus_target bus_target = {
+        .name = "redis",
+        .open = bus_open,
+        .open_log = bus_open_log,
+        .reconnect_ms = 2 * TIMEOUT_MS + 200, /* a time-out, bus_redis.c's back-off */
+        .cut_connections = bus_cut,
+        .restore_connections = restore_connections,
+    };
+    failed += conformance_bus_run(&bus_target);
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_cuts_happened)};
+    failed += cmocka_run_group_tests_name("redis_own", tests, NULL, NULL);
+    fault_proxy_stop(proxy);
+    return failed;
+}

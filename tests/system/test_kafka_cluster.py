@@ -1,0 +1,286 @@
+"""The distributed mode on real Apache Kafka brokers, under failure (issue 17, DESIGN.md promises
+1, 2 and 4): every purchase answered 202 ends with exactly one decision, nothing is oversold,
+arrival order is kept, and `catraca audit` of the log and the store is clean.
+
+- BrokerKillTest: a 3-broker cluster (replication factor 3, min.insync.replicas 2); mid-rush
+  one broker (a follower of the sale's event topic) is killed with kill -9, then, once it is
+  back in sync, the partition's leader. acks=all with 2 in-sync replicas means no
+  acknowledged append lives on the dead leader alone. Last, two brokers of three at once:
+  nothing sent then is answered 202, and the sale resumes when they are back.
+- ProcessCrashTest: 1 broker; a gateway and the worker owning the sale are killed with kill -9
+  mid-rush.
+Randomized buyers: the seed is printed, CATRACA_SEED reproduces it.
+"""
+import os
+import subprocess
+import threading
+import time
+import unittest
+
+from catraca import BIN, Client, create_event, seed_from_env, token
+from cluster import Cluster
+from servers import Kafka
+from test_distributed import check_promises, settle
+
+
+class EndlessRush:
+    """Buyers b<first>, b<first+1>... each buy one ticket (Idempotency-Key k<n>) from `threads`
+    threads spread over the gateways, until stop() or `limit` buyers in all."""
+
+    def __init__(self, cluster, event, threads=6, limit=20000, pause_s=0.002, first=0):
+        self.cluster, self.event, self.pause_s = cluster, event, pause_s
+        self.answers = {}  # buyer -> (status, answer, sent_at, received_at)
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.next, self.limit = first, first + limit
+        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True)
+                        for i in range(threads)]
+
+    def take(self):
+        with self.lock:
+            if self.stopping.is_set() or self.next >= self.limit:
+                return None
+            self.next += 1
+            return self.next - 1
+
+    def run(self, i):
+        ports = [g.port for g in self.cluster.gateways]
+        client = Client(ports[i % len(ports)], timeout=20)
+        while (b := self.take()) is not None:
+            sent = time.monotonic()
+            try:
+                status, answer, _ = client.request(
+                    "POST", f"/v1/events/{self.event}/purchases",
+                    {"category": "cat0", "quantity": 1}, token(f"b{b}"),
+                    {"Idempotency-Key": f"k{b}"})
+            except OSError as e:
+                status, answer = 0, str(e)
+                time.sleep(0.05)  # a dead gateway: do not spin
+            with self.lock:
+                self.answers[b] = (status, answer, sent, time.monotonic())
+            time.sleep(self.pause_s)
+        client.close()
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self, timeout=60):
+        self.stopping.set()
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        assert not any(t.is_alive() for t in self.threads), "rush did not stop in time"
+        return self
+
+    def count(self, status=202):
+        with self.lock:
+            return sum(1 for a in self.answers.values() if a[0] == status)
+
+    def statuses(self):
+        with self.lock:
+            counts = {}
+            for a in self.answers.values():
+                counts[a[0]] = counts.get(a[0], 0) + 1
+            return counts
+
+    def accepted(self):
+        with self.lock:
+            return {b: a[1] for b, a in self.answers.items() if a[0] in (200, 202)}
+
+    def wait_for(self, accepted, timeout=60):
+        """Until `accepted` more purchases than now were answered 202 (the sale is moving)."""
+        target = self.count() + accepted
+        deadline = time.monotonic() + timeout
+        while self.count() < target:
+            assert time.monotonic() < deadline, \
+                f"the rush did not get {accepted} more 202s in {timeout} s: {self.statuses()}"
+            time.sleep(0.05)
+
+
+def wait_until(what, condition, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.1)
+
+
+def check_exactly_once(test, cluster, event, accepted, decided):
+    """Straight from PostgreSQL: every purchase answered 202 is stored exactly once, at the
+    place in the log its 202 named (its seq), and one purchase id never named two buyers."""
+    moved = {b: (accepted[b]["seq"], p["seq"]) for b, p in decided.items()
+             if p["seq"] != accepted[b]["seq"] or p["id"] != accepted[b]["id"]}
+    test.assertFalse(moved, "a purchase is not where its 202 said")
+    ids = [p["id"] for p in decided.values()]
+    test.assertEqual(len(ids), len(set(ids)), "one purchase id answered to two buyers")
+    rows = cluster.sql(f"SELECT seq_major || '-' || seq_minor, count(*) FROM purchases "
+                       f"WHERE event = '{event}' GROUP BY 1")
+    stored = dict(line.rsplit("|", 1) for line in rows.splitlines())
+    missing = [p["seq"] for p in decided.values() if p["seq"] not in stored]
+    test.assertFalse(missing, f"{len(missing)} purchases answered 202 are not in the store, "
+                              f"e.g. seq {missing[:5]}")
+    twice = {seq: n for seq, n in stored.items() if n != "1"}
+    test.assertFalse(twice, f"one place in the log stored as several purchases: {twice}")
+
+
+AUDIT_NOT_BUILT = "auditing a distributed sale is not in it yet"
+
+
+def audit_distributed(test, cluster):
+    """`catraca audit` of the sale: its Kafka log against its PostgreSQL store."""
+    run = subprocess.run([BIN, "audit"] + cluster.log_args() +
+                         ["--postgres", cluster.postgres.conninfo],
+                         capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1"))
+    out = run.stdout + run.stderr
+    if run.returncode == 2 and AUDIT_NOT_BUILT in out:
+        # TODO(audit-distributed): `catraca audit --kafka ... --postgres ...` comes with the
+        # audit branch (issue 17, part 5); until it is merged, check_exactly_once above checks
+        # the store straight in SQL. Said out loud, never skipped in silence.
+        print("TODO(audit-distributed): AUDIT NOT RUN: " + out.strip(), flush=True)
+        return
+    print(out.strip().splitlines()[-1] if out.strip() else "(audit printed nothing)")
+    test.assertEqual(run.returncode, 0, out)
+
+
+class BrokerKillTest(unittest.TestCase):
+    CAPACITY = 400
+
+    def test_kill9_a_broker_then_the_partition_leader_mid_rush(self):
+        seed = seed_from_env("kafka broker kill")
+        started = time.monotonic()
+        kafka = Kafka(brokers=3)
+        print(f"3 brokers up in {time.monotonic() - started:.1f} s", flush=True)
+        cluster = None
+        rush = None
+        try:
+            cluster = Cluster(log="kafka", kafka=kafka, replication=3, min_insync=2)
+            c = cluster.client()
+            create_event(c, "ev-kafka", (self.CAPACITY,))
+            topic = cluster.event_topic("ev-kafka")
+            rush = EndlessRush(cluster, "ev-kafka", pause_s=0.002 + (seed % 5) / 1000).start()
+            rush.wait_for(100)
+            state = kafka.wait_isr(topic, 3)
+            self.assertEqual(sorted(state["replicas"]), [0, 1, 2], state)
+            leader = kafka.leader_of(topic)
+
+            follower = [i for i in range(3) if i != leader][seed % 2]
+            kafka.kill9(follower)
+            print(f"killed follower node{follower} at {rush.count()} accepted", flush=True)
+            rush.wait_for(100)  # 2 in-sync replicas of 3: acks=all still answers
+            kafka.start_broker(follower)
+            kafka.wait_isr(topic, 3)
+
+            leader = kafka.leader_of(topic)
+            kafka.kill9(leader)
+            killed_at = rush.count()
+            print(f"killed leader node{leader} at {killed_at} accepted", flush=True)
+            new_leader = kafka.leader_of(topic)
+            self.assertNotEqual(new_leader, leader)
+            rush.wait_for(100)  # the sale goes on behind the new leader
+            kafka.start_broker(leader)
+            kafka.wait_isr(topic, 3)
+
+            # Two of three brokers down: one replica cannot make min.insync.replicas 2, so no
+            # purchase sent now may be answered 202 (a 202 is a promise that 2 brokers hold it).
+            survivor = kafka.leader_of(topic)
+            others = [i for i in range(3) if i != survivor]
+            for i in others:
+                kafka.kill9(i)
+            down_from = time.monotonic()
+            print(f"killed node{others[0]} and node{others[1]}; node{survivor} alone", flush=True)
+            time.sleep(4.0)
+            down_until = time.monotonic()
+            for i in others:
+                kafka.start_broker(i)
+            with rush.lock:
+                during = [a for a in rush.answers.values()
+                          if down_from < a[2] < down_until and a[3] < down_until + 2.0]
+            self.assertTrue(during, "no purchase was answered while two brokers were down")
+            self.assertEqual([a for a in during if a[0] in (200, 202)], [],
+                             "a 202 with one in-sync replica: min.insync.replicas not kept")
+            print(f"while one broker of three was up: {len(during)} answers, "
+                  f"{sorted({a[0] for a in during})}", flush=True)
+            rush.wait_for(100)  # and the sale recovers when they are back
+            rush.stop()
+            print(f"rush answers: {rush.statuses()}", flush=True)
+
+            accepted = rush.accepted()
+            self.assertGreater(len(accepted), 300)
+            decided = settle(cluster, accepted, timeout=120)
+            # A 503 may still have reached the log (the acknowledgement was lost, not the
+            # append): the store may hold purchases the rush saw refused.
+            check_promises(self, cluster, "ev-kafka", self.CAPACITY, decided, all_known=False)
+            check_exactly_once(self, cluster, "ev-kafka", accepted, decided)
+            self.assertEqual(cluster.stop_processes(), 0, "a gateway or worker did not stop cleanly")
+            audit_distributed(self, cluster)
+        except BaseException:
+            if cluster:
+                print(cluster.logs())
+            print(kafka.logs())
+            raise
+        finally:
+            if rush:
+                rush.stop()
+            if cluster:
+                cluster.close()
+            kafka.stop()
+
+
+class ProcessCrashTest(unittest.TestCase):
+    CAPACITY = 300
+
+    def test_kill9_a_gateway_and_the_owning_worker_mid_sale(self):
+        seed = seed_from_env("kafka process crash")
+        cluster = Cluster(log="kafka", lease_ms=1500)
+        rush = None
+        try:
+            c = cluster.client()
+            create_event(c, "ev-kcrash", (self.CAPACITY,))
+            rush = EndlessRush(cluster, "ev-kcrash", limit=3000,
+                               pause_s=0.002 + (seed % 5) / 1000).start()
+            rush.wait_for(150)
+            owner, epoch = wait_until("a worker owns the sale",
+                                      lambda: cluster.owner_of("ev-kcrash")[0] and
+                                      cluster.owner_of("ev-kcrash"))
+            victim = cluster.worker_by_id(owner)
+            self.assertIsNotNone(victim, f"no live owner found ({owner})")
+            gateway = cluster.gateways[seed % 2]
+            gateway.kill9()
+            victim.kill9()
+            print(f"killed {gateway.name} and {victim.name} (owner, epoch {epoch}) at "
+                  f"{rush.count()} accepted", flush=True)
+            rush.wait_for(150)  # the other gateway takes purchases, the other worker decides
+            gateway.start()  # a new port: the rush keeps to the gateways it knew
+            cluster.workers[cluster.workers.index(victim)] = \
+                cluster.start_worker(cluster.workers.index(victim))
+            rush.stop()
+            print(f"rush answers: {rush.statuses()}", flush=True)
+            accepted = rush.accepted()
+            self.assertGreater(len(accepted), 300)
+            decided = settle(cluster, accepted, timeout=120)
+            check_promises(self, cluster, "ev-kcrash", self.CAPACITY, decided, all_known=False)
+            check_exactly_once(self, cluster, "ev-kcrash", accepted, decided)
+            new_owner, new_epoch = cluster.owner_of("ev-kcrash")
+            self.assertNotEqual(new_owner, owner)
+            self.assertGreater(new_epoch, epoch)
+            self.assertEqual(cluster.stop_processes(), 0, "a gateway or worker did not stop cleanly")
+            audit_distributed(self, cluster)
+        except BaseException:
+            if cluster:
+                print(cluster.logs())
+            raise
+        finally:
+            if rush:
+                rush.stop()
+            if cluster:
+                cluster.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
