@@ -178,48 +178,49 @@ class Resp:
         self.sock.close()
 
 
-class DistributedAuditTest(unittest.TestCase):
-    """`catraca audit --redis URL --postgres CONNINFO` on a sale made by 2 gateways + 2 workers.
+class DistributedCases:
+    """`catraca audit (--redis URL | --kafka BOOTSTRAP) --postgres CONNINFO` on a sale made by
+    2 gateways + 2 workers on the log LOG: a clean sale is clean; tampering in PostgreSQL is
+    named. Subclasses add their log's own tampering (save_log / restore_log keep it)."""
 
-    What it can detect in the log: an entry removed or altered whose command decided a stored
-    purchase (its seq, outcome or existence then differs from the store). What it cannot: a log
-    and a store changed consistently (that is what receipts are for), entries after the store's
-    committed offset (not decided yet), and the removal of an entry that changed nothing (a
-    retry answered REPEATED, a TICK that expired no hold).
-    """
-
+    LOG = "redis"
     EVENT = "ev-audit-d"
 
     @classmethod
     def setUpClass(cls):
-        rng = random.Random(seed_from_env("distributed audit test"))
-        cls.cluster = Cluster(gateways=2, workers=2)
+        rng = random.Random(seed_from_env(f"distributed audit test ({cls.LOG})"))
+        cls.cluster = Cluster(gateways=2, workers=2, log=cls.LOG)
         try:
             c = cls.cluster.client()
             cls.final = make_sale(c, cls.EVENT, rng)
             c.close()
-            # The sale is over: nothing writes while the tests tamper (Redis and PostgreSQL stay).
+            # The sale is over: nothing writes while the tests tamper (the log and PostgreSQL
+            # stay).
             for p in cls.cluster.gateways + cls.cluster.workers:
                 assert p.stop() == 0, p.log()[-3000:]
             cls.cluster.gateways, cls.cluster.workers = [], []
-            cls.where = ["--redis", cls.cluster.redis.url, "--postgres", cls.cluster.postgres.conninfo]
-            cls.stream = f"catraca:{{{cls.EVENT}}}:log"
+            cls.where = cls.cluster.log_args() + ["--postgres", cls.cluster.postgres.conninfo]
             cls.cluster.sql("CREATE TABLE saved_purchases AS SELECT * FROM purchases")
-            cls.redis = Resp(cls.cluster.redis.port)
-            cls.saved_stream = cls.redis("DUMP", cls.stream)
+            cls.save_log()
         except BaseException:
             cls.cluster.close()
             raise
 
     @classmethod
+    def save_log(cls):
+        pass
+
+    def restore_log(self):
+        pass
+
+    @classmethod
     def tearDownClass(cls):
-        cls.redis.close()
         cls.cluster.close()
 
     def tearDown(self):
         self.cluster.sql("BEGIN; DELETE FROM purchases; INSERT INTO purchases SELECT * FROM "
                          "saved_purchases; COMMIT")
-        self.redis("RESTORE", self.stream, 0, self.saved_stream, "REPLACE")
+        self.restore_log()
 
     def row_id(self, purchase):
         return next(int(r) for r in self.cluster.sql(f"SELECT id FROM purchases WHERE event = "
@@ -267,6 +268,32 @@ class DistributedAuditTest(unittest.TestCase):
                          f"position, tickets, updated_ms FROM purchases WHERE id = {self.row_id(confirmed)}")
         self.assert_named(name_of(forged), "the log never decided")
 
+
+class DistributedAuditTest(DistributedCases, unittest.TestCase):
+    """On Redis Streams, whose entries a tamperer can remove (XDEL) or rewrite (a new stream
+    with the same ids).
+
+    What the audit detects in the log: an entry removed or altered whose command decided a
+    stored purchase (its seq, outcome or existence then differs from the store). What it
+    cannot: a log and a store changed consistently (that is what receipts are for), entries
+    after the store's committed offset (not decided yet), and the removal of an entry that
+    changed nothing (a retry answered REPEATED, a TICK that expired no hold).
+    """
+
+    @classmethod
+    def save_log(cls):
+        cls.stream = f"catraca:{{{cls.EVENT}}}:log"
+        cls.redis = Resp(cls.cluster.redis.port)
+        cls.saved_stream = cls.redis("DUMP", cls.stream)
+
+    def restore_log(self):
+        self.redis("RESTORE", self.stream, 0, self.saved_stream, "REPLACE")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.close()
+        super().tearDownClass()
+
     def entries(self):
         """The stream's entries: [(id, {field: value})], in order."""
         return [(entry_id, dict(zip(fields[::2], fields[1::2])))
@@ -307,6 +334,16 @@ class DistributedAuditTest(unittest.TestCase):
     def test_removed_stream_is_found(self):
         self.redis("DEL", self.stream)
         self.assert_named(self.final[0]["id"], "the log never decided")
+
+
+class KafkaAuditTest(DistributedCases, unittest.TestCase):
+    """On Kafka (one topic per event, tests/system/cluster.py's shared broker): the same sale and
+    the same tampering in PostgreSQL. The log side is not tampered with here: a Kafka record can
+    be neither changed nor removed on its own (a topic only loses its oldest records, or all of
+    them), and whatever the audit reads it compares exactly as on Redis (the store's rows
+    against the replay of what the log holds)."""
+
+    LOG = "kafka"
 
 
 if __name__ == "__main__":
