@@ -101,8 +101,8 @@ static bool invariants_hold(const struct engine *engine)
  * and arrival_seqs must follow them. The ids of the slots before the draw are kept for the
  * moment of the draw only (8 B per purchase, once per event).
  */
-static int apply_draw(struct audit *a, const struct engine_command *command,
-                      const struct engine_sink *sink, bool *was_drawn)
+static int apply_draw(struct audit *a, const struct log_entry *entry,
+                      const struct engine_command *command, const struct engine_sink *sink)
 {
     uint32_t count = engine_purchase_count(a->engine);
     uint64_t *ids = malloc(((size_t)count + 1) * sizeof(*ids));
@@ -119,15 +119,14 @@ static int apply_draw(struct audit *a, const struct engine_command *command,
     engine_draw_state(a->engine, &before);
     engine_apply(a->engine, command, sink);
     engine_draw_state(a->engine, &after);
-    *was_drawn = before.state != after.state && after.state == ENGINE_DRAW_DONE;
-    if (*was_drawn) {
+    if (before.state != after.state && after.state == ENGINE_DRAW_DONE) {
         memcpy(seqs, a->arrival_seqs, (size_t)count * sizeof(*seqs));
         for (uint32_t slot = 0; slot < count; slot++)
             if (ids[slot] != 0 && engine_purchase(a->engine, ids[slot], &view) == 0 &&
                 view.slot < count)
                 a->arrival_seqs[view.slot] = seqs[slot];
-        printf("event %s: pre-queue draw decided %u purchases\n", a->event,
-               before.prequeued + before.deferred);
+        printf("event %s: pre-queue draw at entry %" PRIu64 " decided %u purchases\n", a->event,
+               entry->seq.major, before.prequeued + before.deferred);
     }
     free(ids);
     free(seqs);
@@ -270,8 +269,7 @@ static int apply_entry(struct audit *a, const struct log_entry *entry,
     }
     uint32_t remembered = engine_purchase_count(a->engine);
     if (command.type == ENGINE_COMMAND_DRAW) {
-        bool was_drawn = false;
-        int error = apply_draw(a, &command, sink, &was_drawn);
+        int error = apply_draw(a, entry, &command, sink);
         if (error != 0)
             return error;
     } else {
