@@ -38,6 +38,7 @@ bench: build
 	@echo "== bench/sizing.py"; CATRACA_BIN=build/catraca python3 bench/sizing.py
 	@echo "== tests/web/lighthouse.mjs (median of 3)"; CATRACA_BIN=build/catraca bash scripts/web-test.sh lighthouse 3
 	@echo "== bench/receipts.py"; CATRACA_BIN=build/catraca python3 bench/receipts.py
+	@echo "== bench/audit.py"; CATRACA_BIN=build/catraca python3 bench/audit.py --distributed
 
 fuzz: deps
 	@CC=clang $(CMAKE) -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DCATRACA_FUZZ=ON >/dev/null

@@ -30,6 +30,8 @@ enum statement {
     STATEMENT_EVENT_GET,
     STATEMENT_EVENT_LIST,
     STATEMENT_PURCHASES_OF_EVENT,
+    STATEMENT_PURCHASES_OF_ONLY_EVENT,
+    STATEMENT_OTHER_PARTITIONS,
     STATEMENT_LINE_AHEAD,
     STATEMENT_LINE,
     STATEMENT_DRAWN_AHEAD,
@@ -80,8 +82,20 @@ static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
     [STATEMENT_EVENT_GET] = "SELECT " EVENT_COLUMNS " FROM events WHERE id = ?1",
     [STATEMENT_EVENT_LIST] =
         "SELECT " EVENT_COLUMNS " FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+    /* An event's purchases for an audit: the table itself in rowid order (NOT INDEXED), one
+     * sequential pass, where the event's index would visit the rows at random and sort them
+     * all in a temporary B-tree first (a million rows: 13 times slower, and the sort's memory).
+     * With other partitions in the file, only over the event's id range (ids grow with time,
+     * so another event's rows fall in it only when their sales overlapped); with none, the
+     * whole table, without the two index scans that find the range (each costs more than the
+     * pass itself). */
     [STATEMENT_PURCHASES_OF_EVENT] =
-        "SELECT " PURCHASE_COLUMNS " FROM purchases WHERE event = ?1 ORDER BY id",
+        "SELECT " PURCHASE_COLUMNS " FROM purchases NOT INDEXED WHERE id BETWEEN "
+        "(SELECT min(id) FROM purchases WHERE event = ?1) AND "
+        "(SELECT max(id) FROM purchases WHERE event = ?1) AND event = ?1 ORDER BY id",
+    [STATEMENT_PURCHASES_OF_ONLY_EVENT] =
+        "SELECT " PURCHASE_COLUMNS " FROM purchases NOT INDEXED WHERE event = ?1 ORDER BY id",
+    [STATEMENT_OTHER_PARTITIONS] = "SELECT EXISTS (SELECT 1 FROM partitions WHERE event != ?1)",
     [STATEMENT_LINE_AHEAD] = "SELECT count(*), coalesce(sum(quantity), 0) FROM purchases "
                              "WHERE event = ?1 AND category = ?2 AND status = 1 AND seq_major < ?3",
     [STATEMENT_LINE] = "SELECT seq_major, quantity FROM purchases WHERE event = ?1 AND "
@@ -457,9 +471,13 @@ static int store_sqlite_load(void *context, const char *event, struct log_seq *o
     return error;
 }
 
+/* A column's text, cut to size - 1 bytes (snprintf's result, without its cost per row). */
 static void copy_text(char *out, size_t size, const unsigned char *text)
 {
-    snprintf(out, size, "%s", text ? (const char *)text : "");
+    size_t length = text ? strnlen((const char *)text, size - 1) : 0;
+    if (length > 0)
+        memcpy(out, text, length);
+    out[length] = '\0';
 }
 
 static void purchase_from_row(sqlite3_stmt *s, struct store_purchase *out);
@@ -682,9 +700,15 @@ static int store_sqlite_for_each_purchase(void *context, const char *event,
                                           void *visit_context)
 {
     struct store_sqlite *store = context;
-    sqlite3_stmt *s = prepared(store, STATEMENT_PURCHASES_OF_EVENT);
+    sqlite3_stmt *s = prepared(store, STATEMENT_OTHER_PARTITIONS);
     sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
-    int rc, result = 0;
+    int rc = sqlite3_step(s);
+    bool has_others = rc != SQLITE_ROW || sqlite3_column_int(s, 0) != 0;
+    sqlite3_reset(s);
+    s = prepared(store,
+                 has_others ? STATEMENT_PURCHASES_OF_EVENT : STATEMENT_PURCHASES_OF_ONLY_EVENT);
+    sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
+    int result = 0;
     struct store_purchase row;
     while (result == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         purchase_from_row(s, &row);

@@ -4,6 +4,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,6 +368,80 @@ static void test_store_refunds_and_line_facts(void **state)
     store.ops->close(store.context);
 }
 
+struct visits {
+    size_t count;
+    int64_t last_id;
+    bool is_ordered, is_right_event;
+};
+
+static int visit(void *context, const struct store_purchase *row)
+{
+    struct visits *v = context;
+    int64_t id = (int64_t)row->purchase_id;
+    v->is_ordered = v->is_ordered && (v->count == 0 || id > v->last_id);
+    v->is_right_event = v->is_right_event && strcmp(row->event, "ev") == 0 &&
+                        strcmp(row->customer, "c") == 0 && row->seq.major == (uint64_t)id;
+    v->last_id = id;
+    v->count++;
+    return 0;
+}
+
+/*
+ * for_each_purchase reads the table (no index, no sort; over the event's id range when other
+ * partitions share the file): only the
+ * event's rows, each once, in id order as signed integers (ids with the top bit set first),
+ * with another event's rows inside and around the range; an event without rows visits none.
+ */
+static void test_store_for_each_purchase_in_id_order(void **state)
+{
+    (void)state;
+    struct catraca_store store;
+    assert_int_equal(store_sqlite_open(path, true, 2000, &store), 0);
+    enum { ROWS = 300 };
+    struct store_purchase *rows = calloc(ROWS, sizeof(*rows));
+    assert_non_null(rows);
+    size_t mine = 0;
+    for (int i = 0; i < ROWS; i++) {
+        /* ids on both sides of zero; every third belongs to another event */
+        int64_t id = (int64_t)(i - ROWS / 2) * 1000003;
+        if (i == 0)
+            id = INT64_MIN;
+        bool is_mine = i % 3 != 1;
+        rows[i] = (struct store_purchase){.purchase_id = (uint64_t)id,
+                                          .has_arrival = true,
+                                          .quantity = 1,
+                                          .seq = {(uint64_t)id, 0},
+                                          .status = ENGINE_STATUS_REJECTED};
+        strcpy(rows[i].event, is_mine ? "ev" : "other");
+        strcpy(rows[i].customer, "c");
+        strcpy(rows[i].category, "a");
+        mine += is_mine;
+    }
+    rows[ROWS - 1].purchase_id = INT64_MAX; /* the other event's, after the range */
+    strcpy(rows[ROWS - 1].event, "other");
+    mine -= (ROWS - 1) % 3 != 1;
+    struct store_batch batch = {
+        .event = "ev", .offset = {1, 0}, .purchases = rows, .purchase_count = ROWS};
+    assert_int_equal(store.ops->commit(store.context, &batch), 0);
+    /* The file's only partition (the whole table read), then one of two (its id range). */
+    for (int partitions = 1; partitions <= 2; partitions++) {
+        if (partitions == 2) {
+            struct store_batch other = {.event = "other", .offset = {1, 0}};
+            assert_int_equal(store.ops->commit(store.context, &other), 0);
+        }
+        struct visits v = {.is_ordered = true, .is_right_event = true};
+        assert_int_equal(store.ops->for_each_purchase(store.context, "ev", visit, &v), 0);
+        assert_int_equal(v.count, mine);
+        assert_true(v.is_ordered);
+        assert_true(v.is_right_event);
+    }
+    struct visits v = {.is_ordered = true, .is_right_event = true};
+    assert_int_equal(store.ops->for_each_purchase(store.context, "none", visit, &v), 0);
+    assert_int_equal(v.count, 0);
+    free(rows);
+    store.ops->close(store.context);
+}
+
 /* A data directory from before late payments: purchases gains payment_ref, rows keep theirs. */
 static void test_store_adds_payment_ref(void **state)
 {
@@ -406,6 +481,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_line_positions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_drawn_positions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_refunds_and_line_facts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_for_each_purchase_in_id_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_adds_payment_ref, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
