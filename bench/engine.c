@@ -12,6 +12,11 @@
  * RUNS times with a clock read around every command for the latency
  * distribution. Medians are reported.
  *
+ * Purchase ids are shaped as the gateways mint them (src/gateway/api_purchases.c,
+ * next_purchase_id): wall-clock milliseconds << 22 | instance tag << 12 | a
+ * running 12-bit counter, here two gateways taking buyers in turn. Consecutive
+ * ids would hide what such ids do to the engine's hash table (docs/BENCHMARKS.md).
+ *
  * Usage: bench_engine [buyers] [runs]. CATRACA_SEED=n changes the stream.
  */
 #include <stdint.h>
@@ -27,6 +32,9 @@
 #define HOLD_MS 60000
 #define ARRIVAL_SPAN_MS 50000
 #define LATENCY_BUCKETS_NS 100000
+/* The log's milliseconds at time 0 of the stream: 2026-12-01T18:00:00Z. */
+#define EPOCH_MS 1796148000000LL
+#define GATEWAYS 2u
 
 struct recorded {
     int64_t now_ms;
@@ -177,10 +185,49 @@ static void make_event(struct engine_command *c)
     s->categories[1].capacity = TICKETS_PREMIUM;
 }
 
+/* Purchase id -> buyer, for the simulation (open addressing; ids are never 0). */
+struct buyer_map {
+    uint64_t *ids;
+    uint32_t *buyers;
+    uint32_t mask;
+};
+
+static struct buyer_map buyer_map_new(uint32_t buyers)
+{
+    uint32_t capacity = 16;
+    while (capacity < 2 * buyers)
+        capacity *= 2;
+    struct buyer_map m = {.ids = calloc(capacity, sizeof(uint64_t)),
+                          .buyers = calloc(capacity, sizeof(uint32_t)),
+                          .mask = capacity - 1};
+    if (m.ids == NULL || m.buyers == NULL) {
+        fprintf(stderr, "bench_engine: out of memory\n");
+        exit(1);
+    }
+    return m;
+}
+
+static uint32_t buyer_map_position(const struct buyer_map *m, uint64_t id)
+{
+    uint32_t i = (uint32_t)((id * 0x9E3779B97F4A7C15ull) >> 32) & m->mask;
+    while (m->ids[i] != 0 && m->ids[i] != id)
+        i = (i + 1) & m->mask;
+    return i;
+}
+
+/* The id gateway `buyer % GATEWAYS` mints for a purchase at arrival_ms. */
+static uint64_t gateway_purchase_id(uint32_t buyer, int64_t arrival_ms, uint32_t *counters)
+{
+    uint32_t gateway = buyer % GATEWAYS;
+    uint32_t counter = counters[gateway]++;
+    return (uint64_t)(EPOCH_MS + arrival_ms) << 22 | (uint64_t)(gateway + 1) << 12 |
+           (counter & 4095u);
+}
+
 /* The simulation's view of answers: schedule a payment decision for every new hold. */
 struct simulation {
     struct action_heap *actions;
-    const uint32_t *customer_of; /* purchase id -> customer */
+    const struct buyer_map *customer_of; /* purchase id -> customer */
 };
 
 static void on_outcome(void *context, const struct engine_outcome *o)
@@ -191,7 +238,8 @@ static void on_outcome(void *context, const struct engine_outcome *o)
         return;
     uint32_t dice = rng_below(100);
     int64_t granted_ms = o->hold_expires_at_ms - HOLD_MS;
-    struct action a = {.purchase_id = o->purchase_id, .customer = sim->customer_of[o->purchase_id]};
+    uint32_t at = buyer_map_position(sim->customer_of, o->purchase_id);
+    struct action a = {.purchase_id = o->purchase_id, .customer = sim->customer_of->buyers[at]};
     if (dice < 60) {
         a.type = ENGINE_COMMAND_CONFIRM;
         a.at_ms = granted_ms + 5000 + rng_below(40000);
@@ -220,8 +268,9 @@ static struct stream record_stream(uint32_t buyers)
 {
     struct stream s = {0};
     struct action_heap actions = {0};
-    uint32_t *customer_of = checked_realloc(NULL, (buyers + 1) * sizeof(uint32_t));
-    struct simulation sim = {.actions = &actions, .customer_of = customer_of};
+    struct buyer_map customer_of = buyer_map_new(buyers);
+    uint32_t counters[GATEWAYS] = {0};
+    struct simulation sim = {.actions = &actions, .customer_of = &customer_of};
     struct engine_sink sink = {.emit = on_outcome, .context = &sim};
     struct engine *engine = engine_for(buyers);
     struct engine_command *command = calloc(1, sizeof(*command));
@@ -236,10 +285,13 @@ static struct stream record_stream(uint32_t buyers)
         struct recorded r = {0};
         if (next_buyer < buyers && arrival_ms <= action_ms && arrival_ms <= next_tick_ms) {
             uint32_t buyer = next_buyer++;
-            customer_of[buyer + 1] = buyer;
+            uint64_t id = gateway_purchase_id(buyer, arrival_ms, counters);
+            uint32_t at = buyer_map_position(&customer_of, id);
+            customer_of.ids[at] = id;
+            customer_of.buyers[at] = buyer;
             r = (struct recorded){.type = ENGINE_COMMAND_PURCHASE,
                                   .now_ms = arrival_ms,
-                                  .purchase_id = buyer + 1,
+                                  .purchase_id = id,
                                   .customer = buyer,
                                   .category = rng_below(5) == 0,
                                   .quantity = (uint8_t)(1 + rng_below(4))};
@@ -266,7 +318,8 @@ static struct stream record_stream(uint32_t buyers)
     engine_free(engine);
     free(command);
     free(actions.items);
-    free(customer_of);
+    free(customer_of.ids);
+    free(customer_of.buyers);
     return s;
 }
 
