@@ -109,8 +109,8 @@ struct category {
     uint32_t line_head, line_tail;
     uint32_t waiting_count;
     uint32_t waiting_quantity;
-    uint32_t returned;             /* tickets of expired or cancelled holds */
-    int64_t available_again_at_ms; /* engine.h rule 3; 0 when never */
+    uint32_t returned;                 /* tickets of expired or cancelled holds */
+    int64_t available_again_at_ms;     /* engine.h rule 3; 0 when never */
     uint32_t expiry_head, expiry_tail; /* the expiry chain; its head is always HELD */
     int64_t expiry_head_ms;            /* the head's expires_at (not a cache miss away) */
 };
@@ -1910,12 +1910,11 @@ static int snapshot_read_event(struct engine *e, struct wire_reader *r, uint32_t
         return CATRACA_E_CORRUPT;
     e->category_count = spec->category_count;
     for (uint32_t i = 0; i < e->category_count; i++)
-        e->categories[i] = (struct category){
-            .capacity = spec->categories[i].capacity,
-            .line_head = NIL,
-            .line_tail = NIL,
-            .expiry_head = NIL,
-            .expiry_tail = NIL};
+        e->categories[i] = (struct category){.capacity = spec->categories[i].capacity,
+                                             .line_head = NIL,
+                                             .line_tail = NIL,
+                                             .expiry_head = NIL,
+                                             .expiry_tail = NIL};
     for (uint32_t i = 0; i < e->category_count && version >= 2; i++) {
         e->categories[i].returned = (uint32_t)wire_get_uint(r, 4);
         e->categories[i].available_again_at_ms = (int64_t)wire_get_uint(r, 8);
