@@ -222,16 +222,21 @@ static uint8_t *customer_tickets_at(const struct engine *e, uint32_t entry)
                 .tickets[entry % CUSTOMER_BUCKET_ENTRIES];
 }
 
-/* Returns the entry holding `key`, or the empty entry where it would go. */
+/* Returns the entry holding `key`, or the empty entry where it would go. Walks bucket by
+ * bucket (no division a step). */
 static uint32_t customer_find(const struct engine *e, uint64_t key)
 {
     uint64_t stored = customer_stored_key(key);
-    uint32_t i = customer_home(e, stored);
+    uint32_t home = customer_home(e, stored);
+    uint32_t bucket = home / CUSTOMER_BUCKET_ENTRIES, at = home % CUSTOMER_BUCKET_ENTRIES;
+    uint32_t bucket_count = e->customer_capacity / CUSTOMER_BUCKET_ENTRIES;
     for (;;) {
-        uint64_t at = *customer_key_at(e, i);
-        if (at == 0 || at == stored)
-            return i;
-        i = i + 1 == e->customer_capacity ? 0 : i + 1;
+        const uint64_t *keys = e->customer_buckets[bucket].keys;
+        for (; at < CUSTOMER_BUCKET_ENTRIES; at++)
+            if (keys[at] == 0 || keys[at] == stored)
+                return bucket * CUSTOMER_BUCKET_ENTRIES + at;
+        at = 0;
+        bucket = bucket + 1 == bucket_count ? 0 : bucket + 1;
     }
 }
 
@@ -241,11 +246,11 @@ static uint32_t customer_lookup(const struct engine *e, uint64_t key)
     return *customer_key_at(e, i) != 0 ? i : NIL;
 }
 
-/* Adds a customer; the caller checked the pool has room and the key is new. */
-static uint32_t customer_add(struct engine *e, uint64_t key)
+/* Adds a customer at `i`, the empty entry customer_find(key) returned; the caller checked the
+ * pool has room. */
+static uint32_t customer_add_at(struct engine *e, uint32_t i, uint64_t key)
 {
     assert(e->customer_count < e->config.customers_max);
-    uint32_t i = customer_find(e, key);
     assert(*customer_key_at(e, i) == 0);
     *customer_key_at(e, i) = customer_stored_key(key);
     *customer_tickets_at(e, i) = 0;
@@ -969,11 +974,11 @@ static uint8_t purchase_decide(struct engine *e, uint32_t slot)
 {
     struct purchase *p = &e->purchases[slot];
     struct category *c = &e->categories[p->category];
-    uint32_t customer = customer_lookup(e, p->customer_key);
-    if (customer == NIL) {
+    uint32_t customer = customer_find(e, p->customer_key);
+    if (*customer_key_at(e, customer) == 0) {
         if (e->customer_count == e->config.customers_max)
             return ENGINE_REASON_ENGINE_FULL;
-        customer = customer_add(e, p->customer_key);
+        customer_add_at(e, customer, p->customer_key);
     }
     p->customer = customer;
     uint8_t *tickets = customer_tickets_at(e, customer);
@@ -1970,8 +1975,9 @@ static int snapshot_read_customers(struct engine *e, struct wire_reader *r)
     for (uint32_t slot = 0; slot < customer_count && r->error == 0; slot++) {
         uint64_t key = wire_get_uint(r, 8);
         if (r->error == 0) {
-            CHECK(customer_lookup(e, key) == NIL);
-            customer_add(e, key);
+            uint32_t entry = customer_find(e, key);
+            CHECK(*customer_key_at(e, entry) == 0);
+            customer_add_at(e, entry, key);
         }
     }
     return r->error;
