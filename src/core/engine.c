@@ -923,14 +923,17 @@ static void command_set_state(struct engine *e, uint8_t state)
     }
 }
 
+/* The category whose id equals the bounded string `id`: its bytes and its NUL compared in one
+ * memcmp (an id filling its whole array has no NUL and matches no category, whose ids are
+ * shorter than the array). */
 static uint32_t category_find(const struct engine *e, const char *id, size_t array_size)
 {
     size_t length = strnlen(id, array_size);
-    for (uint32_t i = 0; i < e->category_count; i++) {
-        if (strlen(e->event.categories[i].id) == length &&
-            memcmp(e->event.categories[i].id, id, length) == 0)
+    if (length >= array_size || length >= sizeof(e->event.categories[0].id))
+        return NIL;
+    for (uint32_t i = 0; i < e->category_count; i++)
+        if (memcmp(e->event.categories[i].id, id, length + 1) == 0)
             return i;
-    }
     return NIL;
 }
 
