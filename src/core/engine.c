@@ -9,15 +9,38 @@
  *   purchase_table   open addressing over purchase ids (linear probing; no
  *                    deletions, purchases are never forgotten);
  *   customers        ticket count per customer key, an open-addressing table
+ *                    of 64-byte buckets, 7 keys and their counts each
  *                    (purchases keep their customer's index: no second probe);
- *   heap             binary min-heap of held purchases by (expires_at, slot);
+ *   expiry chains    per category, a singly linked list of its held purchases
+ *                    in grant order, which is (expires_at, slot) order (see
+ *                    "Expiry order" below);
  *   wait lines       per category, a doubly linked list through the purchase
- *                    slots (a waiting purchase is never in the heap, so the
- *                    links share storage with heap_index).
- * A scheduled sale's draw borrows the heap's array to sort the pre-queue (nothing
- * is held before the draw) and each entry's `when` for its sort key; then it
- * moves the pre-queue's entries so that their slots follow the draw (the slot
- * is the arrival rank, and the draw decides the pre-queue's ranks).
+ *                    slots (a waiting purchase is never in an expiry chain, so
+ *                    the links share storage);
+ *   draw_order       scratch for the draw's sort of the pre-queue.
+ * A scheduled sale's draw sorts the pre-queue in draw_order, using each entry's
+ * `when` for its sort key; then it moves the pre-queue's entries so that their
+ * slots follow the draw (the slot is the arrival rank, and the draw decides the
+ * pre-queue's ranks).
+ *
+ * Expiry order. engine.h rule 3 expires holds in (expires_at, slot) order. A
+ * hold granted at clock t expires at t + hold_ms, hold_ms is the event's and
+ * never changes, and the clock never goes back: so grant order is expires_at
+ * order, with ties among holds granted at the same clock. Within one category
+ * grant order is also slot order: a hold is granted either to a new arrival
+ * (the newest slot, and only when its line is empty) or to the head of its
+ * line (the line is in slot order, and everyone in it arrived after any
+ * arrival granted while the line was empty); the draw grants in slot order, and
+ * nothing is held before it. Across categories the slot order of same-clock
+ * grants does not hold (a new arrival in one category, then a line head of
+ * another served by a cancel in the same millisecond), so each category keeps
+ * its own chain and expiry takes the least (expires_at, slot) of their heads.
+ * A hold that is confirmed or cancelled stays in its chain, marked by its
+ * status, until it reaches the head, where it is dropped (each one once); the
+ * head of every chain is always held, so its time is the next expiry. O(1) per
+ * grant, confirm, cancel and expiry, where the binary heap was O(log n) cache
+ * misses. engine_validate() checks the order of every chain, and a snapshot
+ * whose holds break it is refused.
  */
 #include "core/engine.h"
 
@@ -46,8 +69,10 @@ struct purchase {
     union {
         struct {
             uint32_t prev, next;
-        } line;              /* WAITING */
-        uint32_t heap_index; /* HELD */
+        } line; /* WAITING */
+        struct {
+            uint32_t next;
+        } expiry; /* HELD, and CONFIRMED/CANCELLED until its chain's head passes it */
     } link;
     uint32_t quantity;
     uint32_t customer; /* index in customers[] once the customer is known, else NIL */
@@ -57,12 +82,24 @@ struct purchase {
     uint8_t is_refund_due; /* EXPIRED, and when.payment_ref_key is the late payment's key */
 };
 
-/* An entry of the customer table (open addressing, stored inline: one cache miss a lookup). */
-struct customer {
-    uint64_t key;
-    uint32_t tickets; /* held + confirmed + waiting */
-    uint32_t is_used;
+/*
+ * The customer table: open addressing with linear probing over entries
+ * 0 .. customer_capacity - 1, entry i in bucket i / 7 at position i % 7. Seven
+ * keys and their ticket counts fill one 64-byte line: one cache miss a lookup,
+ * as before, at 9 bytes an entry instead of 16 (key, count, used flag, padded).
+ * Key 0 marks an empty entry, so a customer whose key is 0 is stored as
+ * CUSTOMER_KEY_FOR_ZERO: the two share a quota, a 2^-64 chance per customer,
+ * far below the key collisions engine.h already accepts.
+ */
+#define CUSTOMER_BUCKET_ENTRIES 7u
+#define CUSTOMER_KEY_FOR_ZERO 0x9E3779B97F4A7C15ull
+struct customer_bucket {
+    uint64_t keys[CUSTOMER_BUCKET_ENTRIES];
+    uint8_t tickets[CUSTOMER_BUCKET_ENTRIES]; /* held + confirmed + waiting (+ pre-queued) */
+    uint8_t unused;
 };
+static_assert(sizeof(struct customer_bucket) == 64, "a bucket is one cache line");
+static_assert(CATRACA_QUANTITY_MAX <= UINT8_MAX, "a customer's tickets fit in a byte");
 
 struct category {
     uint32_t capacity;
@@ -72,8 +109,10 @@ struct category {
     uint32_t line_head, line_tail;
     uint32_t waiting_count;
     uint32_t waiting_quantity;
-    uint32_t returned;             /* tickets of expired or cancelled holds */
-    int64_t available_again_at_ms; /* engine.h rule 3; 0 when never */
+    uint32_t returned;                 /* tickets of expired or cancelled holds */
+    int64_t available_again_at_ms;     /* engine.h rule 3; 0 when never */
+    uint32_t expiry_head, expiry_tail; /* the expiry chain; its head is always HELD */
+    int64_t expiry_head_ms;            /* the head's expires_at (not a cache miss away) */
 };
 
 struct engine {
@@ -89,12 +128,13 @@ struct engine {
     uint32_t *purchase_table; /* slot + 1; 0 is empty */
     uint32_t purchase_table_mask;
 
-    struct customer *customers; /* the table itself, customer_mask + 1 entries */
+    struct customer_bucket *customer_buckets;
     uint32_t customer_count;
-    uint32_t customer_mask;
+    uint32_t customer_capacity; /* entries: CUSTOMER_BUCKET_ENTRIES per bucket */
 
-    uint32_t *heap;
-    uint32_t heap_count;
+    uint32_t held_count;    /* purchases HELD, in the expiry chains */
+    int64_t next_expiry_ms; /* least expiry_head_ms; INT64_MAX when nothing is held */
+    uint32_t *draw_order;   /* purchases_max entries, used by the draw only */
 
     /* Scheduled on-sale (engine_draw_state): purchases awaiting the draw are found by their
      * status when it comes, so they need no list; these count them. */
@@ -111,24 +151,6 @@ static const uint8_t customer_hash_key[16] = {'c', 'a', 't', 'r', 'a', 'c', 'a',
 
 /* ---- hashing and lookup ------------------------------------------------------------------ */
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
-/*
- * Purchase ids are chosen by Catraca's gateways, never by buyers: milliseconds
- * in the high bits and a counter in the low bits. Folding instead of mixing
- * keeps consecutive ids in consecutive table slots, so a burst of purchases
- * walks the table through the cache instead of missing it once a purchase
- * (linear probing with dense keys also means no collisions). Customer keys
- * are SipHash values already and are mixed as usual.
- */
 /*
  * Fibonacci hashing: gateway ids are time-ordered (ms << 22 | tag << 12 |
  * counter), so an xor-fold put every id of a long window into one region of
@@ -176,28 +198,62 @@ static uint32_t purchase_lookup(const struct engine *e, uint64_t id)
     return entry == 0 ? NIL : entry - 1;
 }
 
-/* Returns the index holding `key`, or the empty index where it would go. */
+static uint64_t customer_stored_key(uint64_t key)
+{
+    return key != 0 ? key : CUSTOMER_KEY_FOR_ZERO;
+}
+
+/* The first entry probed for a stored key. Keys are SipHash values: their top bits are as
+ * good as any mix of them, and a multiply maps them onto a capacity that is no power of 2. */
+static uint32_t customer_home(const struct engine *e, uint64_t stored_key)
+{
+    return (uint32_t)(((stored_key >> 32) * (uint64_t)e->customer_capacity) >> 32);
+}
+
+static uint64_t *customer_key_at(const struct engine *e, uint32_t entry)
+{
+    return &e->customer_buckets[entry / CUSTOMER_BUCKET_ENTRIES]
+                .keys[entry % CUSTOMER_BUCKET_ENTRIES];
+}
+
+static uint8_t *customer_tickets_at(const struct engine *e, uint32_t entry)
+{
+    return &e->customer_buckets[entry / CUSTOMER_BUCKET_ENTRIES]
+                .tickets[entry % CUSTOMER_BUCKET_ENTRIES];
+}
+
+/* Returns the entry holding `key`, or the empty entry where it would go. Walks bucket by
+ * bucket (no division a step). */
 static uint32_t customer_find(const struct engine *e, uint64_t key)
 {
-    uint32_t i = (uint32_t)mix64(key) & e->customer_mask;
-    while (e->customers[i].is_used && e->customers[i].key != key)
-        i = (i + 1) & e->customer_mask;
-    return i;
+    uint64_t stored = customer_stored_key(key);
+    uint32_t home = customer_home(e, stored);
+    uint32_t bucket = home / CUSTOMER_BUCKET_ENTRIES, at = home % CUSTOMER_BUCKET_ENTRIES;
+    uint32_t bucket_count = e->customer_capacity / CUSTOMER_BUCKET_ENTRIES;
+    for (;;) {
+        const uint64_t *keys = e->customer_buckets[bucket].keys;
+        for (; at < CUSTOMER_BUCKET_ENTRIES; at++)
+            if (keys[at] == 0 || keys[at] == stored)
+                return bucket * CUSTOMER_BUCKET_ENTRIES + at;
+        at = 0;
+        bucket = bucket + 1 == bucket_count ? 0 : bucket + 1;
+    }
 }
 
 static uint32_t customer_lookup(const struct engine *e, uint64_t key)
 {
     uint32_t i = customer_find(e, key);
-    return e->customers[i].is_used ? i : NIL;
+    return *customer_key_at(e, i) != 0 ? i : NIL;
 }
 
-/* Adds a customer; the caller checked the pool has room and the key is new. */
-static uint32_t customer_add(struct engine *e, uint64_t key)
+/* Adds a customer at `i`, the empty entry customer_find(key) returned; the caller checked the
+ * pool has room. */
+static uint32_t customer_add_at(struct engine *e, uint32_t i, uint64_t key)
 {
     assert(e->customer_count < e->config.customers_max);
-    uint32_t i = customer_find(e, key);
-    assert(!e->customers[i].is_used);
-    e->customers[i] = (struct customer){.key = key, .tickets = 0, .is_used = 1};
+    assert(*customer_key_at(e, i) == 0);
+    *customer_key_at(e, i) = customer_stored_key(key);
+    *customer_tickets_at(e, i) = 0;
     e->customer_count++;
     return i;
 }
@@ -212,75 +268,81 @@ static bool holds_quota(uint8_t status)
 
 static void customer_release(struct engine *e, const struct purchase *p)
 {
-    struct customer *c = &e->customers[p->customer];
-    assert(p->customer != NIL && c->is_used && c->key == p->customer_key);
-    assert(c->tickets >= p->quantity);
-    c->tickets -= p->quantity;
+    assert(p->customer != NIL &&
+           *customer_key_at(e, p->customer) == customer_stored_key(p->customer_key));
+    uint8_t *tickets = customer_tickets_at(e, p->customer);
+    assert(*tickets >= p->quantity);
+    *tickets = (uint8_t)(*tickets - p->quantity);
 }
 
-/* ---- timer heap over held purchases ------------------------------------------------------ */
+/* ---- expiry chains over held purchases (see "Expiry order" at the top) ------------------- */
 
-static bool heap_less(const struct engine *e, uint32_t a, uint32_t b)
+static void expiry_note_heads(struct engine *e)
 {
-    const struct purchase *pa = &e->purchases[a], *pb = &e->purchases[b];
-    if (pa->when.expires_at_ms != pb->when.expires_at_ms)
-        return pa->when.expires_at_ms < pb->when.expires_at_ms;
-    return a < b;
+    int64_t next = INT64_MAX;
+    for (uint32_t i = 0; i < e->category_count; i++)
+        if (e->categories[i].expiry_head != NIL && e->categories[i].expiry_head_ms < next)
+            next = e->categories[i].expiry_head_ms;
+    e->next_expiry_ms = next;
 }
 
-static void heap_set(struct engine *e, uint32_t index, uint32_t slot)
+/* A hold just granted (or restored, in slot order) goes to the tail of its category's chain. */
+static void expiry_append(struct engine *e, uint32_t slot)
 {
-    e->heap[index] = slot;
-    e->purchases[slot].link.heap_index = index;
-}
-
-static void heap_sift_up(struct engine *e, uint32_t index)
-{
-    uint32_t slot = e->heap[index];
-    while (index > 0) {
-        uint32_t parent = (index - 1) / 2;
-        if (!heap_less(e, slot, e->heap[parent]))
-            break;
-        heap_set(e, index, e->heap[parent]);
-        index = parent;
+    struct purchase *p = &e->purchases[slot];
+    struct category *c = &e->categories[p->category];
+    assert(p->status == ENGINE_STATUS_HELD);
+    p->link.expiry.next = NIL;
+    if (c->expiry_head == NIL) {
+        c->expiry_head = slot;
+        c->expiry_head_ms = p->when.expires_at_ms;
+        if (p->when.expires_at_ms < e->next_expiry_ms)
+            e->next_expiry_ms = p->when.expires_at_ms;
+    } else {
+        /* Grant order is slot order within a category (the proof is at the top). */
+        assert(c->expiry_tail < slot);
+        e->purchases[c->expiry_tail].link.expiry.next = slot;
     }
-    heap_set(e, index, slot);
+    c->expiry_tail = slot;
+    e->held_count++;
 }
 
-static void heap_sift_down(struct engine *e, uint32_t index)
+/*
+ * A hold that stopped being HELD (expired, cancelled, confirmed). It stays chained unless it
+ * is the head; a head that is no longer held is dropped with every such one after it.
+ */
+static void expiry_forget(struct engine *e, uint32_t slot)
 {
-    uint32_t slot = e->heap[index];
-    for (;;) {
-        uint32_t child = 2 * index + 1;
-        if (child >= e->heap_count)
-            break;
-        if (child + 1 < e->heap_count && heap_less(e, e->heap[child + 1], e->heap[child]))
-            child++;
-        if (!heap_less(e, e->heap[child], slot))
-            break;
-        heap_set(e, index, e->heap[child]);
-        index = child;
-    }
-    heap_set(e, index, slot);
-}
-
-static void heap_push(struct engine *e, uint32_t slot)
-{
-    assert(e->heap_count < e->config.purchases_max);
-    e->heap[e->heap_count] = slot;
-    heap_sift_up(e, e->heap_count++);
-}
-
-static void heap_remove(struct engine *e, uint32_t slot)
-{
-    uint32_t index = e->purchases[slot].link.heap_index;
-    assert(index < e->heap_count && e->heap[index] == slot);
-    uint32_t last = e->heap[--e->heap_count];
-    if (index == e->heap_count)
+    struct category *c = &e->categories[e->purchases[slot].category];
+    assert(e->purchases[slot].status != ENGINE_STATUS_HELD && e->held_count > 0);
+    e->held_count--;
+    if (c->expiry_head != slot)
         return;
-    heap_set(e, index, last);
-    heap_sift_down(e, index);
-    heap_sift_up(e, e->purchases[last].link.heap_index);
+    uint32_t head = slot;
+    while (head != NIL && e->purchases[head].status != ENGINE_STATUS_HELD)
+        head = e->purchases[head].link.expiry.next;
+    c->expiry_head = head;
+    if (head == NIL)
+        c->expiry_tail = NIL;
+    else
+        c->expiry_head_ms = e->purchases[head].when.expires_at_ms;
+    expiry_note_heads(e);
+}
+
+/* The category whose chain's head expires first, ties by slot (engine.h rule 3). */
+static uint32_t expiry_first_category(const struct engine *e)
+{
+    uint32_t best = NIL;
+    for (uint32_t i = 0; i < e->category_count; i++) {
+        const struct category *c = &e->categories[i];
+        if (c->expiry_head == NIL)
+            continue;
+        if (best == NIL || c->expiry_head_ms < e->categories[best].expiry_head_ms ||
+            (c->expiry_head_ms == e->categories[best].expiry_head_ms &&
+             c->expiry_head < e->categories[best].expiry_head))
+            best = i;
+    }
+    return best;
 }
 
 /* ---- wait lines -------------------------------------------------------------------------- */
@@ -405,7 +467,7 @@ static void hold_grant(struct engine *e, uint32_t slot)
     c->held += p->quantity;
     p->status = ENGINE_STATUS_HELD;
     p->when.expires_at_ms = e->now_ms + e->event.hold_ms;
-    heap_push(e, slot);
+    expiry_append(e, slot);
     e->stats.holds_granted++;
 }
 
@@ -415,11 +477,11 @@ static void hold_release(struct engine *e, uint32_t slot, uint8_t status)
     struct purchase *p = &e->purchases[slot];
     struct category *c = &e->categories[p->category];
     assert(p->status == ENGINE_STATUS_HELD && c->held >= p->quantity);
-    heap_remove(e, slot);
     c->held -= p->quantity;
     c->available += p->quantity;
     c->returned += p->quantity;
     p->status = status;
+    expiry_forget(e, slot);
     customer_release(e, p);
 }
 
@@ -529,8 +591,8 @@ static void clock_advance(struct engine *e, int64_t now_ms)
 {
     if (now_ms > e->now_ms)
         e->now_ms = now_ms;
-    while (e->heap_count > 0 && e->purchases[e->heap[0]].when.expires_at_ms <= e->now_ms) {
-        uint32_t slot = e->heap[0];
+    while (e->next_expiry_ms <= e->now_ms) {
+        uint32_t slot = e->categories[expiry_first_category(e)].expiry_head;
         hold_release(e, slot, ENGINE_STATUS_EXPIRED);
         e->stats.holds_expired++;
         emit(e, slot, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
@@ -704,8 +766,8 @@ static void draw_reorder(struct engine *e, const uint32_t *order, uint32_t count
  */
 static void draw_run(struct engine *e, const uint8_t *seed)
 {
-    assert(e->heap_count == 0); /* nothing is held before the draw: the array is scratch */
-    uint32_t *order = e->heap, count = 0;
+    assert(e->held_count == 0); /* nothing is held before the draw */
+    uint32_t *order = e->draw_order, count = 0;
     for (uint32_t slot = 0; slot < e->purchase_count; slot++) {
         struct purchase *p = &e->purchases[slot];
         if (p->status != ENGINE_STATUS_PREQUEUED)
@@ -833,6 +895,8 @@ static void command_create_event(struct engine *e, const struct engine_event_spe
             .available = spec->categories[i].capacity,
             .line_head = NIL,
             .line_tail = NIL,
+            .expiry_head = NIL,
+            .expiry_tail = NIL,
         };
     }
     emit_bare(e, ENGINE_OUTCOME_EVENT, 0, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
@@ -859,14 +923,17 @@ static void command_set_state(struct engine *e, uint8_t state)
     }
 }
 
+/* The category whose id equals the bounded string `id`: its bytes and its NUL compared in one
+ * memcmp (an id filling its whole array has no NUL and matches no category, whose ids are
+ * shorter than the array). */
 static uint32_t category_find(const struct engine *e, const char *id, size_t array_size)
 {
     size_t length = strnlen(id, array_size);
-    for (uint32_t i = 0; i < e->category_count; i++) {
-        if (strlen(e->event.categories[i].id) == length &&
-            memcmp(e->event.categories[i].id, id, length) == 0)
+    if (length >= array_size || length >= sizeof(e->event.categories[0].id))
+        return NIL;
+    for (uint32_t i = 0; i < e->category_count; i++)
+        if (memcmp(e->event.categories[i].id, id, length + 1) == 0)
             return i;
-    }
     return NIL;
 }
 
@@ -910,17 +977,18 @@ static uint8_t purchase_decide(struct engine *e, uint32_t slot)
 {
     struct purchase *p = &e->purchases[slot];
     struct category *c = &e->categories[p->category];
-    uint32_t customer = customer_lookup(e, p->customer_key);
-    if (customer == NIL) {
+    uint32_t customer = customer_find(e, p->customer_key);
+    if (*customer_key_at(e, customer) == 0) {
         if (e->customer_count == e->config.customers_max)
             return ENGINE_REASON_ENGINE_FULL;
-        customer = customer_add(e, p->customer_key);
+        customer_add_at(e, customer, p->customer_key);
     }
     p->customer = customer;
-    if ((uint64_t)e->customers[customer].tickets + p->quantity > e->event.per_customer_limit)
+    uint8_t *tickets = customer_tickets_at(e, customer);
+    if ((uint64_t)*tickets + p->quantity > e->event.per_customer_limit)
         return ENGINE_REASON_LIMIT_EXCEEDED;
     if (prequeue_admit(e, slot)) {
-        e->customers[customer].tickets += p->quantity;
+        *tickets = (uint8_t)(*tickets + p->quantity);
         return ENGINE_REASON_NONE;
     }
     if (c->line_head == NIL && c->available >= p->quantity) {
@@ -932,11 +1000,13 @@ static uint8_t purchase_decide(struct engine *e, uint32_t slot)
         p->status = ENGINE_STATUS_WAITING;
         line_append(e, slot);
     }
-    e->customers[customer].tickets += p->quantity;
+    *tickets = (uint8_t)(*tickets + p->quantity);
     return ENGINE_REASON_NONE;
 }
 
-static void command_purchase(struct engine *e, const struct engine_command *command)
+/* customer_key: command_customer_key(command), computed once per command by the caller. */
+static void command_purchase(struct engine *e, const struct engine_command *command,
+                             uint64_t customer_key)
 {
     uint64_t id = command->u.purchase.purchase_id;
     uint32_t existing = purchase_lookup(e, id);
@@ -947,8 +1017,7 @@ static void command_purchase(struct engine *e, const struct engine_command *comm
     }
     struct purchase candidate = {
         .id = id,
-        .customer_key =
-            bounded_string_key(command->u.purchase.customer, sizeof(command->u.purchase.customer)),
+        .customer_key = customer_key,
         .quantity = command->u.purchase.quantity,
         .customer = NIL,
         .status = ENGINE_STATUS_REJECTED,
@@ -1047,10 +1116,10 @@ static void command_confirm(struct engine *e, const struct engine_command *comma
         return;
     }
     struct category *c = &e->categories[p->category];
-    heap_remove(e, slot);
     c->held -= p->quantity;
     c->sold += p->quantity;
     p->status = ENGINE_STATUS_CONFIRMED;
+    expiry_forget(e, slot);
     p->when.payment_ref_key = ref_key;
     e->stats.confirmed++;
     emit(e, slot, ENGINE_OUTCOME_CONFIRM, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
@@ -1073,7 +1142,9 @@ static void line_leave(struct engine *e, uint32_t slot)
     line_serve(e, p->category);
 }
 
-static void command_cancel(struct engine *e, const struct engine_command *command)
+/* customer_key: command_customer_key(command), computed once per command by the caller. */
+static void command_cancel(struct engine *e, const struct engine_command *command,
+                           uint64_t customer_key)
 {
     uint32_t slot = purchase_lookup(e, command->u.cancel.purchase_id);
     if (slot == NIL) {
@@ -1082,8 +1153,6 @@ static void command_cancel(struct engine *e, const struct engine_command *comman
         return;
     }
     struct purchase *p = &e->purchases[slot];
-    uint64_t customer_key =
-        bounded_string_key(command->u.cancel.customer, sizeof(command->u.cancel.customer));
     if (customer_key != p->customer_key) {
         emit(e, slot, ENGINE_OUTCOME_CANCEL, ENGINE_RESULT_CONFLICT, ENGINE_REASON_NOT_OWNER);
         return;
@@ -1108,37 +1177,77 @@ static void command_cancel(struct engine *e, const struct engine_command *comman
     note_available_again(e, p->category);
 }
 
-void engine_prefetch(const struct engine *engine, const struct engine_command *command)
+/* The customer key a PURCHASE or CANCEL needs (SipHash of its customer id); 0 for the others. */
+static uint64_t command_customer_key(const struct engine_command *command)
 {
-    uint64_t id = 0, customer_key = 0;
     switch (command->type) {
     case ENGINE_COMMAND_PURCHASE:
-        id = command->u.purchase.purchase_id;
-        customer_key =
-            bounded_string_key(command->u.purchase.customer, sizeof(command->u.purchase.customer));
-        __builtin_prefetch(
-            &engine->customers[(uint32_t)mix64(customer_key) & engine->customer_mask]);
-        break;
-    case ENGINE_COMMAND_CONFIRM:
-        id = command->u.confirm.purchase_id;
-        break;
+        return bounded_string_key(command->u.purchase.customer,
+                                  sizeof(command->u.purchase.customer));
     case ENGINE_COMMAND_CANCEL:
-        id = command->u.cancel.purchase_id;
-        break;
+        return bounded_string_key(command->u.cancel.customer, sizeof(command->u.cancel.customer));
     default:
-        return;
+        return 0;
     }
-    __builtin_prefetch(
-        &engine->purchase_table[purchase_slot_hash(id) & engine->purchase_table_mask]);
 }
 
-int engine_apply(struct engine *engine, const struct engine_command *command,
-                 const struct engine_sink *sink)
+static uint64_t command_purchase_id(const struct engine_command *command)
 {
-    if (engine == NULL || command == NULL || sink == NULL || sink->emit == NULL)
-        return CATRACA_E_INVALID;
-    if (command->type < ENGINE_COMMAND_CREATE_EVENT || command->type > ENGINE_COMMAND_LAST)
-        return CATRACA_E_INVALID;
+    switch (command->type) {
+    case ENGINE_COMMAND_PURCHASE:
+        return command->u.purchase.purchase_id;
+    case ENGINE_COMMAND_CONFIRM:
+        return command->u.confirm.purchase_id;
+    case ENGINE_COMMAND_CANCEL:
+        return command->u.cancel.purchase_id;
+    default:
+        return 0;
+    }
+}
+
+/* Starts loading the purchase table's home entry and, for a purchase, the customer's bucket. */
+static void prefetch_tables(const struct engine *e, const struct engine_command *command,
+                            uint64_t customer_key)
+{
+    uint64_t id = command_purchase_id(command);
+    if (id == 0)
+        return;
+    __builtin_prefetch(&e->purchase_table[purchase_slot_hash(id) & e->purchase_table_mask]);
+    if (command->type == ENGINE_COMMAND_PURCHASE) {
+        uint32_t home = customer_home(e, customer_stored_key(customer_key));
+        __builtin_prefetch(&e->customer_buckets[home / CUSTOMER_BUCKET_ENTRIES]);
+    }
+}
+
+/*
+ * For a CONFIRM or CANCEL whose table entry prefetch_tables() loaded earlier: starts loading
+ * the purchase it names (the entry at the home position; a purchase further down the probe
+ * sequence is simply not prefetched). Reads state, changes none.
+ */
+static void prefetch_purchase(const struct engine *e, const struct engine_command *command)
+{
+    if (command->type != ENGINE_COMMAND_CONFIRM && command->type != ENGINE_COMMAND_CANCEL)
+        return;
+    uint64_t id = command_purchase_id(command);
+    uint32_t entry = e->purchase_table[purchase_slot_hash(id) & e->purchase_table_mask];
+    if (entry != 0)
+        __builtin_prefetch(&e->purchases[entry - 1]);
+}
+
+void engine_prefetch(const struct engine *engine, const struct engine_command *command)
+{
+    prefetch_tables(engine, command, command_customer_key(command));
+}
+
+static bool command_is_valid(const struct engine_command *command)
+{
+    return command != NULL && command->type >= ENGINE_COMMAND_CREATE_EVENT &&
+           command->type <= ENGINE_COMMAND_LAST;
+}
+
+static void apply_one(struct engine *engine, const struct engine_command *command,
+                      uint64_t customer_key, const struct engine_sink *sink)
+{
     engine->sink = sink;
     engine->stats.commands++;
     clock_advance(engine, command->now_ms);
@@ -1150,13 +1259,13 @@ int engine_apply(struct engine *engine, const struct engine_command *command,
         command_set_state(engine, command->u.set_state.state);
         break;
     case ENGINE_COMMAND_PURCHASE:
-        command_purchase(engine, command);
+        command_purchase(engine, command, customer_key);
         break;
     case ENGINE_COMMAND_CONFIRM:
         command_confirm(engine, command);
         break;
     case ENGINE_COMMAND_CANCEL:
-        command_cancel(engine, command);
+        command_cancel(engine, command, customer_key);
         break;
     case ENGINE_COMMAND_DRAW:
         command_draw(engine, command->u.draw.seed);
@@ -1165,6 +1274,50 @@ int engine_apply(struct engine *engine, const struct engine_command *command,
         break; /* TICK: the clock advanced above */
     }
     engine->sink = NULL;
+}
+
+int engine_apply(struct engine *engine, const struct engine_command *command,
+                 const struct engine_sink *sink)
+{
+    if (engine == NULL || sink == NULL || sink->emit == NULL || !command_is_valid(command))
+        return CATRACA_E_INVALID;
+    apply_one(engine, command, command_customer_key(command), sink);
+    return 0;
+}
+
+/*
+ * How far ahead engine_apply_batch() works: the customer key and the table
+ * entries of command i + BATCH_AHEAD, the purchase of command i + BATCH_AHEAD / 2
+ * (its table entry loaded by then), while command i is applied. Eight covers a
+ * memory latency at ~100 ns a command; the key ring is a power of two above it.
+ */
+#define BATCH_AHEAD 8u
+#define BATCH_RING 16u
+static_assert(BATCH_AHEAD < BATCH_RING && (BATCH_RING & (BATCH_RING - 1)) == 0, "ring");
+
+int engine_apply_batch(struct engine *engine, const struct engine_command *commands, size_t count,
+                       const struct engine_sink *sink)
+{
+    if (engine == NULL || sink == NULL || sink->emit == NULL || (commands == NULL && count > 0))
+        return CATRACA_E_INVALID;
+    for (size_t i = 0; i < count; i++)
+        if (!command_is_valid(&commands[i]))
+            return CATRACA_E_INVALID;
+    uint64_t keys[BATCH_RING];
+    for (size_t i = 0; i < count && i < BATCH_AHEAD; i++) {
+        keys[i] = command_customer_key(&commands[i]);
+        prefetch_tables(engine, &commands[i], keys[i]);
+    }
+    for (size_t i = 0; i < count; i++) {
+        size_t ahead = i + BATCH_AHEAD;
+        if (ahead < count) {
+            keys[ahead % BATCH_RING] = command_customer_key(&commands[ahead]);
+            prefetch_tables(engine, &commands[ahead], keys[ahead % BATCH_RING]);
+        }
+        if (i + BATCH_AHEAD / 2 < count)
+            prefetch_purchase(engine, &commands[i + BATCH_AHEAD / 2]);
+        apply_one(engine, &commands[i], keys[i % BATCH_RING], sink);
+    }
     return 0;
 }
 
@@ -1217,10 +1370,11 @@ static size_t purchase_table_bytes(const struct engine *e)
 
 static size_t customers_bytes(const struct engine *e)
 {
-    return sizeof(struct customer) * ((size_t)e->customer_mask + 1);
+    return sizeof(struct customer_bucket) *
+           ((size_t)e->customer_capacity / CUSTOMER_BUCKET_ENTRIES);
 }
 
-static size_t heap_bytes(const struct engine *e)
+static size_t draw_order_bytes(const struct engine *e)
 {
     return sizeof(uint32_t) * e->config.purchases_max;
 }
@@ -1236,10 +1390,11 @@ static void engine_reset(struct engine *e)
     if (e->purchase_count > 0)
         memset(e->purchase_table, 0, purchase_table_bytes(e));
     if (e->customer_count > 0)
-        memset(e->customers, 0, customers_bytes(e));
+        memset(e->customer_buckets, 0, customers_bytes(e));
     e->purchase_count = 0;
     e->customer_count = 0;
-    e->heap_count = 0;
+    e->held_count = 0;
+    e->next_expiry_ms = INT64_MAX;
     e->draw_state = ENGINE_DRAW_NONE;
     e->prequeued_count = 0;
     e->deferred_count = 0;
@@ -1257,23 +1412,26 @@ int engine_new(const struct engine_config *config, struct engine **out)
         return CATRACA_E_NOMEM;
     e->config = *config;
     uint32_t purchase_table_size = table_capacity_for(config->purchases_max);
-    uint32_t customer_table_size = table_capacity_for(config->customers_max);
     e->purchase_table_mask = purchase_table_size - 1;
-    e->customer_mask = customer_table_size - 1;
+    /* At most half the entries used, as in the purchase table: short probe sequences. */
+    uint64_t customer_buckets =
+        (2 * (uint64_t)config->customers_max + CUSTOMER_BUCKET_ENTRIES - 1) /
+        CUSTOMER_BUCKET_ENTRIES;
+    e->customer_capacity = (uint32_t)(customer_buckets * CUSTOMER_BUCKET_ENTRIES);
     e->purchases = pool_alloc(purchases_bytes(e));
     e->purchase_table = pool_alloc(purchase_table_bytes(e));
-    e->customers = pool_alloc(customers_bytes(e));
-    e->heap = pool_alloc(heap_bytes(e));
-    if (e->purchases == NULL || e->purchase_table == NULL || e->customers == NULL ||
-        e->heap == NULL) {
+    e->customer_buckets = pool_alloc(customers_bytes(e));
+    e->draw_order = pool_alloc(draw_order_bytes(e));
+    if (e->purchases == NULL || e->purchase_table == NULL || e->customer_buckets == NULL ||
+        e->draw_order == NULL) {
         engine_free(e);
         return CATRACA_E_NOMEM;
     }
     if (config->is_prefaulted) {
         memset(e->purchases, 0, purchases_bytes(e));
         memset(e->purchase_table, 0, purchase_table_bytes(e));
-        memset(e->customers, 0, customers_bytes(e));
-        memset(e->heap, 0, heap_bytes(e));
+        memset(e->customer_buckets, 0, customers_bytes(e));
+        memset(e->draw_order, 0, draw_order_bytes(e));
     }
     engine_reset(e);
     *out = e;
@@ -1286,8 +1444,8 @@ void engine_free(struct engine *engine)
         return;
     pool_free(engine->purchases, purchases_bytes(engine));
     pool_free(engine->purchase_table, purchase_table_bytes(engine));
-    pool_free(engine->customers, customers_bytes(engine));
-    pool_free(engine->heap, heap_bytes(engine));
+    pool_free(engine->customer_buckets, customers_bytes(engine));
+    pool_free(engine->draw_order, draw_order_bytes(engine));
     free(engine);
 }
 
@@ -1296,7 +1454,7 @@ uint64_t engine_outcome_bound(const struct engine *engine)
     uint64_t waiting = 0;
     for (uint32_t i = 0; i < engine->category_count; i++)
         waiting += engine->categories[i].waiting_count;
-    return 1 + (uint64_t)engine->heap_count + waiting + engine->prequeued_count +
+    return 1 + (uint64_t)engine->held_count + waiting + engine->prequeued_count +
            engine->deferred_count;
 }
 
@@ -1307,7 +1465,7 @@ int64_t engine_now_ms(const struct engine *engine)
 
 int64_t engine_next_expiry_ms(const struct engine *engine)
 {
-    return engine->heap_count ? engine->purchases[engine->heap[0]].when.expires_at_ms : INT64_MAX;
+    return engine->next_expiry_ms;
 }
 
 uint8_t engine_state(const struct engine *engine)
@@ -1394,10 +1552,8 @@ int engine_purchase_at(const struct engine *engine, uint32_t slot, struct engine
 
 size_t engine_memory_bytes(const struct engine *engine)
 {
-    return sizeof(*engine) + sizeof(struct purchase) * engine->config.purchases_max +
-           sizeof(uint32_t) * ((size_t)engine->purchase_table_mask + 1) +
-           sizeof(struct customer) * ((size_t)engine->customer_mask + 1) +
-           sizeof(uint32_t) * engine->config.purchases_max;
+    return sizeof(*engine) + purchases_bytes(engine) + purchase_table_bytes(engine) +
+           customers_bytes(engine) + draw_order_bytes(engine);
 }
 
 uint32_t engine_purchase_count(const struct engine *engine)
@@ -1439,16 +1595,44 @@ static int validate_lines(const struct engine *e)
     return 0;
 }
 
-static int validate_heap(const struct engine *e)
+/*
+ * Every chain: slots ascending, its held purchases' expiries non-decreasing (so the chain is
+ * in (expires_at, slot) order), the others confirmed or cancelled, a held head. Together with
+ * validate_purchases' count, every held purchase is in its category's chain.
+ */
+static int validate_expiry(const struct engine *e)
 {
-    for (uint32_t i = 0; i < e->heap_count; i++) {
-        uint32_t slot = e->heap[i];
-        CHECK(slot < e->purchase_count);
-        CHECK(e->purchases[slot].status == ENGINE_STATUS_HELD);
-        CHECK(e->purchases[slot].link.heap_index == i);
-        CHECK(e->purchases[slot].when.expires_at_ms > e->now_ms);
-        CHECK(i == 0 || !heap_less(e, slot, e->heap[(i - 1) / 2]));
+    uint32_t chained = 0;
+    int64_t next = INT64_MAX;
+    for (uint32_t i = 0; i < e->category_count; i++) {
+        const struct category *c = &e->categories[i];
+        CHECK((c->expiry_head == NIL) == (c->expiry_tail == NIL));
+        if (c->expiry_head != NIL) {
+            CHECK(c->expiry_head < e->purchase_count);
+            CHECK(e->purchases[c->expiry_head].status == ENGINE_STATUS_HELD);
+            CHECK(e->purchases[c->expiry_head].when.expires_at_ms == c->expiry_head_ms);
+            if (c->expiry_head_ms < next)
+                next = c->expiry_head_ms;
+        }
+        uint32_t previous = NIL;
+        int64_t previous_ms = INT64_MIN;
+        for (uint32_t slot = c->expiry_head; slot != NIL;
+             slot = e->purchases[slot].link.expiry.next) {
+            const struct purchase *p = &e->purchases[slot];
+            CHECK(slot < e->purchase_count && (previous == NIL || previous < slot));
+            CHECK(p->category == i);
+            if (p->status == ENGINE_STATUS_HELD) {
+                CHECK(p->when.expires_at_ms >= previous_ms && p->when.expires_at_ms > e->now_ms);
+                previous_ms = p->when.expires_at_ms;
+                chained++;
+            } else {
+                CHECK(p->status == ENGINE_STATUS_CONFIRMED || p->status == ENGINE_STATUS_CANCELLED);
+            }
+            previous = slot;
+        }
+        CHECK(previous == c->expiry_tail);
     }
+    CHECK(chained == e->held_count && next == e->next_expiry_ms);
     return 0;
 }
 
@@ -1474,7 +1658,7 @@ static int validate_purchases(const struct engine *e)
         if (p->status == ENGINE_STATUS_CONFIRMED)
             sold[p->category] += p->quantity;
     }
-    CHECK(held_count == e->heap_count);
+    CHECK(held_count == e->held_count);
     for (uint32_t i = 0; i < e->category_count; i++) {
         const struct category *c = &e->categories[i];
         CHECK(c->capacity == e->event.categories[i].capacity);
@@ -1507,21 +1691,23 @@ static int validate_customers(const struct engine *e)
 {
     uint64_t total_customers = 0, total_purchases = 0;
     uint32_t used = 0;
-    for (uint32_t i = 0; i <= e->customer_mask; i++) {
-        const struct customer *c = &e->customers[i];
-        if (!c->is_used)
+    for (uint32_t i = 0; i < e->customer_capacity; i++) {
+        uint64_t key = *customer_key_at(e, i);
+        if (key == 0) {
+            CHECK(*customer_tickets_at(e, i) == 0);
             continue;
-        CHECK(customer_lookup(e, c->key) == i);
-        CHECK(c->tickets <= e->event.per_customer_limit);
-        total_customers += c->tickets;
+        }
+        CHECK(customer_lookup(e, key) == i);
+        CHECK(*customer_tickets_at(e, i) <= e->event.per_customer_limit);
+        total_customers += *customer_tickets_at(e, i);
         used++;
     }
     CHECK(used == e->customer_count);
     for (uint32_t slot = 0; slot < e->purchase_count; slot++) {
         const struct purchase *p = &e->purchases[slot];
         if (holds_quota(p->status)) {
-            CHECK(p->customer <= e->customer_mask && e->customers[p->customer].is_used &&
-                  e->customers[p->customer].key == p->customer_key);
+            CHECK(p->customer < e->customer_capacity &&
+                  *customer_key_at(e, p->customer) == customer_stored_key(p->customer_key));
             total_purchases += p->quantity;
         }
     }
@@ -1538,7 +1724,7 @@ int engine_validate(const struct engine *engine)
     CHECK((e->state == ENGINE_STATE_NONE) == (e->category_count == 0));
     int error = validate_lines(e);
     if (error == 0)
-        error = validate_heap(e);
+        error = validate_expiry(e);
     if (error == 0)
         error = validate_purchases(e);
     if (error == 0)
@@ -1658,7 +1844,7 @@ int engine_state_parse(const char *name, uint8_t *state)
  * is format 3 with a codec format 2 spec (not scheduled) and no draw state
  * byte; format 1 has a codec format 1 spec, no category part and no refund
  * byte.
- * Lines, heap, hash tables, category counters and customers' ticket counts
+ * Lines, expiry chains, hash tables, category counters and customers' ticket counts
  * are rebuilt on read: they follow from the purchases (a line is its
  * category's waiting purchases in arrival order), so a snapshot cannot carry
  * them inconsistently.
@@ -1697,9 +1883,10 @@ int engine_snapshot_write(const struct engine *engine, uint8_t *buffer, size_t c
     for (size_t i = 0; i < sizeof(engine->stats) / sizeof(uint64_t); i++)
         wire_put_uint(&w, stats[i], 8);
     wire_put_uint(&w, engine->customer_count, 4);
-    for (uint32_t i = 0; i <= engine->customer_mask; i++)
-        if (engine->customers[i].is_used)
-            wire_put_uint(&w, engine->customers[i].key, 8);
+    /* The stored key: a customer whose key is 0 reads back as the same entry. */
+    for (uint32_t i = 0; i < engine->customer_capacity; i++)
+        if (*customer_key_at(engine, i) != 0)
+            wire_put_uint(&w, *customer_key_at(engine, i), 8);
     wire_put_uint(&w, engine->purchase_count, 4);
     for (uint32_t slot = 0; slot < engine->purchase_count; slot++) {
         const struct purchase *p = &engine->purchases[slot];
@@ -1731,8 +1918,11 @@ static int snapshot_read_event(struct engine *e, struct wire_reader *r, uint32_t
         return CATRACA_E_CORRUPT;
     e->category_count = spec->category_count;
     for (uint32_t i = 0; i < e->category_count; i++)
-        e->categories[i] = (struct category){
-            .capacity = spec->categories[i].capacity, .line_head = NIL, .line_tail = NIL};
+        e->categories[i] = (struct category){.capacity = spec->categories[i].capacity,
+                                             .line_head = NIL,
+                                             .line_tail = NIL,
+                                             .expiry_head = NIL,
+                                             .expiry_tail = NIL};
     for (uint32_t i = 0; i < e->category_count && version >= 2; i++) {
         e->categories[i].returned = (uint32_t)wire_get_uint(r, 4);
         e->categories[i].available_again_at_ms = (int64_t)wire_get_uint(r, 8);
@@ -1740,7 +1930,7 @@ static int snapshot_read_event(struct engine *e, struct wire_reader *r, uint32_t
     return r->error;
 }
 
-/* Places one restored purchase in the tables, lines and heap, and counts its tickets. */
+/* Places one restored purchase in the tables, lines and expiry chains, and counts its tickets. */
 static int snapshot_place_purchase(struct engine *e, uint32_t slot)
 {
     struct purchase *p = &e->purchases[slot];
@@ -1756,8 +1946,9 @@ static int snapshot_place_purchase(struct engine *e, uint32_t slot)
     p->customer = customer;
     struct category *c = &e->categories[p->category];
     if (holds_quota(p->status)) {
-        CHECK(e->customers[customer].tickets + p->quantity <= e->event.per_customer_limit);
-        e->customers[customer].tickets += p->quantity;
+        uint8_t *tickets = customer_tickets_at(e, customer);
+        CHECK((uint64_t)*tickets + p->quantity <= e->event.per_customer_limit);
+        *tickets = (uint8_t)(*tickets + p->quantity);
     }
     e->prequeued_count += p->status == ENGINE_STATUS_PREQUEUED;
     e->deferred_count += p->status == ENGINE_STATUS_DEFERRED;
@@ -1766,8 +1957,11 @@ static int snapshot_place_purchase(struct engine *e, uint32_t slot)
     if (p->status == ENGINE_STATUS_HELD) {
         CHECK(p->when.expires_at_ms > e->now_ms);
         CHECK((uint64_t)c->held + c->sold + p->quantity <= c->capacity);
+        /* Restored in slot order, a category's holds must expire in it ("Expiry order"). */
+        CHECK(c->expiry_tail == NIL ||
+              e->purchases[c->expiry_tail].when.expires_at_ms <= p->when.expires_at_ms);
         c->held += p->quantity;
-        heap_push(e, slot);
+        expiry_append(e, slot);
     }
     if (p->status == ENGINE_STATUS_CONFIRMED) {
         CHECK((uint64_t)c->held + c->sold + p->quantity <= c->capacity);
@@ -1784,8 +1978,9 @@ static int snapshot_read_customers(struct engine *e, struct wire_reader *r)
     for (uint32_t slot = 0; slot < customer_count && r->error == 0; slot++) {
         uint64_t key = wire_get_uint(r, 8);
         if (r->error == 0) {
-            CHECK(customer_lookup(e, key) == NIL);
-            customer_add(e, key);
+            uint32_t entry = customer_find(e, key);
+            CHECK(*customer_key_at(e, entry) == 0);
+            customer_add_at(e, entry, key);
         }
     }
     return r->error;

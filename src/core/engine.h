@@ -50,7 +50,7 @@
  *     the head (each head whose quantity fits in available becomes HELD until
  *     clock + hold_ms) before the next hold expires. A hold is valid while
  *     clock < expires_at; at clock == expires_at it has expired. Expiry costs
- *     O(log n) per hold (a binary heap). When returned tickets are left in
+ *     O(1) per hold (per category, grant order is expiry order). When returned tickets are left in
  *     available with the line empty, the category's available_again_at_ms
  *     becomes the clock.
  *     When a CONFIRM lowers available + held (= capacity - sold), waiting
@@ -392,6 +392,17 @@ int engine_apply(struct engine *engine, const struct engine_command *command,
  */
 void engine_prefetch(const struct engine *engine, const struct engine_command *command);
 
+/*
+ * Applies commands[0 .. count - 1] in order, exactly as engine_apply() on each
+ * would (same outcomes, same state), working a few commands ahead: each
+ * command's customer key is computed once and the table entries it will probe
+ * are loaded while earlier commands are applied. The way to apply a batch read
+ * from the log. Returns 0, or CATRACA_E_INVALID (a NULL argument or any command
+ * of an unknown type: then nothing is applied).
+ */
+int engine_apply_batch(struct engine *engine, const struct engine_command *commands, size_t count,
+                       const struct engine_sink *sink);
+
 /* The most outcomes the next command can emit (for sizing the sink's buffer). */
 uint64_t engine_outcome_bound(const struct engine *engine);
 
@@ -430,7 +441,7 @@ uint32_t engine_purchase_count(const struct engine *engine);
 
 /*
  * Full consistency check, O(everything): recounts every category from the
- * purchases, checks the heap, the wait lines, the hash tables and the
+ * purchases, checks the expiry chains, the wait lines, the hash tables and the
  * customers' counts. Returns 0 or CATRACA_E_CORRUPT. For tests and debugging.
  */
 int engine_validate(const struct engine *engine);

@@ -544,6 +544,116 @@ static void test_expiry_order_and_outcome_order(void **state)
 }
 
 /*
+ * Expiry goes by (expires_at, slot) even when grant order differs across categories: here b's
+ * new arrival (slot 2) is granted before a's waiting buyer (slot 1) is served by a cancel in
+ * the same millisecond. Both holds end at 1500 + 5000; slot 1 must expire first. (A single
+ * grant-ordered list would expire slot 2 first: engine.c, "Expiry order".)
+ */
+static void test_expiry_ties_across_categories_go_by_slot(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 1, 1, 4, 5000);
+    purchase(f, 10, "c1", "a", 1);                                                  /* slot 0 */
+    assert_int_equal(purchase(f, 11, "c2", "a", 1)->status, ENGINE_STATUS_WAITING); /* slot 1 */
+    f->now_ms = 1500;
+    assert_int_equal(purchase(f, 12, "c3", "b", 1)->status, ENGINE_STATUS_HELD); /* slot 2 */
+    cancel(f, 10, "c1");
+    assert_int_equal(status_of(f, 11), ENGINE_STATUS_HELD);
+    assert_int_equal(engine_next_expiry_ms(f->engine), 6500);
+    tick(f, 6500);
+    assert_int_equal(f->out.count, 2);
+    assert_int_equal(f->out.items[0].purchase_id, 11);
+    assert_int_equal(f->out.items[0].status, ENGINE_STATUS_EXPIRED);
+    assert_int_equal(f->out.items[1].purchase_id, 12);
+    assert_int_equal(f->out.items[1].status, ENGINE_STATUS_EXPIRED);
+    assert_int_equal(engine_next_expiry_ms(f->engine), INT64_MAX);
+    teardown_engine(f);
+}
+
+/* Confirmed and cancelled holds leave their chain when its head passes them; the next expiry
+ * is always a held purchase's. */
+static void test_next_expiry_skips_confirmed_and_cancelled(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 10, 0, 4, 5000);
+    purchase(f, 1, "c1", "a", 1);
+    f->now_ms = 1100;
+    purchase(f, 2, "c2", "a", 1);
+    f->now_ms = 1200;
+    purchase(f, 3, "c3", "a", 1);
+    f->now_ms = 1300;
+    purchase(f, 4, "c4", "a", 1);
+    confirm(f, 2, "pay-2");
+    assert_int_equal(engine_next_expiry_ms(f->engine), 6000);
+    cancel(f, 3, "c3");
+    confirm(f, 1, "pay-1");
+    assert_int_equal(engine_next_expiry_ms(f->engine), 6300);
+    assert_int_equal(engine_outcome_bound(f->engine), 2);
+    tick(f, 6299);
+    assert_int_equal(f->out.count, 0);
+    tick(f, 6300);
+    assert_int_equal(f->out.count, 1);
+    assert_int_equal(f->out.items[0].purchase_id, 4);
+    assert_int_equal(engine_next_expiry_ms(f->engine), INT64_MAX);
+    teardown_engine(f);
+}
+
+/* A snapshot whose holds of one category do not expire in slot order cannot come from an
+ * engine (grant order is slot order there): it is refused, not restored into a wrong chain. */
+static void test_snapshot_with_holds_out_of_order_is_refused(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(64, 64);
+    create_event(f, 3, 0, 4, 5000);
+    purchase(f, 1, "c1", "a", 1); /* expires 6000 */
+    f->now_ms = 1500;
+    purchase(f, 2, "c2", "a", 1); /* expires 6500 */
+    static uint8_t buffer[65536];
+    size_t length = 0;
+    assert_int_equal(engine_snapshot_write(f->engine, buffer, sizeof(buffer), &length), 0);
+    struct engine *copy;
+    struct engine_config config = {.purchases_max = 64, .customers_max = 64};
+    assert_int_equal(engine_new(&config, &copy), 0);
+    assert_int_equal(engine_snapshot_read(copy, buffer, length), 0);
+    /* The last purchase record (32 bytes): id, customer key, then its expiry. */
+    uint8_t *expires = buffer + length - 32 + 16;
+    uint64_t earlier = 5900;
+    for (int i = 0; i < 8; i++)
+        expires[i] = (uint8_t)(earlier >> (8 * i));
+    assert_int_equal(engine_snapshot_read(copy, buffer, length), CATRACA_E_CORRUPT);
+    assert_int_equal(engine_state(copy), ENGINE_STATE_NONE);
+    engine_free(copy);
+    teardown_engine(f);
+}
+
+/* engine_apply_batch: arguments checked before anything is applied. */
+static void test_apply_batch_refuses_bad_batches_whole(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(8, 8);
+    create_event(f, 3, 0, 4, 5000);
+    struct engine_command batch[2] = {{.type = ENGINE_COMMAND_PURCHASE, .now_ms = 1000},
+                                      {.type = 99, .now_ms = 1000}};
+    batch[0].u.purchase.purchase_id = 1;
+    strcpy(batch[0].u.purchase.customer, "c1");
+    strcpy(batch[0].u.purchase.category, "a");
+    batch[0].u.purchase.quantity = 1;
+    struct engine_sink sink = {.emit = collect, .context = &f->out};
+    f->out.count = 0;
+    assert_int_equal(engine_apply_batch(f->engine, batch, 2, &sink), CATRACA_E_INVALID);
+    assert_int_equal(f->out.count, 0);
+    assert_int_equal(engine_purchase_count(f->engine), 0);
+    assert_int_equal(engine_apply_batch(f->engine, NULL, 1, &sink), CATRACA_E_INVALID);
+    assert_int_equal(engine_apply_batch(f->engine, NULL, 0, &sink), 0);
+    assert_int_equal(engine_apply_batch(f->engine, batch, 1, &sink), 0);
+    assert_int_equal(f->out.count, 1);
+    assert_int_equal(f->out.items[0].status, ENGINE_STATUS_HELD);
+    teardown_engine(f);
+}
+
+/*
  * Older snapshots still restore, made here from a format 3 one: format 2 (before schedules) by
  * dropping the spec's schedule (its last 16 bytes) and the draw state byte; format 1 (before
  * line policies and refunds too) by dropping as well the spec's policy byte, the categories'
@@ -666,6 +776,20 @@ static void test_siphash_reference_vector(void **state)
     for (uint8_t i = 0; i < 15; i++)
         message[i] = i;
     assert_true(siphash24(key, message, sizeof(message)) == 0xa129ca6149be45e5ULL);
+    /* The paper's vectors for lengths 0..15 (key 00..0f, message 00..len-1): every tail
+     * length the word-at-a-time loads handle, with and without a whole word before it. */
+    static const uint64_t expected[16] = {
+        0x726fdb47dd0e0e31ULL, 0x74f839c593dc67fdULL, 0x0d6c8009d9a94f5aULL, 0x85676696d7fb7e2dULL,
+        0xcf2794e0277187b7ULL, 0x18765564cd99a68dULL, 0xcbc9466e58fee3ceULL, 0xab0200f58b01d137ULL,
+        0x93f5f5799a932462ULL, 0x9e0082df0ba9e4b0ULL, 0x7a5dbbc594ddb9f3ULL, 0xf4b32f46226bada7ULL,
+        0x751e8fbc860ee5fbULL, 0x14ea5627c0843d90ULL, 0xf723ca908e7af2eeULL, 0xa129ca6149be45e5ULL,
+    };
+    uint8_t unaligned[17];
+    for (size_t length = 0; length < 16; length++) {
+        assert_true(siphash24(key, message, length) == expected[length]);
+        memcpy(unaligned + 1, message, length);
+        assert_true(siphash24(key, unaligned + 1, length) == expected[length]);
+    }
 }
 
 static void test_bad_arguments(void **state)
@@ -899,6 +1023,10 @@ int main(void)
         cmocka_unit_test(test_pool_exhaustion),
         cmocka_unit_test(test_time_never_goes_backwards),
         cmocka_unit_test(test_expiry_order_and_outcome_order),
+        cmocka_unit_test(test_expiry_ties_across_categories_go_by_slot),
+        cmocka_unit_test(test_next_expiry_skips_confirmed_and_cancelled),
+        cmocka_unit_test(test_snapshot_with_holds_out_of_order_is_refused),
+        cmocka_unit_test(test_apply_batch_refuses_bad_batches_whole),
         cmocka_unit_test(test_snapshot_round_trip_and_rejects_garbage),
         cmocka_unit_test(test_snapshot_formats_1_and_2_still_read),
         cmocka_unit_test(test_ticket_code_format),

@@ -3,6 +3,9 @@
  * and the reference model (model.c) receive the same random command streams;
  * every outcome and every category counter must match after every command.
  *
+ * A second engine gets the same stream through engine_apply_batch(), in batches
+ * of random sizes: its outcomes must be byte for byte those of engine_apply().
+ *
  * Prints its base seed; CATRACA_SEED=n reproduces a run and
  * CATRACA_MODEL_COMMANDS=n changes how many commands it checks (default 1 M).
  */
@@ -26,6 +29,27 @@ static void collect(void *context, const struct engine_outcome *outcome)
     assert_true(c->count < MODEL_OUTCOMES_MAX);
     c->items[c->count++] = *outcome;
 }
+
+/* The outcomes of a batched engine, folded into one FNV-1a hash (compared per batch). */
+struct folded {
+    uint64_t hash;
+    size_t count;
+};
+
+static void fold_bytes(struct folded *f, const void *bytes, size_t length)
+{
+    const uint8_t *b = bytes;
+    for (size_t i = 0; i < length; i++)
+        f->hash = (f->hash ^ b[i]) * 1099511628211ULL;
+    f->count++;
+}
+
+static void fold(void *context, const struct engine_outcome *outcome)
+{
+    fold_bytes(context, outcome, sizeof(*outcome));
+}
+
+#define BATCH_MAX 24
 
 static void print_outcome(const char *who, const struct engine_outcome *o)
 {
@@ -59,6 +83,13 @@ static size_t run_stream(uint64_t seed, size_t length)
     struct engine_config config = {.purchases_max = MODEL_PURCHASES_MAX, .customers_max = 1024};
     assert_int_equal(engine_new(&config, &engine), 0);
     struct engine_sink sink = {.emit = collect, .context = &out};
+    /* The batched twin: commands wait in `pending` until a batch of batch_size is full. */
+    static struct engine_command pending[BATCH_MAX];
+    size_t pending_count = 0, batch_size = 1 + seed % BATCH_MAX;
+    struct folded expected = {.hash = 1469598103934665603ULL}, got = expected;
+    struct engine *batched = NULL;
+    assert_int_equal(engine_new(&config, &batched), 0);
+    struct engine_sink batched_sink = {.emit = fold, .context = &got};
     model_init(&model);
     random_stream_init(&stream, seed);
     for (size_t i = 0; i < length; i++) {
@@ -90,9 +121,23 @@ static size_t run_stream(uint64_t seed, size_t length)
         if (i % 64 == 0 && engine_validate(engine) != 0)
             fail_msg("engine_validate failed (seed %llu, command %zu)", (unsigned long long)seed,
                      i);
+        for (size_t k = 0; k < out.count; k++)
+            fold_bytes(&expected, &out.items[k], sizeof(out.items[k]));
+        pending[pending_count++] = command;
+        if (pending_count == batch_size || i + 1 == length) {
+            assert_int_equal(engine_apply_batch(batched, pending, pending_count, &batched_sink), 0);
+            if (got.hash != expected.hash || got.count != expected.count)
+                fail_msg("engine_apply_batch differs from engine_apply (seed %llu, batch ending "
+                         "at command %zu, size %zu)",
+                         (unsigned long long)seed, i, pending_count);
+            pending_count = 0;
+            batch_size = 1 + (batch_size * 7 + i) % BATCH_MAX;
+        }
     }
     assert_int_equal(engine_validate(engine), 0);
+    assert_int_equal(engine_validate(batched), 0);
     engine_free(engine);
+    engine_free(batched);
     return length;
 }
 
