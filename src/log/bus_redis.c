@@ -19,6 +19,7 @@
 #include "core/limits.h"
 #include "core/logline.h"
 #include "log/log_redis.h"
+#include "log/redis_conn.h"
 
 #define INSTANCES_KEY "catraca:instances"
 #define COMMITS_CHANNEL "catraca:commits"
@@ -44,60 +45,10 @@ static void set_flag(atomic_int *flag, int value)
         atomic_store_explicit(flag, value, memory_order_release);
 }
 
-static bool is_string(const redisReply *reply)
-{
-    return reply != NULL && reply->type == REDIS_REPLY_STRING &&
-           (reply->str != NULL || !reply->len);
-}
-
 static bool is_word(const redisReply *reply, const char *word)
 {
     size_t length = strlen(word);
-    return is_string(reply) && reply->len == length && memcmp(reply->str, word, length) == 0;
-}
-
-/* The i-th element of an array reply when it exists and has the wanted type; else NULL. */
-static const redisReply *element_of(const redisReply *array, size_t i, int type)
-{
-    if (array == NULL || array->type != REDIS_REPLY_ARRAY || i >= array->elements ||
-        array->element == NULL || array->element[i] == NULL || array->element[i]->type != type)
-        return NULL;
-    return array->element[i];
-}
-
-/* 0 for a reply of the wanted type; CATRACA_E_UNAVAILABLE for none or an error; else CORRUPT. */
-static int reply_check(const redisReply *reply, int type)
-{
-    if (reply == NULL)
-        return CATRACA_E_UNAVAILABLE;
-    if (reply->type == REDIS_REPLY_ERROR) {
-        char text[201];
-        snprintf(text, sizeof(text), "%.*s", reply->len < 200 ? (int)reply->len : 200,
-                 reply->str ? reply->str : "");
-        logline(LOGLINE_WARN, "bus_redis", "Redis refused a command", "error", text, NULL);
-        return CATRACA_E_UNAVAILABLE;
-    }
-    return reply->type == type ? 0 : CATRACA_E_CORRUPT;
-}
-
-static struct timeval timeval_of(int ms)
-{
-    return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-}
-
-/* A connection with connect and command time-outs; NULL (why in errstr) on failure. */
-static redisContext *connect_to(const char *host, int port, int timeout_ms, char errstr[128])
-{
-    redisContext *c = redisConnectWithTimeout(host, port, timeval_of(timeout_ms));
-    if (c == NULL) {
-        snprintf(errstr, 128, "out of memory");
-        return NULL;
-    }
-    if (c->err == 0 && redisSetTimeout(c, timeval_of(timeout_ms)) == REDIS_OK)
-        return c;
-    snprintf(errstr, 128, "%s", c->err != 0 ? c->errstr : "setting the time-out failed");
-    redisFree(c);
-    return NULL;
+    return redis_reply_is_string(reply) && reply->len == length && memcmp(reply->str, word, length) == 0;
 }
 
 /* ---- the handle's own connection --------------------------------------------------------- */
@@ -109,22 +60,14 @@ static void disconnect(struct bus_redis *bus)
     bus->redis = NULL;
 }
 
-/* Between commands no reply is outstanding: anything readable is the server closing (see
- * log_redis.c's is_closed_by_server). */
-static bool is_closed_by_server(const redisContext *c)
-{
-    struct pollfd fd = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
-    return poll(&fd, 1, 0) > 0;
-}
-
 static int ensure_connected(struct bus_redis *bus)
 {
-    if (bus->redis != NULL && is_closed_by_server(bus->redis))
+    if (bus->redis != NULL && redis_conn_is_closed_by_server(bus->redis))
         disconnect(bus);
     if (bus->redis != NULL)
         return 0;
     char why[128];
-    bus->redis = connect_to(bus->host, bus->port, bus->timeout_ms, why);
+    bus->redis = redis_conn_open(bus->host, bus->port, bus->timeout_ms, bus->timeout_ms, why);
     if (bus->redis == NULL) {
         if (!bus->is_down)
             logline(LOGLINE_WARN, "bus_redis", "the bus (Redis) is unavailable", "address",
@@ -157,7 +100,7 @@ static int redis_unique_number(void *context, uint64_t *out)
     const char *argv[] = {"INCR", INSTANCES_KEY};
     size_t lengths[] = {4, strlen(INSTANCES_KEY)};
     redisReply *reply = command_argv(bus, 2, argv, lengths);
-    int error = reply_check(reply, REDIS_REPLY_INTEGER);
+    int error = redis_reply_check(reply, REDIS_REPLY_INTEGER, "bus_redis");
     if (error == 0 && reply->integer <= 0)
         error = CATRACA_E_CORRUPT;
     if (error == 0)
@@ -174,7 +117,7 @@ static int redis_publish_commit(void *context, const uint8_t *message, size_t le
     const char *argv[] = {"PUBLISH", COMMITS_CHANNEL, length ? (const char *)message : ""};
     size_t lengths[] = {7, strlen(COMMITS_CHANNEL), length};
     redisReply *reply = command_argv(bus, 3, argv, lengths);
-    int error = reply_check(reply, REDIS_REPLY_INTEGER);
+    int error = redis_reply_check(reply, REDIS_REPLY_INTEGER, "bus_redis");
     freeReplyObject(reply);
     return error;
 }
@@ -216,9 +159,9 @@ struct subscription {
 /* ["message", channel, payload] to on_message; anything else (confirmations) is skipped. */
 static void deliver(const struct subscription *s, const redisReply *reply)
 {
-    const redisReply *payload = element_of(reply, 2, REDIS_REPLY_STRING);
-    if (payload != NULL && reply->elements == 3 && is_string(payload) &&
-        is_word(element_of(reply, 0, REDIS_REPLY_STRING), "message"))
+    const redisReply *payload = redis_reply_element(reply, 2, REDIS_REPLY_STRING);
+    if (payload != NULL && reply->elements == 3 && redis_reply_is_string(payload) &&
+        is_word(redis_reply_element(reply, 0, REDIS_REPLY_STRING), "message"))
         s->on_message(s->context, (const uint8_t *)(payload->len ? payload->str : ""),
                       payload->len);
 }
@@ -230,7 +173,7 @@ static int subscribed_loop(redisContext *c, const struct subscription *s)
     size_t lengths[] = {9, strlen(s->channel)};
     redisReply *reply = redisCommandArgv(c, 2, argv, lengths);
     int error =
-        is_word(element_of(reply, 0, REDIS_REPLY_STRING), "subscribe") ? 0 : CATRACA_E_UNAVAILABLE;
+        is_word(redis_reply_element(reply, 0, REDIS_REPLY_STRING), "subscribe") ? 0 : CATRACA_E_UNAVAILABLE;
     freeReplyObject(reply);
     set_flag(s->is_subscribed, error == 0);
     while (error == 0 && !is_set(s->stop)) {
@@ -264,7 +207,7 @@ static int subscribe_until_stop(const struct subscription *s)
     set_flag(s->is_subscribed, 0);
     while (!is_set(s->stop)) {
         char why[128] = "";
-        redisContext *c = connect_to(s->bus->host, s->bus->port, timeout_ms, why);
+        redisContext *c = redis_conn_open(s->bus->host, s->bus->port, timeout_ms, timeout_ms, why);
         int error = CATRACA_E_UNAVAILABLE;
         if (c != NULL) {
             if (is_down)

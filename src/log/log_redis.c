@@ -12,7 +12,6 @@
 #include "log/log_redis.h"
 
 #include <hiredis/hiredis.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 
 #include "core/error.h"
 #include "core/logline.h"
+#include "log/redis_conn.h"
 
 #define PURCHASES_KEY "catraca:purchases"
 #define PARTITIONS_KEY "catraca:partitions"
@@ -119,37 +119,6 @@ struct log_redis {
 
 /* ---- replies ----------------------------------------------------------------------------- */
 
-/* The i-th element of an array reply when it exists and has the wanted type; else NULL. */
-static const redisReply *element_of(const redisReply *array, size_t i, int type)
-{
-    if (array == NULL || array->type != REDIS_REPLY_ARRAY || i >= array->elements ||
-        array->element == NULL || array->element[i] == NULL || array->element[i]->type != type)
-        return NULL;
-    return array->element[i];
-}
-
-/* 0 for a reply of the wanted type; CATRACA_E_UNAVAILABLE for none or an error; else CORRUPT. */
-static int reply_check(const redisReply *reply, int type)
-{
-    if (reply == NULL)
-        return CATRACA_E_UNAVAILABLE;
-    if (reply->type == REDIS_REPLY_ERROR) {
-        /* Redis refusing (loading its AOF, out of memory, read-only replica) is unavailable. */
-        char text[201];
-        snprintf(text, sizeof(text), "%.*s", reply->len < 200 ? (int)reply->len : 200,
-                 reply->str ? reply->str : "");
-        logline(LOGLINE_WARN, "log_redis", "Redis refused a command", "error", text, NULL);
-        return CATRACA_E_UNAVAILABLE;
-    }
-    return reply->type == type ? 0 : CATRACA_E_CORRUPT;
-}
-
-static bool is_string(const redisReply *reply)
-{
-    return reply != NULL && reply->type == REDIS_REPLY_STRING &&
-           (reply->str != NULL || !reply->len);
-}
-
 /* Decimal digits only (no sign, space or '+': strtoull accepts too much), no overflow. */
 static int parse_u64(const char *text, size_t length, uint64_t *out)
 {
@@ -185,7 +154,7 @@ static int parse_i64(const char *text, size_t length, int64_t *out)
 
 static int parse_u64_reply(const redisReply *reply, uint64_t *out)
 {
-    return is_string(reply) ? parse_u64(reply->str, reply->len, out) : CATRACA_E_CORRUPT;
+    return redis_reply_is_string(reply) ? parse_u64(reply->str, reply->len, out) : CATRACA_E_CORRUPT;
 }
 
 static int parse_seq_text(const char *text, size_t length, struct log_seq *out)
@@ -200,7 +169,7 @@ static int parse_seq_text(const char *text, size_t length, struct log_seq *out)
 
 static int parse_seq(const redisReply *reply, struct log_seq *out)
 {
-    return is_string(reply) ? parse_seq_text(reply->str, reply->len, out) : CATRACA_E_CORRUPT;
+    return redis_reply_is_string(reply) ? parse_seq_text(reply->str, reply->len, out) : CATRACA_E_CORRUPT;
 }
 
 /* ---- connection -------------------------------------------------------------------------- */
@@ -232,27 +201,6 @@ int log_redis_parse_url(const char *url, char host[LOG_REDIS_HOST_MAX], int *por
     return 0;
 }
 
-static struct timeval timeval_of(int ms)
-{
-    return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-}
-
-/* A connection with a connect time-out and a command time-out; NULL (why in errstr) on failure. */
-static redisContext *connect_to(const char *host, int port, int connect_ms, int command_ms,
-                                char errstr[128])
-{
-    redisContext *c = redisConnectWithTimeout(host, port, timeval_of(connect_ms));
-    if (c == NULL) {
-        snprintf(errstr, 128, "out of memory");
-        return NULL;
-    }
-    if (c->err == 0 && redisSetTimeout(c, timeval_of(command_ms)) == REDIS_OK)
-        return c;
-    snprintf(errstr, 128, "%s", c->err != 0 ? c->errstr : "setting the time-out failed");
-    redisFree(c);
-    return NULL;
-}
-
 static void disconnect(struct log_redis *log)
 {
     if (log->redis != NULL)
@@ -270,23 +218,9 @@ static int command_timeout_ms(const struct log_redis_options *options)
     return options->timeout_ms + (options->wait_replicas > 0 ? options->wait_timeout_ms : 0);
 }
 
-/*
- * Whether an idle connection was closed by the server (Redis restarted, or
- * dropped us). Between commands no reply is ever outstanding, so anything
- * readable is the end of the stream or a reset. Checked before each command
- * (one poll(2), no wait): a command written to a dead connection would fail
- * without Redis ever seeing it, and the request behind it would get a 503
- * although Redis is back.
- */
-static bool is_closed_by_server(const redisContext *c)
-{
-    struct pollfd fd = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
-    return poll(&fd, 1, 0) > 0;
-}
-
 static int ensure_connected(struct log_redis *log)
 {
-    if (log->redis != NULL && is_closed_by_server(log->redis)) {
+    if (log->redis != NULL && redis_conn_is_closed_by_server(log->redis)) {
         logline(LOGLINE_INFO, "log_redis", "the connection was closed by Redis; reconnecting",
                 "address", log->address, NULL);
         disconnect(log);
@@ -294,7 +228,7 @@ static int ensure_connected(struct log_redis *log)
     if (log->redis != NULL)
         return 0;
     char why[128];
-    log->redis = connect_to(log->host, log->port, log->options.timeout_ms,
+    log->redis = redis_conn_open(log->host, log->port, log->options.timeout_ms,
                             command_timeout_ms(&log->options), why);
     if (log->redis == NULL) {
         if (!log->is_down)
@@ -335,12 +269,6 @@ static redisReply *command(struct log_redis *log, int argc, const char **argv)
     return command_argv(log, argc, argv, lengths);
 }
 
-/* An event id is a key's middle part: too long would be truncated into another key. */
-static bool is_event_valid(const char *event)
-{
-    return event != NULL && event[0] != '\0' && strlen(event) <= CATRACA_ID_MAX;
-}
-
 static void stream_key(const char *event, char out[KEY_TEXT_MAX])
 {
     snprintf(out, KEY_TEXT_MAX, "catraca:{%s}:log", event);
@@ -357,7 +285,7 @@ static int load_script(struct log_redis *log)
 {
     const char *argv[] = {"SCRIPT", "LOAD", append_script};
     redisReply *reply = command(log, 3, argv);
-    int error = reply_check(reply, REDIS_REPLY_STRING);
+    int error = redis_reply_check(reply, REDIS_REPLY_STRING, "log_redis");
     if (error == 0 && (reply->len != 40 || reply->str == NULL))
         error = CATRACA_E_CORRUPT;
     if (error == 0) {
@@ -427,24 +355,10 @@ static void build_append(struct log_redis *log, const struct log_append_item *it
     }
 }
 
-/*
- * What log_sqlite_append() refuses, and what the script could not carry: an
- * empty key would read as "no key", and a scope or key is one hash field.
- */
+/* What every adapter refuses (log_items_check), and more items than one script call takes. */
 static int items_check(const struct log_append_item *items, size_t count)
 {
-    if (count > APPEND_ITEMS_MAX || (items == NULL && count != 0))
-        return CATRACA_E_INVALID;
-    for (size_t i = 0; i < count; i++) {
-        const struct log_append_item *item = &items[i];
-        if (!is_event_valid(item->event) || item->record_length > CATRACA_COMMAND_ENCODED_MAX ||
-            (item->record == NULL && item->record_length != 0))
-            return CATRACA_E_INVALID;
-        if (item->idempotency_key != NULL &&
-            (item->idempotency_scope == NULL || item->idempotency_key[0] == '\0'))
-            return CATRACA_E_INVALID;
-    }
-    return 0;
+    return count > APPEND_ITEMS_MAX ? CATRACA_E_INVALID : log_items_check(items, count);
 }
 
 /* {result, seq, purchase id} per item, in order. */
@@ -453,8 +367,8 @@ static int read_append_results(const redisReply *reply, struct log_append_item *
     if (reply->elements != count)
         return CATRACA_E_CORRUPT;
     for (size_t i = 0; i < count; i++) {
-        const redisReply *row = element_of(reply, i, REDIS_REPLY_ARRAY);
-        const redisReply *result = element_of(row, 0, REDIS_REPLY_INTEGER);
+        const redisReply *row = redis_reply_element(reply, i, REDIS_REPLY_ARRAY);
+        const redisReply *result = redis_reply_element(row, 0, REDIS_REPLY_INTEGER);
         uint64_t purchase_id = 0;
         struct log_seq seq;
         if (row == NULL || row->elements != 3 || result == NULL || result->integer < 0 ||
@@ -478,7 +392,7 @@ static int wait_for_replicas(struct log_redis *log)
     snprintf(timeout, sizeof(timeout), "%d", log->options.wait_timeout_ms);
     const char *argv[] = {"WAIT", replicas, timeout};
     redisReply *reply = command(log, 3, argv);
-    int error = reply_check(reply, REDIS_REPLY_INTEGER);
+    int error = redis_reply_check(reply, REDIS_REPLY_INTEGER, "log_redis");
     if (error == 0 && reply->integer < log->options.wait_replicas) {
         char acknowledged[24], wanted[24];
         snprintf(acknowledged, sizeof(acknowledged), "%lld", (long long)reply->integer);
@@ -531,7 +445,7 @@ static int redis_append(void *context, struct log_append_item *items, size_t cou
         return error;
     redisReply *reply = run_append_script(log, items, count, &error);
     if (error == 0)
-        error = reply_check(reply, REDIS_REPLY_ARRAY);
+        error = redis_reply_check(reply, REDIS_REPLY_ARRAY, "log_redis");
     if (error == 0)
         error = read_append_results(reply, items, count);
     freeReplyObject(reply);
@@ -545,16 +459,16 @@ static int redis_append(void *context, struct log_append_item *items, size_t cou
 /* One XRANGE entry, [id, [field, value, ...]], into out; its record is copied to record. */
 static int parse_entry(const redisReply *entry, uint8_t *record, struct log_entry *out)
 {
-    const redisReply *id = element_of(entry, 0, REDIS_REPLY_STRING);
-    const redisReply *fields = element_of(entry, 1, REDIS_REPLY_ARRAY);
+    const redisReply *id = redis_reply_element(entry, 0, REDIS_REPLY_STRING);
+    const redisReply *fields = redis_reply_element(entry, 1, REDIS_REPLY_ARRAY);
     if (id == NULL || fields == NULL || entry->elements != 2 || fields->elements % 2 != 0)
         return CATRACA_E_CORRUPT;
     *out = (struct log_entry){.record = record};
     bool has_record = false, has_time = false;
     for (size_t f = 0; f + 1 < fields->elements; f += 2) {
-        const redisReply *name = element_of(fields, f, REDIS_REPLY_STRING);
-        const redisReply *value = element_of(fields, f + 1, REDIS_REPLY_STRING);
-        if (!is_string(name) || !is_string(value) || name->len != 1)
+        const redisReply *name = redis_reply_element(fields, f, REDIS_REPLY_STRING);
+        const redisReply *value = redis_reply_element(fields, f + 1, REDIS_REPLY_STRING);
+        if (!redis_reply_is_string(name) || !redis_reply_is_string(value) || name->len != 1)
             return CATRACA_E_CORRUPT;
         if (name->str[0] == 'r') {
             if (value->len > CATRACA_COMMAND_ENCODED_MAX)
@@ -579,7 +493,7 @@ static int redis_read(void *context, const char *event, struct log_seq after,
 {
     struct log_redis *log = context;
     *count = 0;
-    if (!is_event_valid(event))
+    if (!log_event_is_valid(event))
         return CATRACA_E_INVALID;
     if (max > log->options.read_max)
         max = log->options.read_max;
@@ -594,7 +508,7 @@ static int redis_read(void *context, const char *event, struct log_seq after,
     snprintf(max_text, sizeof(max_text), "%zu", max);
     const char *argv[] = {"XRANGE", key, start, "+", "COUNT", max_text};
     redisReply *reply = command(log, 6, argv);
-    int error = reply_check(reply, REDIS_REPLY_ARRAY);
+    int error = redis_reply_check(reply, REDIS_REPLY_ARRAY, "log_redis");
     if (error == 0 && reply->elements > max)
         error = CATRACA_E_CORRUPT;
     size_t n = error == 0 ? reply->elements : 0;
@@ -610,7 +524,7 @@ static int redis_read(void *context, const char *event, struct log_seq after,
 /* "<event> <seq>", as the script writes it; the seq is after the last space. */
 static int parse_place(const redisReply *reply, char event[CATRACA_ID_MAX + 1], struct log_seq *seq)
 {
-    if (!is_string(reply) || reply->len == 0)
+    if (!redis_reply_is_string(reply) || reply->len == 0)
         return CATRACA_E_CORRUPT;
     const char *space = memrchr(reply->str, ' ', reply->len);
     size_t event_length = space ? (size_t)(space - reply->str) : 0;
@@ -634,7 +548,7 @@ static int redis_find_purchase(void *context, uint64_t purchase_id, char event[C
     redisReply *reply = command(log, 3, argv);
     int error = reply != NULL && reply->type == REDIS_REPLY_NIL
                     ? CATRACA_E_NOTFOUND
-                    : reply_check(reply, REDIS_REPLY_STRING);
+                    : redis_reply_check(reply, REDIS_REPLY_STRING, "log_redis");
     if (error == 0)
         error = parse_place(reply, event, seq);
     freeReplyObject(reply);
@@ -644,12 +558,12 @@ static int redis_find_purchase(void *context, uint64_t purchase_id, char event[C
 /* The `i` field of a stream entry (its 1-based index in the stream). */
 static int entry_index(const redisReply *entry, uint64_t *index)
 {
-    const redisReply *fields = element_of(entry, 1, REDIS_REPLY_ARRAY);
+    const redisReply *fields = redis_reply_element(entry, 1, REDIS_REPLY_ARRAY);
     if (fields == NULL || entry->elements != 2 || fields->elements % 2 != 0)
         return CATRACA_E_CORRUPT;
     for (size_t f = 0; f + 1 < fields->elements; f += 2) {
-        const redisReply *name = element_of(fields, f, REDIS_REPLY_STRING);
-        if (is_string(name) && name->len == 1 && name->str[0] == 'i')
+        const redisReply *name = redis_reply_element(fields, f, REDIS_REPLY_STRING);
+        if (redis_reply_is_string(name) && name->len == 1 && name->str[0] == 'i')
             return parse_u64_reply(fields->element[f + 1], index);
     }
     return CATRACA_E_CORRUPT;
@@ -668,7 +582,7 @@ static int entries_through(struct log_redis *log, const char *event, struct log_
     log_seq_format(at, end);
     const char *argv[] = {"XREVRANGE", key, end, "-", "COUNT", "1"};
     redisReply *reply = command(log, 6, argv);
-    int error = reply_check(reply, REDIS_REPLY_ARRAY);
+    int error = redis_reply_check(reply, REDIS_REPLY_ARRAY, "log_redis");
     *index = 0;
     if (error == 0 && reply->elements > 1)
         error = CATRACA_E_CORRUPT;
@@ -688,7 +602,7 @@ static int entries_total(struct log_redis *log, const char *event, uint64_t *tot
     int error = 0;
     *total = 0;
     if (reply == NULL || reply->type != REDIS_REPLY_NIL)
-        error = reply_check(reply, REDIS_REPLY_STRING);
+        error = redis_reply_check(reply, REDIS_REPLY_STRING, "log_redis");
     if (error == 0 && reply->type == REDIS_REPLY_STRING)
         error = parse_u64_reply(reply, total);
     freeReplyObject(reply);
@@ -701,7 +615,7 @@ static int redis_count_after(void *context, const char *event, struct log_seq af
     struct log_redis *log = context;
     uint64_t through = 0, total = 0;
     *count = 0;
-    if (!is_event_valid(event))
+    if (!log_event_is_valid(event))
         return CATRACA_E_INVALID;
     int error = 0;
     if (after.major != 0 || after.minor != 0)
@@ -720,17 +634,17 @@ static int redis_last_seq(void *context, const char *event, struct log_seq *seq)
 {
     struct log_redis *log = context;
     *seq = (struct log_seq){0, 0};
-    if (!is_event_valid(event))
+    if (!log_event_is_valid(event))
         return CATRACA_E_INVALID;
     char key[KEY_TEXT_MAX];
     stream_key(event, key);
     const char *argv[] = {"XREVRANGE", key, "+", "-", "COUNT", "1"};
     redisReply *reply = command(log, 6, argv);
-    int error = reply_check(reply, REDIS_REPLY_ARRAY);
+    int error = redis_reply_check(reply, REDIS_REPLY_ARRAY, "log_redis");
     if (error == 0 && reply->elements > 1)
         error = CATRACA_E_CORRUPT;
     if (error == 0 && reply->elements == 1) {
-        const redisReply *entry = element_of(reply, 0, REDIS_REPLY_ARRAY);
+        const redisReply *entry = redis_reply_element(reply, 0, REDIS_REPLY_ARRAY);
         error = entry != NULL && entry->elements == 2 ? parse_seq(entry->element[0], seq)
                                                       : CATRACA_E_CORRUPT;
     }
@@ -763,12 +677,12 @@ static int redis_list_partitions(void *context, char (*events)[CATRACA_ID_MAX + 
     struct log_redis *log = context;
     const char *argv[] = {"SMEMBERS", PARTITIONS_KEY};
     redisReply *reply = command(log, 2, argv);
-    int error = reply_check(reply, REDIS_REPLY_ARRAY);
+    int error = redis_reply_check(reply, REDIS_REPLY_ARRAY, "log_redis");
     *count = 0;
     for (size_t i = 0; error == 0 && max > 0 && i < reply->elements; i++) {
-        const redisReply *member = element_of(reply, i, REDIS_REPLY_STRING);
+        const redisReply *member = redis_reply_element(reply, i, REDIS_REPLY_STRING);
         char id[CATRACA_ID_MAX + 1];
-        if (!is_string(member)) {
+        if (!redis_reply_is_string(member)) {
             error = CATRACA_E_CORRUPT;
             break;
         }
