@@ -236,6 +236,31 @@ static bool is_keys_in_ids(struct api *api)
            (h->log.ops->flags & LOG_FLAG_KEYS_IN_PURCHASE_IDS) != 0;
 }
 
+/*
+ * A keyed purchase with a derived id that a worker already committed (in the
+ * recent table, or the store): a repeat, answered 200 with the purchase as it
+ * is now (API.md) instead of appending it again. True once answered. A repeat
+ * not committed yet is appended again under the same id (the engine answers
+ * it REPEATED) and answered 202 with the same id: docs/DEPLOY.md, "Kafka".
+ */
+static bool answers_committed_repeat(struct route_context *c, uint64_t id)
+{
+    struct store_purchase row;
+    struct thread_handles *h = api_handles_of(c->api);
+    bool is_known = (c->api->recent.slots != NULL && recent_find(&c->api->recent, id, &row)) ||
+                    (h != NULL && h->store.ops->get_purchase(h->store.context, id, &row) == 0);
+    if (!is_known)
+        return false;
+    char id_text[API_PURCHASE_ID_TEXT], location[64], text[API_PURCHASE_TEXT_MAX];
+    api_json_purchase_id_format(id, id_text);
+    snprintf(location, sizeof(location), "/v1/purchases/%s", id_text);
+    const char *headers[] = {"Location", location, NULL};
+    if (api_json_purchase_text(&row, text, sizeof(text)) <= 0)
+        return false;
+    api_reply_json(c, 200, text, headers);
+    return true;
+}
+
 static uint64_t hash_request(const char *event, const char *category, int64_t quantity)
 {
     uint64_t h = 1469598103934665603ULL;
@@ -441,12 +466,18 @@ void api_purchases_create(struct route_context *c)
                         "quantity is above the event's per_customer_limit", NULL);
         return;
     }
+    uint64_t hash = hash_request(c->segments[2], command.u.purchase.category, quantity);
+    uint64_t derived_id = key != NULL && is_keys_in_ids(api)
+                              ? derived_purchase_id(api, c->claims.subject, key, hash)
+                              : 0;
+    if (derived_id != 0 && answers_committed_repeat(c, derived_id))
+        return;
     struct pending *p = api_pending_new(c, PENDING_PURCHASE);
     if (p == NULL) {
         api_reply_error(c, 503, "unavailable", "out of memory", NULL);
         return;
     }
-    command.u.purchase.purchase_id = next_purchase_id(api);
+    command.u.purchase.purchase_id = derived_id != 0 ? derived_id : next_purchase_id(api);
     command.u.purchase.quantity = (uint32_t)quantity;
     snprintf(command.u.purchase.customer, sizeof(command.u.purchase.customer), "%s",
              c->claims.subject);
@@ -455,11 +486,6 @@ void api_purchases_create(struct route_context *c)
     snprintf(p->event, sizeof(p->event), "%s", c->segments[2]);
     snprintf(p->customer, sizeof(p->customer), "%s", c->claims.subject);
     snprintf(p->category, sizeof(p->category), "%s", command.u.purchase.category);
-    uint64_t hash = hash_request(p->event, p->category, quantity);
-    if (key != NULL && is_keys_in_ids(api)) {
-        command.u.purchase.purchase_id = derived_purchase_id(api, p->customer, key, hash);
-        p->purchase_id = command.u.purchase.purchase_id;
-    }
     struct limits_redis_check check = {0};
     char challenge_hex[65];
     int challenge_error = is_shared ? shared_check_of(c, address, &check, challenge_hex) : 0;

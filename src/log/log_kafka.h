@@ -27,7 +27,8 @@
  * the options' replication factor and min.insync.replicas; "already exists"
  * is success. Nothing relies on the broker's auto.create.topics.enable. An
  * entry's value is the record; headers "t" (time_ms) and "p" (purchase id,
- * purchases only), 8 bytes big-endian each. No key: one partition.
+ * purchases only), 8 bytes big-endian each, and "k" (keyed items: a 128-bit
+ * fingerprint of scope and key, 16 bytes). No message key: one partition.
  *
  * DURABILITY. The producer is idempotent (enable.idempotence=true, acks=all):
  * append() returns 0 only after EVERY item's delivery report succeeded, i.e.
@@ -41,8 +42,15 @@
  * a retry carries the same purchase id (derived from the idempotency key for
  * keyed purchases, gateway/api_pending.c) and the engine answers it REPEATED.
  * Delivery is bounded by timeout_ms (message.timeout.ms); undelivered items
- * are purged before the call returns, so nothing of a failed call is sent
- * later.
+ * are purged before the call returns, so this client sends nothing of a
+ * failed call later - but a broker that stalled may still write a request it
+ * had read (measured: tests/log/test_log_kafka.c). Such items are remembered
+ * as doubtful (LOG_KAFKA_DOUBTFUL_MAX per process): a retry of one in this
+ * process first looks for it in its topic (headers "p" and "k", from the
+ * topic's end as this process knew it, at most LOG_KAFKA_SCAN_MAX entries)
+ * and answers LOG_DUPLICATE when it is there. Such a retry's append() reads
+ * the topic on the same handle: entries of an earlier read() are then no
+ * longer valid.
  *
  * IDEMPOTENCY. Kafka cannot check a key atomically with an append. The
  * adapter answers LOG_DUPLICATE / LOG_DUPLICATE_MISMATCH for keys and
@@ -54,9 +62,12 @@
  * CATRACA_E_NOTFOUND, and the gateway waits for the store.
  *
  * READS. No consumer group, no offset commit, no auto-commit: a handle's
- * consumer assigns each event's partition at the exact offset asked for
- * (read's after.major) and the worker keeps its position in PostgreSQL with
- * its outcomes. A handle keeps up to LOG_KAFKA_READ_PARTITIONS_MAX
+ * consumer starts each event's partition at the exact offset asked for
+ * (read's after.major) with librdkafka's simple consumer (consume_start: a
+ * manual assignment that needs no group.id - librdkafka 2.0.2's assign()
+ * refuses to run without one and then waits for a group coordinator, which
+ * would make reads depend on __consumer_offsets) and the worker keeps its
+ * position in PostgreSQL with its outcomes. A handle keeps up to LOG_KAFKA_READ_PARTITIONS_MAX
  * partitions assigned (least recently read dropped first), each on a queue of
  * its own that librdkafka prefetches into. A read that is caught up (nothing
  * queued, and the high watermark - cached from fetch responses, or this

@@ -30,6 +30,7 @@
 
 #include "core/error.h"
 #include "log/bus_kafka.h"
+#include "log/conformance_bus.h"
 #include "log/conformance_log.h"
 #include "log/log_kafka.h"
 
@@ -632,6 +633,19 @@ static void restore_connections(void *context)
     stopped_broker = 0;
 }
 
+static int kafka_bus_open(void *context, struct catraca_bus *out)
+{
+    (void)context;
+    struct backend_options options = options_with(CONFORMANCE_TIMEOUT_MS);
+    options.kafka_topic_prefix = conformance_prefix;
+    return bus_kafka_open(&options, out);
+}
+
+static int kafka_bus_open_log(void *context, struct catraca_log *out)
+{
+    return kafka_open(context, READ_MAX, out);
+}
+
 int main(void)
 {
     if (group_setup(NULL) != 0)
@@ -649,6 +663,15 @@ int main(void)
         .restore_connections = restore_connections,
     };
     int failed = conformance_log_run(&target);
+    struct conformance_bus_target bus_target = {
+        .name = "kafka",
+        .open = kafka_bus_open,
+        .open_log = kafka_bus_open_log,
+        .reconnect_ms = CONFORMANCE_TIMEOUT_MS + BUS_KAFKA_BACKOFF_MS + BUS_KAFKA_CHECK_MS,
+        /* no cut: the bus and the log share the brokers, and a proxy would be bypassed (a
+         * client connects to the addresses brokers advertise); stalls are test_log_kafka's */
+    };
+    failed += conformance_bus_run(&bus_target);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_topic_names),
         cmocka_unit_test_setup(test_options, fresh_prefix),

@@ -1,5 +1,6 @@
 /*
- * The Redis Streams log (src/log/log_redis.c) against the conformance suite,
+ * The Redis Streams log (src/log/log_redis.c) and the Redis bus
+ * (src/log/bus_redis.c) against the conformance suites,
  * on the real redis-server tests/servers.py starts (CATRACA_TEST_REDIS). The
  * suite's handles reach Redis through tests/log/fault_proxy.h, which cuts or
  * stalls their connections on demand; Redis itself keeps running.
@@ -24,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "log/bus_redis.h"
+#include "log/conformance_bus.h"
 #include "log/conformance_log.h"
 #include "log/fault_proxy.h"
 #include "log/log_redis.h"
@@ -32,6 +35,7 @@
 
 static struct fault_proxy *proxy;
 static char proxy_url[64];
+static const char *direct_url;
 
 static int redis_open(void *context, size_t read_max, struct catraca_log *out)
 {
@@ -58,6 +62,27 @@ static void restore_connections(void *context)
 {
     (void)context;
     fault_proxy_set_mode(proxy, FAULT_PROXY_RELAY);
+}
+
+static int bus_open(void *context, struct catraca_bus *out)
+{
+    (void)context;
+    struct bus_redis_options options = {.url = proxy_url, .timeout_ms = TIMEOUT_MS};
+    return bus_redis_open(&options, out);
+}
+
+/* The bus suite's log: straight to Redis, so cutting the bus leaves the log up. */
+static int bus_open_log(void *context, struct catraca_log *out)
+{
+    (void)context;
+    struct log_redis_options options = {.url = direct_url, .timeout_ms = 2000, .read_max = 16};
+    return log_redis_open(&options, out);
+}
+
+static void bus_cut(void *context)
+{
+    (void)context;
+    fault_proxy_set_mode(proxy, FAULT_PROXY_DOWN);
 }
 
 /* Each of the suite's cut rounds did cut (the proxy was in the way, not bypassed). */
@@ -91,6 +116,16 @@ int main(void)
         .restore_connections = restore_connections,
     };
     int failed = conformance_log_run(&target);
+    direct_url = url;
+    struct conformance_bus_target bus_target = {
+        .name = "redis",
+        .open = bus_open,
+        .open_log = bus_open_log,
+        .reconnect_ms = 2 * TIMEOUT_MS + 200, /* a time-out, bus_redis.c's back-off */
+        .cut_connections = bus_cut,
+        .restore_connections = restore_connections,
+    };
+    failed += conformance_bus_run(&bus_target);
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_cuts_happened)};
     failed += cmocka_run_group_tests_name("redis_own", tests, NULL, NULL);
     fault_proxy_stop(proxy);

@@ -1,4 +1,7 @@
-/* The SQLite log and store adapters on a real database file in a temporary directory. */
+/*
+ * The SQLite store adapter (and log.c's positions) on a real database file in a temporary
+ * directory. The SQLite log adapter is tests/log/test_log_sqlite.c's: the conformance suite.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,28 +37,6 @@ static int teardown(void **state)
     return system(command) == 0 ? 0 : -1;
 }
 
-static struct catraca_log open_log(void)
-{
-    struct log_sqlite_options options = {
-        .is_synchronous_full = true, .busy_timeout_ms = 2000, .read_max = 64};
-    struct catraca_log log;
-    assert_int_equal(log_sqlite_open(path, &options, &log), 0);
-    return log;
-}
-
-static struct log_append_item item(const char *event, uint64_t purchase_id, const char *key,
-                                   uint64_t hash, const uint8_t *record, size_t length)
-{
-    return (struct log_append_item){.event = event,
-                                    .record = record,
-                                    .record_length = length,
-                                    .time_ms = 1,
-                                    .purchase_id = purchase_id,
-                                    .idempotency_scope = "c1",
-                                    .idempotency_key = key,
-                                    .request_hash = hash};
-}
-
 static void test_seq_text(void **state)
 {
     (void)state;
@@ -72,68 +53,6 @@ static void test_seq_text(void **state)
         assert_int_equal(log_seq_parse(bad[i], &seq), CATRACA_E_INVALID);
     assert_true(log_seq_compare((struct log_seq){1, 9}, (struct log_seq){2, 0}) < 0);
     assert_true(log_seq_compare((struct log_seq){2, 1}, (struct log_seq){2, 0}) > 0);
-}
-
-static void test_append_read_idempotency(void **state)
-{
-    (void)state;
-    struct catraca_log log = open_log();
-    uint8_t record[] = {1, 2, 3};
-    struct log_append_item items[4] = {
-        item("ev", 10, "k1", 111, record, 3), item("ev", 11, NULL, 0, record, 2),
-        item("other", 12, NULL, 0, record, 1), item("ev", 0, NULL, 0, record, 3)};
-    assert_int_equal(log.ops->append(log.context, items, 4), 0);
-    for (int i = 0; i < 4; i++)
-        assert_int_equal(items[i].result, LOG_APPENDED);
-    assert_true(log_seq_compare(items[0].seq, items[1].seq) < 0);
-    struct log_append_item again[3] = {item("ev", 20, "k1", 111, record, 3),
-                                       item("ev", 21, "k1", 222, record, 3),
-                                       item("ev", 11, NULL, 0, record, 2)};
-    assert_int_equal(log.ops->append(log.context, again, 3), 0);
-    assert_int_equal(again[0].result, LOG_DUPLICATE);
-    assert_true(again[0].existing_purchase_id == 10);
-    assert_int_equal(again[1].result, LOG_DUPLICATE_MISMATCH);
-    assert_int_equal(again[2].result, LOG_DUPLICATE); /* the same purchase id appended twice */
-    struct log_entry entries[8];
-    size_t count = 0;
-    assert_int_equal(log.ops->read(log.context, "ev", (struct log_seq){0, 0}, entries, 8, &count),
-                     0);
-    assert_int_equal(count, 3);
-    assert_int_equal(entries[1].record_length, 2);
-    assert_int_equal(log.ops->read(log.context, "ev", entries[0].seq, entries, 1, &count), 0);
-    assert_int_equal(count, 1);
-    uint64_t pending = 0;
-    assert_int_equal(log.ops->count_after(log.context, "ev", entries[0].seq, &pending), 0);
-    assert_true(pending == 1);
-    char events[4][CATRACA_ID_MAX + 1];
-    assert_int_equal(log.ops->list_partitions(log.context, events, 4, &count), 0);
-    assert_int_equal(count, 2);
-    char event[CATRACA_ID_MAX + 1];
-    struct log_seq seq;
-    assert_int_equal(log.ops->find_purchase(log.context, 12, event, &seq), 0);
-    assert_string_equal(event, "other");
-    assert_int_equal(log.ops->find_purchase(log.context, 99, event, &seq), CATRACA_E_NOTFOUND);
-    log.ops->close(log.context);
-    /* durable across close and reopen */
-    log = open_log();
-    assert_int_equal(log.ops->last_seq(log.context, "ev", &seq), 0);
-    assert_true(seq.major == items[3].seq.major);
-    log.ops->close(log.context);
-}
-
-static void test_failed_batch_appends_nothing(void **state)
-{
-    (void)state;
-    struct catraca_log log = open_log();
-    uint8_t record[8] = {0};
-    struct log_append_item items[2] = {
-        item("ev", 1, NULL, 0, record, 8),
-        item("ev", 2, NULL, 0, record, CATRACA_COMMAND_ENCODED_MAX + 1)};
-    assert_int_equal(log.ops->append(log.context, items, 2), CATRACA_E_INVALID);
-    uint64_t count = 9;
-    assert_int_equal(log.ops->count_after(log.context, "ev", (struct log_seq){0, 0}, &count), 0);
-    assert_true(count == 0);
-    log.ops->close(log.context);
 }
 
 static void test_store_commit_load_fence(void **state)
@@ -482,8 +401,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seq_text),
-        cmocka_unit_test_setup_teardown(test_append_read_idempotency, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_failed_batch_appends_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_commit_load_fence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_upgrades_old_partitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_line_positions, setup, teardown),

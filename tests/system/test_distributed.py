@@ -4,6 +4,7 @@ restarted on its AOF, PostgreSQL crashed and restarted. Real Redis, PostgreSQL, 
 and workers on loopback; every 202 must end with exactly one decision, nothing oversold,
 arrival order kept. Randomized buyers: the seed is printed, CATRACA_SEED reproduces it.
 """
+import os
 import random
 import signal
 import threading
@@ -260,6 +261,66 @@ class RedisCrashTest(unittest.TestCase):
             self.assertGreater(len(accepted), 100)
             decided = settle(cluster, accepted)
             check_promises(self, cluster, "ev-redis", 5000, decided, all_known=False)
+        finally:
+            cluster.close()
+
+
+    def test_redis_paused_mid_rush_answers_503_and_retries_make_one_purchase(self):
+        """Redis stalled (SIGSTOP: its connections stay open, nothing is answered) mid-rush.
+        Every request answered while it is stopped is a 503, never a 202, and comes within the
+        log time-out (no request hangs). Some of those appends still ran once Redis woke (the
+        gateway had given up: log_redis.h's dropped reply); a retry with the same
+        Idempotency-Key must find them, so every buyer ends with exactly one purchase."""
+        seed = seed_from_env("redis-pause")
+        timeout_s = 0.5
+        cluster = Cluster("--log-timeout-ms", str(int(timeout_s * 1000)), lease_ms=1500)
+        try:
+            c = cluster.client()
+            create_event(c, "ev-pause", (5000,))
+            rush = Rush(cluster, "ev-pause", 1200, seed=seed, pause_s=0.003).start()
+            time.sleep(0.5)
+            os.kill(cluster.redis.proc.pid, signal.SIGSTOP)
+            paused_from = time.monotonic()
+            try:
+                time.sleep(2.5)
+            finally:
+                paused_until = time.monotonic()
+                os.kill(cluster.redis.proc.pid, signal.SIGCONT)
+            rush.join()
+            during = [a for a in rush.answers.values() if a[2] > paused_from and a[3] < paused_until]
+            self.assertTrue(during, "no request was answered while Redis was stopped")
+            self.assertTrue(all(a[0] == 503 for a in during),
+                            {a[0] for a in during})  # never 202 without the log
+            slowest = max(a[3] - a[2] for a in during)
+            self.assertLess(slowest, 2 * timeout_s + 1.5, "a request waited past the time-out")
+            # Every buyer not accepted retries with the same key until it is.
+            accepted = rush.accepted()
+            retried = 0
+            client = cluster.client(timeout=20)
+            for b in sorted(set(rush.answers) - set(accepted)):
+                for _ in range(20):
+                    status, answer, _ = client.request(
+                        "POST", "/v1/events/ev-pause/purchases",
+                        {"category": "cat0", "quantity": 1}, token(f"b{b}"),
+                        {"Idempotency-Key": f"k{b}"})
+                    if status in (200, 202):
+                        accepted[b] = answer
+                        retried += 1
+                        break
+                    time.sleep(0.2)
+            client.close()
+            print(f"redis-pause: {len(during)} answered while stopped (all 503, slowest "
+                  f"{slowest:.2f} s), {retried} retried until accepted", flush=True)
+            self.assertGreater(retried, 0)
+            self.assertEqual(len(accepted), 1200, "a retry was never accepted")
+            decided = settle(cluster, accepted)
+            check_promises(self, cluster, "ev-pause", 5000, decided, all_known=False)
+            twice = cluster.sql("SELECT count(*) FROM (SELECT customer FROM purchases "
+                                "WHERE event = 'ev-pause' GROUP BY customer "
+                                "HAVING count(*) > 1) AS t")
+            self.assertEqual(twice.strip(), "0", "a retried purchase was appended twice")
+            rows = cluster.sql("SELECT count(*) FROM purchases WHERE event = 'ev-pause'")
+            self.assertEqual(int(rows), 1200)
         finally:
             cluster.close()
 
