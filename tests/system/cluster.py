@@ -133,7 +133,7 @@ class Cluster:
     servers.Kafka the test controls (kill9, start_broker); without one the cluster runs on
     the process's shared 1-broker Kafka. replication/min_insync: the --kafka-replication-factor
     and --kafka-min-insync-replicas passed to every process (default: min(3, brokers) and
-    min(2, brokers))."""
+    min(2, replication))."""
 
     def __init__(self, *extra, demo=False, gateways=2, workers=2, lease_ms=1500, log=None,
                  kafka=None, replication=None, min_insync=None):
