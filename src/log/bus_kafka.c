@@ -136,13 +136,25 @@ static void deliver(const struct subscription *s, const rd_kafka_message_t *mess
         s->on_message(s->callback_context, message->payload, message->len);
         return;
     }
+    /* "<event>\0<end: 8 bytes big-endian>" (log_kafka.c's announce_appended); a bare event
+     * id is taken too. Anything else is ignored. */
     char event[CATRACA_ID_MAX + 1];
-    if (message->len == 0 || message->len > CATRACA_ID_MAX)
-        return; /* not an event id: ignored */
-    memcpy(event, message->payload, message->len);
-    event[message->len] = '\0';
-    if (strlen(event) == message->len)
-        s->on_event(s->callback_context, event);
+    const uint8_t *bytes = message->payload;
+    size_t length = bytes != NULL ? strnlen((const char *)bytes, message->len) : 0;
+    if (length == 0 || length > CATRACA_ID_MAX)
+        return;
+    memcpy(event, bytes, length);
+    event[length] = '\0';
+    if (length + 1 + 8 == message->len) {
+        uint64_t end = 0;
+        for (size_t i = 0; i < 8; i++)
+            end = end << 8 | bytes[length + 1 + i];
+        if (end <= INT64_MAX)
+            log_kafka_note_end(s->bus->prefix, event, (int64_t)end);
+    } else if (length != message->len) {
+        return;
+    }
+    s->on_event(s->callback_context, event);
 }
 
 static bool is_stopped(const struct subscription *s)

@@ -12,9 +12,11 @@
  *   - "<prefix>sys.commits": publish_commit produces there (not awaited: a
  *     failed delivery is reported by the next call as CATRACA_E_UNAVAILABLE);
  *     subscribe_commits consumes from the end.
- *   - "<prefix>sys.appended": log_kafka.c's append produces each event id it
- *     appended to there after a successful call (fire-and-forget);
- *     wait_appended consumes from the end.
+ *   - "<prefix>sys.appended": log_kafka.c's append produces, after a
+ *     successful call, one message per event it appended to: the event id, a
+ *     NUL, and the event's new end (8 bytes big-endian), fire-and-forget;
+ *     wait_appended consumes from the end, notes the end for this process's
+ *     reads (log_kafka_note_end) and calls on_event with the id.
  * Consumers have no group and commit nothing (manual assign at the end):
  * a subscriber that is down misses what was published meanwhile, the
  * at-most-once of bus.h.

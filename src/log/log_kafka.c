@@ -24,10 +24,15 @@
  * and its framing; a record is <= 4 KiB */
 #define MESSAGE_BYTES_MAX ((1 << 20) + 65536)
 #define FETCH_BYTES_MAX (4 << 20)          /* fetch.max.bytes of one fetch response */
-#define FETCH_WAIT_MS 100                  /* fetch.wait.max.ms: a broker's long poll */
+/* fetch.wait.max.ms. Measured with librdkafka 2.0.2 on Kafka 4.1.1: a caught-up consumer gets
+ * a new record when its long poll ends, not when the record arrives, so this is the latency a
+ * woken worker sees twice (the wake-up topic, then the event's); each idle consumer sends a
+ * fetch this often. */
+#define FETCH_WAIT_MS 25
 #define DRAIN_AFTER_PURGE_MS 1000          /* serving purged messages' reports */
 #define POLL_SLICE_MS 20                   /* one rd_kafka_poll while waiting for reports */
 #define CREATE_RETRY_PAUSE_MS 100           /* between CreateTopics attempts */
+#define ANNOUNCED_MAX 64                   /* events one append announces without repeats */
 #define WAYS 4                             /* of the process-wide set-associative tables */
 #define INDEX_BITS 17                      /* a delivery's item index (<= 65536 items) */
 
@@ -172,6 +177,8 @@ rd_kafka_t *log_kafka_client_new(const struct backend_options *options, bool is_
         conf_set_int(conf, "socket.connection.setup.timeout.ms",
                      timeout_ms < 1000 ? 1000 : timeout_ms) &&
         conf_set_int(conf, "metadata.max.age.ms", 60000) &&
+        /* a topic made a moment ago is unknown to brokers for some ms: ask again soon */
+        conf_set_int(conf, "topic.metadata.refresh.fast.interval.ms", 20) &&
         conf_set_int(conf, "reconnect.backoff.ms", 50) &&
         conf_set_int(conf, "reconnect.backoff.max.ms", 1000) &&
         conf_set_int(conf, "message.max.bytes", MESSAGE_BYTES_MAX) &&
@@ -409,6 +416,37 @@ static bool is_topic_created(rd_kafka_resp_err_t error)
     return error == RD_KAFKA_RESP_ERR_NO_ERROR || error == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS;
 }
 
+/*
+ * Asks for a topic's metadata until it has a leader (bounded by timeout_ms):
+ * this also fills the client's metadata cache, so its first produce to a
+ * topic made a moment ago goes out at once instead of after librdkafka's
+ * unknown-topic retries (measured: about 1 s on librdkafka 2.0.2).
+ */
+static void wait_for_leader(rd_kafka_t *client, const char *name, int timeout_ms, bool is_once)
+{
+    rd_kafka_topic_t *topic = rd_kafka_topic_new(client, name, NULL);
+    if (topic == NULL)
+        return;
+    int64_t deadline = monotonic_ms() + timeout_ms;
+    for (;;) {
+        const struct rd_kafka_metadata *metadata = NULL;
+        bool has_leader = false;
+        if (rd_kafka_metadata(client, 0, topic, &metadata, remaining_ms(deadline) + 1) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+            has_leader = metadata->topic_cnt == 1 &&
+                         metadata->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                         metadata->topics[0].partition_cnt >= 1 &&
+                         metadata->topics[0].partitions[0].leader >= 0;
+            rd_kafka_metadata_destroy(metadata);
+        }
+        if (has_leader || is_once || remaining_ms(deadline) < CREATE_RETRY_PAUSE_MS / 10)
+            break;
+        struct timespec pause = {0, (CREATE_RETRY_PAUSE_MS / 10) * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    rd_kafka_topic_destroy(topic);
+}
+
 /* One CreateTopics request (the topics made or already there are remembered). */
 static int create_topics_once(rd_kafka_t *client, rd_kafka_NewTopic_t **wanted, size_t wanted_count,
                               int timeout_ms)
@@ -434,6 +472,8 @@ static int create_topics_once(rd_kafka_t *client, rd_kafka_NewTopic_t **wanted, 
             for (size_t i = 0; i < n; i++) {
                 rd_kafka_resp_err_t error = rd_kafka_topic_result_error(each[i]);
                 if (is_topic_created(error)) {
+                    wait_for_leader(client, rd_kafka_topic_result_name(each[i]), timeout_ms,
+                                    false);
                     topic_remember(rd_kafka_topic_result_name(each[i]));
                     continue;
                 }
@@ -878,26 +918,56 @@ static int produce_item(struct log_kafka *log, const struct log_append_item *ite
     }
 }
 
-/* Tells workers which events got entries (bus.h's wait_appended): at most once, not awaited. */
+/*
+ * Tells workers which events got entries (bus.h's wait_appended): at most
+ * once, not awaited. A message is the event id, a NUL, and the event's new
+ * end (its last offset + 1, 8 bytes big-endian): bus_kafka.c notes that end
+ * for this process's reads (log_kafka_note_end), so a worker woken by it
+ * waits for the fetch instead of finding its cached watermark stale.
+ */
 static void announce_appended(struct log_kafka *log, const struct log_append_item *items,
                               size_t count)
 {
     char topic[LOG_KAFKA_TOPIC_MAX];
     snprintf(topic, sizeof(topic), "%ssys.appended", log->prefix);
-    for (size_t i = 0; i < count; i++) {
+    const char *announced[ANNOUNCED_MAX];
+    size_t announced_count = 0;
+    for (size_t i = count; i-- > 0;) { /* from the end: an event's last item has its end */
         if (items[i].result != LOG_APPENDED)
             continue;
         bool is_repeat = false;
-        for (size_t j = 0; j < i && !is_repeat && j < 64; j++)
-            is_repeat = items[j].result == LOG_APPENDED && strcmp(items[j].event, items[i].event) == 0;
+        for (size_t j = 0; j < announced_count && !is_repeat; j++)
+            is_repeat = strcmp(announced[j], items[i].event) == 0;
         if (is_repeat)
             continue;
+        if (announced_count < ANNOUNCED_MAX) /* past it an event may be announced twice */
+            announced[announced_count++] = items[i].event;
+        uint8_t message[CATRACA_ID_MAX + 1 + 8];
+        size_t length = strlen(items[i].event);
+        memcpy(message, items[i].event, length);
+        message[length++] = '\0';
+        be64(items[i].seq.major, message + length); /* seq.major is offset + 1: the end */
+        length += 8;
         rd_kafka_producev(log->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_VALUE((void *)items[i].event, strlen(items[i].event)),
-                          RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+                          RD_KAFKA_V_VALUE(message, length), RD_KAFKA_V_OPAQUE(NULL),
+                          RD_KAFKA_V_END);
     }
     rd_kafka_poll(log->producer, 0);
+}
+
+int log_kafka_note_end(const char *prefix, const char *event, int64_t end)
+{
+    char topic[LOG_KAFKA_TOPIC_MAX];
+    int error = log_kafka_event_topic(prefix, event, topic);
+    if (error != 0)
+        return error;
+    pthread_mutex_lock(&tables_mutex);
+    struct known_topic *slot = topic_remember_locked(topic);
+    if (slot != NULL && end > slot->appended_high)
+        slot->appended_high = end;
+    pthread_mutex_unlock(&tables_mutex);
+    return 0;
 }
 
 static int kafka_append(void *context, struct log_append_item *items, size_t count)
@@ -1007,14 +1077,21 @@ static int query_watermarks(struct log_kafka *log, const char *topic, int64_t *l
     int error = consumer_ready(log);
     if (error != 0)
         return error;
-    rd_kafka_resp_err_t result = rd_kafka_query_watermark_offsets(log->consumer, topic, 0, low,
-                                                                  high, log->options.timeout_ms);
-    if (result == RD_KAFKA_RESP_ERR_NO_ERROR)
-        return 0;
-    if (result == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-        result == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || result == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
-        return CATRACA_E_NOTFOUND;
-    return CATRACA_E_UNAVAILABLE;
+    for (int attempt = 0;; attempt++) {
+        rd_kafka_resp_err_t result = rd_kafka_query_watermark_offsets(
+            log->consumer, topic, 0, low, high, log->options.timeout_ms);
+        if (result == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return 0;
+        if (result != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+            result != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC &&
+            result != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+            return CATRACA_E_UNAVAILABLE;
+        if (attempt == 1)
+            return CATRACA_E_NOTFOUND;
+        /* The client may remember the topic as missing from before it was made (by any
+         * process): ask the brokers about it once, then again. */
+        wait_for_leader(log->consumer, topic, log->options.timeout_ms, true);
+    }
 }
 
 /* Fetching of a's partition from offset on, onto a new queue (the old one, with whatever it

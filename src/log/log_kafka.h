@@ -156,7 +156,14 @@ rd_kafka_t *log_kafka_client_new(const struct backend_options *options, bool is_
                                                      void *opaque),
                                  void *opaque);
 
-/* The process's own appends: the highest offset + 1 it delivered to topic (0: none known). */
+/*
+ * The end (last offset + 1) of topic as this process knows it without asking
+ * a broker: from its own appends and from sys.appended announcements (0: none
+ * known). A read behind it waits (bounded) for the fetch instead of
+ * answering "caught up".
+ */
 int64_t log_kafka_appended_high(const char *topic);
+/* Notes an announced end of event's topic (bus_kafka.c). 0, or CATRACA_E_INVALID. */
+int log_kafka_note_end(const char *prefix, const char *event, int64_t end);
 
 #endif
