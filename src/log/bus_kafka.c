@@ -37,6 +37,7 @@ static void sys_topic(const struct bus_kafka *bus, const char *name, char out[LO
 }
 
 #define TAG_INSTANCE ((void *)1)
+#define UNIQUE_RETRY_PAUSE_MS 100
 #define TAG_COMMIT ((void *)2)
 
 static void on_delivery(rd_kafka_t *client, const rd_kafka_message_t *message, void *opaque)
@@ -70,25 +71,37 @@ static int kafka_unique_number(void *context, uint64_t *out)
     int error = producer_ready(bus, topic);
     if (error != 0)
         return error;
-    bus->is_reported = false;
-    if (rd_kafka_producev(bus->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
-                          RD_KAFKA_V_VALUE((void *)"i", 1), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_OPAQUE(TAG_INSTANCE),
-                          RD_KAFKA_V_END) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return CATRACA_E_UNAVAILABLE;
-    /* message.timeout.ms is timeout_ms: the report (success or failure) comes by then */
-    int64_t deadline = monotonic_ms() + bus->options.timeout_ms + 1000;
-    while (!bus->is_reported && monotonic_ms() < deadline)
-        rd_kafka_poll(bus->producer, 20);
-    if (!bus->is_reported) {
-        rd_kafka_purge(bus->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_flush(bus->producer, 1000);
-        return CATRACA_E_UNAVAILABLE;
+    /* message.timeout.ms is timeout_ms: each report (success or failure) comes by then.
+     * A failure (a cluster just started: no partition leader yet, the producer id still
+     * loading) is tried again for up to BUS_KAFKA_UNIQUE_MS: a gateway asks once, at start. */
+    int budget_ms = bus->options.timeout_ms > BUS_KAFKA_UNIQUE_MS ? bus->options.timeout_ms
+                                                                 : BUS_KAFKA_UNIQUE_MS;
+    int64_t deadline = monotonic_ms() + budget_ms + 1000;
+    for (;;) {
+        bus->is_reported = false;
+        if (rd_kafka_producev(bus->producer, RD_KAFKA_V_TOPIC(topic),
+                              RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+                              RD_KAFKA_V_VALUE((void *)"i", 1),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_OPAQUE(TAG_INSTANCE),
+                              RD_KAFKA_V_END) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            return CATRACA_E_UNAVAILABLE;
+        while (!bus->is_reported && monotonic_ms() < deadline)
+            rd_kafka_poll(bus->producer, 20);
+        if (!bus->is_reported) {
+            rd_kafka_purge(bus->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+            rd_kafka_flush(bus->producer, 1000);
+            return CATRACA_E_UNAVAILABLE;
+        }
+        if (bus->reported_error == RD_KAFKA_RESP_ERR_NO_ERROR && bus->reported_offset >= 0) {
+            *out = (uint64_t)bus->reported_offset;
+            return 0;
+        }
+        if (monotonic_ms() + UNIQUE_RETRY_PAUSE_MS >= deadline)
+            return CATRACA_E_UNAVAILABLE;
+        struct timespec pause = {0, UNIQUE_RETRY_PAUSE_MS * 1000000L};
+        nanosleep(&pause, NULL);
     }
-    if (bus->reported_error != RD_KAFKA_RESP_ERR_NO_ERROR || bus->reported_offset < 0)
-        return CATRACA_E_UNAVAILABLE;
-    *out = (uint64_t)bus->reported_offset;
-    return 0;
 }
 
 static int kafka_publish_commit(void *context, const uint8_t *message, size_t length)
@@ -104,7 +117,7 @@ static int kafka_publish_commit(void *context, const uint8_t *message, size_t le
     rd_kafka_poll(bus->producer, 0); /* reports of earlier publishes */
     unsigned failed = bus->failed_publishes;
     bus->failed_publishes = 0;
-    if (rd_kafka_producev(bus->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+    if (rd_kafka_producev(bus->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
                           RD_KAFKA_V_VALUE((void *)message, length),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(TAG_COMMIT),
                           RD_KAFKA_V_END) != RD_KAFKA_RESP_ERR_NO_ERROR)

@@ -21,8 +21,9 @@
  * a subscriber that is down misses what was published meanwhile, the
  * at-most-once of bus.h.
  *
- * Bounds: a commit message up to BUS_MESSAGE_MAX (and Kafka's message.max.bytes,
- * 1 MiB, on the same 1 MiB), unique_number waits at most timeout_ms, blocked
+ * Bounds: a commit message up to BUS_MESSAGE_MAX (the topics' max.message.bytes
+ * leave room for it), unique_number waits at most BUS_KAFKA_UNIQUE_MS (or
+ * timeout_ms if longer), blocked
  * calls look at *stop every BUS_POLL_MS, reconnect after errors with a
  * back-off of BUS_KAFKA_BACKOFF_MS, and check the brokers at least every
  * BUS_KAFKA_CHECK_MS (*is_subscribed).
@@ -34,6 +35,9 @@
 #include "log/bus.h"
 
 #define BUS_KAFKA_BACKOFF_MS 200
+/* unique_number keeps trying this long (or timeout_ms if longer): a gateway asks at start,
+ * maybe while a cluster starts with it and the topic has no leader yet */
+#define BUS_KAFKA_UNIQUE_MS 15000
 #define BUS_KAFKA_CHECK_MS 2000
 
 /* A handle in *out (close with out->ops->close): 0, CATRACA_E_INVALID or CATRACA_E_NOMEM;

@@ -594,8 +594,18 @@ static void on_delivery(rd_kafka_t *client, const rd_kafka_message_t *message, v
     if (generation != (log->generation & (UINTPTR_MAX >> INDEX_BITS)) ||
         index >= log->deliveries_capacity || log->deliveries[index].is_done)
         return;
+    /* Produced unassigned (RD_KAFKA_PARTITION_UA): a topic just made may show no partition
+     * yet on some broker, and an unassigned message waits for one where a message for
+     * partition 0 would fail at once. One partition is the mapping: a topic made by hand
+     * with more is refused here, not silently spread. */
+    rd_kafka_resp_err_t error = message->err;
+    if (error == RD_KAFKA_RESP_ERR_NO_ERROR && message->partition != 0) {
+        logline(LOGLINE_ERROR, "log_kafka", "an event topic has more than one partition",
+                "topic", rd_kafka_topic_name(message->rkt), NULL);
+        error = RD_KAFKA_RESP_ERR__INVALID_ARG;
+    }
     log->deliveries[index] =
-        (struct delivery){message->offset, message->err, true, log->deliveries[index].floor};
+        (struct delivery){message->offset, error, true, log->deliveries[index].floor};
     log->pending--;
 }
 
@@ -900,7 +910,7 @@ static int produce_item(struct log_kafka *log, const struct log_append_item *ite
                     (uintptr_t)(index + 1);
     for (;;) {
         rd_kafka_resp_err_t error = rd_kafka_producev(
-            log->producer, RD_KAFKA_V_TOPIC(log->item_topics[index]), RD_KAFKA_V_PARTITION(0),
+            log->producer, RD_KAFKA_V_TOPIC(log->item_topics[index]), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_VALUE((void *)item->record, item->record_length),
             RD_KAFKA_V_HEADER("t", time_bytes, 8),
@@ -948,7 +958,7 @@ static void announce_appended(struct log_kafka *log, const struct log_append_ite
         message[length++] = '\0';
         be64(items[i].seq.major, message + length); /* seq.major is offset + 1: the end */
         length += 8;
-        rd_kafka_producev(log->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+        rd_kafka_producev(log->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                           RD_KAFKA_V_VALUE(message, length), RD_KAFKA_V_OPAQUE(NULL),
                           RD_KAFKA_V_END);
