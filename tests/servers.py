@@ -384,6 +384,16 @@ def kafka_create_topic(host, port, topic, partitions=1, replication=1, configs=N
     return w.take(">h"), w.string()
 
 
+def kafka_init_producer_id(host, port, timeout=5.0):
+    """InitProducerId (API key 22, version 1) for an idempotent producer, as librdkafka asks
+    before its first produce; returns the error code: 0 once the broker hands out producer
+    ids, 14 COORDINATOR_LOAD_IN_PROGRESS for a while after it starts."""
+    body = _kafka_string(None) + struct.pack(">i", 60000)  # no transactional id
+    w = _kafka_call(host, port, 22, 1, body, timeout)
+    w.take(">i")  # throttle_time_ms
+    return w.take(">h")
+
+
 def kafka_metadata(host, port, topics=(), timeout=5.0):
     """One Metadata request (API key 3, version 4: the oldest Kafka 4 still serves) to one broker.
     Returns {"brokers": {node_id: port}, "controller": id, "topics": {name: {"error": code,
@@ -584,7 +594,9 @@ class Kafka:
 
     def _wait_ready(self, nodes, seconds):
         """Until each node in `nodes` answers Metadata listing every running node as a broker
-        (a broker is listed once the controller has unfenced it)."""
+        (a broker is listed once the controller has unfenced it) and hands out producer ids:
+        a catraca process starting on a broker that still answers "coordinator load in
+        progress" would spend its whole log time-out (2 s) waiting for its first produce."""
         deadline = time.monotonic() + seconds
         nodes = list(nodes)
         while True:
@@ -597,9 +609,11 @@ class Kafka:
             for i in nodes:
                 try:
                     listed = set(kafka_metadata("127.0.0.1", self.ports[i], timeout=2)["brokers"])
+                    ready = running <= listed and \
+                        kafka_init_producer_id("127.0.0.1", self.ports[i], timeout=2) == 0
                 except OSError:
-                    listed = set()
-                if not running <= listed:
+                    ready = False
+                if not ready:
                     pending.append(i)
             if not pending:
                 return
