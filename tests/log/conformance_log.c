@@ -48,7 +48,10 @@ static uint64_t now_ms(void)
 /* "<run prefix><tag>": an event id of this run. */
 static void event_name(char out[CATRACA_ID_MAX + 1], const char *tag)
 {
-    snprintf(out, CATRACA_ID_MAX + 1, "%s%s", run_prefix, tag);
+    size_t prefix = strlen(run_prefix), length = strlen(tag);
+    assert_true(prefix + length <= CATRACA_ID_MAX);
+    memcpy(out, run_prefix, prefix);
+    memcpy(out + prefix, tag, length + 1);
 }
 
 static uint64_t purchase_id(void)
@@ -313,7 +316,7 @@ static void test_durability_across_reopen(void **state)
     event_name(event, "durable");
     struct unique_record records[APPENDS];
     struct log_append_item items[APPENDS];
-    char keys[APPENDS][16];
+    char keys[APPENDS][32];
     uint64_t first_purchase = next_purchase;
     struct catraca_log log = open_log(READ_MAX);
     for (size_t i = 0; i < APPENDS; i++) {
@@ -473,7 +476,7 @@ static void test_batch_across_two_events(void **state)
     event_name(events[1], "batch-b");
     static struct log_append_item items[ITEMS], again[ITEMS];
     static struct unique_record records[ITEMS];
-    static char keys[ITEMS][16];
+    static char keys[ITEMS][32];
     uint64_t first_purchase = next_purchase;
     for (size_t i = 0; i < ITEMS; i++) {
         records[i] = unique_record();
@@ -885,8 +888,10 @@ static void test_fencing_reread_from_stored_seq(void **state)
 
 /* ---- randomized: a model of the log against the adapter ----------------------------------- */
 
+#define MODEL_KEY_MAX 48
+
 struct model_key {
-    char key[16];
+    char key[MODEL_KEY_MAX];
     uint64_t hash, purchase;
     struct log_seq seq;
 };
@@ -929,7 +934,7 @@ static void test_random_against_model(void **state)
            target->name, seed);
     char events[EVENTS][CATRACA_ID_MAX + 1];
     for (size_t e = 0; e < EVENTS; e++) {
-        char tag[16];
+        char tag[32];
         snprintf(tag, sizeof(tag), "random%zu", e);
         event_name(events[e], tag);
     }
@@ -943,7 +948,7 @@ static void test_random_against_model(void **state)
     for (size_t round = 0; round < ROUNDS; round++) {
         struct log_append_item batch[BATCH_MAX];
         struct unique_record records[BATCH_MAX];
-        char batch_keys[BATCH_MAX][16];
+        char batch_keys[BATCH_MAX][MODEL_KEY_MAX];
         size_t batch_events[BATCH_MAX];
         /* The expected result per item, computed as the log must (key first, then id). */
         uint8_t expected[BATCH_MAX];
@@ -996,7 +1001,8 @@ static void test_random_against_model(void **state)
                 /* Items later in this batch see this one: provisional entries, seq filled below. */
                 if (key != NULL) {
                     struct model_key *k = &keys[key_count++];
-                    snprintf(k->key, sizeof(k->key), "%s", key);
+                    assert_true(strlen(key) < sizeof(k->key));
+                    memcpy(k->key, key, strlen(key) + 1);
                     k->hash = hash;
                     k->purchase = purchase;
                     k->seq = SEQ_ZERO;
@@ -1106,11 +1112,11 @@ static int arm_cut(void)
 static void fault_round(const char *name, arm_fn arm, bool is_restored)
 {
     char events[2][CATRACA_ID_MAX + 1], warm[CATRACA_ID_MAX + 1], tag[48];
-    snprintf(tag, sizeof(tag), "fault-%s-a", name);
+    snprintf(tag, sizeof(tag), "fault-%.24s-a", name);
     event_name(events[0], tag);
-    snprintf(tag, sizeof(tag), "fault-%s-b", name);
+    snprintf(tag, sizeof(tag), "fault-%.24s-b", name);
     event_name(events[1], tag);
-    snprintf(tag, sizeof(tag), "fault-%s-warm", name);
+    snprintf(tag, sizeof(tag), "fault-%.24s-warm", name);
     event_name(warm, tag);
     struct catraca_log log = open_log(READ_MAX);
     /* Warm: connected, scripts loaded, tables made; the fault hits the append itself. */
@@ -1119,9 +1125,9 @@ static void fault_round(const char *name, arm_fn arm, bool is_restored)
     append_ok(log, &warm_item, 1);
 
     struct unique_record records[3] = {unique_record(), unique_record(), unique_record()};
-    char keys[2][48];
-    snprintf(keys[0], sizeof(keys[0]), "%s-k0", name);
-    snprintf(keys[1], sizeof(keys[1]), "%s-k2", name);
+    char keys[2][64];
+    snprintf(keys[0], sizeof(keys[0]), "%.32s-k0", name);
+    snprintf(keys[1], sizeof(keys[1]), "%.32s-k2", name);
     struct log_append_item items[3] = {
         item(events[0], purchase_id(), keys[0], 1, records[0].bytes, 16),
         item(events[1], purchase_id(), NULL, 0, records[1].bytes, 16),
