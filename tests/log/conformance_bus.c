@@ -139,7 +139,8 @@ static bool wait_received(struct listener *l, size_t want, uint64_t ms)
     return received(l) >= want;
 }
 
-static void listener_start(struct listener *l, bool is_waiter)
+/* Starts its thread; does not wait for the subscription. */
+static void listener_launch(struct listener *l, bool is_waiter)
 {
     memset(l, 0, sizeof(*l));
     pthread_mutex_init(&l->mutex, NULL);
@@ -147,6 +148,11 @@ static void listener_start(struct listener *l, bool is_waiter)
     l->result = 1;
     l->bus = open_bus();
     assert_int_equal(pthread_create(&l->thread, NULL, listener_main, l), 0);
+}
+
+static void listener_start(struct listener *l, bool is_waiter)
+{
+    listener_launch(l, is_waiter);
     if (!wait_subscribed(l, 1, WAIT_MS))
         fail_msg("%s: %s never subscribed", target->name,
                  is_waiter ? "wait_appended" : "subscribe_commits");
@@ -374,10 +380,18 @@ static void test_cut_and_back(void **state)
     message[NONCE_BYTES] = 'x';
     int number_error = bus.ops->unique_number(bus.context, &number);
     int publish_error = bus.ops->publish_commit(bus.context, message, sizeof(message));
+    /* A subscription started while the bus is down keeps trying, and still stops in time. */
+    static struct listener late;
+    listener_launch(&late, false);
     poll(NULL, 0, 300); /* still down a while: nobody may claim to be subscribed */
     bool is_still_down = atomic_load(&subscriber.is_subscribed) == 0 &&
-                         atomic_load(&waiter.is_subscribed) == 0;
+                         atomic_load(&waiter.is_subscribed) == 0 &&
+                         atomic_load(&late.is_subscribed) == 0;
+    uint64_t late_stop_ms = listener_stop(&late);
     target->restore_connections(target->context);
+    if (late_stop_ms > BUS_POLL_MS + 1000)
+        fail_msg("%s: a subscription to a bus that is down took %llu ms to stop", target->name,
+                 (unsigned long long)late_stop_ms);
     if (!is_subscriber_down || !is_waiter_down || !is_still_down)
         fail_msg("%s: is_subscribed stayed 1 while the bus was cut (commits %d, appends %d)",
                  target->name, is_subscriber_down, is_waiter_down);

@@ -9,7 +9,8 @@
  * calls return 0 within about BUS_POLL_MS of *stop; and, when the target can
  * cut its connections, *is_subscribed goes to 0 while the bus is unreachable
  * and back to 1 after (the subscription comes back by itself), while
- * unique_number and publish_commit answer CATRACA_E_UNAVAILABLE.
+ * unique_number and publish_commit answer CATRACA_E_UNAVAILABLE and a
+ * subscription started meanwhile still returns promptly after *stop.
  *
  * Delivery is at most once (bus.h): the suite waits for messages only when a
  * subscriber was subscribed before they were sent and nothing was cut. A
