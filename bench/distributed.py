@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""Benchmark of the distributed mode (`catraca gateway` + `catraca worker` on Redis Streams and
-PostgreSQL), side by side in one run, RUNS times (default 3) of SECONDS each (default 10).
+"""Benchmark of the distributed mode (`catraca gateway` + `catraca worker` on a log - Redis
+Streams or Apache Kafka - and PostgreSQL), side by side in one run, RUNS times (default 3) of
+SECONDS each (default 10).
 
-Each run has two configurations, each on a fresh private Redis (appendonly yes, appendfsync
-always) and a fresh PostgreSQL 15 (fsync on, synchronous_commit on) from tests/servers.py, then
-`catraca migrate`:
+Each run has four configurations (1x1 and 2x2, each on Redis and on Kafka; BENCH_LOGS and
+BENCH_SKIP_2X2 narrow them), each on a fresh log - a private Redis (appendonly yes, appendfsync
+always), or a private Kafka 4 in KRaft mode of BENCH_KAFKA_BROKERS brokers (default 1:
+replication factor 1, min.insync.replicas 1; 3: factor 3, min.insync.replicas 2) - and a fresh
+PostgreSQL 15 (fsync on, synchronous_commit on) from tests/servers.py, then `catraca migrate`.
+The pgbench baseline runs once per run, in the first log's 1x1 (Redis by default), and that
+run's Kafka ratio divides by the same figure:
 
   1x1  The naive design first, on that same PostgreSQL server (a database `naive` of its own,
        before any catraca process starts): pgbench -c16 -j2, one transaction per purchase on a
@@ -52,7 +57,7 @@ os.environ.setdefault("CATRACA_BIN", os.path.join(ROOT, "build", "catraca"))
 sys.path[:0] = [HERE, os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "system")]
 
 import service  # noqa: E402  bench/service.py: token, http, wrk, write_lua, naive_pgbench
-from servers import Postgres, Redis  # noqa: E402  tests/servers.py
+from servers import Kafka, Postgres, Redis  # noqa: E402  tests/servers.py
 from cluster import BIN, Proc, options_of  # noqa: E402  tests/system/cluster.py: one gateway|worker process
 
 PGBENCH_CLIENTS = 16
@@ -100,27 +105,56 @@ def delta(before, after, key):
 # "--rate-customer 1000 --rate-customer-burst 1000" measures the shared limits' EVALSHA per
 # purchase with limits that are on but never reached.
 GATEWAY_EXTRA = os.environ.get("BENCH_GATEWAY_ARGS", "").split()
+# BENCH_LOGS: the logs measured, in this order, each configuration on fresh servers (default
+# both). The pgbench baseline runs once per run, on the first log's 1x1 PostgreSQL, and every
+# log's ratio of that run divides by it.
+LOGS = [x for x in os.environ.get("BENCH_LOGS", "redis,kafka").split(",") if x]
+if not LOGS or any(x not in ("redis", "kafka") for x in LOGS):
+    raise SystemExit("distributed.py: BENCH_LOGS is a comma-separated list of redis, kafka")
+# BENCH_KAFKA_BROKERS: 1 (default) = one KRaft broker, replication factor 1 and
+# min.insync.replicas 1, what a 202 then promises is one broker's acknowledgement (no fsync:
+# Kafka's default flush policy); 3 = replication factor 3, min.insync.replicas 2.
+KAFKA_BROKERS = int(os.environ.get("BENCH_KAFKA_BROKERS", "1"))
+# BENCH_SKIP_2X2=1: only 1 gateway + 1 worker (half the time).
+SKIP_2X2 = os.environ.get("BENCH_SKIP_2X2", "") == "1"
+
+
+def log_label(log):
+    if log == "redis":
+        return "Redis (AOF, appendfsync always)"
+    replication = min(3, KAFKA_BROKERS)
+    return (f"Kafka ({KAFKA_BROKERS} KRaft broker{'s' if KAFKA_BROKERS > 1 else ''}, "
+            f"replication factor {replication}, min.insync.replicas {min(2, replication)}, "
+            f"acks=all, idempotent producer)")
 
 
 class Setup:
-    """Redis + PostgreSQL (+ migrate) and the catraca processes started on them; close() stops
-    whatever was started, in reverse order."""
+    """The log (a fresh Redis, or a fresh Kafka of KAFKA_BROKERS brokers) + a fresh PostgreSQL
+    (+ migrate) and the catraca processes started on them; close() stops whatever was started,
+    in reverse order."""
 
-    def __init__(self, limits):
+    def __init__(self, limits, log):
         self.dir = tempfile.mkdtemp(prefix="catraca-bench-dist-")
         self.limits = limits
-        self.redis = self.postgres = None
+        self.redis = self.kafka = self.postgres = None
         self.gateways, self.workers = [], []
         try:
-            self.redis = Redis()
+            if log == "redis":
+                self.redis = Redis()
+                log_args = ["--redis", self.redis.url]
+            else:
+                self.kafka = Kafka(brokers=KAFKA_BROKERS)  # bounded: Kafka.START_TIMEOUT_S
+                replication = min(3, KAFKA_BROKERS)
+                log_args = ["--kafka", self.kafka.bootstrap,
+                            "--kafka-replication-factor", str(replication),
+                            "--kafka-min-insync-replicas", str(min(2, replication))]
             self.postgres = Postgres()
             subprocess.run([BIN, "migrate", "--postgres", self.postgres.conninfo], check=True,
                            stdout=subprocess.DEVNULL, timeout=60)
         except BaseException:
             self.close()
             raise
-        self.common = ["--redis", self.redis.url, "--postgres", self.postgres.conninfo,
-                       "--listen", "127.0.0.1:0"]
+        self.common = log_args + ["--postgres", self.postgres.conninfo, "--listen", "127.0.0.1:0"]
 
     def start(self, gateways, workers):
         for i in range(workers):
@@ -143,6 +177,8 @@ class Setup:
         for server in (self.postgres, self.redis):
             if server is not None:
                 server.close()
+        if self.kafka is not None:
+            self.kafka.stop()  # kills the brokers, throws their data away
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -158,9 +194,10 @@ def naive_on(postgres, seconds):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run_config(events, seconds, lua, limits, baseline):
-    """events gateways + events workers, one wrk per event; returns the figures of one run."""
-    setup = Setup(limits)
+def run_config(log, events, seconds, lua, limits, baseline):
+    """events gateways + events workers on log ("redis" or "kafka"), one wrk per event;
+    returns the figures of one run."""
+    setup = Setup(limits, log)
     try:
         naive = naive_on(setup.postgres, seconds) if baseline else None
         setup.start(gateways=events, workers=events)
@@ -271,7 +308,7 @@ ROWS = [  # key, label, format
     ("commit_ms_mean", "worker commit mean ms", "{:.2f}"),
     ("commit_ms_max", "worker commit max ms", "{:.2f}"),
     ("append_batch_mean", "gateway append batch, mean", "{:.1f}"),
-    ("append_ms_mean", "gateway append (EVALSHA) mean ms", "{:.2f}"),
+    ("append_ms_mean", "gateway append (one group commit) mean ms", "{:.2f}"),
     ("window_s", "run window, s", "{:.2f}"),
 ]
 
@@ -310,49 +347,81 @@ def main():
     lua_dir = tempfile.mkdtemp(prefix="catraca-lua-")
     lua = os.path.join(lua_dir, "purchase.lua")
     service.write_lua(lua, customers)
-    one, two = [], []
+    one = {log: [] for log in LOGS}
+    two = {log: [] for log in LOGS}
+    naives = []
     try:
         for n in range(runs):
-            one.append(run_config(1, seconds, lua, limits, baseline=True))
-            two.append(run_config(2, seconds, lua, limits, baseline=False))
-            print(f"run {n + 1}/{runs}: pgbench {one[-1]['naive_tps']:.0f} tps, 1x1 decided "
-                  f"{one[-1]['decided_per_s']:.0f}/s, 2x2 decided {two[-1]['decided_per_s']:.0f}/s "
-                  f"({time.monotonic() - began:.0f} s so far)", file=sys.stderr, flush=True)
+            for k, log in enumerate(LOGS):
+                one[log].append(run_config(log, 1, seconds, lua, limits, baseline=k == 0))
+                if k == 0:
+                    naives.append(one[log][-1]["naive_tps"])
+                one[log][-1]["naive_tps"] = naives[-1]
+            if not SKIP_2X2:
+                for log in LOGS:
+                    two[log].append(run_config(log, 2, seconds, lua, limits, baseline=False))
+            print(f"run {n + 1}/{runs}: pgbench {naives[-1]:.0f} tps; "
+                  + "; ".join(f"{log} 1x1 decided {one[log][-1]['decided_per_s']:.0f}/s"
+                              + ("" if SKIP_2X2 else
+                                 f", 2x2 {two[log][-1]['decided_per_s']:.0f}/s")
+                              for log in LOGS)
+                  + f" ({time.monotonic() - began:.0f} s so far)", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(lua_dir, ignore_errors=True)
 
     med = statistics.median
-    for r in one:
-        r["ratio_naive"] = r["decided_per_s"] / r["naive_tps"]
+    for log in LOGS:
+        for r in one[log]:
+            r["ratio_naive"] = r["decided_per_s"] / r["naive_tps"]
     cores = nproc()
+    try:
+        load = " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        load = "unknown"
     print(f"distributed bench: {runs} runs of {seconds} s; wrk -t{service.THREADS} "
           f"-c{service.CONNECTIONS} --latency per event, {customers} customer tokens, 1 category, "
-          f"quantity 1; Redis appendfsync always, PostgreSQL fsync + synchronous_commit on, both "
-          f"fresh per configuration; rate limits off (loopback) unless BENCH_GATEWAY_ARGS "
-          f"({' '.join(GATEWAY_EXTRA) or 'none'}); binary {BIN}; nproc {cores}")
-    table("1 gateway + 1 worker, 1 event; baseline: pgbench on the same PostgreSQL (database "
-          f"`naive`, -c{PGBENCH_CLIENTS} -j2, transaction per purchase, hot stock row)", one,
-          [("naive_tps", "naive PostgreSQL, pgbench tps", "{:.0f}"),
-           ("ratio_naive", "ratio decided / pgbench", "{:.1f}x")])
-    for r in two:
-        r["worker0_per_s"], r["worker1_per_s"] = r["per_worker_per_s"]
-    table(f"2 events x 2 workers x 2 gateways (one wrk per event, each on its own gateway; "
-          f"{2 * service.CONNECTIONS} connections in all)", two,
-          [("worker0_per_s", "  of which worker 0 decided/s", "{:.0f}"),
-           ("worker1_per_s", "  of which worker 1 decided/s", "{:.0f}")])
-    print("  partitions held after each run (worker 0, worker 1): "
-          + "; ".join("/".join(map(str, r["partitions_after"])) for r in two))
+          f"quantity 1; logs: {', '.join(log_label(log) for log in LOGS)}; PostgreSQL fsync + "
+          f"synchronous_commit on; every server fresh per configuration; rate limits off "
+          f"(loopback) unless BENCH_GATEWAY_ARGS ({' '.join(GATEWAY_EXTRA) or 'none'}); binary "
+          f"{BIN}; nproc {cores}; load average at the end {load}")
+    print(f"\nnaive PostgreSQL baseline, pgbench tps (database `naive` on run n's first "
+          f"PostgreSQL, -c{PGBENCH_CLIENTS} -j2, transaction per purchase, hot stock row): "
+          + " / ".join(f"{x:.0f}" for x in naives) + f"; median {med(naives):.0f}")
+    for log in LOGS:
+        table(f"{log_label(log)}: 1 gateway + 1 worker, 1 event", one[log],
+              [("naive_tps", "naive PostgreSQL, pgbench tps", "{:.0f}"),
+               ("ratio_naive", "ratio decided / pgbench", "{:.1f}x")])
+    for log in LOGS if not SKIP_2X2 else []:
+        for r in two[log]:
+            r["worker0_per_s"], r["worker1_per_s"] = r["per_worker_per_s"]
+        table(f"{log_label(log)}: 2 events x 2 workers x 2 gateways (one wrk per event, each on "
+              f"its own gateway; {2 * service.CONNECTIONS} connections in all)", two[log],
+              [("worker0_per_s", "  of which worker 0 decided/s", "{:.0f}"),
+               ("worker1_per_s", "  of which worker 1 decided/s", "{:.0f}")])
+        print("  partitions held after each run (worker 0, worker 1): "
+              + "; ".join("/".join(map(str, r["partitions_after"])) for r in two[log]))
 
     keys = [k for k, _, _ in ROWS]
-    naive = med(r["naive_tps"] for r in one)
-    d_one = med(r["decided_per_s"] for r in one)
-    d_two = med(r["decided_per_s"] for r in two)
-    problems = sum(r["errors"] + abs(r["undecided"]) for r in one + two)
-    print(f"\nratio decided 1x1 / pgbench (medians): {d_one / naive:.1f}x (target >= 15x: "
-          f"{'met' if d_one / naive >= 15 else 'NOT met'})")
-    print(f"ratio decided 2x2 / 1x1 (medians): {d_two / d_one:.2f} (ideal 2; this machine has "
-          f"{cores} cores shared by Redis, PostgreSQL, {2} gateways, {2} workers and 2 wrk, so "
-          f"this shows what the split costs here, not how it scales on separate machines)")
+    naive = med(naives)
+    summary = {}
+    problems = 0
+    print()
+    for log in LOGS:
+        d_one = med(r["decided_per_s"] for r in one[log])
+        entry = {"one": {k: round(med(r[k] for r in one[log]), 3) for k in keys},
+                 "decided_vs_naive": round(d_one / naive, 2)}
+        print(f"{log}: ratio decided 1x1 / pgbench (medians): {d_one / naive:.1f}x (target >= "
+              f"15x: {'met' if d_one / naive >= 15 else 'NOT met'})")
+        if not SKIP_2X2:
+            d_two = med(r["decided_per_s"] for r in two[log])
+            entry["two"] = {k: round(med(r[k] for r in two[log]), 3) for k in keys}
+            entry["scaling_2x2_vs_1x1"] = round(d_two / d_one, 3)
+            print(f"{log}: ratio decided 2x2 / 1x1 (medians): {d_two / d_one:.2f} (ideal 2; this "
+                  f"machine has {cores} cores shared by the log, PostgreSQL, 2 gateways, 2 "
+                  f"workers and 2 wrk, so this shows what the split costs here, not how it "
+                  f"scales on separate machines)")
+        problems += sum(r["errors"] + abs(r["undecided"]) for r in one[log] + two[log])
+        summary[log] = entry
     if problems:
         print(f"WARNING: commit/append errors or accepted-but-undecided purchases: {problems:.0f}")
     print(json.dumps({
@@ -361,13 +430,12 @@ def main():
         "command": " ".join(["python3", os.path.relpath(os.path.abspath(sys.argv[0]), os.getcwd())]
                             + sys.argv[1:]),
         "gateway_args": " ".join(GATEWAY_EXTRA),
-        "nproc": cores, "runs": runs, "seconds": seconds, "customers": customers,
+        "kafka_brokers": KAFKA_BROKERS,
+        "nproc": cores, "loadavg": load, "runs": runs, "seconds": seconds, "customers": customers,
         "wrk": f"-t{service.THREADS} -c{service.CONNECTIONS} per event",
-        "one": {k: round(med(r[k] for r in one), 3) for k in keys},
-        "two": {k: round(med(r[k] for r in two), 3) for k in keys},
-        "naive_tps": round(naive), "baseline": "pgbench on the same PostgreSQL server",
-        "decided_vs_naive": round(d_one / naive, 2),
-        "scaling_2x2_vs_1x1": round(d_two / d_one, 3),
+        "naive_tps": round(naive), "naive_runs": [round(x) for x in naives],
+        "baseline": "pgbench on the same PostgreSQL server",
+        **summary,
         "elapsed_s": round(time.monotonic() - began, 1)}))
 
 
