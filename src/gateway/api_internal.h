@@ -72,6 +72,11 @@ struct pending {
     char category[CATRACA_ID_MAX + 1];
     uint32_t quantity;
     int64_t wait_ms; /* long-polls and streams: armed by the responder on first sight */
+    /* A long-poll with ?status=S: the status (enum engine_status) a change must leave, so a
+     * notification that leaves it as it was (a commit this gateway had already read from the
+     * store, delivered late) does not answer early; -1: any notification answers. Set before
+     * the waiter is registered, read-only after. */
+    int answer_when_not_status;
     /* inbox: under api->queue_mutex */
     bool is_queued;
     struct pending *queue_next;
@@ -203,7 +208,8 @@ void api_pending_on_limits(void *context, int error, enum limits_redis_outcome o
                            int64_t retry_after_ms);
 /* Parks c's request (long-poll or SSE) until row's purchase changes or wait_ms pass. */
 void api_pending_park_for_changes(struct route_context *c, const struct store_purchase *row,
-                                  enum pending_kind kind, int64_t wait_ms);
+                                  enum pending_kind kind, int64_t wait_ms,
+                                  int answer_when_not_status);
 /* Answers p (once) and lets go of it: on the responder thread, or on the appender's for a
  * purchase, which never registers a waiter or arms a deadline. */
 void api_pending_finish(struct pending *p, int status, const char *json,

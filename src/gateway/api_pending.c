@@ -93,6 +93,9 @@ static bool on_purchase_changed(struct waiter *waiter, const struct store_purcha
 {
     struct pending *p = waiter->context;
     struct api *api = p->api;
+    if (p->kind == PENDING_LONG_POLL && p->answer_when_not_status >= 0 &&
+        (int)row->status == p->answer_when_not_status)
+        return true; /* still the status it waits to leave: keep waiting (API.md) */
     pthread_mutex_lock(&api->queue_mutex);
     p->has_row = true;
     p->row = *row;
@@ -549,7 +552,8 @@ void api_pending_submit_limited(struct route_context *c, struct pending *p,
 }
 
 void api_pending_park_for_changes(struct route_context *c, const struct store_purchase *row,
-                                  enum pending_kind kind, int64_t wait_ms)
+                                  enum pending_kind kind, int64_t wait_ms,
+                                  int answer_when_not_status)
 {
     struct pending *p = api_pending_new(c, kind);
     if (p == NULL) {
@@ -565,6 +569,7 @@ void api_pending_park_for_changes(struct route_context *c, const struct store_pu
     p->waiter.purchase_id = row->purchase_id;
     p->waiter.on_purchase = on_purchase_changed;
     p->wait_ms = wait_ms;
+    p->answer_when_not_status = answer_when_not_status;
     int parked = kind == PENDING_STREAM ? http_stream_start(c->request) : http_defer(c->request);
     if (parked != 0) {
         api_reply_error(c, 503, "unavailable", "too many requests are waiting; retry shortly",

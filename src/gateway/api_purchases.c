@@ -675,7 +675,8 @@ void api_purchases_get(struct route_context *c)
             api_reply_cjson(c, 200, api_purchases_json(&row), NULL);
         return;
     }
-    api_pending_park_for_changes(c, &row, PENDING_LONG_POLL, wait_s * 1000);
+    api_pending_park_for_changes(c, &row, PENDING_LONG_POLL, wait_s * 1000,
+                                 status != NULL ? (int)row.status : -1);
 }
 
 void api_purchases_stream(struct route_context *c)
@@ -690,7 +691,7 @@ void api_purchases_stream(struct route_context *c)
         api_reply(c, 200, "text/event-stream", "", 0, headers);
         return;
     }
-    api_pending_park_for_changes(c, &row, PENDING_STREAM, STREAM_TIMEOUT_MS);
+    api_pending_park_for_changes(c, &row, PENDING_STREAM, STREAM_TIMEOUT_MS, -1);
 }
 
 /* Cancel (the owner only) or confirm (payments or admin), through the event's log. */
