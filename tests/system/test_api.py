@@ -251,9 +251,12 @@ class ApiTest(unittest.TestCase):
     def test_line_policies_with_mixed_quantities(self):
         """Issue 16: a later, smaller request that would fit never passes the line; a bounded
         line turns away with line_full (and a retry hint), an unbounded one keeps waiting."""
+        # Over Kafka a decision takes ~100 ms more and a GET may wait for the store: a 2 s hold
+        # could run out before a's status is first read (seen in CI under load).
+        hold = 6 if IS_KAFKA else 2
         for policy in ("unbounded", "bounded"):
             ev = f"ev-mixed-{policy}"
-            created = create_event(self.c, ev, (5,), hold_seconds=2, limit=4, line_policy=policy)
+            created = create_event(self.c, ev, (5,), hold_seconds=hold, limit=4, line_policy=policy)
             self.assertEqual(created["line_policy"], policy)
             _, a, _ = buy(self.c, ev, f"{policy}-a", quantity=4)
             _, b, _ = buy(self.c, ev, f"{policy}-b", quantity=3)
@@ -271,8 +274,11 @@ class ApiTest(unittest.TestCase):
             if policy == "unbounded":
                 self.assertEqual((last["status"], last["ahead"]), ("waiting", 4), last)
             else:
-                self.assertEqual((last["status"], last["reason"], last["retry_after_seconds"]),
-                                 ("rejected", "line_full", 2), last)
+                self.assertEqual((last["status"], last["reason"]), ("rejected", "line_full"), last)
+                # The time left on a's hold when d was decided, in whole seconds: the hold itself
+                # when both were decided together (one batch), a second less at most over Kafka.
+                self.assertIn(last["retry_after_seconds"],
+                              (hold - 1, hold) if IS_KAFKA else (hold,), last)
             self.assertEqual(self.c.request("GET", f"/v1/events/{ev}")[1]["line_policy"], policy)
             # a's hold runs out: b, then c, in arrival order.
             self.assertEqual(wait_status(self.c, b["id"], f"{policy}-b",
