@@ -6,8 +6,9 @@ Standard library only. Used two ways:
     `with Kafka(brokers=3) as k:` (k.bootstrap, k.kill9(i), k.start_broker(i), k.leader_of(t));
   - as a wrapper: `python3 tests/servers.py [--kafka [--brokers N]] COMMAND ARGS...` starts
     them, runs COMMAND with CATRACA_TEST_REDIS=redis://127.0.0.1:PORT,
-    CATRACA_TEST_POSTGRES=<conninfo> (and CATRACA_TEST_KAFKA=<bootstrap> with --kafka) in its
-    environment, stops them, and exits with COMMAND's status (unit tests of the adapters).
+    CATRACA_TEST_POSTGRES=<conninfo> (and CATRACA_TEST_KAFKA=<bootstrap> with --kafka; with
+    one broker also CATRACA_TEST_KAFKA_FAULT=<relay port>:<upstream port>, see Kafka's
+    fault_listener) in its environment, stops them, and exits with COMMAND's status (unit tests of the adapters).
 
 PostgreSQL refuses to run as root: initdb and postgres run as the `postgres` user
 (runuser), in a directory that user owns. Every wait is bounded; servers die with the tests.
@@ -443,9 +444,16 @@ class Kafka:
 
     START_TIMEOUT_S = 120  # 3 JVMs starting at once on 2 busy cores took 31 s here
 
-    def __init__(self, brokers=1, _archive_to=None, **overrides):
+    def __init__(self, brokers=1, _archive_to=None, fault_listener=False, **overrides):
+        """fault_listener: each node also listens on fault_upstream_ports[i] and ADVERTISES
+        fault_ports[i] there, where nothing listens until a test starts
+        tests/log/fault_proxy.h's relay on it (in front of fault_upstream_ports[i]). A client
+        that bootstraps at fault_bootstrap then reaches the broker only through that relay,
+        since Kafka clients connect to the addresses brokers advertise: the relay can cut it.
+        Inter-broker and controller traffic keep their own listeners."""
         if not 1 <= brokers <= 9:
             raise ValueError("Kafka(brokers=1..9)")
+        self.fault_listener = fault_listener
         self.classpath = kafka_classpath()
         # _archive_to: kafka_class_archive's throwaway broker, which writes the archive
         self.archive_to = _archive_to
@@ -477,6 +485,8 @@ class Kafka:
         brokers = self.count
         self.ports = [free_port() for _ in range(brokers)]
         self.controller_ports = [free_port() for _ in range(brokers)]
+        self.fault_upstream_ports = [free_port() for _ in range(brokers)] if self.fault_listener else []
+        self.fault_ports = [free_port() for _ in range(brokers)] if self.fault_listener else []
         self.cluster_id = _kafka_uuid()
         voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in enumerate(self.controller_ports))
         replication = min(3, brokers)
@@ -485,16 +495,23 @@ class Kafka:
         for i in range(brokers):
             node_dir = self.node_dir(i)
             os.makedirs(node_dir)
+            listeners = (f"PLAINTEXT://127.0.0.1:{self.ports[i]},"
+                         f"CONTROLLER://127.0.0.1:{self.controller_ports[i]}")
+            advertised = f"PLAINTEXT://127.0.0.1:{self.ports[i]}"
+            protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+            if self.fault_listener:
+                listeners += f",FAULTY://127.0.0.1:{self.fault_upstream_ports[i]}"
+                advertised += f",FAULTY://127.0.0.1:{self.fault_ports[i]}"
+                protocols += ",FAULTY:PLAINTEXT"
             settings = {
                 "process.roles": "broker,controller",
                 "node.id": i,
                 "controller.quorum.voters": voters,
-                "listeners": f"PLAINTEXT://127.0.0.1:{self.ports[i]},"
-                             f"CONTROLLER://127.0.0.1:{self.controller_ports[i]}",
-                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.ports[i]}",
+                "listeners": listeners,
+                "advertised.listeners": advertised,
                 "controller.listener.names": "CONTROLLER",
                 "inter.broker.listener.name": "PLAINTEXT",
-                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "listener.security.protocol.map": protocols,
                 "log.dirs": os.path.join(node_dir, "data"),
                 "auto.create.topics.enable": "false",
                 "num.partitions": 1,
@@ -540,6 +557,11 @@ class Kafka:
     @property
     def bootstrap(self):
         return ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    @property
+    def fault_bootstrap(self):
+        """Where a client reaches the brokers only through fault relays (fault_listener)."""
+        return ",".join(f"127.0.0.1:{p}" for p in self.fault_ports)
 
     def log(self, i):
         """Node i's broker log (warnings and errors) and console output, for failure messages."""
@@ -746,12 +768,17 @@ def main(argv):
     kafka = None
     try:
         if brokers:
-            kafka = Kafka(brokers=brokers)  # first: it fails loudly when it cannot be fetched
+            # first: it fails loudly when it cannot be fetched
+            kafka = Kafka(brokers=brokers, fault_listener=brokers == 1)
         with Redis() as redis, Postgres() as postgres:
             env = dict(os.environ, CATRACA_TEST_REDIS=redis.url,
                        CATRACA_TEST_POSTGRES=postgres.conninfo)
             if kafka:
                 env["CATRACA_TEST_KAFKA"] = kafka.bootstrap
+                if kafka.fault_listener:
+                    # one broker: the relay listens on the first port, in front of the second
+                    env["CATRACA_TEST_KAFKA_FAULT"] = \
+                        f"{kafka.fault_ports[0]}:{kafka.fault_upstream_ports[0]}"
             try:
                 return subprocess.run(argv, env=env, timeout=1800).returncode
             except subprocess.TimeoutExpired:

@@ -184,9 +184,10 @@ static int subscribe_once(const struct subscription *s)
     const char *names[] = {s->topic};
     int error = log_kafka_ensure_topics(consumer, &s->bus->options, names, 1);
     int64_t low = 0, high = 0;
-    if (error == 0 && rd_kafka_query_watermark_offsets(consumer, s->topic, 0, &low, &high,
-                                                       s->bus->options.timeout_ms) !=
-                          RD_KAFKA_RESP_ERR_NO_ERROR)
+    rd_kafka_t *querier = NULL; /* log_kafka_query_watermarks: bounded, unlike librdkafka's */
+    if (error == 0 &&
+        log_kafka_query_watermarks(&s->bus->options, &querier, s->topic,
+                                   s->bus->options.timeout_ms, &low, &high) != 0)
         error = CATRACA_E_UNAVAILABLE;
     /* From the end, with the simple consumer: no group, nothing committed (log_kafka.c). */
     rd_kafka_topic_t *handle = error == 0 ? rd_kafka_topic_new(consumer, s->topic, NULL) : NULL;
@@ -208,9 +209,8 @@ static int subscribe_once(const struct subscription *s)
             /* Readiness: can the partition's leader be reached now? */
             int timeout = s->bus->options.timeout_ms < BUS_POLL_MS ? s->bus->options.timeout_ms
                                                                    : BUS_POLL_MS;
-            set_subscribed(s, rd_kafka_query_watermark_offsets(consumer, s->topic, 0, &low, &high,
-                                                               timeout) ==
-                                  RD_KAFKA_RESP_ERR_NO_ERROR);
+            set_subscribed(s, log_kafka_query_watermarks(&s->bus->options, &querier, s->topic,
+                                                         timeout, &low, &high) == 0);
             checked_at = monotonic_ms();
         }
     }
@@ -219,6 +219,8 @@ static int subscribe_once(const struct subscription *s)
     if (handle != NULL)
         rd_kafka_topic_destroy(handle);
     set_subscribed(s, 0);
+    if (querier != NULL)
+        rd_kafka_destroy(querier);
     rd_kafka_destroy(consumer);
     return is_stopped(s) ? 0 : error;
 }

@@ -10,6 +10,7 @@
 #include "log/log_kafka.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -563,6 +564,7 @@ struct log_kafka {
     size_t read_max;
     rd_kafka_t *producer; /* NULL: made on the next append */
     rd_kafka_t *consumer; /* NULL: made on the next read */
+    rd_kafka_t *querier;  /* NULL: made on the next watermark query (log_kafka_query_watermarks) */
     /* append(): one delivery per item, grown to the largest call */
     struct delivery *deliveries;
     size_t deliveries_capacity;
@@ -1078,6 +1080,113 @@ static int consumer_ready(struct log_kafka *log)
     return log->consumer != NULL ? 0 : CATRACA_E_UNAVAILABLE;
 }
 
+/* ---- bounded watermark queries (log_kafka.h) -------------------------------------------- */
+
+struct watermark_call {
+    pthread_mutex_t mutex;
+    pthread_cond_t done;
+    bool is_done;
+    bool is_abandoned; /* the caller gave up: the thread frees the call and its client */
+    rd_kafka_t *client;
+    char topic[LOG_KAFKA_TOPIC_MAX];
+    int timeout_ms;
+    int64_t low, high;
+    rd_kafka_resp_err_t result;
+};
+
+static atomic_int abandoned_queries;
+
+static void watermark_call_free(struct watermark_call *call)
+{
+    pthread_cond_destroy(&call->done);
+    pthread_mutex_destroy(&call->mutex);
+    free(call);
+}
+
+static void *watermark_call_main(void *argument)
+{
+    struct watermark_call *call = argument;
+    int64_t low = 0, high = 0;
+    rd_kafka_resp_err_t result = rd_kafka_query_watermark_offsets(call->client, call->topic, 0,
+                                                                  &low, &high, call->timeout_ms);
+    pthread_mutex_lock(&call->mutex);
+    call->low = low;
+    call->high = high;
+    call->result = result;
+    call->is_done = true;
+    bool is_abandoned = call->is_abandoned;
+    pthread_cond_signal(&call->done);
+    pthread_mutex_unlock(&call->mutex);
+    /* Not abandoned: the caller owns the call from here on and may have freed it already. */
+    if (is_abandoned) {
+        rd_kafka_destroy(call->client);
+        watermark_call_free(call);
+        atomic_fetch_sub(&abandoned_queries, 1);
+    }
+    return NULL;
+}
+
+int log_kafka_query_watermarks(const struct backend_options *options, rd_kafka_t **querier,
+                               const char *topic, int timeout_ms, int64_t *low, int64_t *high)
+{
+    if (atomic_load(&abandoned_queries) >= LOG_KAFKA_ABANDONED_QUERIES_MAX)
+        return CATRACA_E_UNAVAILABLE;
+    if (*querier == NULL)
+        *querier = log_kafka_client_new(options, false, NULL, NULL);
+    struct watermark_call *call = *querier != NULL ? calloc(1, sizeof(*call)) : NULL;
+    if (call == NULL)
+        return CATRACA_E_UNAVAILABLE;
+    pthread_mutex_init(&call->mutex, NULL);
+    pthread_cond_init(&call->done, NULL);
+    call->client = *querier;
+    snprintf(call->topic, sizeof(call->topic), "%s", topic);
+    call->timeout_ms = timeout_ms;
+    pthread_attr_t attributes;
+    pthread_t thread;
+    pthread_attr_init(&attributes);
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    int started = pthread_create(&thread, &attributes, watermark_call_main, call);
+    pthread_attr_destroy(&attributes);
+    if (started != 0) {
+        watermark_call_free(call);
+        return CATRACA_E_UNAVAILABLE;
+    }
+    /* librdkafka's own time-out plus a margin for its reply to arrive. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    int64_t wait_ms = (int64_t)timeout_ms + 500;
+    deadline.tv_sec += wait_ms / 1000;
+    deadline.tv_nsec += (wait_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&call->mutex);
+    while (!call->is_done &&
+           pthread_cond_timedwait(&call->done, &call->mutex, &deadline) == 0)
+        ;
+    if (!call->is_done) {
+        call->is_abandoned = true;
+        atomic_fetch_add(&abandoned_queries, 1);
+        pthread_mutex_unlock(&call->mutex);
+        *querier = NULL; /* the call destroys it when librdkafka lets go */
+        logline(LOGLINE_WARN, "log_kafka", "a watermark query outlived its time-out", "topic",
+                topic, NULL);
+        return CATRACA_E_UNAVAILABLE;
+    }
+    pthread_mutex_unlock(&call->mutex);
+    rd_kafka_resp_err_t result = call->result;
+    *low = call->low;
+    *high = call->high;
+    watermark_call_free(call);
+    if (result == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    if (result == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+        result == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || result == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+        return CATRACA_E_NOTFOUND;
+    return CATRACA_E_UNAVAILABLE;
+}
+
 /*
  * The partition's watermarks from its leader (one round trip, bounded):
  * 0; CATRACA_E_NOTFOUND for a topic that does not exist; else UNAVAILABLE.
@@ -1088,19 +1197,14 @@ static int query_watermarks(struct log_kafka *log, const char *topic, int64_t *l
     if (error != 0)
         return error;
     for (int attempt = 0;; attempt++) {
-        rd_kafka_resp_err_t result = rd_kafka_query_watermark_offsets(
-            log->consumer, topic, 0, low, high, log->options.timeout_ms);
-        if (result == RD_KAFKA_RESP_ERR_NO_ERROR)
-            return 0;
-        if (result != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
-            result != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC &&
-            result != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
-            return CATRACA_E_UNAVAILABLE;
-        if (attempt == 1)
-            return CATRACA_E_NOTFOUND;
-        /* The client may remember the topic as missing from before it was made (by any
+        error = log_kafka_query_watermarks(&log->options, &log->querier, topic,
+                                           log->options.timeout_ms, low, high);
+        if (error != CATRACA_E_NOTFOUND || attempt == 1)
+            return error;
+        /* The querier may remember the topic as missing from before it was made (by any
          * process): ask the brokers about it once, then again. */
-        wait_for_leader(log->consumer, topic, log->options.timeout_ms, true);
+        wait_for_leader(log->querier != NULL ? log->querier : log->consumer, topic,
+                        log->options.timeout_ms, true);
     }
 }
 
@@ -1425,6 +1529,8 @@ static void kafka_close(void *context)
             unassign(log, &log->assigned[0]);
         rd_kafka_destroy(log->consumer);
     }
+    if (log->querier != NULL)
+        rd_kafka_destroy(log->querier);
     free(log->deliveries);
     free(log->item_topics);
     free(log->assigned);

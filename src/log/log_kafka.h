@@ -157,6 +157,25 @@ rd_kafka_t *log_kafka_client_new(const struct backend_options *options, bool is_
                                  void *opaque);
 
 /*
+ * A partition's watermarks (low: first offset kept, high: last offset + 1),
+ * within timeout_ms (plus half a second for the reply to arrive). librdkafka's own
+ * rd_kafka_query_watermark_offsets is not bounded: while the leader's
+ * connection keeps failing (a broker killed or cut off), it retries past its
+ * time-out for as long as the broker's state keeps changing (every reconnect
+ * attempt), i.e. until the broker is back (librdkafka 2.0.2 through master,
+ * rd_kafka_query_wmark_offsets_resp_cb). So the call runs on a thread of its
+ * own, on a client of its own (*querier, made on first use), and the caller
+ * waits at most the time-out: a call that outlives it takes the client with
+ * it (destroyed when the call returns) and *querier is made again next time.
+ * At most LOG_KAFKA_ABANDONED_QUERIES_MAX such calls per process live on;
+ * beyond that queries fail at once. 0; CATRACA_E_NOTFOUND (the client knows
+ * no such topic or partition); else CATRACA_E_UNAVAILABLE.
+ */
+#define LOG_KAFKA_ABANDONED_QUERIES_MAX 16
+int log_kafka_query_watermarks(const struct backend_options *options, rd_kafka_t **querier,
+                               const char *topic, int timeout_ms, int64_t *low, int64_t *high);
+
+/*
  * The end (last offset + 1) of topic as this process knows it without asking
  * a broker: from its own appends and from sys.appended announcements (0: none
  * known). A read behind it waits (bounded) for the fetch instead of

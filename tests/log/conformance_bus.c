@@ -380,6 +380,11 @@ static void test_cut_and_back(void **state)
     message[NONCE_BYTES] = 'x';
     int number_error = bus.ops->unique_number(bus.context, &number);
     int publish_error = bus.ops->publish_commit(bus.context, message, sizeof(message));
+    if (target->is_publish_queued && publish_error == 0) {
+        /* Queued: its failure must surface on a later call, once the bus gave up on it. */
+        poll(NULL, 0, target->reconnect_ms);
+        publish_error = bus.ops->publish_commit(bus.context, message, sizeof(message));
+    }
     /* A subscription started while the bus is down keeps trying, and still stops in time. */
     static struct listener late;
     listener_launch(&late, false);
@@ -403,7 +408,10 @@ static void test_cut_and_back(void **state)
         fail_msg("%s: a subscription did not come back after the cut", target->name);
     uint64_t deadline = now_ms() + WAIT_MS;
     while (received(&subscriber) == 0 && now_ms() < deadline) {
-        assert_int_equal(bus.ops->publish_commit(bus.context, message, sizeof(message)), 0);
+        int error = bus.ops->publish_commit(bus.context, message, sizeof(message));
+        /* a queued publish's failure from the cut may surface here, once */
+        if (error != 0 && !(target->is_publish_queued && error == CATRACA_E_UNAVAILABLE))
+            fail_msg("%s: publish_commit after the cut returned %d", target->name, error);
         poll(NULL, 0, 50);
     }
     assert_true(received(&subscriber) > 0);

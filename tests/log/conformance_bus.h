@@ -26,6 +26,8 @@
 #ifndef CATRACA_TESTS_LOG_CONFORMANCE_BUS_H
 #define CATRACA_TESTS_LOG_CONFORMANCE_BUS_H
 
+#include <stdbool.h>
+
 #include "log/bus.h"
 #include "log/log.h"
 
@@ -44,6 +46,16 @@ struct conformance_bus_target {
      * more than this for *is_subscribed to change.
      */
     int reconnect_ms;
+    /*
+     * publish_commit only queues the message and returns 0; a publish that
+     * then fails is reported (CATRACA_E_UNAVAILABLE) by a later call, once the
+     * backend has given up on it, at most reconnect_ms later (Kafka: a delivery
+     * report; the worker publishes after each commit and must not wait on
+     * the broker for a notification that is at most once anyway). The cut
+     * case then checks that a second publish, reconnect_ms after the first,
+     * fails. Without it every publish while cut must fail itself.
+     */
+    bool is_publish_queued;
 
     /* ---- faults: both NULL or both set --------------------------------------------------- */
     /* Every bus connection (not the log's) breaks, and new ones are refused, until restore. */

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -1109,7 +1110,7 @@ static int arm_cut(void)
  * are LOG_DUPLICATE at the seq they read back at, the rest LOG_APPENDED, and
  * every item is in the log exactly once.
  */
-static void fault_round(const char *name, arm_fn arm, bool is_restored)
+static void fault_round(const char *name, arm_fn arm, bool is_restored, bool is_warm)
 {
     char events[2][CATRACA_ID_MAX + 1], warm[CATRACA_ID_MAX + 1], tag[48];
     snprintf(tag, sizeof(tag), "fault-%.24s-a", name);
@@ -1119,10 +1120,16 @@ static void fault_round(const char *name, arm_fn arm, bool is_restored)
     snprintf(tag, sizeof(tag), "fault-%.24s-warm", name);
     event_name(warm, tag);
     struct catraca_log log = open_log(READ_MAX);
-    /* Warm: connected, scripts loaded, tables made; the fault hits the append itself. */
-    struct unique_record warm_record = unique_record();
-    struct log_append_item warm_item = item(warm, purchase_id(), NULL, 0, warm_record.bytes, 16);
-    append_ok(log, &warm_item, 1);
+    /* Warm: connected, scripts loaded, tables made; the fault hits the append itself. With
+     * is_warm, the two events of the append have an entry already (Kafka: their topics exist,
+     * so the fault hits the produce, not the topic's creation). */
+    size_t warm_entries = is_warm ? 1 : 0;
+    struct unique_record warm_records[2] = {unique_record(), unique_record()};
+    struct log_append_item warm_items[2] = {
+        item(is_warm ? events[0] : warm, purchase_id(), NULL, 0, warm_records[0].bytes, 16),
+        item(is_warm ? events[1] : warm, purchase_id(), NULL, 0, warm_records[1].bytes, 16),
+    };
+    append_ok(log, warm_items, is_warm ? 2 : 1);
 
     struct unique_record records[3] = {unique_record(), unique_record(), unique_record()};
     char keys[2][64];
@@ -1181,10 +1188,13 @@ static void fault_round(const char *name, arm_fn arm, bool is_restored)
         assert_int_equal(reader.ops->find_purchase(reader.context, items[1].purchase_id, found,
                                                    &at),
                          CATRACA_E_NOTFOUND);
-        assert_false(partitions_contain(reader, events[1]));
+        if (!is_warm)
+            assert_false(partitions_contain(reader, events[1]));
     }
-    printf("[ conformance ] %s: %s fault: append %d after %llu ms, %zu of 3 items in the log\n",
-           target->name, name, error, (unsigned long long)took, in_log);
+    printf("[ conformance ] %s: %s fault%s: append %d after %llu ms, %zu of 3 items in the "
+           "log\n",
+           target->name, name, is_warm ? " (events written before)" : "", error,
+           (unsigned long long)took, in_log);
     copied_free(&all[0]);
     copied_free(&all[1]);
 
@@ -1205,8 +1215,8 @@ static void fault_round(const char *name, arm_fn arm, bool is_restored)
     all[1] = read_all(reader, events[1], SEQ_ZERO, READ_MAX);
     for (size_t i = 0; i < 3; i++)
         assert_int_equal(occurrences(&all[i == 1], records[i].bytes, 16, NULL), 1);
-    assert_int_equal(all[0].count, 2);
-    assert_int_equal(all[1].count, 1);
+    assert_int_equal(all[0].count, 2 + warm_entries);
+    assert_int_equal(all[1].count, 1 + warm_entries);
     copied_free(&all[0]);
     copied_free(&all[1]);
     close_log(&reader);
@@ -1216,41 +1226,198 @@ static void fault_round(const char *name, arm_fn arm, bool is_restored)
 static void test_fault_commit(void **state)
 {
     (void)state;
-    fault_round("commit", arm_commit, false);
+    fault_round("commit", arm_commit, false, false);
+}
+
+static void test_fault_commit_warm(void **state)
+{
+    (void)state;
+    fault_round("commit-w", arm_commit, false, true);
 }
 
 static void test_fault_sync(void **state)
 {
     (void)state;
-    fault_round("sync", arm_sync, false);
+    fault_round("sync", arm_sync, false, false);
+}
+
+static void test_fault_sync_warm(void **state)
+{
+    (void)state;
+    fault_round("sync-w", arm_sync, false, true);
 }
 
 static void test_fault_cut_request(void **state)
 {
     (void)state;
     cut_how = CONFORMANCE_CUT_REQUEST;
-    fault_round("cut-request", arm_cut, true);
+    fault_round("cut-request", arm_cut, true, false);
+}
+
+static void test_fault_cut_request_warm(void **state)
+{
+    (void)state;
+    cut_how = CONFORMANCE_CUT_REQUEST;
+    fault_round("cut-request-w", arm_cut, true, true);
 }
 
 static void test_fault_cut_reply(void **state)
 {
     (void)state;
     cut_how = CONFORMANCE_CUT_REPLY;
-    fault_round("cut-reply", arm_cut, true);
+    fault_round("cut-reply", arm_cut, true, false);
+}
+
+static void test_fault_cut_reply_warm(void **state)
+{
+    (void)state;
+    cut_how = CONFORMANCE_CUT_REPLY;
+    fault_round("cut-reply-w", arm_cut, true, true);
 }
 
 static void test_fault_stall(void **state)
 {
     (void)state;
     cut_how = CONFORMANCE_CUT_STALL;
-    fault_round("stall", arm_cut, true);
+    fault_round("stall", arm_cut, true, false);
+}
+
+static void test_fault_stall_warm(void **state)
+{
+    (void)state;
+    cut_how = CONFORMANCE_CUT_STALL;
+    fault_round("stall-w", arm_cut, true, true);
 }
 
 static void test_fault_down(void **state)
 {
     (void)state;
     cut_how = CONFORMANCE_CUT_DOWN;
-    fault_round("down", arm_cut, true);
+    fault_round("down", arm_cut, true, false);
+}
+
+static void test_fault_down_warm(void **state)
+{
+    (void)state;
+    cut_how = CONFORMANCE_CUT_DOWN;
+    fault_round("down-w", arm_cut, true, true);
+}
+
+/*
+ * A handle that is connected (it appended, read and counted, so it knows the
+ * server) when the server goes down: every call still returns within the
+ * target's time-out, count_after and last_seq with CATRACA_E_UNAVAILABLE (a
+ * stale answer would let a worker or a probe believe the log is up), and the
+ * handle works again after. (Kafka: librdkafka's own watermark query retried
+ * for as long as the broker stayed unreachable: log_kafka_query_watermarks.)
+ */
+struct down_calls {
+    struct catraca_log log;
+    const char *event;
+    pthread_mutex_t mutex;
+    pthread_cond_t done;
+    bool is_done;
+    int count_error, last_error;
+    uint64_t count_took, last_took;
+};
+
+static void *down_calls_main(void *argument)
+{
+    struct down_calls *calls = argument;
+    uint64_t number = 0;
+    struct log_seq at;
+    uint64_t started = now_ms();
+    int count_error = calls->log.ops->count_after(calls->log.context, calls->event, SEQ_ZERO,
+                                                  &number);
+    uint64_t count_took = now_ms() - started;
+    started = now_ms();
+    int last_error = calls->log.ops->last_seq(calls->log.context, calls->event, &at);
+    uint64_t last_took = now_ms() - started;
+    pthread_mutex_lock(&calls->mutex);
+    calls->count_error = count_error;
+    calls->last_error = last_error;
+    calls->count_took = count_took;
+    calls->last_took = last_took;
+    calls->is_done = true;
+    pthread_cond_signal(&calls->done);
+    pthread_mutex_unlock(&calls->mutex);
+    return NULL;
+}
+
+static bool wait_down_calls(struct down_calls *calls, uint64_t ms)
+{
+    uint64_t deadline = now_ms() + ms;
+    pthread_mutex_lock(&calls->mutex);
+    while (!calls->is_done && now_ms() < deadline) {
+        pthread_mutex_unlock(&calls->mutex);
+        poll(NULL, 0, 10);
+        pthread_mutex_lock(&calls->mutex);
+    }
+    bool is_done = calls->is_done;
+    pthread_mutex_unlock(&calls->mutex);
+    return is_done;
+}
+
+static void test_down_under_a_connected_handle(void **state)
+{
+    (void)state;
+    if (target->cut_connections == NULL || target->restore_connections == NULL) {
+        printf("[ conformance ] %s: cannot take the server down: skipped\n", target->name);
+        skip();
+    }
+    char event[CATRACA_ID_MAX + 1];
+    event_name(event, "down-connected");
+    struct catraca_log log = open_log(READ_MAX);
+    struct unique_record record = unique_record();
+    struct log_append_item one = item(event, purchase_id(), NULL, 0, record.bytes, 16);
+    append_ok(log, &one, 1);
+    struct copied_entries all = read_all(log, event, SEQ_ZERO, READ_MAX);
+    assert_int_equal(all.count, 1);
+    copied_free(&all);
+    assert_true(count_after(log, event, SEQ_ZERO) == 1);
+    if (target->cut_connections(target->context, CONFORMANCE_CUT_DOWN) != 0) {
+        close_log(&log);
+        printf("[ conformance ] %s: cannot take the server down: skipped\n", target->name);
+        skip();
+    }
+    uint64_t bound = 2 * (uint64_t)(target->append_timeout_ms > 0 ? target->append_timeout_ms
+                                                                   : 2000) +
+                     1000;
+    /* The calls run on a thread of their own: one that hangs fails the case when the bound
+     * passes (the server comes back then, so that the call can end), not at ctest's time-out. */
+    struct down_calls calls = {.log = log, .event = event};
+    pthread_mutex_init(&calls.mutex, NULL);
+    pthread_cond_init(&calls.done, NULL);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, down_calls_main, &calls), 0);
+    bool is_done = wait_down_calls(&calls, 2 * bound);
+    target->restore_connections(target->context);
+    pthread_join(thread, NULL);
+    pthread_cond_destroy(&calls.done);
+    pthread_mutex_destroy(&calls.mutex);
+    if (!is_done)
+        fail_msg("%s: count_after or last_seq did not return within %llu ms of the server "
+                 "going down (it returned once it was back)",
+                 target->name, (unsigned long long)(2 * bound));
+    int count_error = calls.count_error, last_error = calls.last_error;
+    uint64_t count_took = calls.count_took, last_took = calls.last_took, number = 0;
+    printf("[ conformance ] %s: down under a connected handle: count_after %d in %llu ms, "
+           "last_seq %d in %llu ms\n",
+           target->name, count_error, (unsigned long long)count_took, last_error,
+           (unsigned long long)last_took);
+    if (count_took > bound || last_took > bound)
+        fail_msg("%s: a call to a server that is down took %llu / %llu ms (bound %llu)",
+                 target->name, (unsigned long long)count_took, (unsigned long long)last_took,
+                 (unsigned long long)bound);
+    assert_int_equal(count_error, CATRACA_E_UNAVAILABLE);
+    assert_int_equal(last_error, CATRACA_E_UNAVAILABLE);
+    /* Back: the same handle answers again (its time-outs and reconnects allowing). */
+    uint64_t deadline = now_ms() + 20000;
+    while (log.ops->count_after(log.context, event, SEQ_ZERO, &number) != 0 &&
+           now_ms() < deadline)
+        poll(NULL, 0, 100);
+    assert_true(number == 1);
+    close_log(&log);
 }
 
 /* While the server is down every call is an error, and the handle works again after. */
@@ -1281,10 +1448,21 @@ static void test_down_then_back(void **state)
         log.ops->list_partitions(log.context, events, 2, &count),
     };
     target->restore_connections(target->context);
-    for (int i = 0; i < 6; i++)
-        if (errors[i] != CATRACA_E_UNAVAILABLE)
-            fail_msg("%s: call %d while the server is down returned %d, not UNAVAILABLE",
-                     target->name, i, errors[i]);
+    static const char *const calls[6] = {"append",    "read",     "find_purchase",
+                                         "count_after", "last_seq", "list_partitions"};
+    bool is_failed = false;
+    for (int i = 0; i < 6; i++) {
+        int expected = i == 2 && (target->capabilities & CONFORMANCE_FIND_IS_LOCAL)
+                           ? CATRACA_E_NOTFOUND /* it never appended that purchase */
+                           : CATRACA_E_UNAVAILABLE;
+        if (errors[i] != expected) {
+            print_error("%s: %s while the server is down returned %d, not %d\n", target->name,
+                        calls[i], errors[i], expected);
+            is_failed = true;
+        }
+    }
+    if (is_failed)
+        fail();
     append_ok(log, &one, 1);
     assert_int_equal(one.result, LOG_APPENDED);
     assert_true(count_after(log, event, SEQ_ZERO) == 1);
@@ -1329,12 +1507,19 @@ int conformance_log_run(const struct conformance_target *run_target)
         cmocka_unit_test(test_fencing_reread_from_stored_seq),
         cmocka_unit_test(test_random_against_model),
         cmocka_unit_test(test_fault_commit),
+        cmocka_unit_test(test_fault_commit_warm),
         cmocka_unit_test(test_fault_sync),
+        cmocka_unit_test(test_fault_sync_warm),
         cmocka_unit_test(test_fault_cut_request),
+        cmocka_unit_test(test_fault_cut_request_warm),
         cmocka_unit_test(test_fault_cut_reply),
+        cmocka_unit_test(test_fault_cut_reply_warm),
         cmocka_unit_test(test_fault_stall),
+        cmocka_unit_test(test_fault_stall_warm),
         cmocka_unit_test(test_fault_down),
+        cmocka_unit_test(test_fault_down_warm),
         cmocka_unit_test(test_down_then_back),
+        cmocka_unit_test(test_down_under_a_connected_handle),
     };
     return _cmocka_run_group_tests(target->name, tests, sizeof(tests) / sizeof(tests[0]), NULL,
                                    NULL);

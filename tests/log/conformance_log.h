@@ -66,6 +66,13 @@ enum conformance_capability {
      * acknowledged stay). Without it a failed batch is all or nothing.
      */
     CONFORMANCE_ERROR_MAY_APPEND_PART = 1u << 1,
+    /*
+     * find_purchase answers from what this process appended, without asking
+     * the server (Kafka cannot look a purchase up: log_kafka.h), so while the
+     * server is down it answers as when it is up (CATRACA_E_NOTFOUND for a
+     * purchase it never appended) instead of CATRACA_E_UNAVAILABLE.
+     */
+    CONFORMANCE_FIND_IS_LOCAL = 1u << 2,
 };
 
 /* How cut_connections() breaks the way to the server (fault_proxy.h's modes). */

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -32,6 +33,7 @@
 #include "log/bus_kafka.h"
 #include "log/conformance_bus.h"
 #include "log/conformance_log.h"
+#include "log/fault_proxy.h"
 #include "log/log_kafka.h"
 
 #define READ_MAX 64
@@ -439,6 +441,41 @@ static pid_t broker_pid(void)
  * read, after it resumes, is Kafka's: docs/DEPLOY.md "Kafka" - the retry
  * carries the same purchase id.)
  */
+/* Until every thread of pid is in state T (stopped), at most timeout_ms. */
+static bool wait_all_threads_stopped(pid_t pid, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    for (;;) {
+        bool is_all_stopped = true;
+        DIR *tasks = opendir(path);
+        struct dirent *task;
+        while (tasks != NULL && is_all_stopped && (task = readdir(tasks)) != NULL) {
+            if (task->d_name[0] == '.')
+                continue;
+            char stat_path[384], line[512];
+            snprintf(stat_path, sizeof(stat_path), "%s/%s/stat", path, task->d_name);
+            FILE *stat = fopen(stat_path, "r");
+            if (stat == NULL)
+                continue; /* the thread ended */
+            const char *closing = fgets(line, sizeof(line), stat) != NULL ? strrchr(line, ')')
+                                                                          : NULL;
+            fclose(stat);
+            if (closing == NULL || closing[1] != ' ' || (closing[2] != 'T' && closing[2] != 't'))
+                is_all_stopped = false;
+        }
+        if (tasks != NULL)
+            closedir(tasks);
+        if (tasks != NULL && is_all_stopped)
+            return true;
+        if (now_ms() > deadline)
+            return false;
+        struct timespec pause = {0, 5 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+}
+
 static void test_broker_stopped_mid_append(void **state)
 {
     (void)state;
@@ -447,7 +484,21 @@ static void test_broker_stopped_mid_append(void **state)
     struct log_append_item warm = item("ev", 0, NULL, 0, &byte, 1);
     assert_int_equal(log.ops->append(log.context, &warm, 1), 0); /* topic made, connected */
     pid_t pid = broker_pid();
+    char comm[64] = "";
+    char comm_path[64];
+    snprintf(comm_path, sizeof(comm_path), "/proc/%d/comm", (int)pid);
+    FILE *comm_file = fopen(comm_path, "r");
+    if (comm_file != NULL) {
+        if (fgets(comm, sizeof(comm), comm_file) == NULL)
+            comm[0] = '\0';
+        fclose(comm_file);
+    }
+    fprintf(stderr, "stopping the broker: pid %d (%s), this process %d\n", (int)pid, comm,
+            (int)getpid());
     assert_int_equal(kill(pid, SIGSTOP), 0);
+    /* SIGSTOP takes effect thread by thread: a JVM thread already running can still answer
+     * a request after kill() returned (seen: an append acknowledged 5 ms "after" the stop). */
+    assert_true(wait_all_threads_stopped(pid, 5000));
     struct log_append_item items[4];
     for (int i = 0; i < 4; i++)
         items[i] = item("ev", 0, NULL, 0, &byte, 1);
@@ -615,36 +666,69 @@ static void test_bus(void **state)
 #define CONFORMANCE_TIMEOUT_MS 1500
 
 static char conformance_prefix[64];
-static pid_t stopped_broker;
+
+static const char *proxy_bootstrap_or_broker(void);
 
 static int kafka_open(void *context, size_t read_max, struct catraca_log *out)
 {
     (void)context;
     struct backend_options options = options_with(CONFORMANCE_TIMEOUT_MS);
     options.kafka_topic_prefix = conformance_prefix;
+    options.kafka_bootstrap = proxy_bootstrap_or_broker();
     return log_kafka_open(&options, read_max, true, out);
 }
 
 /*
- * Only a stall can be made here: a proxy in front of the bootstrap address
- * would be bypassed (a Kafka client connects to the address each broker
- * advertises, not to the bootstrap one), so the broker itself is stopped.
+ * Faults go through tests/log/fault_proxy.h. A Kafka client connects to the
+ * addresses brokers advertise, not to its bootstrap one, so servers.py gives
+ * the broker a listener that advertises the relay's port
+ * (CATRACA_TEST_KAFKA_FAULT=<relay port>:<broker port>, Kafka's fault_listener):
+ * the conformance handles bootstrap at the relay and every byte they exchange
+ * with the broker crosses it.
  */
+static struct fault_proxy *proxy;
+static char proxy_bootstrap[32];
+
+static int start_proxy(void)
+{
+    const char *given = getenv("CATRACA_TEST_KAFKA_FAULT");
+    int relay_port = 0, broker_port = 0;
+    if (given == NULL || sscanf(given, "%d:%d", &relay_port, &broker_port) != 2) {
+        fprintf(stderr, "CATRACA_TEST_KAFKA_FAULT is not set: run under python3 "
+                        "tests/servers.py --kafka (one broker; nothing is skipped)\n");
+        return -1;
+    }
+    if (fault_proxy_start("127.0.0.1", broker_port, relay_port, &proxy) != 0) {
+        fprintf(stderr, "fault_proxy_start on %d in front of %d: %s\n", relay_port, broker_port,
+                strerror(errno));
+        return -1;
+    }
+    snprintf(proxy_bootstrap, sizeof(proxy_bootstrap), "127.0.0.1:%d", relay_port);
+    return 0;
+}
+
+static const char *proxy_bootstrap_or_broker(void)
+{
+    return proxy != NULL ? proxy_bootstrap : bootstrap;
+}
+
 static int cut_connections(void *context, enum conformance_cut how)
 {
     (void)context;
-    if (how != CONFORMANCE_CUT_STALL)
-        return -1;
-    stopped_broker = broker_pid();
-    return kill(stopped_broker, SIGSTOP) == 0 ? 0 : -1;
+    static const enum fault_proxy_mode modes[] = {
+        [CONFORMANCE_CUT_REQUEST] = FAULT_PROXY_CUT_REQUEST,
+        [CONFORMANCE_CUT_REPLY] = FAULT_PROXY_CUT_REPLY,
+        [CONFORMANCE_CUT_STALL] = FAULT_PROXY_STALL,
+        [CONFORMANCE_CUT_DOWN] = FAULT_PROXY_DOWN,
+    };
+    fault_proxy_set_mode(proxy, modes[how]);
+    return 0;
 }
 
 static void restore_connections(void *context)
 {
     (void)context;
-    if (stopped_broker > 0)
-        kill(stopped_broker, SIGCONT);
-    stopped_broker = 0;
+    fault_proxy_set_mode(proxy, FAULT_PROXY_RELAY);
 }
 
 static int kafka_bus_open(void *context, struct catraca_bus *out)
@@ -652,12 +736,30 @@ static int kafka_bus_open(void *context, struct catraca_bus *out)
     (void)context;
     struct backend_options options = options_with(CONFORMANCE_TIMEOUT_MS);
     options.kafka_topic_prefix = conformance_prefix;
+    options.kafka_bootstrap = proxy_bootstrap_or_broker();
     return bus_kafka_open(&options, out);
 }
 
+/* The bus suite's log: straight to the broker, so cutting the bus leaves the log up. */
 static int kafka_bus_open_log(void *context, struct catraca_log *out)
 {
-    return kafka_open(context, READ_MAX, out);
+    (void)context;
+    struct backend_options options = options_with(CONFORMANCE_TIMEOUT_MS);
+    options.kafka_topic_prefix = conformance_prefix;
+    return log_kafka_open(&options, READ_MAX, true, out);
+}
+
+static void bus_cut(void *context)
+{
+    (void)context;
+    fault_proxy_set_mode(proxy, FAULT_PROXY_DOWN);
+}
+
+/* Each of the suites' cut rounds did cut (the relay was in the way, not bypassed). */
+static void test_cuts_happened(void **state)
+{
+    (void)state;
+    assert_true(fault_proxy_cuts(proxy) >= 4);
 }
 
 int main(void)
@@ -665,12 +767,15 @@ int main(void)
     if (group_setup(NULL) != 0)
         return 1;
     snprintf(conformance_prefix, sizeof(conformance_prefix), "t%lu.conformance.", seed);
+    if (start_proxy() != 0)
+        return 1;
     struct conformance_target target = {
         .name = "kafka",
         .open = kafka_open,
         /* a delivery report that timed out may be for a write the broker made; items of
          * other events (other topics) acknowledged before a failure stay: log_kafka.h */
-        .capabilities = CONFORMANCE_ERROR_MAY_HAVE_APPENDED | CONFORMANCE_ERROR_MAY_APPEND_PART,
+        .capabilities = CONFORMANCE_ERROR_MAY_HAVE_APPENDED | CONFORMANCE_ERROR_MAY_APPEND_PART |
+                        CONFORMANCE_FIND_IS_LOCAL,
         /* message.timeout.ms, the report's margin, and draining after a purge */
         .append_timeout_ms = CONFORMANCE_TIMEOUT_MS + 2000,
         .cut_connections = cut_connections,
@@ -682,8 +787,11 @@ int main(void)
         .open = kafka_bus_open,
         .open_log = kafka_bus_open_log,
         .reconnect_ms = CONFORMANCE_TIMEOUT_MS + BUS_KAFKA_BACKOFF_MS + BUS_KAFKA_CHECK_MS,
-        /* no cut: the bus and the log share the brokers, and a proxy would be bypassed (a
-         * client connects to the addresses brokers advertise); stalls are test_log_kafka's */
+        /* a publish is a message queued in the producer; its delivery report comes by
+         * message.timeout.ms (CONFORMANCE_TIMEOUT_MS), within reconnect_ms */
+        .is_publish_queued = true,
+        .cut_connections = bus_cut,
+        .restore_connections = restore_connections,
     };
     failed += conformance_bus_run(&bus_target);
     const struct CMUnitTest tests[] = {
@@ -697,6 +805,9 @@ int main(void)
         cmocka_unit_test_setup(test_bus, fresh_prefix),
         cmocka_unit_test_setup(test_unreachable_brokers, fresh_prefix),
         cmocka_unit_test_setup(test_broker_stopped_mid_append, fresh_prefix),
+        cmocka_unit_test(test_cuts_happened),
     };
-    return failed + cmocka_run_group_tests_name("kafka_own", tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("kafka_own", tests, NULL, NULL);
+    fault_proxy_stop(proxy);
+    return failed;
 }

@@ -233,12 +233,13 @@ static void fail_next_sync(void *context)
 
 /* ---- SQLite's own ------------------------------------------------------------------------ */
 
-/* The faults did fire (a suite that passes because nothing failed proves nothing). */
+/* The faults did fire, once per round (a suite that passes because nothing failed proves
+ * nothing): the conformance suite runs each fault on new events and on events written before. */
 static void test_faults_fired(void **state)
 {
     (void)state;
-    assert_int_equal(atomic_load(&commits_failed), 1);
-    assert_int_equal(atomic_load(&syncs_failed), 1);
+    assert_int_equal(atomic_load(&commits_failed), 2);
+    assert_int_equal(atomic_load(&syncs_failed), 2);
     assert_int_equal(atomic_load(&is_commit_failing), 0);
     assert_int_equal(atomic_load(&is_sync_failing), 0);
 }
