@@ -555,6 +555,7 @@ struct assigned {
     rd_kafka_queue_t *queue; /* the partition's own queue, fetched into from next_offset */
     int64_t next_offset;     /* the offset the queue delivers next */
     uint64_t last_used;
+    int64_t heard_at_ms;     /* the leader's last sign of life: entries fetched, or a query */
 };
 
 struct log_kafka {
@@ -1223,6 +1224,7 @@ static int start_fetching(struct log_kafka *log, struct assigned *a, int64_t off
         return CATRACA_E_UNAVAILABLE;
     }
     a->next_offset = offset;
+    a->heard_at_ms = monotonic_ms();
     return 0;
 }
 
@@ -1384,8 +1386,18 @@ static int kafka_read(void *context, const char *event, struct log_seq after,
     }
     a->last_used = ++log->read_clock;
     error = take(log, a, entries, max, 0, count);
+    if (*count > 0)
+        a->heard_at_ms = monotonic_ms();
     if (error != 0 || *count > 0)
         return error;
+    if (high == RD_KAFKA_OFFSET_INVALID &&
+        monotonic_ms() - a->heard_at_ms >= LOG_KAFKA_READ_LIVENESS_MS) {
+        /* Quiet for a while: is the leader still there? (LOG_KAFKA_READ_LIVENESS_MS) */
+        error = query_watermarks(log, topic, &low, &high);
+        if (error != 0 && error != CATRACA_E_NOTFOUND)
+            return CATRACA_E_UNAVAILABLE;
+        a->heard_at_ms = monotonic_ms();
+    }
     /* Nothing queued. Caught up (by what the fetches and this process's appends say)? */
     int64_t cached_low = 0, cached_high = RD_KAFKA_OFFSET_INVALID;
     rd_kafka_get_watermark_offsets(log->consumer, topic, 0, &cached_low, &cached_high);
@@ -1398,6 +1410,8 @@ static int kafka_read(void *context, const char *event, struct log_seq after,
         return 0;
     /* Entries are there: wait (bounded) for the fetch to bring them. */
     error = take(log, a, entries, max, log->options.timeout_ms, count);
+    if (*count > 0)
+        a->heard_at_ms = monotonic_ms();
     if (error == 0 && *count == 0)
         error = CATRACA_E_UNAVAILABLE;
     return error;

@@ -102,6 +102,14 @@
 #define LOG_KAFKA_QUEUE_MESSAGES_MAX 131072 /* queue.buffering.max.messages */
 #define LOG_KAFKA_QUEUE_KBYTES_MAX 262144   /* queue.buffering.max.kbytes: 256 MiB */
 #define LOG_KAFKA_READ_PARTITIONS_MAX 1024  /* partitions one handle keeps assigned */
+/*
+ * A read that finds nothing new answers "caught up" from what the fetches
+ * said, without a round trip; once a partition has heard nothing from its
+ * leader for this long, such a read asks the leader (bounded) first, so a
+ * broker gone away is reported (CATRACA_E_UNAVAILABLE: a worker's readiness)
+ * instead of an endless "nothing new".
+ */
+#define LOG_KAFKA_READ_LIVENESS_MS 2000
 #define LOG_KAFKA_PREFETCH_KBYTES 1024      /* queued.max.messages.kbytes, per partition */
 #define LOG_KAFKA_KEYS_MAX (1u << 18)       /* idempotency keys remembered per process */
 #define LOG_KAFKA_PURCHASES_MAX (1u << 18)  /* purchase places remembered per process */

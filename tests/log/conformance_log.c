@@ -1307,13 +1307,21 @@ static void test_fault_down_warm(void **state)
  * A handle that is connected (it appended, read and counted, so it knows the
  * server) when the server goes down: every call still returns within the
  * target's time-out, count_after and last_seq with CATRACA_E_UNAVAILABLE (a
- * stale answer would let a worker or a probe believe the log is up), and the
+ * stale answer would let a worker or a probe believe the log is up), a
+ * caught-up read with UNAVAILABLE within DOWN_READ_PATIENCE_MS, and the
  * handle works again after. (Kafka: librdkafka's own watermark query retried
  * for as long as the broker stayed unreachable: log_kafka_query_watermarks.)
  */
+/* How long a caught-up read may keep answering "nothing new" after the server went away
+ * (LOG_KAFKA_READ_LIVENESS_MS: without a round trip it cannot know), before UNAVAILABLE. */
+#define DOWN_READ_PATIENCE_MS 4000
+
 struct down_calls {
     struct catraca_log log;
     const char *event;
+    struct log_seq after; /* the event's last entry: a read after it is caught up */
+    int read_error;
+    uint64_t read_took;
     pthread_mutex_t mutex;
     pthread_cond_t done;
     bool is_done;
@@ -1333,7 +1341,23 @@ static void *down_calls_main(void *argument)
     started = now_ms();
     int last_error = calls->log.ops->last_seq(calls->log.context, calls->event, &at);
     uint64_t last_took = now_ms() - started;
+    /* A caught-up read: "nothing new" for a while is allowed, then it must say UNAVAILABLE. */
+    struct log_entry entries[2];
+    size_t count = 0;
+    int read_error = 0;
+    started = now_ms();
+    while (read_error == 0 && now_ms() - started < DOWN_READ_PATIENCE_MS) {
+        read_error = calls->log.ops->read(calls->log.context, calls->event, calls->after, entries,
+                                          2, &count);
+        if (read_error == 0 && count > 0)
+            read_error = 1; /* an entry that is not there */
+        if (read_error == 0)
+            poll(NULL, 0, 50);
+    }
+    uint64_t read_took = now_ms() - started;
     pthread_mutex_lock(&calls->mutex);
+    calls->read_error = read_error;
+    calls->read_took = read_took;
     calls->count_error = count_error;
     calls->last_error = last_error;
     calls->count_took = count_took;
@@ -1385,32 +1409,36 @@ static void test_down_under_a_connected_handle(void **state)
                      1000;
     /* The calls run on a thread of their own: one that hangs fails the case when the bound
      * passes (the server comes back then, so that the call can end), not at ctest's time-out. */
-    struct down_calls calls = {.log = log, .event = event};
+    struct down_calls calls = {.log = log, .event = event, .after = one.seq};
     pthread_mutex_init(&calls.mutex, NULL);
     pthread_cond_init(&calls.done, NULL);
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, down_calls_main, &calls), 0);
-    bool is_done = wait_down_calls(&calls, 2 * bound);
+    bool is_done = wait_down_calls(&calls, 2 * bound + DOWN_READ_PATIENCE_MS);
     target->restore_connections(target->context);
     pthread_join(thread, NULL);
     pthread_cond_destroy(&calls.done);
     pthread_mutex_destroy(&calls.mutex);
     if (!is_done)
-        fail_msg("%s: count_after or last_seq did not return within %llu ms of the server "
-                 "going down (it returned once it was back)",
-                 target->name, (unsigned long long)(2 * bound));
+        fail_msg("%s: count_after, last_seq or read did not return within %llu ms of the "
+                 "server going down (it returned once it was back)",
+                 target->name, (unsigned long long)(2 * bound + DOWN_READ_PATIENCE_MS));
     int count_error = calls.count_error, last_error = calls.last_error;
     uint64_t count_took = calls.count_took, last_took = calls.last_took, number = 0;
     printf("[ conformance ] %s: down under a connected handle: count_after %d in %llu ms, "
-           "last_seq %d in %llu ms\n",
+           "last_seq %d in %llu ms, a caught-up read %d after %llu ms\n",
            target->name, count_error, (unsigned long long)count_took, last_error,
-           (unsigned long long)last_took);
+           (unsigned long long)last_took, calls.read_error, (unsigned long long)calls.read_took);
     if (count_took > bound || last_took > bound)
         fail_msg("%s: a call to a server that is down took %llu / %llu ms (bound %llu)",
                  target->name, (unsigned long long)count_took, (unsigned long long)last_took,
                  (unsigned long long)bound);
     assert_int_equal(count_error, CATRACA_E_UNAVAILABLE);
     assert_int_equal(last_error, CATRACA_E_UNAVAILABLE);
+    if (calls.read_error != CATRACA_E_UNAVAILABLE)
+        fail_msg("%s: a caught-up read while the server was down answered %d for %llu ms, "
+                 "never UNAVAILABLE (a worker would report itself ready)",
+                 target->name, calls.read_error, (unsigned long long)calls.read_took);
     /* Back: the same handle answers again (its time-outs and reconnects allowing). */
     uint64_t deadline = now_ms() + 20000;
     while (log.ops->count_after(log.context, event, SEQ_ZERO, &number) != 0 &&
