@@ -168,10 +168,16 @@ static int start_receipts(struct api *api)
     return signer_start(&signer, &api->signer);
 }
 
-/* Reads of purchases another gateway may have taken wait here (api_pending_park_store_wait). */
+/*
+ * Reads of purchases another gateway may have taken wait here (api_pending_park_store_wait): at
+ * most API_STORE_WAITS_MAX, and no more than --max-waiters (each is a parked request waiting for
+ * a commit, like a long-poll).
+ */
 static int start_store_wait(struct api *api)
 {
-    struct store_wait_config config = {.capacity = API_STORE_WAITS_MAX,
+    uint32_t capacity = api->config.waiters_max < API_STORE_WAITS_MAX ? api->config.waiters_max
+                                                                      : API_STORE_WAITS_MAX;
+    struct store_wait_config config = {.capacity = capacity,
                                        .wait_ms = API_STORE_WAIT_MS,
                                        .done = api_pending_on_store_checked,
                                        .is_settled = api_pending_is_store_wait_over};

@@ -63,8 +63,8 @@ enum pending_kind {
  * Over a log whose find_purchase knows only this process's purchases (log.h,
  * LOG_FLAG_KEYS_IN_PURCHASE_IDS), a read of an unknown id that may still be queued on another
  * gateway waits API_STORE_WAIT_MS for the store before its 404, parked (no event loop waits).
- * At most API_STORE_WAITS_MAX wait at once per process (gateway/store_wait.h's ring; each
- * holds one struct pending, about 1.5 KiB, for up to its wait): beyond, 503 + Retry-After.
+ * At most API_STORE_WAITS_MAX (and --max-waiters) wait at once per process (store_wait.h; each
+ * holds one struct pending, about 1.2 KiB, for up to its wait): beyond, 503 + Retry-After.
  */
 #define API_STORE_WAIT_MS 1000
 #define API_STORE_WAITS_MAX 4096
