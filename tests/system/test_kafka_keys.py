@@ -62,7 +62,8 @@ class KafkaKeysTest(unittest.TestCase):
     def tearDownClass(cls):
         for c in cls.g:
             c.close()
-        cls.cluster.close()
+        code = cls.cluster.close()
+        assert code == 0, f"graceful stop exit code {code}"
 
     def test_retry_on_another_gateway_is_the_same_purchase(self):
         create_event(self.g[0], "keys-retry", capacities=(5,), limit=2)
@@ -199,7 +200,8 @@ class KafkaStoreWaitBoundTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.cluster.close()
+        code = cls.cluster.close()
+        assert code == 0, f"graceful stop exit code {code}"
 
     def test_beyond_the_bound_is_a_503(self):
         ids = made_up_ids(40, "store-wait bound")
@@ -224,6 +226,22 @@ class KafkaStoreWaitBoundTest(unittest.TestCase):
         # The slots come back: a made-up id waits again once the others are over
         status, answer, _, seconds = concurrent_gets_one(self.cluster.port, ids[0])
         self.assertEqual(status, 404, answer)
+
+    def test_stop_answers_parked_reads(self):
+        """SIGTERM while reads wait for the store: each is answered, and the gateway exits 0.
+        (Named to run last: it stops the class's only gateway.)"""
+        ids = made_up_ids(5, "store-wait stop")
+        ready, threads, results = concurrent_gets(self.cluster.port, ids, "mallory")
+        ready.wait()
+        time.sleep(0.3)
+        gateway = self.cluster.gateways[0]
+        code = gateway.stop()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(code, 0, gateway.log()[-3000:])
+        for status, answer, _, seconds in results:
+            self.assertIn(status, (404, 503), answer)
+            self.assertLess(seconds, 10)
 
 
 def concurrent_gets_one(port, purchase_id):
