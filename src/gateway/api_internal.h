@@ -55,7 +55,9 @@ enum pending_kind {
     PENDING_LONG_POLL, /* waits for a purchase's change */
     PENDING_STREAM,    /* SSE: every change until a final status */
     /* A read of a purchase another gateway may have taken (api_purchases.c): waits for the
-     * store to know it, then answers (GET), long-polls, or appends the CANCEL or CONFIRM. */
+     * store to know it, then answers (GET), long-polls, or appends the CANCEL or CONFIRM. Also
+     * a keyed purchase's retry whose key the first request claimed (--limits-redis over
+     * Kafka): 200 with the purchase once committed, else appended when the wait is over. */
     PENDING_STORE_WAIT,
 };
 
@@ -68,6 +70,8 @@ enum pending_kind {
  */
 #define API_STORE_WAIT_MS 1000
 #define API_STORE_WAITS_MAX 4096
+
+struct admission; /* api_pending.c: a purchase's append, waiting for its shared limits */
 
 /* A parked request. Only the responder thread answers it; others fill its inbox. */
 struct pending {
@@ -93,10 +97,13 @@ struct pending {
     int answer_when_not_status;
     /* A store-wait (PENDING_STORE_WAIT): what the request does once the store knows the
      * purchase; p->customer is the caller. Set before parking, read-only after. */
-    uint8_t resume_command;  /* 0: GET; ENGINE_COMMAND_CANCEL or ENGINE_COMMAND_CONFIRM */
+    uint8_t resume_command;  /* 0: GET; ENGINE_COMMAND_CANCEL, _CONFIRM or _PURCHASE */
     int64_t resume_wait_ms;  /* GET ?wait=N, in ms: long-poll this long once found; 0: none */
     char resume_status[24];  /* GET ?status=S, or "" */
     bool is_caller_staff;    /* the caller may read another customer's purchase */
+    /* A keyed purchase's retry (resume_command ENGINE_COMMAND_PURCHASE): its append, made if
+     * the store does not know the purchase when the wait is over. Owned; freed with p. */
+    struct admission *fallback;
     /* inbox: under api->queue_mutex */
     bool is_queued;
     struct pending *queue_next;
@@ -302,7 +309,8 @@ bool api_purchases_admit(struct api *api, struct pending *p, int error,
 void api_purchases_answer_appended(struct api *api, struct pending *p);
 /* Responder thread: the engine answered p's CONFIRM or CANCEL. */
 void api_purchases_answer(struct api *api, struct pending *p);
-/* Responder thread: p's store-wait found row; answers p (403, 200) or goes on with it. */
+/* Responder thread: p's store-wait found row; answers p (403, 200, 200 with a Location for a
+ * purchase's retry) or goes on with it. */
 void api_purchases_resume(struct api *api, struct pending *p, const struct store_purchase *row);
 /* Responder thread: p's long-poll ran out of time; answers the purchase as it is now. */
 void api_purchases_answer_current(struct api *api, struct pending *p);

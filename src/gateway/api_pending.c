@@ -24,6 +24,13 @@
 #define ANSWER_TIMEOUT_MS 30000 /* a decision not committed by then: 503, retry with GET */
 #define DRAIN_ANSWER_GRACE_MS 5000
 
+/* A purchase waiting for its shared limits (distributed mode) before its append. */
+struct admission {
+    struct appender_request request;
+    struct pending *p;
+    int challenge_error;
+};
+
 /* ---- a parked request's life and inbox --------------------------------------------------- */
 
 struct pending *api_pending_new(struct route_context *c, enum pending_kind kind)
@@ -47,6 +54,7 @@ void api_pending_release(struct pending *p)
     if (atomic_fetch_sub(&p->references, 1) != 1)
         return;
     http_release(p->request);
+    free(p->fallback);
     free(p);
 }
 
@@ -309,6 +317,28 @@ static void stream_json(struct http_request *request, cJSON *json)
     free(text);
 }
 
+/*
+ * A keyed purchase's retry that waited for its first request (park_repeat) without the store
+ * knowing the purchase: appended as it would have been without the claim (its derived id
+ * makes the two one purchase; the engine answers the second REPEATED) and answered 202.
+ */
+static void append_fallback(struct api *api, struct pending *p)
+{
+    p->kind = PENDING_PURCHASE;
+    p->waiter.purchase_id = 0;
+    p->waiter.on_purchase = NULL;
+    atomic_fetch_add(&p->references, 1); /* the appender's */
+    int submitted = appender_submit(api->appender, &p->fallback->request); /* copies it */
+    if (submitted == 0)
+        return;
+    api_pending_release(p); /* the appender's, never taken */
+    metrics_count(&api->metrics, METRICS_QUEUE_FULL);
+    api_pending_finish_error(p, 503, "unavailable",
+                             submitted == CATRACA_E_FULL
+                                 ? "the log queue is full; nothing was accepted"
+                                 : "shutting down; nothing was accepted");
+}
+
 /* Responder thread: a store-wait's notification (row), store read (verdict) or abandon. */
 static void store_wait_process(struct api *api, struct pending *p, bool is_abandoned,
                                const struct store_purchase *row, bool has_store_verdict,
@@ -325,6 +355,8 @@ static void store_wait_process(struct api *api, struct pending *p, bool is_aband
     pending_unregister(p); /* a read found it, or the wait is over: no notification wanted */
     if (row != NULL) {
         api_purchases_resume(api, p, row);
+    } else if (p->resume_command == ENGINE_COMMAND_PURCHASE) {
+        append_fallback(api, p); /* the first may never have been appended */
     } else if (store_error == CATRACA_E_NOTFOUND) {
         api_pending_finish_error(p, 404, "not_found", "no such purchase");
     } else {
@@ -492,12 +524,32 @@ void *api_pending_responder_main(void *argument)
 
 /* ---- parking (HTTP threads) -------------------------------------------------------------- */
 
-/* A purchase waiting for its shared limits (distributed mode) before its append. */
-struct admission {
-    struct appender_request request;
-    struct pending *p;
-    int challenge_error;
-};
+static bool on_store_wait_found(struct waiter *waiter, const struct store_purchase *row);
+
+/*
+ * The limits batch's thread: p is a keyed purchase whose key its first request claimed, with
+ * the same request, on any gateway (limits_redis.h, --limits-redis over Kafka), and not
+ * committed when p was received. Answered like the first: parked until the commit names the
+ * purchase (200 with it, api_purchases_resume), or appended when the store-wait is over
+ * (append_fallback), or at once when every store-wait slot is taken. Takes a.
+ */
+static void park_repeat(struct api *api, struct pending *p, struct admission *a)
+{
+    p->fallback = a;
+    p->resume_command = ENGINE_COMMAND_PURCHASE;
+    p->answer_when_not_status = -1;
+    p->waiter.purchase_id = p->purchase_id;
+    p->waiter.on_purchase = on_store_wait_found;
+    p->kind = PENDING_STORE_WAIT;
+    atomic_fetch_add(&p->references, 1); /* the ring's */
+    if (api->store_wait == NULL || store_wait_submit(api->store_wait, p->purchase_id, p) != 0) {
+        api_pending_release(p); /* the ring's, never taken */
+        append_fallback(api, p);
+        return;
+    }
+    abandon_hook_arm(p);
+    (void)pending_register(p); /* full: the ring's read decides alone */
+}
 
 void api_pending_on_limits(void *context, int error, enum limits_redis_outcome outcome,
                            int64_t retry_after_ms)
@@ -505,7 +557,9 @@ void api_pending_on_limits(void *context, int error, enum limits_redis_outcome o
     struct admission *a = context;
     struct pending *p = a->p;
     struct api *api = p->api;
-    if (api_purchases_admit(api, p, error, outcome, retry_after_ms, a->challenge_error)) {
+    if (error == 0 && outcome == LIMITS_REDIS_KEY_REPEATED && a->challenge_error == 0) {
+        park_repeat(api, p, a);
+    } else if (api_purchases_admit(api, p, error, outcome, retry_after_ms, a->challenge_error)) {
         int submitted = appender_submit(api->appender, &a->request); /* copies it */
         free(a);
         if (submitted == 0)

@@ -413,6 +413,11 @@ bool api_purchases_admit(struct api *api, struct pending *p, int error,
         free(json);
         return false;
     }
+    if (outcome == LIMITS_REDIS_KEY_MISMATCH) {
+        api_pending_finish_error(p, 422, "invalid_request",
+                                 "this Idempotency-Key was used with another request");
+        return false;
+    }
     if (challenge_error == API_CHALLENGE_MISSING) {
         api_pending_finish_error(p, 403, "challenge_required",
                                  "solve GET /v1/challenge and send it in X-Challenge");
@@ -489,8 +494,17 @@ void api_purchases_create(struct route_context *c)
     struct limits_redis_check check = {0};
     char challenge_hex[65];
     int challenge_error = is_shared ? shared_check_of(c, address, &check, challenge_hex) : 0;
+    char claim[2 * CATRACA_ID_MAX + 8];
+    if (is_shared && derived_id != 0 && challenge_error == 0) {
+        /* Claimed in the shared Redis, so that any gateway answers a retry like the first:
+         * limits_redis.h, step 4 (a purchase refused before it claims nothing). */
+        snprintf(claim, sizeof(claim), "%zu:%s:%s", strlen(c->claims.subject), c->claims.subject,
+                 key);
+        check.claim = claim;
+        check.claim_hash = hash;
+    }
     bool has_check = check.ip != NULL || check.customer != NULL || challenge_error != 0 ||
-                     check.challenge != NULL; /* else every shared limit is off */
+                     check.challenge != NULL || check.claim != NULL; /* else none is on */
     if (has_check)
         api_pending_submit_limited(c, p, &command, key, hash, &check, challenge_error);
     else
@@ -745,6 +759,14 @@ void api_purchases_resume(struct api *api, struct pending *p, const struct store
             return;
         }
         api_pending_long_poll_from(api, p, row, p->resume_status[0] ? (int)row->status : -1);
+        return;
+    }
+    if (type == ENGINE_COMMAND_PURCHASE) { /* a retry: as api_purchases_answer_appended's */
+        char id_text[API_PURCHASE_ID_TEXT], location[64];
+        api_json_purchase_id_format(row->purchase_id, id_text);
+        snprintf(location, sizeof(location), "/v1/purchases/%s", id_text);
+        const char *headers[] = {"Location", location, NULL};
+        api_pending_finish_cjson(p, 200, api_json_purchase(row), headers);
         return;
     }
     struct engine_command command;

@@ -17,6 +17,7 @@ import unittest
 
 from catraca import PAYMENTS, Client, buy, create_event, seed_from_env, token, wait_status
 from cluster import Cluster
+from servers import Redis
 
 BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -249,3 +250,90 @@ def concurrent_gets_one(port, purchase_id):
     ready.wait()
     threads[0].join(30)
     return results[0]
+
+
+def request_hash(event, category, quantity):
+    """api_purchases.c's hash_request: FNV-1a of event "/" category, then the quantity."""
+    h, prime, mask = 1469598103934665603, 1099511628211, (1 << 64) - 1
+    for byte in event.encode() + b"/" + category.encode():
+        h = ((h ^ byte) * prime) & mask
+    return ((h ^ quantity) * prime) & mask
+
+
+class KafkaSharedKeysTest(unittest.TestCase):
+    """With --limits-redis, an Idempotency-Key is claimed in that Redis by its first request
+    (limits_redis.h, step 4), so ANY gateway answers a retry like the first even before the
+    commit: 200 with the purchase (not a 202 of a second entry), and 422 for the key reused
+    with another request (not a purchase of its own elsewhere)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = Redis()
+        cls.cluster = Cluster("--limits-redis", cls.redis.url, log="kafka", gateways=2,
+                              workers=1)
+        cls.g = [Client(g.port, 30) for g in cls.cluster.gateways]
+        create_event(cls.g[0], "shared-keys", capacities=(20,), limit=2)
+
+    @classmethod
+    def tearDownClass(cls):
+        for c in cls.g:
+            c.close()
+        code = cls.cluster.close()
+        cls.redis.close()
+        assert code == 0, f"graceful stop exit code {code}"
+
+    def test_a_retry_on_the_other_gateway_before_the_commit_is_a_200(self):
+        create_event(self.g[0], "shared-retry", capacities=(20,), limit=2)
+        answered = []
+        for customer in ("lena", "milo", "nora"):
+            status, first, _ = buy(self.g[0], "shared-retry", customer, key=f"k-{customer}")
+            self.assertEqual(status, 202, first)
+            started = time.monotonic()
+            status, again, headers = buy(self.g[1], "shared-retry", customer,
+                                         key=f"k-{customer}")
+            answered.append(time.monotonic() - started)
+            self.assertEqual(status, 200, again)
+            self.assertEqual(again["id"], first["id"])
+            self.assertEqual(again["status"], "held", again)  # as committed: the first's
+            self.assertEqual(headers["location"], f"/v1/purchases/{first['id']}")
+        print("retries answered after " + ", ".join(f"{s * 1000:.0f} ms" for s in answered),
+              flush=True)
+        self.assertLess(min(answered), 0.9, answered)  # woken by the commit, not the wait
+        # One purchase each: the retries were never appended
+        status, event, _ = self.g[0].request("GET", "/v1/events/shared-retry",
+                                             tok=token("ops", "admin"))
+        self.assertEqual(status, 200, event)
+        self.assertEqual(event["categories"][0]["held"], 3, event)
+
+    def test_a_key_reused_with_another_request_is_a_422_on_any_gateway(self):
+        status, first, _ = buy(self.g[0], "shared-keys", "olga", key="k-olga")
+        self.assertEqual(status, 202, first)
+        for gateway in self.g:
+            status, answer, _ = buy(gateway, "shared-keys", "olga", quantity=2, key="k-olga")
+            self.assertEqual(status, 422, answer)
+            self.assertEqual(answer["error"]["code"], "invalid_request")
+        # Another customer's key of the same name is theirs
+        status, other, _ = buy(self.g[1], "shared-keys", "pete", key="k-olga")
+        self.assertEqual(status, 202, other)
+        self.assertNotEqual(other["id"], first["id"])
+
+    def test_a_claim_whose_first_request_never_reached_the_log(self):
+        """A claim left by a request that never reached the log (its gateway died between
+        the claim and the append): the retry waits out the store-wait, then is appended and
+        answered 202, never refused or left hanging."""
+        create_event(self.g[0], "shared-lost", capacities=(5,), limit=2)
+        claim = f"catraca:key:{len('quinn')}:quinn:k-lost"
+        value = "%016x" % request_hash("shared-lost", "cat0", 1)
+        self.assertEqual(self.redis.command("SET", claim, value, "EX", "600"), b"+OK\r\n")
+        started = time.monotonic()
+        status, answer, _ = buy(self.g[1], "shared-lost", "quinn", key="k-lost")
+        seconds = time.monotonic() - started
+        self.assertEqual(status, 202, answer)
+        self.assertGreaterEqual(seconds, 0.95)
+        self.assertLess(seconds, 5)
+        held = wait_status(self.g[0], answer["id"], "quinn", lambda s: s != "queued")
+        self.assertEqual(held["status"], "held")
+        # Once committed, a retry anywhere is the 200 of that purchase
+        for gateway in self.g:
+            status, again, _ = buy(gateway, "shared-lost", "quinn", key="k-lost")
+            self.assertEqual((status, again["id"]), (200, answer["id"]), again)
