@@ -97,10 +97,10 @@ struct pending {
     int answer_when_not_status;
     /* A store-wait (PENDING_STORE_WAIT): what the request does once the store knows the
      * purchase; p->customer is the caller. Set before parking, read-only after. */
-    uint8_t resume_command;  /* 0: GET; ENGINE_COMMAND_CANCEL, _CONFIRM or _PURCHASE */
-    int64_t resume_wait_ms;  /* GET ?wait=N, in ms: long-poll this long once found; 0: none */
-    char resume_status[24];  /* GET ?status=S, or "" */
-    bool is_caller_staff;    /* the caller may read another customer's purchase */
+    uint8_t resume_command; /* 0: GET; ENGINE_COMMAND_CANCEL, _CONFIRM or _PURCHASE */
+    int64_t resume_wait_ms; /* GET ?wait=N, in ms: long-poll this long once found; 0: none */
+    char resume_status[24]; /* GET ?status=S, or "" */
+    bool is_caller_staff;   /* the caller may read another customer's purchase */
     /* A keyed purchase's retry (resume_command ENGINE_COMMAND_PURCHASE): its append, made if
      * the store does not know the purchase when the wait is over. Owned; freed with p. */
     struct admission *fallback;
@@ -116,7 +116,7 @@ struct pending {
     bool has_store_verdict; /* the store-wait's read: store_error (0 with has_row) */
     int store_error;
     bool is_store_wait_over; /* resolved: a late store read must not touch the inbox */
-    bool has_abandon_hook;  /* set once, before the hook can run */
+    bool has_abandon_hook;   /* set once, before the hook can run */
     /* responder thread only */
     bool is_done;
     bool is_registered;
@@ -152,13 +152,13 @@ struct api {
     struct challenge challenge;
     struct metrics metrics;
     atomic_uint_fast64_t purchase_counter;
-    uint8_t purchase_id_key[16]; /* SipHash key of derived purchase ids (api_purchases.c) */
-    struct recent recent;        /* slots == NULL: off */
+    uint8_t purchase_id_key[16];   /* SipHash key of derived purchase ids (api_purchases.c) */
+    struct recent recent;          /* slots == NULL: off */
     struct store_wait *store_wait; /* NULL unless the log knows only its own purchases */
-    struct receipts *receipts;   /* NULL: off */
-    struct signer *signer;       /* with receipts: signs them off the appender thread */
-    struct console *console;     /* api_console.c's: streams, stats, decisions */
-    struct rehearsal *rehearsal; /* api_rehearse.c's: the demo's rush child */
+    struct receipts *receipts;     /* NULL: off */
+    struct signer *signer;         /* with receipts: signs them off the appender thread */
+    struct console *console;       /* api_console.c's: streams, stats, decisions */
+    struct rehearsal *rehearsal;   /* api_rehearse.c's: the demo's rush child */
 
     pthread_mutex_t handles_mutex;
     struct thread_handles *handles[API_HANDLES_MAX];

@@ -324,11 +324,21 @@ static void stream_json(struct http_request *request, cJSON *json)
  */
 static void append_fallback(struct api *api, struct pending *p)
 {
+    /* A purchase is answered on the appender's thread, so no other thread may answer it: the
+     * abandon hook goes first. Already run (or running): the client left, nothing to send. */
+    if (p->has_abandon_hook) {
+        if (!http_abandon_cancel(p->request)) {
+            api_pending_finish(p, 200, "", NULL);
+            return;
+        }
+        p->has_abandon_hook = false;
+        api_pending_release(p); /* the hook's reference: it will never run */
+    }
     p->kind = PENDING_PURCHASE;
     p->waiter.purchase_id = 0;
     p->waiter.on_purchase = NULL;
-    atomic_fetch_add(&p->references, 1); /* the appender's */
-    int submitted = appender_submit(api->appender, &p->fallback->request); /* copies it */
+    atomic_fetch_add(&p->references, 1); /* the appender's; the request is copied */
+    int submitted = appender_submit(api->appender, &p->fallback->request);
     if (submitted == 0)
         return;
     api_pending_release(p); /* the appender's, never taken */
@@ -350,8 +360,8 @@ static void store_wait_process(struct api *api, struct pending *p, bool is_aband
         api_pending_finish(p, 200, "", NULL);
         return;
     }
-    if (row == NULL && !has_store_verdict)
-        return; /* nothing yet */
+    if (row == NULL && !has_store_verdict) /* nothing yet */
+        return;
     pending_unregister(p); /* a read found it, or the wait is over: no notification wanted */
     if (row != NULL) {
         api_purchases_resume(api, p, row);

@@ -700,8 +700,7 @@ void api_purchases_stream(struct route_context *c)
  */
 static int purchase_command_of(uint8_t type, struct http_request *request,
                                const struct store_purchase *row, const char *caller,
-                               struct engine_command *command,
-                               char message[API_ERROR_MESSAGE_MAX])
+                               struct engine_command *command, char message[API_ERROR_MESSAGE_MAX])
 {
     *command = (struct engine_command){.type = type, .now_ms = clock_wall_ms()};
     if (type == ENGINE_COMMAND_CONFIRM) {

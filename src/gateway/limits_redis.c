@@ -19,9 +19,10 @@
 #define KEY_TEXT_MAX (KEY_PART_MAX + 32)
 #define NUMBER_TEXT_MAX 32
 #define SCRIPT_ARGS 10 /* per check */
-#define STRINGIFY(x) #x
-#define TEXT_OF(x) STRINGIFY(x)
-#define HEAD_ARGS 4   /* EVALSHA sha numkeys count */
+#define HEAD_ARGS 4    /* EVALSHA sha numkeys count */
+/* The script below writes both as numbers. */
+_Static_assert(SCRIPT_ARGS == 10, "take_script's stride between checks");
+_Static_assert(LIMITS_REDIS_CLAIM_TTL_S == 86400, "take_script's claim expiry");
 
 /*
  * ARGV: the number of checks n, then per check SCRIPT_ARGS words: ip key, ip rate (tokens/ms),
@@ -75,13 +76,13 @@ static const char take_script[] =
     "      if held == ARGV[b + 9] then return 4, 0 end\n"
     "      return 5, 0\n"
     "    end\n"
-    "    redis.call('SET', ARGV[b + 8], ARGV[b + 9], 'EX', " TEXT_OF(LIMITS_REDIS_CLAIM_TTL_S) ")\n"
+    "    redis.call('SET', ARGV[b + 8], ARGV[b + 9], 'EX', 86400)\n"
     "  end\n"
     "  return 0, 0\n"
     "end\n"
     "local out = {}\n"
     "for k = 0, tonumber(ARGV[1]) - 1 do\n"
-    "  local outcome, wait = check(2 + k * " TEXT_OF(SCRIPT_ARGS) ")\n"
+    "  local outcome, wait = check(2 + k * 10)\n"
     "  out[2 * k + 1], out[2 * k + 2] = outcome, wait\n"
     "end\n"
     "return out\n";
@@ -239,8 +240,8 @@ static void build_check(struct limits_redis *l, size_t i, const struct limits_re
         snprintf(keys[3], KEY_TEXT_MAX, "catraca:key:%s", check->claim);
         snprintf(numbers[5], NUMBER_TEXT_MAX, "%016llx", (unsigned long long)check->claim_hash);
     }
-    const char *words[SCRIPT_ARGS] = {keys[0], numbers[0], numbers[1], keys[1], numbers[2],
-                                      numbers[3], keys[2], numbers[4], keys[3], numbers[5]};
+    const char *words[SCRIPT_ARGS] = {keys[0],    numbers[0], numbers[1], keys[1], numbers[2],
+                                      numbers[3], keys[2],    numbers[4], keys[3], numbers[5]};
     for (size_t w = 0; w < SCRIPT_ARGS; w++)
         set_arg(l, HEAD_ARGS + i * SCRIPT_ARGS + w, words[w]);
 }
@@ -275,7 +276,8 @@ int limits_redis_take_many(struct limits_redis *l, const struct limits_redis_che
     for (size_t i = 0; error == 0 && i < count; i++) {
         const redisReply *outcome = reply->element[2 * i], *wait = reply->element[2 * i + 1];
         if (outcome->type != REDIS_REPLY_INTEGER || wait->type != REDIS_REPLY_INTEGER ||
-            outcome->integer < LIMITS_REDIS_ALLOWED || outcome->integer > LIMITS_REDIS_KEY_MISMATCH) {
+            outcome->integer < LIMITS_REDIS_ALLOWED ||
+            outcome->integer > LIMITS_REDIS_KEY_MISMATCH) {
             error = CATRACA_E_CORRUPT;
             break;
         }

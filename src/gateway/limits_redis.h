@@ -79,7 +79,7 @@ enum limits_redis_outcome {
     LIMITS_REDIS_ALLOWED = 0,
     LIMITS_REDIS_IP_LIMITED = 1,
     LIMITS_REDIS_CUSTOMER_LIMITED = 2,
-    LIMITS_REDIS_REPLAYED = 3, /* the challenge was spent before (on any gateway) */
+    LIMITS_REDIS_REPLAYED = 3,     /* the challenge was spent before (on any gateway) */
     LIMITS_REDIS_KEY_REPEATED = 4, /* the key was claimed before, by the same request */
     LIMITS_REDIS_KEY_MISMATCH = 5, /* the key was claimed before, by another request */
 };

@@ -166,8 +166,8 @@ static void test_a_key_is_claimed_by_its_first_request(void **state)
     struct limits_redis_check other = {.claim = "5:alice:k1", .claim_hash = 0x5678};
     assert_int_equal(limits_redis_take(b, &other, &outcome, &retry), 0);
     assert_int_equal(outcome, LIMITS_REDIS_KEY_MISMATCH);
-    assert_in_range(admin_integer("TTL %s", "catraca:key:5:alice:k1"),
-                    LIMITS_REDIS_CLAIM_TTL_S - 5, LIMITS_REDIS_CLAIM_TTL_S);
+    assert_in_range(admin_integer("TTL %s", "catraca:key:5:alice:k1"), LIMITS_REDIS_CLAIM_TTL_S - 5,
+                    LIMITS_REDIS_CLAIM_TTL_S);
     /* Another customer's key of the same name is another claim. */
     struct limits_redis_check bob = {.claim = "3:bob:k1", .claim_hash = 0x5678};
     assert_int_equal(limits_redis_take(a, &bob, &outcome, &retry), 0);

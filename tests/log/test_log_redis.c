@@ -205,8 +205,9 @@ int main(void)
         .restore_connections = restore_connections,
     };
     failed += conformance_bus_run(&bus_target);
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_cuts_happened),
-                                       cmocka_unit_test(test_resubscribed_is_logged_when_confirmed)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cuts_happened),
+        cmocka_unit_test(test_resubscribed_is_logged_when_confirmed)};
     failed += cmocka_run_group_tests_name("redis_own", tests, NULL, NULL);
     fault_proxy_stop(proxy);
     return failed;
