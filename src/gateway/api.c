@@ -168,6 +168,28 @@ static int start_receipts(struct api *api)
     return signer_start(&signer, &api->signer);
 }
 
+/*
+ * Reads of purchases another gateway may have taken wait here (api_pending_park_store_wait): at
+ * most API_STORE_WAITS_MAX, and no more than --max-waiters (each is a parked request waiting for
+ * a commit, like a long-poll).
+ */
+static int start_store_wait(struct api *api)
+{
+    uint32_t capacity = api->config.waiters_max < API_STORE_WAITS_MAX ? api->config.waiters_max
+                                                                      : API_STORE_WAITS_MAX;
+    struct store_wait_config config = {.capacity = capacity,
+                                       .wait_ms = API_STORE_WAIT_MS,
+                                       .done = api_pending_on_store_checked,
+                                       .is_settled = api_pending_is_store_wait_over};
+    int error = api->config.backend.open_store(api->config.backend.context, &config.store);
+    if (error != 0)
+        return error;
+    error = store_wait_start(&config, &api->store_wait);
+    if (error != 0)
+        config.store.ops->close(config.store.context);
+    return error;
+}
+
 int api_start(const struct api_config *config, struct api **out)
 {
     assert(api_router_validate());
@@ -212,6 +234,8 @@ int api_start(const struct api_config *config, struct api **out)
         error = start_receipts(api);
     for (uint32_t i = 0; error == 0 && i < appender.threads; i++)
         error = config->backend.open_log(config->backend.context, true, &appender.logs[i]);
+    if (error == 0 && (appender.logs[0].ops->flags & LOG_FLAG_KEYS_IN_PURCHASE_IDS))
+        error = start_store_wait(api);
     if (error == 0)
         error = appender_start(&appender, &api->appender);
     if (error == 0)
@@ -261,7 +285,8 @@ void api_drain(struct api *api)
         pthread_mutex_lock(&api->queue_mutex);
         pthread_cond_signal(&api->queue_wake);
         pthread_mutex_unlock(&api->queue_mutex);
-        if (atomic_load(&api->parked_count) == 0 && i >= 1)
+        bool has_store_waits = api->store_wait != NULL && store_wait_count(api->store_wait) > 0;
+        if (atomic_load(&api->parked_count) == 0 && !has_store_waits && i >= 1)
             break;
     }
 }
@@ -271,6 +296,8 @@ void api_stop(struct api *api)
     limits_batch_stop(api->limits_batch); /* before the appender it submits to */
     appender_stop(api->appender);
     signer_stop(api->signer); /* after the appender: it answers what the last commit handed over */
+    /* Before the responder: the reads still waiting are answered 503 through it. */
+    store_wait_stop(api->store_wait);
     pthread_mutex_lock(&api->queue_mutex);
     api->is_stopping = true;
     pthread_cond_signal(&api->queue_wake);

@@ -32,6 +32,7 @@
 #include "gateway/receipts.h"
 #include "gateway/signer.h"
 #include "gateway/recent.h"
+#include "gateway/store_wait.h"
 #include "gateway/token_cache.h"
 #include "gateway/waiters.h"
 
@@ -53,7 +54,24 @@ enum pending_kind {
     PENDING_ANSWER,    /* waits for the append, then the engine's answer */
     PENDING_LONG_POLL, /* waits for a purchase's change */
     PENDING_STREAM,    /* SSE: every change until a final status */
+    /* A read of a purchase another gateway may have taken (api_purchases.c): waits for the
+     * store to know it, then answers (GET), long-polls, or appends the CANCEL or CONFIRM. Also
+     * a keyed purchase's retry whose key the first request claimed (--limits-redis over
+     * Kafka): 200 with the purchase once committed, else appended when the wait is over. */
+    PENDING_STORE_WAIT,
 };
+
+/*
+ * Over a log whose find_purchase knows only this process's purchases (log.h,
+ * LOG_FLAG_KEYS_IN_PURCHASE_IDS), a read of an unknown id that may still be queued on another
+ * gateway waits API_STORE_WAIT_MS for the store before its 404, parked (no event loop waits).
+ * At most API_STORE_WAITS_MAX (and --max-waiters) wait at once per process (store_wait.h; each
+ * holds one struct pending, about 1.2 KiB, for up to its wait): beyond, 503 + Retry-After.
+ */
+#define API_STORE_WAIT_MS 1000
+#define API_STORE_WAITS_MAX 4096
+
+struct admission; /* api_pending.c: a purchase's append, waiting for its shared limits */
 
 /* A parked request. Only the responder thread answers it; others fill its inbox. */
 struct pending {
@@ -77,6 +95,15 @@ struct pending {
      * store, delivered late) does not answer early; -1: any notification answers. Set before
      * the waiter is registered, read-only after. */
     int answer_when_not_status;
+    /* A store-wait (PENDING_STORE_WAIT): what the request does once the store knows the
+     * purchase; p->customer is the caller. Set before parking, read-only after. */
+    uint8_t resume_command; /* 0: GET; ENGINE_COMMAND_CANCEL, _CONFIRM or _PURCHASE */
+    int64_t resume_wait_ms; /* GET ?wait=N, in ms: long-poll this long once found; 0: none */
+    char resume_status[24]; /* GET ?status=S, or "" */
+    bool is_caller_staff;   /* the caller may read another customer's purchase */
+    /* A keyed purchase's retry (resume_command ENGINE_COMMAND_PURCHASE): its append, made if
+     * the store does not know the purchase when the wait is over. Owned; freed with p. */
+    struct admission *fallback;
     /* inbox: under api->queue_mutex */
     bool is_queued;
     struct pending *queue_next;
@@ -86,7 +113,10 @@ struct pending {
     struct store_purchase row;
     struct store_answer answer;
     bool is_abandoned;      /* the client left (http_on_abandon) */
-    bool has_abandon_hook;  /* set once, before the hook can run */
+    bool has_store_verdict; /* the store-wait's read: store_error (0 with has_row) */
+    int store_error;
+    bool is_store_wait_over; /* resolved: a late store read must not touch the inbox */
+    bool has_abandon_hook;   /* set once, before the hook can run */
     /* responder thread only */
     bool is_done;
     bool is_registered;
@@ -122,12 +152,13 @@ struct api {
     struct challenge challenge;
     struct metrics metrics;
     atomic_uint_fast64_t purchase_counter;
-    uint8_t purchase_id_key[16]; /* SipHash key of derived purchase ids (api_purchases.c) */
-    struct recent recent;        /* slots == NULL: off */
-    struct receipts *receipts;   /* NULL: off */
-    struct signer *signer;       /* with receipts: signs them off the appender thread */
-    struct console *console;     /* api_console.c's: streams, stats, decisions */
-    struct rehearsal *rehearsal; /* api_rehearse.c's: the demo's rush child */
+    uint8_t purchase_id_key[16];   /* SipHash key of derived purchase ids (api_purchases.c) */
+    struct recent recent;          /* slots == NULL: off */
+    struct store_wait *store_wait; /* NULL unless the log knows only its own purchases */
+    struct receipts *receipts;     /* NULL: off */
+    struct signer *signer;         /* with receipts: signs them off the appender thread */
+    struct console *console;       /* api_console.c's: streams, stats, decisions */
+    struct rehearsal *rehearsal;   /* api_rehearse.c's: the demo's rush child */
 
     pthread_mutex_t handles_mutex;
     struct thread_handles *handles[API_HANDLES_MAX];
@@ -210,6 +241,25 @@ void api_pending_on_limits(void *context, int error, enum limits_redis_outcome o
 void api_pending_park_for_changes(struct route_context *c, const struct store_purchase *row,
                                   enum pending_kind kind, int64_t wait_ms,
                                   int answer_when_not_status);
+/*
+ * Parks c's read of purchase_id (resume_command 0: GET, with ?wait= in ms and ?status= or
+ * NULL; or ENGINE_COMMAND_CANCEL / _CONFIRM) until the store knows it: a commit notification or
+ * the store read after API_STORE_WAIT_MS resumes it with api_purchases_resume, else 404.
+ * Answers 503 + Retry-After itself when every slot is taken.
+ */
+void api_pending_park_store_wait(struct route_context *c, uint64_t purchase_id,
+                                 uint8_t resume_command, int64_t resume_wait_ms,
+                                 const char *resume_status);
+/* Responder thread, for api_purchases_resume: p goes on as a long-poll of row for
+ * p->resume_wait_ms; answer_when_not_status as api_pending_park_for_changes's. */
+void api_pending_long_poll_from(struct api *api, struct pending *p,
+                                const struct store_purchase *row, int answer_when_not_status);
+/* Responder thread, for api_purchases_resume: appends command (CANCEL or CONFIRM of
+ * p->purchase_id in p->event) and answers like api_pending_submit's. */
+void api_pending_resubmit(struct api *api, struct pending *p, const struct engine_command *command);
+/* The store-wait module's done callback and is_settled (api_start passes them). */
+void api_pending_on_store_checked(void *context, int error, const struct store_purchase *row);
+bool api_pending_is_store_wait_over(void *context);
 /* Answers p (once) and lets go of it: on the responder thread, or on the appender's for a
  * purchase, which never registers a waiter or arms a deadline. */
 void api_pending_finish(struct pending *p, int status, const char *json,
@@ -259,6 +309,9 @@ bool api_purchases_admit(struct api *api, struct pending *p, int error,
 void api_purchases_answer_appended(struct api *api, struct pending *p);
 /* Responder thread: the engine answered p's CONFIRM or CANCEL. */
 void api_purchases_answer(struct api *api, struct pending *p);
+/* Responder thread: p's store-wait found row; answers p (403, 200, 200 with a Location for a
+ * purchase's retry) or goes on with it. */
+void api_purchases_resume(struct api *api, struct pending *p, const struct store_purchase *row);
 /* Responder thread: p's long-poll ran out of time; answers the purchase as it is now. */
 void api_purchases_answer_current(struct api *api, struct pending *p);
 

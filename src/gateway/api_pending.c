@@ -24,6 +24,13 @@
 #define ANSWER_TIMEOUT_MS 30000 /* a decision not committed by then: 503, retry with GET */
 #define DRAIN_ANSWER_GRACE_MS 5000
 
+/* A purchase waiting for its shared limits (distributed mode) before its append. */
+struct admission {
+    struct appender_request request;
+    struct pending *p;
+    int challenge_error;
+};
+
 /* ---- a parked request's life and inbox --------------------------------------------------- */
 
 struct pending *api_pending_new(struct route_context *c, enum pending_kind kind)
@@ -47,6 +54,7 @@ void api_pending_release(struct pending *p)
     if (atomic_fetch_sub(&p->references, 1) != 1)
         return;
     http_release(p->request);
+    free(p->fallback);
     free(p);
 }
 
@@ -309,16 +317,85 @@ static void stream_json(struct http_request *request, cJSON *json)
     free(text);
 }
 
+/*
+ * A keyed purchase's retry that waited for its first request (park_repeat) without the store
+ * knowing the purchase: appended as it would have been without the claim (its derived id
+ * makes the two one purchase; the engine answers the second REPEATED) and answered 202.
+ */
+static void append_fallback(struct api *api, struct pending *p)
+{
+    /* A purchase is answered on the appender's thread, so no other thread may answer it: the
+     * abandon hook goes first. Already run (or running): the client left, nothing to send. */
+    if (p->has_abandon_hook) {
+        if (!http_abandon_cancel(p->request)) {
+            api_pending_finish(p, 200, "", NULL);
+            return;
+        }
+        p->has_abandon_hook = false;
+        api_pending_release(p); /* the hook's reference: it will never run */
+    }
+    p->kind = PENDING_PURCHASE;
+    p->waiter.purchase_id = 0;
+    p->waiter.on_purchase = NULL;
+    atomic_fetch_add(&p->references, 1); /* the appender's; the request is copied */
+    int submitted = appender_submit(api->appender, &p->fallback->request);
+    if (submitted == 0)
+        return;
+    api_pending_release(p); /* the appender's, never taken */
+    metrics_count(&api->metrics, METRICS_QUEUE_FULL);
+    api_pending_finish_error(p, 503, "unavailable",
+                             submitted == CATRACA_E_FULL
+                                 ? "the log queue is full; nothing was accepted"
+                                 : "shutting down; nothing was accepted");
+}
+
+/* Responder thread: a store-wait's notification (row), store read (verdict) or abandon. */
+static void store_wait_process(struct api *api, struct pending *p, bool is_abandoned,
+                               const struct store_purchase *row, bool has_store_verdict,
+                               int store_error)
+{
+    if (p->is_done)
+        return;
+    if (is_abandoned) {
+        api_pending_finish(p, 200, "", NULL);
+        return;
+    }
+    if (row == NULL && !has_store_verdict) /* nothing yet */
+        return;
+    pending_unregister(p); /* a read found it, or the wait is over: no notification wanted */
+    if (row != NULL) {
+        api_purchases_resume(api, p, row);
+    } else if (p->resume_command == ENGINE_COMMAND_PURCHASE) {
+        append_fallback(api, p); /* the first may never have been appended */
+    } else if (store_error == CATRACA_E_NOTFOUND) {
+        api_pending_finish_error(p, 404, "not_found", "no such purchase");
+    } else {
+        static const char *const retry[] = {"Retry-After", "1", NULL};
+        char *json = api_json_error("unavailable", "the store is unavailable");
+        api_pending_finish(p, 503, json ? json : "{}", retry);
+        free(json);
+    }
+}
+
 /* Responder thread: handles what arrived in p's inbox. */
 static void pending_process(struct api *api, struct pending *p)
 {
     pthread_mutex_lock(&api->queue_mutex);
     bool has_append = p->has_append, has_row = p->has_row, is_abandoned = p->is_abandoned;
+    bool has_store_verdict = p->has_store_verdict;
+    int store_error = p->store_error;
     struct store_purchase row = p->row;
     p->has_append = false;
     if (p->kind != PENDING_ANSWER)
         p->has_row = false;
+    if (p->kind == PENDING_STORE_WAIT && (has_row || has_store_verdict || is_abandoned))
+        p->is_store_wait_over = true; /* before p can become a long-poll: see on_store_checked */
     pthread_mutex_unlock(&api->queue_mutex);
+    if (p->kind == PENDING_STORE_WAIT) {
+        store_wait_process(api, p, is_abandoned, has_row ? &row : NULL, has_store_verdict,
+                           store_error);
+        return;
+    }
     if (has_row && !row.has_arrival) {
         /* A change of an earlier batch's purchase carries its decision only. */
         row.has_arrival = true;
@@ -457,12 +534,32 @@ void *api_pending_responder_main(void *argument)
 
 /* ---- parking (HTTP threads) -------------------------------------------------------------- */
 
-/* A purchase waiting for its shared limits (distributed mode) before its append. */
-struct admission {
-    struct appender_request request;
-    struct pending *p;
-    int challenge_error;
-};
+static bool on_store_wait_found(struct waiter *waiter, const struct store_purchase *row);
+
+/*
+ * The limits batch's thread: p is a keyed purchase whose key its first request claimed, with
+ * the same request, on any gateway (limits_redis.h, --limits-redis over Kafka), and not
+ * committed when p was received. Answered like the first: parked until the commit names the
+ * purchase (200 with it, api_purchases_resume), or appended when the store-wait is over
+ * (append_fallback), or at once when every store-wait slot is taken. Takes a.
+ */
+static void park_repeat(struct api *api, struct pending *p, struct admission *a)
+{
+    p->fallback = a;
+    p->resume_command = ENGINE_COMMAND_PURCHASE;
+    p->answer_when_not_status = -1;
+    p->waiter.purchase_id = p->purchase_id;
+    p->waiter.on_purchase = on_store_wait_found;
+    p->kind = PENDING_STORE_WAIT;
+    atomic_fetch_add(&p->references, 1); /* the ring's */
+    if (api->store_wait == NULL || store_wait_submit(api->store_wait, p->purchase_id, p) != 0) {
+        api_pending_release(p); /* the ring's, never taken */
+        append_fallback(api, p);
+        return;
+    }
+    abandon_hook_arm(p);
+    (void)pending_register(p); /* full: the ring's read decides alone */
+}
 
 void api_pending_on_limits(void *context, int error, enum limits_redis_outcome outcome,
                            int64_t retry_after_ms)
@@ -470,7 +567,9 @@ void api_pending_on_limits(void *context, int error, enum limits_redis_outcome o
     struct admission *a = context;
     struct pending *p = a->p;
     struct api *api = p->api;
-    if (api_purchases_admit(api, p, error, outcome, retry_after_ms, a->challenge_error)) {
+    if (error == 0 && outcome == LIMITS_REDIS_KEY_REPEATED && a->challenge_error == 0) {
+        park_repeat(api, p, a);
+    } else if (api_purchases_admit(api, p, error, outcome, retry_after_ms, a->challenge_error)) {
         int submitted = appender_submit(api->appender, &a->request); /* copies it */
         free(a);
         if (submitted == 0)
@@ -501,6 +600,26 @@ static int submit_to_limits(struct api *api, const struct appender_request *r, s
     return error;
 }
 
+/* The appender's request for p's command: 0, or CATRACA_E_INVALID when it cannot be encoded. */
+static int append_request_of(struct pending *p, const struct engine_command *command,
+                             const char *idempotency_key, uint64_t request_hash,
+                             struct appender_request *r)
+{
+    memset(r, 0, offsetof(struct appender_request, record));
+    snprintf(r->event, sizeof(r->event), "%s", p->event);
+    if (codec_command_encode(command, r->record, sizeof(r->record), &r->record_length) != 0)
+        return CATRACA_E_INVALID;
+    r->time_ms = command->now_ms;
+    r->purchase_id = command->type == ENGINE_COMMAND_PURCHASE ? p->purchase_id : 0;
+    snprintf(r->idempotency_scope, sizeof(r->idempotency_scope), "%s", p->customer);
+    snprintf(r->idempotency_key, sizeof(r->idempotency_key), "%s",
+             idempotency_key ? idempotency_key : "");
+    r->request_hash = request_hash;
+    r->done = on_appended;
+    r->context = p;
+    return 0;
+}
+
 void api_pending_submit(struct route_context *c, struct pending *p,
                         const struct engine_command *command, const char *idempotency_key,
                         uint64_t request_hash)
@@ -514,21 +633,11 @@ void api_pending_submit_limited(struct route_context *c, struct pending *p,
                                 int challenge_error)
 {
     struct appender_request r;
-    memset(&r, 0, offsetof(struct appender_request, record));
-    snprintf(r.event, sizeof(r.event), "%s", p->event);
-    if (codec_command_encode(command, r.record, sizeof(r.record), &r.record_length) != 0) {
+    if (append_request_of(p, command, idempotency_key, request_hash, &r) != 0) {
         api_reply_error(c, 400, "invalid_request", "the request cannot be encoded", NULL);
         api_pending_release(p);
         return;
     }
-    r.time_ms = command->now_ms;
-    r.purchase_id = command->type == ENGINE_COMMAND_PURCHASE ? p->purchase_id : 0;
-    snprintf(r.idempotency_scope, sizeof(r.idempotency_scope), "%s", p->customer);
-    snprintf(r.idempotency_key, sizeof(r.idempotency_key), "%s",
-             idempotency_key ? idempotency_key : "");
-    r.request_hash = request_hash;
-    r.done = on_appended;
-    r.context = p;
     if (http_defer(c->request) != 0) {
         api_reply_error(c, 503, "unavailable", "too many requests are waiting; retry shortly",
                         NULL);
@@ -619,4 +728,147 @@ void api_pending_park_for_changes(struct route_context *c, const struct store_pu
     enqueue_locked(c->api, p); /* the responder arms the deadline */
     pthread_mutex_unlock(&c->api->queue_mutex);
     api_pending_release(p);
+}
+
+/* ---- store-waits (api_purchases.c's reads of purchases another gateway may have taken) --- */
+
+/* A commit named the purchase: resume with its row. Only a row with the purchase's arrival
+ * (its first commit) carries the facts an answer needs; a later change of a purchase committed
+ * before this wait began leaves it to the store read. */
+static bool on_store_wait_found(struct waiter *waiter, const struct store_purchase *row)
+{
+    struct pending *p = waiter->context;
+    struct api *api = p->api;
+    if (!row->has_arrival)
+        return true;
+    pthread_mutex_lock(&api->queue_mutex);
+    p->has_row = true;
+    p->row = *row;
+    enqueue_locked(api, p);
+    pthread_mutex_unlock(&api->queue_mutex);
+    api_pending_release(p); /* the registry's reference */
+    return false;
+}
+
+bool api_pending_is_store_wait_over(void *context)
+{
+    struct pending *p = context;
+    pthread_mutex_lock(&p->api->queue_mutex);
+    bool is_over = p->is_store_wait_over;
+    pthread_mutex_unlock(&p->api->queue_mutex);
+    return is_over;
+}
+
+void api_pending_on_store_checked(void *context, int error, const struct store_purchase *row)
+{
+    struct pending *p = context;
+    struct api *api = p->api;
+    pthread_mutex_lock(&api->queue_mutex);
+    /* Once resolved, p may be a long-poll or an append: a row in its inbox would answer it. */
+    if (!p->is_store_wait_over && error != CATRACA_E_TIMEOUT) {
+        p->has_store_verdict = true;
+        p->store_error = error;
+        if (error == 0) {
+            p->has_row = true;
+            p->row = *row;
+        }
+        enqueue_locked(api, p);
+    }
+    pthread_mutex_unlock(&api->queue_mutex);
+    api_pending_release(p); /* the store-wait's reference */
+}
+
+static void reply_store_waits_full(struct route_context *c)
+{
+    static const char *const retry[] = {"Retry-After", "1", NULL};
+    api_reply_error(c, 503, "unavailable",
+                    "too many reads of purchases that may be queued on another gateway are "
+                    "waiting; retry shortly",
+                    retry);
+}
+
+void api_pending_park_store_wait(struct route_context *c, uint64_t purchase_id,
+                                 uint8_t resume_command, int64_t resume_wait_ms,
+                                 const char *resume_status)
+{
+    struct api *api = c->api;
+    struct pending *p = api->store_wait != NULL ? api_pending_new(c, PENDING_STORE_WAIT) : NULL;
+    if (p == NULL) {
+        api_reply_error(c, 503, "unavailable", "the store is unavailable", NULL);
+        return;
+    }
+    p->purchase_id = purchase_id;
+    p->resume_command = resume_command;
+    p->resume_wait_ms = resume_wait_ms;
+    snprintf(p->resume_status, sizeof(p->resume_status), "%s", resume_status ? resume_status : "");
+    snprintf(p->customer, sizeof(p->customer), "%s", c->claims.subject);
+    p->is_caller_staff = c->claims.role != JWT_ROLE_BUYER;
+    p->answer_when_not_status = -1;
+    p->waiter.purchase_id = purchase_id;
+    p->waiter.on_purchase = on_store_wait_found;
+    /* The slot first: beyond the bound nothing else is taken. The ring's reference. */
+    atomic_fetch_add(&p->references, 1);
+    if (store_wait_submit(api->store_wait, purchase_id, p) != 0) {
+        api_pending_release(p); /* the ring's, never taken */
+        api_pending_release(p);
+        reply_store_waits_full(c);
+        return;
+    }
+    if (http_defer(c->request) != 0) {
+        pthread_mutex_lock(&api->queue_mutex);
+        p->is_store_wait_over = true; /* the ring's read, when it comes, is dropped */
+        pthread_mutex_unlock(&api->queue_mutex);
+        api_reply_error(c, 503, "unavailable", "too many requests are waiting; retry shortly",
+                        NULL);
+        api_pending_release(p);
+        return;
+    }
+    abandon_hook_arm(p);
+    /* Registered after the store read that missed it: a commit in between is found by the
+     * ring's read at the end of the wait. A full registry leaves it to that read alone. */
+    (void)pending_register(p);
+    api_pending_release(p); /* the handler's */
+}
+
+void api_pending_long_poll_from(struct api *api, struct pending *p,
+                                const struct store_purchase *row, int answer_when_not_status)
+{
+    p->kind = PENDING_LONG_POLL;
+    p->quantity = row->quantity;
+    p->append.seq = row->seq;
+    snprintf(p->event, sizeof(p->event), "%s", row->event);
+    snprintf(p->customer, sizeof(p->customer), "%s", row->customer);
+    snprintf(p->category, sizeof(p->category), "%s", row->category);
+    p->waiter.purchase_id = row->purchase_id;
+    p->waiter.on_purchase = on_purchase_changed;
+    p->answer_when_not_status = answer_when_not_status;
+    p->wait_ms = p->resume_wait_ms;
+    if (pending_register(p) != 0) {
+        api_pending_finish_error(p, 503, "unavailable", "too many requests are waiting");
+        return;
+    }
+    deadline_arm(api, p, clock_wall_ms() + p->wait_ms);
+}
+
+void api_pending_resubmit(struct api *api, struct pending *p, const struct engine_command *command)
+{
+    p->kind = PENDING_ANSWER;
+    p->command_type = command->type;
+    p->waiter.purchase_id = 0; /* an answer's waiter: event and seq, set once appended */
+    p->waiter.on_purchase = NULL;
+    struct appender_request r;
+    if (append_request_of(p, command, NULL, 0, &r) != 0) {
+        api_pending_finish_error(p, 400, "invalid_request", "the request cannot be encoded");
+        return;
+    }
+    atomic_fetch_add(&p->references, 1); /* the appender's */
+    int error = appender_submit(api->appender, &r);
+    if (error != 0) {
+        api_pending_release(p); /* the appender's, never taken */
+        metrics_count(&api->metrics, METRICS_QUEUE_FULL);
+        api_pending_finish_error(p, 503, "unavailable",
+                                 error == CATRACA_E_FULL
+                                     ? "the log queue is full; nothing was accepted"
+                                     : "shutting down; nothing was accepted");
+    }
 }

@@ -413,6 +413,11 @@ bool api_purchases_admit(struct api *api, struct pending *p, int error,
         free(json);
         return false;
     }
+    if (outcome == LIMITS_REDIS_KEY_MISMATCH) {
+        api_pending_finish_error(p, 422, "invalid_request",
+                                 "this Idempotency-Key was used with another request");
+        return false;
+    }
     if (challenge_error == API_CHALLENGE_MISSING) {
         api_pending_finish_error(p, 403, "challenge_required",
                                  "solve GET /v1/challenge and send it in X-Challenge");
@@ -489,8 +494,17 @@ void api_purchases_create(struct route_context *c)
     struct limits_redis_check check = {0};
     char challenge_hex[65];
     int challenge_error = is_shared ? shared_check_of(c, address, &check, challenge_hex) : 0;
+    char claim[2 * CATRACA_ID_MAX + 8];
+    if (is_shared && derived_id != 0 && challenge_error == 0) {
+        /* Claimed in the shared Redis, so that any gateway answers a retry like the first:
+         * limits_redis.h, step 4 (a purchase refused before it claims nothing). */
+        snprintf(claim, sizeof(claim), "%zu:%s:%s", strlen(c->claims.subject), c->claims.subject,
+                 key);
+        check.claim = claim;
+        check.claim_hash = hash;
+    }
     bool has_check = check.ip != NULL || check.customer != NULL || challenge_error != 0 ||
-                     check.challenge != NULL; /* else every shared limit is off */
+                     check.challenge != NULL || check.claim != NULL; /* else none is on */
     if (has_check)
         api_pending_submit_limited(c, p, &command, key, hash, &check, challenge_error);
     else
@@ -499,25 +513,18 @@ void api_purchases_create(struct route_context *c)
 
 /*
  * Over a log whose find_purchase knows only this process's purchases (log.h),
- * a GET of an unknown id waits up to API_PURCHASE_STORE_WAIT_MS for the
- * store (a worker commits a purchase within its batch interval) before the
- * 404. Only ids that can be queued wait: derived ones (bit 63), and minted
- * ones of the last API_PURCHASE_QUEUED_MAX_MS (the id carries its
- * milliseconds); an older or made-up minted id is a 404 at once.
- *
- * The wait blocks the request's event loop (it polls the store), so at most
- * API_PURCHASE_STORE_WAITS_MAX requests of the process wait at once: anyone
- * can name a derived-looking id, and without the bound a handful of such GETs
- * would stall every loop. A GET that finds the slots taken is answered 503
- * with Retry-After: 1 (it may still be queued), never a 404 it cannot be sure
- * of. Parking it on the waiters registry instead of polling is the follow-up.
+ * a read of an unknown id waits up to API_STORE_WAIT_MS for the store (a
+ * worker commits a purchase within its batch interval) before the 404,
+ * parked: api_pending_park_store_wait, woken by the commit's notification or
+ * settled by one store read off the event loops when the wait is over. Only
+ * ids that can be queued wait: derived ones (bit 63), and minted ones of the
+ * last API_PURCHASE_QUEUED_MAX_MS (the id carries its milliseconds); an older
+ * or made-up minted id is a 404 at once. Anyone can name a derived-looking id:
+ * at most API_STORE_WAITS_MAX wait at once, and one beyond is answered 503
+ * with Retry-After: 1 (it may still be queued), never a 404 it cannot be sure of.
  */
-#define API_PURCHASE_STORE_WAIT_MS 1000
-#define API_PURCHASE_STORE_POLL_MS 50
 #define API_PURCHASE_QUEUED_MAX_MS 60000
-#define API_PURCHASE_STORE_WAITS_MAX 1
-
-static atomic_int store_waits; /* requests of this process in wait_for_store */
+#define FIND_PURCHASE_WAIT_FOR_STORE 1 /* find_purchase: not answered, park a store-wait */
 
 static bool is_possibly_queued(uint64_t id)
 {
@@ -527,35 +534,10 @@ static bool is_possibly_queued(uint64_t id)
     return minted_ms <= now_ms + 1000 && now_ms - minted_ms <= API_PURCHASE_QUEUED_MAX_MS;
 }
 
-static int wait_for_store_polling(struct thread_handles *h, uint64_t id,
-                                  struct store_purchase *out);
-
-/* 0, CATRACA_E_NOTFOUND after the wait, CATRACA_E_FULL when every wait slot is taken. */
-static int wait_for_store(struct thread_handles *h, uint64_t id, struct store_purchase *out)
-{
-    if (atomic_fetch_add(&store_waits, 1) >= API_PURCHASE_STORE_WAITS_MAX) {
-        atomic_fetch_sub(&store_waits, 1);
-        return CATRACA_E_FULL;
-    }
-    int error = wait_for_store_polling(h, id, out);
-    atomic_fetch_sub(&store_waits, 1);
-    return error;
-}
-
-static int wait_for_store_polling(struct thread_handles *h, uint64_t id,
-                                  struct store_purchase *out)
-{
-    int64_t deadline = clock_monotonic_ms() + API_PURCHASE_STORE_WAIT_MS;
-    int error = CATRACA_E_NOTFOUND;
-    while (error == CATRACA_E_NOTFOUND && clock_monotonic_ms() < deadline) {
-        struct timespec pause = {0, API_PURCHASE_STORE_POLL_MS * 1000000L};
-        nanosleep(&pause, NULL);
-        error = h->store.ops->get_purchase(h->store.context, id, out);
-    }
-    return error;
-}
-
-/* Finds a purchase in the store, or as still queued in the log. 0, or an answered error. */
+/*
+ * Finds a purchase in the store, or as still queued in the log. 0, -1 once answered, or
+ * FIND_PURCHASE_WAIT_FOR_STORE (nothing answered; out->purchase_id is the id to wait for).
+ */
 static int find_purchase(struct route_context *c, uint64_t id, struct store_purchase *out)
 {
     struct thread_handles *h = api_handles_of(c->api);
@@ -574,17 +556,10 @@ static int find_purchase(struct route_context *c, uint64_t id, struct store_purc
         error = h->log.ops->find_purchase(h->log.context, id, event, &seq);
     if (error == CATRACA_E_NOTFOUND && (h->log.ops->flags & LOG_FLAG_KEYS_IN_PURCHASE_IDS) &&
         is_possibly_queued(id)) {
-        /* Accepted by another gateway: this log knows only its own process's purchases. */
-        error = wait_for_store(h, id, out);
-        if (error == 0)
-            return 0;
-        if (error == CATRACA_E_FULL) {
-            static const char *const retry[] = {"Retry-After", "1", NULL};
-            api_reply_error(c, 503, "unavailable",
-                            "this purchase may still be queued on another gateway; retry shortly",
-                            retry);
-            return -1;
-        }
+        /* Accepted by another gateway? This log knows only its own process's purchases. */
+        memset(out, 0, sizeof(*out));
+        out->purchase_id = id;
+        return FIND_PURCHASE_WAIT_FOR_STORE;
     }
     struct log_entry entry;
     size_t count = 0;
@@ -624,7 +599,18 @@ cJSON *api_purchases_json(const struct store_purchase *row)
     return api_json_purchase(row);
 }
 
-/* The purchase named by the path, visible to the caller: 0, or an answered error. */
+/* The caller may see row's purchase (cancel: owner only). */
+static bool is_visible(const struct store_purchase *row, const char *caller, bool is_caller_staff,
+                       bool is_owner_only)
+{
+    bool is_owner = strcmp(row->customer, caller) == 0;
+    return is_owner || (!is_owner_only && is_caller_staff);
+}
+
+/*
+ * The purchase named by the path, visible to the caller: 0, -1 once answered, or
+ * FIND_PURCHASE_WAIT_FOR_STORE (row->purchase_id: the id to park a store-wait for).
+ */
 static int load_visible_purchase(struct route_context *c, bool is_owner_only,
                                  struct store_purchase *row)
 {
@@ -633,11 +619,10 @@ static int load_visible_purchase(struct route_context *c, bool is_owner_only,
         api_reply_error(c, 404, "not_found", "no such purchase", NULL);
         return -1;
     }
-    if (find_purchase(c, id, row) != 0)
-        return -1;
-    bool is_owner = strcmp(row->customer, c->claims.subject) == 0;
-    bool is_staff = c->claims.role != JWT_ROLE_BUYER;
-    if (!is_owner && (is_owner_only || !is_staff)) {
+    int found = find_purchase(c, id, row);
+    if (found != 0)
+        return found;
+    if (!is_visible(row, c->claims.subject, c->claims.role != JWT_ROLE_BUYER, is_owner_only)) {
         api_reply_error(c, 403, "forbidden", "this purchase belongs to another customer", NULL);
         return -1;
     }
@@ -647,7 +632,8 @@ static int load_visible_purchase(struct route_context *c, bool is_owner_only,
 void api_purchases_get(struct route_context *c)
 {
     struct store_purchase row;
-    if (load_visible_purchase(c, false, &row) != 0)
+    int found = load_visible_purchase(c, false, &row);
+    if (found < 0)
         return;
     const char *wait = http_query(c->request, "wait");
     const char *status = http_query(c->request, "status");
@@ -661,6 +647,10 @@ void api_purchases_get(struct route_context *c)
         }
         if (wait_s > LONG_POLL_MAX_S)
             wait_s = LONG_POLL_MAX_S;
+    }
+    if (found == FIND_PURCHASE_WAIT_FOR_STORE) {
+        api_pending_park_store_wait(c, row.purchase_id, 0, wait_s * 1000, status);
+        return;
     }
     const char *current = engine_status_name(row.status);
     bool is_final = engine_status_is_final(row.status);
@@ -682,8 +672,18 @@ void api_purchases_get(struct route_context *c)
 void api_purchases_stream(struct route_context *c)
 {
     struct store_purchase row;
-    if (load_visible_purchase(c, false, &row) != 0)
+    int found = load_visible_purchase(c, false, &row);
+    if (found < 0)
         return;
+    if (found == FIND_PURCHASE_WAIT_FOR_STORE) {
+        /* A stream starts on its event loop, which a store-wait's end is not: ask for a retry
+         * (the purchase is in the store within a worker's batch, or never). */
+        static const char *const retry[] = {"Retry-After", "1", NULL};
+        api_reply_error(c, 503, "unavailable",
+                        "this purchase may still be queued on another gateway; retry shortly",
+                        retry);
+        return;
+    }
     if (strcmp(http_method(c->request), "HEAD") == 0) {
         /* The stream's headers, not a stream: nothing would ever be sent on it, and a chunked
          * answer to HEAD gets an end-of-stream chunk from some HTTP libraries (MHD). */
@@ -694,26 +694,42 @@ void api_purchases_stream(struct route_context *c)
     api_pending_park_for_changes(c, &row, PENDING_STREAM, STREAM_TIMEOUT_MS, -1);
 }
 
+/*
+ * The CANCEL (by caller) or CONFIRM (with the request's payment_ref) of row's purchase: 0, or -1
+ * with message (a 400's).
+ */
+static int purchase_command_of(uint8_t type, struct http_request *request,
+                               const struct store_purchase *row, const char *caller,
+                               struct engine_command *command, char message[API_ERROR_MESSAGE_MAX])
+{
+    *command = (struct engine_command){.type = type, .now_ms = clock_wall_ms()};
+    if (type == ENGINE_COMMAND_CONFIRM) {
+        size_t length = 0;
+        const char *body = http_body(request, &length);
+        if (api_json_parse_confirm(body, length, command->u.confirm.payment_ref, message) != 0)
+            return -1;
+        command->u.confirm.purchase_id = row->purchase_id;
+    } else {
+        command->u.cancel.purchase_id = row->purchase_id;
+        snprintf(command->u.cancel.customer, sizeof(command->u.cancel.customer), "%s", caller);
+    }
+    return 0;
+}
+
 /* Cancel (the owner only) or confirm (payments or admin), through the event's log. */
 static void purchase_command(struct route_context *c, uint8_t type)
 {
     struct store_purchase row;
-    if (load_visible_purchase(c, type == ENGINE_COMMAND_CANCEL, &row) != 0)
+    int found = load_visible_purchase(c, type == ENGINE_COMMAND_CANCEL, &row);
+    if (found == FIND_PURCHASE_WAIT_FOR_STORE)
+        api_pending_park_store_wait(c, row.purchase_id, type, 0, NULL);
+    if (found != 0)
         return;
-    struct engine_command command = {.type = type, .now_ms = clock_wall_ms()};
-    if (type == ENGINE_COMMAND_CONFIRM) {
-        size_t length = 0;
-        const char *body = http_body(c->request, &length);
-        char message[API_ERROR_MESSAGE_MAX];
-        if (api_json_parse_confirm(body, length, command.u.confirm.payment_ref, message) != 0) {
-            api_reply_error(c, 400, "invalid_request", message, NULL);
-            return;
-        }
-        command.u.confirm.purchase_id = row.purchase_id;
-    } else {
-        command.u.cancel.purchase_id = row.purchase_id;
-        snprintf(command.u.cancel.customer, sizeof(command.u.cancel.customer), "%s",
-                 c->claims.subject);
+    struct engine_command command;
+    char message[API_ERROR_MESSAGE_MAX];
+    if (purchase_command_of(type, c->request, &row, c->claims.subject, &command, message) != 0) {
+        api_reply_error(c, 400, "invalid_request", message, NULL);
+        return;
     }
     struct pending *p = api_pending_new(c, PENDING_ANSWER);
     if (p == NULL) {
@@ -725,6 +741,41 @@ static void purchase_command(struct route_context *c, uint8_t type)
     snprintf(p->event, sizeof(p->event), "%s", row.event);
     snprintf(p->customer, sizeof(p->customer), "%s", c->claims.subject);
     api_pending_submit(c, p, &command, NULL, 0);
+}
+
+void api_purchases_resume(struct api *api, struct pending *p, const struct store_purchase *row)
+{
+    uint8_t type = p->resume_command;
+    if (!is_visible(row, p->customer, p->is_caller_staff, type == ENGINE_COMMAND_CANCEL)) {
+        api_pending_finish_error(p, 403, "forbidden", "this purchase belongs to another customer");
+        return;
+    }
+    if (type == 0) { /* GET, as api_purchases_get answers a purchase it found at once */
+        const char *current = engine_status_name(row->status);
+        if (p->resume_wait_ms == 0 || engine_status_is_final(row->status) ||
+            (p->resume_status[0] != '\0' && strcmp(p->resume_status, current) != 0)) {
+            api_pending_finish_cjson(p, 200, api_purchases_json(row), NULL);
+            return;
+        }
+        api_pending_long_poll_from(api, p, row, p->resume_status[0] ? (int)row->status : -1);
+        return;
+    }
+    if (type == ENGINE_COMMAND_PURCHASE) { /* a retry: as api_purchases_answer_appended's */
+        char id_text[API_PURCHASE_ID_TEXT], location[64];
+        api_json_purchase_id_format(row->purchase_id, id_text);
+        snprintf(location, sizeof(location), "/v1/purchases/%s", id_text);
+        const char *headers[] = {"Location", location, NULL};
+        api_pending_finish_cjson(p, 200, api_json_purchase(row), headers);
+        return;
+    }
+    struct engine_command command;
+    char message[API_ERROR_MESSAGE_MAX];
+    if (purchase_command_of(type, p->request, row, p->customer, &command, message) != 0) {
+        api_pending_finish_error(p, 400, "invalid_request", message);
+        return;
+    }
+    snprintf(p->event, sizeof(p->event), "%s", row->event);
+    api_pending_resubmit(api, p, &command);
 }
 
 /* GET /v1/events/{event}/refunds: purchases whose payment came after the hold expired. */

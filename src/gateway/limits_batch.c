@@ -11,11 +11,15 @@
 #include "core/limits.h"
 #include "gateway/client_address.h"
 
+/* A claim's text: "<customer length>:<customer>:<key>", each at most CATRACA_ID_MAX. */
+#define LIMITS_BATCH_CLAIM_TEXT_MAX (2 * CATRACA_ID_MAX + 8)
+
 struct queued_check {
     struct limits_redis_check check; /* its strings point into the fields below when set */
     char ip[CLIENT_ADDRESS_TEXT_MAX];
     char customer[CATRACA_ID_MAX + 1];
     char challenge[65];
+    char claim[LIMITS_BATCH_CLAIM_TEXT_MAX];
     void *context;
 };
 
@@ -57,6 +61,7 @@ static struct limits_redis_check check_of(const struct queued_check *q)
     check.ip = q->check.ip != NULL ? q->ip : NULL;
     check.customer = q->check.customer != NULL ? q->customer : NULL;
     check.challenge = q->check.challenge != NULL ? q->challenge : NULL;
+    check.claim = q->check.claim != NULL ? q->claim : NULL;
     return check;
 }
 
@@ -135,7 +140,8 @@ int limits_batch_submit(struct limits_batch *b, const struct limits_redis_check 
     struct queued_check q = {.check = *check, .context = context};
     if (!copy_text(q.ip, sizeof(q.ip), check->ip, &q.check.ip) ||
         !copy_text(q.customer, sizeof(q.customer), check->customer, &q.check.customer) ||
-        !copy_text(q.challenge, sizeof(q.challenge), check->challenge, &q.check.challenge))
+        !copy_text(q.challenge, sizeof(q.challenge), check->challenge, &q.check.challenge) ||
+        !copy_text(q.claim, sizeof(q.claim), check->claim, &q.check.claim))
         return CATRACA_E_INVALID;
     pthread_mutex_lock(&b->mutex);
     int error = b->is_stopping            ? CATRACA_E_UNAVAILABLE

@@ -18,13 +18,17 @@
 #define KEY_PART_MAX 256
 #define KEY_TEXT_MAX (KEY_PART_MAX + 32)
 #define NUMBER_TEXT_MAX 32
-#define SCRIPT_ARGS 8 /* per check */
-#define HEAD_ARGS 4   /* EVALSHA sha numkeys count */
+#define SCRIPT_ARGS 10 /* per check */
+#define HEAD_ARGS 4    /* EVALSHA sha numkeys count */
+/* The script below writes both as numbers. */
+_Static_assert(SCRIPT_ARGS == 10, "take_script's stride between checks");
+_Static_assert(LIMITS_REDIS_CLAIM_TTL_S == 86400, "take_script's claim expiry");
 
 /*
  * ARGV: the number of checks n, then per check SCRIPT_ARGS words: ip key, ip rate (tokens/ms),
  * ip burst, customer key, its rate, its burst, challenge key, the challenge key's life in
- * seconds. An empty key skips its step. Returns 2n integers: per check, outcome (enum
+ * seconds, the Idempotency-Key's claim key, the request hash it holds. An empty key skips its
+ * step. Returns 2n integers: per check, outcome (enum
  * limits_redis_outcome) and retry_after_ms. Checks of one call see each other's writes, in
  * order. Keys are not passed as KEYS: like the log's append script (log_redis.c) this runs
  * on a single Redis, not Redis Cluster.
@@ -66,11 +70,19 @@ static const char take_script[] =
     "  if ARGV[b + 6] ~= '' then\n"
     "    if not redis.call('SET', ARGV[b + 6], '1', 'NX', 'EX', ARGV[b + 7]) then return 3, 0 end\n"
     "  end\n"
+    "  if ARGV[b + 8] ~= '' then\n"
+    "    local held = redis.call('GET', ARGV[b + 8])\n"
+    "    if held then\n"
+    "      if held == ARGV[b + 9] then return 4, 0 end\n"
+    "      return 5, 0\n"
+    "    end\n"
+    "    redis.call('SET', ARGV[b + 8], ARGV[b + 9], 'EX', 86400)\n"
+    "  end\n"
     "  return 0, 0\n"
     "end\n"
     "local out = {}\n"
     "for k = 0, tonumber(ARGV[1]) - 1 do\n"
-    "  local outcome, wait = check(2 + k * 8)\n"
+    "  local outcome, wait = check(2 + k * 10)\n"
     "  out[2 * k + 1], out[2 * k + 2] = outcome, wait\n"
     "end\n"
     "return out\n";
@@ -85,8 +97,8 @@ struct limits_redis {
     /* take_many()'s argument vectors, for LIMITS_REDIS_BATCH_MAX checks */
     const char *argv[HEAD_ARGS + LIMITS_REDIS_BATCH_MAX * SCRIPT_ARGS];
     size_t argv_lengths[HEAD_ARGS + LIMITS_REDIS_BATCH_MAX * SCRIPT_ARGS];
-    char keys[LIMITS_REDIS_BATCH_MAX][3][KEY_TEXT_MAX];
-    char numbers[LIMITS_REDIS_BATCH_MAX][5][NUMBER_TEXT_MAX];
+    char keys[LIMITS_REDIS_BATCH_MAX][4][KEY_TEXT_MAX];
+    char numbers[LIMITS_REDIS_BATCH_MAX][6][NUMBER_TEXT_MAX];
     char count_text[NUMBER_TEXT_MAX];
 };
 
@@ -224,8 +236,12 @@ static void build_check(struct limits_redis *l, size_t i, const struct limits_re
         snprintf(numbers[4], NUMBER_TEXT_MAX, "%lld",
                  (long long)(check->challenge_ttl_s + LIMITS_REDIS_SKEW_S));
     }
-    const char *words[SCRIPT_ARGS] = {keys[0],    numbers[0], numbers[1], keys[1],
-                                      numbers[2], numbers[3], keys[2],    numbers[4]};
+    if (check->claim != NULL) {
+        snprintf(keys[3], KEY_TEXT_MAX, "catraca:key:%s", check->claim);
+        snprintf(numbers[5], NUMBER_TEXT_MAX, "%016llx", (unsigned long long)check->claim_hash);
+    }
+    const char *words[SCRIPT_ARGS] = {keys[0],    numbers[0], numbers[1], keys[1], numbers[2],
+                                      numbers[3], keys[2],    numbers[4], keys[3], numbers[5]};
     for (size_t w = 0; w < SCRIPT_ARGS; w++)
         set_arg(l, HEAD_ARGS + i * SCRIPT_ARGS + w, words[w]);
 }
@@ -238,7 +254,8 @@ int limits_redis_take_many(struct limits_redis *l, const struct limits_redis_che
         return CATRACA_E_INVALID;
     for (size_t i = 0; i < count; i++)
         if (!is_key_part(checks[i].ip) || !is_key_part(checks[i].customer) ||
-            !is_key_part(checks[i].challenge) || checks[i].challenge_ttl_s < 0)
+            !is_key_part(checks[i].challenge) || !is_key_part(checks[i].claim) ||
+            checks[i].challenge_ttl_s < 0)
             return CATRACA_E_INVALID;
     set_arg(l, 0, "EVALSHA");
     set_arg(l, 2, "0");
@@ -259,7 +276,8 @@ int limits_redis_take_many(struct limits_redis *l, const struct limits_redis_che
     for (size_t i = 0; error == 0 && i < count; i++) {
         const redisReply *outcome = reply->element[2 * i], *wait = reply->element[2 * i + 1];
         if (outcome->type != REDIS_REPLY_INTEGER || wait->type != REDIS_REPLY_INTEGER ||
-            outcome->integer < LIMITS_REDIS_ALLOWED || outcome->integer > LIMITS_REDIS_REPLAYED) {
+            outcome->integer < LIMITS_REDIS_ALLOWED ||
+            outcome->integer > LIMITS_REDIS_KEY_MISMATCH) {
             error = CATRACA_E_CORRUPT;
             break;
         }

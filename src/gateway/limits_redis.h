@@ -10,7 +10,12 @@
  * threads. For each check, in order, the script atomically:
  *   1. takes a token from the client address's bucket, if one is named;
  *   2. then from the customer's bucket, if one is named;
- *   3. then, when both allowed, spends the challenge: SET NX with an expiry.
+ *   3. then, when both allowed, spends the challenge: SET NX with an expiry;
+ *   4. then claims the Idempotency-Key, if one is named (a keyed purchase over a
+ *      log that cannot check keys itself: Kafka, log.h's LOG_FLAG_KEYS_IN_PURCHASE_IDS):
+ *      a key nobody claimed is set to the request's hash for LIMITS_REDIS_CLAIM_TTL_S;
+ *      one claimed with the same hash is LIMITS_REDIS_KEY_REPEATED (the first request's
+ *      retry, on any gateway), with another hash LIMITS_REDIS_KEY_MISMATCH.
  * It stops at the first refusal, so a refused step spends nothing after it
  * (the order of the in-process limiter: address, customer, then the
  * challenge). Time is Redis's own (TIME): gateways with skewed clocks still
@@ -20,12 +25,16 @@
  * {tokens, at_ms}; each expires once its bucket would be full again, so an
  * idle key costs nothing after burst/rate seconds) and
  * "catraca:challenge:<challenge hex>" (expires with the challenge plus
- * LIMITS_REDIS_SKEW_S, the allowance for clocks of gateways that disagree).
+ * LIMITS_REDIS_SKEW_S, the allowance for clocks of gateways that disagree) and
+ * "catraca:key:<claim>" (the request hash in hex, for LIMITS_REDIS_CLAIM_TTL_S).
  * Memory in Redis is bounded by the keys of clients active in the last
- * burst/rate seconds and the challenges solved in the last TTL. These writes
+ * burst/rate seconds, the challenges solved in the last TTL and the keys claimed
+ * in the last LIMITS_REDIS_CLAIM_TTL_S (about 150 bytes each). These writes
  * are neither in the AOF nor on replicas (no fsync per purchase for them):
  * after Redis restarts or fails over, buckets start full and a challenge
- * spent before may be spent once more within its TTL.
+ * spent before may be spent once more within its TTL, and a key's claim is
+ * forgotten (its retries are then appended again, as without claims: the
+ * derived purchase id still makes them one purchase).
  *
  * Why not in the append's round trip: purchases are group-committed by the
  * appender through the generic log interface (log.h, shared with SQLite; its
@@ -49,6 +58,8 @@
 #define LIMITS_REDIS_BATCH_MAX 512
 /* A challenge's key outlives its expiry by this much: gateways' clocks may disagree. */
 #define LIMITS_REDIS_SKEW_S 30
+/* An Idempotency-Key's claim lasts this long: a day of retries. */
+#define LIMITS_REDIS_CLAIM_TTL_S 86400
 
 struct limits_redis_check {
     const char *ip; /* NULL: no per-IP limit */
@@ -57,13 +68,20 @@ struct limits_redis_check {
     double customer_rate_per_s, customer_burst;
     const char *challenge;   /* NULL: none; else its 64 hex digits, spent once */
     int64_t challenge_ttl_s; /* seconds the challenge stays valid from now, >= 0 */
+    /* NULL: no key; else the customer and the Idempotency-Key as one text that tells every
+     * (customer, key) pair apart (api_purchases.c writes "<customer length>:<customer>:<key>"),
+     * and the request's hash the claim holds. */
+    const char *claim;
+    uint64_t claim_hash;
 };
 
 enum limits_redis_outcome {
     LIMITS_REDIS_ALLOWED = 0,
     LIMITS_REDIS_IP_LIMITED = 1,
     LIMITS_REDIS_CUSTOMER_LIMITED = 2,
-    LIMITS_REDIS_REPLAYED = 3, /* the challenge was spent before (on any gateway) */
+    LIMITS_REDIS_REPLAYED = 3,     /* the challenge was spent before (on any gateway) */
+    LIMITS_REDIS_KEY_REPEATED = 4, /* the key was claimed before, by the same request */
+    LIMITS_REDIS_KEY_MISMATCH = 5, /* the key was claimed before, by another request */
 };
 
 struct limits_redis;

@@ -166,8 +166,12 @@ static void deliver(const struct subscription *s, const redisReply *reply)
                       payload->len);
 }
 
-/* SUBSCRIBE on c, then deliver until *stop: 0, or CATRACA_E_UNAVAILABLE when it broke. */
-static int subscribed_loop(redisContext *c, const struct subscription *s)
+/*
+ * SUBSCRIBE on c, then deliver until *stop: 0, or CATRACA_E_UNAVAILABLE when it broke. The
+ * return from an outage (*is_down) is logged, and *is_down cleared, only once Redis confirmed
+ * the subscription: a connection that opens and then fails to subscribe is still the outage.
+ */
+static int subscribed_loop(redisContext *c, const struct subscription *s, bool *is_down)
 {
     const char *argv[] = {"SUBSCRIBE", s->channel};
     size_t lengths[] = {9, strlen(s->channel)};
@@ -176,6 +180,10 @@ static int subscribed_loop(redisContext *c, const struct subscription *s)
         is_word(redis_reply_element(reply, 0, REDIS_REPLY_STRING), "subscribe") ? 0 : CATRACA_E_UNAVAILABLE;
     freeReplyObject(reply);
     set_flag(s->is_subscribed, error == 0);
+    if (error == 0 && *is_down)
+        logline(LOGLINE_INFO, "bus_redis", "subscribed again", "channel", s->channel, NULL);
+    if (error == 0)
+        *is_down = false;
     while (error == 0 && !is_set(s->stop)) {
         int got = next_reply(c, &reply);
         if (got < 0)
@@ -210,10 +218,7 @@ static int subscribe_until_stop(const struct subscription *s)
         redisContext *c = redis_conn_open(s->bus->host, s->bus->port, timeout_ms, timeout_ms, why);
         int error = CATRACA_E_UNAVAILABLE;
         if (c != NULL) {
-            if (is_down)
-                logline(LOGLINE_INFO, "bus_redis", "subscribed again", "channel", s->channel, NULL);
-            is_down = false;
-            error = subscribed_loop(c, s);
+            error = subscribed_loop(c, s, &is_down);
             redisFree(c);
         }
         if (error != 0 && !is_set(s->stop)) {

@@ -93,7 +93,7 @@ int log_items_check(const struct log_append_item *items, size_t count);
  * a log derives a keyed purchase's id from (customer, key, request hash), so
  * a retry on any gateway carries the same id and the engine answers it
  * REPEATED (engine.h 2a), and a GET of a purchase the log does not know waits
- * (bounded) for the store before a 404 (gateway/api_purchases.c). 0 for
+ * (parked, bounded: gateway/store_wait.h) for the store before a 404. 0 for
  * SQLite and Redis, which check keys in the append itself.
  */
 #define LOG_FLAG_KEYS_IN_PURCHASE_IDS 1u

@@ -148,6 +148,56 @@ static void test_a_challenge_is_spent_once(void **state)
     limits_redis_close(b);
 }
 
+/* An Idempotency-Key is claimed once, by its first request, for every gateway; a limited
+ * purchase claims nothing; two claims in one batch see each other. */
+static void test_a_key_is_claimed_by_its_first_request(void **state)
+{
+    (void)state;
+    struct limits_redis *a = NULL, *b = NULL; /* two gateways */
+    assert_int_equal(limits_redis_open(url, 2000, &a), 0);
+    assert_int_equal(limits_redis_open(url, 2000, &b), 0);
+    struct limits_redis_check first = {.claim = "5:alice:k1", .claim_hash = 0x1234};
+    enum limits_redis_outcome outcome;
+    int64_t retry;
+    assert_int_equal(limits_redis_take(a, &first, &outcome, &retry), 0);
+    assert_int_equal(outcome, LIMITS_REDIS_ALLOWED);
+    assert_int_equal(limits_redis_take(b, &first, &outcome, &retry), 0);
+    assert_int_equal(outcome, LIMITS_REDIS_KEY_REPEATED);
+    struct limits_redis_check other = {.claim = "5:alice:k1", .claim_hash = 0x5678};
+    assert_int_equal(limits_redis_take(b, &other, &outcome, &retry), 0);
+    assert_int_equal(outcome, LIMITS_REDIS_KEY_MISMATCH);
+    assert_in_range(admin_integer("TTL %s", "catraca:key:5:alice:k1"), LIMITS_REDIS_CLAIM_TTL_S - 5,
+                    LIMITS_REDIS_CLAIM_TTL_S);
+    /* Another customer's key of the same name is another claim. */
+    struct limits_redis_check bob = {.claim = "3:bob:k1", .claim_hash = 0x5678};
+    assert_int_equal(limits_redis_take(a, &bob, &outcome, &retry), 0);
+    assert_int_equal(outcome, LIMITS_REDIS_ALLOWED);
+    /* Limited: nothing claimed. */
+    struct limits_redis_check limited = {.customer = "no-tokens-claim",
+                                         .customer_rate_per_s = 0.001,
+                                         .customer_burst = 1,
+                                         .claim = "5:carol:k9",
+                                         .claim_hash = 1};
+    assert_int_equal(limits_redis_take(a, &limited, &outcome, &retry), 0);
+    assert_int_equal(outcome, LIMITS_REDIS_ALLOWED);
+    limited.claim = "5:carol:k10";
+    assert_int_equal(limits_redis_take(a, &limited, &outcome, &retry), 0);
+    assert_int_equal(outcome, LIMITS_REDIS_CUSTOMER_LIMITED);
+    assert_int_equal(admin_integer("EXISTS %s", "catraca:key:5:carol:k10"), 0);
+    /* One batch: the second of two identical requests is the repeat, a third the mismatch. */
+    struct limits_redis_check batch[3] = {{.claim = "4:dave:k", .claim_hash = 7},
+                                          {.claim = "4:dave:k", .claim_hash = 7},
+                                          {.claim = "4:dave:k", .claim_hash = 8}};
+    enum limits_redis_outcome outcomes[3];
+    int64_t retries[3];
+    assert_int_equal(limits_redis_take_many(a, batch, 3, outcomes, retries), 0);
+    assert_int_equal(outcomes[0], LIMITS_REDIS_ALLOWED);
+    assert_int_equal(outcomes[1], LIMITS_REDIS_KEY_REPEATED);
+    assert_int_equal(outcomes[2], LIMITS_REDIS_KEY_MISMATCH);
+    limits_redis_close(a);
+    limits_redis_close(b);
+}
+
 static void test_noscript_reloads(void **state)
 {
     (void)state;
@@ -193,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_a_bucket_allows_its_burst_then_says_when),
         cmocka_unit_test(test_one_batch_is_decided_in_order),
         cmocka_unit_test(test_a_challenge_is_spent_once),
+        cmocka_unit_test(test_a_key_is_claimed_by_its_first_request),
         cmocka_unit_test(test_noscript_reloads),
         cmocka_unit_test(test_bounds_and_a_redis_that_is_down),
     };

@@ -21,9 +21,16 @@
 
 #include <cmocka.h>
 
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "core/logline.h"
 
 #include "log/bus_redis.h"
 #include "log/conformance_bus.h"
@@ -85,6 +92,78 @@ static void bus_cut(void *context)
     fault_proxy_set_mode(proxy, FAULT_PROXY_DOWN);
 }
 
+/* What the subscription logged (a logline hook, from the subscribing thread). */
+static atomic_int resubscribed_lines, outage_lines;
+
+static void count_bus_lines(void *context, const struct logline_record *record)
+{
+    (void)context;
+    if (strcmp(record->component, "bus_redis") != 0)
+        return;
+    if (strcmp(record->message, "subscribed again") == 0)
+        atomic_fetch_add(&resubscribed_lines, 1);
+    else
+        atomic_fetch_add(&outage_lines, 1);
+}
+
+struct subscriber {
+    struct catraca_bus bus;
+    atomic_int stop, is_subscribed;
+};
+
+static void ignore_message(void *context, const uint8_t *message, size_t length)
+{
+    (void)context, (void)message, (void)length;
+}
+
+static void *subscriber_main(void *argument)
+{
+    struct subscriber *s = argument;
+    s->bus.ops->subscribe_commits(s->bus.context, ignore_message, NULL, &s->stop,
+                                  &s->is_subscribed);
+    return NULL;
+}
+
+/* Waits up to 5 s for *flag == want. */
+static bool flag_becomes(atomic_int *flag, int want)
+{
+    for (int i = 0; i < 500 && atomic_load(flag) != want; i++)
+        poll(NULL, 0, 10);
+    return atomic_load(flag) == want;
+}
+
+/*
+ * "subscribed again" is logged once Redis confirmed the SUBSCRIBE, not when a connection
+ * opens: while connections open but every SUBSCRIBE is cut, the outage goes on (one warning,
+ * no "subscribed again"); the line comes once, when a subscription is confirmed.
+ */
+static void test_resubscribed_is_logged_when_confirmed(void **state)
+{
+    (void)state;
+    struct subscriber s = {0};
+    assert_int_equal(bus_open(NULL, &s.bus), 0);
+    logline_set_hook(count_bus_lines, NULL, LOGLINE_INFO);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, subscriber_main, &s), 0);
+    assert_true(flag_becomes(&s.is_subscribed, 1));
+    fault_proxy_set_mode(proxy, FAULT_PROXY_DOWN);
+    assert_true(flag_becomes(&s.is_subscribed, 0));
+    fault_proxy_set_mode(proxy, FAULT_PROXY_CUT_REQUEST); /* connects, SUBSCRIBE cut */
+    poll(NULL, 0, 1500);                                  /* several attempts */
+    assert_int_equal(atomic_load(&s.is_subscribed), 0);
+    assert_int_equal(atomic_load(&resubscribed_lines), 0);
+    assert_int_equal(atomic_load(&outage_lines), 1);
+    fault_proxy_set_mode(proxy, FAULT_PROXY_RELAY);
+    assert_true(flag_becomes(&s.is_subscribed, 1));
+    poll(NULL, 0, 100);
+    assert_int_equal(atomic_load(&resubscribed_lines), 1);
+    assert_int_equal(atomic_load(&outage_lines), 1);
+    atomic_store(&s.stop, 1);
+    pthread_join(thread, NULL);
+    logline_set_hook(NULL, NULL, LOGLINE_INFO);
+    s.bus.ops->close(s.bus.context);
+}
+
 /* Each of the suite's cut rounds did cut (the proxy was in the way, not bypassed). */
 static void test_cuts_happened(void **state)
 {
@@ -126,7 +205,9 @@ int main(void)
         .restore_connections = restore_connections,
     };
     failed += conformance_bus_run(&bus_target);
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_cuts_happened)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cuts_happened),
+        cmocka_unit_test(test_resubscribed_is_logged_when_confirmed)};
     failed += cmocka_run_group_tests_name("redis_own", tests, NULL, NULL);
     fault_proxy_stop(proxy);
     return failed;
