@@ -792,6 +792,36 @@ static void test_siphash_reference_vector(void **state)
     }
 }
 
+/*
+ * The one-pass SipHash of a bounded string equals SipHash of its strnlen bytes for every array
+ * size and every length, with the bytes around the NUL chosen to trip a word-at-a-time end
+ * test (0x01 and 0x80 next to it, 0xff after it), at every alignment of the array.
+ */
+static void test_siphash_bounded_string(void **state)
+{
+    (void)state;
+    static const uint8_t tricky[] = {0x01, 0x80, 0xff, 0x7f, 0x81, 'c', 0x02, 0xfe};
+    uint8_t key[16];
+    for (uint8_t i = 0; i < 16; i++)
+        key[i] = (uint8_t)(i * 7 + 3);
+    char storage[CATRACA_ID_MAX + 16];
+    uint32_t mix = 12345;
+    for (size_t array_size = 1; array_size <= CATRACA_ID_MAX + 9; array_size++) {
+        for (size_t length = 0; length <= array_size; length++) {
+            for (size_t align = 0; align < 4; align++) {
+                char *s = storage + align;
+                for (size_t i = 0; i < array_size; i++) {
+                    mix = mix * 1103515245u + 12345u;
+                    uint8_t byte = tricky[(mix >> 16) % sizeof(tricky)];
+                    s[i] = (char)(i < length ? byte : (i == length ? 0 : 0xff));
+                }
+                assert_true(siphash24_bounded_string(key, s, array_size) ==
+                            siphash24(key, s, length));
+            }
+        }
+    }
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -1031,6 +1061,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_formats_1_and_2_still_read),
         cmocka_unit_test(test_ticket_code_format),
         cmocka_unit_test(test_siphash_reference_vector),
+        cmocka_unit_test(test_siphash_bounded_string),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
