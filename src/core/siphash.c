@@ -141,9 +141,10 @@ uint64_t siphash24_bounded_string(const uint8_t key[16], const char *s, size_t a
         uint64_t word = load_le64(in + offset);
         uint64_t zeros = (word - BYTES_01) & ~word & BYTES_80;
         if (zeros != 0) {
-            unsigned bytes = (unsigned)__builtin_ctzll(zeros) / 8; /* 0..7 before the NUL */
-            length = offset + bytes;
-            tail = bytes == 0 ? 0 : word & (~0ULL >> (64 - 8 * bytes));
+            /* The lowest mark is bit 8 * bytes + 7, bytes (0..7) the ones before the NUL. */
+            uint64_t lowest = zeros & (0 - zeros);
+            length = offset + (unsigned)__builtin_ctzll(zeros) / 8;
+            tail = word & ((lowest >> 7) - 1);
             break;
         }
         SIPHASH_COMPRESS(word);
