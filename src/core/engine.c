@@ -258,7 +258,8 @@ struct customer_position {
 
 /* Probes bucket after bucket from the key's home bucket, each from its first entry: the home
  * bucket is the one line prefetch_tables() loads, and no division is needed a step. */
-static struct customer_position customer_find_position(const struct engine *e, uint64_t stored)
+static inline __attribute__((always_inline)) struct customer_position
+customer_find_position(const struct engine *e, uint64_t stored)
 {
     uint32_t bucket = customer_home_bucket(e, stored);
     for (;;) {
@@ -1114,10 +1115,13 @@ static void command_purchase(struct engine *e, const struct engine_command *comm
                              uint64_t customer_key)
 {
     uint64_t id = command->u.purchase.purchase_id;
-    uint32_t existing = purchase_lookup(e, id);
-    if (existing != NIL) {
+    /* One probe: the position found is where a new purchase goes (nothing below changes the
+     * table before the insert). */
+    uint32_t at = purchase_table_find(e, id);
+    if (e->purchase_table[at] != 0) {
         e->stats.repeated++;
-        emit(e, existing, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_REPEATED, ENGINE_REASON_NONE);
+        emit(e, (uint32_t)e->purchase_table[at] - 1, ENGINE_OUTCOME_PURCHASE,
+             ENGINE_RESULT_REPEATED, ENGINE_REASON_NONE);
         return;
     }
     struct purchase candidate = {
@@ -1147,7 +1151,7 @@ static void command_purchase(struct engine *e, const struct engine_command *comm
     candidate.reason = purchase_precheck(e, command, &category);
     candidate.category = (uint8_t)category;
     e->purchases[slot] = candidate;
-    e->purchase_table[purchase_table_find(e, id)] = purchase_table_entry(id, slot);
+    e->purchase_table[at] = purchase_table_entry(id, slot);
     e->stats.purchases++;
     if (candidate.reason == ENGINE_REASON_NONE)
         e->purchases[slot].reason = purchase_decide(e, slot);
