@@ -1124,13 +1124,7 @@ static void command_purchase(struct engine *e, const struct engine_command *comm
              ENGINE_RESULT_REPEATED, ENGINE_REASON_NONE);
         return;
     }
-    struct purchase candidate = {
-        .id = id,
-        .customer_key = customer_key,
-        .quantity = command->u.purchase.quantity,
-        .customer = NIL,
-        .status = ENGINE_STATUS_REJECTED,
-    };
+    uint32_t quantity = command->u.purchase.quantity;
     if (e->purchase_count == e->config.purchases_max || id == 0) {
         /*
          * Not remembered: a duplicate meets the same full pool (it never
@@ -1139,8 +1133,8 @@ static void command_purchase(struct engine *e, const struct engine_command *comm
         struct engine_outcome *o =
             outcome_begin(e, ENGINE_OUTCOME_PURCHASE, id, ENGINE_RESULT_OK,
                           id == 0 ? ENGINE_REASON_INVALID : ENGINE_REASON_ENGINE_FULL);
-        o->customer_key = candidate.customer_key;
-        o->quantity = candidate.quantity;
+        o->customer_key = customer_key;
+        o->quantity = quantity;
         o->status = ENGINE_STATUS_REJECTED;
         e->stats.rejected++;
         outcome_send(e);
@@ -1148,19 +1142,30 @@ static void command_purchase(struct engine *e, const struct engine_command *comm
     }
     uint32_t slot = e->purchase_count++;
     uint32_t category = 0;
-    candidate.reason = purchase_precheck(e, command, &category);
-    candidate.category = (uint8_t)category;
-    e->purchases[slot] = candidate;
+    uint8_t precheck = purchase_precheck(e, command, &category);
+    /* Every field written in place (a struct built on the stack and copied cost twice). */
+    struct purchase *p = &e->purchases[slot];
+    p->id = id;
+    p->customer_key = customer_key;
+    p->when.payment_ref_key = 0;
+    p->link.line.prev = 0;
+    p->link.line.next = 0;
+    p->quantity = quantity;
+    p->customer = NIL;
+    p->category = (uint8_t)category;
+    p->status = ENGINE_STATUS_REJECTED;
+    p->reason = precheck;
+    p->is_refund_due = 0;
     e->purchase_table[at] = purchase_table_entry(id, slot);
     e->stats.purchases++;
-    if (candidate.reason == ENGINE_REASON_NONE)
-        e->purchases[slot].reason = purchase_decide(e, slot);
-    if (e->purchases[slot].reason != ENGINE_REASON_NONE) {
-        e->purchases[slot].status = ENGINE_STATUS_REJECTED;
+    if (precheck == ENGINE_REASON_NONE)
+        p->reason = purchase_decide(e, slot);
+    if (p->reason != ENGINE_REASON_NONE) {
+        p->status = ENGINE_STATUS_REJECTED;
         e->stats.rejected++;
     }
     emit(e, slot, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
-    if (candidate.reason == ENGINE_REASON_NONE)
+    if (precheck == ENGINE_REASON_NONE)
         assert_category(e, category);
 }
 
