@@ -7,7 +7,9 @@
  *                    index is the arrival rank, which orders ties in expiry
  *                    and defines each wait line);
  *   purchase_table   open addressing over purchase ids (linear probing; no
- *                    deletions, purchases are never forgotten);
+ *                    deletions, purchases are never forgotten), each entry a
+ *                    slot and a fingerprint of the id (purchase_table_entry);
+ *   outcome          the outcome being emitted, built in place (outcome_begin);
  *   customers        ticket count per customer key, an open-addressing table
  *                    of 64-byte buckets, 7 keys and their counts each
  *                    (purchases keep their customer's index: no second probe);
@@ -84,8 +86,10 @@ struct purchase {
 };
 
 /*
- * The customer table: open addressing with linear probing over entries
- * 0 .. customer_capacity - 1, entry i in bucket i / 7 at position i % 7. Seven
+ * The customer table: open addressing over entries 0 .. customer_capacity - 1,
+ * entry i in bucket i / 7 at position i % 7, probed bucket by bucket from the
+ * first entry of the key's home bucket (so a bucket's keys fill it from its
+ * first entry, and nothing is ever removed). Seven
  * keys and their ticket counts fill one 64-byte line: one cache miss a lookup,
  * as before, at 9 bytes an entry instead of 16 (key, count, used flag, padded).
  * Key 0 marks an empty entry, so a customer whose key is 0 is stored as
