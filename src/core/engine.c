@@ -452,8 +452,8 @@ static uint32_t line_position(const struct engine *e, uint32_t slot)
  * zeroed whole: an outcome's 120 bytes cost what its ~40 bytes of fields cost.
  */
 static_assert(sizeof(struct engine_outcome) ==
-                  offsetof(struct engine_outcome, ticket_codes) +
-                      sizeof(((struct engine_outcome *)0)->ticket_codes) &&
+                      offsetof(struct engine_outcome, ticket_codes) +
+                          sizeof(((struct engine_outcome *)0)->ticket_codes) &&
                   offsetof(struct engine_outcome, ticket_codes) ==
                       offsetof(struct engine_outcome, reserved) + 1,
               "no padding in an outcome: outcome_begin writes every byte before the codes");
@@ -521,7 +521,7 @@ static void emit_bare(struct engine *e, uint8_t type, uint64_t purchase_id, uint
 
 /* Inlined: called after every purchase, and its loads are of lines the caller just used. */
 static inline __attribute__((always_inline)) void assert_category(const struct engine *e,
-                                                                 uint32_t index)
+                                                                  uint32_t index)
 {
     const struct category *c = &e->categories[index];
     assert((uint64_t)c->available + c->held + c->sold == c->capacity);
@@ -2034,13 +2034,13 @@ static int snapshot_read_event(struct engine *e, struct wire_reader *r, uint32_t
         return CATRACA_E_CORRUPT;
     e->category_count = spec->category_count;
     for (uint32_t i = 0; i < e->category_count; i++)
-        e->categories[i] = (struct category){.capacity = spec->categories[i].capacity,
-                                             .id_bytes =
-                                                 (uint32_t)strlen(spec->categories[i].id) + 1,
-                                             .line_head = NIL,
-                                             .line_tail = NIL,
-                                             .expiry_head = NIL,
-                                             .expiry_tail = NIL};
+        e->categories[i] =
+            (struct category){.capacity = spec->categories[i].capacity,
+                              .id_bytes = (uint32_t)strlen(spec->categories[i].id) + 1,
+                              .line_head = NIL,
+                              .line_tail = NIL,
+                              .expiry_head = NIL,
+                              .expiry_tail = NIL};
     for (uint32_t i = 0; i < e->category_count && version >= 2; i++) {
         e->categories[i].returned = (uint32_t)wire_get_uint(r, 4);
         e->categories[i].available_again_at_ms = (int64_t)wire_get_uint(r, 8);
