@@ -7,7 +7,9 @@
  *                    index is the arrival rank, which orders ties in expiry
  *                    and defines each wait line);
  *   purchase_table   open addressing over purchase ids (linear probing; no
- *                    deletions, purchases are never forgotten);
+ *                    deletions, purchases are never forgotten), each entry a
+ *                    slot and a fingerprint of the id (purchase_table_entry);
+ *   outcome          the outcome being emitted, built in place (outcome_begin);
  *   customers        ticket count per customer key, an open-addressing table
  *                    of 64-byte buckets, 7 keys and their counts each
  *                    (purchases keep their customer's index: no second probe);
@@ -45,6 +47,7 @@
 #include "core/engine.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -83,8 +86,10 @@ struct purchase {
 };
 
 /*
- * The customer table: open addressing with linear probing over entries
- * 0 .. customer_capacity - 1, entry i in bucket i / 7 at position i % 7. Seven
+ * The customer table: open addressing over entries 0 .. customer_capacity - 1,
+ * entry i in bucket i / 7 at position i % 7, probed bucket by bucket from the
+ * first entry of the key's home bucket (so a bucket's keys fill it from its
+ * first entry, and nothing is ever removed). Seven
  * keys and their ticket counts fill one 64-byte line: one cache miss a lookup,
  * as before, at 9 bytes an entry instead of 16 (key, count, used flag, padded).
  * Key 0 marks an empty entry, so a customer whose key is 0 is stored as
@@ -113,6 +118,7 @@ struct category {
     int64_t available_again_at_ms;     /* engine.h rule 3; 0 when never */
     uint32_t expiry_head, expiry_tail; /* the expiry chain; its head is always HELD */
     int64_t expiry_head_ms;            /* the head's expires_at (not a cache miss away) */
+    uint32_t id_bytes;                 /* strlen of the spec's id, + 1 for its NUL */
 };
 
 struct engine {
@@ -125,12 +131,13 @@ struct engine {
 
     struct purchase *purchases;
     uint32_t purchase_count;
-    uint32_t *purchase_table; /* slot + 1; 0 is empty */
+    uint64_t *purchase_table; /* purchase_table_entry(); 0 is empty */
     uint32_t purchase_table_mask;
 
     struct customer_bucket *customer_buckets;
     uint32_t customer_count;
     uint32_t customer_capacity; /* entries: CUSTOMER_BUCKET_ENTRIES per bucket */
+    uint32_t customer_bucket_count;
 
     uint32_t held_count;    /* purchases HELD, in the expiry chains */
     int64_t next_expiry_ms; /* least expiry_head_ms; INT64_MAX when nothing is held */
@@ -144,6 +151,7 @@ struct engine {
 
     struct engine_stats stats;
     const struct engine_sink *sink; /* during engine_apply only */
+    struct engine_outcome outcome;  /* the one being emitted (see outcome_begin) */
 };
 
 static const uint8_t customer_hash_key[16] = {'c', 'a', 't', 'r', 'a', 'c', 'a', '-',
@@ -164,7 +172,7 @@ static uint32_t purchase_slot_hash(uint64_t id)
 
 static uint64_t bounded_string_key(const char *s, size_t array_size)
 {
-    return siphash24(customer_hash_key, s, strnlen(s, array_size));
+    return siphash24_bounded_string(customer_hash_key, s, array_size);
 }
 
 uint64_t engine_customer_key(const char *customer)
@@ -180,13 +188,36 @@ static uint32_t table_capacity_for(uint32_t count)
     return capacity;
 }
 
+/*
+ * A purchase table entry: slot + 1 in the low 32 bits (0: empty), a fingerprint of the id in
+ * the high 32. A probe compares the fingerprint before it reads the purchase's id, so passing
+ * an occupied entry costs no read of purchases[] (a cache miss at random, not prefetched: at
+ * half load a new id passes one or two such entries). 4 bytes a table entry more, 8.4 bytes a
+ * purchase at the table's load (limits: 94 B a purchase).
+ */
+#define PURCHASE_TABLE_SLOT_BITS 0xFFFFFFFFull
+
+static uint64_t purchase_fingerprint(uint64_t id)
+{
+    return (uint64_t)((uint32_t)(id >> 32) ^ (uint32_t)id) << 32;
+}
+
+static uint64_t purchase_table_entry(uint64_t id, uint32_t slot)
+{
+    return purchase_fingerprint(id) | ((uint64_t)slot + 1);
+}
+
 /* Returns the table position holding `id`, or the empty position where it would go. */
 static uint32_t purchase_table_find(const struct engine *e, uint64_t id)
 {
+    uint64_t fingerprint = purchase_fingerprint(id);
     uint32_t i = purchase_slot_hash(id) & e->purchase_table_mask;
     for (;;) {
-        uint32_t entry = e->purchase_table[i];
-        if (entry == 0 || e->purchases[entry - 1].id == id)
+        uint64_t entry = e->purchase_table[i];
+        if (entry == 0)
+            return i;
+        if ((entry & ~PURCHASE_TABLE_SLOT_BITS) == fingerprint &&
+            e->purchases[(uint32_t)entry - 1].id == id)
             return i;
         i = (i + 1) & e->purchase_table_mask;
     }
@@ -194,8 +225,8 @@ static uint32_t purchase_table_find(const struct engine *e, uint64_t id)
 
 static uint32_t purchase_lookup(const struct engine *e, uint64_t id)
 {
-    uint32_t entry = e->purchase_table[purchase_table_find(e, id)];
-    return entry == 0 ? NIL : entry - 1;
+    uint64_t entry = e->purchase_table[purchase_table_find(e, id)];
+    return entry == 0 ? NIL : (uint32_t)entry - 1;
 }
 
 static uint64_t customer_stored_key(uint64_t key)
@@ -203,11 +234,11 @@ static uint64_t customer_stored_key(uint64_t key)
     return key != 0 ? key : CUSTOMER_KEY_FOR_ZERO;
 }
 
-/* The first entry probed for a stored key. Keys are SipHash values: their top bits are as
- * good as any mix of them, and a multiply maps them onto a capacity that is no power of 2. */
-static uint32_t customer_home(const struct engine *e, uint64_t stored_key)
+/* The first bucket probed for a stored key. Keys are SipHash values: their top bits are as good
+ * as any mix of them, and a multiply maps them onto a bucket count that is no power of 2. */
+static uint32_t customer_home_bucket(const struct engine *e, uint64_t stored_key)
 {
-    return (uint32_t)(((stored_key >> 32) * (uint64_t)e->customer_capacity) >> 32);
+    return (uint32_t)(((stored_key >> 32) * (uint64_t)e->customer_bucket_count) >> 32);
 }
 
 static uint64_t *customer_key_at(const struct engine *e, uint32_t entry)
@@ -222,22 +253,33 @@ static uint8_t *customer_tickets_at(const struct engine *e, uint32_t entry)
                 .tickets[entry % CUSTOMER_BUCKET_ENTRIES];
 }
 
-/* Returns the entry holding `key`, or the empty entry where it would go. Walks bucket by
- * bucket (no division a step). */
+/* Where customer_find_position() found a key or the empty entry where it would go. */
+struct customer_position {
+    struct customer_bucket *bucket;
+    uint32_t at;    /* 0 .. CUSTOMER_BUCKET_ENTRIES - 1 */
+    uint32_t entry; /* bucket index * CUSTOMER_BUCKET_ENTRIES + at */
+};
+
+/* Probes bucket after bucket from the key's home bucket, each from its first entry: the home
+ * bucket is the one line prefetch_tables() loads, and no division is needed a step. */
+static inline __attribute__((always_inline)) struct customer_position
+customer_find_position(const struct engine *e, uint64_t stored)
+{
+    uint32_t bucket = customer_home_bucket(e, stored);
+    for (;;) {
+        struct customer_bucket *b = &e->customer_buckets[bucket];
+        for (uint32_t at = 0; at < CUSTOMER_BUCKET_ENTRIES; at++)
+            if (b->keys[at] == 0 || b->keys[at] == stored)
+                return (struct customer_position){
+                    .bucket = b, .at = at, .entry = bucket * CUSTOMER_BUCKET_ENTRIES + at};
+        bucket = bucket + 1 == e->customer_bucket_count ? 0 : bucket + 1;
+    }
+}
+
+/* Returns the entry holding `key`, or the empty entry where it would go. */
 static uint32_t customer_find(const struct engine *e, uint64_t key)
 {
-    uint64_t stored = customer_stored_key(key);
-    uint32_t home = customer_home(e, stored);
-    uint32_t bucket = home / CUSTOMER_BUCKET_ENTRIES, at = home % CUSTOMER_BUCKET_ENTRIES;
-    uint32_t bucket_count = e->customer_capacity / CUSTOMER_BUCKET_ENTRIES;
-    for (;;) {
-        const uint64_t *keys = e->customer_buckets[bucket].keys;
-        for (; at < CUSTOMER_BUCKET_ENTRIES; at++)
-            if (keys[at] == 0 || keys[at] == stored)
-                return bucket * CUSTOMER_BUCKET_ENTRIES + at;
-        at = 0;
-        bucket = bucket + 1 == bucket_count ? 0 : bucket + 1;
-    }
+    return customer_find_position(e, customer_stored_key(key)).entry;
 }
 
 static uint32_t customer_lookup(const struct engine *e, uint64_t key)
@@ -403,50 +445,83 @@ static uint32_t line_position(const struct engine *e, uint32_t slot)
 
 /* ---- outcomes ---------------------------------------------------------------------------- */
 
+/*
+ * Every outcome is built in engine->outcome and handed to the sink from there. Its codes past
+ * ticket_count are always 0 (the engine is allocated zeroed and outcome_send clears the codes
+ * an outcome carried), and every other field is written for each outcome, so it is never
+ * zeroed whole: an outcome's 120 bytes cost what its ~40 bytes of fields cost.
+ */
+static_assert(sizeof(struct engine_outcome) ==
+                      offsetof(struct engine_outcome, ticket_codes) +
+                          sizeof(((struct engine_outcome *)0)->ticket_codes) &&
+                  offsetof(struct engine_outcome, ticket_codes) ==
+                      offsetof(struct engine_outcome, reserved) + 1,
+              "no padding in an outcome: outcome_begin writes every byte before the codes");
+
+static struct engine_outcome *outcome_begin(struct engine *e, uint8_t type, uint64_t purchase_id,
+                                            uint8_t result, uint8_t reason)
+{
+    struct engine_outcome *o = &e->outcome;
+    assert(o->ticket_count == 0 && o->reserved == 0);
+    o->purchase_id = purchase_id;
+    o->customer_key = 0;
+    o->hold_expires_at_ms = 0;
+    o->position = 0;
+    o->quantity = 0;
+    o->category = 0;
+    o->type = type;
+    o->status = ENGINE_STATUS_NONE;
+    o->reason = reason;
+    o->result = result;
+    o->event_state = e->state;
+    return o;
+}
+
+static void outcome_send(struct engine *e)
+{
+    struct engine_outcome *o = &e->outcome;
+    e->sink->emit(e->sink->context, o);
+    if (o->ticket_count > 0) {
+        memset(o->ticket_codes, 0, o->ticket_count * sizeof(o->ticket_codes[0]));
+        o->ticket_count = 0;
+    }
+}
+
 static void emit(struct engine *e, uint32_t slot, uint8_t type, uint8_t result, uint8_t reason)
 {
     const struct purchase *p = &e->purchases[slot];
-    struct engine_outcome o;
-    memset(&o, 0, sizeof(o));
-    o.purchase_id = p->id;
-    o.customer_key = p->customer_key;
-    o.quantity = p->quantity;
-    o.category = p->category;
-    o.type = type;
-    o.status = p->status;
-    o.reason = type == ENGINE_OUTCOME_PURCHASE ? p->reason : reason;
-    o.result = result;
-    o.event_state = e->state;
+    struct engine_outcome *o =
+        outcome_begin(e, type, p->id, result, type == ENGINE_OUTCOME_PURCHASE ? p->reason : reason);
+    o->customer_key = p->customer_key;
+    o->quantity = p->quantity;
+    o->category = p->category;
+    o->status = p->status;
     if (p->status == ENGINE_STATUS_HELD)
-        o.hold_expires_at_ms = p->when.expires_at_ms;
+        o->hold_expires_at_ms = p->when.expires_at_ms;
     if (p->status == ENGINE_STATUS_WAITING)
-        o.position = line_position(e, slot);
+        o->position = line_position(e, slot);
     if (p->status == ENGINE_STATUS_CONFIRMED) {
         assert(p->quantity <= CATRACA_QUANTITY_MAX);
-        o.ticket_count = (uint8_t)p->quantity;
+        o->ticket_count = (uint8_t)p->quantity;
         for (uint32_t i = 0; i < p->quantity; i++)
-            o.ticket_codes[i] = engine_ticket_code(e->event.secret, p->id, i);
+            o->ticket_codes[i] = engine_ticket_code(e->event.secret, p->id, i);
     }
-    e->sink->emit(e->sink->context, &o);
+    outcome_send(e);
 }
 
 /* An answer about no purchase at all (unknown id) or about the event. */
 static void emit_bare(struct engine *e, uint8_t type, uint64_t purchase_id, uint8_t result,
                       uint8_t reason)
 {
-    struct engine_outcome o;
-    memset(&o, 0, sizeof(o));
-    o.purchase_id = purchase_id;
-    o.type = type;
-    o.result = result;
-    o.reason = reason;
-    o.event_state = e->state;
-    e->sink->emit(e->sink->context, &o);
+    outcome_begin(e, type, purchase_id, result, reason);
+    outcome_send(e);
 }
 
 /* ---- state changes ----------------------------------------------------------------------- */
 
-static void assert_category(const struct engine *e, uint32_t index)
+/* Inlined: called after every purchase, and its loads are of lines the caller just used. */
+static inline __attribute__((always_inline)) void assert_category(const struct engine *e,
+                                                                  uint32_t index)
 {
     const struct category *c = &e->categories[index];
     assert((uint64_t)c->available + c->held + c->sold == c->capacity);
@@ -754,8 +829,10 @@ static void draw_reorder(struct engine *e, const uint32_t *order, uint32_t count
             struct purchase swap = e->purchases[target];
             e->purchases[target] = e->purchases[slot];
             e->purchases[slot] = swap;
-            e->purchase_table[at_slot] = target + 1;
-            e->purchase_table[at_target] = slot + 1;
+            e->purchase_table[at_slot] =
+                (e->purchase_table[at_slot] & ~PURCHASE_TABLE_SLOT_BITS) | ((uint64_t)target + 1);
+            e->purchase_table[at_target] =
+                (e->purchase_table[at_target] & ~PURCHASE_TABLE_SLOT_BITS) | ((uint64_t)slot + 1);
         }
     }
 }
@@ -892,6 +969,7 @@ static void command_create_event(struct engine *e, const struct engine_event_spe
     for (uint32_t i = 0; i < e->category_count; i++) {
         e->categories[i] = (struct category){
             .capacity = spec->categories[i].capacity,
+            .id_bytes = (uint32_t)strlen(spec->categories[i].id) + 1,
             .available = spec->categories[i].capacity,
             .line_head = NIL,
             .line_tail = NIL,
@@ -923,17 +1001,46 @@ static void command_set_state(struct engine *e, uint8_t state)
     }
 }
 
-/* The category whose id equals the bounded string `id`: its bytes and its NUL compared in one
- * memcmp (an id filling its whole array has no NUL and matches no category, whose ids are
- * shorter than the array). */
+/*
+ * memcmp(a, b, length) == 0, where both arrays hold at least array_size >= length bytes: whole
+ * 8-byte words, then the last bytes as one word masked when a word still fits in the arrays.
+ */
+static bool bytes_equal(const char *a, const char *b, size_t length, size_t array_size)
+{
+    size_t i = 0;
+    for (; i + 8 <= length; i += 8) {
+        uint64_t word_a, word_b;
+        memcpy(&word_a, a + i, 8);
+        memcpy(&word_b, b + i, 8);
+        if (word_a != word_b)
+            return false;
+    }
+    if (i == length)
+        return true;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (i + 8 <= array_size) {
+        uint64_t word_a, word_b;
+        memcpy(&word_a, a + i, 8);
+        memcpy(&word_b, b + i, 8);
+        return ((word_a ^ word_b) & (~0ULL >> (64 - 8 * (length - i)))) == 0;
+    }
+#endif
+    return memcmp(a + i, b + i, length - i) == 0;
+}
+
+/* The category whose id equals the bounded string `id`: a category id's bytes and its NUL
+ * (id_bytes) compared with as many bytes of `id`, with no strnlen of `id` (an id filling its
+ * whole array has no NUL and matches no category, whose ids are shorter than the array). */
 static uint32_t category_find(const struct engine *e, const char *id, size_t array_size)
 {
-    size_t length = strnlen(id, array_size);
-    if (length >= array_size || length >= sizeof(e->event.categories[0].id))
-        return NIL;
-    for (uint32_t i = 0; i < e->category_count; i++)
-        if (memcmp(e->event.categories[i].id, id, length + 1) == 0)
+    static_assert(sizeof(e->event.categories[0].id) == CATRACA_ID_MAX + 1, "ids are alike");
+    for (uint32_t i = 0; i < e->category_count; i++) {
+        size_t length = e->categories[i].id_bytes;
+        if (length <= array_size &&
+            bytes_equal(e->event.categories[i].id, id, length,
+                        array_size < CATRACA_ID_MAX + 1 ? array_size : CATRACA_ID_MAX + 1))
             return i;
+    }
     return NIL;
 }
 
@@ -977,14 +1084,17 @@ static uint8_t purchase_decide(struct engine *e, uint32_t slot)
 {
     struct purchase *p = &e->purchases[slot];
     struct category *c = &e->categories[p->category];
-    uint32_t customer = customer_find(e, p->customer_key);
-    if (*customer_key_at(e, customer) == 0) {
+    uint64_t stored = customer_stored_key(p->customer_key);
+    struct customer_position customer = customer_find_position(e, stored);
+    if (customer.bucket->keys[customer.at] == 0) {
         if (e->customer_count == e->config.customers_max)
             return ENGINE_REASON_ENGINE_FULL;
-        customer_add_at(e, customer, p->customer_key);
+        assert(customer.bucket->tickets[customer.at] == 0);
+        customer.bucket->keys[customer.at] = stored;
+        e->customer_count++;
     }
-    p->customer = customer;
-    uint8_t *tickets = customer_tickets_at(e, customer);
+    p->customer = customer.entry;
+    uint8_t *tickets = &customer.bucket->tickets[customer.at];
     if ((uint64_t)*tickets + p->quantity > e->event.per_customer_limit)
         return ENGINE_REASON_LIMIT_EXCEEDED;
     if (prequeue_admit(e, slot)) {
@@ -1009,52 +1119,57 @@ static void command_purchase(struct engine *e, const struct engine_command *comm
                              uint64_t customer_key)
 {
     uint64_t id = command->u.purchase.purchase_id;
-    uint32_t existing = purchase_lookup(e, id);
-    if (existing != NIL) {
+    /* One probe: the position found is where a new purchase goes (nothing below changes the
+     * table before the insert). */
+    uint32_t at = purchase_table_find(e, id);
+    if (e->purchase_table[at] != 0) {
         e->stats.repeated++;
-        emit(e, existing, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_REPEATED, ENGINE_REASON_NONE);
+        emit(e, (uint32_t)e->purchase_table[at] - 1, ENGINE_OUTCOME_PURCHASE,
+             ENGINE_RESULT_REPEATED, ENGINE_REASON_NONE);
         return;
     }
-    struct purchase candidate = {
-        .id = id,
-        .customer_key = customer_key,
-        .quantity = command->u.purchase.quantity,
-        .customer = NIL,
-        .status = ENGINE_STATUS_REJECTED,
-    };
+    uint32_t quantity = command->u.purchase.quantity;
     if (e->purchase_count == e->config.purchases_max || id == 0) {
         /*
          * Not remembered: a duplicate meets the same full pool (it never
          * empties) or the same invalid id, and so the same answer.
          */
-        struct engine_outcome o;
-        memset(&o, 0, sizeof(o));
-        o.purchase_id = id;
-        o.customer_key = candidate.customer_key;
-        o.quantity = candidate.quantity;
-        o.type = ENGINE_OUTCOME_PURCHASE;
-        o.status = ENGINE_STATUS_REJECTED;
-        o.reason = id == 0 ? ENGINE_REASON_INVALID : ENGINE_REASON_ENGINE_FULL;
-        o.event_state = e->state;
+        struct engine_outcome *o =
+            outcome_begin(e, ENGINE_OUTCOME_PURCHASE, id, ENGINE_RESULT_OK,
+                          id == 0 ? ENGINE_REASON_INVALID : ENGINE_REASON_ENGINE_FULL);
+        o->customer_key = customer_key;
+        o->quantity = quantity;
+        o->status = ENGINE_STATUS_REJECTED;
         e->stats.rejected++;
-        e->sink->emit(e->sink->context, &o);
+        outcome_send(e);
         return;
     }
     uint32_t slot = e->purchase_count++;
     uint32_t category = 0;
-    candidate.reason = purchase_precheck(e, command, &category);
-    candidate.category = (uint8_t)category;
-    e->purchases[slot] = candidate;
-    e->purchase_table[purchase_table_find(e, id)] = slot + 1;
+    uint8_t precheck = purchase_precheck(e, command, &category);
+    /* Every field written in place (a struct built on the stack and copied cost twice). */
+    struct purchase *p = &e->purchases[slot];
+    p->id = id;
+    p->customer_key = customer_key;
+    p->when.payment_ref_key = 0;
+    p->link.line.prev = 0;
+    p->link.line.next = 0;
+    p->quantity = quantity;
+    p->customer = NIL;
+    p->category = (uint8_t)category;
+    p->status = ENGINE_STATUS_REJECTED;
+    p->reason = precheck;
+    p->is_refund_due = 0;
+    e->purchase_table[at] = purchase_table_entry(id, slot);
     e->stats.purchases++;
-    if (candidate.reason == ENGINE_REASON_NONE)
-        e->purchases[slot].reason = purchase_decide(e, slot);
-    if (e->purchases[slot].reason != ENGINE_REASON_NONE) {
-        e->purchases[slot].status = ENGINE_STATUS_REJECTED;
+    if (precheck == ENGINE_REASON_NONE)
+        p->reason = purchase_decide(e, slot);
+    if (p->reason != ENGINE_REASON_NONE) {
+        p->status = ENGINE_STATUS_REJECTED;
         e->stats.rejected++;
     }
     emit(e, slot, ENGINE_OUTCOME_PURCHASE, ENGINE_RESULT_OK, ENGINE_REASON_NONE);
-    if (candidate.reason == ENGINE_REASON_NONE)
+    if (precheck == ENGINE_REASON_NONE)
         assert_category(e, category);
 }
 
@@ -1214,8 +1329,8 @@ static void prefetch_tables(const struct engine *e, const struct engine_command 
         return;
     __builtin_prefetch(&e->purchase_table[purchase_slot_hash(id) & e->purchase_table_mask]);
     if (command->type == ENGINE_COMMAND_PURCHASE) {
-        uint32_t home = customer_home(e, customer_stored_key(customer_key));
-        __builtin_prefetch(&e->customer_buckets[home / CUSTOMER_BUCKET_ENTRIES]);
+        __builtin_prefetch(
+            &e->customer_buckets[customer_home_bucket(e, customer_stored_key(customer_key))]);
     }
 }
 
@@ -1229,9 +1344,9 @@ static void prefetch_purchase(const struct engine *e, const struct engine_comman
     if (command->type != ENGINE_COMMAND_CONFIRM && command->type != ENGINE_COMMAND_CANCEL)
         return;
     uint64_t id = command_purchase_id(command);
-    uint32_t entry = e->purchase_table[purchase_slot_hash(id) & e->purchase_table_mask];
-    if (entry != 0)
-        __builtin_prefetch(&e->purchases[entry - 1]);
+    uint64_t entry = e->purchase_table[purchase_slot_hash(id) & e->purchase_table_mask];
+    if (entry != 0 && (entry & ~PURCHASE_TABLE_SLOT_BITS) == purchase_fingerprint(id))
+        __builtin_prefetch(&e->purchases[(uint32_t)entry - 1]);
 }
 
 void engine_prefetch(const struct engine *engine, const struct engine_command *command)
@@ -1365,7 +1480,7 @@ static size_t purchases_bytes(const struct engine *e)
 
 static size_t purchase_table_bytes(const struct engine *e)
 {
-    return sizeof(uint32_t) * ((size_t)e->purchase_table_mask + 1);
+    return sizeof(uint64_t) * ((size_t)e->purchase_table_mask + 1);
 }
 
 static size_t customers_bytes(const struct engine *e)
@@ -1417,6 +1532,7 @@ int engine_new(const struct engine_config *config, struct engine **out)
     uint64_t customer_buckets =
         (2 * (uint64_t)config->customers_max + CUSTOMER_BUCKET_ENTRIES - 1) /
         CUSTOMER_BUCKET_ENTRIES;
+    e->customer_bucket_count = (uint32_t)customer_buckets;
     e->customer_capacity = (uint32_t)(customer_buckets * CUSTOMER_BUCKET_ENTRIES);
     e->purchases = pool_alloc(purchases_bytes(e));
     e->purchase_table = pool_alloc(purchase_table_bytes(e));
@@ -1918,11 +2034,13 @@ static int snapshot_read_event(struct engine *e, struct wire_reader *r, uint32_t
         return CATRACA_E_CORRUPT;
     e->category_count = spec->category_count;
     for (uint32_t i = 0; i < e->category_count; i++)
-        e->categories[i] = (struct category){.capacity = spec->categories[i].capacity,
-                                             .line_head = NIL,
-                                             .line_tail = NIL,
-                                             .expiry_head = NIL,
-                                             .expiry_tail = NIL};
+        e->categories[i] =
+            (struct category){.capacity = spec->categories[i].capacity,
+                              .id_bytes = (uint32_t)strlen(spec->categories[i].id) + 1,
+                              .line_head = NIL,
+                              .line_tail = NIL,
+                              .expiry_head = NIL,
+                              .expiry_tail = NIL};
     for (uint32_t i = 0; i < e->category_count && version >= 2; i++) {
         e->categories[i].returned = (uint32_t)wire_get_uint(r, 4);
         e->categories[i].available_again_at_ms = (int64_t)wire_get_uint(r, 8);
@@ -1936,7 +2054,7 @@ static int snapshot_place_purchase(struct engine *e, uint32_t slot)
     struct purchase *p = &e->purchases[slot];
     CHECK(p->status >= ENGINE_STATUS_WAITING && p->status <= ENGINE_STATUS_LAST);
     CHECK(p->id != 0 && purchase_lookup(e, p->id) == NIL);
-    e->purchase_table[purchase_table_find(e, p->id)] = slot + 1;
+    e->purchase_table[purchase_table_find(e, p->id)] = purchase_table_entry(p->id, slot);
     if (p->status == ENGINE_STATUS_REJECTED)
         return 0;
     CHECK(p->category < e->category_count);

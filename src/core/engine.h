@@ -312,7 +312,10 @@ struct engine_outcome {
     uint8_t result;   /* enum engine_result */
     uint8_t event_state;
     uint8_t ticket_count; /* CONFIRMED: quantity; else 0 */
-    uint64_t ticket_codes[CATRACA_QUANTITY_MAX];
+    uint8_t reserved;     /* always 0: names the byte that would be padding, so that every
+                           * byte of an outcome is defined and two engines' outcomes compare
+                           * with memcmp */
+    uint64_t ticket_codes[CATRACA_QUANTITY_MAX]; /* [ticket_count ..] are 0 */
 };
 
 /* Receives every outcome in order. The pointer is valid during the call only. */

@@ -792,6 +792,99 @@ static void test_siphash_reference_vector(void **state)
     }
 }
 
+/* A purchase of one ticket whose category array holds `length` bytes of `text`, a NUL when
+ * length < the array, then 0xff to the end (bytes a word-at-a-time compare reads and must
+ * ignore); the reason of the answer. */
+static uint8_t purchase_category_bytes(struct fixture *f, uint64_t id, const char *text,
+                                       size_t length)
+{
+    struct engine_command c = {.type = ENGINE_COMMAND_PURCHASE};
+    c.u.purchase.purchase_id = id;
+    strcpy(c.u.purchase.customer, "buyer");
+    memset(c.u.purchase.category, 0xff, sizeof(c.u.purchase.category));
+    memcpy(c.u.purchase.category, text, length);
+    if (length < sizeof(c.u.purchase.category))
+        c.u.purchase.category[length] = '\0';
+    c.u.purchase.quantity = 1;
+    run(f, &c);
+    assert_int_equal(f->out.count, 1);
+    if (f->out.items[0].reason == ENGINE_REASON_NONE)
+        assert_int_equal(f->out.items[0].status, ENGINE_STATUS_HELD);
+    return f->out.items[0].reason == ENGINE_REASON_NONE ? (uint8_t)(100 + f->out.items[0].category)
+                                                        : f->out.items[0].reason;
+}
+
+/*
+ * Category ids of every length 1..64 are found by exactly their bytes and NUL: two ids that
+ * differ only in their last byte, a prefix and an extension of them, and a full array with no
+ * NUL (the category is compared by words, with no strnlen of the command's id).
+ */
+static void test_category_ids_of_every_length(void **state)
+{
+    (void)state;
+    char text[CATRACA_ID_MAX + 2];
+    memset(text, 'k', sizeof(text));
+    for (size_t length = 1; length <= CATRACA_ID_MAX; length++) {
+        struct fixture *f = fixture_new(16, 16);
+        struct engine_command c = {.type = ENGINE_COMMAND_CREATE_EVENT};
+        struct engine_event_spec *s = &c.u.create_event;
+        strcpy(s->id, "ev");
+        s->hold_ms = 60000;
+        s->per_customer_limit = 10;
+        s->state = ENGINE_STATE_OPEN;
+        s->category_count = 2;
+        memset(s->categories[0].id, 'k', length);
+        memset(s->categories[1].id, 'k', length - 1);
+        s->categories[1].id[length - 1] = 'j';
+        s->categories[0].capacity = s->categories[1].capacity = 100;
+        run(f, &c);
+        assert_int_equal(f->out.items[0].result, ENGINE_RESULT_OK);
+        uint64_t id = 1;
+        assert_int_equal(purchase_category_bytes(f, id++, text, length), 100);
+        char other[CATRACA_ID_MAX + 1];
+        memcpy(other, text, length);
+        other[length - 1] = 'j';
+        assert_int_equal(purchase_category_bytes(f, id++, other, length), 101);
+        assert_int_equal(purchase_category_bytes(f, id++, text, length - 1),
+                         ENGINE_REASON_UNKNOWN_CATEGORY);
+        assert_int_equal(purchase_category_bytes(f, id++, text, length + 1),
+                         ENGINE_REASON_UNKNOWN_CATEGORY);
+        assert_int_equal(purchase_category_bytes(f, id++, text, CATRACA_ID_MAX + 1),
+                         ENGINE_REASON_UNKNOWN_CATEGORY);
+        engine_free(f->engine);
+    }
+}
+
+/*
+ * The one-pass SipHash of a bounded string equals SipHash of its strnlen bytes for every array
+ * size and every length, with the bytes around the NUL chosen to trip a word-at-a-time end
+ * test (0x01 and 0x80 next to it, 0xff after it), at every alignment of the array.
+ */
+static void test_siphash_bounded_string(void **state)
+{
+    (void)state;
+    static const uint8_t tricky[] = {0x01, 0x80, 0xff, 0x7f, 0x81, 'c', 0x02, 0xfe};
+    uint8_t key[16];
+    for (uint8_t i = 0; i < 16; i++)
+        key[i] = (uint8_t)(i * 7 + 3);
+    char storage[CATRACA_ID_MAX + 16];
+    uint32_t mix = 12345;
+    for (size_t array_size = 1; array_size <= CATRACA_ID_MAX + 9; array_size++) {
+        for (size_t length = 0; length <= array_size; length++) {
+            for (size_t align = 0; align < 4; align++) {
+                char *s = storage + align;
+                for (size_t i = 0; i < array_size; i++) {
+                    mix = mix * 1103515245u + 12345u;
+                    uint8_t byte = tricky[(mix >> 16) % sizeof(tricky)];
+                    s[i] = (char)(i < length ? byte : (i == length ? 0 : 0xff));
+                }
+                assert_true(siphash24_bounded_string(key, s, array_size) ==
+                            siphash24(key, s, length));
+            }
+        }
+    }
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -1031,6 +1124,8 @@ int main(void)
         cmocka_unit_test(test_snapshot_formats_1_and_2_still_read),
         cmocka_unit_test(test_ticket_code_format),
         cmocka_unit_test(test_siphash_reference_vector),
+        cmocka_unit_test(test_siphash_bounded_string),
+        cmocka_unit_test(test_category_ids_of_every_length),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
