@@ -395,6 +395,23 @@ def kafka_init_producer_id(host, port, timeout=5.0):
     return w.take(">h")
 
 
+def kafka_high_watermark(host, port, topic, partition=0, timeout=5.0):
+    """ListOffsets (API key 2, version 1) for the latest offset, asked as a consumer
+    (replica id -1): the partition's high watermark as its LEADER counts it (the offset below
+    which every in-sync replica holds the records; acks=all answers a produce once it passes
+    it). Must be sent to the leader. Returns (error code, offset); 6 NOT_LEADER_OR_FOLLOWER
+    from another broker."""
+    body = struct.pack(">ii", -1, 1) + _kafka_string(topic) + struct.pack(">iiq", 1, partition, -1)
+    w = _kafka_call(host, port, 2, 1, body, timeout)
+    w.take(">i")  # one topic
+    w.string()
+    w.take(">i")  # one partition
+    w.take(">i")  # its index
+    error = w.take(">h")
+    w.take(">q")  # timestamp
+    return error, w.take(">q")
+
+
 def kafka_metadata(host, port, topics=(), timeout=5.0):
     """One Metadata request (API key 3, version 4: the oldest Kafka 4 still serves) to one broker.
     Returns {"brokers": {node_id: port}, "controller": id, "topics": {name: {"error": code,
@@ -693,6 +710,36 @@ class Kafka:
         if t is None or t["error"] != 0 or index not in t["partitions"]:
             return None
         return t["partitions"][index]
+
+    def high_watermark(self, topic, node, timeout=5.0):
+        """(error code, offset): partition 0's high watermark as node (its leader) reports it."""
+        return kafka_high_watermark("127.0.0.1", self.ports[node], topic, timeout=timeout)
+
+    def log_end_offset(self, node, topic, partition=0):
+        """The end offset (last offset + 1; 0 when empty) of the partition's copy in node's data
+        directory, read from its segment files: what that broker holds, alive or killed (kill -9
+        keeps what the process wrote; the page cache has it). A torn last batch does not count.
+        None when the node has no copy."""
+        directory = os.path.join(self.node_dir(node), "data", f"{topic}-{partition}")
+        if not os.path.isdir(directory):
+            return None
+        end = 0
+        for name in sorted(os.listdir(directory)):
+            if not name.endswith(".log"):
+                continue
+            with open(os.path.join(directory, name), "rb") as f:
+                data = f.read()
+            at = 0
+            # v2 record batch: base offset (8), batch length (4), leader epoch (4), magic (1),
+            # crc (4), attributes (2), last offset delta (4), ...
+            while at + 27 <= len(data):
+                base, length = struct.unpack_from(">qi", data, at)
+                if length <= 0 or at + 12 + length > len(data):
+                    break
+                delta = struct.unpack_from(">i", data, at + 23)[0]
+                end = max(end, base + delta + 1)
+                at += 12 + length
+        return end
 
     def leader_of(self, topic, timeout=30):
         """The node index leading the topic's partition 0. Waits (bounded) while the topic has

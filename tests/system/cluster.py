@@ -47,7 +47,8 @@ class Proc:
                 self.port = int(m[-1])
                 return
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start:\n" + self.log())
+                raise RuntimeError(f"{self.name} exited at start with {self.proc.returncode}:\n"
+                                   + self.log())
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} did not start in 30 s:\n" + self.log())
 
