@@ -191,6 +191,15 @@ static int take_instance_tag(const struct backend_options *options, uint32_t *ta
     return 0;
 }
 
+/* A gateway that cannot start says which part failed and why (a silent exit 1 was seen in CI). */
+static int gateway_start_failed(const char *part, int error)
+{
+    char text[96];
+    snprintf(text, sizeof(text), "%s could not start", part);
+    logline(LOGLINE_ERROR, "gateway", text, "error", catraca_strerror(error), NULL);
+    return 1;
+}
+
 int gateway_run(const struct config *config)
 {
     char host[64];
@@ -223,17 +232,20 @@ int gateway_run(const struct config *config)
     if (take_instance_tag(&gateway.log, &api_config.instance_tag) != 0)
         return 1;
     struct api *api = NULL;
-    if (api_start(&api_config, &api) != 0)
-        return 1;
+    int error = api_start(&api_config, &api);
+    if (error != 0)
+        return gateway_start_failed("the purchase API", error);
     struct commit_listener listener = {.api = api};
-    if (backend_open_bus(&gateway.log, &listener.bus) != 0 ||
-        pthread_create(&listener.thread, NULL, commit_listener_main, &listener) != 0)
-        return 1;
+    error = backend_open_bus(&gateway.log, &listener.bus);
+    if (error == 0 && pthread_create(&listener.thread, NULL, commit_listener_main, &listener) != 0)
+        error = CATRACA_E_NOMEM;
+    if (error != 0)
+        return gateway_start_failed("the commit listener", error);
     struct http_config http_config;
     struct http_server *http = NULL;
     service_http_config(config, host, port, api_handle, api, &http_config);
-    if (http_start(&http_config, &http) != 0)
-        return 1;
+    if (http_start(&http_config, &http) != 0) /* it says why (bind, threads) */
+        return gateway_start_failed("the HTTP server", CATRACA_E_UNAVAILABLE);
     api_set_http(api, http);
     char message[160], instance_text[16];
     service_listening_message(config, host, http_port(http), message, sizeof(message));
@@ -484,8 +496,11 @@ int worker_run(const struct config *config)
     struct http_config http_config;
     struct http_server *http = NULL;
     service_http_config(config, host, port, worker_http, &process, &http_config);
-    if (http_start(&http_config, &http) != 0)
+    if (http_start(&http_config, &http) != 0) {
+        logline(LOGLINE_ERROR, "worker", "the metrics server could not start", "listen",
+                config->listen, NULL);
         return 1;
+    }
     char message[160], lease_text[24];
     snprintf(message, sizeof(message), "deciding; metrics on http://%s%s%s:%u",
              strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", http_port(http));

@@ -297,9 +297,13 @@ static int serve(const struct config *config)
     struct worker *worker = NULL;
     struct http_server *http = NULL;
     service_block_stop_signals(); /* before the first thread */
-    if (api_start(&api_config, &api) != 0)
+    int error = api_start(&api_config, &api);
+    if (error != 0) {
+        logline(LOGLINE_ERROR, "main", "the purchase API could not start", "error",
+                catraca_strerror(error), NULL);
         return 1;
-    int error = start_worker(config, &paths, api, &worker);
+    }
+    error = start_worker(config, &paths, api, &worker);
     if (error != 0) {
         logline(LOGLINE_ERROR, "main", "the worker could not start", "error",
                 catraca_strerror(error), NULL);
@@ -308,8 +312,11 @@ static int serve(const struct config *config)
     api_set_worker(api, worker);
     struct http_config http_config;
     service_http_config(config, host, port, api_handle, api, &http_config);
-    if (http_start(&http_config, &http) != 0)
+    if (http_start(&http_config, &http) != 0) {
+        logline(LOGLINE_ERROR, "main", "the HTTP server could not start", "listen",
+                config->listen, NULL);
         return 1;
+    }
     api_set_http(api, http);
     char message[160];
     service_listening_message(config, host, http_port(http), message, sizeof(message));
