@@ -45,6 +45,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,8 @@ struct audit {
     struct log_seq *arrival_seqs;
     uint64_t *is_stored; /* by engine slot, one bit: the store has this purchase */
     uint64_t commands, purchases_checked;
+    uint32_t purchases_max; /* the engine's pool: more stored rows than this is a difference */
+    struct engine_command command; /* the entry being applied */
     int differences;
 };
 
@@ -256,24 +259,140 @@ static void read_ahead_stop(struct read_ahead *r)
     free(r->batches[1].records);
 }
 
+/*
+ * The store read on a thread of its own, while the log is replayed: the rows of the event,
+ * packed (struct stored_row, 64 B each, and 8 B per ticket code), compared with the replay
+ * once it is done. The replay, the log's read ahead and this read then share the two cores
+ * instead of following one another (the store pass was as long as the replay). The store
+ * handle belongs to this thread until store_read_join. At most purchases_max rows are kept:
+ * one more is a purchase the replay cannot have decided (the engine holds no more), a
+ * difference reported after the replay.
+ *
+ * The customer and the category are kept as engine_customer_key() of their text: the replay
+ * keeps the customer only as that key, and a category replaced by another text with the same
+ * 64-bit SipHash passes (the second preimage of the file comment). The full row is read again
+ * from the store to print a difference.
+ */
+struct stored_row {
+    uint64_t purchase_id;
+    struct log_seq seq;
+    int64_t hold_expires_at_ms;
+    uint64_t customer_key;
+    uint64_t category_key;
+    uint32_t tickets_at; /* its ticket_count codes start at store_read.codes[tickets_at] */
+    uint32_t quantity;
+    uint8_t status, reason, ticket_count;
+    bool is_refund_due;
+};
+
+struct store_read {
+    const struct catraca_store *store;
+    const char *event;
+    uint32_t rows_max;
+    pthread_t thread;
+    _Atomic bool is_stopping; /* the replay failed: stop reading */
+    struct stored_row *rows;
+    size_t count, capacity;
+    uint64_t *codes;
+    size_t code_count, code_capacity;
+    bool is_over;       /* the store has more than rows_max rows of the event */
+    bool is_short;      /* out of memory while packing */
+    int error;          /* the store's, or 0 */
+};
+
+static int store_read_pack(void *context, const struct store_purchase *p)
+{
+    struct store_read *r = context;
+    if (r->is_stopping)
+        return 1;
+    if (r->count == r->rows_max) {
+        r->is_over = true;
+        return 1;
+    }
+    if (r->count == r->capacity) {
+        size_t capacity = r->capacity ? r->capacity * 2 : 65536;
+        if (capacity > r->rows_max)
+            capacity = r->rows_max;
+        struct stored_row *rows = realloc(r->rows, capacity * sizeof(*rows));
+        if (rows == NULL) {
+            r->is_short = true;
+            return 1;
+        }
+        r->rows = rows;
+        r->capacity = capacity;
+    }
+    uint32_t ticket_count = p->ticket_count <= CATRACA_QUANTITY_MAX ? p->ticket_count : 0;
+    if (r->code_count + ticket_count > r->code_capacity) {
+        size_t capacity = r->code_capacity ? r->code_capacity * 2 : 65536;
+        uint64_t *codes = realloc(r->codes, capacity * sizeof(*codes));
+        if (codes == NULL) {
+            r->is_short = true;
+            return 1;
+        }
+        r->codes = codes;
+        r->code_capacity = capacity;
+    }
+    memcpy(r->codes + r->code_count, p->ticket_codes, ticket_count * sizeof(*r->codes));
+    r->rows[r->count++] = (struct stored_row){.purchase_id = p->purchase_id,
+                                              .seq = p->seq,
+                                              .hold_expires_at_ms = p->hold_expires_at_ms,
+                                              .customer_key = engine_customer_key(p->customer),
+                                              .category_key = engine_customer_key(p->category),
+                                              .tickets_at = (uint32_t)r->code_count,
+                                              .quantity = p->quantity,
+                                              .status = p->status,
+                                              .reason = p->reason,
+                                              .ticket_count = (uint8_t)p->ticket_count,
+                                              .is_refund_due = p->is_refund_due};
+    r->code_count += ticket_count;
+    return 0;
+}
+
+static void *store_read_run(void *context)
+{
+    struct store_read *r = context;
+    int visited = r->store->ops->for_each_purchase(r->store->context, r->event, store_read_pack, r);
+    r->error = visited == 1 ? 0 : visited; /* 1: store_read_pack stopped it (flags say why) */
+    return NULL;
+}
+
+static int store_read_start(struct store_read *r, struct audit *a)
+{
+    *r = (struct store_read){.store = a->store, .event = a->event, .rows_max = a->purchases_max};
+    return pthread_create(&r->thread, NULL, store_read_run, r) == 0 ? 0 : CATRACA_E_NOMEM;
+}
+
+static void store_read_join(struct store_read *r)
+{
+    pthread_join(r->thread, NULL);
+}
+
+static void store_read_free(struct store_read *r)
+{
+    free(r->rows);
+    free(r->codes);
+}
+
 /* Applies one log entry; 0, or an error that ends the replay (printed). */
 static int apply_entry(struct audit *a, const struct log_entry *entry,
                        const struct engine_sink *sink)
 {
-    struct engine_command command;
-    if (codec_command_decode(entry->record, entry->record_length, &command) != 0) {
+    /* Decoded into the same command every time: only the fields of the entry's type are
+     * written (codec_command_decode_fields), not the 3.7 KB of a whole command. */
+    struct engine_command *command = &a->command;
+    if (codec_command_decode_fields(entry->record, entry->record_length, command) != 0) {
         printf("DIFFERENCE event %s: log entry %" PRIu64 "-%" PRIu64 " cannot be decoded\n",
                a->event, entry->seq.major, entry->seq.minor);
         a->differences++;
         return 0;
     }
     uint32_t remembered = engine_purchase_count(a->engine);
-    if (command.type == ENGINE_COMMAND_DRAW) {
-        int error = apply_draw(a, entry, &command, sink);
+    if (command->type == ENGINE_COMMAND_DRAW) {
+        int error = apply_draw(a, entry, command, sink);
         if (error != 0)
             return error;
     } else {
-        engine_apply(a->engine, &command, sink);
+        engine_apply(a->engine, command, sink);
     }
     a->commands++;
     if (!invariants_hold(a->engine)) {
@@ -372,9 +491,11 @@ static void replayed_row(struct audit *a, const struct engine_purchase_view *vie
     }
 }
 
-/* Whether a stored row says what the replay decided; no copy of the replay's row is made. */
-static bool row_agrees(const struct audit *a, const struct store_purchase *stored,
-                       const struct engine_purchase_view *view)
+/* Whether a stored row says what the replay decided; no copy of the replay's row is made.
+ * category_keys: engine_customer_key() of each replayed category's id. */
+static bool row_agrees(const struct audit *a, const struct store_read *r,
+                       const struct stored_row *stored, const struct engine_purchase_view *view,
+                       const uint64_t *category_keys)
 {
     uint8_t reason = view->status == ENGINE_STATUS_REJECTED ? view->reason : 0;
     uint32_t ticket_count = view->status == ENGINE_STATUS_CONFIRMED ? view->quantity : 0;
@@ -385,40 +506,75 @@ static bool row_agrees(const struct audit *a, const struct store_purchase *store
                 stored->is_refund_due == view->is_refund_due &&
                 (view->status != ENGINE_STATUS_HELD ||
                  stored->hold_expires_at_ms == view->hold_expires_at_ms) &&
-                engine_customer_key(stored->customer) == view->customer_key;
+                stored->customer_key == view->customer_key;
     /* The category of a rejected unknown-category purchase is what the buyer sent. */
-    const char *category = category_of(a, view);
-    if (same && category[0] != '\0')
-        same = strcmp(stored->category, category) == 0;
+    if (same && category_of(a, view)[0] != '\0')
+        same = stored->category_key == category_keys[view->category];
     const struct engine_event_spec *spec = engine_event(a->engine);
+    const uint64_t *codes = r->codes + stored->tickets_at;
     for (uint32_t i = 0; same && i < ticket_count; i++)
-        same = stored->ticket_codes[i] == engine_ticket_code(spec->secret, view->purchase_id, i);
+        same = codes[i] == engine_ticket_code(spec->secret, view->purchase_id, i);
     return same;
 }
 
-static int compare_row(void *context, const struct store_purchase *stored)
+/* The stored row again, in full, to print it (the packed one keeps keys, not texts). */
+static void print_stored(struct audit *a, const struct stored_row *stored)
 {
-    struct audit *a = context;
-    struct engine_purchase_view view;
-    a->purchases_checked++;
-    if (engine_purchase(a->engine, stored->purchase_id, &view) != 0 ||
-        view.slot >= engine_purchase_count(a->engine)) {
-        printf("DIFFERENCE event %s: the store has a purchase the log never decided\n", a->event);
-        print_row("store", stored);
-        a->differences++;
-        return 1;
+    struct store_purchase row;
+    if (a->store->ops->get_purchase(a->store->context, stored->purchase_id, &row) == 0 &&
+        strcmp(row.event, a->event) == 0) {
+        print_row("store", &row);
+        return;
     }
-    a->is_stored[view.slot / 64] |= UINT64_C(1) << (view.slot % 64);
-    if (!row_agrees(a, stored, &view)) {
-        struct store_purchase replayed;
-        replayed_row(a, &view, &replayed);
-        printf("DIFFERENCE event %s: stored outcome differs from the replay\n", a->event);
-        print_row("store", stored);
-        print_row("replay", &replayed);
-        a->differences++;
-        return 1;
+    memset(&row, 0, sizeof(row));
+    row.purchase_id = stored->purchase_id;
+    row.status = stored->status;
+    row.reason = stored->reason;
+    row.quantity = stored->quantity;
+    row.seq = stored->seq;
+    row.hold_expires_at_ms = stored->hold_expires_at_ms;
+    snprintf(row.customer, sizeof(row.customer), "?");
+    snprintf(row.category, sizeof(row.category), "?");
+    print_row("store", &row);
+}
+
+/* Compares the packed rows with the replay, in the store's (id) order; stops at the first
+ * difference. */
+static void compare_rows(struct audit *a, const struct store_read *r)
+{
+    uint64_t category_keys[CATRACA_CATEGORIES_MAX] = {0};
+    const struct engine_event_spec *spec = engine_event(a->engine);
+    for (uint32_t i = 0; spec != NULL && i < spec->category_count; i++)
+        category_keys[i] = engine_customer_key(spec->categories[i].id);
+    uint32_t count = engine_purchase_count(a->engine);
+    for (size_t i = 0; i < r->count; i++) {
+        const struct stored_row *stored = &r->rows[i];
+        struct engine_purchase_view view;
+        a->purchases_checked++;
+        if (engine_purchase(a->engine, stored->purchase_id, &view) != 0 || view.slot >= count) {
+            printf("DIFFERENCE event %s: the store has a purchase the log never decided\n",
+                   a->event);
+            print_stored(a, stored);
+            a->differences++;
+            return;
+        }
+        a->is_stored[view.slot / 64] |= UINT64_C(1) << (view.slot % 64);
+        if (!row_agrees(a, r, stored, &view, category_keys)) {
+            struct store_purchase replayed;
+            replayed_row(a, &view, &replayed);
+            printf("DIFFERENCE event %s: stored outcome differs from the replay\n", a->event);
+            print_stored(a, stored);
+            print_row("replay", &replayed);
+            a->differences++;
+            return;
+        }
     }
-    return 0;
+    if (r->is_over) {
+        printf("DIFFERENCE event %s: the store has more purchases than the replay can hold "
+               "(--max-purchases-per-event %" PRIu32 "): some the log never decided\n",
+               a->event, a->purchases_max);
+        a->differences++;
+    }
 }
 
 static int compare_counts(struct audit *a, const struct store_event *stored)
@@ -509,19 +665,32 @@ static int audit_event(struct audit *a, const char *event, const struct engine_c
         error = engine_new(config, &a->engine);
     struct timespec started, replayed;
     clock_gettime(CLOCK_MONOTONIC, &started);
+    struct store_read rows;
+    bool is_reading = false;
+    if (error == 0) {
+        error = store_read_start(&rows, a);
+        is_reading = error == 0;
+    }
     if (error == 0)
         error = replay(a, committed);
+    if (is_reading) {
+        if (error != 0)
+            rows.is_stopping = true;
+        store_read_join(&rows);
+        if (error == 0)
+            error = rows.is_short ? CATRACA_E_NOMEM : rows.error;
+    }
     clock_gettime(CLOCK_MONOTONIC, &replayed);
     /* The rows first: a difference there names the purchase; the counters after. */
     if (error == 0) {
         uint32_t count = engine_purchase_count(a->engine);
         memset(a->is_stored, 0, ((size_t)count + 63) / 64 * sizeof(*a->is_stored));
-        int visited = a->store->ops->for_each_purchase(a->store->context, event, compare_row, a);
-        if (visited == 0)
+        compare_rows(a, &rows);
+        if (a->differences == 0)
             find_missing(a);
-        else if (a->differences == 0)
-            error = visited; /* the store failed; compare_row's stop (1) follows a difference */
     }
+    if (is_reading)
+        store_read_free(&rows);
     if (error == 0 && a->differences == 0)
         compare_counts(a, &stored);
     if (error == 0)
@@ -562,7 +731,7 @@ static int list_events(const struct catraca_log *log, const struct catraca_store
 int audit_log_and_store(const struct catraca_log *log, const struct catraca_store *store,
                         const struct engine_config *config)
 {
-    struct audit a = {.log = log, .store = store};
+    struct audit a = {.log = log, .store = store, .purchases_max = config->purchases_max};
     a.entries = calloc(AUDIT_READ_BATCH, sizeof(*a.entries));
     a.arrival_seqs = calloc(config->purchases_max, sizeof(*a.arrival_seqs));
     a.is_stored = calloc(((size_t)config->purchases_max + 63) / 64, sizeof(*a.is_stored));
