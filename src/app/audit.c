@@ -300,7 +300,7 @@ struct store_read {
     int error;          /* the store's, or 0 */
 };
 
-static int store_read_pack(void *context, const struct store_purchase *p)
+static int store_read_pack(void *context, const struct store_decision *p)
 {
     struct store_read *r = context;
     if (r->is_stopping)
@@ -348,10 +348,31 @@ static int store_read_pack(void *context, const struct store_purchase *p)
     return 0;
 }
 
+/* A store without for_each_decision: its full rows, narrowed. */
+static int store_read_pack_purchase(void *context, const struct store_purchase *p)
+{
+    struct store_decision d = {.purchase_id = p->purchase_id,
+                               .seq = p->seq,
+                               .hold_expires_at_ms = p->hold_expires_at_ms,
+                               .customer = p->customer,
+                               .category = p->category,
+                               .quantity = p->quantity,
+                               .status = p->status,
+                               .reason = p->reason,
+                               .ticket_count = p->ticket_count,
+                               .is_refund_due = p->is_refund_due};
+    memcpy(d.ticket_codes, p->ticket_codes, sizeof(d.ticket_codes));
+    return store_read_pack(context, &d);
+}
+
 static void *store_read_run(void *context)
 {
     struct store_read *r = context;
-    int visited = r->store->ops->for_each_purchase(r->store->context, r->event, store_read_pack, r);
+    const struct store_ops *ops = r->store->ops;
+    int visited =
+        ops->for_each_decision != NULL
+            ? ops->for_each_decision(r->store->context, r->event, store_read_pack, r)
+            : ops->for_each_purchase(r->store->context, r->event, store_read_pack_purchase, r);
     r->error = visited == 1 ? 0 : visited; /* 1: store_read_pack stopped it (flags say why) */
     return NULL;
 }
