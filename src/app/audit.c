@@ -332,7 +332,8 @@ static int store_read_pack(void *context, const struct store_decision *p)
         r->codes = codes;
         r->code_capacity = capacity;
     }
-    memcpy(r->codes + r->code_count, p->ticket_codes, ticket_count * sizeof(*r->codes));
+    if (ticket_count > 0)
+        memcpy(r->codes + r->code_count, p->ticket_codes, ticket_count * sizeof(*r->codes));
     r->rows[r->count++] = (struct stored_row){.purchase_id = p->purchase_id,
                                               .seq = p->seq,
                                               .hold_expires_at_ms = p->hold_expires_at_ms,
@@ -532,7 +533,8 @@ static bool row_agrees(const struct audit *a, const struct store_read *r,
     if (same && category_of(a, view)[0] != '\0')
         same = stored->category_key == category_keys[view->category];
     const struct engine_event_spec *spec = engine_event(a->engine);
-    const uint64_t *codes = r->codes + stored->tickets_at;
+    /* Codes only when the counts agree (then the arena holds this row's). */
+    const uint64_t *codes = same && ticket_count > 0 ? r->codes + stored->tickets_at : NULL;
     for (uint32_t i = 0; same && i < ticket_count; i++)
         same = codes[i] == engine_ticket_code(spec->secret, view->purchase_id, i);
     return same;
