@@ -61,6 +61,7 @@
 
 #define AUDIT_READ_BATCH 4096 /* log entries per read() */
 #define AUDIT_EVENTS_MAX 4096 /* events audited in one run */
+#define AUDIT_APPLY_BATCH 32  /* commands per engine_apply_batch */
 
 struct audit {
     const struct catraca_log *log;
@@ -74,7 +75,10 @@ struct audit {
     uint64_t *is_stored; /* by engine slot, one bit: the store has this purchase */
     uint64_t commands, purchases_checked;
     uint32_t purchases_max; /* the engine's pool: more stored rows than this is a difference */
-    struct engine_command command; /* the entry being applied */
+    /* Decoded entries not applied yet (AUDIT_APPLY_BATCH of each), flush_pending. */
+    struct engine_command *pending;
+    const struct log_entry *pending_entries[AUDIT_APPLY_BATCH];
+    size_t pending_count;
     int differences;
 };
 
@@ -395,37 +399,81 @@ static void store_read_free(struct store_read *r)
     free(r->codes);
 }
 
-/* Applies one log entry; 0, or an error that ends the replay (printed). */
+/* Checks the invariants after `entry`; CATRACA_E_CORRUPT (printed) when broken. */
+static int check_invariants(struct audit *a, const struct log_entry *entry)
+{
+    if (invariants_hold(a->engine))
+        return 0;
+    printf("DIFFERENCE event %s: invariant broken after entry %" PRIu64 "-%" PRIu64 "\n",
+           a->event, entry->seq.major, entry->seq.minor);
+    return CATRACA_E_CORRUPT;
+}
+
+/*
+ * Applies the pending commands with engine_apply_batch (the customer keys computed once, the
+ * engine's tables loaded a few commands ahead: a million purchases do not fit in any cache),
+ * then checks the invariants (after the batch: the engine asserts them after each command
+ * itself) and gives the purchases the batch remembered their arrival positions. Those took
+ * the next slots in the order of their commands; a PURCHASE that was not remembered (a
+ * repeated id, a full pool, id 0) shares its id with no new slot, so walking the batch's
+ * PURCHASEs alongside the new slots pairs each slot with its entry.
+ */
+static int flush_pending(struct audit *a, const struct engine_sink *sink)
+{
+    size_t count = a->pending_count;
+    if (count == 0)
+        return 0;
+    a->pending_count = 0;
+    uint32_t remembered = engine_purchase_count(a->engine);
+    if (engine_apply_batch(a->engine, a->pending, count, sink) != 0)
+        return CATRACA_E_INVALID; /* decoded commands always have a valid type */
+    a->commands += count;
+    int error = check_invariants(a, a->pending_entries[count - 1]);
+    uint32_t now_remembered = engine_purchase_count(a->engine);
+    size_t k = 0;
+    for (uint32_t slot = remembered; error == 0 && slot < now_remembered; slot++, k++) {
+        struct engine_purchase_view view;
+        engine_purchase_at(a->engine, slot, &view);
+        while (k < count && (a->pending[k].type != ENGINE_COMMAND_PURCHASE ||
+                             a->pending[k].u.purchase.purchase_id != view.purchase_id))
+            k++;
+        if (k == count) {
+            printf("audit: slot %" PRIu32 " matches no PURCHASE of its batch\n", slot);
+            return CATRACA_E_CORRUPT;
+        }
+        a->arrival_seqs[slot] = a->pending_entries[k]->seq;
+    }
+    return error;
+}
+
+/*
+ * Takes one log entry: decoded (only the fields of its type, codec_command_decode_fields, not
+ * the 3.7 KB of a whole command) into the pending batch, applied when the batch is full. A
+ * DRAW is applied alone (it reorders the slots). 0, or an error that ends the replay
+ * (printed). The entry must stay valid until flush_pending.
+ */
 static int apply_entry(struct audit *a, const struct log_entry *entry,
                        const struct engine_sink *sink)
 {
-    /* Decoded into the same command every time: only the fields of the entry's type are
-     * written (codec_command_decode_fields), not the 3.7 KB of a whole command. */
-    struct engine_command *command = &a->command;
+    struct engine_command *command = &a->pending[a->pending_count];
     if (codec_command_decode_fields(entry->record, entry->record_length, command) != 0) {
         printf("DIFFERENCE event %s: log entry %" PRIu64 "-%" PRIu64 " cannot be decoded\n",
                a->event, entry->seq.major, entry->seq.minor);
         a->differences++;
         return 0;
     }
-    uint32_t remembered = engine_purchase_count(a->engine);
-    if (command->type == ENGINE_COMMAND_DRAW) {
-        int error = apply_draw(a, entry, command, sink);
-        if (error != 0)
-            return error;
-    } else {
-        engine_apply(a->engine, command, sink);
+    if (command->type != ENGINE_COMMAND_DRAW) {
+        a->pending_entries[a->pending_count++] = entry;
+        return a->pending_count == AUDIT_APPLY_BATCH ? flush_pending(a, sink) : 0;
     }
+    /* The DRAW sits after the pending commands, which flush_pending leaves as they are. */
+    int error = flush_pending(a, sink);
+    if (error == 0)
+        error = apply_draw(a, entry, command, sink);
+    if (error != 0)
+        return error;
     a->commands++;
-    if (!invariants_hold(a->engine)) {
-        printf("DIFFERENCE event %s: invariant broken after entry %" PRIu64 "-%" PRIu64 "\n",
-               a->event, entry->seq.major, entry->seq.minor);
-        return CATRACA_E_CORRUPT;
-    }
-    /* A PURCHASE the engine remembered took the next slot. */
-    if (engine_purchase_count(a->engine) > remembered)
-        a->arrival_seqs[remembered] = entry->seq;
-    return 0;
+    return check_invariants(a, entry);
 }
 
 /* Replays the log up to `committed`; returns 0 or an error (printed). */
@@ -445,6 +493,9 @@ static int replay(struct audit *a, struct log_seq committed)
                 break;
             error = apply_entry(a, &b->entries[i], &sink);
         }
+        if (error == 0)
+            error = flush_pending(a, &sink); /* before the batch's entries are given back */
+        a->pending_count = 0;
         is_done = error != 0 || b->is_last;
         read_ahead_give_back(&reader, b);
     }
@@ -756,12 +807,15 @@ int audit_log_and_store(const struct catraca_log *log, const struct catraca_stor
 {
     struct audit a = {.log = log, .store = store, .purchases_max = config->purchases_max};
     a.entries = calloc(AUDIT_READ_BATCH, sizeof(*a.entries));
+    a.pending = calloc(AUDIT_APPLY_BATCH, sizeof(*a.pending));
     a.arrival_seqs = calloc(config->purchases_max, sizeof(*a.arrival_seqs));
     a.is_stored = calloc(((size_t)config->purchases_max + 63) / 64, sizeof(*a.is_stored));
     event_id *events = calloc(AUDIT_EVENTS_MAX, sizeof(*events));
-    if (a.entries == NULL || a.arrival_seqs == NULL || a.is_stored == NULL || events == NULL) {
+    if (a.entries == NULL || a.pending == NULL || a.arrival_seqs == NULL || a.is_stored == NULL ||
+        events == NULL) {
         fprintf(stderr, "catraca audit: out of memory\n");
         free(a.entries);
+        free(a.pending);
         free(a.arrival_seqs);
         free(a.is_stored);
         free(events);
@@ -793,6 +847,7 @@ int audit_log_and_store(const struct catraca_log *log, const struct catraca_stor
            error == 0 && a.differences == 0 ? "CLEAN" : "DIFFERENCES FOUND", cpu_seconds);
     free(events);
     free(a.entries);
+    free(a.pending);
     free(a.arrival_seqs);
     free(a.is_stored);
     if (error != 0 && error != CATRACA_E_CORRUPT)
