@@ -3,7 +3,7 @@
  *
  * For each event, replays its log from the first entry through a fresh engine
  * up to the store's committed offset, checking the invariants after every
- * command, then compares every purchase the store recorded (status, reason,
+ * batch of AUDIT_APPLY_BATCH commands (the engine asserts them after each), then compares every purchase the store recorded (status, reason,
  * quantity, category, customer, arrival position, hold expiry, ticket codes)
  * and every category counter with the replay. Any purchase one side has and
  * the other lacks is a difference too, as is an event one side has and the
@@ -21,12 +21,14 @@
  * table), plus
  *   per purchase: its arrival position, which the engine does not keep (16 B,
  *     struct log_seq, by slot) and one bit "the store has it";
+ *   per stored purchase: its row, packed (struct stored_row, 64 B, and 8 B a ticket code),
+ *     read on a thread of its own during the replay; at most purchases_max rows;
  *   per event: nothing more (the engine is freed before the next one);
  *   in all: the event ids (65 B each, up to AUDIT_EVENTS_MAX), the log
  *     handle's read buffer and two read-ahead batches of AUDIT_READ_BATCH
  *     entries each (records packed, at most CATRACA_COMMAND_ENCODED_MAX each),
- *     and one store row (for_each_purchase reads row by row; PostgreSQL a page
- *     of rows at a time).
+ *     AUDIT_APPLY_BATCH decoded commands, and the store's current row
+ *     (PostgreSQL: a page of rows).
  * Pages of the per-purchase arrays that no purchase reaches are never touched
  * (calloc), so a small event costs little. A DRAW holds the ids of the slots
  * for its duration (8 B per purchase, once per event).
@@ -37,8 +39,9 @@
  * command changed nothing (a retry answered REPEATED, a TICK that expired
  * nothing, a purchase refused before it was remembered, engine.h 2b-2c).
  * The customer is compared by the engine's key of it (engine_customer_key, a
- * 64-bit SipHash): a stored customer replaced by another id with the same key
- * passes, which takes a second preimage of SipHash-2-4 (about 2^64 work).
+ * 64-bit SipHash), and so is a stored category: a stored customer or category
+ * replaced by another text with the same key passes, which takes a second
+ * preimage of SipHash-2-4 (about 2^64 work).
  */
 #include "app/audit.h"
 #include "app/service.h"
