@@ -11,7 +11,7 @@ Then `catraca audit` (--data DIR, or --redis URL --postgres CONNINFO) RUNS times
 each run's commands/s is the audit's own last line (commands replayed / wall time, from the
 first read to the verdict; it also gives the CPU time of that part, the steadier figure on a
 shared machine), its peak memory the child's ru_maxrss (os.wait4: the whole `catraca audit`,
-the Merkle tree check after the replay included; pages of a memory-mapped file count). With --before BIN, that binary audits the same data too, alternating
+the Merkle tree check after the replay included; pages of a memory-mapped file count). With --before BIN, that binary audits the same data too (embedded and distributed), alternating
 run by run, so both see the same machine load. Medians reported; an audit that is not CLEAN
 fails the bench (exit 1).
 
@@ -190,7 +190,7 @@ def main():
         if args.distributed:
             os.makedirs(os.path.join(work, "d"))
             where = make_distributed(os.path.join(work, "d"), servers)
-            report["distributed"] = measure("distributed", where, [("after", BIN)], args.runs)
+            report["distributed"] = measure("distributed", where, binaries, args.runs)
     finally:
         for s in servers:
             s.close()

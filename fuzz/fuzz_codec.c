@@ -19,13 +19,60 @@ static size_t spec_growth(uint8_t version)
     return version == 1 ? 1 + 16 : version == 2 ? 16 : 0; /* line policy, schedule */
 }
 
+/*
+ * codec_command_decode_fields gives the same answer as codec_command_decode and, on success,
+ * the same type, time and fields of the type (strings up to their NUL), whatever *out held.
+ */
+static void check_fields_decoder(const uint8_t *data, size_t size, int error,
+                                 const struct engine_command *full)
+{
+    static struct engine_command fields;
+    memset(&fields, 0x5a, sizeof(fields));
+    if (codec_command_decode_fields(data, size, &fields) != error)
+        abort();
+    if (error != 0 || fields.type != full->type || fields.now_ms != full->now_ms)
+        return;
+    const void *a = &fields.u, *b = &full->u;
+    size_t n = 0;
+    switch (full->type) {
+    case ENGINE_COMMAND_PURCHASE:
+        if (fields.u.purchase.purchase_id != full->u.purchase.purchase_id ||
+            strcmp(fields.u.purchase.customer, full->u.purchase.customer) != 0 ||
+            strcmp(fields.u.purchase.category, full->u.purchase.category) != 0 ||
+            fields.u.purchase.quantity != full->u.purchase.quantity)
+            abort();
+        break;
+    case ENGINE_COMMAND_CONFIRM:
+        if (fields.u.confirm.purchase_id != full->u.confirm.purchase_id ||
+            strcmp(fields.u.confirm.payment_ref, full->u.confirm.payment_ref) != 0)
+            abort();
+        break;
+    case ENGINE_COMMAND_CANCEL:
+        if (fields.u.cancel.purchase_id != full->u.cancel.purchase_id ||
+            strcmp(fields.u.cancel.customer, full->u.cancel.customer) != 0)
+            abort();
+        break;
+    case ENGINE_COMMAND_SET_STATE:
+        n = sizeof(full->u.set_state);
+        break;
+    case ENGINE_COMMAND_TICK:
+        break;
+    default: /* CREATE_EVENT, DRAW: the full decoder itself */
+        n = sizeof(full->u);
+    }
+    if (n != 0 && memcmp(a, b, n) != 0)
+        abort();
+}
+
 static void check_command(const uint8_t *data, size_t size)
 {
     static struct engine_command command, again;
     static const struct engine_command zero;
     static uint8_t buffer[CATRACA_COMMAND_ENCODED_MAX];
     size_t length = 0;
-    if (codec_command_decode(data, size, &command) != 0) {
+    int error = codec_command_decode(data, size, &command);
+    check_fields_decoder(data, size, error, &command);
+    if (error != 0) {
         if (memcmp(&command, &zero, sizeof(zero)) != 0)
             abort();
         return;

@@ -3,7 +3,7 @@
  *
  * For each event, replays its log from the first entry through a fresh engine
  * up to the store's committed offset, checking the invariants after every
- * command, then compares every purchase the store recorded (status, reason,
+ * batch of AUDIT_APPLY_BATCH commands (the engine asserts them after each), then compares every purchase the store recorded (status, reason,
  * quantity, category, customer, arrival position, hold expiry, ticket codes)
  * and every category counter with the replay. Any purchase one side has and
  * the other lacks is a difference too, as is an event one side has and the
@@ -21,12 +21,14 @@
  * table), plus
  *   per purchase: its arrival position, which the engine does not keep (16 B,
  *     struct log_seq, by slot) and one bit "the store has it";
+ *   per stored purchase: its row, packed (struct stored_row, 64 B, and 8 B a ticket code),
+ *     read on a thread of its own during the replay; at most purchases_max rows;
  *   per event: nothing more (the engine is freed before the next one);
  *   in all: the event ids (65 B each, up to AUDIT_EVENTS_MAX), the log
  *     handle's read buffer and two read-ahead batches of AUDIT_READ_BATCH
  *     entries each (records packed, at most CATRACA_COMMAND_ENCODED_MAX each),
- *     and one store row (for_each_purchase reads row by row; PostgreSQL a page
- *     of rows at a time).
+ *     AUDIT_APPLY_BATCH decoded commands, and the store's current row
+ *     (PostgreSQL: a page of rows).
  * Pages of the per-purchase arrays that no purchase reaches are never touched
  * (calloc), so a small event costs little. A DRAW holds the ids of the slots
  * for its duration (8 B per purchase, once per event).
@@ -37,14 +39,16 @@
  * command changed nothing (a retry answered REPEATED, a TICK that expired
  * nothing, a purchase refused before it was remembered, engine.h 2b-2c).
  * The customer is compared by the engine's key of it (engine_customer_key, a
- * 64-bit SipHash): a stored customer replaced by another id with the same key
- * passes, which takes a second preimage of SipHash-2-4 (about 2^64 work).
+ * 64-bit SipHash), and so is a stored category: a stored customer or category
+ * replaced by another text with the same key passes, which takes a second
+ * preimage of SipHash-2-4 (about 2^64 work).
  */
 #include "app/audit.h"
 #include "app/service.h"
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +64,8 @@
 
 #define AUDIT_READ_BATCH 4096 /* log entries per read() */
 #define AUDIT_EVENTS_MAX 4096 /* events audited in one run */
+#define AUDIT_APPLY_BATCH 32  /* commands per engine_apply_batch */
+#define AUDIT_CATEGORY_CACHE 4 /* category keys remembered by the store read */
 
 struct audit {
     const struct catraca_log *log;
@@ -72,6 +78,11 @@ struct audit {
     struct log_seq *arrival_seqs;
     uint64_t *is_stored; /* by engine slot, one bit: the store has this purchase */
     uint64_t commands, purchases_checked;
+    uint32_t purchases_max; /* the engine's pool: more stored rows than this is a difference */
+    /* Decoded entries not applied yet (AUDIT_APPLY_BATCH of each), flush_pending. */
+    struct engine_command *pending;
+    const struct log_entry *pending_entries[AUDIT_APPLY_BATCH];
+    size_t pending_count;
     int differences;
 };
 
@@ -256,35 +267,241 @@ static void read_ahead_stop(struct read_ahead *r)
     free(r->batches[1].records);
 }
 
-/* Applies one log entry; 0, or an error that ends the replay (printed). */
+/*
+ * The store read on a thread of its own, while the log is replayed: the rows of the event,
+ * packed (struct stored_row, 64 B each, and 8 B per ticket code), compared with the replay
+ * once it is done. The replay, the log's read ahead and this read then share the two cores
+ * instead of following one another (the store pass was as long as the replay). The store
+ * handle belongs to this thread until store_read_join. At most purchases_max rows are kept:
+ * one more is a purchase the replay cannot have decided (the engine holds no more), a
+ * difference reported after the replay.
+ *
+ * The customer and the category are kept as engine_customer_key() of their text: the replay
+ * keeps the customer only as that key, and a category replaced by another text with the same
+ * 64-bit SipHash passes (the second preimage of the file comment). The full row is read again
+ * from the store to print a difference.
+ */
+struct stored_row {
+    uint64_t purchase_id;
+    struct log_seq seq;
+    int64_t hold_expires_at_ms;
+    uint64_t customer_key;
+    uint64_t category_key;
+    uint32_t tickets_at; /* its ticket_count codes start at store_read.codes[tickets_at] */
+    uint32_t quantity;
+    uint8_t status, reason, ticket_count;
+    bool is_refund_due;
+};
+
+struct store_read {
+    const struct catraca_store *store;
+    const char *event;
+    uint32_t rows_max;
+    pthread_t thread;
+    _Atomic bool is_stopping; /* the replay failed: stop reading */
+    struct stored_row *rows;
+    size_t count, capacity;
+    uint64_t *codes;
+    size_t code_count, code_capacity;
+    /* The last AUDIT_CATEGORY_CACHE category texts seen and their keys: a sale has a few
+     * categories, so most rows skip the SipHash (7 % of a store pass without this). */
+    struct {
+        char text[CATRACA_ID_MAX + 1];
+        uint64_t key;
+    } categories[AUDIT_CATEGORY_CACHE];
+    size_t category_count;
+    bool is_over;       /* the store has more than rows_max rows of the event */
+    bool is_short;      /* out of memory while packing */
+    int error;          /* the store's, or 0 */
+};
+
+/* engine_customer_key(category), remembered for the next rows of the same category. */
+static uint64_t category_key_of(struct store_read *r, const char *category)
+{
+    size_t cached = r->category_count < AUDIT_CATEGORY_CACHE ? r->category_count
+                                                             : AUDIT_CATEGORY_CACHE;
+    for (size_t i = 0; i < cached; i++)
+        if (strcmp(category, r->categories[i].text) == 0)
+            return r->categories[i].key;
+    uint64_t key = engine_customer_key(category);
+    if (strlen(category) <= CATRACA_ID_MAX) {
+        size_t at = r->category_count++ % AUDIT_CATEGORY_CACHE;
+        strcpy(r->categories[at].text, category);
+        r->categories[at].key = key;
+    }
+    return key;
+}
+
+static int store_read_pack(void *context, const struct store_decision *p)
+{
+    struct store_read *r = context;
+    if (r->is_stopping)
+        return 1;
+    if (r->count == r->rows_max) {
+        r->is_over = true;
+        return 1;
+    }
+    if (r->count == r->capacity) {
+        size_t capacity = r->capacity ? r->capacity * 2 : 65536;
+        if (capacity > r->rows_max)
+            capacity = r->rows_max;
+        struct stored_row *rows = realloc(r->rows, capacity * sizeof(*rows));
+        if (rows == NULL) {
+            r->is_short = true;
+            return 1;
+        }
+        r->rows = rows;
+        r->capacity = capacity;
+    }
+    uint32_t ticket_count = p->ticket_count <= CATRACA_QUANTITY_MAX ? p->ticket_count : 0;
+    if (r->code_count + ticket_count > r->code_capacity) {
+        size_t capacity = r->code_capacity ? r->code_capacity * 2 : 65536;
+        uint64_t *codes = realloc(r->codes, capacity * sizeof(*codes));
+        if (codes == NULL) {
+            r->is_short = true;
+            return 1;
+        }
+        r->codes = codes;
+        r->code_capacity = capacity;
+    }
+    if (ticket_count > 0)
+        memcpy(r->codes + r->code_count, p->ticket_codes, ticket_count * sizeof(*r->codes));
+    r->rows[r->count++] = (struct stored_row){.purchase_id = p->purchase_id,
+                                              .seq = p->seq,
+                                              .hold_expires_at_ms = p->hold_expires_at_ms,
+                                              .customer_key = engine_customer_key(p->customer),
+                                              .category_key = category_key_of(r, p->category),
+                                              .tickets_at = (uint32_t)r->code_count,
+                                              .quantity = p->quantity,
+                                              .status = p->status,
+                                              .reason = p->reason,
+                                              .ticket_count = (uint8_t)p->ticket_count,
+                                              .is_refund_due = p->is_refund_due};
+    r->code_count += ticket_count;
+    return 0;
+}
+
+/* A store without for_each_decision: its full rows, narrowed. */
+static int store_read_pack_purchase(void *context, const struct store_purchase *p)
+{
+    struct store_decision d = {.purchase_id = p->purchase_id,
+                               .seq = p->seq,
+                               .hold_expires_at_ms = p->hold_expires_at_ms,
+                               .customer = p->customer,
+                               .category = p->category,
+                               .quantity = p->quantity,
+                               .status = p->status,
+                               .reason = p->reason,
+                               .ticket_count = p->ticket_count,
+                               .is_refund_due = p->is_refund_due};
+    memcpy(d.ticket_codes, p->ticket_codes, sizeof(d.ticket_codes));
+    return store_read_pack(context, &d);
+}
+
+static void *store_read_run(void *context)
+{
+    struct store_read *r = context;
+    const struct store_ops *ops = r->store->ops;
+    int visited =
+        ops->for_each_decision != NULL
+            ? ops->for_each_decision(r->store->context, r->event, store_read_pack, r)
+            : ops->for_each_purchase(r->store->context, r->event, store_read_pack_purchase, r);
+    r->error = visited == 1 ? 0 : visited; /* 1: store_read_pack stopped it (flags say why) */
+    return NULL;
+}
+
+static int store_read_start(struct store_read *r, struct audit *a)
+{
+    *r = (struct store_read){.store = a->store, .event = a->event, .rows_max = a->purchases_max};
+    return pthread_create(&r->thread, NULL, store_read_run, r) == 0 ? 0 : CATRACA_E_NOMEM;
+}
+
+static void store_read_join(struct store_read *r)
+{
+    pthread_join(r->thread, NULL);
+}
+
+static void store_read_free(struct store_read *r)
+{
+    free(r->rows);
+    free(r->codes);
+}
+
+/* Checks the invariants after `entry`; CATRACA_E_CORRUPT (printed) when broken. */
+static int check_invariants(struct audit *a, const struct log_entry *entry)
+{
+    if (invariants_hold(a->engine))
+        return 0;
+    printf("DIFFERENCE event %s: invariant broken after entry %" PRIu64 "-%" PRIu64 "\n",
+           a->event, entry->seq.major, entry->seq.minor);
+    return CATRACA_E_CORRUPT;
+}
+
+/*
+ * Applies the pending commands with engine_apply_batch (the customer keys computed once, the
+ * engine's tables loaded a few commands ahead: a million purchases do not fit in any cache),
+ * then checks the invariants (after the batch: the engine asserts them after each command
+ * itself) and gives the purchases the batch remembered their arrival positions. Those took
+ * the next slots in the order of their commands; a PURCHASE that was not remembered (a
+ * repeated id, a full pool, id 0) shares its id with no new slot, so walking the batch's
+ * PURCHASEs alongside the new slots pairs each slot with its entry.
+ */
+static int flush_pending(struct audit *a, const struct engine_sink *sink)
+{
+    size_t count = a->pending_count;
+    if (count == 0)
+        return 0;
+    a->pending_count = 0;
+    uint32_t remembered = engine_purchase_count(a->engine);
+    if (engine_apply_batch(a->engine, a->pending, count, sink) != 0)
+        return CATRACA_E_INVALID; /* decoded commands always have a valid type */
+    a->commands += count;
+    int error = check_invariants(a, a->pending_entries[count - 1]);
+    uint32_t now_remembered = engine_purchase_count(a->engine);
+    size_t k = 0;
+    for (uint32_t slot = remembered; error == 0 && slot < now_remembered; slot++, k++) {
+        struct engine_purchase_view view;
+        engine_purchase_at(a->engine, slot, &view);
+        while (k < count && (a->pending[k].type != ENGINE_COMMAND_PURCHASE ||
+                             a->pending[k].u.purchase.purchase_id != view.purchase_id))
+            k++;
+        if (k == count) {
+            printf("audit: slot %" PRIu32 " matches no PURCHASE of its batch\n", slot);
+            return CATRACA_E_CORRUPT;
+        }
+        a->arrival_seqs[slot] = a->pending_entries[k]->seq;
+    }
+    return error;
+}
+
+/*
+ * Takes one log entry: decoded (only the fields of its type, codec_command_decode_fields, not
+ * the 3.7 KB of a whole command) into the pending batch, applied when the batch is full. A
+ * DRAW is applied alone (it reorders the slots). 0, or an error that ends the replay
+ * (printed). The entry must stay valid until flush_pending.
+ */
 static int apply_entry(struct audit *a, const struct log_entry *entry,
                        const struct engine_sink *sink)
 {
-    struct engine_command command;
-    if (codec_command_decode(entry->record, entry->record_length, &command) != 0) {
+    struct engine_command *command = &a->pending[a->pending_count];
+    if (codec_command_decode_fields(entry->record, entry->record_length, command) != 0) {
         printf("DIFFERENCE event %s: log entry %" PRIu64 "-%" PRIu64 " cannot be decoded\n",
                a->event, entry->seq.major, entry->seq.minor);
         a->differences++;
         return 0;
     }
-    uint32_t remembered = engine_purchase_count(a->engine);
-    if (command.type == ENGINE_COMMAND_DRAW) {
-        int error = apply_draw(a, entry, &command, sink);
-        if (error != 0)
-            return error;
-    } else {
-        engine_apply(a->engine, &command, sink);
+    if (command->type != ENGINE_COMMAND_DRAW) {
+        a->pending_entries[a->pending_count++] = entry;
+        return a->pending_count == AUDIT_APPLY_BATCH ? flush_pending(a, sink) : 0;
     }
+    /* The DRAW sits after the pending commands, which flush_pending leaves as they are. */
+    int error = flush_pending(a, sink);
+    if (error == 0)
+        error = apply_draw(a, entry, command, sink);
+    if (error != 0)
+        return error;
     a->commands++;
-    if (!invariants_hold(a->engine)) {
-        printf("DIFFERENCE event %s: invariant broken after entry %" PRIu64 "-%" PRIu64 "\n",
-               a->event, entry->seq.major, entry->seq.minor);
-        return CATRACA_E_CORRUPT;
-    }
-    /* A PURCHASE the engine remembered took the next slot. */
-    if (engine_purchase_count(a->engine) > remembered)
-        a->arrival_seqs[remembered] = entry->seq;
-    return 0;
+    return check_invariants(a, entry);
 }
 
 /* Replays the log up to `committed`; returns 0 or an error (printed). */
@@ -304,6 +521,9 @@ static int replay(struct audit *a, struct log_seq committed)
                 break;
             error = apply_entry(a, &b->entries[i], &sink);
         }
+        if (error == 0)
+            error = flush_pending(a, &sink); /* before the batch's entries are given back */
+        a->pending_count = 0;
         is_done = error != 0 || b->is_last;
         read_ahead_give_back(&reader, b);
     }
@@ -372,9 +592,11 @@ static void replayed_row(struct audit *a, const struct engine_purchase_view *vie
     }
 }
 
-/* Whether a stored row says what the replay decided; no copy of the replay's row is made. */
-static bool row_agrees(const struct audit *a, const struct store_purchase *stored,
-                       const struct engine_purchase_view *view)
+/* Whether a stored row says what the replay decided; no copy of the replay's row is made.
+ * category_keys: engine_customer_key() of each replayed category's id. */
+static bool row_agrees(const struct audit *a, const struct store_read *r,
+                       const struct stored_row *stored, const struct engine_purchase_view *view,
+                       const uint64_t *category_keys)
 {
     uint8_t reason = view->status == ENGINE_STATUS_REJECTED ? view->reason : 0;
     uint32_t ticket_count = view->status == ENGINE_STATUS_CONFIRMED ? view->quantity : 0;
@@ -385,40 +607,76 @@ static bool row_agrees(const struct audit *a, const struct store_purchase *store
                 stored->is_refund_due == view->is_refund_due &&
                 (view->status != ENGINE_STATUS_HELD ||
                  stored->hold_expires_at_ms == view->hold_expires_at_ms) &&
-                engine_customer_key(stored->customer) == view->customer_key;
+                stored->customer_key == view->customer_key;
     /* The category of a rejected unknown-category purchase is what the buyer sent. */
-    const char *category = category_of(a, view);
-    if (same && category[0] != '\0')
-        same = strcmp(stored->category, category) == 0;
+    if (same && category_of(a, view)[0] != '\0')
+        same = stored->category_key == category_keys[view->category];
     const struct engine_event_spec *spec = engine_event(a->engine);
+    /* Codes only when the counts agree (then the arena holds this row's). */
+    const uint64_t *codes = same && ticket_count > 0 ? r->codes + stored->tickets_at : NULL;
     for (uint32_t i = 0; same && i < ticket_count; i++)
-        same = stored->ticket_codes[i] == engine_ticket_code(spec->secret, view->purchase_id, i);
+        same = codes[i] == engine_ticket_code(spec->secret, view->purchase_id, i);
     return same;
 }
 
-static int compare_row(void *context, const struct store_purchase *stored)
+/* The stored row again, in full, to print it (the packed one keeps keys, not texts). */
+static void print_stored(struct audit *a, const struct stored_row *stored)
 {
-    struct audit *a = context;
-    struct engine_purchase_view view;
-    a->purchases_checked++;
-    if (engine_purchase(a->engine, stored->purchase_id, &view) != 0 ||
-        view.slot >= engine_purchase_count(a->engine)) {
-        printf("DIFFERENCE event %s: the store has a purchase the log never decided\n", a->event);
-        print_row("store", stored);
-        a->differences++;
-        return 1;
+    struct store_purchase row;
+    if (a->store->ops->get_purchase(a->store->context, stored->purchase_id, &row) == 0 &&
+        strcmp(row.event, a->event) == 0) {
+        print_row("store", &row);
+        return;
     }
-    a->is_stored[view.slot / 64] |= UINT64_C(1) << (view.slot % 64);
-    if (!row_agrees(a, stored, &view)) {
-        struct store_purchase replayed;
-        replayed_row(a, &view, &replayed);
-        printf("DIFFERENCE event %s: stored outcome differs from the replay\n", a->event);
-        print_row("store", stored);
-        print_row("replay", &replayed);
-        a->differences++;
-        return 1;
+    memset(&row, 0, sizeof(row));
+    row.purchase_id = stored->purchase_id;
+    row.status = stored->status;
+    row.reason = stored->reason;
+    row.quantity = stored->quantity;
+    row.seq = stored->seq;
+    row.hold_expires_at_ms = stored->hold_expires_at_ms;
+    snprintf(row.customer, sizeof(row.customer), "?");
+    snprintf(row.category, sizeof(row.category), "?");
+    print_row("store", &row);
+}
+
+/* Compares the packed rows with the replay, in the store's (id) order; stops at the first
+ * difference. */
+static void compare_rows(struct audit *a, const struct store_read *r)
+{
+    uint64_t category_keys[CATRACA_CATEGORIES_MAX] = {0};
+    const struct engine_event_spec *spec = engine_event(a->engine);
+    for (uint32_t i = 0; spec != NULL && i < spec->category_count; i++)
+        category_keys[i] = engine_customer_key(spec->categories[i].id);
+    uint32_t count = engine_purchase_count(a->engine);
+    for (size_t i = 0; i < r->count; i++) {
+        const struct stored_row *stored = &r->rows[i];
+        struct engine_purchase_view view;
+        a->purchases_checked++;
+        if (engine_purchase(a->engine, stored->purchase_id, &view) != 0 || view.slot >= count) {
+            printf("DIFFERENCE event %s: the store has a purchase the log never decided\n",
+                   a->event);
+            print_stored(a, stored);
+            a->differences++;
+            return;
+        }
+        a->is_stored[view.slot / 64] |= UINT64_C(1) << (view.slot % 64);
+        if (!row_agrees(a, r, stored, &view, category_keys)) {
+            struct store_purchase replayed;
+            replayed_row(a, &view, &replayed);
+            printf("DIFFERENCE event %s: stored outcome differs from the replay\n", a->event);
+            print_stored(a, stored);
+            print_row("replay", &replayed);
+            a->differences++;
+            return;
+        }
     }
-    return 0;
+    if (r->is_over) {
+        printf("DIFFERENCE event %s: the store has more purchases than the replay can hold "
+               "(--max-purchases-per-event %" PRIu32 "): some the log never decided\n",
+               a->event, a->purchases_max);
+        a->differences++;
+    }
 }
 
 static int compare_counts(struct audit *a, const struct store_event *stored)
@@ -509,19 +767,32 @@ static int audit_event(struct audit *a, const char *event, const struct engine_c
         error = engine_new(config, &a->engine);
     struct timespec started, replayed;
     clock_gettime(CLOCK_MONOTONIC, &started);
+    struct store_read rows;
+    bool is_reading = false;
+    if (error == 0) {
+        error = store_read_start(&rows, a);
+        is_reading = error == 0;
+    }
     if (error == 0)
         error = replay(a, committed);
+    if (is_reading) {
+        if (error != 0)
+            rows.is_stopping = true;
+        store_read_join(&rows);
+        if (error == 0)
+            error = rows.is_short ? CATRACA_E_NOMEM : rows.error;
+    }
     clock_gettime(CLOCK_MONOTONIC, &replayed);
     /* The rows first: a difference there names the purchase; the counters after. */
     if (error == 0) {
         uint32_t count = engine_purchase_count(a->engine);
         memset(a->is_stored, 0, ((size_t)count + 63) / 64 * sizeof(*a->is_stored));
-        int visited = a->store->ops->for_each_purchase(a->store->context, event, compare_row, a);
-        if (visited == 0)
+        compare_rows(a, &rows);
+        if (a->differences == 0)
             find_missing(a);
-        else if (a->differences == 0)
-            error = visited; /* the store failed; compare_row's stop (1) follows a difference */
     }
+    if (is_reading)
+        store_read_free(&rows);
     if (error == 0 && a->differences == 0)
         compare_counts(a, &stored);
     if (error == 0)
@@ -562,14 +833,17 @@ static int list_events(const struct catraca_log *log, const struct catraca_store
 int audit_log_and_store(const struct catraca_log *log, const struct catraca_store *store,
                         const struct engine_config *config)
 {
-    struct audit a = {.log = log, .store = store};
+    struct audit a = {.log = log, .store = store, .purchases_max = config->purchases_max};
     a.entries = calloc(AUDIT_READ_BATCH, sizeof(*a.entries));
+    a.pending = calloc(AUDIT_APPLY_BATCH, sizeof(*a.pending));
     a.arrival_seqs = calloc(config->purchases_max, sizeof(*a.arrival_seqs));
     a.is_stored = calloc(((size_t)config->purchases_max + 63) / 64, sizeof(*a.is_stored));
     event_id *events = calloc(AUDIT_EVENTS_MAX, sizeof(*events));
-    if (a.entries == NULL || a.arrival_seqs == NULL || a.is_stored == NULL || events == NULL) {
+    if (a.entries == NULL || a.pending == NULL || a.arrival_seqs == NULL || a.is_stored == NULL ||
+        events == NULL) {
         fprintf(stderr, "catraca audit: out of memory\n");
         free(a.entries);
+        free(a.pending);
         free(a.arrival_seqs);
         free(a.is_stored);
         free(events);
@@ -601,6 +875,7 @@ int audit_log_and_store(const struct catraca_log *log, const struct catraca_stor
            error == 0 && a.differences == 0 ? "CLEAN" : "DIFFERENCES FOUND", cpu_seconds);
     free(events);
     free(a.entries);
+    free(a.pending);
     free(a.arrival_seqs);
     free(a.is_stored);
     if (error != 0 && error != CATRACA_E_CORRUPT)

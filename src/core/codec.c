@@ -227,6 +227,85 @@ int codec_command_decode(const uint8_t *buffer, size_t length, struct engine_com
     return finish(&r, out, sizeof(*out));
 }
 
+/* A little-endian unsigned integer of `bytes` bytes at in. */
+static uint64_t get_le(const uint8_t *in, unsigned bytes)
+{
+    uint64_t value = 0;
+    for (unsigned i = bytes; i > 0; i--)
+        value = (value << 8) | in[i - 1];
+    return value;
+}
+
+/* A string of the format (length byte, bytes without NUL, at most CATRACA_ID_MAX) at *offset
+ * into out[CATRACA_ID_MAX + 1]; false when the record does not hold a valid one. */
+static bool get_id_string(const uint8_t *buffer, size_t length, size_t *offset, char *out)
+{
+    if (*offset >= length)
+        return false;
+    size_t n = buffer[*offset];
+    if (n > CATRACA_ID_MAX || length - *offset - 1 < n ||
+        memchr(buffer + *offset + 1, '\0', n) != NULL)
+        return false;
+    memcpy(out, buffer + *offset + 1, n);
+    out[n] = '\0';
+    *offset += 1 + n;
+    return true;
+}
+
+int codec_command_decode_fields(const uint8_t *buffer, size_t length, struct engine_command *out)
+{
+    size_t at = 10; /* version, type, now_ms */
+    bool is_read = buffer != NULL && length >= at && buffer[0] >= CODEC_VERSION_OLDEST &&
+                   buffer[0] <= CODEC_VERSION;
+    uint8_t type = is_read ? buffer[1] : 0;
+    switch (type) {
+    case ENGINE_COMMAND_SET_STATE:
+        is_read = length - at >= 1;
+        if (is_read)
+            out->u.set_state.state = buffer[at++];
+        break;
+    case ENGINE_COMMAND_PURCHASE:
+        is_read = length - at >= 8;
+        if (is_read) {
+            out->u.purchase.purchase_id = get_le(buffer + at, 8);
+            at += 8;
+        }
+        is_read = is_read && get_id_string(buffer, length, &at, out->u.purchase.customer) &&
+                  get_id_string(buffer, length, &at, out->u.purchase.category) &&
+                  length - at >= 4;
+        if (is_read) {
+            out->u.purchase.quantity = (uint32_t)get_le(buffer + at, 4);
+            at += 4;
+        }
+        break;
+    case ENGINE_COMMAND_CONFIRM:
+        is_read = length - at >= 8;
+        if (is_read) {
+            out->u.confirm.purchase_id = get_le(buffer + at, 8);
+            at += 8;
+        }
+        is_read = is_read && get_id_string(buffer, length, &at, out->u.confirm.payment_ref);
+        break;
+    case ENGINE_COMMAND_CANCEL:
+        is_read = length - at >= 8;
+        if (is_read) {
+            out->u.cancel.purchase_id = get_le(buffer + at, 8);
+            at += 8;
+        }
+        is_read = is_read && get_id_string(buffer, length, &at, out->u.cancel.customer);
+        break;
+    case ENGINE_COMMAND_TICK:
+        break;
+    default:
+        is_read = false;
+    }
+    if (!is_read || at != length)
+        return codec_command_decode(buffer, length, out);
+    out->type = type;
+    out->now_ms = (int64_t)get_le(buffer + 2, 8);
+    return 0;
+}
+
 /* ---- outcomes ---------------------------------------------------------------------------- */
 
 int codec_outcome_encode(const struct engine_outcome *o, uint8_t *buffer, size_t capacity,

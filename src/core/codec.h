@@ -42,6 +42,16 @@
 int codec_command_encode(const struct engine_command *command, uint8_t *buffer, size_t capacity,
                          size_t *length);
 int codec_command_decode(const uint8_t *buffer, size_t length, struct engine_command *out);
+/*
+ * The same answer as codec_command_decode() and the same values in every field the record's
+ * type uses, without zeroing the rest of *out (a command is 3.7 KB, most of it a CREATE_EVENT's
+ * spec): for a PURCHASE, CONFIRM, CANCEL, SET_STATE or TICK only type, now_ms and that type's
+ * member of the union are written, its strings NUL-terminated at their length (the bytes after
+ * the NUL and the other members keep whatever they held; the engine reads a string up to its
+ * NUL). Any other type, and any record refused, goes through codec_command_decode() (*out
+ * zeroed on error). For replays that decode a whole log (catraca audit).
+ */
+int codec_command_decode_fields(const uint8_t *buffer, size_t length, struct engine_command *out);
 
 int codec_outcome_encode(const struct engine_outcome *outcome, uint8_t *buffer, size_t capacity,
                          size_t *length);

@@ -20,6 +20,8 @@ enum statement {
     STATEMENT_PARTITION_ADD,
     STATEMENT_ENTRY_DELETE,
     STATEMENT_READ,
+    STATEMENT_READ_ONLY_EVENT,
+    STATEMENT_OTHER_PARTITIONS,
     STATEMENT_COUNT_AFTER,
     STATEMENT_LAST,
     STATEMENT_PARTITIONS,
@@ -41,6 +43,13 @@ static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
     [STATEMENT_ENTRY_DELETE] = "DELETE FROM log WHERE seq = ?1",
     [STATEMENT_READ] = "SELECT seq, time_ms, record FROM log WHERE event = ?1 AND seq > ?2 "
                        "ORDER BY seq LIMIT ?3",
+    /* The same rows when the file holds no other event: walked in the table's own (seq)
+     * order, from the first seq after ?2, instead of through log_by_event and a look-up of
+     * the table for each entry (a replay of a whole log: a third less work a row). Either plan
+     * gives the same rows; the choice is about speed only. */
+    [STATEMENT_READ_ONLY_EVENT] = "SELECT seq, time_ms, record FROM log NOT INDEXED WHERE seq > ?2 "
+                                  "AND event = ?1 ORDER BY seq LIMIT ?3",
+    [STATEMENT_OTHER_PARTITIONS] = "SELECT EXISTS (SELECT 1 FROM log_partitions WHERE event != ?1)",
     [STATEMENT_COUNT_AFTER] = "SELECT count(*) FROM log WHERE event = ?1 AND seq > ?2",
     [STATEMENT_LAST] = "SELECT max(seq) FROM log WHERE event = ?1",
     [STATEMENT_PARTITIONS] = "SELECT event FROM log_partitions ORDER BY event LIMIT ?1",
@@ -230,7 +239,11 @@ static int log_sqlite_read(void *context, const char *event, struct log_seq afte
         return CATRACA_E_INVALID;
     if (max > log->read_max)
         max = log->read_max;
-    sqlite3_stmt *s = prepared(log, STATEMENT_READ);
+    sqlite3_stmt *s = prepared(log, STATEMENT_OTHER_PARTITIONS);
+    sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
+    bool has_others = sqlite3_step(s) != SQLITE_ROW || sqlite3_column_int(s, 0) != 0;
+    sqlite3_reset(s);
+    s = prepared(log, has_others ? STATEMENT_READ : STATEMENT_READ_ONLY_EVENT);
     sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, (sqlite3_int64)after.major);
     sqlite3_bind_int64(s, 3, (sqlite3_int64)max);

@@ -101,6 +101,25 @@ struct store_batch {
     struct log_seq snapshot_offset; /* the offset the snapshot was taken at */
 };
 
+/*
+ * What `catraca audit` compares of a stored purchase (store_ops.for_each_decision): the
+ * fields of struct store_purchase of the same names. customer and category point into the
+ * store's row: NUL-terminated, valid during the visit only, and not cut to CATRACA_ID_MAX.
+ */
+struct store_decision {
+    uint64_t purchase_id;
+    struct log_seq seq;
+    int64_t hold_expires_at_ms;
+    const char *customer;
+    const char *category;
+    uint32_t quantity;
+    uint8_t status;
+    uint8_t reason;
+    uint8_t ticket_count;
+    bool is_refund_due;
+    uint64_t ticket_codes[CATRACA_QUANTITY_MAX];
+};
+
 struct store_ops {
     /* All of batch or nothing. CATRACA_E_FENCED when epoch is stale; CATRACA_E_UNAVAILABLE, _IO. */
     int (*commit)(void *context, const struct store_batch *batch);
@@ -122,6 +141,12 @@ struct store_ops {
      * and returns it. For audits, not the hot path. */
     int (*for_each_purchase)(void *context, const char *event,
                              int (*visit)(void *visit_context, const struct store_purchase *row),
+                             void *visit_context);
+    /* Optional (NULL: use for_each_purchase): the same rows in the same order, each handed
+     * over as only what an audit compares (struct store_decision), read without the rest of
+     * the row (catraca audit reads a million rows). */
+    int (*for_each_decision)(void *context, const char *event,
+                             int (*visit)(void *visit_context, const struct store_decision *row),
                              void *visit_context);
     /* An event's purchases with a refund due, in id order, at most max of them (after the
      * first `skip`); *count says how many were written. Served by an index of its own. */

@@ -124,12 +124,18 @@ size_t store_tickets_encode(const struct store_purchase *purchase, uint8_t *out)
     return count * 8;
 }
 
+uint8_t store_tickets_decode_codes(const uint8_t *in, size_t length, uint64_t *codes)
+{
+    uint8_t count = (uint8_t)(length / 8 <= CATRACA_QUANTITY_MAX ? length / 8 : 0);
+    for (uint32_t i = 0; i < count; i++) {
+        codes[i] = 0;
+        for (int b = 7; b >= 0; b--)
+            codes[i] = (codes[i] << 8) | in[i * 8 + (uint32_t)b];
+    }
+    return count;
+}
+
 void store_tickets_decode(const uint8_t *in, size_t length, struct store_purchase *purchase)
 {
-    purchase->ticket_count = (uint8_t)(length / 8 <= CATRACA_QUANTITY_MAX ? length / 8 : 0);
-    for (uint32_t i = 0; i < purchase->ticket_count; i++) {
-        purchase->ticket_codes[i] = 0;
-        for (int b = 7; b >= 0; b--)
-            purchase->ticket_codes[i] = (purchase->ticket_codes[i] << 8) | in[i * 8 + (uint32_t)b];
-    }
+    purchase->ticket_count = store_tickets_decode_codes(in, length, purchase->ticket_codes);
 }

@@ -40,5 +40,7 @@ bool store_row_needs_line_facts(const struct store_purchase *purchase);
 void store_line_facts_fill(const struct store_event *event, struct store_purchase *purchase);
 size_t store_tickets_encode(const struct store_purchase *purchase, uint8_t *out);
 void store_tickets_decode(const uint8_t *in, size_t length, struct store_purchase *purchase);
+/* The same into codes[CATRACA_QUANTITY_MAX]; returns the count (0 for a blob of more). */
+uint8_t store_tickets_decode_codes(const uint8_t *in, size_t length, uint64_t *codes);
 
 #endif

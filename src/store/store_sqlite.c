@@ -31,6 +31,8 @@ enum statement {
     STATEMENT_EVENT_LIST,
     STATEMENT_PURCHASES_OF_EVENT,
     STATEMENT_PURCHASES_OF_ONLY_EVENT,
+    STATEMENT_DECISIONS_OF_EVENT,
+    STATEMENT_DECISIONS_OF_ONLY_EVENT,
     STATEMENT_OTHER_PARTITIONS,
     STATEMENT_LINE_AHEAD,
     STATEMENT_LINE,
@@ -44,6 +46,10 @@ enum statement {
 #define PURCHASE_COLUMNS                                                                           \
     "id, event, customer, category, quantity, seq_major, seq_minor, created_ms, status, reason, "  \
     "hold_expires_at_ms, position, tickets, updated_ms, draw_rank, payment_ref"
+/* What an audit compares (struct store_decision), in the order of the table's columns. */
+#define DECISION_COLUMNS                                                                           \
+    "id, customer, category, quantity, seq_major, seq_minor, status, reason, "                    \
+    "hold_expires_at_ms, tickets, payment_ref IS NOT NULL"
 #define EVENT_COLUMNS "spec, state, counts, offset_major, offset_minor, updated_ms"
 
 static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
@@ -95,6 +101,12 @@ static const char *const statement_sql[STATEMENT_COUNT_OF_STATEMENTS] = {
         "(SELECT max(id) FROM purchases WHERE event = ?1) AND event = ?1 ORDER BY id",
     [STATEMENT_PURCHASES_OF_ONLY_EVENT] =
         "SELECT " PURCHASE_COLUMNS " FROM purchases NOT INDEXED WHERE event = ?1 ORDER BY id",
+    [STATEMENT_DECISIONS_OF_EVENT] =
+        "SELECT " DECISION_COLUMNS " FROM purchases NOT INDEXED WHERE id BETWEEN "
+        "(SELECT min(id) FROM purchases WHERE event = ?1) AND "
+        "(SELECT max(id) FROM purchases WHERE event = ?1) AND event = ?1 ORDER BY id",
+    [STATEMENT_DECISIONS_OF_ONLY_EVENT] =
+        "SELECT " DECISION_COLUMNS " FROM purchases NOT INDEXED WHERE event = ?1 ORDER BY id",
     [STATEMENT_OTHER_PARTITIONS] = "SELECT EXISTS (SELECT 1 FROM partitions WHERE event != ?1)",
     [STATEMENT_LINE_AHEAD] = "SELECT count(*), coalesce(sum(quantity), 0) FROM purchases "
                              "WHERE event = ?1 AND category = ?2 AND status = 1 AND seq_major < ?3",
@@ -720,6 +732,51 @@ static int store_sqlite_for_each_purchase(void *context, const char *event,
     return result;
 }
 
+/* The row's DECISION_COLUMNS; customer and category point into the statement's row. */
+static void decision_from_row(sqlite3_stmt *s, struct store_decision *out)
+{
+    const char *customer = (const char *)sqlite3_column_text(s, 1);
+    const char *category = (const char *)sqlite3_column_text(s, 2);
+    out->purchase_id = (uint64_t)sqlite3_column_int64(s, 0);
+    out->customer = customer ? customer : "";
+    out->category = category ? category : "";
+    out->quantity = (uint32_t)sqlite3_column_int64(s, 3);
+    out->seq = (struct log_seq){(uint64_t)sqlite3_column_int64(s, 4),
+                                (uint64_t)sqlite3_column_int64(s, 5)};
+    out->status = (uint8_t)sqlite3_column_int(s, 6);
+    out->reason = (uint8_t)sqlite3_column_int(s, 7);
+    out->hold_expires_at_ms = sqlite3_column_int64(s, 8);
+    out->ticket_count = store_tickets_decode_codes(sqlite3_column_blob(s, 9),
+                                                   (size_t)sqlite3_column_bytes(s, 9),
+                                                   out->ticket_codes);
+    out->is_refund_due = sqlite3_column_int(s, 10) != 0;
+}
+
+static int store_sqlite_for_each_decision(void *context, const char *event,
+                                          int (*visit)(void *, const struct store_decision *),
+                                          void *visit_context)
+{
+    struct store_sqlite *store = context;
+    sqlite3_stmt *s = prepared(store, STATEMENT_OTHER_PARTITIONS);
+    sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    bool has_others = rc != SQLITE_ROW || sqlite3_column_int(s, 0) != 0;
+    sqlite3_reset(s);
+    s = prepared(store,
+                 has_others ? STATEMENT_DECISIONS_OF_EVENT : STATEMENT_DECISIONS_OF_ONLY_EVENT);
+    sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
+    int result = 0;
+    struct store_decision row;
+    while (result == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        decision_from_row(s, &row);
+        result = visit(visit_context, &row);
+    }
+    if (result == 0 && rc != SQLITE_DONE)
+        result = error_of(rc);
+    sqlite3_reset(s);
+    return result;
+}
+
 static int store_sqlite_get_answer(void *context, const char *event, struct log_seq seq,
                                    struct store_answer *out)
 {
@@ -827,6 +884,7 @@ static const struct store_ops store_sqlite_ops = {
     .get_event = store_sqlite_get_event,
     .list_events = store_sqlite_list_events,
     .for_each_purchase = store_sqlite_for_each_purchase,
+    .for_each_decision = store_sqlite_for_each_decision,
     .list_refunds = store_sqlite_list_refunds,
     .close = store_sqlite_close,
 };

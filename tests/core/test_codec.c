@@ -105,9 +105,18 @@ static int decode_command_exact(const uint8_t *record, size_t length, struct eng
     memcpy(exact, record, length);
     memset(out, 0xa5, sizeof(*out));
     int error = codec_command_decode(exact, length, out);
+    /* codec_command_decode_fields: the same answer and the same fields of the type, whatever
+     * *out held before (here 0x5a everywhere). */
+    static struct engine_command fields;
+    memset(&fields, 0x5a, sizeof(fields));
+    assert_int_equal(codec_command_decode_fields(exact, length, &fields), error);
     free(exact);
-    if (error != 0)
+    if (error != 0) {
         assert_memory_equal(out, &zero_command, sizeof(*out));
+        assert_memory_equal(&fields, &zero_command, sizeof(fields));
+    } else {
+        assert_command_equal(out, &fields);
+    }
     return error;
 }
 

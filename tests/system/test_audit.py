@@ -23,6 +23,13 @@ def audit(data=None, where=None):
     return run.returncode, run.stdout + run.stderr
 
 
+def audit_with(data, options):
+    """`catraca audit --data DATA` with more options."""
+    run = subprocess.run([BIN, "audit", "--data", data] + options, capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1"))
+    return run.returncode, run.stdout + run.stderr
+
+
 def name_of(row_id):
     """The API's "p_..." id of a store row's integer id (signed in PostgreSQL)."""
     value = row_id & ((1 << 64) - 1)
@@ -139,6 +146,58 @@ class AuditTest(unittest.TestCase):
         code, out = audit(self.server.data)
         self.assertEqual(code, 1, out)
         self.assertIn(b["id"], out)
+
+    def row_of(self, purchase_id):
+        db = sqlite3.connect(self.db)
+        row = next(r for r in db.execute("SELECT id, customer, category, tickets, seq_major "
+                                         "FROM purchases") if name_of(r[0]) == purchase_id)
+        db.close()
+        return row
+
+    def assert_named(self, purchase_id, statement, *args):
+        """statement changes one stored field of purchase_id's row: the audit names it."""
+        self.sql(statement, *args)
+        code, out = audit(self.server.data)
+        self.assertEqual(code, 1, out)
+        self.assertIn("stored outcome differs from the replay", out)
+        self.assertIn(purchase_id, out)
+
+    # Each field the audit reads from the store (packed while the log is replayed: customer and
+    # category kept as keys, ticket codes apart) is compared: one changed field is named.
+    def test_changed_customer_is_named(self):
+        victim = self.final[3]["id"]
+        row_id = self.row_of(victim)[0]
+        self.assert_named(victim, "UPDATE purchases SET customer = 'mallory' WHERE id = ?", row_id)
+
+    def test_changed_category_is_named(self):
+        victim = next(p for p in self.final if p["status"] != "rejected")["id"]
+        row_id, _, category, _, _ = self.row_of(victim)
+        other = "cat1" if category == "cat0" else "cat0"
+        self.assert_named(victim, "UPDATE purchases SET category = ? WHERE id = ?", other, row_id)
+
+    def test_changed_ticket_code_is_named(self):
+        confirmed = next(p for p in self.final if p["status"] == "confirmed")
+        row_id, _, _, tickets, _ = self.row_of(confirmed["id"])
+        changed = bytes([tickets[0] ^ 1]) + tickets[1:]
+        self.assert_named(confirmed["id"], "UPDATE purchases SET tickets = ? WHERE id = ?", changed,
+                          row_id)
+
+    def test_changed_arrival_is_named(self):
+        victim = self.final[7]["id"]
+        row_id, _, _, _, seq = self.row_of(victim)
+        self.assert_named(victim, "UPDATE purchases SET seq_major = ? WHERE id = ?", seq + 1, row_id)
+
+    def test_refund_flag_is_compared(self):
+        victim = next(p for p in self.final if p["status"] == "rejected")["id"]
+        row_id = self.row_of(victim)[0]
+        self.assert_named(victim, "UPDATE purchases SET payment_ref = 'pay-x' WHERE id = ?", row_id)
+
+    def test_more_rows_than_the_pool_is_a_difference(self):
+        # 40 stored purchases, an engine of 20: the first 20 agree, the 21st row is one the
+        # replay cannot have decided.
+        code, out = audit_with(self.server.data, ["--max-purchases-per-event", "20"])
+        self.assertEqual(code, 1, out)
+        self.assertIn("the store has more purchases than the replay can hold", out)
 
 
 class Resp:
