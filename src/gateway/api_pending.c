@@ -116,6 +116,21 @@ static bool on_purchase_changed(struct waiter *waiter, const struct store_purcha
     return keep;
 }
 
+/* p watches row's purchase: the registry wakes it with on_purchase_changed when the purchase
+ * changes (answer_when_not_status: see struct pending). */
+static void watch_purchase(struct pending *p, const struct store_purchase *row,
+                           int answer_when_not_status)
+{
+    p->quantity = row->quantity;
+    p->append.seq = row->seq;
+    snprintf(p->event, sizeof(p->event), "%s", row->event);
+    snprintf(p->customer, sizeof(p->customer), "%s", row->customer);
+    snprintf(p->category, sizeof(p->category), "%s", row->category);
+    p->waiter.purchase_id = row->purchase_id;
+    p->waiter.on_purchase = on_purchase_changed;
+    p->answer_when_not_status = answer_when_not_status;
+}
+
 static void on_answer(struct waiter *waiter, const struct store_answer *answer,
                       const struct store_purchase *row)
 {
@@ -670,15 +685,8 @@ void api_pending_park_for_changes(struct route_context *c, const struct store_pu
         return;
     }
     p->purchase_id = row->purchase_id;
-    p->quantity = row->quantity;
-    p->append.seq = row->seq;
-    snprintf(p->event, sizeof(p->event), "%s", row->event);
-    snprintf(p->customer, sizeof(p->customer), "%s", row->customer);
-    snprintf(p->category, sizeof(p->category), "%s", row->category);
-    p->waiter.purchase_id = row->purchase_id;
-    p->waiter.on_purchase = on_purchase_changed;
+    watch_purchase(p, row, answer_when_not_status);
     p->wait_ms = wait_ms;
-    p->answer_when_not_status = answer_when_not_status;
     int parked = kind == PENDING_STREAM ? http_stream_start(c->request) : http_defer(c->request);
     if (parked != 0) {
         api_reply_error(c, 503, "unavailable", "too many requests are waiting; retry shortly",
@@ -834,14 +842,7 @@ void api_pending_long_poll_from(struct api *api, struct pending *p,
                                 const struct store_purchase *row, int answer_when_not_status)
 {
     p->kind = PENDING_LONG_POLL;
-    p->quantity = row->quantity;
-    p->append.seq = row->seq;
-    snprintf(p->event, sizeof(p->event), "%s", row->event);
-    snprintf(p->customer, sizeof(p->customer), "%s", row->customer);
-    snprintf(p->category, sizeof(p->category), "%s", row->category);
-    p->waiter.purchase_id = row->purchase_id;
-    p->waiter.on_purchase = on_purchase_changed;
-    p->answer_when_not_status = answer_when_not_status;
+    watch_purchase(p, row, answer_when_not_status);
     p->wait_ms = p->resume_wait_ms;
     if (pending_register(p) != 0) {
         api_pending_finish_error(p, 503, "unavailable", "too many requests are waiting");

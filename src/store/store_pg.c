@@ -849,34 +849,55 @@ static int store_pg_list_events(void *context, const char *after_id, struct stor
     return error;
 }
 
-/* Pages through the event's purchases by id (keyset), PAGE_ROWS in memory at a time. */
+/*
+ * Pages through the event's rows by id (keyset): `first`, then `after` the last id seen, up to
+ * page_rows rows in memory at a time (the statements' LIMIT), calling each_row per row until it
+ * returns non-zero. Column 0 is the id.
+ */
+static int for_each_page_of_event(struct store_pg *store, const char *event,
+                                  enum statement first, enum statement after, int page_rows,
+                                  int (*each_row)(const PGresult *result, int row, void *context),
+                                  void *context)
+{
+    struct number last = {""};
+    for (bool is_first = true;; is_first = false) {
+        const char *values[] = {event, last.text};
+        int error = 0;
+        PGresult *result =
+            run_prepared(store, is_first ? first : after, is_first ? 1 : 2, values, &error);
+        if (result == NULL)
+            return error;
+        int rows = PQntuples(result);
+        for (int i = 0; error == 0 && i < rows; i++)
+            error = each_row(result, i, context);
+        if (rows > 0)
+            copy_text(last.text, sizeof(last.text), PQgetvalue(result, rows - 1, 0));
+        PQclear(result);
+        if (error != 0 || rows < page_rows)
+            return error;
+    }
+}
+
+struct purchase_visit {
+    int (*visit)(void *, const struct store_purchase *);
+    void *context;
+};
+
+static int visit_purchase_row(const PGresult *result, int row, void *context)
+{
+    const struct purchase_visit *v = context;
+    struct store_purchase purchase;
+    int error = purchase_from_row(result, row, &purchase);
+    return error != 0 ? error : v->visit(v->context, &purchase);
+}
+
 static int store_pg_for_each_purchase(void *context, const char *event,
                                       int (*visit)(void *, const struct store_purchase *),
                                       void *visit_context)
 {
-    struct store_pg *store = context;
-    struct number after = {""};
-    for (bool is_first = true;; is_first = false) {
-        const char *values[] = {event, after.text};
-        int error = 0;
-        PGresult *result =
-            run_prepared(store, is_first ? STATEMENT_PURCHASES_FIRST : STATEMENT_PURCHASES_AFTER,
-                         is_first ? 1 : 2, values, &error);
-        if (result == NULL)
-            return error;
-        int rows = PQntuples(result);
-        struct store_purchase row;
-        for (int i = 0; error == 0 && i < rows; i++) {
-            error = purchase_from_row(result, i, &row);
-            if (error == 0)
-                error = visit(visit_context, &row);
-        }
-        if (rows > 0)
-            copy_text(after.text, sizeof(after.text), PQgetvalue(result, rows - 1, 0));
-        PQclear(result);
-        if (error != 0 || rows < PAGE_ROWS)
-            return error;
-    }
+    struct purchase_visit v = {visit, visit_context};
+    return for_each_page_of_event(context, event, STATEMENT_PURCHASES_FIRST,
+                                  STATEMENT_PURCHASES_AFTER, PAGE_ROWS, visit_purchase_row, &v);
 }
 
 /* A row of DECISION_COLUMNS; customer and category point into the result. */
@@ -904,34 +925,28 @@ static int decision_from_row(const PGresult *result, int row, struct store_decis
     return 0;
 }
 
+struct decision_visit {
+    int (*visit)(void *, const struct store_decision *);
+    void *context;
+};
+
+static int visit_decision_row(const PGresult *result, int row, void *context)
+{
+    const struct decision_visit *v = context;
+    struct store_decision decision;
+    int error = decision_from_row(result, row, &decision);
+    return error != 0 ? error : v->visit(v->context, &decision);
+}
+
 /* for_each_purchase's pages, DECISION_COLUMNS only and DECISION_PAGE_ROWS at a time. */
 static int store_pg_for_each_decision(void *context, const char *event,
                                       int (*visit)(void *, const struct store_decision *),
                                       void *visit_context)
 {
-    struct store_pg *store = context;
-    struct number after = {""};
-    for (bool is_first = true;; is_first = false) {
-        const char *values[] = {event, after.text};
-        int error = 0;
-        PGresult *result =
-            run_prepared(store, is_first ? STATEMENT_DECISIONS_FIRST : STATEMENT_DECISIONS_AFTER,
-                         is_first ? 1 : 2, values, &error);
-        if (result == NULL)
-            return error;
-        int rows = PQntuples(result);
-        struct store_decision row;
-        for (int i = 0; error == 0 && i < rows; i++) {
-            error = decision_from_row(result, i, &row);
-            if (error == 0)
-                error = visit(visit_context, &row);
-        }
-        if (rows > 0)
-            copy_text(after.text, sizeof(after.text), PQgetvalue(result, rows - 1, 0));
-        PQclear(result);
-        if (error != 0 || rows < DECISION_PAGE_ROWS)
-            return error;
-    }
+    struct decision_visit v = {visit, visit_context};
+    return for_each_page_of_event(context, event, STATEMENT_DECISIONS_FIRST,
+                                  STATEMENT_DECISIONS_AFTER, DECISION_PAGE_ROWS,
+                                  visit_decision_row, &v);
 }
 
 static int store_pg_list_refunds(void *context, const char *event, size_t skip,

@@ -707,29 +707,51 @@ static void purchase_from_row(sqlite3_stmt *s, struct store_purchase *out)
     copy_text(out->payment_ref, sizeof(out->payment_ref), payment_ref);
 }
 
-static int store_sqlite_for_each_purchase(void *context, const char *event,
-                                          int (*visit)(void *, const struct store_purchase *),
-                                          void *visit_context)
+/*
+ * Steps through the event's rows with `of_event`, or with `of_only_event` (one pass over the
+ * table in rowid order) when no other partition shares the file, calling each_row per row
+ * until it returns non-zero.
+ */
+static int for_each_row_of_event(struct store_sqlite *store, const char *event,
+                                 enum statement of_event, enum statement of_only_event,
+                                 int (*each_row)(sqlite3_stmt *s, void *context), void *context)
 {
-    struct store_sqlite *store = context;
     sqlite3_stmt *s = prepared(store, STATEMENT_OTHER_PARTITIONS);
     sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     bool has_others = rc != SQLITE_ROW || sqlite3_column_int(s, 0) != 0;
     sqlite3_reset(s);
-    s = prepared(store,
-                 has_others ? STATEMENT_PURCHASES_OF_EVENT : STATEMENT_PURCHASES_OF_ONLY_EVENT);
+    s = prepared(store, has_others ? of_event : of_only_event);
     sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
     int result = 0;
-    struct store_purchase row;
-    while (result == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        purchase_from_row(s, &row);
-        result = visit(visit_context, &row);
-    }
+    while (result == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        result = each_row(s, context);
     if (result == 0 && rc != SQLITE_DONE)
         result = error_of(rc);
     sqlite3_reset(s);
     return result;
+}
+
+struct purchase_visit {
+    int (*visit)(void *, const struct store_purchase *);
+    void *context;
+};
+
+static int visit_purchase_row(sqlite3_stmt *s, void *context)
+{
+    const struct purchase_visit *v = context;
+    struct store_purchase row;
+    purchase_from_row(s, &row);
+    return v->visit(v->context, &row);
+}
+
+static int store_sqlite_for_each_purchase(void *context, const char *event,
+                                          int (*visit)(void *, const struct store_purchase *),
+                                          void *visit_context)
+{
+    struct purchase_visit v = {visit, visit_context};
+    return for_each_row_of_event(context, event, STATEMENT_PURCHASES_OF_EVENT,
+                                 STATEMENT_PURCHASES_OF_ONLY_EVENT, visit_purchase_row, &v);
 }
 
 /* The row's DECISION_COLUMNS; customer and category point into the statement's row. */
@@ -752,29 +774,26 @@ static void decision_from_row(sqlite3_stmt *s, struct store_decision *out)
     out->is_refund_due = sqlite3_column_int(s, 10) != 0;
 }
 
+struct decision_visit {
+    int (*visit)(void *, const struct store_decision *);
+    void *context;
+};
+
+static int visit_decision_row(sqlite3_stmt *s, void *context)
+{
+    const struct decision_visit *v = context;
+    struct store_decision row;
+    decision_from_row(s, &row);
+    return v->visit(v->context, &row);
+}
+
 static int store_sqlite_for_each_decision(void *context, const char *event,
                                           int (*visit)(void *, const struct store_decision *),
                                           void *visit_context)
 {
-    struct store_sqlite *store = context;
-    sqlite3_stmt *s = prepared(store, STATEMENT_OTHER_PARTITIONS);
-    sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    bool has_others = rc != SQLITE_ROW || sqlite3_column_int(s, 0) != 0;
-    sqlite3_reset(s);
-    s = prepared(store,
-                 has_others ? STATEMENT_DECISIONS_OF_EVENT : STATEMENT_DECISIONS_OF_ONLY_EVENT);
-    sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
-    int result = 0;
-    struct store_decision row;
-    while (result == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        decision_from_row(s, &row);
-        result = visit(visit_context, &row);
-    }
-    if (result == 0 && rc != SQLITE_DONE)
-        result = error_of(rc);
-    sqlite3_reset(s);
-    return result;
+    struct decision_visit v = {visit, visit_context};
+    return for_each_row_of_event(context, event, STATEMENT_DECISIONS_OF_EVENT,
+                                 STATEMENT_DECISIONS_OF_ONLY_EVENT, visit_decision_row, &v);
 }
 
 static int store_sqlite_get_answer(void *context, const char *event, struct log_seq seq,

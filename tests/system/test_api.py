@@ -210,7 +210,9 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(took.request("GET", "/v1/events/ev-idem")[1]["categories"][0]["capacity"], 5)
 
     def test_wait_line_served_on_expiry_without_traffic(self):
-        create_event(self.c, "ev-expiry", (1,), hold_seconds=1)
+        # 3 s, not 1: the second buyer must be seen waiting before the first hold runs out, and
+        # over Kafka under load a decision and the read of it took more than 1 s (seen).
+        create_event(self.c, "ev-expiry", (1,), hold_seconds=3)
         _, first, _ = buy(self.c, "ev-expiry", "e1")
         _, second, _ = buy(self.c, "ev-expiry", "e2")
         waiting = wait_status(self.c, second["id"], "e2", lambda s: s != "queued")
