@@ -95,6 +95,12 @@ struct pending {
      * store, delivered late) does not answer early; -1: any notification answers. Set before
      * the waiter is registered, read-only after. */
     int answer_when_not_status;
+    /* PENDING_STREAM: the state its last event showed; a notification of that same state (a
+     * commit read from the store before its notification arrived) is not a change (API.md:
+     * one event a change). */
+    int stream_status;
+    uint32_t stream_position;
+    int64_t stream_updated_ms;
     /* A store-wait (PENDING_STORE_WAIT): what the request does once the store knows the
      * purchase; p->customer is the caller. Set before parking, read-only after. */
     uint8_t resume_command; /* 0: GET; ENGINE_COMMAND_CANCEL, _CONFIRM or _PURCHASE */

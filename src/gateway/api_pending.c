@@ -131,6 +131,20 @@ static void watch_purchase(struct pending *p, const struct store_purchase *row,
     p->answer_when_not_status = answer_when_not_status;
 }
 
+/* Whether row differs from what p's stream last showed (then it becomes what it shows). */
+static bool stream_shows_news(struct pending *p, const struct store_purchase *row)
+{
+    bool is_news = p->stream_updated_ms == 0 || (int)row->status != p->stream_status ||
+                   row->position != p->stream_position ||
+                   row->updated_ms > p->stream_updated_ms;
+    if (is_news) {
+        p->stream_status = (int)row->status;
+        p->stream_position = row->position;
+        p->stream_updated_ms = row->updated_ms > 0 ? row->updated_ms : 1;
+    }
+    return is_news;
+}
+
 static void on_answer(struct waiter *waiter, const struct store_answer *answer,
                       const struct store_purchase *row)
 {
@@ -447,7 +461,8 @@ static void pending_process(struct api *api, struct pending *p)
         else
             api_pending_finish_cjson(p, 200, api_json_purchase(&row), NULL);
     } else if (p->kind == PENDING_STREAM && has_row) {
-        stream_json(p->request, api_json_purchase(&row));
+        if (stream_shows_news(p, &row))
+            stream_json(p->request, api_json_purchase(&row));
         if (engine_status_is_final(row.status))
             api_pending_finish(p, 200, "", NULL);
     }
@@ -695,6 +710,7 @@ void api_pending_park_for_changes(struct route_context *c, const struct store_pu
         return;
     }
     if (kind == PENDING_STREAM) {
+        stream_shows_news(p, row); /* the first event: the state now */
         stream_json(c->request, api_purchases_json(row));
         metrics_request(&c->api->metrics, c->route, 200, clock_monotonic_us() - c->started_us);
         if (engine_status_is_final(row->status)) { /* final: it can never change again */
