@@ -74,6 +74,20 @@ static void enqueue_locked(struct api *api, struct pending *p)
     pthread_cond_signal(&api->queue_wake);
 }
 
+/* What a request the appender refused (appender_submit's error) is told: nothing was accepted. */
+static const char *refusal_message(int error)
+{
+    return error == CATRACA_E_FULL ? "the log queue is full; nothing was accepted"
+                                   : "shutting down; nothing was accepted";
+}
+
+/* Answers a parked request the appender refused: 503, counted as a full queue. */
+static void finish_refused(struct pending *p, int error)
+{
+    metrics_count(&p->api->metrics, METRICS_QUEUE_FULL);
+    api_pending_finish_error(p, 503, "unavailable", refusal_message(error));
+}
+
 static void on_appended(void *context, int error, const struct log_append_item *item)
 {
     struct pending *p = context;
@@ -371,11 +385,7 @@ static void append_fallback(struct api *api, struct pending *p)
     if (submitted == 0)
         return;
     api_pending_release(p); /* the appender's, never taken */
-    metrics_count(&api->metrics, METRICS_QUEUE_FULL);
-    api_pending_finish_error(p, 503, "unavailable",
-                             submitted == CATRACA_E_FULL
-                                 ? "the log queue is full; nothing was accepted"
-                                 : "shutting down; nothing was accepted");
+    finish_refused(p, submitted);
 }
 
 /* Responder thread: a store-wait's notification (row), store read (verdict) or abandon. */
@@ -604,11 +614,7 @@ void api_pending_on_limits(void *context, int error, enum limits_redis_outcome o
         free(a);
         if (submitted == 0)
             return; /* the limits batch's reference is the appender's now */
-        metrics_count(&api->metrics, METRICS_QUEUE_FULL);
-        api_pending_finish_error(p, 503, "unavailable",
-                                 submitted == CATRACA_E_FULL
-                                     ? "the log queue is full; nothing was accepted"
-                                     : "shutting down; nothing was accepted");
+        finish_refused(p, submitted);
     } else {
         free(a);
     }
@@ -680,9 +686,7 @@ void api_pending_submit_limited(struct route_context *c, struct pending *p,
     if (error != 0) {
         api_pending_release(p); /* the appender's, never taken */
         metrics_count(&c->api->metrics, METRICS_QUEUE_FULL);
-        char *json = api_json_error(
-            "unavailable", error == CATRACA_E_FULL ? "the log queue is full; nothing was accepted"
-                                                   : "shutting down; nothing was accepted");
+        char *json = api_json_error("unavailable", refusal_message(error));
         http_complete(c->request, 503, "application/json", json, strlen(json), NULL);
         metrics_request(&c->api->metrics, c->route, 503, clock_monotonic_us() - c->started_us);
         free(json);
@@ -882,10 +886,6 @@ void api_pending_resubmit(struct api *api, struct pending *p, const struct engin
     int error = appender_submit(api->appender, &r);
     if (error != 0) {
         api_pending_release(p); /* the appender's, never taken */
-        metrics_count(&api->metrics, METRICS_QUEUE_FULL);
-        api_pending_finish_error(p, 503, "unavailable",
-                                 error == CATRACA_E_FULL
-                                     ? "the log queue is full; nothing was accepted"
-                                     : "shutting down; nothing was accepted");
+        finish_refused(p, error);
     }
 }
