@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "log/fault_proxy.h"
 
 #define READ_MAX 64
 #define SEQ_ZERO ((struct log_seq){0, 0})
@@ -1495,6 +1496,17 @@ static void test_down_then_back(void **state)
     assert_int_equal(one.result, LOG_APPENDED);
     assert_true(count_after(log, event, SEQ_ZERO) == 1);
     close_log(&log);
+}
+
+void conformance_cut_through(struct fault_proxy *proxy, enum conformance_cut how)
+{
+    static const enum fault_proxy_mode modes[] = {
+        [CONFORMANCE_CUT_REQUEST] = FAULT_PROXY_CUT_REQUEST,
+        [CONFORMANCE_CUT_REPLY] = FAULT_PROXY_CUT_REPLY,
+        [CONFORMANCE_CUT_STALL] = FAULT_PROXY_STALL,
+        [CONFORMANCE_CUT_DOWN] = FAULT_PROXY_DOWN,
+    };
+    fault_proxy_set_mode(proxy, modes[how]);
 }
 
 /* ---- the run ------------------------------------------------------------------------------ */

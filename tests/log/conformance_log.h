@@ -116,6 +116,11 @@ struct conformance_target {
     void (*restore_connections)(void *context);
 };
 
+struct fault_proxy;
+/* Sets proxy (tests/log/fault_proxy.h) to the mode that breaks the way to the server as `how`
+ * says: what a network target's cut_connections does. */
+void conformance_cut_through(struct fault_proxy *proxy, enum conformance_cut how);
+
 /*
  * Runs every case against target (a cmocka group named after it). Returns the
  * number of failed cases (0: conformant). Not reentrant: one run at a time.

@@ -55,13 +55,7 @@ static int redis_open(void *context, size_t read_max, struct catraca_log *out)
 static int cut_connections(void *context, enum conformance_cut how)
 {
     (void)context;
-    static const enum fault_proxy_mode modes[] = {
-        [CONFORMANCE_CUT_REQUEST] = FAULT_PROXY_CUT_REQUEST,
-        [CONFORMANCE_CUT_REPLY] = FAULT_PROXY_CUT_REPLY,
-        [CONFORMANCE_CUT_STALL] = FAULT_PROXY_STALL,
-        [CONFORMANCE_CUT_DOWN] = FAULT_PROXY_DOWN,
-    };
-    fault_proxy_set_mode(proxy, modes[how]);
+    conformance_cut_through(proxy, how);
     return 0;
 }
 
