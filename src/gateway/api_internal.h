@@ -104,6 +104,7 @@ struct pending {
     /* A store-wait (PENDING_STORE_WAIT): what the request does once the store knows the
      * purchase; p->customer is the caller. Set before parking, read-only after. */
     uint8_t resume_command; /* 0: GET; ENGINE_COMMAND_CANCEL, _CONFIRM or _PURCHASE */
+    bool resume_as_stream;  /* GET of the purchase's SSE stream (resume_command 0) */
     int64_t resume_wait_ms; /* GET ?wait=N, in ms: long-poll this long once found; 0: none */
     char resume_status[24]; /* GET ?status=S, or "" */
     bool is_caller_staff;   /* the caller may read another customer's purchase */
@@ -249,17 +250,21 @@ void api_pending_park_for_changes(struct route_context *c, const struct store_pu
                                   int answer_when_not_status);
 /*
  * Parks c's read of purchase_id (resume_command 0: GET, with ?wait= in ms and ?status= or
- * NULL; or ENGINE_COMMAND_CANCEL / _CONFIRM) until the store knows it: a commit notification or
- * the store read after API_STORE_WAIT_MS resumes it with api_purchases_resume, else 404.
+ * NULL, or its SSE stream when is_stream, for resume_wait_ms; or ENGINE_COMMAND_CANCEL /
+ * _CONFIRM) until the store knows it: a commit notification or the store read after
+ * API_STORE_WAIT_MS resumes it with api_purchases_resume, else 404.
  * Answers 503 + Retry-After itself when every slot is taken.
  */
 void api_pending_park_store_wait(struct route_context *c, uint64_t purchase_id,
                                  uint8_t resume_command, int64_t resume_wait_ms,
-                                 const char *resume_status);
+                                 const char *resume_status, bool is_stream);
 /* Responder thread, for api_purchases_resume: p goes on as a long-poll of row for
  * p->resume_wait_ms; answer_when_not_status as api_pending_park_for_changes's. */
 void api_pending_long_poll_from(struct api *api, struct pending *p,
                                 const struct store_purchase *row, int answer_when_not_status);
+/* Responder thread, for api_purchases_resume: p becomes row's SSE stream (its first event: row)
+ * for p->resume_wait_ms, as api_pending_park_for_changes's streams. */
+void api_pending_stream_from(struct api *api, struct pending *p, const struct store_purchase *row);
 /* Responder thread, for api_purchases_resume: appends command (CANCEL or CONFIRM of
  * p->purchase_id in p->event) and answers like api_pending_submit's. */
 void api_pending_resubmit(struct api *api, struct pending *p, const struct engine_command *command);

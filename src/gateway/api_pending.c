@@ -817,7 +817,7 @@ static void reply_store_waits_full(struct route_context *c)
 
 void api_pending_park_store_wait(struct route_context *c, uint64_t purchase_id,
                                  uint8_t resume_command, int64_t resume_wait_ms,
-                                 const char *resume_status)
+                                 const char *resume_status, bool is_stream)
 {
     struct api *api = c->api;
     struct pending *p = api->store_wait != NULL ? api_pending_new(c, PENDING_STORE_WAIT) : NULL;
@@ -828,6 +828,7 @@ void api_pending_park_store_wait(struct route_context *c, uint64_t purchase_id,
     p->purchase_id = purchase_id;
     p->resume_command = resume_command;
     p->resume_wait_ms = resume_wait_ms;
+    p->resume_as_stream = is_stream;
     snprintf(p->resume_status, sizeof(p->resume_status), "%s", resume_status ? resume_status : "");
     snprintf(p->customer, sizeof(p->customer), "%s", c->claims.subject);
     p->is_caller_staff = c->claims.role != JWT_ROLE_BUYER;
@@ -869,6 +870,43 @@ void api_pending_long_poll_from(struct api *api, struct pending *p,
         return;
     }
     deadline_arm(api, p, clock_wall_ms() + p->wait_ms);
+}
+
+void api_pending_stream_from(struct api *api, struct pending *p, const struct store_purchase *row)
+{
+    /* Parked as a store-wait, so nothing was answered: the stream's head goes out now. */
+    if (http_stream_start_parked(p->request) != 0) {
+        api_pending_finish(p, 200, "", NULL); /* the client left, or the server is stopping */
+        return;
+    }
+    p->kind = PENDING_STREAM;
+    watch_purchase(p, row, -1);
+    p->wait_ms = p->resume_wait_ms;
+    stream_shows_news(p, row); /* the first event: the state now */
+    stream_json(p->request, api_purchases_json(row));
+    metrics_request(&api->metrics, p->route, 200, clock_monotonic_us() - p->started_us);
+    if (engine_status_is_final(row->status)) {
+        api_pending_finish(p, 200, "", NULL);
+        return;
+    }
+    if (pending_register(p) != 0) {
+        api_pending_finish(p, 200, "", NULL); /* ends the stream: too many are waiting */
+        return;
+    }
+    deadline_arm(api, p, clock_wall_ms() + p->wait_ms);
+    /* The store-wait stopped watching before this registration: a change in between would
+     * be lost to a stream that lasts minutes. One read closes the gap (as
+     * api_pending_park_for_changes's re-check does); a change found goes through the inbox. */
+    struct store_purchase now;
+    if (api->responder_store.ops->get_purchase(api->responder_store.context, row->purchase_id,
+                                               &now) == 0 &&
+        now.status != row->status) {
+        pthread_mutex_lock(&api->queue_mutex);
+        p->has_row = true;
+        p->row = now;
+        enqueue_locked(api, p);
+        pthread_mutex_unlock(&api->queue_mutex);
+    }
 }
 
 void api_pending_resubmit(struct api *api, struct pending *p, const struct engine_command *command)

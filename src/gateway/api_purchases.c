@@ -649,7 +649,7 @@ void api_purchases_get(struct route_context *c)
             wait_s = LONG_POLL_MAX_S;
     }
     if (found == FIND_PURCHASE_WAIT_FOR_STORE) {
-        api_pending_park_store_wait(c, row.purchase_id, 0, wait_s * 1000, status);
+        api_pending_park_store_wait(c, row.purchase_id, 0, wait_s * 1000, status, false);
         return;
     }
     const char *current = engine_status_name(row.status);
@@ -675,16 +675,22 @@ void api_purchases_stream(struct route_context *c)
     int found = load_visible_purchase(c, false, &row);
     if (found < 0)
         return;
-    if (found == FIND_PURCHASE_WAIT_FOR_STORE) {
-        /* A stream starts on its event loop, which a store-wait's end is not: ask for a retry
-         * (the purchase is in the store within a worker's batch, or never). */
+    bool is_head = strcmp(http_method(c->request), "HEAD") == 0;
+    if (found == FIND_PURCHASE_WAIT_FOR_STORE && is_head) {
+        /* Nothing to wait for: a HEAD has no events. (Its GET waits, below.) */
         static const char *const retry[] = {"Retry-After", "1", NULL};
         api_reply_error(c, 503, "unavailable",
                         "this purchase may still be queued on another gateway; retry shortly",
                         retry);
         return;
     }
-    if (strcmp(http_method(c->request), "HEAD") == 0) {
+    if (found == FIND_PURCHASE_WAIT_FOR_STORE) {
+        /* Taken by another gateway a moment ago (Kafka): the stream starts once the store
+         * knows the purchase (http_stream_start_parked), or the wait ends in a 404. */
+        api_pending_park_store_wait(c, row.purchase_id, 0, STREAM_TIMEOUT_MS, NULL, true);
+        return;
+    }
+    if (is_head) {
         /* The stream's headers, not a stream: nothing would ever be sent on it, and a chunked
          * answer to HEAD gets an end-of-stream chunk from some HTTP libraries (MHD). */
         static const char *const headers[] = {"Cache-Control", "no-cache", NULL};
@@ -722,7 +728,7 @@ static void purchase_command(struct route_context *c, uint8_t type)
     struct store_purchase row;
     int found = load_visible_purchase(c, type == ENGINE_COMMAND_CANCEL, &row);
     if (found == FIND_PURCHASE_WAIT_FOR_STORE)
-        api_pending_park_store_wait(c, row.purchase_id, type, 0, NULL);
+        api_pending_park_store_wait(c, row.purchase_id, type, 0, NULL, false);
     if (found != 0)
         return;
     struct engine_command command;
@@ -748,6 +754,10 @@ void api_purchases_resume(struct api *api, struct pending *p, const struct store
     uint8_t type = p->resume_command;
     if (!is_visible(row, p->customer, p->is_caller_staff, type == ENGINE_COMMAND_CANCEL)) {
         api_pending_finish_error(p, 403, "forbidden", "this purchase belongs to another customer");
+        return;
+    }
+    if (type == 0 && p->resume_as_stream) { /* GET .../events, as api_purchases_stream's */
+        api_pending_stream_from(api, p, row);
         return;
     }
     if (type == 0) { /* GET, as api_purchases_get answers a purchase it found at once */

@@ -186,7 +186,11 @@ struct http_request {
     size_t response_length;
     char *stream;
     size_t stream_length;
+    /* http_stream_start_parked: the stream's head, for the loop to send before its events */
+    char *stream_head;
+    size_t stream_head_length;
     struct http_request *queue_next;
+    bool is_stream_begun; /* loop thread only: the stream's head is in the connection's output */
     /* the request line and header fields, NUL-terminated in place */
     size_t head_bytes, head_used, head_size;
     char head[];
@@ -248,6 +252,7 @@ static void request_release(struct http_request *r)
     free(r->body);
     free(r->response);
     free(r->stream);
+    free(r->stream_head);
     free(r->user_data);
     free(r);
 }
@@ -1100,7 +1105,7 @@ static void conn_advance(struct connection *c)
             return; /* blocked (EPOLLOUT resumes it) or closed */
         if (c->phase == PHASE_HANDLING) {
             if (!c->is_response_complete) {
-                if (c->request != NULL && c->request->is_stream)
+                if (c->request != NULL && c->request->is_stream_begun)
                     conn_arm(c, DEADLINE_HEARTBEAT);
                 return; /* parked or streaming: the inbox resumes it */
             }
@@ -1282,7 +1287,7 @@ bool http_complete(struct http_request *r, int status, const char *content_type,
                                  &text_length);
     struct loop *loop = r->loop;
     pthread_mutex_lock(&loop->mutex);
-    bool is_first = !r->is_completed && !r->is_gone && text != NULL;
+    bool is_first = !r->is_completed && !r->is_gone && !r->is_stream && text != NULL;
     bool must_wake = false;
     if (is_first) {
         r->is_completed = true;
@@ -1303,34 +1308,78 @@ bool http_complete(struct http_request *r, int status, const char *content_type,
 
 /* ---- server-sent events -------------------------------------------------------------------- */
 
-int http_stream_start(struct http_request *r)
+/* The head of r's SSE answer; its length, or 0 when it does not fit. */
+static size_t stream_head_format(struct http_request *r, char *head, size_t size)
 {
-    struct connection *c = r->connection;
-    if (c == NULL || http_defer(r) != 0)
-        return -1;
-    char head[256 + HTTP_REQUEST_ID_MAX + sizeof(CORS_HEADERS) + HTTP_ORIGIN_BYTES_MAX];
     char cors[sizeof(CORS_HEADERS) + HTTP_ORIGIN_BYTES_MAX] = "";
     if (r->cors_origin == NULL || strlen(r->cors_origin) <= HTTP_ORIGIN_BYTES_MAX)
         cors[cors_format(r, cors)] = '\0';
-    int n = snprintf(head, sizeof(head),
+    int n = snprintf(head, size,
                      "HTTP/1.1 200 OK\r\nDate: %s\r\nContent-Type: text/event-stream\r\n"
                      "Cache-Control: no-cache\r\nX-Request-Id: %s\r\n%s%s\r\n",
                      date_now(), r->request_id, cors,
                      r->is_head     ? "Content-Length: 0\r\n"
                      : r->is_http10 ? "Connection: close\r\n"
                                     : "Transfer-Encoding: chunked\r\n");
-    pthread_mutex_lock(&r->loop->mutex);
+    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+#define STREAM_HEAD_MAX (256 + HTTP_REQUEST_ID_MAX + sizeof(CORS_HEADERS) + HTTP_ORIGIN_BYTES_MAX)
+
+/* Under loop->mutex: r is a stream from now on (a HEAD's is over with its head). */
+static void stream_mark_started_locked(struct http_request *r)
+{
     r->is_stream = true;
     r->status = 200;
     if (r->is_head)
         r->is_stream_ended = r->is_stream_end_sent = true;
-    pthread_mutex_unlock(&r->loop->mutex);
+}
+
+/* Loop thread: the stream's head is in c's output. */
+static void stream_begun(struct connection *c, struct http_request *r)
+{
+    r->is_stream_begun = true;
     if (r->is_http10)
         c->is_closing = true;
     if (r->is_head)
         c->is_response_complete = true;
-    out_append(c, head, (size_t)n);
+}
+
+int http_stream_start(struct http_request *r)
+{
+    struct connection *c = r->connection;
+    if (c == NULL || http_defer(r) != 0)
+        return -1;
+    char head[STREAM_HEAD_MAX];
+    size_t length = stream_head_format(r, head, sizeof(head));
+    pthread_mutex_lock(&r->loop->mutex);
+    stream_mark_started_locked(r);
+    pthread_mutex_unlock(&r->loop->mutex);
+    stream_begun(c, r);
+    out_append(c, head, length);
     return 0;
+}
+
+int http_stream_start_parked(struct http_request *r)
+{
+    char *head = malloc(STREAM_HEAD_MAX);
+    size_t length = head != NULL ? stream_head_format(r, head, STREAM_HEAD_MAX) : 0;
+    struct loop *loop = r->loop;
+    pthread_mutex_lock(&loop->mutex);
+    bool is_started = length > 0 && !r->is_completed && !r->is_gone && !r->is_stream;
+    bool must_wake = false;
+    if (is_started) {
+        stream_mark_started_locked(r);
+        r->stream_head = head;
+        r->stream_head_length = length;
+        must_wake = inbox_push_locked(loop, r);
+    }
+    pthread_mutex_unlock(&loop->mutex);
+    if (!is_started)
+        free(head);
+    if (must_wake)
+        loop_wake_or_defer(loop);
+    return is_started ? 0 : -1;
 }
 
 /* Appends one framed event (or a comment) to r's stream buffer; under loop->mutex. */
@@ -1396,9 +1445,11 @@ static void inbox_deliver(struct http_request *r)
     struct loop *loop = r->loop;
     pthread_mutex_lock(&loop->mutex);
     r->is_queued = false;
-    char *response = r->response, *stream = NULL;
+    char *response = r->response, *stream = NULL, *head = r->stream_head;
     size_t response_length = r->response_length, stream_length = r->stream_length;
+    size_t head_length = r->stream_head_length;
     r->response = NULL;
+    r->stream_head = NULL;
     if (stream_length > 0) {
         stream = malloc(stream_length);
         if (stream != NULL)
@@ -1414,9 +1465,14 @@ static void inbox_deliver(struct http_request *r)
     if (c == NULL || c->is_dead) {
         free(response);
         free(stream);
+        free(head);
         return;
     }
     bool is_ok = true;
+    if (head != NULL) { /* http_stream_start_parked: nothing was answered before it */
+        stream_begun(c, r);
+        is_ok = out_adopt(c, head, head_length);
+    }
     if (response != NULL) {
         c->is_closing = c->is_closing || is_response_closing;
         c->is_response_complete = true;
@@ -1690,11 +1746,11 @@ static void loop_stop_step(struct loop *loop)
                 conn_close(c);
             } else if (r != NULL && r->is_parked && !c->is_response_complete) {
                 c->is_closing = true;
-                if (r->is_stream)
-                    http_stream_end(r);
-                else
-                    http_complete(r, 503, "application/json", stopping, sizeof(stopping) - 1,
-                                  NULL);
+                /* Whichever it is, even if another thread makes it a stream meanwhile
+                 * (http_stream_start_parked): a completion is refused to a stream, and a
+                 * completed request cannot become one. */
+                http_complete(r, 503, "application/json", stopping, sizeof(stopping) - 1, NULL);
+                http_stream_end(r);
             } else {
                 c->is_closing = true;
             }

@@ -156,6 +156,10 @@ void http_flush_wakeups(void);
 /* Server-Sent Events: answers 200 text/event-stream now; events follow; a comment line
  * every 15 s keeps proxies from cutting an idle stream. 0 or -1 (limit). */
 int http_stream_start(struct http_request *request);
+/* The same from ANY thread, for a request parked with http_defer and not answered: its head
+ * goes out with the stream's first events. 0, or -1 when it was answered or its client left
+ * (then nothing was sent: finish it as any parked request). */
+int http_stream_start_parked(struct http_request *request);
 /* Queues "data: <json>\n\n"; false when the stream is over or its buffer (64 KiB) is full. */
 bool http_stream_push(struct http_request *request, const char *json);
 void http_stream_end(struct http_request *request);

@@ -10,7 +10,9 @@ That wait is parked (api_pending_park_store_wait, gateway/store_wait.h), not pol
 loop: many reads of made-up ids stall nothing, each is a 404 after ~1 s, a commit notification
 answers a real one at once, and beyond the bound a read is a 503 with Retry-After.
 """
+import json
 import random
+import socket
 import threading
 import time
 import unittest
@@ -187,8 +189,45 @@ class KafkaKeysTest(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 0.9)
 
 
-if __name__ == "__main__":
-    unittest.main()
+    def test_a_stream_on_the_other_gateway_starts_once_committed(self):
+        """GET /v1/purchases/{id}/events on the gateway that did not take the purchase, right
+        after the 202: the stream starts once the commit is known (not a 503 to retry), shows
+        the state then, and follows later changes; a made-up id is still a 404."""
+        create_event(self.g[0], "keys-stream", capacities=(10,), limit=2)
+        status, first, _ = buy(self.g[0], "keys-stream", "lena")
+        self.assertEqual(status, 202, first)
+        sock = socket.create_connection(("127.0.0.1", self.cluster.gateways[1].port), timeout=20)
+        started = time.monotonic()
+        sock.sendall(f"GET /v1/purchases/{first['id']}/events HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {token('lena')}\r\n\r\n".encode())
+        data, deadline, cancelled = b"", time.time() + 20, False
+        while time.time() < deadline and b'"cancelled"' not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if b"\r\n\r\n" in data and not data.startswith(b"HTTP/1.1 200"):
+                break  # a 503 to retry (what a gateway answered before it waited)
+            if not cancelled and b'"held"' in data:
+                waited = time.monotonic() - started
+                status, row, _ = self.g[0].request("DELETE", f"/v1/purchases/{first['id']}",
+                                                   tok=token("lena"))
+                self.assertEqual((status, row["status"]), (200, "cancelled"), row)
+                cancelled = True
+        sock.close()
+        head = data.split(b"\r\n\r\n", 1)[0]
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), data[:400])
+        self.assertIn(b"text/event-stream", head)
+        events = [json.loads(line[6:]) for line in data.split(b"\n") if line.startswith(b"data: ")]
+        self.assertEqual([e["status"] for e in events], ["held", "cancelled"], data[-500:])
+        self.assertEqual({e["id"] for e in events}, {first["id"]})
+        print(f"stream on the other gateway: first event after {waited * 1000:.0f} ms", flush=True)
+        self.assertLess(waited, 5)
+        # An id that may be queued but never was: the stream's wait ends in a 404
+        status, answer, _ = self.g[1].request("GET", f"/v1/purchases/{made_up_ids(1, 'stream')[0]}"
+                                              "/events", tok=token("lena"))
+        self.assertEqual(status, 404, answer)
+        self.assertEqual(answer["error"]["code"], "not_found")
 
 
 class KafkaStoreWaitBoundTest(unittest.TestCase):
@@ -337,3 +376,7 @@ class KafkaSharedKeysTest(unittest.TestCase):
         for gateway in self.g:
             status, again, _ = buy(gateway, "shared-lost", "quinn", key="k-lost")
             self.assertEqual((status, again["id"]), (200, answer["id"]), again)
+
+
+if __name__ == "__main__":
+    unittest.main()
