@@ -1431,6 +1431,8 @@ int engine_apply_batch(struct engine *engine, const struct engine_command *comma
         }
         if (i + BATCH_AHEAD / 2 < count)
             prefetch_purchase(engine, &commands[i + BATCH_AHEAD / 2]);
+        if (sink->begin_command != NULL)
+            sink->begin_command(sink->context, i);
         apply_one(engine, &commands[i], keys[i % BATCH_RING], sink);
     }
     return 0;

@@ -322,6 +322,10 @@ struct engine_outcome {
 struct engine_sink {
     void (*emit)(void *context, const struct engine_outcome *outcome);
     void *context;
+    /* Optional (NULL: not called). engine_apply_batch() calls it with i before it applies
+     * commands[i], so a sink can tell which command the outcomes that follow answer;
+     * engine_apply() does not call it. */
+    void (*begin_command)(void *context, size_t index);
 };
 
 struct engine_config {
