@@ -653,6 +653,70 @@ static void test_apply_batch_refuses_bad_batches_whole(void **state)
     teardown_engine(f);
 }
 
+/* What a sink with begin_command saw: for each outcome, the index it was told before it. */
+struct indexed {
+    struct collected out;
+    size_t current, begun;
+    size_t index_of[OUTCOMES_MAX];
+};
+
+static void indexed_begin(void *context, size_t index)
+{
+    struct indexed *x = context;
+    assert_int_equal(index, x->begun); /* each command once, in order */
+    x->begun++;
+    x->current = index;
+}
+
+static void indexed_collect(void *context, const struct engine_outcome *outcome)
+{
+    struct indexed *x = context;
+    x->index_of[x->out.count] = x->current;
+    collect(&x->out, outcome);
+}
+
+/*
+ * engine_apply_batch tells the sink which command comes next (the worker names each outcome's
+ * command and seq by it): an expiry the clock of command i causes is emitted after
+ * begin_command(i), before command i's own outcome.
+ */
+static void test_apply_batch_names_each_outcomes_command(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(8, 8);
+    create_event(f, 1, 0, 4, 5000); /* one ticket, holds of 5 s */
+    struct engine_command batch[3] = {{.type = ENGINE_COMMAND_PURCHASE, .now_ms = 1000},
+                                      {.type = ENGINE_COMMAND_TICK, .now_ms = 2000},
+                                      {.type = ENGINE_COMMAND_PURCHASE, .now_ms = 7000}};
+    for (int i = 0; i < 3; i += 2) {
+        batch[i].u.purchase.purchase_id = (uint64_t)i + 1;
+        snprintf(batch[i].u.purchase.customer, sizeof(batch[i].u.purchase.customer), "c%d", i);
+        strcpy(batch[i].u.purchase.category, "a");
+        batch[i].u.purchase.quantity = 1;
+    }
+    static struct indexed x;
+    memset(&x, 0, sizeof(x));
+    struct engine_sink sink = {
+        .emit = indexed_collect, .context = &x, .begin_command = indexed_begin};
+    assert_int_equal(engine_apply_batch(f->engine, batch, 3, &sink), 0);
+    assert_int_equal(x.begun, 3);
+    /* purchase 1 held; at 7000 its hold (until 6000) expires, then purchase 3 is held */
+    assert_int_equal(x.out.count, 3);
+    assert_int_equal(x.out.items[0].purchase_id, 1);
+    assert_int_equal(x.index_of[0], 0);
+    assert_int_equal(x.out.items[1].purchase_id, 1);
+    assert_int_equal(x.out.items[1].status, ENGINE_STATUS_EXPIRED);
+    assert_int_equal(x.index_of[1], 2);
+    assert_int_equal(x.out.items[2].purchase_id, 3);
+    assert_int_equal(x.out.items[2].status, ENGINE_STATUS_HELD);
+    assert_int_equal(x.index_of[2], 2);
+    /* engine_apply does not call it */
+    struct engine_command one = {.type = ENGINE_COMMAND_TICK, .now_ms = 8000};
+    assert_int_equal(engine_apply(f->engine, &one, &sink), 0);
+    assert_int_equal(x.begun, 3);
+    teardown_engine(f);
+}
+
 /*
  * Older snapshots still restore, made here from a format 3 one: format 2 (before schedules) by
  * dropping the spec's schedule (its last 16 bytes) and the draw state byte; format 1 (before
@@ -1120,6 +1184,7 @@ int main(void)
         cmocka_unit_test(test_next_expiry_skips_confirmed_and_cancelled),
         cmocka_unit_test(test_snapshot_with_holds_out_of_order_is_refused),
         cmocka_unit_test(test_apply_batch_refuses_bad_batches_whole),
+        cmocka_unit_test(test_apply_batch_names_each_outcomes_command),
         cmocka_unit_test(test_snapshot_round_trip_and_rejects_garbage),
         cmocka_unit_test(test_snapshot_formats_1_and_2_still_read),
         cmocka_unit_test(test_ticket_code_format),
