@@ -749,14 +749,11 @@ static void print_summary(struct audit *a, const struct store_event *stored, dou
 static int audit_event(struct audit *a, const char *event, const struct engine_config *config)
 {
     struct store_event stored;
-    struct log_seq committed, snapshot_offset;
-    uint8_t *snapshot = NULL;
-    size_t snapshot_length = 0;
+    struct log_seq committed;
     a->event = event;
     a->commands = a->purchases_checked = 0;
-    int error = a->store->ops->load(a->store->context, event, &committed, &snapshot,
-                                    &snapshot_length, &snapshot_offset);
-    free(snapshot);
+    /* The committed offset only: the replay starts from the first entry, not a snapshot. */
+    int error = a->store->ops->load(a->store->context, event, &committed, NULL, NULL, NULL);
     if (error == CATRACA_E_NOTFOUND) {
         printf("event %s: nothing decided yet\n", event);
         return 0;
