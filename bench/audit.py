@@ -5,8 +5,8 @@ distributed, on a rush-shaped sale.
 The sale: `catraca rush --buyers BUYERS --tickets TICKETS` (defaults 1 000 000 and 100 000: 2
 categories, opening bell, 60 % of holds paid and 10 % cancelled, the rest expire) against
   embedded     a fresh `catraca serve --sync normal` (rate limits off), on a data directory;
-  distributed  1 gateway + 1 worker on a private Redis (AOF) and PostgreSQL from
-               tests/servers.py (only with --distributed).
+  distributed  1 gateway + 1 worker on a private Redis (AOF), or with --log kafka a one-broker
+               Apache Kafka, and PostgreSQL from tests/servers.py (only with --distributed).
 Then `catraca audit` (--data DIR, or --redis URL --postgres CONNINFO) RUNS times (default 5):
 each run's commands/s is the audit's own last line (commands replayed / wall time, from the
 first read to the verdict; it also gives the CPU time of that part, the steadier figure on a
@@ -15,7 +15,7 @@ the Merkle tree check after the replay included; pages of a memory-mapped file c
 run by run, so both see the same machine load. Medians reported; an audit that is not CLEAN
 fails the bench (exit 1).
 
-Usage: audit.py [--runs N] [--before BIN] [--data DIR] [--distributed] [--keep]
+Usage: audit.py [--runs N] [--before BIN] [--data DIR] [--distributed [--log kafka]] [--keep]
        audit.py [--runs N] [--before BIN] --redis URL --postgres CONNINFO
   --data DIR   audit an existing embedded data directory instead of making one.
   --redis, --postgres  audit an existing distributed sale (and nothing else).
@@ -97,13 +97,25 @@ def make_embedded(work):
     return ["--data", data]
 
 
-def make_distributed(work, servers):
-    from servers import Postgres, Redis  # tests/servers.py
-    redis, postgres = Redis(), Postgres()
-    servers += [redis, postgres]
+def make_distributed(work, servers, log="redis"):
+    """A sale through 1 gateway + 1 worker on PostgreSQL and the log `log` (redis, or kafka: one
+    broker, replication 1). Returns the options that name it for `catraca audit`."""
+    from servers import Kafka, Postgres, Redis  # tests/servers.py
+    postgres = Postgres()
+    servers.append(postgres)
+    if log == "kafka":
+        kafka = Kafka()
+        servers.append(kafka)
+        log_args = ["--kafka", kafka.bootstrap, "--kafka-topic-prefix", "catraca.bench-audit."]
+        writer_args = log_args + ["--kafka-replication-factor", "1",
+                                  "--kafka-min-insync-replicas", "1"]
+    else:
+        redis = Redis()
+        servers.append(redis)
+        log_args = writer_args = ["--redis", redis.url]
     subprocess.run([BIN, "migrate", "--postgres", postgres.conninfo], check=True,
                    stdout=subprocess.DEVNULL, timeout=60)
-    common = ["--redis", redis.url, "--postgres", postgres.conninfo, "--listen", "127.0.0.1:0"]
+    common = writer_args + ["--postgres", postgres.conninfo, "--listen", "127.0.0.1:0"]
     procs = []
     try:
         for name, args, pattern in (
@@ -119,7 +131,7 @@ def make_distributed(work, servers):
     finally:
         for p in reversed(procs):
             stop(p)
-    return ["--redis", redis.url, "--postgres", postgres.conninfo]
+    return log_args + ["--postgres", postgres.conninfo]
 
 
 def audit_once(binary, where):
@@ -172,6 +184,8 @@ def main():
     parser.add_argument("--before", help="another catraca binary to audit the same data")
     parser.add_argument("--data", help="an existing embedded data directory")
     parser.add_argument("--distributed", action="store_true")
+    parser.add_argument("--log", choices=("redis", "kafka"), default="redis",
+                        help="the distributed sale's log (default redis)")
     parser.add_argument("--redis", help="with --postgres: audit an existing distributed sale")
     parser.add_argument("--postgres")
     parser.add_argument("--keep", action="store_true")
@@ -189,7 +203,7 @@ def main():
         report["embedded"] = measure("embedded", where, binaries, args.runs)
         if args.distributed:
             os.makedirs(os.path.join(work, "d"))
-            where = make_distributed(os.path.join(work, "d"), servers)
+            where = make_distributed(os.path.join(work, "d"), servers, args.log)
             report["distributed"] = measure("distributed", where, binaries, args.runs)
     finally:
         for s in servers:

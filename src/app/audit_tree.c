@@ -43,9 +43,9 @@ static void *hash_leaves(void *context)
 }
 
 /* Builds the tree of event from its log. 0, or -1 after a message. The leaves of each read are
- * hashed on two threads (the calling one and one more, half each): three of the four SHA-256 of
- * an entry, most of a tree's cost, on the second core; the tree's own node hashes follow in
- * order on the calling thread. hashes: READ_BATCH of them. */
+ * hashed on two threads (the calling one and one more): three of the four SHA-256 of an entry,
+ * most of a tree's cost, partly on the second core; the tree's own node hashes follow in order
+ * on the calling thread. hashes: READ_BATCH of them. */
 static int build(struct catraca_log *log, struct event_tree *t, struct log_entry *entries,
                  merkle_hash *hashes)
 {
@@ -60,9 +60,12 @@ static int build(struct catraca_log *log, struct event_tree *t, struct log_entry
         }
         if (count == 0)
             return 0;
+        /* The helper takes two thirds: the calling thread also reads the log and hashes the
+         * nodes (a read and a digest an entry, about as long as a third of the leaves). */
+        size_t split = count * 2 / 3;
         struct leaf_hashing halves[2] = {
-            {t->event, entries, hashes, 0, count / 2},
-            {t->event, entries, hashes, count / 2, count},
+            {t->event, entries, hashes, 0, split},
+            {t->event, entries, hashes, split, count},
         };
         pthread_t helper;
         bool is_helped = count >= 64 && pthread_create(&helper, NULL, hash_leaves, &halves[0]) == 0;
