@@ -11,7 +11,9 @@ Then `catraca audit` (--data DIR, or --redis URL --postgres CONNINFO) RUNS times
 each run's commands/s is the audit's own last line (commands replayed / wall time, from the
 first read to the verdict; it also gives the CPU time of that part, the steadier figure on a
 shared machine), its peak memory the child's ru_maxrss (os.wait4: the whole `catraca audit`,
-the Merkle tree check after the replay included; pages of a memory-mapped file count). With --before BIN, that binary audits the same data too (embedded and distributed), alternating
+the Merkle tree check after the replay included; pages of a memory-mapped file count), and
+the whole command's wall time (from its start to its exit, that check included). With
+--before BIN, that binary audits the same data too (embedded and distributed), alternating
 run by run, so both see the same machine load. Medians reported; an audit that is not CLEAN
 fails the bench (exit 1).
 
@@ -135,11 +137,15 @@ def make_distributed(work, servers, log="redis"):
 
 
 def audit_once(binary, where):
-    """(commands, seconds, commands/s, CPU seconds or None, peak RSS MiB) of one audit; exits
-    the bench unless CLEAN. An older binary does not print its CPU time: None."""
+    """(commands, seconds, commands/s, CPU seconds or None, peak RSS MiB, whole command's wall
+    seconds) of one audit; exits the bench unless CLEAN. An older binary does not print its CPU
+    time: None. The whole command includes what follows the replay (embedded: the Merkle tree
+    check of audit_tree.c)."""
     with tempfile.TemporaryFile() as out:
+        started = time.monotonic()
         proc = subprocess.Popen([binary, "audit"] + where, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
+        whole = time.monotonic() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read().decode(errors="replace")
@@ -148,18 +154,19 @@ def audit_once(binary, where):
         sys.exit(f"bench/audit.py: {binary} audit exited {proc.returncode}:\n{text[-3000:]}")
     commands, seconds = int(m.group(2)), float(m.group(3))
     cpu = float(m.group(5)) if m.group(5) else None
-    return commands, seconds, commands / seconds, cpu, usage.ru_maxrss / 1024.0
+    return commands, seconds, commands / seconds, cpu, usage.ru_maxrss / 1024.0, whole
 
 
 def measure(label, where, binaries, runs):
     rows = {name: [] for name, _ in binaries}
     for run in range(1, runs + 1):
         for name, binary in binaries:
-            commands, seconds, rate, cpu, rss = audit_once(binary, where)
-            rows[name].append((seconds, rate, cpu, rss))
+            commands, seconds, rate, cpu, rss, whole = audit_once(binary, where)
+            rows[name].append((seconds, rate, cpu, rss, whole))
             cpu_text = f", {cpu:.3f} s of CPU" if cpu is not None else ""
             print(f"{label} run {run} {name:>6}: {commands} commands in {seconds:.3f} s{cpu_text}, "
-                  f"{rate / 1e6:.2f} M commands/s, peak {rss:.0f} MiB", flush=True)
+                  f"{rate / 1e6:.2f} M commands/s, peak {rss:.0f} MiB, whole command "
+                  f"{whole:.3f} s", flush=True)
     result = {"commands": commands}
     for name, _ in binaries:
         seconds = statistics.median(r[0] for r in rows[name])
@@ -167,13 +174,16 @@ def measure(label, where, binaries, runs):
         cpus = [r[2] for r in rows[name] if r[2] is not None]
         cpu = statistics.median(cpus) if cpus else None
         rss = statistics.median(r[3] for r in rows[name])
+        whole = statistics.median(r[4] for r in rows[name])
         cpu_text = f", {cpu:.3f} s of CPU ({commands / cpu / 1e6:.2f} M commands per CPU-second)" \
             if cpu else ""
         print(f"{label} median {name:>6}: {seconds:.3f} s, {rate / 1e6:.2f} M commands/s{cpu_text}, "
-              f"peak {rss:.0f} MiB", flush=True)
+              f"peak {rss:.0f} MiB, whole command {whole:.3f} s", flush=True)
         result[name] = {"seconds": round(seconds, 3), "commands_per_s": round(rate),
+                        "whole_command_seconds": round(whole, 3),
                         "cpu_seconds": cpu and round(cpu, 3), "peak_mib": round(rss),
-                        "runs": [[round(r[0], 3), r[2] and round(r[2], 3), round(r[3])]
+                        "runs": [[round(r[0], 3), r[2] and round(r[2], 3), round(r[3]),
+                                  round(r[4], 3)]
                                  for r in rows[name]]}
     return result
 
