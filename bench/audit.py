@@ -18,9 +18,9 @@ run by run, so both see the same machine load. Medians reported; an audit that i
 fails the bench (exit 1).
 
 Usage: audit.py [--runs N] [--before BIN] [--data DIR] [--distributed [--log kafka]] [--keep]
-       audit.py [--runs N] [--before BIN] --redis URL --postgres CONNINFO
+       audit.py [--runs N] [--before BIN] (--redis URL | --kafka BOOTSTRAP) --postgres CONNINFO
   --data DIR   audit an existing embedded data directory instead of making one.
-  --redis, --postgres  audit an existing distributed sale (and nothing else).
+  --redis or --kafka, --postgres  audit an existing distributed sale (and nothing else).
   --keep       keep the data made (path printed) for a later --data.
 Environment: CATRACA_BIN (default build/catraca, the release build), BUYERS, TICKETS.
 Ends with one JSON line {"bench": "audit", ...}. Standard library only.
@@ -197,6 +197,10 @@ def main():
     parser.add_argument("--log", choices=("redis", "kafka"), default="redis",
                         help="the distributed sale's log (default redis)")
     parser.add_argument("--redis", help="with --postgres: audit an existing distributed sale")
+    parser.add_argument("--kafka", help="with --postgres: audit an existing distributed sale on "
+                                        "Kafka (BOOTSTRAP)")
+    parser.add_argument("--kafka-topic-prefix", default="catraca.bench-audit.",
+                        help="with --kafka (default: the prefix --distributed --log kafka uses)")
     parser.add_argument("--postgres")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -205,8 +209,10 @@ def main():
     servers = []
     report = {"bench": "audit", "buyers": BUYERS, "tickets": TICKETS, "runs": args.runs}
     try:
-        if args.redis:
-            where = ["--redis", args.redis, "--postgres", args.postgres]
+        if args.redis or args.kafka:
+            where = (["--redis", args.redis] if args.redis else
+                     ["--kafka", args.kafka, "--kafka-topic-prefix", args.kafka_topic_prefix])
+            where += ["--postgres", args.postgres]
             report["distributed"] = measure("distributed", where, binaries, args.runs)
             return print(json.dumps(report))
         where = ["--data", args.data] if args.data else make_embedded(os.path.join(work, "e"))
