@@ -42,52 +42,96 @@ static void *hash_leaves(void *context)
     return NULL;
 }
 
-/* Builds the tree of event from its log. 0, or -1 after a message. The leaves of each read are
- * hashed on two threads (the calling one and one more): three of the four SHA-256 of an entry,
- * most of a tree's cost, partly on the second core; the tree's own node hashes follow in order
- * on the calling thread. hashes: READ_BATCH of them. */
-static int build(struct catraca_log *log, struct event_tree *t, struct log_entry *entries,
-                 merkle_hash *hashes)
+/* One read of the log, its records copied out of the handle's buffer (valid only until the
+ * handle's next read) so that the next read can run while these are hashed. */
+struct tree_batch {
+    struct log_entry entries[READ_BATCH];
+    uint8_t *records; /* READ_BATCH * CATRACA_COMMAND_ENCODED_MAX bytes, touched as used */
+    merkle_hash hashes[READ_BATCH];
+    size_t count;
+};
+
+/* The entries after `after` into b (records copied). 0, or -1 after a message. */
+static int read_batch(struct catraca_log *log, const char *event, struct log_seq after,
+                      struct log_entry *entries, struct tree_batch *b)
+{
+    size_t count = 0, used = 0;
+    if (log->ops->read(log->context, event, after, entries, READ_BATCH, &count) != 0) {
+        fprintf(stderr, "catraca audit: cannot read the log of %s\n", event);
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        size_t length =
+            entries[i].record_length <= CATRACA_COMMAND_ENCODED_MAX ? entries[i].record_length : 0;
+        if (length > 0)
+            memcpy(b->records + used, entries[i].record, length);
+        b->entries[i] = entries[i];
+        b->entries[i].record = b->records + used;
+        b->entries[i].record_length = length;
+        used += length;
+    }
+    b->count = count;
+    return 0;
+}
+
+/*
+ * Builds the tree of event from its log. 0, or -1 after a message. Three of an entry's four
+ * SHA-256 (its leaf) are independent of the others: while a helper thread hashes most leaves
+ * of one read, the calling thread reads the next (SQLite, about as long as a third of the
+ * leaves' hashing) and hashes the rest; then it adds the leaves in order (the node hashes). Two
+ * batches alternate. entries: READ_BATCH of them (the handle's read() output).
+ */
+static int build(struct catraca_log *log, struct event_tree *t, struct log_entry *entries)
 {
     merkle_tree_init(&t->tree, UINT64_C(1) << 40);
+    struct tree_batch *batches = calloc(2, sizeof(*batches));
+    int result = batches != NULL ? 0 : -1;
+    for (int i = 0; result == 0 && i < 2; i++) {
+        batches[i].records = malloc((size_t)READ_BATCH * CATRACA_COMMAND_ENCODED_MAX);
+        if (batches[i].records == NULL)
+            result = -1;
+    }
     size_t capacity = 0;
-    struct log_seq after = {0, 0};
-    for (;;) {
-        size_t count = 0;
-        if (log->ops->read(log->context, t->event, after, entries, READ_BATCH, &count) != 0) {
-            fprintf(stderr, "catraca audit: cannot read the log of %s\n", t->event);
-            return -1;
-        }
-        if (count == 0)
-            return 0;
-        /* The helper takes two thirds: the calling thread also reads the log and hashes the
-         * nodes (a read and a digest an entry, about as long as a third of the leaves). */
-        size_t split = count * 2 / 3;
-        struct leaf_hashing halves[2] = {
-            {t->event, entries, hashes, 0, split},
-            {t->event, entries, hashes, split, count},
+    if (result == 0)
+        result = read_batch(log, t->event, (struct log_seq){0, 0}, entries, &batches[0]);
+    for (size_t turn = 0; result == 0 && batches[turn % 2].count > 0; turn++) {
+        struct tree_batch *b = &batches[turn % 2], *next = &batches[(turn + 1) % 2];
+        size_t count = b->count;
+        /* The helper's share: what the calling thread's read leaves (a read is about a third
+         * of the leaves' hashing time, from perf record with SHA-NI: an estimate). */
+        size_t split = count * 3 / 10;
+        struct leaf_hashing parts[2] = {
+            {t->event, b->entries, b->hashes, 0, split},
+            {t->event, b->entries, b->hashes, split, count},
         };
         pthread_t helper;
-        bool is_helped = count >= 64 && pthread_create(&helper, NULL, hash_leaves, &halves[0]) == 0;
-        if (!is_helped)
-            hash_leaves(&halves[0]);
-        hash_leaves(&halves[1]);
+        bool is_helped = count >= 64 && pthread_create(&helper, NULL, hash_leaves, &parts[1]) == 0;
+        result = read_batch(log, t->event, b->entries[count - 1].seq, entries, next);
+        hash_leaves(&parts[0]);
         if (is_helped)
             pthread_join(helper, NULL);
-        for (size_t i = 0; i < count; i++) {
+        else
+            hash_leaves(&parts[1]);
+        for (size_t i = 0; result == 0 && i < count; i++) {
             if (t->tree.size == capacity) {
                 capacity = capacity ? 2 * capacity : 1024;
                 struct log_seq *grown = realloc(t->seqs, capacity * sizeof(*grown));
-                if (grown == NULL)
-                    return -1;
+                if (grown == NULL) {
+                    result = -1;
+                    break;
+                }
                 t->seqs = grown;
             }
-            if (merkle_tree_append(&t->tree, hashes[i]) != 0)
-                return -1;
-            t->seqs[t->tree.size - 1] = entries[i].seq;
+            if (merkle_tree_append(&t->tree, b->hashes[i]) != 0)
+                result = -1;
+            else
+                t->seqs[t->tree.size - 1] = b->entries[i].seq;
         }
-        after = entries[count - 1].seq;
     }
+    for (int i = 0; batches != NULL && i < 2; i++)
+        free(batches[i].records);
+    free(batches);
+    return result;
 }
 
 /* The text of a receipt or head file (at most RECEIPT_TEXT_MAX + 1 bytes, so one too long
@@ -200,12 +244,11 @@ int audit_tree_run(const char *data, const char *key_path, const struct audit_tr
         .is_synchronous_full = false, .busy_timeout_ms = 5000, .read_max = READ_BATCH};
     struct catraca_log log;
     struct log_entry *entries = calloc(READ_BATCH, sizeof(*entries));
-    merkle_hash *hashes = calloc(READ_BATCH, sizeof(*hashes));
     char(*events)[CATRACA_ID_MAX + 1] = calloc(EVENTS_MAX, sizeof(*events));
     struct event_tree *trees = calloc(EVENTS_MAX, sizeof(*trees));
     size_t event_count = 0;
     int result = 2;
-    if (entries == NULL || hashes == NULL || events == NULL || trees == NULL ||
+    if (entries == NULL || events == NULL || trees == NULL ||
         log_sqlite_open(paths.log, &options, &log) != 0) {
         fprintf(stderr, "catraca audit: cannot open %s\n", paths.log);
         goto done;
@@ -217,7 +260,7 @@ int audit_tree_run(const char *data, const char *key_path, const struct audit_tr
     result = 0;
     for (size_t i = 0; i < event_count && result == 0; i++) {
         snprintf(trees[i].event, sizeof(trees[i].event), "%s", events[i]);
-        if (build(&log, &trees[i], entries, hashes) != 0) {
+        if (build(&log, &trees[i], entries) != 0) {
             result = 2;
             break;
         }
@@ -249,6 +292,5 @@ done:
     free(trees);
     free(events);
     free(entries);
-    free(hashes);
     return result;
 }
