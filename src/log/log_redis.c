@@ -255,7 +255,8 @@ static int parse_u64(const char *text, size_t length, uint64_t *out)
         if (text[i] < '0' || text[i] > '9')
             return CATRACA_E_CORRUPT;
         uint64_t digit = (uint64_t)(text[i] - '0');
-        if (value > (UINT64_MAX - digit) / 10)
+        /* 19 digits never overflow: only a 20-digit number is checked (a division a digit) */
+        if (length == 20 && value > (UINT64_MAX - digit) / 10)
             return CATRACA_E_CORRUPT;
         value = value * 10 + digit;
     }
@@ -283,14 +284,20 @@ static int parse_u64_reply(const redisReply *reply, uint64_t *out)
     return redis_reply_is_string(reply) ? parse_u64(reply->str, reply->len, out) : CATRACA_E_CORRUPT;
 }
 
+/* "major-minor", each 1 to 20 digits and at most UINT64_MAX (log_seq_parse's rules), read in
+ * place: no NUL-terminated copy for each of a read's entries. */
 static int parse_seq_text(const char *text, size_t length, struct log_seq *out)
 {
-    char buffer[LOG_SEQ_TEXT_MAX];
-    if (length == 0 || length >= sizeof(buffer))
+    const char *dash = memchr(text, '-', length);
+    if (dash == NULL)
         return CATRACA_E_CORRUPT;
-    memcpy(buffer, text, length);
-    buffer[length] = '\0';
-    return log_seq_parse(buffer, out) == 0 ? 0 : CATRACA_E_CORRUPT;
+    size_t major_length = (size_t)(dash - text);
+    struct log_seq seq;
+    if (parse_u64(text, major_length, &seq.major) != 0 ||
+        parse_u64(dash + 1, length - major_length - 1, &seq.minor) != 0)
+        return CATRACA_E_CORRUPT;
+    *out = seq;
+    return 0;
 }
 
 static int parse_seq(const redisReply *reply, struct log_seq *out)
