@@ -223,8 +223,6 @@ static void arena_free_object(void *reply)
     (void)reply; /* the arena's: emptied by arena_reset */
 }
 
-
-
 struct log_redis {
     struct log_redis_options options; /* url not kept: host and port are */
     char host[HOST_TEXT_MAX];
