@@ -11,6 +11,7 @@
 
 #include "gateway/receipt.h"
 #include "log/log_sqlite.h"
+#include "log/merkle.h"
 
 #define READ_BATCH 4096
 #define EVENTS_MAX 4096
@@ -30,15 +31,21 @@ struct leaf_hashing {
     size_t from, to;
 };
 
-static void *hash_leaves(void *context)
+static void hash_leaves(const struct leaf_hashing *h)
 {
-    const struct leaf_hashing *h = context;
     for (size_t i = h->from; i < h->to; i++) {
         const struct log_entry *e = &h->entries[i];
         struct log_tree_leaf leaf;
         log_tree_leaf_of_entry(h->event, e->seq, e->time_ms, e->record, e->record_length, &leaf);
         log_tree_leaf_hash(&leaf, h->hashes[i]);
     }
+}
+
+/* The helper thread of one batch: its leaves, then its digest context freed (the thread ends). */
+static void *hash_leaves_apart(void *context)
+{
+    hash_leaves(context);
+    merkle_thread_release();
     return NULL;
 }
 
@@ -105,7 +112,8 @@ static int build(struct catraca_log *log, struct event_tree *t, struct log_entry
             {t->event, b->entries, b->hashes, split, count},
         };
         pthread_t helper;
-        bool is_helped = count >= 64 && pthread_create(&helper, NULL, hash_leaves, &parts[1]) == 0;
+        bool is_helped =
+            count >= 64 && pthread_create(&helper, NULL, hash_leaves_apart, &parts[1]) == 0;
         result = read_batch(log, t->event, b->entries[count - 1].seq, entries, next);
         hash_leaves(&parts[0]);
         if (is_helped)

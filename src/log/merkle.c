@@ -19,8 +19,8 @@ static void sha256_fetch(void)
 
 /* One digest context a thread, made on first use and reset for every digest: a tree append
  * hashes about twice, a root or a proof dozens of times, and a context's allocation cost as
- * much as hashing 64 bytes. (The context of an exiting thread is not freed: threads here live
- * as long as the process.) */
+ * much as hashing 64 bytes. Threads that live as long as the process keep theirs; one that
+ * ends first frees it with merkle_thread_release. */
 static _Thread_local EVP_MD_CTX *thread_context;
 /* The thread's context has had SHA-256 set once: later digests re-initialise it with
  * EVP_DigestInit_ex2(context, NULL, NULL), the same digest, without the type and engine
@@ -47,6 +47,13 @@ static void digest(int prefix, const void *a, size_t a_length, const void *b, si
     if (!is_ok || length != MERKLE_HASH_BYTES)
         abort();
     is_thread_context_set = true;
+}
+
+void merkle_thread_release(void)
+{
+    EVP_MD_CTX_free(thread_context);
+    thread_context = NULL;
+    is_thread_context_set = false;
 }
 
 void merkle_leaf_hash(const void *data, size_t length, merkle_hash out)
