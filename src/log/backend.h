@@ -26,6 +26,10 @@ struct backend_options {
     int kafka_min_insync_replicas;  /* topics this process creates; >= 1, <= replication */
     int timeout_ms;                 /* connect, command and acknowledgement time-out, >= 1 */
     int wait_replicas;              /* Redis only: WAIT for this many replicas (0: off) */
+    /* Kafka readers: the prefetch of each assigned partition in KiB (queued.max.messages.kbytes),
+     * 0 for LOG_KAFKA_PREFETCH_KBYTES. A reader of a whole log (catraca audit) sets a large one:
+     * see log_kafka_client_new. */
+    int kafka_prefetch_kbytes;
 };
 
 /* Exactly one backend set: 0, else CATRACA_E_INVALID with why in message. */

@@ -84,7 +84,7 @@
  * to LOG_KAFKA_APPEND_ITEMS_MAX items, list_partitions up to its max, the
  * producer's queue at LOG_KAFKA_QUEUE_MESSAGES_MAX messages and
  * LOG_KAFKA_QUEUE_KBYTES_MAX KiB, each assigned partition's prefetch at
- * LOG_KAFKA_PREFETCH_KBYTES KiB.
+ * LOG_KAFKA_PREFETCH_KBYTES KiB (or the options' kafka_prefetch_kbytes).
  */
 #ifndef CATRACA_LOG_LOG_KAFKA_H
 #define CATRACA_LOG_LOG_KAFKA_H

@@ -102,13 +102,12 @@ static const char append_script[] =
     "return out\n";
 
 /*
- * XRANGE replies built in an arena. hiredis' own reply functions allocate every object and
- * every string apart: 12 malloc and 12 free an entry, more than half of the CPU of reading a
- * stream back (catraca audit: 13 k instructions an entry, 7 k of them in malloc and free).
- * read() hands the reader these functions for its one command (the same objects, the same
- * links as hiredis' own), uses the reply, and empties the arena; such a reply is never given to
- * freeReplyObject. Blocks are REPLY_ARENA_BLOCK bytes (or one object's size when larger) and
- * are kept for the next read: the bound is one XRANGE reply, read_max entries.
+ * The top of an XRANGE reply (the array, or an error) is built in an arena: hiredis' own reply
+ * functions allocate every object and every string apart (12 malloc and 12 free an entry, more
+ * than half of the CPU of reading a stream back), and below the top nothing is built at all
+ * (struct xrange_decoding). read() hands the reader its functions for its one command, uses
+ * the reply, and empties the arena; such a reply is never given to freeReplyObject. Blocks are
+ * REPLY_ARENA_BLOCK bytes (or one object's size when larger) and are kept for the next read.
  */
 #define REPLY_ARENA_BLOCK (1u << 20)
 
@@ -196,19 +195,13 @@ static void *arena_string(const redisReadTask *task, char *text, size_t length)
     return r;
 }
 
-static void *arena_array(const redisReadTask *task, int elements)
+/* The top array of a decoded XRANGE: its type and length only (its elements are decoded,
+ * not kept). */
+static void *arena_array_of(const redisReadTask *task, int elements)
 {
-    redisReply **element =
-        elements > 0 ? arena_alloc((size_t)elements * sizeof(*element)) : NULL;
-    if (elements > 0 && element == NULL)
-        return NULL;
     redisReply *r = arena_reply(task, REDIS_REPLY_ARRAY);
-    if (r == NULL)
-        return NULL;
-    if (elements > 0)
-        memset(element, 0, (size_t)elements * sizeof(*element));
-    r->element = element;
-    r->elements = elements > 0 ? (size_t)elements : 0;
+    if (r != NULL)
+        r->elements = elements > 0 ? (size_t)elements : 0;
     return r;
 }
 
@@ -230,15 +223,6 @@ static void arena_free_object(void *reply)
     (void)reply; /* the arena's: emptied by arena_reset */
 }
 
-static redisReplyObjectFunctions arena_functions = {
-    .createString = arena_string,
-    .createArray = arena_array,
-    .createInteger = arena_integer,
-    .createNil = arena_nil,
-    .freeObject = arena_free_object,
-};
-
-
 struct log_redis {
     struct log_redis_options options; /* url not kept: host and port are */
     char host[HOST_TEXT_MAX];
@@ -248,6 +232,7 @@ struct log_redis {
     char script_sha[41];             /* "": not loaded on this connection yet */
     bool is_down;                    /* the last connection attempt failed (logged once) */
     uint8_t *records;                /* read(): options.read_max * CATRACA_COMMAND_ENCODED_MAX */
+    uint8_t *found;                  /* read(): options.read_max, struct xrange_decoding */
     /* append() argument vectors, grown to the largest call (<= APPEND_ITEMS_MAX items) */
     const char **argv;
     size_t *argv_lengths;
@@ -268,7 +253,8 @@ static int parse_u64(const char *text, size_t length, uint64_t *out)
         if (text[i] < '0' || text[i] > '9')
             return CATRACA_E_CORRUPT;
         uint64_t digit = (uint64_t)(text[i] - '0');
-        if (value > (UINT64_MAX - digit) / 10)
+        /* 19 digits never overflow: only a 20-digit number is checked (a division a digit) */
+        if (length == 20 && value > (UINT64_MAX - digit) / 10)
             return CATRACA_E_CORRUPT;
         value = value * 10 + digit;
     }
@@ -296,20 +282,150 @@ static int parse_u64_reply(const redisReply *reply, uint64_t *out)
     return redis_reply_is_string(reply) ? parse_u64(reply->str, reply->len, out) : CATRACA_E_CORRUPT;
 }
 
+/* "major-minor", each 1 to 20 digits and at most UINT64_MAX (log_seq_parse's rules), read in
+ * place: no NUL-terminated copy for each of a read's entries. */
 static int parse_seq_text(const char *text, size_t length, struct log_seq *out)
 {
-    char buffer[LOG_SEQ_TEXT_MAX];
-    if (length == 0 || length >= sizeof(buffer))
+    const char *dash = memchr(text, '-', length);
+    if (dash == NULL)
         return CATRACA_E_CORRUPT;
-    memcpy(buffer, text, length);
-    buffer[length] = '\0';
-    return log_seq_parse(buffer, out) == 0 ? 0 : CATRACA_E_CORRUPT;
+    size_t major_length = (size_t)(dash - text);
+    struct log_seq seq;
+    if (parse_u64(text, major_length, &seq.major) != 0 ||
+        parse_u64(dash + 1, length - major_length - 1, &seq.minor) != 0)
+        return CATRACA_E_CORRUPT;
+    *out = seq;
+    return 0;
 }
 
 static int parse_seq(const redisReply *reply, struct log_seq *out)
 {
     return redis_reply_is_string(reply) ? parse_seq_text(reply->str, reply->len, out) : CATRACA_E_CORRUPT;
 }
+
+/*
+ * XRANGE decoded as hiredis reads it: below the top array, the reader's object functions write
+ * each entry's id, record and time straight into read()'s entries (struct xrange_decoding)
+ * instead of building a reply tree (22 objects an entry: an array of two, the id, the field
+ * array and its eight strings) for a second pass to walk: the tree was half of the reading
+ * thread's instructions. The top array (or whatever the top is: an error, a nil) is a reply
+ * object in the arena, for redis_reply_check; every object below it is decoded_placeholder,
+ * which hiredis only keeps as its task's object and never reads. Any shape but
+ * [[id, [name, value, ...]], ...] with one-byte names, string values and an 'r' and a 't' field
+ * in every entry is CATRACA_E_CORRUPT.
+ */
+enum { FOUND_SEQ = 1, FOUND_RECORD = 2, FOUND_TIME = 4, FOUND_ALL = 7 };
+
+struct xrange_decoding {
+    struct log_entry *entries;
+    uint8_t *records; /* CATRACA_COMMAND_ENCODED_MAX bytes an entry */
+    uint8_t *found;   /* by entry: FOUND_* */
+    size_t max;       /* entries, records and found hold this many */
+    char name;        /* the last field name read ('\0': none) */
+    int error;        /* the first CATRACA_E_CORRUPT */
+};
+
+/* The decoding of the XRANGE being read on this thread (hiredis 0.14 passes no context). */
+static _Thread_local struct xrange_decoding *current_decoding;
+static redisReply decoded_placeholder;
+
+/* 0 for the top array, 1 an entry, 2 an entry's id or field array, 3 a field. */
+static int task_depth(const redisReadTask *task)
+{
+    int depth = 0;
+    for (const redisReadTask *t = task->parent; t != NULL; t = t->parent)
+        depth++;
+    return depth;
+}
+
+/* The index of the entry a task of depth >= 1 is in. */
+static size_t task_entry(const redisReadTask *task, int depth)
+{
+    while (depth-- > 1)
+        task = task->parent;
+    return (size_t)task->idx;
+}
+
+static void *decoded_corrupt(void)
+{
+    current_decoding->error = CATRACA_E_CORRUPT;
+    return &decoded_placeholder;
+}
+
+static void *decode_string(const redisReadTask *task, char *text, size_t length)
+{
+    struct xrange_decoding *d = current_decoding;
+    int depth = task_depth(task);
+    if (depth == 0)
+        return arena_string(task, text, length);
+    size_t e = task_entry(task, depth);
+    if (task->type != REDIS_REPLY_STRING || e >= d->max)
+        return decoded_corrupt();
+    if (depth == 2 && task->idx == 0) {
+        if (parse_seq_text(text, length, &d->entries[e].seq) != 0)
+            return decoded_corrupt();
+        d->found[e] |= FOUND_SEQ;
+    } else if (depth == 3 && task->idx % 2 == 0) {
+        if (length != 1)
+            return decoded_corrupt();
+        d->name = text[0];
+    } else if (depth == 3 && d->name == 'r') {
+        if (length > CATRACA_COMMAND_ENCODED_MAX)
+            return decoded_corrupt();
+        uint8_t *record = d->records + e * CATRACA_COMMAND_ENCODED_MAX;
+        if (length > 0)
+            memcpy(record, text, length);
+        d->entries[e].record = record;
+        d->entries[e].record_length = length;
+        d->found[e] |= FOUND_RECORD;
+    } else if (depth == 3 && d->name == 't') {
+        if (parse_i64(text, length, &d->entries[e].time_ms) != 0)
+            return decoded_corrupt();
+        d->found[e] |= FOUND_TIME;
+    } else if (depth != 3) {
+        return decoded_corrupt(); /* an id where the field array belongs, or deeper */
+    }
+    return &decoded_placeholder;
+}
+
+static void *decode_array(const redisReadTask *task, int elements)
+{
+    struct xrange_decoding *d = current_decoding;
+    int depth = task_depth(task);
+    if (depth == 0)
+        return arena_array_of(task, elements);
+    size_t e = task_entry(task, depth);
+    if (e >= d->max)
+        return decoded_corrupt();
+    if (depth == 1) {
+        d->found[e] = 0;
+        d->entries[e] = (struct log_entry){.record = d->records + e * CATRACA_COMMAND_ENCODED_MAX};
+        if (elements != 2)
+            return decoded_corrupt();
+    } else if (depth != 2 || task->idx != 1 || elements % 2 != 0) {
+        return decoded_corrupt();
+    }
+    d->name = '\0';
+    return &decoded_placeholder;
+}
+
+static void *decode_integer(const redisReadTask *task, long long value)
+{
+    return task_depth(task) == 0 ? arena_integer(task, value) : decoded_corrupt();
+}
+
+static void *decode_nil(const redisReadTask *task)
+{
+    return task_depth(task) == 0 ? arena_nil(task) : decoded_corrupt();
+}
+
+static redisReplyObjectFunctions decoding_functions = {
+    .createString = decode_string,
+    .createArray = decode_array,
+    .createInteger = decode_integer,
+    .createNil = decode_nil,
+    .freeObject = arena_free_object,
+};
 
 /* ---- connection -------------------------------------------------------------------------- */
 
@@ -595,38 +711,6 @@ static int redis_append(void *context, struct log_append_item *items, size_t cou
 
 /* ---- reads ------------------------------------------------------------------------------- */
 
-/* One XRANGE entry, [id, [field, value, ...]], into out; its record is copied to record. */
-static int parse_entry(const redisReply *entry, uint8_t *record, struct log_entry *out)
-{
-    const redisReply *id = redis_reply_element(entry, 0, REDIS_REPLY_STRING);
-    const redisReply *fields = redis_reply_element(entry, 1, REDIS_REPLY_ARRAY);
-    if (id == NULL || fields == NULL || entry->elements != 2 || fields->elements % 2 != 0)
-        return CATRACA_E_CORRUPT;
-    *out = (struct log_entry){.record = record};
-    bool has_record = false, has_time = false;
-    for (size_t f = 0; f + 1 < fields->elements; f += 2) {
-        const redisReply *name = redis_reply_element(fields, f, REDIS_REPLY_STRING);
-        const redisReply *value = redis_reply_element(fields, f + 1, REDIS_REPLY_STRING);
-        if (!redis_reply_is_string(name) || !redis_reply_is_string(value) || name->len != 1)
-            return CATRACA_E_CORRUPT;
-        if (name->str[0] == 'r') {
-            if (value->len > CATRACA_COMMAND_ENCODED_MAX)
-                return CATRACA_E_CORRUPT;
-            if (value->len > 0)
-                memcpy(record, value->str, value->len);
-            out->record_length = value->len;
-            has_record = true;
-        } else if (name->str[0] == 't') {
-            if (parse_i64(value->str, value->len, &out->time_ms) != 0)
-                return CATRACA_E_CORRUPT;
-            has_time = true;
-        }
-    }
-    if (!has_record || !has_time)
-        return CATRACA_E_CORRUPT;
-    return parse_seq(id, &out->seq);
-}
-
 static int redis_read(void *context, const char *event, struct log_seq after,
                       struct log_entry *entries, size_t max, size_t *count)
 {
@@ -649,22 +733,26 @@ static int redis_read(void *context, const char *event, struct log_seq after,
     /* The reply in log->arena (see reply_arena): emptied below, never freeReplyObject'd. */
     if (ensure_connected(log) != 0)
         return CATRACA_E_UNAVAILABLE;
+    struct xrange_decoding decoding = {
+        .entries = entries, .records = log->records, .found = log->found, .max = max};
     redisReplyObjectFunctions *own = log->redis->reader->fn;
-    log->redis->reader->fn = &arena_functions;
+    log->redis->reader->fn = &decoding_functions;
     current_arena = &log->arena;
+    current_decoding = &decoding;
     redisReply *reply = command(log, 6, argv);
     if (log->redis != NULL) /* NULL: the command failed and the connection was closed */
         log->redis->reader->fn = own;
     int error = redis_reply_check(reply, REDIS_REPLY_ARRAY, "log_redis");
-    if (error == 0 && reply->elements > max)
+    if (error == 0 && (decoding.error != 0 || reply->elements > max))
         error = CATRACA_E_CORRUPT;
     size_t n = error == 0 ? reply->elements : 0;
     for (size_t i = 0; error == 0 && i < n; i++)
-        error = parse_entry(reply->element[i], log->records + i * CATRACA_COMMAND_ENCODED_MAX,
-                            &entries[i]);
+        if (decoding.found[i] != FOUND_ALL)
+            error = CATRACA_E_CORRUPT;
     if (error == 0)
         *count = n;
     current_arena = NULL;
+    current_decoding = NULL;
     arena_reset(&log->arena);
     return error;
 }
@@ -858,6 +946,7 @@ static void redis_close(void *context)
     disconnect(log);
     arena_free_all(&log->arena);
     free(log->records);
+    free(log->found);
     free(log->argv);
     free(log->argv_lengths);
     free(log->numbers);
@@ -898,7 +987,8 @@ int log_redis_open(const struct log_redis_options *options, struct catraca_log *
     }
     snprintf(log->address, sizeof(log->address), "%s:%d", log->host, log->port);
     log->records = malloc(options->read_max * CATRACA_COMMAND_ENCODED_MAX);
-    if (log->records == NULL) {
+    log->found = calloc(options->read_max ? options->read_max : 1, 1);
+    if (log->records == NULL || log->found == NULL) {
         redis_close(log);
         return CATRACA_E_NOMEM;
     }

@@ -38,6 +38,10 @@ void merkle_sha256(const void *data, size_t length, merkle_hash out);
 /* The root of the empty tree: SHA-256 of the empty string (RFC 9162 2.1.1). */
 void merkle_empty_root(merkle_hash out);
 
+/* Frees the calling thread's digest context (made by its first digest). A thread that hashes
+ * and then ends before the process calls it last; the process's long-lived threads need not. */
+void merkle_thread_release(void);
+
 struct merkle_tree {
     uint64_t size;       /* leaves appended */
     uint64_t leaves_max; /* bound: merkle_tree_append refuses beyond it */

@@ -126,7 +126,8 @@ struct store_ops {
     /*
      * Recovery state of a partition: committed offset and the latest snapshot
      * with its offset (*snapshot malloc'ed, caller frees; NULL when none).
-     * CATRACA_E_NOTFOUND when nothing was ever committed.
+     * CATRACA_E_NOTFOUND when nothing was ever committed. snapshot NULL: the offset only
+     * (the snapshot is not read; snapshot_length and snapshot_offset are not touched).
      */
     int (*load)(void *context, const char *event, struct log_seq *offset, uint8_t **snapshot,
                 size_t *snapshot_length, struct log_seq *snapshot_offset);

@@ -460,13 +460,14 @@ static int store_sqlite_load(void *context, const char *event, struct log_seq *o
     struct store_sqlite *store = context;
     sqlite3_stmt *s = prepared(store, STATEMENT_LOAD);
     sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC);
-    *snapshot = NULL;
+    if (snapshot != NULL)
+        *snapshot = NULL;
     int rc = sqlite3_step(s);
     int error = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CATRACA_E_NOTFOUND : error_of(rc);
     if (error == 0) {
         *offset = (struct log_seq){(uint64_t)sqlite3_column_int64(s, 0),
                                    (uint64_t)sqlite3_column_int64(s, 1)};
-        int length = sqlite3_column_bytes(s, 2);
+        int length = snapshot != NULL ? sqlite3_column_bytes(s, 2) : 0;
         if (length > 0) {
             *snapshot = malloc((size_t)length);
             if (*snapshot == NULL) {

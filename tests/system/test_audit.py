@@ -319,6 +319,41 @@ class DistributedCases:
         self.cluster.sql(f"DELETE FROM purchases WHERE id = {self.row_id(victim)}")
         self.assert_named(victim["id"], "not in the store")
 
+    # Each column the audit reads from PostgreSQL (in binary: integers of 2, 4 and 8 bytes, text,
+    # bytea, a boolean) is compared: one changed column is named.
+    def assert_column_named(self, purchase, assignment):
+        self.cluster.sql(f"UPDATE purchases SET {assignment} WHERE id = {self.row_id(purchase)}")
+        self.assert_named(purchase["id"], "stored outcome differs")
+
+    def test_changed_customer_is_named(self):
+        self.assert_column_named(self.final[3], "customer = 'mallory'")
+
+    def test_changed_category_is_named(self):
+        victim = next(p for p in self.final if p["status"] != "rejected")
+        self.assert_column_named(victim, "category = CASE WHEN category = 'cat0' THEN 'cat1' "
+                                         "ELSE 'cat0' END")
+
+    def test_changed_quantity_is_named(self):
+        self.assert_column_named(self.final[4], "quantity = quantity + 1")
+
+    def test_changed_arrival_is_named(self):
+        self.assert_column_named(self.final[7], "seq_major = seq_major + 1")
+
+    def test_changed_arrival_minor_is_named(self):
+        self.assert_column_named(self.final[8], "seq_minor = seq_minor + 1")
+
+    def test_changed_reason_is_named(self):
+        rejected = next(p for p in self.final if p["status"] == "rejected")
+        self.assert_column_named(rejected, "reason = reason + 1")
+
+    def test_changed_ticket_code_is_named(self):
+        confirmed = next(p for p in self.final if p["status"] == "confirmed")
+        self.assert_column_named(confirmed, "tickets = set_byte(tickets, 0, get_byte(tickets, 0) # 1)")
+
+    def test_refund_flag_is_compared(self):
+        rejected = next(p for p in self.final if p["status"] == "rejected")
+        self.assert_column_named(rejected, "payment_ref = 'pay-x'")
+
     def test_forged_purchase_is_named(self):
         confirmed = next(p for p in self.final if p["status"] == "confirmed")
         forged = 0x0123456789ABCDE
