@@ -35,7 +35,10 @@ class Proc:
         """Starts the process and waits for its ready line. A process that exits first is an
         error of the test, with its exit code and its whole log: every way `catraca gateway`
         or `worker` can stop at start logs why (StartFailureTest in test_distributed.py)."""
-        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:quarantine_size_mb=8")
+        # GCC's UBSan runtime reads UBSAN_OPTIONS, not ASAN_OPTIONS: without abort_on_error an
+        # undefined behaviour report ends the process with exit code 1, like a start failure.
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:quarantine_size_mb=8",
+                   UBSAN_OPTIONS="print_stacktrace=1:abort_on_error=1")
         self.stderr = open(self.stderr_path, "ab")
         offset = self.stderr.tell()
         self.proc = subprocess.Popen([BIN, self.command] + self.args, stdout=subprocess.DEVNULL,

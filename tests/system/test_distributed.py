@@ -373,7 +373,8 @@ class StartFailureTest(unittest.TestCase):
         cls.cluster.close()
 
     def assert_says_why(self, command, args, *reasons, timeout=60):
-        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
+                   UBSAN_OPTIONS="print_stacktrace=1:abort_on_error=1")  # UB: not exit 1
         run = subprocess.run([BIN, command] + args, capture_output=True, text=True,
                              timeout=timeout, env=env, stdin=subprocess.DEVNULL)
         log = f"catraca {command} exited {run.returncode}; its log:\n{run.stderr}"
