@@ -77,7 +77,8 @@ static int kafka_unique_number(void *context, uint64_t *out)
     int budget_ms = bus->options.timeout_ms > BUS_KAFKA_UNIQUE_MS ? bus->options.timeout_ms
                                                                  : BUS_KAFKA_UNIQUE_MS;
     int64_t deadline = monotonic_ms() + budget_ms + 1000;
-    for (;;) {
+    char first_failure[128] = "";
+    for (int attempt = 1;; attempt++) {
         const char *why = "the topic could not be made or checked";
         if (producer_ready(bus, topic) == 0) {
             bus->is_reported = false;
@@ -99,6 +100,12 @@ static int kafka_unique_number(void *context, uint64_t *out)
                 if (bus->reported_error == RD_KAFKA_RESP_ERR_NO_ERROR &&
                     bus->reported_offset >= 0) {
                     *out = (uint64_t)bus->reported_offset;
+                    if (attempt > 1) { /* what a start on a young cluster went through */
+                        char attempts[16];
+                        snprintf(attempts, sizeof(attempts), "%d", attempt);
+                        logline(LOGLINE_INFO, "bus_kafka", "instance number taken after retries",
+                                "attempts", attempts, "first_error", first_failure, NULL);
+                    }
                     return 0;
                 }
                 why = rd_kafka_err2str(bus->reported_error);
@@ -106,6 +113,8 @@ static int kafka_unique_number(void *context, uint64_t *out)
                 why = rd_kafka_err2str(refused);
             }
         }
+        if (first_failure[0] == '\0')
+            snprintf(first_failure, sizeof(first_failure), "%s", why);
         if (monotonic_ms() + UNIQUE_RETRY_PAUSE_MS >= deadline) {
             logline(LOGLINE_WARN, "bus_kafka", "no instance number", "topic", topic, "error",
                     why, NULL);
