@@ -182,8 +182,11 @@ int service_choose_secret(const struct config *config, uint8_t *secret, size_t *
     }
     static const char hex[] = "0123456789abcdef";
     uint8_t random[24];
-    if (RAND_bytes(random, sizeof(random)) != 1)
+    if (RAND_bytes(random, sizeof(random)) != 1) {
+        logline(LOGLINE_ERROR, "main", "demo mode: no random secret (OpenSSL's RAND_bytes failed)",
+                NULL);
         return -1;
+    }
     for (size_t i = 0; i < sizeof(random); i++) {
         secret[2 * i] = (uint8_t)hex[random[i] >> 4];
         secret[2 * i + 1] = (uint8_t)hex[random[i] & 15];
@@ -444,8 +447,13 @@ static int run_service(const struct config *config, const char *command,
                                               .server_name = host,
                                               .spool_path = spool,
                                               .is_json_log = format == LOGLINE_JSON};
-        if (sentry_start(&sentry_config, &sentry) != 0)
+        int error = sentry_start(&sentry_config, &sentry);
+        if (error != 0) { /* a DSN that does not parse said so already; say it for the rest */
+            if (error != CATRACA_E_INVALID)
+                logline(LOGLINE_ERROR, "main", "the Sentry reporter could not start", "error",
+                        catraca_strerror(error), NULL);
             return 2;
+        }
     }
     int code = run(config);
     sentry_stop(sentry);

@@ -68,37 +68,58 @@ static int kafka_unique_number(void *context, uint64_t *out)
     struct bus_kafka *bus = context;
     char topic[LOG_KAFKA_TOPIC_MAX];
     sys_topic(bus, "instances", topic);
-    int error = producer_ready(bus, topic);
-    if (error != 0)
-        return error;
     /* message.timeout.ms is timeout_ms: each report (success or failure) comes by then.
-     * A failure (a cluster just started: no partition leader yet, the producer id still
-     * loading) is tried again for up to BUS_KAFKA_UNIQUE_MS: a gateway asks once, at start. */
+     * Every failure is tried again for up to BUS_KAFKA_UNIQUE_MS, since a gateway asks once,
+     * at start, maybe while its cluster starts too: no partition leader yet, the producer id
+     * still loading, or a broker whose metadata does not show the topic made a moment ago
+     * (then librdkafka refuses the produce at once: seen right after the topic's creation on
+     * a loaded 3-broker cluster). */
     int budget_ms = bus->options.timeout_ms > BUS_KAFKA_UNIQUE_MS ? bus->options.timeout_ms
                                                                  : BUS_KAFKA_UNIQUE_MS;
     int64_t deadline = monotonic_ms() + budget_ms + 1000;
-    for (;;) {
-        bus->is_reported = false;
-        if (rd_kafka_producev(bus->producer, RD_KAFKA_V_TOPIC(topic),
-                              RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
-                              RD_KAFKA_V_VALUE((void *)"i", 1),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_OPAQUE(TAG_INSTANCE),
-                              RD_KAFKA_V_END) != RD_KAFKA_RESP_ERR_NO_ERROR)
-            return CATRACA_E_UNAVAILABLE;
-        while (!bus->is_reported && monotonic_ms() < deadline)
-            rd_kafka_poll(bus->producer, 20);
-        if (!bus->is_reported) {
-            rd_kafka_purge(bus->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-            rd_kafka_flush(bus->producer, 1000);
+    char first_failure[128] = "";
+    for (int attempt = 1;; attempt++) {
+        const char *why = "the topic could not be made or checked";
+        if (producer_ready(bus, topic) == 0) {
+            bus->is_reported = false;
+            rd_kafka_resp_err_t refused = rd_kafka_producev(
+                bus->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+                RD_KAFKA_V_VALUE((void *)"i", 1), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_OPAQUE(TAG_INSTANCE), RD_KAFKA_V_END);
+            if (refused == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                while (!bus->is_reported && monotonic_ms() < deadline)
+                    rd_kafka_poll(bus->producer, 20);
+                if (!bus->is_reported) {
+                    rd_kafka_purge(bus->producer,
+                                   RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+                    rd_kafka_flush(bus->producer, 1000);
+                    logline(LOGLINE_WARN, "bus_kafka", "no instance number: no delivery report",
+                            "topic", topic, NULL);
+                    return CATRACA_E_UNAVAILABLE;
+                }
+                if (bus->reported_error == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                    bus->reported_offset >= 0) {
+                    *out = (uint64_t)bus->reported_offset;
+                    if (attempt > 1) { /* what a start on a young cluster went through */
+                        char attempts[16];
+                        snprintf(attempts, sizeof(attempts), "%d", attempt);
+                        logline(LOGLINE_INFO, "bus_kafka", "instance number taken after retries",
+                                "attempts", attempts, "first_error", first_failure, NULL);
+                    }
+                    return 0;
+                }
+                why = rd_kafka_err2str(bus->reported_error);
+            } else {
+                why = rd_kafka_err2str(refused);
+            }
+        }
+        if (first_failure[0] == '\0')
+            snprintf(first_failure, sizeof(first_failure), "%s", why);
+        if (monotonic_ms() + UNIQUE_RETRY_PAUSE_MS >= deadline) {
+            logline(LOGLINE_WARN, "bus_kafka", "no instance number", "topic", topic, "error",
+                    why, NULL);
             return CATRACA_E_UNAVAILABLE;
         }
-        if (bus->reported_error == RD_KAFKA_RESP_ERR_NO_ERROR && bus->reported_offset >= 0) {
-            *out = (uint64_t)bus->reported_offset;
-            return 0;
-        }
-        if (monotonic_ms() + UNIQUE_RETRY_PAUSE_MS >= deadline)
-            return CATRACA_E_UNAVAILABLE;
         struct timespec pause = {0, UNIQUE_RETRY_PAUSE_MS * 1000000L};
         nanosleep(&pause, NULL);
     }

@@ -749,6 +749,52 @@ static void bus_cut(void *context)
     fault_proxy_set_mode(proxy, FAULT_PROXY_DOWN);
 }
 
+/*
+ * A gateway asks for its instance number once, at start, and exits when it gets none: it may
+ * start while its brokers do, so unique_number keeps trying for BUS_KAFKA_UNIQUE_MS through
+ * every failure, not only through failed delivery reports. (Seen: a gateway exited 1 at start
+ * on a 3-broker cluster a few seconds old, its produce refused at once right after it made
+ * the topic.) Here the brokers are out of reach for longer than the time-out, then back.
+ */
+struct number_call {
+    struct catraca_bus bus;
+    uint64_t number;
+    int error;
+    int64_t returned_at;
+};
+
+static void *unique_number_main(void *argument)
+{
+    struct number_call *call = argument;
+    call->error = call->bus.ops->unique_number(call->bus.context, &call->number);
+    call->returned_at = now_ms();
+    return NULL;
+}
+
+static void test_unique_number_waits_for_the_brokers(void **state)
+{
+    (void)state;
+    enum { TIMEOUT = 500, DOWN_MS = 3000 };
+    struct backend_options options = options_with(TIMEOUT);
+    options.kafka_bootstrap = proxy_bootstrap;
+    fault_proxy_set_mode(proxy, FAULT_PROXY_DOWN);
+    struct number_call call = {.error = -1};
+    assert_int_equal(bus_kafka_open(&options, &call.bus), 0);
+    pthread_t thread;
+    int64_t started = now_ms();
+    assert_int_equal(pthread_create(&thread, NULL, unique_number_main, &call), 0);
+    struct timespec pause = {DOWN_MS / 1000, (DOWN_MS % 1000) * 1000000L};
+    nanosleep(&pause, NULL);
+    fault_proxy_set_mode(proxy, FAULT_PROXY_RELAY);
+    pthread_join(thread, NULL);
+    fprintf(stderr, "unique_number with the brokers away for %d ms: %d after %lld ms\n", DOWN_MS,
+            call.error, (long long)(call.returned_at - started));
+    assert_int_equal(call.error, 0);
+    assert_true(call.returned_at - started >= DOWN_MS);
+    assert_true(call.returned_at - started < BUS_KAFKA_UNIQUE_MS + 2000);
+    call.bus.ops->close(call.bus.context);
+}
+
 /* Each of the suites' cut rounds did cut (the relay was in the way, not bypassed). */
 static void test_cuts_happened(void **state)
 {
@@ -798,6 +844,7 @@ int main(void)
         cmocka_unit_test_setup(test_invalid_batch_appends_nothing, fresh_prefix),
         cmocka_unit_test_setup(test_bus, fresh_prefix),
         cmocka_unit_test_setup(test_unreachable_brokers, fresh_prefix),
+        cmocka_unit_test_setup(test_unique_number_waits_for_the_brokers, fresh_prefix),
         cmocka_unit_test_setup(test_broker_stopped_mid_append, fresh_prefix),
         cmocka_unit_test(test_cuts_happened),
     };

@@ -20,12 +20,6 @@ from servers import Kafka, Postgres, Redis  # noqa: E402
 from catraca import BIN, SECRET, _RUNNING, Client  # noqa: E402
 
 
-class _ExitedAtStart(RuntimeError):
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-
-
 class Proc:
     """One `catraca gateway|worker` process; its port is read from its first log lines."""
 
@@ -38,21 +32,13 @@ class Proc:
         self.start()
 
     def start(self):
-        try:
-            self._start_once()
-        except _ExitedAtStart as e:
-            # Seen under load, 5 times in 16 starts of a 3-5 broker Kafka cluster (2026-12-01):
-            # a gateway exited with 1 at start with nothing in its log. Its start-up failures
-            # now say which part failed; until the cause is known, say so loudly and try once
-            # more (what systemd's Restart=always does), so that a test about something else
-            # is not lost to it.
-            if e.code != 1:
-                raise RuntimeError(str(e)) from None
-            print(f"WARNING: {e} -- starting it once more", file=sys.stderr, flush=True)
-            self._start_once()
-
-    def _start_once(self):
-        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:quarantine_size_mb=8")
+        """Starts the process and waits for its ready line. A process that exits first is an
+        error of the test, with its exit code and its whole log: every way `catraca gateway`
+        or `worker` can stop at start logs why (StartFailureTest in test_distributed.py)."""
+        # GCC's UBSan runtime reads UBSAN_OPTIONS, not ASAN_OPTIONS: without abort_on_error an
+        # undefined behaviour report ends the process with exit code 1, like a start failure.
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:quarantine_size_mb=8",
+                   UBSAN_OPTIONS="print_stacktrace=1:abort_on_error=1")
         self.stderr = open(self.stderr_path, "ab")
         offset = self.stderr.tell()
         self.proc = subprocess.Popen([BIN, self.command] + self.args, stdout=subprocess.DEVNULL,
@@ -68,9 +54,10 @@ class Proc:
                 return
             if self.proc.poll() is not None:
                 self.stderr.close()
-                raise _ExitedAtStart(self.proc.returncode,
-                                     f"{self.name} exited at start with {self.proc.returncode}:\n"
-                                     + self.log())
+                log = self.log()
+                raise RuntimeError(f"{self.name} exited at start with {self.proc.returncode}; "
+                                   f"its log ({self.stderr_path}):\n"
+                                   + (log if log.strip() else "(empty: a silent exit is a bug)"))
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} did not start in 30 s:\n" + self.log())
 

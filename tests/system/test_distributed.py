@@ -7,12 +7,15 @@ arrival order kept. Randomized buyers: the seed is printed, CATRACA_SEED reprodu
 import os
 import random
 import signal
+import socket
+import subprocess
 import threading
 import time
 import unittest
 
-from catraca import ADMIN, Client, create_event, seed_from_env, seq_key, token
+from catraca import ADMIN, BIN, Client, create_event, seed_from_env, seq_key, token
 from cluster import Cluster
+from servers import free_port
 
 DECIDED = {"waiting", "held", "confirmed", "expired", "cancelled", "rejected"}
 
@@ -344,6 +347,82 @@ class PostgresRestartTest(unittest.TestCase):
             check_promises(self, cluster, "ev-pg", 400, decided)
         finally:
             cluster.close()
+
+
+def with_option(args, name, value):
+    """args with `name value` in place of the one given there (or added)."""
+    args = list(args)
+    if name in args:
+        args[args.index(name) + 1] = value
+    else:
+        args += [name, value]
+    return args
+
+
+class StartFailureTest(unittest.TestCase):
+    """A gateway or worker that cannot start exits 1 and says why in an error line; never a
+    silent exit (issue 17: a gateway exited 1 at start, its log without a reason, on a young
+    3-broker Kafka cluster). Each part that start-up needs is taken away in turn."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = Cluster(gateways=0, workers=0)  # Redis and a migrated PostgreSQL
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.close()
+
+    def assert_says_why(self, command, args, *reasons, timeout=60):
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
+                   UBSAN_OPTIONS="print_stacktrace=1:abort_on_error=1")  # UB: not exit 1
+        run = subprocess.run([BIN, command] + args, capture_output=True, text=True,
+                             timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+        log = f"catraca {command} exited {run.returncode}; its log:\n{run.stderr}"
+        self.assertEqual(run.returncode, 1, log)
+        errors = [line for line in run.stderr.splitlines() if "level=error" in line]
+        self.assertTrue(errors, log)
+        for reason in reasons:
+            self.assertIn(reason, run.stderr, log)
+        self.assertNotRegex(run.stderr, "listening on|deciding; metrics on", log)
+
+    def test_postgres_out_of_reach(self):
+        nowhere = f"host=127.0.0.1 port={free_port()} dbname=catraca connect_timeout=2"
+        for command, args in (("gateway", self.cluster.gateway_args),
+                              ("worker", self.cluster.worker_args)):
+            with self.subTest(command=command):
+                self.assert_says_why(command, with_option(args, "--postgres", nowhere),
+                                     "PostgreSQL is not reachable")
+
+    def test_kafka_out_of_reach(self):
+        """The instance tag is the gateway's first call to its bus: tried for
+        BUS_KAFKA_UNIQUE_MS (15 s), then the gateway stops and says so."""
+        args = [a for a in self.cluster.gateway_args]
+        args[args.index("--redis"):args.index("--redis") + 2] = [
+            "--kafka", f"127.0.0.1:{free_port()}", "--kafka-replication-factor", "1",
+            "--kafka-min-insync-replicas", "1", "--log-timeout-ms", "200"]
+        started = time.monotonic()
+        self.assert_says_why("gateway", args, "the bus is needed at start",
+                             'msg="no instance number"')
+        self.assertLess(time.monotonic() - started, 40)
+
+    def test_listen_address_taken(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            listen = f"127.0.0.1:{taken.getsockname()[1]}"
+            for command, args, part in (
+                    ("gateway", self.cluster.gateway_args, "the HTTP server could not start"),
+                    ("worker", self.cluster.worker_args, "the metrics server could not start")):
+                with self.subTest(command=command):
+                    self.assert_says_why(command, with_option(args, "--listen", listen),
+                                         "cannot listen", part)
+
+    def test_receipt_key_that_is_not_a_key(self):
+        path = os.path.join(self.cluster.dir, "not-a-key.pem")
+        with open(path, "w") as f:
+            f.write("not a key\n")
+        self.assert_says_why("gateway", with_option(self.cluster.gateway_args, "--receipt-key",
+                                                    path), "the purchase API could not start")
 
 
 if __name__ == "__main__":
