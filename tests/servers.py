@@ -38,10 +38,21 @@ def _stop_leftovers():
         server.stop()
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now and not handed out before by this process: a server with two
+    listeners (a Kafka broker and its controller) asks twice before it binds either, and the
+    kernel may well give the same free port both times."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("free_port: no loopback port this process has not handed out already")
 
 
 def _wait_port(port, proc, seconds, what):
