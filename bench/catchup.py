@@ -55,13 +55,20 @@ def one_run(log, binary, seconds, lua, limits):
         previous = cluster.BIN
         cluster.BIN = binary  # cluster.Proc starts `BIN worker ...`
         try:
-            setup.start(gateways=0, workers=1)
+            successor = cluster.Proc("worker", setup.common + cluster.options_of(
+                "worker", limits) + ["--lease-ms", str(distributed.LEASE_MS), "--worker-id",
+                                     f"catchup-successor-{os.getpid()}"],
+                setup.dir, "successor", rb"metrics on http://127\.0\.0\.1:(\d+)")
         finally:
             cluster.BIN = previous
-        successor = setup.workers[-1]
-        distributed.wait(lambda: distributed.metrics(successor.port).get(
-            "catraca_worker_partitions_held") == 1, 60, "the successor to hold the event",
-            poll_s=0.02)
+        setup.workers.append(successor)
+        try:
+            distributed.wait(lambda: distributed.metrics(successor.port).get(
+                "catraca_worker_partitions_held") == 1, 60, "the successor to hold the event",
+                poll_s=0.02)
+        except RuntimeError:
+            print(successor.log()[-3000:], file=sys.stderr)
+            raise
         began = time.monotonic()
         distributed.wait(lambda: distributed.event_state(gateway.port, "catchup")["queue"][
             "pending"] == 0, CATCH_UP_SECONDS, "the successor to empty the queue", poll_s=0.02)

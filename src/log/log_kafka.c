@@ -211,12 +211,14 @@ rd_kafka_t *log_kafka_client_new(const struct backend_options *options, bool is_
                  /* librdkafka 2.0 takes a partition off its fetch list once its queue passes
                   * either threshold and looks again only when the broker thread wakes, up to
                   * a second later (2.1 made that fetch.queue.backoff.ms): a reader of a whole
-                  * log with these 1000 messages / 1 MiB waited a second every 1 MiB (catraca
-                  * audit: 112 k entries in 9 s for 0.35 s of CPU). A bulk reader
-                  * (kafka_prefetch_kbytes) is bounded by bytes alone, librdkafka's largest
-                  * message count never binding first. */
-                 conf_set_int(conf, "queued.min.messages",
-                              options->kafka_prefetch_kbytes > 0 ? 10000000 : 1000) &&
+                  * log with 1000 messages / 1 MiB waited a second every 1 MiB (catraca audit:
+                  * 112 k entries in 9 s for 0.35 s of CPU), and so did a worker behind its
+                  * log (taking a partition over, or after a burst). Readers are bounded by
+                  * bytes alone (librdkafka's largest message count never binds first), many
+                  * fetch responses (MESSAGE_BYTES_MAX) deep: one response never stops the
+                  * fetching, a reader that keeps up holds little, one that does not holds
+                  * at most this much a partition. */
+                 conf_set_int(conf, "queued.min.messages", 10000000) &&
                  conf_set_int(conf, "queued.max.messages.kbytes",
                               options->kafka_prefetch_kbytes > 0 ? options->kafka_prefetch_kbytes
                                                                  : LOG_KAFKA_PREFETCH_KBYTES);

@@ -110,7 +110,7 @@
  * instead of an endless "nothing new".
  */
 #define LOG_KAFKA_READ_LIVENESS_MS 2000
-#define LOG_KAFKA_PREFETCH_KBYTES 1024      /* queued.max.messages.kbytes, per partition */
+#define LOG_KAFKA_PREFETCH_KBYTES 16384     /* queued.max.messages.kbytes, per partition */
 #define LOG_KAFKA_KEYS_MAX (1u << 18)       /* idempotency keys remembered per process */
 #define LOG_KAFKA_PURCHASES_MAX (1u << 18)  /* purchase places remembered per process */
 #define LOG_KAFKA_DOUBTFUL_MAX 1024        /* items of failed appends looked up on retry */
