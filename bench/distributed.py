@@ -57,7 +57,7 @@ os.environ.setdefault("CATRACA_BIN", os.path.join(ROOT, "build", "catraca"))
 sys.path[:0] = [HERE, os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "system")]
 
 import service  # noqa: E402  bench/service.py: token, http, wrk, write_lua, naive_pgbench
-from servers import Kafka, Postgres, Redis  # noqa: E402  tests/servers.py
+from servers import Kafka, KAFKA_JVM_FLAGS_PRODUCTION, Postgres, Redis  # noqa: E402  tests/servers.py
 from cluster import BIN, Proc, options_of  # noqa: E402  tests/system/cluster.py: one gateway|worker process
 
 PGBENCH_CLIENTS = 16
@@ -117,6 +117,11 @@ if not LOGS or any(x not in ("redis", "kafka") for x in LOGS):
 KAFKA_BROKERS = int(os.environ.get("BENCH_KAFKA_BROKERS", "1"))
 # BENCH_SKIP_2X2=1: only 1 gateway + 1 worker (half the time).
 SKIP_2X2 = os.environ.get("BENCH_SKIP_2X2", "") == "1"
+# BENCH_KAFKA_JVM=tests: the brokers' JVM as the tests start it (C1 only, serial GC, 384 MB);
+# the default is the JVM flags of Kafka's own start scripts (C2, G1, 1 GB), as in production.
+KAFKA_JVM = os.environ.get("BENCH_KAFKA_JVM", "production")
+if KAFKA_JVM not in ("production", "tests"):
+    raise SystemExit("distributed.py: BENCH_KAFKA_JVM is production or tests")
 
 
 def log_label(log):
@@ -125,7 +130,7 @@ def log_label(log):
     replication = min(3, KAFKA_BROKERS)
     return (f"Kafka ({KAFKA_BROKERS} KRaft broker{'s' if KAFKA_BROKERS > 1 else ''}, "
             f"replication factor {replication}, min.insync.replicas {min(2, replication)}, "
-            f"acks=all, idempotent producer)")
+            f"acks=all, idempotent producer, broker JVM flags: {KAFKA_JVM})")
 
 
 class Setup:
@@ -143,7 +148,9 @@ class Setup:
                 self.redis = Redis()
                 log_args = ["--redis", self.redis.url]
             else:
-                self.kafka = Kafka(brokers=KAFKA_BROKERS)  # bounded: Kafka.START_TIMEOUT_S
+                self.kafka = Kafka(brokers=KAFKA_BROKERS,  # bounded: Kafka.START_TIMEOUT_S
+                                   jvm_flags=KAFKA_JVM_FLAGS_PRODUCTION
+                                   if KAFKA_JVM == "production" else None)
                 replication = min(3, KAFKA_BROKERS)
                 log_args = ["--kafka", self.kafka.bootstrap,
                             "--kafka-replication-factor", str(replication),
@@ -194,6 +201,106 @@ def naive_on(postgres, seconds):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid):
+    """/proc/PID/stat's fields after the command name (field 3 on), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def tree_cpu_s(root):
+    """CPU seconds (user + system, all threads) of root and every live descendant, plus what
+    they collected of their exited children (a PostgreSQL backend that came and went)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(entry)
+            if fields is not None:
+                parents.setdefault(int(fields[1]), []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        fields = _stat_fields(pid)
+        if fields is None:
+            continue
+        # fields[11..14]: utime stime cutime cstime (stat fields 14-17)
+        # a dead child's time is in the cutime of the one parent that waited for it
+        total += sum(int(x) for x in fields[11:15])
+        todo.extend(parents.get(pid, []))
+    return total / CLOCK_TICKS
+
+
+def tree_threads_s(root):
+    """{thread name: CPU seconds} over root and its live descendants' threads (BENCH_THREADS)."""
+    out, todo = {}, [root]
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(entry)
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            name = text[text.index("(") + 1:text.rindex(")")]
+            name = name.rstrip("0123456789-#")  # one row per pool (kafka-request-handler-0..)
+            fields = text.rsplit(")", 1)[1].split()
+            out[name] = out.get(name, 0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return out
+
+
+# BENCH_THREADS=1: print the busiest threads of each run's window (CPU seconds, by role).
+THREADS = os.environ.get("BENCH_THREADS", "") == "1"
+
+
+def machine_busy_s():
+    """CPU seconds the whole machine spent not idle (every process, other users' too)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS  # minus idle and iowait
+
+
+def cpu_sample(setup):
+    """CPU seconds so far per role of this configuration: {role: seconds}. wrk's is what this
+    process's waited-for children used (wrk is the only child that exits in a window)."""
+    import resource
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    log_roots = ([setup.redis.proc.pid] if setup.redis is not None else
+                 [p.pid for p in setup.kafka.procs if p is not None])
+    if THREADS:
+        threads = {}
+        for role, roots in (("gateway", [g.proc.pid for g in setup.gateways]),
+                            ("worker", [w.proc.pid for w in setup.workers]),
+                            ("log", log_roots), ("postgres", [setup.postgres.proc.pid])):
+            for root in roots:
+                for name, seconds in tree_threads_s(root).items():
+                    threads[(role, name)] = threads.get((role, name), 0) + seconds
+        setup.threads_sample = threads
+    return {
+        "gateway": sum(tree_cpu_s(g.proc.pid) for g in setup.gateways),
+        "worker": sum(tree_cpu_s(w.proc.pid) for w in setup.workers),
+        "log": sum(tree_cpu_s(pid) for pid in log_roots),
+        "postgres": tree_cpu_s(setup.postgres.proc.pid),
+        "wrk": children.ru_utime + children.ru_stime,
+        "machine": machine_busy_s(),
+    }
+
+
 def run_config(log, events, seconds, lua, limits, baseline):
     """events gateways + events workers on log ("redis" or "kafka"), one wrk per event;
     returns the figures of one run."""
@@ -226,12 +333,22 @@ def run_config(log, events, seconds, lua, limits, baseline):
         threads = [threading.Thread(target=drive, args=(i,), daemon=True) for i in range(events)]
         before_w = {w.name: metrics(w.port) for w in setup.workers}
         before_g = {g.name: metrics(g.port) for g in setup.gateways}
+        cpu_before = cpu_sample(setup)
         started = time.monotonic()
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=seconds + 90)
         window_s = time.monotonic() - started
+        threads_before = getattr(setup, "threads_sample", {})
+        cpu_after = cpu_sample(setup)
+        if THREADS:
+            used = sorted(((setup.threads_sample[k] - threads_before.get(k, 0), k)
+                           for k in setup.threads_sample), reverse=True)
+            print(f"threads' CPU seconds in the window ({log}, {events}x{events}):",
+                  file=sys.stderr)
+            for seconds, (role, name) in used[:25]:
+                print(f"  {role:9} {name:32} {seconds:8.2f}", file=sys.stderr)
         end_w = {w.name: metrics(w.port) for w in setup.workers}
         end_g = {g.name: metrics(g.port) for g in setup.gateways}
         if any(r is None for r in results):
@@ -290,6 +407,12 @@ def run_config(log, events, seconds, lua, limits, baseline):
             "undecided": accepted_all - commands_all,
             "errors": sum(errors.values()),
             "naive_tps": naive,
+            # CPU ms per 1 000 decided purchases over the wrk window, per role (the machine's
+            # includes other users' processes: its gap to the sum is the noise)
+            **{f"cpu_{role}_ms_per_k": 1000 * 1000 * (cpu_after[role] - cpu_before[role])
+               / max(commands, 1) for role in cpu_before},
+            "cpu_machine_share": (cpu_after["machine"] - cpu_before["machine"])
+                                 / (window_s * (os.cpu_count() or 1)),
         }
     finally:
         setup.close()
@@ -310,6 +433,13 @@ ROWS = [  # key, label, format
     ("append_batch_mean", "gateway append batch, mean", "{:.1f}"),
     ("append_ms_mean", "gateway append (one group commit) mean ms", "{:.2f}"),
     ("window_s", "run window, s", "{:.2f}"),
+    ("cpu_gateway_ms_per_k", "CPU ms / 1 000 decided: gateway", "{:.0f}"),
+    ("cpu_worker_ms_per_k", "  worker", "{:.0f}"),
+    ("cpu_log_ms_per_k", "  log server (Redis or broker JVMs)", "{:.0f}"),
+    ("cpu_postgres_ms_per_k", "  PostgreSQL (all backends)", "{:.0f}"),
+    ("cpu_wrk_ms_per_k", "  wrk", "{:.0f}"),
+    ("cpu_machine_ms_per_k", "  whole machine (other users too)", "{:.0f}"),
+    ("cpu_machine_share", "machine busy share in the window", "{:.2f}"),
 ]
 
 
@@ -430,7 +560,7 @@ def main():
         "command": " ".join(["python3", os.path.relpath(os.path.abspath(sys.argv[0]), os.getcwd())]
                             + sys.argv[1:]),
         "gateway_args": " ".join(GATEWAY_EXTRA),
-        "kafka_brokers": KAFKA_BROKERS,
+        "kafka_brokers": KAFKA_BROKERS, "kafka_jvm": KAFKA_JVM,
         "nproc": cores, "loadavg": load, "runs": runs, "seconds": seconds, "customers": customers,
         "wrk": f"-t{service.THREADS} -c{service.CONNECTIONS} per event",
         "naive_tps": round(naive), "naive_runs": [round(x) for x in naives],
