@@ -958,16 +958,15 @@ static void announce_one(rd_kafka_t *producer, const char *topic, const char *ev
  * for like an append's: measured on 2026-12-02, half of a gateway's produce
  * requests were announcements (docs/BENCHMARKS.md). The announcer sends the
  * first one after a quiet moment at once and then at most one batch every
- * ANNOUNCE_SPACING_MS, in which each event appears once, with its latest
- * end: a worker that sleeps learns of new entries at most that much later; a
- * busy one reads without waiting for announcements anyway.
+ * LOG_KAFKA_ANNOUNCE_SPACING_MS, in which each event appears once, with its
+ * latest end: a worker that sleeps learns of new entries at most that much
+ * later; a busy one reads without waiting for announcements anyway.
  *
  * It serves the first (bootstrap, prefix) that uses it; a log of another
  * cluster or prefix in the same process (tests only) announces by itself as
  * before. Started on first use, stopped with the last log handle that could
  * use it (log_kafka_open / kafka_close).
  */
-#define ANNOUNCE_SPACING_MS 20
 
 struct announcement {
     char event[CATRACA_ID_MAX + 1];
@@ -1013,7 +1012,7 @@ static void *announcer_main(void *argument)
             rd_kafka_poll(producer, 0);
         }
         /* the spacing: what comes in meanwhile goes out together */
-        struct timespec pause = {0, ANNOUNCE_SPACING_MS * 1000000L};
+        struct timespec pause = {0, LOG_KAFKA_ANNOUNCE_SPACING_MS * 1000000L};
         nanosleep(&pause, NULL);
         pthread_mutex_lock(&announcer.mutex);
     }
