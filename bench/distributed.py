@@ -19,6 +19,12 @@ run's Kafka ratio divides by the same figure:
        once, one per event, each against its own gateway (the same -t2 -c64 and Lua script as
        1x1: each event gets the load 1x1's event gets, so 128 connections in all).
 
+Before the window, BENCH_WARMUP seconds (default 5) of the same load, then the log drains: a
+fresh broker's JVM compiles its hot paths under its first load. CPU accounting: each process's
+user + system seconds over the window (/proc/PID/stat, its threads and children), per 1 000
+decided purchases, for the gateways, workers, log server, PostgreSQL, wrk and the whole machine
+(other users' processes too); BENCH_THREADS=1 also prints the busiest threads.
+
 Figures, from /metrics samples taken right before wrk starts and right after it exits (the run
 window): decided purchases/s = delta of catraca_worker_commands_total (summed over workers) /
 window; accepted/s = delta of catraca_purchases_accepted_total / window; accept latency p50/p99
@@ -348,6 +354,8 @@ def run_config(log, events, seconds, lua, limits, baseline):
                      DRAIN_SECONDS, f"{name} to drain after the warm-up", poll_s=0.05)
             results = [None] * events
         threads = [threading.Thread(target=drive, args=(i,), daemon=True) for i in range(events)]
+        held_before = sum(c["held"] + c["sold"] for name in names
+                          for c in event_state(setup.gateways[0].port, name)["categories"])
         before_w = {w.name: metrics(w.port) for w in setup.workers}
         before_g = {g.name: metrics(g.port) for g in setup.gateways}
         cpu_before = cpu_sample(setup)
@@ -391,7 +399,7 @@ def run_config(log, events, seconds, lua, limits, baseline):
         appended = delta(before_g, after_g, "catraca_log_appended_total")
         append_batches = delta(before_g, after_g, "catraca_log_append_batches_total")
         append_s = delta(before_g, after_g, "catraca_log_append_seconds_total")
-        held = sum(c["held"] + c["sold"] for s in states for c in s["categories"])
+        held = sum(c["held"] + c["sold"] for s in states for c in s["categories"]) - held_before
         errors = {k: delta(before_w, after_w, k) for k in (
             "catraca_worker_commit_errors_total", "catraca_worker_commit_epoch_conflicts_total")}
         errors["catraca_log_append_failures_total"] = delta(
