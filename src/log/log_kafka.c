@@ -1010,6 +1010,16 @@ static void *announcer_main(void *argument)
             for (size_t i = 0; i < count; i++)
                 announce_one(producer, topic, taken[i].event, taken[i].end);
             rd_kafka_poll(producer, 0);
+            char fatal[256];
+            if (rd_kafka_fatal_error(producer, fatal, sizeof(fatal)) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR) { /* an idempotent producer can fail for good */
+                logline(LOGLINE_WARN, "log_kafka", "the announcer's producer failed; a new one",
+                        "error", fatal, NULL);
+                rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+                rd_kafka_flush(producer, DRAIN_AFTER_PURGE_MS);
+                rd_kafka_destroy(producer);
+                producer = NULL;
+            }
         }
         /* the spacing: what comes in meanwhile goes out together */
         struct timespec pause = {0, LOG_KAFKA_ANNOUNCE_SPACING_MS * 1000000L};
