@@ -19,6 +19,12 @@ run's Kafka ratio divides by the same figure:
        once, one per event, each against its own gateway (the same -t2 -c64 and Lua script as
        1x1: each event gets the load 1x1's event gets, so 128 connections in all).
 
+Before the window, BENCH_WARMUP seconds (default 5) of the same load, then the log drains: a
+fresh broker's JVM compiles its hot paths under its first load. CPU accounting: each process's
+user + system seconds over the window (/proc/PID/stat, its threads and children), per 1 000
+decided purchases, for the gateways, workers, log server, PostgreSQL, wrk and the whole machine
+(other users' processes too); BENCH_THREADS=1 also prints the busiest threads.
+
 Figures, from /metrics samples taken right before wrk starts and right after it exits (the run
 window): decided purchases/s = delta of catraca_worker_commands_total (summed over workers) /
 window; accepted/s = delta of catraca_purchases_accepted_total / window; accept latency p50/p99
@@ -57,7 +63,7 @@ os.environ.setdefault("CATRACA_BIN", os.path.join(ROOT, "build", "catraca"))
 sys.path[:0] = [HERE, os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "system")]
 
 import service  # noqa: E402  bench/service.py: token, http, wrk, write_lua, naive_pgbench
-from servers import Kafka, Postgres, Redis  # noqa: E402  tests/servers.py
+from servers import Kafka, KAFKA_JVM_FLAGS_PRODUCTION, Postgres, Redis  # noqa: E402  tests/servers.py
 from cluster import BIN, Proc, options_of  # noqa: E402  tests/system/cluster.py: one gateway|worker process
 
 PGBENCH_CLIENTS = 16
@@ -117,6 +123,17 @@ if not LOGS or any(x not in ("redis", "kafka") for x in LOGS):
 KAFKA_BROKERS = int(os.environ.get("BENCH_KAFKA_BROKERS", "1"))
 # BENCH_SKIP_2X2=1: only 1 gateway + 1 worker (half the time).
 SKIP_2X2 = os.environ.get("BENCH_SKIP_2X2", "") == "1"
+# BENCH_WARMUP: seconds of the same load before the measured window (default 5, 0: none), then
+# the log drains. A fresh broker's JVM compiles its hot paths in its first seconds under load
+# (measured 2026-12-02: 3.2 of its 7 CPU seconds in a 10 s window went to the C1 and C2
+# compiler threads); a broker in production has done that long before. Redis, PostgreSQL and
+# Catraca have no such start-up cost, and the warm-up does not change their figures.
+WARMUP_SECONDS = int(os.environ.get("BENCH_WARMUP", "5"))
+# BENCH_KAFKA_JVM=tests: the brokers' JVM as the tests start it (C1 only, serial GC, 384 MB);
+# the default is the JVM flags of Kafka's own start scripts (C2, G1, 1 GB), as in production.
+KAFKA_JVM = os.environ.get("BENCH_KAFKA_JVM", "production")
+if KAFKA_JVM not in ("production", "tests"):
+    raise SystemExit("distributed.py: BENCH_KAFKA_JVM is production or tests")
 
 
 def log_label(log):
@@ -125,7 +142,7 @@ def log_label(log):
     replication = min(3, KAFKA_BROKERS)
     return (f"Kafka ({KAFKA_BROKERS} KRaft broker{'s' if KAFKA_BROKERS > 1 else ''}, "
             f"replication factor {replication}, min.insync.replicas {min(2, replication)}, "
-            f"acks=all, idempotent producer)")
+            f"acks=all, idempotent producer, broker JVM flags: {KAFKA_JVM})")
 
 
 class Setup:
@@ -143,7 +160,9 @@ class Setup:
                 self.redis = Redis()
                 log_args = ["--redis", self.redis.url]
             else:
-                self.kafka = Kafka(brokers=KAFKA_BROKERS)  # bounded: Kafka.START_TIMEOUT_S
+                self.kafka = Kafka(brokers=KAFKA_BROKERS,  # bounded: Kafka.START_TIMEOUT_S
+                                   jvm_flags=KAFKA_JVM_FLAGS_PRODUCTION
+                                   if KAFKA_JVM == "production" else None)
                 replication = min(3, KAFKA_BROKERS)
                 log_args = ["--kafka", self.kafka.bootstrap,
                             "--kafka-replication-factor", str(replication),
@@ -194,6 +213,106 @@ def naive_on(postgres, seconds):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid):
+    """/proc/PID/stat's fields after the command name (field 3 on), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def tree_cpu_s(root):
+    """CPU seconds (user + system, all threads) of root and every live descendant, plus what
+    they collected of their exited children (a PostgreSQL backend that came and went)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(entry)
+            if fields is not None:
+                parents.setdefault(int(fields[1]), []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        fields = _stat_fields(pid)
+        if fields is None:
+            continue
+        # fields[11..14]: utime stime cutime cstime (stat fields 14-17)
+        # a dead child's time is in the cutime of the one parent that waited for it
+        total += sum(int(x) for x in fields[11:15])
+        todo.extend(parents.get(pid, []))
+    return total / CLOCK_TICKS
+
+
+def tree_threads_s(root):
+    """{thread name: CPU seconds} over root and its live descendants' threads (BENCH_THREADS)."""
+    out, todo = {}, [root]
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(entry)
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            name = text[text.index("(") + 1:text.rindex(")")]
+            name = name.rstrip("0123456789-#")  # one row per pool (kafka-request-handler-0..)
+            fields = text.rsplit(")", 1)[1].split()
+            out[name] = out.get(name, 0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return out
+
+
+# BENCH_THREADS=1: print the busiest threads of each run's window (CPU seconds, by role).
+THREADS = os.environ.get("BENCH_THREADS", "") == "1"
+
+
+def machine_busy_s():
+    """CPU seconds the whole machine spent not idle (every process, other users' too)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS  # minus idle and iowait
+
+
+def cpu_sample(setup):
+    """CPU seconds so far per role of this configuration: {role: seconds}. wrk's is what this
+    process's waited-for children used (wrk is the only child that exits in a window)."""
+    import resource
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    log_roots = ([setup.redis.proc.pid] if setup.redis is not None else
+                 [p.pid for p in setup.kafka.procs if p is not None])
+    if THREADS:
+        threads = {}
+        for role, roots in (("gateway", [g.proc.pid for g in setup.gateways]),
+                            ("worker", [w.proc.pid for w in setup.workers]),
+                            ("log", log_roots), ("postgres", [setup.postgres.proc.pid])):
+            for root in roots:
+                for name, seconds in tree_threads_s(root).items():
+                    threads[(role, name)] = threads.get((role, name), 0) + seconds
+        setup.threads_sample = threads
+    return {
+        "gateway": sum(tree_cpu_s(g.proc.pid) for g in setup.gateways),
+        "worker": sum(tree_cpu_s(w.proc.pid) for w in setup.workers),
+        "log": sum(tree_cpu_s(pid) for pid in log_roots),
+        "postgres": tree_cpu_s(setup.postgres.proc.pid),
+        "wrk": children.ru_utime + children.ru_stime,
+        "machine": machine_busy_s(),
+    }
+
+
 def run_config(log, events, seconds, lua, limits, baseline):
     """events gateways + events workers on log ("redis" or "kafka"), one wrk per event;
     returns the figures of one run."""
@@ -219,19 +338,42 @@ def run_config(log, events, seconds, lua, limits, baseline):
 
         results = [None] * events
 
-        def drive(i):
+        def drive(i, duration=seconds):
             url = f"http://127.0.0.1:{setup.gateways[i].port}/v1/events/{names[i]}/purchases"
-            results[i] = service.wrk(url, seconds, lua)  # bounded: seconds + 60 s
+            results[i] = service.wrk(url, duration, lua)  # bounded: duration + 60 s
 
+        if WARMUP_SECONDS > 0:  # the same load, not measured; then the log drains
+            warm = [threading.Thread(target=drive, args=(i, WARMUP_SECONDS), daemon=True)
+                    for i in range(events)]
+            for t in warm:
+                t.start()
+            for t in warm:
+                t.join(timeout=WARMUP_SECONDS + 90)
+            for gateway, name in zip(setup.gateways, names):
+                wait(lambda: event_state(gateway.port, name)["queue"]["pending"] == 0,
+                     DRAIN_SECONDS, f"{name} to drain after the warm-up", poll_s=0.05)
+            results = [None] * events
         threads = [threading.Thread(target=drive, args=(i,), daemon=True) for i in range(events)]
+        held_before = sum(c["held"] + c["sold"] for name in names
+                          for c in event_state(setup.gateways[0].port, name)["categories"])
         before_w = {w.name: metrics(w.port) for w in setup.workers}
         before_g = {g.name: metrics(g.port) for g in setup.gateways}
+        cpu_before = cpu_sample(setup)
         started = time.monotonic()
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=seconds + 90)
         window_s = time.monotonic() - started
+        threads_before = getattr(setup, "threads_sample", {})
+        cpu_after = cpu_sample(setup)
+        if THREADS:
+            used = sorted(((setup.threads_sample[k] - threads_before.get(k, 0), k)
+                           for k in setup.threads_sample), reverse=True)
+            print(f"threads' CPU seconds in the window ({log}, {events}x{events}):",
+                  file=sys.stderr)
+            for seconds, (role, name) in used[:25]:
+                print(f"  {role:9} {name:32} {seconds:8.2f}", file=sys.stderr)
         end_w = {w.name: metrics(w.port) for w in setup.workers}
         end_g = {g.name: metrics(g.port) for g in setup.gateways}
         if any(r is None for r in results):
@@ -257,7 +399,7 @@ def run_config(log, events, seconds, lua, limits, baseline):
         appended = delta(before_g, after_g, "catraca_log_appended_total")
         append_batches = delta(before_g, after_g, "catraca_log_append_batches_total")
         append_s = delta(before_g, after_g, "catraca_log_append_seconds_total")
-        held = sum(c["held"] + c["sold"] for s in states for c in s["categories"])
+        held = sum(c["held"] + c["sold"] for s in states for c in s["categories"]) - held_before
         errors = {k: delta(before_w, after_w, k) for k in (
             "catraca_worker_commit_errors_total", "catraca_worker_commit_epoch_conflicts_total")}
         errors["catraca_log_append_failures_total"] = delta(
@@ -290,6 +432,12 @@ def run_config(log, events, seconds, lua, limits, baseline):
             "undecided": accepted_all - commands_all,
             "errors": sum(errors.values()),
             "naive_tps": naive,
+            # CPU ms per 1 000 decided purchases over the wrk window, per role (the machine's
+            # includes other users' processes: its gap to the sum is the noise)
+            **{f"cpu_{role}_ms_per_k": 1000 * 1000 * (cpu_after[role] - cpu_before[role])
+               / max(commands, 1) for role in cpu_before},
+            "cpu_machine_share": (cpu_after["machine"] - cpu_before["machine"])
+                                 / (window_s * (os.cpu_count() or 1)),
         }
     finally:
         setup.close()
@@ -310,6 +458,13 @@ ROWS = [  # key, label, format
     ("append_batch_mean", "gateway append batch, mean", "{:.1f}"),
     ("append_ms_mean", "gateway append (one group commit) mean ms", "{:.2f}"),
     ("window_s", "run window, s", "{:.2f}"),
+    ("cpu_gateway_ms_per_k", "CPU ms / 1 000 decided: gateway", "{:.0f}"),
+    ("cpu_worker_ms_per_k", "  worker", "{:.0f}"),
+    ("cpu_log_ms_per_k", "  log server (Redis or broker JVMs)", "{:.0f}"),
+    ("cpu_postgres_ms_per_k", "  PostgreSQL (all backends)", "{:.0f}"),
+    ("cpu_wrk_ms_per_k", "  wrk", "{:.0f}"),
+    ("cpu_machine_ms_per_k", "  whole machine (other users too)", "{:.0f}"),
+    ("cpu_machine_share", "machine busy share in the window", "{:.2f}"),
 ]
 
 
@@ -430,7 +585,7 @@ def main():
         "command": " ".join(["python3", os.path.relpath(os.path.abspath(sys.argv[0]), os.getcwd())]
                             + sys.argv[1:]),
         "gateway_args": " ".join(GATEWAY_EXTRA),
-        "kafka_brokers": KAFKA_BROKERS,
+        "kafka_brokers": KAFKA_BROKERS, "kafka_jvm": KAFKA_JVM, "warmup_s": WARMUP_SECONDS,
         "nproc": cores, "loadavg": load, "runs": runs, "seconds": seconds, "customers": customers,
         "wrk": f"-t{service.THREADS} -c{service.CONNECTIONS} per event",
         "naive_tps": round(naive), "naive_runs": [round(x) for x in naives],

@@ -253,6 +253,15 @@ def kafka_classpath():
 
 # Every broker and storage-tool JVM: small heap, the serial collector and the first JIT tier
 # only (start-up and little CPU matter more here than peak speed).
+# What Kafka's own scripts start a broker with (kafka-server-start.sh's heap, kafka-run-class.sh's
+# KAFKA_JVM_PERFORMANCE_OPTS): the C2 compiler and G1. bench/distributed.py measures with these
+# (Kafka(jvm_flags=KAFKA_JVM_FLAGS_PRODUCTION)): the tests' flags below cost about twice the
+# broker CPU per request (docs/BENCHMARKS.md, 2026-12-02).
+KAFKA_JVM_FLAGS_PRODUCTION = ["-Xms1g", "-Xmx1g", "-server", "-XX:+UseG1GC",
+                              "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
+                              "-XX:+ExplicitGCInvokesConcurrent", "-XX:MaxInlineLevel=15",
+                              "-Djava.awt.headless=true"]
+# The tests' flags: fast start and small footprint (C1 only, serial GC, small heap).
 KAFKA_JVM_FLAGS = ["-Xms64m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                    "-XX:-UsePerfData", "-Djava.awt.headless=true"]
 
@@ -472,20 +481,25 @@ class Kafka:
 
     START_TIMEOUT_S = 120  # 3 JVMs starting at once on 2 busy cores took 31 s here
 
-    def __init__(self, brokers=1, _archive_to=None, fault_listener=False, **overrides):
+    def __init__(self, brokers=1, _archive_to=None, fault_listener=False, jvm_flags=None,
+                 **overrides):
         """fault_listener: each node also listens on fault_upstream_ports[i] and ADVERTISES
         fault_ports[i] there, where nothing listens until a test starts
         tests/log/fault_proxy.h's relay on it (in front of fault_upstream_ports[i]). A client
         that bootstraps at fault_bootstrap then reaches the broker only through that relay,
         since Kafka clients connect to the addresses brokers advertise: the relay can cut it.
-        Inter-broker and controller traffic keep their own listeners."""
+        Inter-broker and controller traffic keep their own listeners.
+        jvm_flags: the brokers' JVM flags instead of KAFKA_JVM_FLAGS (then without the
+        class-data-sharing archive, which is made for those)."""
         if not 1 <= brokers <= 9:
             raise ValueError("Kafka(brokers=1..9)")
         self.fault_listener = fault_listener
         self.classpath = kafka_classpath()
         # _archive_to: kafka_class_archive's throwaway broker, which writes the archive
         self.archive_to = _archive_to
-        self.archive = None if _archive_to else kafka_class_archive(self.classpath)
+        self.jvm_flags = KAFKA_JVM_FLAGS if jvm_flags is None else list(jvm_flags)
+        self.archive = (None if _archive_to or jvm_flags is not None
+                        else kafka_class_archive(self.classpath))
         self.count = brokers
         self.overrides = overrides
         self.procs = [None] * brokers
@@ -606,7 +620,7 @@ class Kafka:
         return "\n".join(self.log(i) for i in range(self.count))
 
     def _java(self, main, *args, log4j=True):
-        command = ["java"] + KAFKA_JVM_FLAGS
+        command = ["java"] + (self.jvm_flags if main == "kafka.Kafka" else KAFKA_JVM_FLAGS)
         if self.archive:
             command.append("-XX:SharedArchiveFile=" + self.archive)
         if self.archive_to and main == "kafka.Kafka":

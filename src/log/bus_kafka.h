@@ -12,9 +12,13 @@
  *   - "<prefix>sys.commits": publish_commit produces there (not awaited: a
  *     failed delivery is reported by the next call as CATRACA_E_UNAVAILABLE);
  *     subscribe_commits consumes from the end.
- *   - "<prefix>sys.appended": log_kafka.c's append produces, after a
- *     successful call, one message per event it appended to: the event id, a
- *     NUL, and the event's new end (8 bytes big-endian), fire-and-forget;
+ *   - "<prefix>sys.appended": after a successful append, log_kafka.c's
+ *     process-wide announcer produces one message per event appended to: the
+ *     event id, a NUL, and the event's new end (8 bytes big-endian),
+ *     fire-and-forget; the first after a quiet moment at once, then at most
+ *     one batch every LOG_KAFKA_ANNOUNCE_SPACING_MS with each event's latest
+ *     end (so a busy gateway does not double its produce requests for
+ *     wake-ups);
  *     wait_appended consumes from the end, notes the end for this process's
  *     reads (log_kafka_note_end) and calls on_event with the id.
  * Consumers have no group and commit nothing (manual assign at the end):

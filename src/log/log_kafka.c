@@ -950,6 +950,139 @@ static int produce_item(struct log_kafka *log, const struct log_append_item *ite
  * for this process's reads (log_kafka_note_end), so a worker woken by it
  * waits for the fetch instead of finding its cached watermark stale.
  */
+static void announce_one(rd_kafka_t *producer, const char *topic, const char *event, uint64_t end)
+{
+    uint8_t message[CATRACA_ID_MAX + 1 + 8];
+    size_t length = strlen(event);
+    memcpy(message, event, length);
+    message[length++] = '\0';
+    be64(end, message + length);
+    length += 8;
+    rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE(message, length),
+                      RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+}
+
+/*
+ * The process's announcer: one thread and producer that every append of the
+ * process hands its events' new ends to. An announcement is a produce
+ * request (and a fetch by every worker) of its own, which the broker pays
+ * for like an append's: measured on 2026-12-02, half of a gateway's produce
+ * requests were announcements (docs/BENCHMARKS.md). The announcer sends the
+ * first one after a quiet moment at once and then at most one batch every
+ * LOG_KAFKA_ANNOUNCE_SPACING_MS, in which each event appears once, with its
+ * latest end: a worker that sleeps learns of new entries at most that much
+ * later; a busy one reads without waiting for announcements anyway.
+ *
+ * It serves the first (bootstrap, prefix) that uses it; a log of another
+ * cluster or prefix in the same process (tests only) announces by itself as
+ * before. Started on first use, stopped with the last log handle that could
+ * use it (log_kafka_open / kafka_close).
+ */
+
+struct announcement {
+    char event[CATRACA_ID_MAX + 1];
+    uint64_t end;
+};
+
+static struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+    pthread_t thread;
+    bool is_started;
+    bool is_stopping;
+    unsigned users; /* open log handles */
+    struct backend_options options;
+    char bootstrap[LOG_KAFKA_BOOTSTRAP_MAX];
+    char prefix[LOG_KAFKA_PREFIX_MAX + 1];
+    struct announcement pending[ANNOUNCED_MAX];
+    size_t pending_count;
+} announcer = {.mutex = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+static void *announcer_main(void *argument)
+{
+    (void)argument;
+    char topic[LOG_KAFKA_TOPIC_MAX];
+    snprintf(topic, sizeof(topic), "%ssys.appended", announcer.prefix);
+    rd_kafka_t *producer = NULL;
+    struct announcement taken[ANNOUNCED_MAX];
+    pthread_mutex_lock(&announcer.mutex);
+    for (;;) {
+        while (announcer.pending_count == 0 && !announcer.is_stopping)
+            pthread_cond_wait(&announcer.wake, &announcer.mutex);
+        if (announcer.pending_count == 0) /* stopping, nothing left to send */
+            break;
+        size_t count = announcer.pending_count;
+        memcpy(taken, announcer.pending, count * sizeof(taken[0]));
+        announcer.pending_count = 0;
+        pthread_mutex_unlock(&announcer.mutex);
+        if (producer == NULL) /* the topic exists: the append that handed these in made it */
+            producer = log_kafka_client_new(&announcer.options, true, NULL, NULL);
+        if (producer != NULL) {
+            for (size_t i = 0; i < count; i++)
+                announce_one(producer, topic, taken[i].event, taken[i].end);
+            rd_kafka_poll(producer, 0);
+            char fatal[256];
+            if (rd_kafka_fatal_error(producer, fatal, sizeof(fatal)) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR) { /* an idempotent producer can fail for good */
+                logline(LOGLINE_WARN, "log_kafka", "the announcer's producer failed; a new one",
+                        "error", fatal, NULL);
+                rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+                rd_kafka_flush(producer, DRAIN_AFTER_PURGE_MS);
+                rd_kafka_destroy(producer);
+                producer = NULL;
+            }
+        }
+        /* the spacing: what comes in meanwhile goes out together */
+        struct timespec pause = {0, LOG_KAFKA_ANNOUNCE_SPACING_MS * 1000000L};
+        nanosleep(&pause, NULL);
+        pthread_mutex_lock(&announcer.mutex);
+    }
+    pthread_mutex_unlock(&announcer.mutex);
+    if (producer != NULL) {
+        /* bounded: announcements still queued go out, or are dropped (they are hints) */
+        rd_kafka_flush(producer, announcer.options.timeout_ms);
+        rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(producer, DRAIN_AFTER_PURGE_MS);
+        rd_kafka_destroy(producer);
+    }
+    return NULL;
+}
+
+/* With announcer.mutex held: the event's latest end goes into the next batch. False: the
+ * announcer cannot take it (another cluster or prefix, full, or no thread). */
+static bool announcer_take_locked(const struct log_kafka *log, const char *event, uint64_t end)
+{
+    if (announcer.is_stopping) /* the last user is closing */
+        return false;
+    if (!announcer.is_started) {
+        announcer.options = log->options;
+        snprintf(announcer.bootstrap, sizeof(announcer.bootstrap), "%s", log->bootstrap);
+        snprintf(announcer.prefix, sizeof(announcer.prefix), "%s", log->prefix);
+        announcer.options.kafka_bootstrap = announcer.bootstrap;
+        announcer.options.kafka_topic_prefix = announcer.prefix;
+        if (pthread_create(&announcer.thread, NULL, announcer_main, NULL) != 0)
+            return false;
+        announcer.is_started = true;
+    }
+    if (strcmp(announcer.bootstrap, log->bootstrap) != 0 ||
+        strcmp(announcer.prefix, log->prefix) != 0)
+        return false;
+    for (size_t i = 0; i < announcer.pending_count; i++) {
+        if (strcmp(announcer.pending[i].event, event) == 0) {
+            if (end > announcer.pending[i].end)
+                announcer.pending[i].end = end;
+            return true;
+        }
+    }
+    if (announcer.pending_count == ANNOUNCED_MAX)
+        return false;
+    struct announcement *a = &announcer.pending[announcer.pending_count++];
+    snprintf(a->event, sizeof(a->event), "%s", event);
+    a->end = end;
+    return true;
+}
+
 static void announce_appended(struct log_kafka *log, const struct log_append_item *items,
                               size_t count)
 {
@@ -957,6 +1090,8 @@ static void announce_appended(struct log_kafka *log, const struct log_append_ite
     snprintf(topic, sizeof(topic), "%ssys.appended", log->prefix);
     const char *announced[ANNOUNCED_MAX];
     size_t announced_count = 0;
+    bool is_direct = false;
+    pthread_mutex_lock(&announcer.mutex);
     for (size_t i = count; i-- > 0;) { /* from the end: an event's last item has its end */
         if (items[i].result != LOG_APPENDED)
             continue;
@@ -967,18 +1102,43 @@ static void announce_appended(struct log_kafka *log, const struct log_append_ite
             continue;
         if (announced_count < ANNOUNCED_MAX) /* past it an event may be announced twice */
             announced[announced_count++] = items[i].event;
-        uint8_t message[CATRACA_ID_MAX + 1 + 8];
-        size_t length = strlen(items[i].event);
-        memcpy(message, items[i].event, length);
-        message[length++] = '\0';
-        be64(items[i].seq.major, message + length); /* seq.major is offset + 1: the end */
-        length += 8;
-        rd_kafka_producev(log->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_VALUE(message, length), RD_KAFKA_V_OPAQUE(NULL),
-                          RD_KAFKA_V_END);
+        /* seq.major is offset + 1: the end */
+        if (!announcer_take_locked(log, items[i].event, items[i].seq.major)) {
+            announce_one(log->producer, topic, items[i].event, items[i].seq.major);
+            is_direct = true;
+        }
     }
-    rd_kafka_poll(log->producer, 0);
+    pthread_cond_signal(&announcer.wake);
+    pthread_mutex_unlock(&announcer.mutex);
+    if (is_direct)
+        rd_kafka_poll(log->producer, 0);
+}
+
+static void announcer_use(void)
+{
+    pthread_mutex_lock(&announcer.mutex);
+    announcer.users++;
+    pthread_mutex_unlock(&announcer.mutex);
+}
+
+/* The last user stops the thread (after it sends what it holds, bounded). */
+static void announcer_release(void)
+{
+    pthread_mutex_lock(&announcer.mutex);
+    bool is_last = --announcer.users == 0 && announcer.is_started;
+    if (is_last) {
+        announcer.is_stopping = true;
+        pthread_cond_signal(&announcer.wake);
+    }
+    pthread_mutex_unlock(&announcer.mutex);
+    if (!is_last)
+        return;
+    pthread_join(announcer.thread, NULL);
+    pthread_mutex_lock(&announcer.mutex);
+    announcer.is_started = false;
+    announcer.is_stopping = false;
+    announcer.pending_count = 0;
+    pthread_mutex_unlock(&announcer.mutex);
 }
 
 int log_kafka_note_end(const char *prefix, const char *event, int64_t end)
@@ -1045,9 +1205,14 @@ static int kafka_append(void *context, struct log_append_item *items, size_t cou
         if (error == 0)
             log->pending++;
     }
+    /* rd_kafka_flush, not rd_kafka_poll: it sends what is queued at once, ignoring linger.ms
+     * (which only batches the items produced just above), and serves the reports as poll
+     * does. It also waits for this producer's earlier announcements (fire-and-forget, in
+     * flight beside these items). */
     while (log->pending > 0 && remaining_ms(deadline) > 0)
-        rd_kafka_poll(log->producer, remaining_ms(deadline) < POLL_SLICE_MS ? remaining_ms(deadline)
-                                                                             : POLL_SLICE_MS);
+        rd_kafka_flush(log->producer, remaining_ms(deadline) < POLL_SLICE_MS
+                                          ? remaining_ms(deadline)
+                                          : POLL_SLICE_MS);
     if (log->pending > 0) {
         /* Not reported in time: purge them, so this client sends nothing of the failed call
          * later (a broker may still write a request it had read: they become doubtful). */
@@ -1549,6 +1714,7 @@ static void kafka_close(void *context)
     struct log_kafka *log = context;
     if (log == NULL)
         return;
+    announcer_release();
     producer_drop(log);
     if (log->consumer != NULL) {
         while (log->assigned_count > 0)
@@ -1589,6 +1755,7 @@ int log_kafka_open(const struct backend_options *options, size_t read_max, bool 
     struct log_kafka *log = calloc(1, sizeof(*log));
     if (log == NULL)
         return CATRACA_E_NOMEM;
+    announcer_use(); /* kafka_close releases it */
     log->options = *options;
     snprintf(log->bootstrap, sizeof(log->bootstrap), "%s", options->kafka_bootstrap);
     snprintf(log->prefix, sizeof(log->prefix), "%s", options->kafka_topic_prefix);

@@ -110,6 +110,14 @@
  * instead of an endless "nothing new".
  */
 #define LOG_KAFKA_READ_LIVENESS_MS 2000
+/*
+ * sys.appended announcements (bus_kafka.h): a process sends its first batch
+ * after a quiet moment at once, then at most one batch per this many ms, each
+ * appended event once with its latest end. A sleeping worker learns of new
+ * entries at most this much later; a busy gateway's produce requests are not
+ * doubled by wake-ups.
+ */
+#define LOG_KAFKA_ANNOUNCE_SPACING_MS 20
 #define LOG_KAFKA_PREFETCH_KBYTES 16384     /* queued.max.messages.kbytes, per partition */
 #define LOG_KAFKA_KEYS_MAX (1u << 18)       /* idempotency keys remembered per process */
 #define LOG_KAFKA_PURCHASES_MAX (1u << 18)  /* purchase places remembered per process */

@@ -661,6 +661,70 @@ static void test_bus(void **state)
     bus.ops->close(bus.context);
 }
 
+/*
+ * Announcements (LOG_KAFKA_ANNOUNCE_SPACING_MS): appends in a row are
+ * announced in batches at most that far apart, each with the event's latest
+ * end, and the last append's end is always announced (a sleeping worker must
+ * learn of it). Read back from sys.appended with a plain consumer.
+ */
+static void test_announcements_coalesce(void **state)
+{
+    (void)state;
+    enum { APPENDS = 40 };
+    struct catraca_log log = open_log(TIMEOUT_MS);
+    uint8_t byte = 3;
+    uint64_t last_end = 0;
+    int64_t started = now_ms();
+    for (int i = 0; i < APPENDS; i++) {
+        struct log_append_item one = item("loud", 0, NULL, 0, &byte, 1);
+        assert_int_equal(log.ops->append(log.context, &one, 1), 0);
+        last_end = one.seq.major;
+    }
+    assert_int_equal(last_end, APPENDS);
+
+    struct backend_options options = options_with(TIMEOUT_MS);
+    rd_kafka_t *consumer = log_kafka_client_new(&options, false, NULL, NULL);
+    assert_non_null(consumer);
+    char topic_name[LOG_KAFKA_TOPIC_MAX];
+    snprintf(topic_name, sizeof(topic_name), "%ssys.appended", prefix);
+    rd_kafka_topic_t *topic = rd_kafka_topic_new(consumer, topic_name, NULL);
+    assert_non_null(topic);
+    assert_int_equal(rd_kafka_consume_start(topic, 0, RD_KAFKA_OFFSET_BEGINNING), 0);
+    int count = 0;
+    uint64_t end = 0;
+    int64_t deadline = now_ms() + 15000, arrived = 0;
+    while (end < last_end && now_ms() < deadline) {
+        rd_kafka_message_t *message = rd_kafka_consume(topic, 0, 100);
+        if (message == NULL)
+            continue;
+        if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            const uint8_t *bytes = message->payload;
+            assert_int_equal(message->len, strlen("loud") + 1 + 8);
+            assert_memory_equal(bytes, "loud", strlen("loud") + 1);
+            uint64_t this_end = 0;
+            for (int i = 0; i < 8; i++)
+                this_end = this_end << 8 | bytes[strlen("loud") + 1 + i];
+            assert_true(this_end > end); /* each batch carries a later end */
+            end = this_end;
+            count++;
+            arrived = now_ms();
+        }
+        rd_kafka_message_destroy(message);
+    }
+    rd_kafka_consume_stop(topic, 0);
+    rd_kafka_topic_destroy(topic);
+    rd_kafka_destroy(consumer);
+    log.ops->close(log.context);
+    fprintf(stderr, "%d appends in %lld ms: %d announcements\n", APPENDS,
+            (long long)(arrived - started), count);
+    if (end != last_end)
+        fail_msg("the last append's end (%llu) was not announced; last seen %llu",
+                 (unsigned long long)last_end, (unsigned long long)end);
+    /* batches are sent LOG_KAFKA_ANNOUNCE_SPACING_MS apart at least, all after started */
+    assert_true(count <= 1 + (arrived - started) / LOG_KAFKA_ANNOUNCE_SPACING_MS);
+    assert_true(count <= APPENDS);
+}
+
 /* ---- the conformance suite's Kafka target -------------------------------------------------- */
 
 #define CONFORMANCE_TIMEOUT_MS 1500
@@ -843,6 +907,7 @@ int main(void)
         cmocka_unit_test_setup(test_keys_and_purchases_of_this_process, fresh_prefix),
         cmocka_unit_test_setup(test_invalid_batch_appends_nothing, fresh_prefix),
         cmocka_unit_test_setup(test_bus, fresh_prefix),
+        cmocka_unit_test_setup(test_announcements_coalesce, fresh_prefix),
         cmocka_unit_test_setup(test_unreachable_brokers, fresh_prefix),
         cmocka_unit_test_setup(test_unique_number_waits_for_the_brokers, fresh_prefix),
         cmocka_unit_test_setup(test_broker_stopped_mid_append, fresh_prefix),
