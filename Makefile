@@ -33,6 +33,7 @@ bench: build
 	@set -e; for b in build/bench/bench_*; do echo "== $$b"; "$$b"; done
 	@echo "== bench/service.py"; CATRACA_BIN=build/catraca python3 bench/service.py
 	@echo "== bench/distributed.py"; CATRACA_BIN=build/catraca python3 bench/distributed.py
+	@echo "== bench/catchup.py"; CATRACA_BIN=build/catraca python3 bench/catchup.py
 	@echo "== bench/rush_vs_wrk.sh"; CATRACA_BIN=build/catraca bash bench/rush_vs_wrk.sh
 	@echo "== bench/idle_connections.py"; CATRACA_BIN=build/catraca python3 bench/idle_connections.py
 	@echo "== bench/sizing.py"; CATRACA_BIN=build/catraca python3 bench/sizing.py
