@@ -93,16 +93,20 @@ def main():
     customers = 50000
     limits = ["--max-purchases-per-event", str(1 << 20), "--max-customers-per-event",
               str(1 << 16), "--queue-max", "100000", "--max-connections", "4096"]
-    lua = os.path.join(distributed.tempfile.mkdtemp(prefix="catraca-lua-"), "purchase.lua")
+    lua_dir = distributed.tempfile.mkdtemp(prefix="catraca-lua-")
+    lua = os.path.join(lua_dir, "purchase.lua")
     service.write_lua(lua, customers)
     results = {log: {name: [] for name, _ in binaries} for log in distributed.LOGS}
-    for run in range(options.runs):
-        for log in distributed.LOGS:
-            for name, binary in binaries:
-                decided, took = one_run(log, binary, options.seconds, lua, limits)
-                results[log][name].append((decided, took))
-                print(f"run {run + 1}/{options.runs} {log} {name}: {decided:.0f} entries in "
-                      f"{took:.2f} s ({decided / took:.0f}/s)", flush=True)
+    try:
+        for run in range(options.runs):
+            for log in distributed.LOGS:
+                for name, binary in binaries:
+                    decided, took = one_run(log, binary, options.seconds, lua, limits)
+                    results[log][name].append((decided, took))
+                    print(f"run {run + 1}/{options.runs} {log} {name}: {decided:.0f} entries "
+                          f"in {took:.2f} s ({decided / took:.0f}/s)", flush=True)
+    finally:
+        distributed.shutil.rmtree(lua_dir, ignore_errors=True)
     summary = {}
     for log in distributed.LOGS:
         for name, _ in binaries:
