@@ -694,6 +694,16 @@ void api_pending_submit_limited(struct route_context *c, struct pending *p,
     api_pending_release(p); /* the handler's */
 }
 
+/* A started stream's first event, the state now (counted as its 200); whether that state is
+ * final (then nothing more can follow). */
+static bool stream_first_event(struct api *api, struct pending *p, const struct store_purchase *row)
+{
+    stream_shows_news(p, row);
+    stream_json(p->request, api_purchases_json(row));
+    metrics_request(&api->metrics, p->route, 200, clock_monotonic_us() - p->started_us);
+    return engine_status_is_final(row->status);
+}
+
 void api_pending_park_for_changes(struct route_context *c, const struct store_purchase *row,
                                   enum pending_kind kind, int64_t wait_ms,
                                   int answer_when_not_status)
@@ -714,10 +724,7 @@ void api_pending_park_for_changes(struct route_context *c, const struct store_pu
         return;
     }
     if (kind == PENDING_STREAM) {
-        stream_shows_news(p, row); /* the first event: the state now */
-        stream_json(c->request, api_purchases_json(row));
-        metrics_request(&c->api->metrics, c->route, 200, clock_monotonic_us() - c->started_us);
-        if (engine_status_is_final(row->status)) { /* final: it can never change again */
+        if (stream_first_event(c->api, p, row)) { /* final: it can never change again */
             http_stream_end(c->request);
             api_pending_release(p);
             return;
@@ -882,10 +889,7 @@ void api_pending_stream_from(struct api *api, struct pending *p, const struct st
     p->kind = PENDING_STREAM;
     watch_purchase(p, row, -1);
     p->wait_ms = p->resume_wait_ms;
-    stream_shows_news(p, row); /* the first event: the state now */
-    stream_json(p->request, api_purchases_json(row));
-    metrics_request(&api->metrics, p->route, 200, clock_monotonic_us() - p->started_us);
-    if (engine_status_is_final(row->status)) {
+    if (stream_first_event(api, p, row)) {
         api_pending_finish(p, 200, "", NULL);
         return;
     }
