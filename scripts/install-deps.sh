@@ -9,6 +9,7 @@ packages=(
     libhiredis-dev libpq-dev libhttp-parser-dev
     librdkafka-dev        # the Kafka log and bus (src/log/log_kafka.c, bus_kafka.c)
     libcurl4-openssl-dev  # catraca verify: HTTP(S) client
+    libsodium-dev         # receipts: Ed25519 signatures (src/gateway/receipt.c)
     redis-server postgresql-15 postgresql-contrib
     wrk prometheus haproxy systemd python3 curl openssl valgrind
     jq iproute2 util-linux  # docs_runnable: README/DEPLOY blocks use jq; ip + unshare isolate them

@@ -157,7 +157,7 @@ static int start_receipts(struct api *api)
     }
     uint32_t threads =
         api->config.threads < SIGNER_THREADS_MAX ? api->config.threads : SIGNER_THREADS_MAX;
-    struct signer_config signer = {.key = key,
+    struct signer_config signer = {.key = receipts_signing_key(api->receipts),
                                    .threads = threads > 0 ? threads : 1,
                                    .queue_max = api->config.queue_max < API_SIGNER_QUEUE_MAX
                                                     ? api->config.queue_max

@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <openssl/pem.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -48,18 +49,36 @@ int tree_head_message(const struct tree_head *h, char *out, size_t size)
 
 /* ---- Ed25519 ----------------------------------------------------------------------------- */
 
-static int sign(const char *message, size_t length, EVP_PKEY *key,
+_Static_assert(sizeof(((struct receipt_signing_key *)0)->secret) == crypto_sign_SECRETKEYBYTES,
+               "receipt_signing_key holds libsodium's Ed25519 secret key");
+_Static_assert(RECEIPT_SIGNATURE_BYTES == crypto_sign_BYTES, "an Ed25519 signature");
+
+int receipt_signing_key_from(EVP_PKEY *key, struct receipt_signing_key *out)
+{
+    uint8_t seed[crypto_sign_SEEDBYTES], public_key[crypto_sign_PUBLICKEYBYTES];
+    size_t length = sizeof(seed);
+    /* sodium_init is safe to call more than once and from any thread; <0 is failure only. */
+    int is_ok = sodium_init() >= 0 && key != NULL && EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519 &&
+                EVP_PKEY_get_raw_private_key(key, seed, &length) == 1 && length == sizeof(seed) &&
+                crypto_sign_seed_keypair(public_key, out->secret, seed) == 0;
+    sodium_memzero(seed, sizeof(seed));
+    if (!is_ok)
+        sodium_memzero(out->secret, sizeof(out->secret));
+    return is_ok ? 0 : CATRACA_E_INVALID;
+}
+
+void receipt_signing_key_clear(struct receipt_signing_key *key)
+{
+    sodium_memzero(key->secret, sizeof(key->secret));
+}
+
+static int sign(const char *message, size_t length, const struct receipt_signing_key *key,
                 uint8_t signature[RECEIPT_SIGNATURE_BYTES])
 {
-    EVP_MD_CTX *context = EVP_MD_CTX_new();
-    size_t signature_length = RECEIPT_SIGNATURE_BYTES;
-    /* Ed25519 signs the message itself: no digest is named (RFC 8032, PureEdDSA). */
-    int is_ok = context != NULL && EVP_DigestSignInit(context, NULL, NULL, NULL, key) == 1 &&
-                EVP_DigestSign(context, signature, &signature_length, (const uint8_t *)message,
-                               length) == 1 &&
-                signature_length == RECEIPT_SIGNATURE_BYTES;
-    EVP_MD_CTX_free(context);
-    return is_ok ? 0 : CATRACA_E_INVALID;
+    /* Ed25519 signs the message itself (RFC 8032, PureEdDSA), as OpenSSL's EVP_DigestSign does. */
+    return crypto_sign_detached(signature, NULL, (const uint8_t *)message, length, key->secret) == 0
+               ? 0
+               : CATRACA_E_INVALID;
 }
 
 static bool signature_is_valid(const char *message, size_t length, EVP_PKEY *key,
@@ -73,14 +92,14 @@ static bool signature_is_valid(const char *message, size_t length, EVP_PKEY *key
     return is_valid;
 }
 
-int receipt_sign(struct receipt *receipt, EVP_PKEY *key)
+int receipt_sign(struct receipt *receipt, const struct receipt_signing_key *key)
 {
     char message[RECEIPT_MESSAGE_MAX];
     int length = receipt_message(receipt, message, sizeof(message));
     return length < 0 ? CATRACA_E_INVALID : sign(message, (size_t)length, key, receipt->signature);
 }
 
-int tree_head_sign(struct tree_head *head, EVP_PKEY *key)
+int tree_head_sign(struct tree_head *head, const struct receipt_signing_key *key)
 {
     char message[RECEIPT_MESSAGE_MAX];
     int length = tree_head_message(head, message, sizeof(message));

@@ -1,7 +1,7 @@
 /*
  * receipt.h - a signed receipt and a signed tree head: their fields, the exact
- * bytes that are signed, their JSON, and the Ed25519 key (OpenSSL EVP) that
- * signs them. Shared by the gateway (receipts.h issues them) and `catraca
+ * bytes that are signed, their JSON, and the Ed25519 key that signs them
+ * (read with OpenSSL EVP, signing with libsodium). Shared by the gateway (receipts.h issues them) and `catraca
  * verify` (which checks them), so both sides sign and check the same bytes.
  *
  * Signed bytes are text, one field a line, so that anyone can rebuild them by hand:
@@ -52,9 +52,24 @@ struct tree_head {
 int receipt_message(const struct receipt *receipt, char *out, size_t size);
 int tree_head_message(const struct tree_head *head, char *out, size_t size);
 
+/*
+ * The private key as signing uses it: libsodium's expanded Ed25519 secret key (the 32-byte
+ * seed, then the public key). OpenSSL reads and writes the key (PEM) and checks signatures;
+ * libsodium signs, with about 40 % of OpenSSL 3.0's CPU a signature (docs/BENCHMARKS.md,
+ * "Receipts"), and Ed25519 is deterministic (RFC 8032), so the signature is the same bytes
+ * either way (test_receipt checks it).
+ */
+struct receipt_signing_key {
+    uint8_t secret[64];
+};
+/* From an Ed25519 private key: 0, or CATRACA_E_INVALID (not one, or libsodium cannot start). */
+int receipt_signing_key_from(EVP_PKEY *key, struct receipt_signing_key *out);
+/* Overwrites the secret (the compiler may not drop it). */
+void receipt_signing_key_clear(struct receipt_signing_key *key);
+
 /* Signs into ->signature with key: 0 or CATRACA_E_INVALID. Any thread (the key is read-only). */
-int receipt_sign(struct receipt *receipt, EVP_PKEY *key);
-int tree_head_sign(struct tree_head *head, EVP_PKEY *key);
+int receipt_sign(struct receipt *receipt, const struct receipt_signing_key *key);
+int tree_head_sign(struct tree_head *head, const struct receipt_signing_key *key);
 bool receipt_signature_is_valid(const struct receipt *receipt, EVP_PKEY *public_key);
 bool tree_head_signature_is_valid(const struct tree_head *head, EVP_PKEY *public_key);
 

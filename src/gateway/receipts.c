@@ -24,6 +24,7 @@ struct event_tree {
 
 struct receipts {
     struct receipts_config config;
+    struct receipt_signing_key signing_key; /* of config.key */
     pthread_mutex_t mutex;
     struct catraca_log log;
     bool has_log;
@@ -40,8 +41,13 @@ int receipts_start(const struct receipts_config *config, struct receipts **out)
     struct receipts *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return CATRACA_E_NOMEM;
+    if (receipt_signing_key_from(config->key, &r->signing_key) != 0) {
+        free(r);
+        return CATRACA_E_INVALID;
+    }
     r->trees = calloc(config->events_max, sizeof(*r->trees));
     if (r->trees == NULL) {
+        receipt_signing_key_clear(&r->signing_key);
         free(r);
         return CATRACA_E_NOMEM;
     }
@@ -67,6 +73,7 @@ void receipts_stop(struct receipts *r)
     if (r->has_log)
         r->log.ops->close(r->log.context);
     EVP_PKEY_free(r->config.key);
+    receipt_signing_key_clear(&r->signing_key);
     pthread_mutex_destroy(&r->mutex);
     free(r->trees);
     free(r);
@@ -184,15 +191,15 @@ static int64_t index_of_leaf(const struct event_tree *t, const merkle_hash leaf)
 
 /* ---- the contract ------------------------------------------------------------------------ */
 
-EVP_PKEY *receipts_key(const struct receipts *r)
+const struct receipt_signing_key *receipts_signing_key(const struct receipts *r)
 {
-    return r->config.key;
+    return &r->signing_key;
 }
 
 int receipts_issue(struct receipts *r, const struct log_append_item *item, struct receipt *out)
 {
     int error = receipts_place(r, item, out);
-    return error == 0 ? receipt_sign(out, r->config.key) : error;
+    return error == 0 ? receipt_sign(out, &r->signing_key) : error;
 }
 
 int receipts_place(struct receipts *r, const struct log_append_item *item, struct receipt *out)
@@ -237,7 +244,7 @@ int receipts_head(struct receipts *r, const char *event, struct tree_head *out)
     pthread_mutex_unlock(&r->mutex);
     if (error != 0 || is_cached)
         return error;
-    error = tree_head_sign(out, r->config.key);
+    error = tree_head_sign(out, &r->signing_key);
     pthread_mutex_lock(&r->mutex);
     /* The slot may hold another event by now (evicted meanwhile): only its own head goes in. */
     if (error == 0 && strcmp(t->event, event) == 0 && out->tree_size <= t->tree.size) {

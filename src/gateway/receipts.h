@@ -35,7 +35,7 @@
 #include "log/log.h"
 
 struct receipts_config {
-    EVP_PKEY *key; /* taken over: freed by receipts_stop */
+    EVP_PKEY *key; /* an Ed25519 private key, taken over once started: freed by receipts_stop */
     uint32_t events_max;
     uint64_t leaves_max;
     /* Opens the read handle (a log handle of the caller's backend), on first need. */
@@ -57,10 +57,11 @@ void receipts_public_key(const struct receipts *receipts, uint8_t out[RECEIPT_PU
  */
 int receipts_issue(struct receipts *receipts, const struct log_append_item *item,
                    struct receipt *out);
-/* receipts_issue without the signature (for gateway/signer.h), and the key that signs. */
+/* receipts_issue without the signature (for gateway/signer.h), and the key that signs
+ * (valid until receipts_stop). */
 int receipts_place(struct receipts *receipts, const struct log_append_item *item,
                    struct receipt *out);
-EVP_PKEY *receipts_key(const struct receipts *receipts);
+const struct receipt_signing_key *receipts_signing_key(const struct receipts *receipts);
 
 /* The event's current head, signed. A log without entries has size 0. */
 int receipts_head(struct receipts *receipts, const char *event, struct tree_head *out);
