@@ -639,6 +639,77 @@ static void test_idempotency(void **state)
     close_log(&log);
 }
 
+/*
+ * A call far larger than a group commit usually is (the Redis script reads and writes purchase
+ * ids in chunks of 1 000): ids repeated within the call, across chunk borders, are duplicates of
+ * their first entry; everything else is appended once, in order, and findable afterwards.
+ */
+static void test_large_batch_with_duplicates_inside(void **state)
+{
+    (void)state;
+    enum { COUNT = 2500 };
+    struct catraca_log log = open_log(READ_MAX);
+    char event[CATRACA_ID_MAX + 1];
+    event_name(event, "large");
+    static struct log_append_item items[COUNT];
+    static struct unique_record records[COUNT];
+    static const size_t repeats[][2] = {{1200, 10}, {2499, 2100}, {1000, 999}, {2000, 1999}};
+    uint64_t first_id = next_purchase;
+    for (size_t i = 0; i < COUNT; i++) {
+        records[i] = unique_record();
+        items[i] = item(event, purchase_id(), NULL, 0, records[i].bytes, 16);
+    }
+    for (size_t r = 0; r < sizeof(repeats) / sizeof(repeats[0]); r++)
+        items[repeats[r][0]].purchase_id = items[repeats[r][1]].purchase_id;
+    append_ok(log, items, COUNT);
+    size_t appended = 0;
+    struct log_seq last = SEQ_ZERO;
+    for (size_t i = 0; i < COUNT; i++) {
+        size_t original = i;
+        for (size_t r = 0; r < sizeof(repeats) / sizeof(repeats[0]); r++)
+            if (repeats[r][0] == i)
+                original = repeats[r][1];
+        if (original != i) {
+            assert_int_equal(items[i].result, LOG_DUPLICATE);
+            assert_seq_equal(items[i].seq, items[original].seq);
+            assert_true(items[i].existing_purchase_id == items[original].purchase_id);
+        } else {
+            assert_int_equal(items[i].result, LOG_APPENDED);
+            assert_true(log_seq_compare(items[i].seq, last) > 0); /* in the call's order */
+            last = items[i].seq;
+            appended++;
+        }
+    }
+    assert_true(count_after(log, event, SEQ_ZERO) == appended);
+    struct copied_entries all = read_all(log, event, SEQ_ZERO, READ_MAX);
+    assert_int_equal(all.count, appended);
+    for (size_t i = 0, at = 0; i < COUNT; i++)
+        if (items[i].result == LOG_APPENDED) {
+            assert_seq_equal(all.entries[at].seq, items[i].seq);
+            assert_memory_equal(all.entries[at].record, records[i].bytes, 16);
+            at++;
+        }
+    copied_free(&all);
+    /* Every id the call placed is known to later calls, whichever chunk wrote it. */
+    char found[CATRACA_ID_MAX + 1];
+    struct log_seq at;
+    for (size_t i = 0; i < COUNT; i += 499) {
+        assert_int_equal(log.ops->find_purchase(log.context, items[i].purchase_id, found, &at), 0);
+        assert_string_equal(found, event);
+        assert_seq_equal(at, items[i].seq);
+    }
+    struct log_append_item again[2] = {
+        item(event, items[2498].purchase_id, NULL, 0, records[0].bytes, 16),
+        item(event, first_id + 999, NULL, 0, records[1].bytes, 16)};
+    append_ok(log, again, 2);
+    assert_int_equal(again[0].result, LOG_DUPLICATE);
+    assert_seq_equal(again[0].seq, items[2498].seq);
+    assert_int_equal(again[1].result, LOG_DUPLICATE);
+    assert_seq_equal(again[1].seq, items[999].seq);
+    assert_true(count_after(log, event, SEQ_ZERO) == appended);
+    close_log(&log);
+}
+
 static void test_find_purchase(void **state)
 {
     (void)state;
@@ -1539,6 +1610,7 @@ int conformance_log_run(const struct conformance_target *run_target)
         cmocka_unit_test(test_batch_across_two_events),
         cmocka_unit_test(test_invalid_batch_appends_nothing),
         cmocka_unit_test(test_idempotency),
+        cmocka_unit_test(test_large_batch_with_duplicates_inside),
         cmocka_unit_test(test_find_purchase),
         cmocka_unit_test(test_count_after_and_last_seq),
         cmocka_unit_test(test_list_partitions),
