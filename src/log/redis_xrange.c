@@ -83,6 +83,12 @@ static enum step take_header(struct cursor *c, char kind, int64_t *value)
         return STEP_MORE;
     if (*p != kind)
         return STEP_CORRUPT;
+    /* One digit: six of an entry's eleven headers ("*2", "*8" and each field name's "$1"). */
+    if (c->end - p >= 4 && (unsigned char)(p[1] - '0') < 10 && p[2] == '\r' && p[3] == '\n') {
+        *value = p[1] - '0';
+        c->at = p + 4;
+        return STEP_OK;
+    }
     p++;
     bool is_negative = p < c->end && *p == '-';
     if (is_negative)
