@@ -1526,7 +1526,11 @@ static int take(struct log_kafka *log, struct assigned *a, struct log_entry *ent
             if (message->len > CATRACA_COMMAND_ENCODED_MAX || !has_time) {
                 error = CATRACA_E_CORRUPT;
             } else {
-                uint8_t *record = log->records + *count * CATRACA_COMMAND_ENCODED_MAX;
+                /* Packed after the entries already taken (take() may run twice for one
+                 * read): only the pages the records fill are touched. */
+                const struct log_entry *last = *count > 0 ? &entries[*count - 1] : NULL;
+                uint8_t *record = last != NULL ? (uint8_t *)last->record + last->record_length
+                                               : log->records;
                 if (message->len > 0)
                     memcpy(record, message->payload, message->len);
                 entries[*count] = (struct log_entry){{(uint64_t)message->offset + 1, 0}, time_ms,

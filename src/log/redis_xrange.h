@@ -36,7 +36,8 @@
 
 struct redis_xrange {
     struct log_entry *entries; /* out: max of them */
-    uint8_t *records;          /* max * CATRACA_COMMAND_ENCODED_MAX bytes: each entry's record */
+    uint8_t *records;          /* max * CATRACA_COMMAND_ENCODED_MAX bytes: the records, packed */
+    size_t records_used;       /* bytes of records written */
     size_t max;
     int64_t expected; /* entries in the reply; -1 until its header is decoded */
     size_t count;     /* entries decoded */
