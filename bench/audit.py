@@ -219,7 +219,9 @@ def main():
     binaries = ([("before", args.before)] if args.before else []) + [("after", BIN)]
     work = tempfile.mkdtemp(prefix="catraca-audit-bench-")
     servers = []
-    report = {"bench": "audit", "buyers": BUYERS, "tickets": TICKETS, "runs": args.runs}
+    report = {"bench": "audit", "runs": args.runs}
+    if not (args.redis or args.kafka or args.data):
+        report.update(buyers=BUYERS, tickets=TICKETS)  # the sale this run makes
     try:
         if args.hold:
             os.makedirs(os.path.join(work, "d"))
