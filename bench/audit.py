@@ -19,9 +19,13 @@ fails the bench (exit 1).
 
 Usage: audit.py [--runs N] [--before BIN] [--data DIR] [--distributed [--log kafka]] [--keep]
        audit.py [--runs N] [--before BIN] (--redis URL | --kafka BOOTSTRAP) --postgres CONNINFO
+       audit.py --hold [--log kafka]
   --data DIR   audit an existing embedded data directory instead of making one.
   --redis or --kafka, --postgres  audit an existing distributed sale (and nothing else).
   --keep       keep the data made (path printed) for a later --data.
+  --hold       only make a distributed sale, print the options that audit it, and keep its
+               servers running until interrupted (Ctrl-C): audit it again and again with
+               --redis/--kafka --postgres (a large sale takes minutes to make).
 Environment: CATRACA_BIN (default build/catraca, the release build), BUYERS, TICKETS.
 Ends with one JSON line {"bench": "audit", ...}. Standard library only.
 """
@@ -29,7 +33,9 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -136,6 +142,10 @@ def make_distributed(work, servers, log="redis"):
     return log_args + ["--postgres", postgres.conninfo]
 
 
+def _stop_holding(signum, frame):
+    raise KeyboardInterrupt
+
+
 def audit_once(binary, where):
     """(commands, seconds, commands/s, CPU seconds or None, peak RSS MiB, whole command's wall
     seconds) of one audit; exits the bench unless CLEAN. An older binary does not print its CPU
@@ -203,12 +213,28 @@ def main():
                         help="with --kafka (default: the prefix --distributed --log kafka uses)")
     parser.add_argument("--postgres")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--hold", action="store_true",
+                        help="make a distributed sale and keep its servers until interrupted")
     args = parser.parse_args()
     binaries = ([("before", args.before)] if args.before else []) + [("after", BIN)]
     work = tempfile.mkdtemp(prefix="catraca-audit-bench-")
     servers = []
-    report = {"bench": "audit", "buyers": BUYERS, "tickets": TICKETS, "runs": args.runs}
+    report = {"bench": "audit", "runs": args.runs}
+    if not (args.redis or args.kafka or args.data):
+        report.update(buyers=BUYERS, tickets=TICKETS)  # the sale this run makes
     try:
+        if args.hold:
+            os.makedirs(os.path.join(work, "d"))
+            where = make_distributed(os.path.join(work, "d"), servers, args.log)
+            print("hold: audit it with: " + " ".join(shlex.quote(w) for w in where), flush=True)
+            # Ctrl-C, or a kill (a shell's background job ignores SIGINT): the servers close.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, _stop_holding)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                return
         if args.redis or args.kafka:
             where = (["--redis", args.redis] if args.redis else
                      ["--kafka", args.kafka, "--kafka-topic-prefix", args.kafka_topic_prefix])

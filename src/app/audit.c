@@ -29,7 +29,7 @@
  *     records) and two read-ahead batches of AUDIT_READ_BATCH
  *     entries each (records packed, at most CATRACA_COMMAND_ENCODED_MAX each),
  *     AUDIT_APPLY_BATCH decoded commands, and the store's current row
- *     (PostgreSQL: a page of rows).
+ *     (PostgreSQL: one row of its COPY, pg_copy.h).
  * Pages of the per-purchase arrays that no purchase reaches are never touched
  * (calloc), so a small event costs little. A DRAW holds the ids of the slots
  * for its duration (8 B per purchase, once per event).

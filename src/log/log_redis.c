@@ -4,22 +4,27 @@
  * it does (duplicates by key or by purchase id, mismatches, the earlier
  * entry's seq, exclusive reads, sorted partitions).
  *
- * hiredis speaks the protocol; this file builds commands and checks every
- * reply's type and element count before use: a reply of another shape is
+ * hiredis speaks the protocol (but for read()'s XRANGE replies, decoded from
+ * the socket's bytes by redis_xrange.c); this file builds commands and checks
+ * every reply's type and element count before use: a reply of another shape is
  * CATRACA_E_CORRUPT, never a crash. No reply (I/O error, time-out) is
  * CATRACA_E_UNAVAILABLE and drops the connection; the next call reconnects.
  */
 #include "log/log_redis.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/logline.h"
 #include "log/redis_conn.h"
+#include "log/redis_xrange.h"
 
 #define PURCHASES_KEY "catraca:purchases"
 #define PARTITIONS_KEY "catraca:partitions"
@@ -31,6 +36,9 @@
 #define APPEND_ITEMS_MAX 65536
 #define COMMAND_ARGS_MAX 8 /* of the fixed-shape commands (command()) */
 #define APPEND_SCRIPT_CHUNK "1000" /* ids a HMGET or HSET of the append script names */
+/* read()'s buffer for an XRANGE reply: a few socket reads' worth, and always a whole entry. */
+#define REPLY_BUFFER_BYTES (256 * 1024)
+static_assert(REPLY_BUFFER_BYTES >= REDIS_XRANGE_ENTRY_BYTES_MAX, "a whole entry fits");
 
 /*
  * The append script. ARGV: count, then per item ITEM_ARGS words: event,
@@ -134,128 +142,6 @@ static const char append_script[] =
     "end\n"
     "return out\n";
 
-/*
- * The top of an XRANGE reply (the array, or an error) is built in an arena: hiredis' own reply
- * functions allocate every object and every string apart (12 malloc and 12 free an entry, more
- * than half of the CPU of reading a stream back), and below the top nothing is built at all
- * (struct xrange_decoding). read() hands the reader its functions for its one command, uses
- * the reply, and empties the arena; such a reply is never given to freeReplyObject. Blocks are
- * REPLY_ARENA_BLOCK bytes (or one object's size when larger) and are kept for the next read.
- */
-#define REPLY_ARENA_BLOCK (1u << 20)
-
-struct reply_arena_block {
-    struct reply_arena_block *next;
-    size_t size, used;
-    _Alignas(16) unsigned char bytes[];
-};
-
-struct reply_arena {
-    struct reply_arena_block *blocks; /* the current one first */
-};
-
-/* The arena of the command being read, on this thread (hiredis passes no context in 0.14). */
-static _Thread_local struct reply_arena *current_arena;
-
-static void *arena_alloc(size_t size)
-{
-    struct reply_arena *arena = current_arena;
-    size = (size + 15) & ~(size_t)15;
-    struct reply_arena_block *b = arena->blocks;
-    if (b == NULL || b->size - b->used < size) {
-        size_t capacity = size > REPLY_ARENA_BLOCK ? size : REPLY_ARENA_BLOCK;
-        struct reply_arena_block *fresh = malloc(sizeof(*fresh) + capacity);
-        if (fresh == NULL)
-            return NULL;
-        *fresh = (struct reply_arena_block){.next = b, .size = capacity};
-        arena->blocks = b = fresh;
-    }
-    void *at = b->bytes + b->used;
-    b->used += size;
-    return at;
-}
-
-/* Keeps the largest block, emptied; frees the others. */
-static void arena_reset(struct reply_arena *arena)
-{
-    struct reply_arena_block *keep = NULL;
-    for (struct reply_arena_block *b = arena->blocks, *next; b != NULL; b = next) {
-        next = b->next;
-        if (keep == NULL || b->size > keep->size) {
-            free(keep);
-            keep = b;
-        } else {
-            free(b);
-        }
-    }
-    if (keep != NULL)
-        *keep = (struct reply_arena_block){.size = keep->size};
-    arena->blocks = keep;
-}
-
-static void arena_free_all(struct reply_arena *arena)
-{
-    arena_reset(arena);
-    free(arena->blocks);
-    arena->blocks = NULL;
-}
-
-/* A reply object of type linked into its parent, as hiredis' createReplyObject does. */
-static redisReply *arena_reply(const redisReadTask *task, int type)
-{
-    redisReply *r = arena_alloc(sizeof(*r));
-    if (r == NULL)
-        return NULL;
-    memset(r, 0, sizeof(*r));
-    r->type = type;
-    if (task->parent != NULL) {
-        redisReply *parent = task->parent->obj;
-        parent->element[task->idx] = r;
-    }
-    return r;
-}
-
-static void *arena_string(const redisReadTask *task, char *text, size_t length)
-{
-    char *copy = arena_alloc(length + 1);
-    redisReply *r = copy != NULL ? arena_reply(task, task->type) : NULL;
-    if (r == NULL)
-        return NULL;
-    memcpy(copy, text, length);
-    copy[length] = '\0';
-    r->str = copy;
-    r->len = length;
-    return r;
-}
-
-/* The top array of a decoded XRANGE: its type and length only (its elements are decoded,
- * not kept). */
-static void *arena_array_of(const redisReadTask *task, int elements)
-{
-    redisReply *r = arena_reply(task, REDIS_REPLY_ARRAY);
-    if (r != NULL)
-        r->elements = elements > 0 ? (size_t)elements : 0;
-    return r;
-}
-
-static void *arena_integer(const redisReadTask *task, long long value)
-{
-    redisReply *r = arena_reply(task, REDIS_REPLY_INTEGER);
-    if (r != NULL)
-        r->integer = value;
-    return r;
-}
-
-static void *arena_nil(const redisReadTask *task)
-{
-    return arena_reply(task, REDIS_REPLY_NIL);
-}
-
-static void arena_free_object(void *reply)
-{
-    (void)reply; /* the arena's: emptied by arena_reset */
-}
-
 struct log_redis {
     struct log_redis_options options; /* url not kept: host and port are */
     char host[HOST_TEXT_MAX];
@@ -265,200 +151,27 @@ struct log_redis {
     char script_sha[41];             /* "": not loaded on this connection yet */
     bool is_down;                    /* the last connection attempt failed (logged once) */
     uint8_t *records;                /* read(): options.read_max * CATRACA_COMMAND_ENCODED_MAX */
-    uint8_t *found;                  /* read(): options.read_max, struct xrange_decoding */
+    char *reply_bytes;               /* read(): REPLY_BUFFER_BYTES of an XRANGE reply */
     /* append() argument vectors, grown to the largest call (<= APPEND_ITEMS_MAX items) */
     const char **argv;
     size_t *argv_lengths;
     char (*numbers)[3][NUMBER_TEXT_MAX];
     size_t append_capacity;
-    struct reply_arena arena; /* read()'s XRANGE replies (reply_arena below) */
 };
 
 /* ---- replies ----------------------------------------------------------------------------- */
 
-/* Decimal digits only (no sign, space or '+': strtoull accepts too much), no overflow. */
-static int parse_u64(const char *text, size_t length, uint64_t *out)
-{
-    uint64_t value = 0;
-    if (length == 0 || length > 20)
-        return CATRACA_E_CORRUPT;
-    for (size_t i = 0; i < length; i++) {
-        if (text[i] < '0' || text[i] > '9')
-            return CATRACA_E_CORRUPT;
-        uint64_t digit = (uint64_t)(text[i] - '0');
-        /* 19 digits never overflow: only a 20-digit number is checked (a division a digit) */
-        if (length == 20 && value > (UINT64_MAX - digit) / 10)
-            return CATRACA_E_CORRUPT;
-        value = value * 10 + digit;
-    }
-    *out = value;
-    return 0;
-}
-
-static int parse_i64(const char *text, size_t length, int64_t *out)
-{
-    bool is_negative = length > 0 && text[0] == '-';
-    uint64_t magnitude = 0;
-    size_t skip = is_negative ? 1 : 0;
-    if (parse_u64(text + skip, length - skip, &magnitude) != 0 ||
-        magnitude > (uint64_t)INT64_MAX + (is_negative ? 1 : 0))
-        return CATRACA_E_CORRUPT;
-    if (!is_negative)
-        *out = (int64_t)magnitude;
-    else
-        *out = magnitude == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)magnitude;
-    return 0;
-}
-
 static int parse_u64_reply(const redisReply *reply, uint64_t *out)
 {
-    return redis_reply_is_string(reply) ? parse_u64(reply->str, reply->len, out) : CATRACA_E_CORRUPT;
-}
-
-/* "major-minor", each 1 to 20 digits and at most UINT64_MAX (log_seq_parse's rules), read in
- * place: no NUL-terminated copy for each of a read's entries. */
-static int parse_seq_text(const char *text, size_t length, struct log_seq *out)
-{
-    const char *dash = memchr(text, '-', length);
-    if (dash == NULL)
-        return CATRACA_E_CORRUPT;
-    size_t major_length = (size_t)(dash - text);
-    struct log_seq seq;
-    if (parse_u64(text, major_length, &seq.major) != 0 ||
-        parse_u64(dash + 1, length - major_length - 1, &seq.minor) != 0)
-        return CATRACA_E_CORRUPT;
-    *out = seq;
-    return 0;
+    return redis_reply_is_string(reply) ? redis_text_u64(reply->str, reply->len, out)
+                                        : CATRACA_E_CORRUPT;
 }
 
 static int parse_seq(const redisReply *reply, struct log_seq *out)
 {
-    return redis_reply_is_string(reply) ? parse_seq_text(reply->str, reply->len, out) : CATRACA_E_CORRUPT;
+    return redis_reply_is_string(reply) ? redis_text_seq(reply->str, reply->len, out)
+                                        : CATRACA_E_CORRUPT;
 }
-
-/*
- * XRANGE decoded as hiredis reads it: below the top array, the reader's object functions write
- * each entry's id, record and time straight into read()'s entries (struct xrange_decoding)
- * instead of building a reply tree (22 objects an entry: an array of two, the id, the field
- * array and its eight strings) for a second pass to walk: the tree was half of the reading
- * thread's instructions. The top array (or whatever the top is: an error, a nil) is a reply
- * object in the arena, for redis_reply_check; every object below it is decoded_placeholder,
- * which hiredis only keeps as its task's object and never reads. Any shape but
- * [[id, [name, value, ...]], ...] with one-byte names, string values and an 'r' and a 't' field
- * in every entry is CATRACA_E_CORRUPT.
- */
-enum { FOUND_SEQ = 1, FOUND_RECORD = 2, FOUND_TIME = 4, FOUND_ALL = 7 };
-
-struct xrange_decoding {
-    struct log_entry *entries;
-    uint8_t *records; /* CATRACA_COMMAND_ENCODED_MAX bytes an entry */
-    uint8_t *found;   /* by entry: FOUND_* */
-    size_t max;       /* entries, records and found hold this many */
-    char name;        /* the last field name read ('\0': none) */
-    int error;        /* the first CATRACA_E_CORRUPT */
-};
-
-/* The decoding of the XRANGE being read on this thread (hiredis 0.14 passes no context). */
-static _Thread_local struct xrange_decoding *current_decoding;
-static redisReply decoded_placeholder;
-
-/* 0 for the top array, 1 an entry, 2 an entry's id or field array, 3 a field. */
-static int task_depth(const redisReadTask *task)
-{
-    int depth = 0;
-    for (const redisReadTask *t = task->parent; t != NULL; t = t->parent)
-        depth++;
-    return depth;
-}
-
-/* The index of the entry a task of depth >= 1 is in. */
-static size_t task_entry(const redisReadTask *task, int depth)
-{
-    while (depth-- > 1)
-        task = task->parent;
-    return (size_t)task->idx;
-}
-
-static void *decoded_corrupt(void)
-{
-    current_decoding->error = CATRACA_E_CORRUPT;
-    return &decoded_placeholder;
-}
-
-static void *decode_string(const redisReadTask *task, char *text, size_t length)
-{
-    struct xrange_decoding *d = current_decoding;
-    int depth = task_depth(task);
-    if (depth == 0)
-        return arena_string(task, text, length);
-    size_t e = task_entry(task, depth);
-    if (task->type != REDIS_REPLY_STRING || e >= d->max)
-        return decoded_corrupt();
-    if (depth == 2 && task->idx == 0) {
-        if (parse_seq_text(text, length, &d->entries[e].seq) != 0)
-            return decoded_corrupt();
-        d->found[e] |= FOUND_SEQ;
-    } else if (depth == 3 && task->idx % 2 == 0) {
-        if (length != 1)
-            return decoded_corrupt();
-        d->name = text[0];
-    } else if (depth == 3 && d->name == 'r') {
-        if (length > CATRACA_COMMAND_ENCODED_MAX)
-            return decoded_corrupt();
-        uint8_t *record = d->records + e * CATRACA_COMMAND_ENCODED_MAX;
-        if (length > 0)
-            memcpy(record, text, length);
-        d->entries[e].record = record;
-        d->entries[e].record_length = length;
-        d->found[e] |= FOUND_RECORD;
-    } else if (depth == 3 && d->name == 't') {
-        if (parse_i64(text, length, &d->entries[e].time_ms) != 0)
-            return decoded_corrupt();
-        d->found[e] |= FOUND_TIME;
-    } else if (depth != 3) {
-        return decoded_corrupt(); /* an id where the field array belongs, or deeper */
-    }
-    return &decoded_placeholder;
-}
-
-static void *decode_array(const redisReadTask *task, int elements)
-{
-    struct xrange_decoding *d = current_decoding;
-    int depth = task_depth(task);
-    if (depth == 0)
-        return arena_array_of(task, elements);
-    size_t e = task_entry(task, depth);
-    if (e >= d->max)
-        return decoded_corrupt();
-    if (depth == 1) {
-        d->found[e] = 0;
-        d->entries[e] = (struct log_entry){.record = d->records + e * CATRACA_COMMAND_ENCODED_MAX};
-        if (elements != 2)
-            return decoded_corrupt();
-    } else if (depth != 2 || task->idx != 1 || elements % 2 != 0) {
-        return decoded_corrupt();
-    }
-    d->name = '\0';
-    return &decoded_placeholder;
-}
-
-static void *decode_integer(const redisReadTask *task, long long value)
-{
-    return task_depth(task) == 0 ? arena_integer(task, value) : decoded_corrupt();
-}
-
-static void *decode_nil(const redisReadTask *task)
-{
-    return task_depth(task) == 0 ? arena_nil(task) : decoded_corrupt();
-}
-
-static redisReplyObjectFunctions decoding_functions = {
-    .createString = decode_string,
-    .createArray = decode_array,
-    .createInteger = decode_integer,
-    .createNil = decode_nil,
-    .freeObject = arena_free_object,
-};
 
 /* ---- connection -------------------------------------------------------------------------- */
 
@@ -483,7 +196,7 @@ int log_redis_parse_url(const char *url, char host[LOG_REDIS_HOST_MAX], int *por
         return 0;
     uint64_t value = 0;
     size_t digits = authority - host_length - 1;
-    if (parse_u64(colon + 1, digits, &value) != 0 || value < 1 || value > 65535)
+    if (redis_text_u64(colon + 1, digits, &value) != 0 || value < 1 || value > 65535)
         return CATRACA_E_INVALID;
     *port = (int)value;
     return 0;
@@ -517,7 +230,7 @@ static int ensure_connected(struct log_redis *log)
         return 0;
     char why[128];
     log->redis = redis_conn_open(log->host, log->port, log->options.timeout_ms,
-                            command_timeout_ms(&log->options), why);
+                                 command_timeout_ms(&log->options), why);
     if (log->redis == NULL) {
         if (!log->is_down)
             logline(LOGLINE_WARN, "log_redis", "Redis unavailable", "address", log->address,
@@ -744,6 +457,58 @@ static int redis_append(void *context, struct log_append_item *items, size_t cou
 
 /* ---- reads ------------------------------------------------------------------------------- */
 
+/*
+ * Sends a command through hiredis and takes its reply off the socket itself, decoded by
+ * redis_xrange.c as the bytes arrive (hiredis' reader is bypassed: no reply objects). The
+ * socket's time-out (redis_conn_open) bounds each read. Anything but a whole reply leaves the
+ * connection mid-reply: it is dropped.
+ */
+static int xrange_exchange(struct log_redis *log, int argc, const char **argv,
+                           struct redis_xrange *x)
+{
+    redisContext *c = log->redis;
+    int done = 0;
+    /* Nothing may wait in hiredis' reader: the reply is read from the socket, not from it. */
+    if (c->reader->len != c->reader->pos || redisAppendCommandArgv(c, argc, argv, NULL) != REDIS_OK)
+        goto unavailable;
+    while (!done)
+        if (redisBufferWrite(c, &done) != REDIS_OK)
+            goto unavailable;
+    size_t held = 0;
+    for (;;) {
+        size_t used = 0;
+        if (redis_xrange_feed(x, log->reply_bytes, held, &used) != 0) {
+            logline(LOGLINE_WARN, "log_redis", "an XRANGE reply is not a stream's entries",
+                    "address", log->address, NULL);
+            disconnect(log);
+            return CATRACA_E_CORRUPT;
+        }
+        memmove(log->reply_bytes, log->reply_bytes + used, held - used);
+        held -= used;
+        if (redis_xrange_is_done(x)) {
+            if (held == 0)
+                return 0;
+            goto unavailable; /* bytes after the reply: the exchange is out of step */
+        }
+        if (held == REPLY_BUFFER_BYTES) {
+            disconnect(log); /* cannot happen: a whole entry fits (static_assert above) */
+            return CATRACA_E_CORRUPT;
+        }
+        ssize_t n = read(c->fd, log->reply_bytes + held, REPLY_BUFFER_BYTES - held);
+        if (n > 0)
+            held += (size_t)n;
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else
+            goto unavailable; /* closed, an error, or the time-out */
+    }
+unavailable:
+    logline(LOGLINE_WARN, "log_redis", "Redis command failed", "command", argv[0], "error",
+            c->err ? c->errstr : "no reply", NULL);
+    disconnect(log);
+    return CATRACA_E_UNAVAILABLE;
+}
+
 static int redis_read(void *context, const char *event, struct log_seq after,
                       struct log_entry *entries, size_t max, size_t *count)
 {
@@ -763,30 +528,17 @@ static int redis_read(void *context, const char *event, struct log_seq after,
     }
     snprintf(max_text, sizeof(max_text), "%zu", max);
     const char *argv[] = {"XRANGE", key, start, "+", "COUNT", max_text};
-    /* The reply in log->arena (see reply_arena): emptied below, never freeReplyObject'd. */
     if (ensure_connected(log) != 0)
         return CATRACA_E_UNAVAILABLE;
-    struct xrange_decoding decoding = {
-        .entries = entries, .records = log->records, .found = log->found, .max = max};
-    redisReplyObjectFunctions *own = log->redis->reader->fn;
-    log->redis->reader->fn = &decoding_functions;
-    current_arena = &log->arena;
-    current_decoding = &decoding;
-    redisReply *reply = command(log, 6, argv);
-    if (log->redis != NULL) /* NULL: the command failed and the connection was closed */
-        log->redis->reader->fn = own;
-    int error = redis_reply_check(reply, REDIS_REPLY_ARRAY, "log_redis");
-    if (error == 0 && (decoding.error != 0 || reply->elements > max))
-        error = CATRACA_E_CORRUPT;
-    size_t n = error == 0 ? reply->elements : 0;
-    for (size_t i = 0; error == 0 && i < n; i++)
-        if (decoding.found[i] != FOUND_ALL)
-            error = CATRACA_E_CORRUPT;
+    struct redis_xrange x;
+    redis_xrange_begin(&x, entries, log->records, max);
+    int error = xrange_exchange(log, 6, argv, &x);
+    if (error == 0 && x.is_error) {
+        logline(LOGLINE_WARN, "log_redis", "Redis refused a command", "error", x.error_text, NULL);
+        error = CATRACA_E_UNAVAILABLE;
+    }
     if (error == 0)
-        *count = n;
-    current_arena = NULL;
-    current_decoding = NULL;
-    arena_reset(&log->arena);
+        *count = x.count;
     return error;
 }
 
@@ -800,7 +552,7 @@ static int parse_place(const redisReply *reply, char event[CATRACA_ID_MAX + 1], 
     if (event_length == 0 || event_length > CATRACA_ID_MAX ||
         memchr(reply->str, '\0', event_length) != NULL)
         return CATRACA_E_CORRUPT;
-    if (parse_seq_text(space + 1, reply->len - event_length - 1, seq) != 0)
+    if (redis_text_seq(space + 1, reply->len - event_length - 1, seq) != 0)
         return CATRACA_E_CORRUPT;
     memcpy(event, reply->str, event_length);
     event[event_length] = '\0';
@@ -977,9 +729,8 @@ static void redis_close(void *context)
 {
     struct log_redis *log = context;
     disconnect(log);
-    arena_free_all(&log->arena);
     free(log->records);
-    free(log->found);
+    free(log->reply_bytes);
     free(log->argv);
     free(log->argv_lengths);
     free(log->numbers);
@@ -1020,8 +771,8 @@ int log_redis_open(const struct log_redis_options *options, struct catraca_log *
     }
     snprintf(log->address, sizeof(log->address), "%s:%d", log->host, log->port);
     log->records = malloc(options->read_max * CATRACA_COMMAND_ENCODED_MAX);
-    log->found = calloc(options->read_max ? options->read_max : 1, 1);
-    if (log->records == NULL || log->found == NULL) {
+    log->reply_bytes = malloc(REPLY_BUFFER_BYTES);
+    if (log->records == NULL || log->reply_bytes == NULL) {
         redis_close(log);
         return CATRACA_E_NOMEM;
     }

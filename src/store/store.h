@@ -143,9 +143,10 @@ struct store_ops {
     int (*for_each_purchase)(void *context, const char *event,
                              int (*visit)(void *visit_context, const struct store_purchase *row),
                              void *visit_context);
-    /* Optional (NULL: use for_each_purchase): the same rows in the same order, each handed
-     * over as only what an audit compares (struct store_decision), read without the rest of
-     * the row (catraca audit reads a million rows). */
+    /* Optional (NULL: use for_each_purchase): the same rows, in any order (the audit looks
+     * each one up by id; PostgreSQL sends them in its table's order), each handed over as only
+     * what an audit compares (struct store_decision), read without the rest of the row
+     * (catraca audit reads a million rows). */
     int (*for_each_decision)(void *context, const char *event,
                              int (*visit)(void *visit_context, const struct store_decision *row),
                              void *visit_context);

@@ -31,6 +31,7 @@
 #include "log/backend.h"
 #include "log/bus_redis.h"
 #include "log/log_redis.h"
+#include "log/redis_xrange.h"
 
 #define READ_MAX 64
 #define SEQ_ZERO ((struct log_seq){0, 0})
@@ -303,6 +304,14 @@ static void test_corrupt_data(void **state)
     admin_run(
         9, (const char *[]){"XADD", "catraca:{badtime}:log", "*", "r", "x", "t", "1.5", "i", "1"});
     admin_run(5, (const char *[]){"XADD", "catraca:{noindex}:log", "*", "r", "x"});
+    /* A field no append writes, longer than any value read() takes (redis_xrange.h). */
+    static char huge[REDIS_XRANGE_VALUE_BYTES_MAX + 1];
+    memset(huge, 'z', sizeof(huge));
+    const char *huge_field[] = {"XADD", "catraca:{hugefield}:log", "*", "r", "x", "t", "1", "z",
+                                huge};
+    for (int i = 0; i < 9; i++)
+        lengths[i] = i == 8 ? sizeof(huge) : strlen(huge_field[i]);
+    freeReplyObject(admin_argv(9, huge_field, lengths));
     admin_run(4, (const char *[]){"HSET", "catraca:purchases", "7", "nospace"});
     admin_run(4, (const char *[]){"HSET", "catraca:purchases", "8", "ev 1-x"});
     admin_run(4, (const char *[]){"HSET", "catraca:idem:c1", "bad", "garbage"});
@@ -310,8 +319,9 @@ static void test_corrupt_data(void **state)
     struct catraca_log log = open_log();
     struct log_entry entries[4];
     size_t count = 9;
-    const char *bad_streams[] = {"big", "norecord", "badtime", "noindex"};
-    for (size_t i = 0; i < 4; i++) {
+    /* Each refusal leaves the connection mid-reply (dropped): the next call reconnects. */
+    const char *bad_streams[] = {"big", "norecord", "badtime", "noindex", "hugefield"};
+    for (size_t i = 0; i < 5; i++) {
         assert_int_equal(log.ops->read(log.context, bad_streams[i], SEQ_ZERO, entries, 4, &count),
                          CATRACA_E_CORRUPT);
         assert_int_equal(count, 0);

@@ -354,6 +354,24 @@ class DistributedCases:
         rejected = next(p for p in self.final if p["status"] == "rejected")
         self.assert_column_named(rejected, "payment_ref = 'pay-x'")
 
+    # The rows come as one binary COPY (store/pg_copy.c): a text longer than any id, a NULL
+    # where tickets belong, and a COPY stopped early (the pool is full) are read right.
+    def test_long_customer_is_named(self):
+        self.assert_column_named(self.final[6], "customer = repeat('m', 300)")
+
+    def test_missing_tickets_are_named(self):
+        confirmed = next(p for p in self.final if p["status"] == "confirmed")
+        self.assert_column_named(confirmed, "tickets = NULL")
+
+    def test_more_rows_than_the_pool_is_a_difference(self):
+        # 40 stored purchases, an engine of 20: a row the replay cannot have decided (the rows
+        # come in the table's order, so which difference is met first varies).
+        code, out = audit(where=self.where + ["--max-purchases-per-event", "20"])
+        self.assertEqual(code, 1, out)
+        self.assertTrue("the store has more purchases than the replay can hold" in out or
+                        "the store has a purchase the log never decided" in out, out)
+        self.assertIn("DIFFERENCES FOUND", out)
+
     def test_forged_purchase_is_named(self):
         confirmed = next(p for p in self.final if p["status"] == "confirmed")
         forged = 0x0123456789ABCDE
