@@ -711,9 +711,7 @@ static void test_announcements_coalesce(void **state)
         }
         rd_kafka_message_destroy(message);
     }
-    rd_kafka_consume_stop(topic, 0);
-    rd_kafka_topic_destroy(topic);
-    rd_kafka_destroy(consumer);
+    assert_int_equal(log_kafka_teardown(consumer, topic, true, TIMEOUT_MS, "a test's reader"), 0);
     log.ops->close(log.context);
     fprintf(stderr, "%d appends in %lld ms: %d announcements\n", APPENDS,
             (long long)(arrived - started), count);
