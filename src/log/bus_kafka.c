@@ -90,8 +90,11 @@ static int kafka_unique_number(void *context, uint64_t *out)
                 while (!bus->is_reported && monotonic_ms() < deadline)
                     rd_kafka_poll(bus->producer, 20);
                 if (!bus->is_reported) {
-                    rd_kafka_purge(bus->producer,
-                                   RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+                    /* not waiting for the broker threads (a blocking purge has no bound):
+                     * a number handed out late is only skipped */
+                    rd_kafka_purge(bus->producer, RD_KAFKA_PURGE_F_QUEUE |
+                                                      RD_KAFKA_PURGE_F_INFLIGHT |
+                                                      RD_KAFKA_PURGE_F_NON_BLOCKING);
                     rd_kafka_flush(bus->producer, 1000);
                     logline(LOGLINE_WARN, "bus_kafka", "no instance number: no delivery report",
                             "topic", topic, NULL);
