@@ -16,6 +16,7 @@ packages=(
     python3-venv nodejs  # contract tests: Schemathesis's venv, Prism (scripts/contract-tools.sh)
     chromium             # the browser tests (tests/web) drive Debian's Chromium, headless
     openjdk-17-jre-headless maven  # real Kafka brokers in tests: scripts/kafka-fetch.sh, tests/servers.py
+    gdb                  # tests/servers.py --timeout prints a stuck test's thread stacks
 )
 # npm builds the web pages (scripts/web-build.sh). Debian ships it as its own package; a Node
 # from elsewhere (nodesource) brings its own npm and conflicts with Debian's, so npm is asked

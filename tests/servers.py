@@ -4,11 +4,13 @@ temporary directories.
 Standard library only. Used two ways:
   - as a module: `with Redis() as r, Postgres() as p:` (system tests of the distributed mode),
     `with Kafka(brokers=3) as k:` (k.bootstrap, k.kill9(i), k.start_broker(i), k.leader_of(t));
-  - as a wrapper: `python3 tests/servers.py [--kafka [--brokers N]] COMMAND ARGS...` starts
-    them, runs COMMAND with CATRACA_TEST_REDIS=redis://127.0.0.1:PORT,
+  - as a wrapper: `python3 tests/servers.py [--timeout S] [--kafka [--brokers N]] COMMAND ARGS...`
+    starts them, runs COMMAND with CATRACA_TEST_REDIS=redis://127.0.0.1:PORT,
     CATRACA_TEST_POSTGRES=<conninfo> (and CATRACA_TEST_KAFKA=<bootstrap> with --kafka; with
     one broker also CATRACA_TEST_KAFKA_FAULT=<relay port>:<upstream port>, see Kafka's
-    fault_listener) in its environment, stops them, and exits with COMMAND's status (unit tests of the adapters).
+    fault_listener) in its environment, stops them, and exits with COMMAND's status (unit tests
+    of the adapters). With --timeout, S seconds after it started it says what it was doing
+    (with COMMAND's thread stacks when COMMAND runs), kills COMMAND and exits 124 (_Deadline).
 
 PostgreSQL refuses to run as root: initdb and postgres run as the `postgres` user
 (runuser), in a directory that user owns. Every wait is bounded; servers die with the tests.
@@ -25,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -820,23 +823,92 @@ class Kafka:
         self.stop()
 
 
+def print_stacks(pid):
+    """Every thread's stack of process pid on stderr: where a command that ran out of time was
+    waiting. With gdb (scripts/install-deps.sh installs it), bounded; else each thread's name
+    and kernel wait channel."""
+    gdb = shutil.which("gdb")
+    if gdb:
+        try:
+            subprocess.run([gdb, "-p", str(pid), "-batch", "-nx", "-ex", "set pagination off",
+                            "-ex", "thread apply all bt"], stdin=subprocess.DEVNULL,
+                           stdout=sys.stderr, stderr=subprocess.STDOUT, timeout=120)
+            return
+        except (OSError, subprocess.SubprocessError) as e:
+            print(f"servers.py: gdb failed ({e})", file=sys.stderr, flush=True)
+    try:
+        for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+            def read(name):
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/{name}") as f:
+                        return f.read().strip()
+                except OSError:
+                    return "?"
+            print(f"servers.py: thread {tid} {read('comm')}: waiting in {read('wchan')}",
+                  file=sys.stderr, flush=True)
+    except OSError as e:
+        print(f"servers.py: cannot list pid {pid}'s threads ({e})", file=sys.stderr, flush=True)
+
+
+class _Deadline:
+    """servers.py's own time-out (--timeout SECONDS, set under the ctest entry's TIMEOUT: ctest
+    kills with SIGKILL and prints nothing of where the test was). When it passes, one line says
+    what was going on; while COMMAND runs, every thread's stack of it follows and it is killed
+    (servers.py exits 124); while the servers start, servers.py stops them and exits 143."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.phase = "starting the servers"
+        self.command = None  # the Popen of COMMAND once it runs
+        self.expired = False
+        self.timer = None
+        if seconds:
+            self.timer = threading.Timer(seconds, self._expire)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def _expire(self):
+        self.expired = True
+        print(f"servers.py: --timeout {self.seconds} s passed while {self.phase}",
+              file=sys.stderr, flush=True)
+        command = self.command
+        if command is not None and command.poll() is None:
+            print(f"servers.py: the stacks of pid {command.pid}, then it is killed:",
+                  file=sys.stderr, flush=True)
+            print_stacks(command.pid)
+            command.kill()  # the main thread's wait returns; the servers stop on the way out
+        else:
+            os.kill(os.getpid(), signal.SIGTERM)  # the start-up's waits end in SystemExit
+
+    def cancel(self):
+        if self.timer:
+            self.timer.cancel()
+
+
 def main(argv):
-    """servers.py [--kafka [--brokers N]] COMMAND [ARGS...]"""
+    """servers.py [--timeout SECONDS] [--kafka [--brokers N]] COMMAND [ARGS...]"""
     brokers = None
-    while argv and argv[0] in ("--kafka", "--brokers"):
+    timeout = None
+    while argv and argv[0] in ("--kafka", "--brokers", "--timeout"):
         if argv[0] == "--kafka":
             brokers = brokers or 1
             argv = argv[1:]
         elif len(argv) > 1 and argv[1].isdigit():
-            brokers = int(argv[1])
+            if argv[0] == "--timeout":
+                timeout = int(argv[1])
+            else:
+                brokers = int(argv[1])
             argv = argv[2:]
         else:
             argv = []
     if not argv:
-        print("usage: servers.py [--kafka [--brokers N]] COMMAND [ARGS...]", file=sys.stderr)
+        print("usage: servers.py [--timeout SECONDS] [--kafka [--brokers N]] COMMAND [ARGS...]",
+              file=sys.stderr)
         return 2
-    # ctest's time-out sends SIGTERM: stop the servers on the way out (atexit alone would not).
+    # a SIGTERM (and --timeout during the start) stops the servers on the way out (atexit
+    # alone would not)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    deadline = _Deadline(timeout)
     kafka = None
     try:
         if brokers:
@@ -851,15 +923,21 @@ def main(argv):
                     # one broker: the relay listens on the first port, in front of the second
                     env["CATRACA_TEST_KAFKA_FAULT"] = \
                         f"{kafka.fault_ports[0]}:{kafka.fault_upstream_ports[0]}"
-            try:
-                return subprocess.run(argv, env=env, timeout=1800).returncode
-            except subprocess.TimeoutExpired:
-                print("servers.py: command timed out after 1800 s", file=sys.stderr)
-                return 124
+            deadline.phase = f"running {' '.join(argv)}"
+            with subprocess.Popen(argv, env=env) as command:
+                deadline.command = command
+                try:
+                    returncode = command.wait(1800)
+                except subprocess.TimeoutExpired:
+                    print("servers.py: command timed out after 1800 s", file=sys.stderr)
+                    command.kill()
+                    return 124
+            return 124 if deadline.expired else returncode
     except RuntimeError as e:
         print(f"servers.py: {e}", file=sys.stderr)
         return 1
     finally:
+        deadline.cancel()
         if kafka:
             kafka.stop()
 

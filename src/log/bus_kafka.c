@@ -90,8 +90,11 @@ static int kafka_unique_number(void *context, uint64_t *out)
                 while (!bus->is_reported && monotonic_ms() < deadline)
                     rd_kafka_poll(bus->producer, 20);
                 if (!bus->is_reported) {
-                    rd_kafka_purge(bus->producer,
-                                   RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+                    /* not waiting for the broker threads (a blocking purge has no bound):
+                     * a number handed out late is only skipped */
+                    rd_kafka_purge(bus->producer, RD_KAFKA_PURGE_F_QUEUE |
+                                                      RD_KAFKA_PURGE_F_INFLIGHT |
+                                                      RD_KAFKA_PURGE_F_NON_BLOCKING);
                     rd_kafka_flush(bus->producer, 1000);
                     logline(LOGLINE_WARN, "bus_kafka", "no instance number: no delivery report",
                             "topic", topic, NULL);
@@ -235,14 +238,13 @@ static int subscribe_once(const struct subscription *s)
             checked_at = monotonic_ms();
         }
     }
-    if (is_started)
-        rd_kafka_consume_stop(handle, 0);
-    if (handle != NULL)
-        rd_kafka_topic_destroy(handle);
     set_subscribed(s, 0);
+    /* bounded (log_kafka_teardown): a stuck stop or destroy must not keep a stop waiting */
     if (querier != NULL)
-        rd_kafka_destroy(querier);
-    rd_kafka_destroy(consumer);
+        log_kafka_teardown(querier, NULL, false, s->bus->options.timeout_ms,
+                           "destroying a bus subscription's watermark client");
+    log_kafka_teardown(consumer, handle, is_started, s->bus->options.timeout_ms,
+                       "closing a bus subscription's consumer");
     return is_stopped(s) ? 0 : error;
 }
 
@@ -301,9 +303,11 @@ static void kafka_close(void *context)
         return;
     if (bus->producer != NULL) {
         rd_kafka_flush(bus->producer, bus->options.timeout_ms); /* commits still queued */
-        rd_kafka_purge(bus->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_purge(bus->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
+                                          RD_KAFKA_PURGE_F_NON_BLOCKING); /* no unbounded wait */
         rd_kafka_flush(bus->producer, 1000);
-        rd_kafka_destroy(bus->producer);
+        log_kafka_teardown(bus->producer, NULL, false, bus->options.timeout_ms,
+                           "destroying a bus producer");
     }
     free(bus);
 }

@@ -240,6 +240,166 @@ rd_kafka_t *log_kafka_client_new(const struct backend_options *options, bool is_
     return client;
 }
 
+/* ---- bounded teardown (log_kafka.h) ------------------------------------------------------ */
+
+struct teardown_part {
+    rd_kafka_topic_t *handle; /* NULL: none */
+    rd_kafka_queue_t *queue;  /* destroyed after the stop; NULL: none */
+    bool is_fetching;         /* rd_kafka_consume_stop(handle, 0) first */
+    bool is_handle_kept;      /* a seek: the caller starts the partition again on handle */
+};
+
+struct teardown {
+    pthread_mutex_t mutex;
+    pthread_cond_t done; /* on CLOCK_MONOTONIC */
+    bool is_done;
+    bool is_abandoned;     /* the caller stopped waiting: the thread frees it */
+    struct teardown *then; /* abandoned: torn down by the thread after this one (and freed) */
+    const char *what;      /* a string literal, for the log lines */
+    rd_kafka_t *purged;    /* a producer whose messages are purged first (blocking); NULL: none */
+    rd_kafka_t *client;    /* destroyed after the parts; NULL: none */
+    size_t count;
+    struct teardown_part parts[];
+};
+
+static atomic_int abandoned_teardowns;
+void (*_Atomic log_kafka_teardown_stall)(void);
+
+static struct teardown *teardown_new(size_t count, const char *what)
+{
+    struct teardown *t = calloc(1, sizeof(*t) + count * sizeof(t->parts[0]));
+    if (t == NULL)
+        return NULL;
+    pthread_condattr_t attributes;
+    pthread_condattr_init(&attributes);
+    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->done, &attributes);
+    pthread_condattr_destroy(&attributes);
+    pthread_mutex_init(&t->mutex, NULL);
+    t->count = count;
+    t->what = what;
+    return t;
+}
+
+static void teardown_free(struct teardown *t)
+{
+    pthread_cond_destroy(&t->done);
+    pthread_mutex_destroy(&t->mutex);
+    free(t);
+}
+
+/* The librdkafka calls themselves, in order: each may wait without a bound. */
+static void teardown_run(struct teardown *t)
+{
+    void (*stall)(void) = log_kafka_teardown_stall;
+    if (stall != NULL)
+        stall();
+    if (t->purged != NULL) /* waits for every broker thread of it to answer */
+        rd_kafka_purge(t->purged, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    for (size_t i = 0; i < t->count; i++) {
+        struct teardown_part *part = &t->parts[i];
+        if (part->is_fetching && part->handle != NULL)
+            rd_kafka_consume_stop(part->handle, 0);
+        if (part->queue != NULL)
+            rd_kafka_queue_destroy(part->queue);
+        if (part->handle != NULL && !part->is_handle_kept)
+            rd_kafka_topic_destroy(part->handle);
+    }
+    if (t->client != NULL)
+        rd_kafka_destroy(t->client);
+}
+
+static void *teardown_main(void *argument)
+{
+    struct teardown *t = argument;
+    teardown_run(t);
+    pthread_mutex_lock(&t->mutex);
+    t->is_done = true;
+    bool is_abandoned = t->is_abandoned;
+    struct teardown *then = t->then;
+    const char *what = t->what;
+    pthread_cond_signal(&t->done);
+    pthread_mutex_unlock(&t->mutex);
+    /* Not abandoned: the caller owns t from here on and may have freed it already. */
+    if (!is_abandoned)
+        return NULL;
+    teardown_free(t);
+    if (then != NULL) {
+        teardown_run(then);
+        teardown_free(then);
+    }
+    atomic_fetch_sub(&abandoned_teardowns, 1);
+    logline(LOGLINE_WARN, "log_kafka", "a teardown that outlived its time-out ended", "what",
+            what, NULL);
+    return NULL;
+}
+
+/*
+ * Runs t on a thread of its own and waits for it at most wait_ms: 0 (t is
+ * freed), or CATRACA_E_UNAVAILABLE when it outlived that (logged): its
+ * thread finishes it and then what then_of(context) returned (called at
+ * once, with the thread unable to have finished: what depends on the stuck
+ * call goes after it), and frees both. Without a thread it runs here.
+ */
+static int teardown_bounded(struct teardown *t, int wait_ms,
+                            struct teardown *(*then_of)(void *context), void *context)
+{
+    pthread_attr_t attributes;
+    pthread_t thread;
+    pthread_attr_init(&attributes);
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    int started = pthread_create(&thread, &attributes, teardown_main, t);
+    pthread_attr_destroy(&attributes);
+    if (started != 0) {
+        teardown_run(t);
+        teardown_free(t);
+        return 0;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += wait_ms / 1000;
+    deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&t->mutex);
+    while (!t->is_done && pthread_cond_timedwait(&t->done, &t->mutex, &deadline) == 0)
+        ;
+    if (t->is_done) {
+        pthread_mutex_unlock(&t->mutex);
+        teardown_free(t);
+        return 0;
+    }
+    t->is_abandoned = true;
+    t->then = then_of != NULL ? then_of(context) : NULL;
+    const char *what = t->what;
+    pthread_mutex_unlock(&t->mutex);
+    int abandoned = atomic_fetch_add(&abandoned_teardowns, 1) + 1;
+    char wait_text[16], abandoned_text[16];
+    snprintf(wait_text, sizeof(wait_text), "%d", wait_ms);
+    snprintf(abandoned_text, sizeof(abandoned_text), "%d", abandoned);
+    logline(LOGLINE_ERROR, "log_kafka",
+            "a librdkafka teardown outlived its time-out; left to finish in the background",
+            "what", what, "waited_ms", wait_text, "abandoned", abandoned_text, NULL);
+    return CATRACA_E_UNAVAILABLE;
+}
+
+int log_kafka_teardown(rd_kafka_t *client, rd_kafka_topic_t *handle, bool is_fetching,
+                       int timeout_ms, const char *what)
+{
+    struct teardown *t = teardown_new(handle != NULL ? 1 : 0, what);
+    if (t == NULL) {
+        logline(LOGLINE_ERROR, "log_kafka", "no memory to tear a client down: left as it is",
+                "what", what, NULL);
+        return CATRACA_E_NOMEM;
+    }
+    if (handle != NULL)
+        t->parts[0] = (struct teardown_part){handle, NULL, is_fetching, false};
+    t->client = client;
+    return teardown_bounded(t, timeout_ms + LOG_KAFKA_TEARDOWN_MARGIN_MS, NULL, NULL);
+}
+
 /* ---- process-wide tables ------------------------------------------------------------------- */
 
 /*
@@ -893,10 +1053,29 @@ static void producer_drop(struct log_kafka *log)
 {
     if (log->producer == NULL)
         return;
-    rd_kafka_purge(log->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    /* not waiting for the broker threads' purges (rd_kafka_purge would, without a bound):
+     * the drain serves what they report in time, the destroy drops the rest */
+    rd_kafka_purge(log->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
+                                      RD_KAFKA_PURGE_F_NON_BLOCKING);
     rd_kafka_flush(log->producer, DRAIN_AFTER_PURGE_MS);
-    rd_kafka_destroy(log->producer);
+    log_kafka_teardown(log->producer, NULL, false, log->options.timeout_ms,
+                       "destroying a log handle's producer");
     log->producer = NULL;
+}
+
+/* A producer whose purge outlived its bound (teardown_bounded's then_of): destroyed after it,
+ * and the handle makes a new one on its next append. */
+static struct teardown *producer_give_up(void *context)
+{
+    struct log_kafka *log = context;
+    struct teardown *t = teardown_new(0, "destroying a log handle's stuck producer");
+    if (t != NULL)
+        t->client = log->producer;
+    else
+        logline(LOGLINE_ERROR, "log_kafka", "no memory to destroy a producer: left as it is",
+                NULL);
+    log->producer = NULL;
+    return t;
 }
 
 static int producer_ready(struct log_kafka *log)
@@ -990,34 +1169,47 @@ static struct {
     pthread_cond_t wake;
     pthread_t thread;
     bool is_started;
-    bool is_stopping;
-    unsigned users; /* open log handles */
-    struct backend_options options;
+    bool is_stopping;    /* a closer is waiting for the thread to end (the only one that does) */
+    unsigned generation; /* of the running thread; moved on when a closer gives up on it */
+    unsigned users;      /* open log handles */
+    int timeout_ms;      /* the running thread's (its last flush) */
     char bootstrap[LOG_KAFKA_BOOTSTRAP_MAX];
     char prefix[LOG_KAFKA_PREFIX_MAX + 1];
     struct announcement pending[ANNOUNCED_MAX];
     size_t pending_count;
 } announcer = {.mutex = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
+/* What one announcer thread works with, its own copy: a closer that gave up on it (see
+ * announcer_release) lets the next thread start while this one still ends. */
+struct announcer_run {
+    unsigned generation;
+    struct backend_options options;
+    char bootstrap[LOG_KAFKA_BOOTSTRAP_MAX];
+    char prefix[LOG_KAFKA_PREFIX_MAX + 1];
+};
+
 static void *announcer_main(void *argument)
 {
-    (void)argument;
+    struct announcer_run *run = argument;
     char topic[LOG_KAFKA_TOPIC_MAX];
-    snprintf(topic, sizeof(topic), "%ssys.appended", announcer.prefix);
+    snprintf(topic, sizeof(topic), "%ssys.appended", run->prefix);
     rd_kafka_t *producer = NULL;
     struct announcement taken[ANNOUNCED_MAX];
     pthread_mutex_lock(&announcer.mutex);
     for (;;) {
-        while (announcer.pending_count == 0 && !announcer.is_stopping)
+        while (announcer.generation == run->generation && announcer.pending_count == 0 &&
+               !announcer.is_stopping)
             pthread_cond_wait(&announcer.wake, &announcer.mutex);
-        if (announcer.pending_count == 0) /* stopping, nothing left to send */
+        /* stopping with nothing left to send, or given up on (what is pending is the next
+         * thread's) */
+        if (announcer.generation != run->generation || announcer.pending_count == 0)
             break;
         size_t count = announcer.pending_count;
         memcpy(taken, announcer.pending, count * sizeof(taken[0]));
         announcer.pending_count = 0;
         pthread_mutex_unlock(&announcer.mutex);
         if (producer == NULL) /* the topic exists: the append that handed these in made it */
-            producer = log_kafka_client_new(&announcer.options, true, NULL, NULL);
+            producer = log_kafka_client_new(&run->options, true, NULL, NULL);
         if (producer != NULL) {
             for (size_t i = 0; i < count; i++)
                 announce_one(producer, topic, taken[i].event, taken[i].end);
@@ -1027,9 +1219,11 @@ static void *announcer_main(void *argument)
                 RD_KAFKA_RESP_ERR_NO_ERROR) { /* an idempotent producer can fail for good */
                 logline(LOGLINE_WARN, "log_kafka", "the announcer's producer failed; a new one",
                         "error", fatal, NULL);
-                rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+                rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
+                                     RD_KAFKA_PURGE_F_NON_BLOCKING);
                 rd_kafka_flush(producer, DRAIN_AFTER_PURGE_MS);
-                rd_kafka_destroy(producer);
+                log_kafka_teardown(producer, NULL, false, run->options.timeout_ms,
+                                   "destroying the announcer's failed producer");
                 producer = NULL;
             }
         }
@@ -1041,11 +1235,13 @@ static void *announcer_main(void *argument)
     pthread_mutex_unlock(&announcer.mutex);
     if (producer != NULL) {
         /* bounded: announcements still queued go out, or are dropped (they are hints) */
-        rd_kafka_flush(producer, announcer.options.timeout_ms);
-        rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(producer, run->options.timeout_ms);
+        rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
+                                     RD_KAFKA_PURGE_F_NON_BLOCKING);
         rd_kafka_flush(producer, DRAIN_AFTER_PURGE_MS);
-        rd_kafka_destroy(producer);
+        rd_kafka_destroy(producer); /* bounded by announcer_release's wait */
     }
+    free(run);
     return NULL;
 }
 
@@ -1056,14 +1252,24 @@ static bool announcer_take_locked(const struct log_kafka *log, const char *event
     if (announcer.is_stopping) /* the last user is closing */
         return false;
     if (!announcer.is_started) {
-        announcer.options = log->options;
+        struct announcer_run *run = calloc(1, sizeof(*run));
+        if (run == NULL)
+            return false;
+        run->generation = announcer.generation + 1;
+        run->options = log->options;
+        snprintf(run->bootstrap, sizeof(run->bootstrap), "%s", log->bootstrap);
+        snprintf(run->prefix, sizeof(run->prefix), "%s", log->prefix);
+        run->options.kafka_bootstrap = run->bootstrap;
+        run->options.kafka_topic_prefix = run->prefix;
+        if (pthread_create(&announcer.thread, NULL, announcer_main, run) != 0) {
+            free(run);
+            return false;
+        }
+        announcer.generation++;
+        announcer.is_started = true;
+        announcer.timeout_ms = log->options.timeout_ms;
         snprintf(announcer.bootstrap, sizeof(announcer.bootstrap), "%s", log->bootstrap);
         snprintf(announcer.prefix, sizeof(announcer.prefix), "%s", log->prefix);
-        announcer.options.kafka_bootstrap = announcer.bootstrap;
-        announcer.options.kafka_topic_prefix = announcer.prefix;
-        if (pthread_create(&announcer.thread, NULL, announcer_main, NULL) != 0)
-            return false;
-        announcer.is_started = true;
     }
     if (strcmp(announcer.bootstrap, log->bootstrap) != 0 ||
         strcmp(announcer.prefix, log->prefix) != 0)
@@ -1108,7 +1314,7 @@ static void announce_appended(struct log_kafka *log, const struct log_append_ite
             is_direct = true;
         }
     }
-    pthread_cond_signal(&announcer.wake);
+    pthread_cond_broadcast(&announcer.wake);
     pthread_mutex_unlock(&announcer.mutex);
     if (is_direct)
         rd_kafka_poll(log->producer, 0);
@@ -1121,23 +1327,51 @@ static void announcer_use(void)
     pthread_mutex_unlock(&announcer.mutex);
 }
 
-/* The last user stops the thread (after it sends what it holds, bounded). */
+/*
+ * The last user stops the thread (after it sends what it holds, bounded) and
+ * waits for it, bounded too: the thread's last flush (its timeout_ms), the
+ * drain after the purge, and LOG_KAFKA_TEARDOWN_MARGIN_MS. A thread that
+ * outlives that is given up on (logged): it ends by itself, and the next
+ * append starts another. A handle closed while another closer waits does
+ * not wait (one join per thread).
+ */
 static void announcer_release(void)
 {
     pthread_mutex_lock(&announcer.mutex);
-    bool is_last = --announcer.users == 0 && announcer.is_started;
+    bool is_last = --announcer.users == 0 && announcer.is_started && !announcer.is_stopping;
+    pthread_t thread = announcer.thread;
+    int wait_ms = announcer.timeout_ms + DRAIN_AFTER_PURGE_MS + LOG_KAFKA_TEARDOWN_MARGIN_MS;
     if (is_last) {
         announcer.is_stopping = true;
-        pthread_cond_signal(&announcer.wake);
+        pthread_cond_broadcast(&announcer.wake);
     }
     pthread_mutex_unlock(&announcer.mutex);
     if (!is_last)
         return;
-    pthread_join(announcer.thread, NULL);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline); /* pthread_timedjoin_np's clock */
+    deadline.tv_sec += wait_ms / 1000;
+    deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    int joined = pthread_timedjoin_np(thread, NULL, &deadline);
+    if (joined != 0) {
+        pthread_detach(thread);
+        char wait_text[16];
+        snprintf(wait_text, sizeof(wait_text), "%d", wait_ms);
+        logline(LOGLINE_ERROR, "log_kafka",
+                "the sys.appended announcer did not stop in time; left to end by itself",
+                "waited_ms", wait_text, NULL);
+    }
     pthread_mutex_lock(&announcer.mutex);
+    if (joined != 0)
+        announcer.generation++; /* it sends nothing more */
     announcer.is_started = false;
     announcer.is_stopping = false;
     announcer.pending_count = 0;
+    pthread_cond_broadcast(&announcer.wake);
     pthread_mutex_unlock(&announcer.mutex);
 }
 
@@ -1215,8 +1449,19 @@ static int kafka_append(void *context, struct log_append_item *items, size_t cou
                                           : POLL_SLICE_MS);
     if (log->pending > 0) {
         /* Not reported in time: purge them, so this client sends nothing of the failed call
-         * later (a broker may still write a request it had read: they become doubtful). */
-        rd_kafka_purge(log->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+         * later (a broker may still write a request it had read: they become doubtful). The
+         * purge waits for the broker threads, bounded (teardown_bounded): one that outlives
+         * it takes the producer with it (producer_give_up), and a new one is made next call. */
+        struct teardown *t = teardown_new(0, "purging an append's undelivered messages");
+        if (t != NULL) {
+            t->purged = log->producer;
+            if (teardown_bounded(t, log->options.timeout_ms + LOG_KAFKA_TEARDOWN_MARGIN_MS,
+                                 producer_give_up, log) != 0) {
+                log->generation++; /* no report of this call is looked for any more */
+                record_delivered(log, items, count);
+                return CATRACA_E_UNAVAILABLE;
+            }
+        }
         int64_t drain = monotonic_ms() + DRAIN_AFTER_PURGE_MS;
         while (log->pending > 0 && remaining_ms(drain) > 0)
             rd_kafka_poll(log->producer, POLL_SLICE_MS);
@@ -1386,13 +1631,55 @@ static int query_watermarks(struct log_kafka *log, const char *topic, int64_t *l
     }
 }
 
-/* Fetching of a's partition from offset on, onto a new queue (the old one, with whatever it
- * held from before, goes). */
+/*
+ * The consumer and every partition it fetches, as one teardown (the handle
+ * keeps none of them: the next read makes a new consumer). Also what a
+ * stuck partition stop leaves (teardown_bounded's then_of): these go after
+ * it. NULL when there is nothing to tear down, or no memory (then they are
+ * left as they are, logged).
+ */
+static struct teardown *consumer_teardown(void *context)
+{
+    struct log_kafka *log = context;
+    if (log->consumer == NULL && log->assigned_count == 0)
+        return NULL;
+    struct teardown *t = teardown_new(log->assigned_count, "closing a log handle's consumer");
+    if (t == NULL) {
+        logline(LOGLINE_ERROR, "log_kafka", "no memory to close a consumer: left as it is", NULL);
+    } else {
+        for (size_t i = 0; i < log->assigned_count; i++) {
+            const struct assigned *a = &log->assigned[i];
+            t->parts[i] = (struct teardown_part){a->handle, a->queue, a->queue != NULL, false};
+        }
+        t->client = log->consumer;
+    }
+    log->assigned_count = 0;
+    log->consumer = NULL;
+    return t;
+}
+
+/* The wait for a partition's fetch to stop: far beyond what it takes (milliseconds). */
+static int stop_wait_ms(const struct log_kafka *log)
+{
+    return log->options.timeout_ms + LOG_KAFKA_TEARDOWN_MARGIN_MS;
+}
+
+/*
+ * Fetching of a's partition from offset on, onto a new queue (the old one, with whatever it
+ * held from before, goes). A stop that outlives stop_wait_ms gives the consumer up
+ * (consumer_teardown): CATRACA_E_UNAVAILABLE, and nothing is assigned any more.
+ */
 static int start_fetching(struct log_kafka *log, struct assigned *a, int64_t offset)
 {
     if (a->queue != NULL) {
-        rd_kafka_consume_stop(a->handle, 0);
-        rd_kafka_queue_destroy(a->queue);
+        struct teardown *t = teardown_new(1, "stopping a partition's fetch (a seek)");
+        if (t == NULL)
+            return CATRACA_E_NOMEM;
+        t->parts[0] = (struct teardown_part){a->handle, a->queue, true, true};
+        a->queue = NULL;
+        int error = teardown_bounded(t, stop_wait_ms(log), consumer_teardown, log);
+        if (error != 0)
+            return error;
     }
     a->queue = rd_kafka_queue_new(log->consumer);
     if (a->queue == NULL || rd_kafka_consume_start_queue(a->handle, 0, offset, a->queue) != 0) {
@@ -1405,15 +1692,19 @@ static int start_fetching(struct log_kafka *log, struct assigned *a, int64_t off
     return 0;
 }
 
-static void unassign(struct log_kafka *log, struct assigned *a)
+/* Stops and forgets a's partition (bounded as start_fetching's stop: 0, or the consumer is
+ * given up and CATRACA_E_UNAVAILABLE). */
+static int unassign(struct log_kafka *log, struct assigned *a)
 {
-    if (a->queue != NULL) {
-        rd_kafka_consume_stop(a->handle, 0);
-        rd_kafka_queue_destroy(a->queue);
-    }
-    if (a->handle != NULL)
-        rd_kafka_topic_destroy(a->handle);
+    struct assigned gone = *a;
     *a = log->assigned[--log->assigned_count];
+    if (gone.handle == NULL && gone.queue == NULL)
+        return 0;
+    struct teardown *t = teardown_new(1, "stopping a partition's fetch");
+    if (t == NULL)
+        return CATRACA_E_NOMEM;
+    t->parts[0] = (struct teardown_part){gone.handle, gone.queue, gone.queue != NULL, false};
+    return teardown_bounded(t, stop_wait_ms(log), consumer_teardown, log);
 }
 
 static struct assigned *assigned_find(struct log_kafka *log, const char *event)
@@ -1433,7 +1724,9 @@ static int assign(struct log_kafka *log, const char *event, const char *topic, i
         for (size_t i = 1; i < log->assigned_count; i++)
             if (log->assigned[i].last_used < oldest->last_used)
                 oldest = &log->assigned[i];
-        unassign(log, oldest);
+        int error = unassign(log, oldest);
+        if (error != 0)
+            return error;
     }
     struct assigned *a = &log->assigned[log->assigned_count];
     *a = (struct assigned){0};
@@ -1443,7 +1736,7 @@ static int assign(struct log_kafka *log, const char *event, const char *topic, i
     if (a->handle == NULL)
         return CATRACA_E_UNAVAILABLE;
     log->assigned_count++;
-    int error = start_fetching(log, a, offset);
+    int error = start_fetching(log, a, offset); /* a new partition: nothing to stop */
     if (error != 0) {
         unassign(log, a);
         return error;
@@ -1741,13 +2034,12 @@ static void kafka_close(void *context)
         return;
     announcer_release();
     producer_drop(log);
-    if (log->consumer != NULL) {
-        while (log->assigned_count > 0)
-            unassign(log, &log->assigned[0]);
-        rd_kafka_destroy(log->consumer);
-    }
+    struct teardown *consumer = consumer_teardown(log);
+    if (consumer != NULL)
+        teardown_bounded(consumer, stop_wait_ms(log), NULL, NULL);
     if (log->querier != NULL)
-        rd_kafka_destroy(log->querier);
+        log_kafka_teardown(log->querier, NULL, false, log->options.timeout_ms,
+                           "destroying a log handle's watermark client");
     free(log->deliveries);
     free(log->item_topics);
     free(log->assigned);

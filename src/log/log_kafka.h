@@ -192,6 +192,29 @@ int log_kafka_query_watermarks(const struct backend_options *options, rd_kafka_t
                                const char *topic, int timeout_ms, int64_t *low, int64_t *high);
 
 /*
+ * Tearing clients down, bounded. librdkafka 2.0.2's rd_kafka_consume_stop
+ * waits for the client's main thread with no time-out (RD_POLL_INFINITE),
+ * and rd_kafka_destroy joins the client's threads, which end only once
+ * nothing references their brokers. Neither should take long; should one
+ * ever hang (a librdkafka bug, a machine starved of CPU), a read, a close or
+ * a bus subscription must not hang with it. So they run on a thread of
+ * their own and the caller waits at most timeout_ms +
+ * LOG_KAFKA_TEARDOWN_MARGIN_MS: a teardown that outlives that is logged (one
+ * line saying what it was) and finishes in the background, freeing what it
+ * was given; a log handle whose partition stop outlived it gives its whole
+ * consumer up that way and reads with a new one.
+ *
+ * log_kafka_teardown: stops partition 0 of handle (when is_fetching; handle
+ * may be NULL), destroys handle, then client (may be NULL). 0, or
+ * CATRACA_E_UNAVAILABLE when it outlived the bound (still going on).
+ */
+#define LOG_KAFKA_TEARDOWN_MARGIN_MS 5000
+int log_kafka_teardown(rd_kafka_t *client, rd_kafka_topic_t *handle, bool is_fetching,
+                       int timeout_ms, const char *what);
+/* Tests only (NULL otherwise): called first on every teardown's thread, to stall it. */
+extern void (*_Atomic log_kafka_teardown_stall)(void);
+
+/*
  * The end (last offset + 1) of topic as this process knows it without asking
  * a broker: from its own appends and from sys.appended announcements (0: none
  * known). A read behind it waits (bounded) for the fetch instead of

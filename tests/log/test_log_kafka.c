@@ -711,9 +711,7 @@ static void test_announcements_coalesce(void **state)
         }
         rd_kafka_message_destroy(message);
     }
-    rd_kafka_consume_stop(topic, 0);
-    rd_kafka_topic_destroy(topic);
-    rd_kafka_destroy(consumer);
+    assert_int_equal(log_kafka_teardown(consumer, topic, true, TIMEOUT_MS, "a test's reader"), 0);
     log.ops->close(log.context);
     fprintf(stderr, "%d appends in %lld ms: %d announcements\n", APPENDS,
             (long long)(arrived - started), count);
@@ -723,6 +721,74 @@ static void test_announcements_coalesce(void **state)
     /* batches are sent LOG_KAFKA_ANNOUNCE_SPACING_MS apart at least, all after started */
     assert_true(count <= 1 + (arrived - started) / LOG_KAFKA_ANNOUNCE_SPACING_MS);
     assert_true(count <= APPENDS);
+}
+
+/* ---- stuck teardowns are bounded (log_kafka.h) ------------------------------------------- */
+
+#define STUCK_TIMEOUT_MS 1500
+#define STUCK_BOUND_MS (STUCK_TIMEOUT_MS + LOG_KAFKA_TEARDOWN_MARGIN_MS)
+/* far beyond the bound: a call that waited for the stall is told from one that gave up */
+#define STUCK_STALL_MS (STUCK_BOUND_MS + 10000)
+static atomic_int stalls_left; /* teardowns still to stall */
+
+/* log_kafka_teardown_stall: the next stalls_left teardowns hang past their bound. */
+static void stall_teardown(void)
+{
+    if (atomic_fetch_sub(&stalls_left, 1) <= 0)
+        return;
+    struct timespec pause = {STUCK_STALL_MS / 1000, 0};
+    nanosleep(&pause, NULL);
+}
+
+static int64_t timed_read(struct catraca_log log, struct log_entry *entries, size_t *count,
+                          int *error)
+{
+    int64_t started = now_ms();
+    *error = log.ops->read(log.context, "ev", SEQ_ZERO, entries, 4, count);
+    return now_ms() - started;
+}
+
+/*
+ * A seek whose partition stop hangs in librdkafka (rd_kafka_consume_stop has no time-out)
+ * ends the read with CATRACA_E_UNAVAILABLE after the bound, and the handle reads on with a
+ * new consumer; a close whose teardown hangs returns after the bound too.
+ */
+static void test_stuck_teardowns_are_bounded(void **state)
+{
+    (void)state;
+    struct catraca_log log = open_log(STUCK_TIMEOUT_MS);
+    uint8_t bytes[3] = {1, 2, 3};
+    struct log_append_item items[3] = {item("ev", 0, NULL, 0, &bytes[0], 1),
+                                       item("ev", 0, NULL, 0, &bytes[1], 1),
+                                       item("ev", 0, NULL, 0, &bytes[2], 1)};
+    assert_int_equal(log.ops->append(log.context, items, 3), 0);
+    struct log_entry entries[4];
+    size_t count = 0;
+    int error = -1;
+    timed_read(log, entries, &count, &error);
+    assert_int_equal(error, 0);
+    assert_int_equal(count, 3);
+
+    log_kafka_teardown_stall = stall_teardown;
+    atomic_store(&stalls_left, 1);
+    int64_t took = timed_read(log, entries, &count, &error); /* from 0 again: a seek */
+    fprintf(stderr, "a read whose partition stop hangs: %d after %lld ms (bound %d)\n", error,
+            (long long)took, STUCK_BOUND_MS);
+    assert_int_equal(error, CATRACA_E_UNAVAILABLE);
+    assert_true(took >= STUCK_BOUND_MS - 50 && took < STUCK_BOUND_MS + 5000);
+    assert_true(atomic_load(&stalls_left) <= 0);
+    took = timed_read(log, entries, &count, &error); /* on a new consumer */
+    assert_int_equal(error, 0);
+    assert_int_equal(count, 3);
+    assert_int_equal(entries[2].record[0], 3);
+
+    atomic_store(&stalls_left, 1); /* the first of the close's teardowns (its producer's) */
+    int64_t started = now_ms();
+    log.ops->close(log.context);
+    took = now_ms() - started;
+    fprintf(stderr, "a close whose teardown hangs: returned after %lld ms\n", (long long)took);
+    assert_true(took >= STUCK_BOUND_MS - 50 && took < STUCK_BOUND_MS + 6000);
+    atomic_store(&stalls_left, 0);
 }
 
 /* ---- the conformance suite's Kafka target -------------------------------------------------- */
@@ -868,6 +934,9 @@ static void test_cuts_happened(void **state)
 
 int main(void)
 {
+    /* a line per case as it starts ("[ RUN      ]"), out at once: a CI log killed by a
+     * time-out shows where the run was */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (group_setup(NULL) != 0)
         return 1;
     snprintf(conformance_prefix, sizeof(conformance_prefix), "t%lu.conformance.", seed);
@@ -908,6 +977,7 @@ int main(void)
         cmocka_unit_test_setup(test_invalid_batch_appends_nothing, fresh_prefix),
         cmocka_unit_test_setup(test_bus, fresh_prefix),
         cmocka_unit_test_setup(test_announcements_coalesce, fresh_prefix),
+        cmocka_unit_test_setup(test_stuck_teardowns_are_bounded, fresh_prefix),
         cmocka_unit_test_setup(test_unreachable_brokers, fresh_prefix),
         cmocka_unit_test_setup(test_unique_number_waits_for_the_brokers, fresh_prefix),
         cmocka_unit_test_setup(test_broker_stopped_mid_append, fresh_prefix),

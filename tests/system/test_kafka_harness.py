@@ -1,9 +1,12 @@
-"""The Kafka test harness keeps its promise: when Apache Kafka cannot be fetched from Maven
-Central, scripts/kafka-fetch.sh and servers.Kafka fail and say why; no Kafka test is skipped.
+"""The Kafka test harness keeps its promises: when Apache Kafka cannot be fetched from Maven
+Central, scripts/kafka-fetch.sh and servers.Kafka fail and say why; no Kafka test is skipped. A
+command that outlives servers.py --timeout is killed after its stacks are printed.
 (tests/kafka_selftest.py checks start, kill -9, restart and leader_of by hand.)"""
 import os
 import shutil
+import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -39,6 +42,22 @@ class FetchFailureTest(unittest.TestCase):
         self.assertIn("Maven Central could not be reached", str(raised.exception))
         self.assertIn("Connection refused", str(raised.exception))
         self.assertIn("nothing is skipped", str(raised.exception))
+
+
+class TimeoutTest(unittest.TestCase):
+    def test_a_stuck_command_says_where_it_was(self):
+        """A test that hangs under servers.py --timeout ends with where it waited (every thread's
+        stack), not with nothing as under ctest's own TIMEOUT."""
+        started = time.monotonic()
+        run = subprocess.run([sys.executable, os.path.join(servers.ROOT, "tests", "servers.py"),
+                              "--timeout", "20", "sleep", "300"],
+                             capture_output=True, text=True, timeout=200)
+        took = time.monotonic() - started
+        self.assertEqual(run.returncode, 124, run.stderr)
+        self.assertIn("servers.py: --timeout 20 s passed while running sleep 300", run.stderr)
+        # gdb's backtrace, or (without gdb) each thread's wait channel
+        self.assertTrue("nanosleep" in run.stderr or "waiting in" in run.stderr, run.stderr)
+        self.assertLess(took, 150)
 
 
 if __name__ == "__main__":
