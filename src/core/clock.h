@@ -29,4 +29,20 @@ static inline int64_t clock_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The time `ms` milliseconds from now on `clock`: a deadline for pthread_cond_timedwait (on
+ * the clock its condition variable was given: CLOCK_REALTIME unless set) or
+ * pthread_timedjoin_np (CLOCK_REALTIME). */
+static inline struct timespec clock_deadline_after_ms(clockid_t clock, int64_t ms)
+{
+    struct timespec deadline;
+    clock_gettime(clock, &deadline);
+    deadline.tv_sec += (time_t)(ms / 1000);
+    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    return deadline;
+}
+
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/limits.h"
 #include "gateway/client_address.h"
@@ -158,14 +159,7 @@ int limits_batch_submit(struct limits_batch *b, const struct limits_redis_check 
 
 int limits_batch_drain(struct limits_batch *b, uint32_t timeout_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = clock_deadline_after_ms(CLOCK_REALTIME, timeout_ms);
     int error = 0;
     pthread_mutex_lock(&b->mutex);
     while ((b->count > 0 || b->is_busy) && error == 0)

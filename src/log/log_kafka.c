@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/logline.h"
 #include "core/siphash.h"
@@ -355,14 +356,7 @@ static int teardown_bounded(struct teardown *t, int wait_ms,
         teardown_free(t);
         return 0;
     }
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += wait_ms / 1000;
-    deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = clock_deadline_after_ms(CLOCK_MONOTONIC, wait_ms); /* t->done's */
     pthread_mutex_lock(&t->mutex);
     while (!t->is_done && pthread_cond_timedwait(&t->done, &t->mutex, &deadline) == 0)
         ;
@@ -1348,14 +1342,7 @@ static void announcer_release(void)
     pthread_mutex_unlock(&announcer.mutex);
     if (!is_last)
         return;
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline); /* pthread_timedjoin_np's clock */
-    deadline.tv_sec += wait_ms / 1000;
-    deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = clock_deadline_after_ms(CLOCK_REALTIME, wait_ms);
     int joined = pthread_timedjoin_np(thread, NULL, &deadline);
     if (joined != 0) {
         pthread_detach(thread);
@@ -1575,15 +1562,7 @@ int log_kafka_query_watermarks(const struct backend_options *options, rd_kafka_t
         return CATRACA_E_UNAVAILABLE;
     }
     /* librdkafka's own time-out plus a margin for its reply to arrive. */
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    int64_t wait_ms = (int64_t)timeout_ms + 500;
-    deadline.tv_sec += wait_ms / 1000;
-    deadline.tv_nsec += (wait_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = clock_deadline_after_ms(CLOCK_REALTIME, (int64_t)timeout_ms + 500);
     pthread_mutex_lock(&call->mutex);
     while (!call->is_done &&
            pthread_cond_timedwait(&call->done, &call->mutex, &deadline) == 0)
