@@ -225,15 +225,21 @@ def _stat_fields(pid):
         return None
 
 
-def tree_cpu_s(root):
-    """CPU seconds (user + system, all threads) of root and every live descendant, plus what
-    they collected of their exited children (a PostgreSQL backend that came and went)."""
-    parents = {}
+def _children_by_parent():
+    """{pid: [its live children's pids]} from /proc."""
+    children = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             fields = _stat_fields(entry)
             if fields is not None:
-                parents.setdefault(int(fields[1]), []).append(int(entry))
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def tree_cpu_s(root):
+    """CPU seconds (user + system, all threads) of root and every live descendant, plus what
+    they collected of their exited children (a PostgreSQL backend that came and went)."""
+    parents = _children_by_parent()
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()
@@ -250,12 +256,7 @@ def tree_cpu_s(root):
 def tree_threads_s(root):
     """{thread name: CPU seconds} over root and its live descendants' threads (BENCH_THREADS)."""
     out, todo = {}, [root]
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(entry)
-            if fields is not None:
-                children.setdefault(int(fields[1]), []).append(int(entry))
+    children = _children_by_parent()
     while todo:
         pid = todo.pop()
         todo.extend(children.get(pid, []))

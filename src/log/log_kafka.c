@@ -158,12 +158,20 @@ static void on_librdkafka_log(const rd_kafka_t *client, int level, const char *f
     logline(at, "librdkafka", text, "facility", facility, NULL);
 }
 
+/* Teardowns that outlived their bound and still run (teardown_bounded). */
+static atomic_int abandoned_teardowns;
+
 rd_kafka_t *log_kafka_client_new(const struct backend_options *options, bool is_producer,
                                  void (*on_delivery)(rd_kafka_t *client,
                                                      const rd_kafka_message_t *message,
                                                      void *opaque),
                                  void *opaque)
 {
+    if (atomic_load(&abandoned_teardowns) >= LOG_KAFKA_ABANDONED_TEARDOWNS_MAX) {
+        logline(LOGLINE_ERROR, "log_kafka",
+                "no new Kafka client while earlier ones are stuck in their teardown", NULL);
+        return NULL;
+    }
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (conf == NULL)
         return NULL;
@@ -263,7 +271,6 @@ struct teardown {
     struct teardown_part parts[];
 };
 
-static atomic_int abandoned_teardowns;
 void (*_Atomic log_kafka_teardown_stall)(void);
 
 static struct teardown *teardown_new(size_t count, const char *what)

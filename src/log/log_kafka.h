@@ -209,6 +209,10 @@ int log_kafka_query_watermarks(const struct backend_options *options, rd_kafka_t
  * CATRACA_E_UNAVAILABLE when it outlived the bound (still going on).
  */
 #define LOG_KAFKA_TEARDOWN_MARGIN_MS 5000
+/* While this many teardowns are still stuck in the background, no new client is made (each
+ * would leave a thread and its client behind if librdkafka kept hanging): the caller gets
+ * the failure it gets for a client that cannot be made (CATRACA_E_UNAVAILABLE, a 503). */
+#define LOG_KAFKA_ABANDONED_TEARDOWNS_MAX 16
 int log_kafka_teardown(rd_kafka_t *client, rd_kafka_topic_t *handle, bool is_fetching,
                        int timeout_ms, const char *what);
 /* Tests only (NULL otherwise): called first on every teardown's thread, to stall it. */
